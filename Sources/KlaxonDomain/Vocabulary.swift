@@ -1,0 +1,72 @@
+/// Instants are unix milliseconds; durations are seconds (the wire contract's units).
+public typealias Millis = Int64
+
+public enum IncidentStatus: String, Sendable, Codable, CaseIterable {
+    case triggered, acknowledged, resolved
+    public var isOpen: Bool { self != .resolved }
+}
+
+public enum Urgency: String, Sendable, Codable, CaseIterable {
+    case high, low
+}
+
+public enum Severity: String, Sendable, Codable, CaseIterable {
+    case critical, error, warning, info
+}
+
+/// How a service picks an incident's urgency (PRODUCT.md, Service).
+public enum UrgencyRule: String, Sendable, Codable, CaseIterable {
+    case high, low, severity
+
+    /// `severity`: critical/error → high, warning/info → low; no severity given counts as high,
+    /// so an event that says nothing is never quietly downgraded.
+    public func urgency(for severity: Severity?) -> Urgency {
+        switch self {
+        case .high: return .high
+        case .low: return .low
+        case .severity:
+            switch severity {
+            case .warning?, .info?: return .low
+            case .critical?, .error?, nil: return .high
+            }
+        }
+    }
+}
+
+public enum EventAction: String, Sendable, CaseIterable {
+    case trigger, acknowledge, resolve
+}
+
+public enum EventOutcome: String, Sendable, CaseIterable {
+    case created, deduplicated, acknowledged, resolved, ignored
+}
+
+/// Why a user is being paged; carried in the notify request and the webhook message.
+public enum NotifyReason: String, Sendable, Codable, CaseIterable {
+    case assigned, escalated, ackTimeout = "ack_timeout", reassigned, manual
+}
+
+/// The kinds of incident timeline entries (PRODUCT.md, Timeline entry).
+public enum TimelineType: String, Sendable, Codable, CaseIterable {
+    case trigger, alertDeduplicated = "alert_deduplicated", assign
+    case notifyScheduled = "notify_scheduled", notifySent = "notify_sent"
+    case notifySkipped = "notify_skipped", notifyFailed = "notify_failed"
+    case acknowledge, ackTimeout = "ack_timeout", escalate
+    case repeatEscalationPath = "repeat_escalation_path"
+    case exhaustEscalationPath = "exhaust_escalation_path"
+    case reassign, snooze, resolve, note
+}
+
+public struct TimelineEntry: Sendable, Equatable {
+    public var at: Millis
+    public var type: TimelineType
+    public var actor: String
+    public var details: [String: String]
+
+    public init(at: Millis, type: TimelineType, actor: String, details: [String: String] = [:]) {
+        self.at = at
+        self.type = type
+        self.actor = actor
+        self.details = details
+    }
+}

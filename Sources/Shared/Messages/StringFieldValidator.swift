@@ -1,0 +1,85 @@
+import CProtobufC
+
+/// Walks encoded protobuf bytes alongside a protobuf-c descriptor and checks every string field
+/// (at any depth, map keys and values included) for valid UTF-8 and the absence of NUL, which
+/// protobuf-c would otherwise pass through or silently cut at.
+enum StringFieldValidator {
+    static let maxDepth = 64
+
+    static func validate(
+        _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
+        path: String = "", depth: Int = 0
+    ) throws(WireError) {
+        guard depth < maxDepth else { throw WireError(field: path, reason: "messages nested too deeply") }
+        var reader = Reader(bytes: bytes)
+        while !reader.atEnd {
+            let tag = try reader.varint(path)
+            let number = UInt32(truncatingIfNeeded: tag >> 3)
+            let wireType = tag & 7
+            switch wireType {
+            case 0: _ = try reader.varint(path)
+            case 1: try reader.skip(8, path)
+            case 5: try reader.skip(4, path)
+            case 2:
+                let length = try reader.varint(path)
+                let slice = try reader.take(length, path)
+                guard let field = protobuf_c_message_descriptor_get_field(descriptor, number) else { continue }
+                let name = String(cString: field.pointee.name)
+                let fieldPath = path.isEmpty ? name : "\(path).\(name)"
+                switch field.pointee.type {
+                case PROTOBUF_C_TYPE_STRING:
+                    try checkString(slice, fieldPath)
+                case PROTOBUF_C_TYPE_MESSAGE:
+                    guard let nested = field.pointee.descriptor else { continue }
+                    let nestedDescriptor = nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
+                    // Map entries are messages named "…Entry"; report their keys and values under the map's name.
+                    let isMapEntry = String(cString: nestedDescriptor.pointee.name).hasSuffix("Entry")
+                        && nestedDescriptor.pointee.n_fields == 2
+                    try validate(slice, nestedDescriptor, path: isMapEntry ? fieldPath : fieldPath, depth: depth + 1)
+                default:
+                    continue
+                }
+            default:
+                throw WireError(field: path, reason: "unsupported wire type \(wireType)")
+            }
+        }
+    }
+
+    private static func checkString(_ bytes: UnsafeRawBufferPointer, _ path: String) throws(WireError) {
+        if bytes.contains(0) { throw WireError(field: path, reason: "contains a NUL character") }
+        if String(validating: bytes, as: UTF8.self) == nil {
+            throw WireError(field: path, reason: "is not valid UTF-8")
+        }
+    }
+
+    private struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var offset = 0
+        var atEnd: Bool { offset >= bytes.count }
+
+        mutating func varint(_ path: String) throws(WireError) -> UInt64 {
+            var result: UInt64 = 0
+            var shift: UInt64 = 0
+            while offset < bytes.count && shift < 64 {
+                let byte = bytes[offset]
+                offset += 1
+                result |= UInt64(byte & 0x7F) << shift
+                if byte & 0x80 == 0 { return result }
+                shift += 7
+            }
+            throw WireError(field: path, reason: "truncated varint")
+        }
+
+        mutating func skip(_ count: Int, _ path: String) throws(WireError) {
+            guard bytes.count - offset >= count else { throw WireError(field: path, reason: "truncated field") }
+            offset += count
+        }
+
+        mutating func take(_ length: UInt64, _ path: String) throws(WireError) -> UnsafeRawBufferPointer {
+            guard length <= UInt64(bytes.count - offset) else { throw WireError(field: path, reason: "truncated field") }
+            let start = offset
+            offset += Int(length)
+            return UnsafeRawBufferPointer(rebasing: bytes[start..<offset])
+        }
+    }
+}

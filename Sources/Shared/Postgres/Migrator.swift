@@ -1,0 +1,57 @@
+import Foundation
+import KlaxonDomain
+import Logging
+
+/// Applies the numbered SQL files of Migrations/ in order, each once, in its own transaction,
+/// under an advisory lock so services starting together do not race.
+public enum Migrator {
+    static let advisoryLockKey: Int64 = 0x6B6C_6178_6F6E  // "klaxon"
+
+    public struct Migration: Sendable {
+        public var version: String
+        public var sql: String
+    }
+
+    public static func bundled() throws -> [Migration] {
+        guard let folder = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
+            throw PostgresError(sqlState: nil, message: "migrations folder missing from the Shared bundle")
+        }
+        let files = try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)
+            .filter { $0.pathExtension == "sql" }
+            .sorted { $0.lastPathComponent < $1.lastPathComponent }
+        return try files.map { file in
+            Migration(version: file.deletingPathExtension().lastPathComponent, sql: try String(contentsOf: file, encoding: .utf8))
+        }
+    }
+
+    /// Returns the versions applied by this call.
+    @discardableResult
+    public static func migrate(_ pool: PostgresPool, now: Millis, logger: Logger) async throws -> [String] {
+        let migrations = try bundled()
+        let applied = try await pool.withConnection { connection -> [String] in
+            try connection.query("SELECT pg_advisory_lock($1)", [advisoryLockKey])
+            defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [advisoryLockKey]) }
+            try connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at_ms bigint NOT NULL)")
+            let done = try connection.query("SELECT version FROM schema_migrations")
+            let doneVersions = Set((0..<done.count).compactMap { done.string($0, "version") })
+            var applied: [String] = []
+            for migration in migrations where !doneVersions.contains(migration.version) {
+                try connection.execute("BEGIN")
+                do {
+                    try connection.execute(migration.sql)
+                    try connection.query(
+                        "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)", [migration.version, now])
+                    try connection.execute("COMMIT")
+                } catch {
+                    _ = try? connection.execute("ROLLBACK")
+                    throw error
+                }
+                applied.append(migration.version)
+            }
+            return applied
+        }
+        for version in applied { logger.info("applied migration", metadata: ["db.migration": "\(version)"]) }
+        return applied
+    }
+}

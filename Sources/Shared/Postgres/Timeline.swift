@@ -1,0 +1,42 @@
+import Foundation
+import KlaxonDomain
+
+/// Writes incident timeline entries; callers do so in the transaction of the change.
+public enum Timeline {
+    public static func append(_ connection: PGConnection, incidentID: Int64, _ entry: TimelineEntry) throws {
+        try connection.query(
+            "INSERT INTO timeline_entries (incident_id, at_ms, type, actor, details) VALUES ($1, $2, $3, $4, $5::jsonb)",
+            [incidentID, entry.at, entry.type.rawValue, entry.actor, JSON.object(entry.details)])
+    }
+
+    public static func entries(_ connection: PGConnection, incidentID: Int64) throws -> [TimelineEntry] {
+        let rows = try connection.query(
+            "SELECT at_ms, type, actor, details::text AS details FROM timeline_entries WHERE incident_id = $1 ORDER BY id",
+            [incidentID])
+        return (0..<rows.count).compactMap { row in
+            guard let type = TimelineType(rawValue: rows.string(row, "type")!) else { return nil }
+            return TimelineEntry(
+                at: rows.int64(row, "at_ms")!, type: type, actor: rows.string(row, "actor")!,
+                details: JSON.stringMap(rows.string(row, "details") ?? "{}"))
+        }
+    }
+}
+
+/// Small JSON helpers for jsonb columns holding string maps.
+public enum JSON {
+    public static func object(_ values: [String: String]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: values, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    public static func stringMap(_ text: String) -> [String: String] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { return [:] }
+        return object.mapValues { value in
+            if let string = value as? String { return string }
+            if let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
+                return String(decoding: data, as: UTF8.self)
+            }
+            return "\(value)"
+        }
+    }
+}

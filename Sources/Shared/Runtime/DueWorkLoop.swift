@@ -1,0 +1,46 @@
+import KlaxonDomain
+import Logging
+import ServiceLifecycle
+
+/// Runs `step` whenever work may be due: at the earliest due instant it reported, on a poke, and
+/// at least every `maxSleep` (work written by other replicas pokes only them). A failing step is
+/// logged and retried after `errorBackoff`. Ends on graceful shutdown or cancellation.
+public struct DueWorkLoop: Sendable {
+    public var name: String
+    public var clock: any WallClock
+    public var waker: Waker
+    public var maxSleep: Duration = .seconds(2)
+    public var errorBackoff: Duration = .milliseconds(500)
+    public var logger: Logger
+
+    public init(name: String, clock: any WallClock, waker: Waker, logger: Logger) {
+        self.name = name
+        self.clock = clock
+        self.waker = waker
+        self.logger = logger
+    }
+
+    /// `step` does the work due at `now` and returns the next due instant, if it knows one.
+    public func run(_ step: @escaping @Sendable (_ now: Millis) async throws -> Millis?) async {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let sleep: Duration
+                do {
+                    let now = clock.nowMs()
+                    if let next = try await step(now) {
+                        let wait = max(0, next - clock.nowMs())
+                        sleep = min(.milliseconds(wait), maxSleep)
+                    } else {
+                        sleep = maxSleep
+                    }
+                } catch is CancellationError {
+                    return
+                } catch {
+                    logger.error("work loop step failed", metadata: ["loop": "\(name)", "error": "\(error)"])
+                    sleep = errorBackoff
+                }
+                if sleep > .zero { await waker.wait(timeout: sleep) }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+/// host:port, as given in flags and environment variables.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.init(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+public struct ConfigError: Error, CustomStringConvertible {
+    public var description: String
+}
+
+/// Everything a Klaxon process needs to know. Each key has an environment variable:
+/// `KLAXON_` + the key in upper snake case (`database.url` → `KLAXON_DATABASE_URL`).
+public struct KlaxonConfig: Sendable {
+    /// libpq connection string or URI.
+    public var databaseURL: String
+    public var databasePoolSize = 8
+    public var ingestListen = HostPort(host: "127.0.0.1", port: 7401)
+    public var assignmentListen = HostPort(host: "127.0.0.1", port: 7402)
+    public var notifierListen = HostPort(host: "127.0.0.1", port: 7403)
+    /// Where Ingest's outbox reaches Assignment, and Assignment's reaches Notifier.
+    public var assignmentAddress = HostPort(host: "127.0.0.1", port: 7402)
+    public var notifierAddress = HostPort(host: "127.0.0.1", port: 7403)
+    public var maxFrameBytes = Framing.defaultMaxFrameBytes
+    public var maxInFlightPerConnection = 64
+    public var idleTimeoutSeconds = 300
+    /// Delivery attempts per notification before it is failed.
+    public var notifyMaxAttempts = 3
+    public var notifyTimeoutSeconds = 10
+
+    public init(databaseURL: String) {
+        self.databaseURL = databaseURL
+    }
+
+    public static let environmentKeys: [(key: String, variable: String, help: String)] = [
+        ("database.url", "KLAXON_DATABASE_URL", "libpq connection string (required)"),
+        ("database.pool_size", "KLAXON_DATABASE_POOL_SIZE", "connections per process (8)"),
+        ("ingest.listen", "KLAXON_INGEST_LISTEN", "Ingest binary protocol (127.0.0.1:7401)"),
+        ("assignment.listen", "KLAXON_ASSIGNMENT_LISTEN", "Assignment binary protocol (127.0.0.1:7402)"),
+        ("notifier.listen", "KLAXON_NOTIFIER_LISTEN", "Notifier binary protocol (127.0.0.1:7403)"),
+        ("assignment.address", "KLAXON_ASSIGNMENT_ADDRESS", "where Ingest reaches Assignment (127.0.0.1:7402)"),
+        ("notifier.address", "KLAXON_NOTIFIER_ADDRESS", "where Assignment reaches Notifier (127.0.0.1:7403)"),
+        ("rpc.max_frame_bytes", "KLAXON_RPC_MAX_FRAME_BYTES", "largest accepted frame (4194304)"),
+        ("rpc.max_in_flight", "KLAXON_RPC_MAX_IN_FLIGHT", "concurrent requests per connection (64)"),
+        ("rpc.idle_timeout_seconds", "KLAXON_RPC_IDLE_TIMEOUT_SECONDS", "idle connection close (300)"),
+        ("notify.max_attempts", "KLAXON_NOTIFY_MAX_ATTEMPTS", "delivery attempts per notification (3)"),
+        ("notify.timeout_seconds", "KLAXON_NOTIFY_TIMEOUT_SECONDS", "timeout of one delivery (10)"),
+    ]
+
+    /// Reads the environment; unknown or malformed values are errors, not silently ignored.
+    public static func fromEnvironment(_ environment: [String: String], databaseURL fallback: String? = nil) throws -> KlaxonConfig {
+        guard let url = environment["KLAXON_DATABASE_URL"].flatMap({ $0.isEmpty ? nil : $0 }) ?? fallback else {
+            throw ConfigError(description: "KLAXON_DATABASE_URL is not set (a libpq connection string, e.g. postgresql://klaxon@127.0.0.1:5432/klaxon)")
+        }
+        var config = KlaxonConfig(databaseURL: url)
+        func address(_ variable: String, _ target: inout HostPort) throws {
+            guard let text = environment[variable], !text.isEmpty else { return }
+            guard let value = HostPort(text) else { throw ConfigError(description: "\(variable)=\(text) is not host:port") }
+            target = value
+        }
+        func number(_ variable: String, _ target: inout Int, minimum: Int) throws {
+            guard let text = environment[variable], !text.isEmpty else { return }
+            guard let value = Int(text), value >= minimum else {
+                throw ConfigError(description: "\(variable)=\(text) must be an integer ≥ \(minimum)")
+            }
+            target = value
+        }
+        try number("KLAXON_DATABASE_POOL_SIZE", &config.databasePoolSize, minimum: 1)
+        try address("KLAXON_INGEST_LISTEN", &config.ingestListen)
+        try address("KLAXON_ASSIGNMENT_LISTEN", &config.assignmentListen)
+        try address("KLAXON_NOTIFIER_LISTEN", &config.notifierListen)
+        config.assignmentAddress = config.assignmentListen
+        config.notifierAddress = config.notifierListen
+        try address("KLAXON_ASSIGNMENT_ADDRESS", &config.assignmentAddress)
+        try address("KLAXON_NOTIFIER_ADDRESS", &config.notifierAddress)
+        try number("KLAXON_RPC_MAX_FRAME_BYTES", &config.maxFrameBytes, minimum: 1024)
+        try number("KLAXON_RPC_MAX_IN_FLIGHT", &config.maxInFlightPerConnection, minimum: 1)
+        try number("KLAXON_RPC_IDLE_TIMEOUT_SECONDS", &config.idleTimeoutSeconds, minimum: 1)
+        try number("KLAXON_NOTIFY_MAX_ATTEMPTS", &config.notifyMaxAttempts, minimum: 1)
+        try number("KLAXON_NOTIFY_TIMEOUT_SECONDS", &config.notifyTimeoutSeconds, minimum: 1)
+        return config
+    }
+
+    public func rpcServerConfiguration(_ listen: HostPort) -> RPCServerConfiguration {
+        var configuration = RPCServerConfiguration(host: listen.host, port: listen.port)
+        configuration.maxFrameBytes = maxFrameBytes
+        configuration.maxInFlightPerConnection = maxInFlightPerConnection
+        configuration.idleTimeout = .seconds(Int64(idleTimeoutSeconds))
+        return configuration
+    }
+
+    public func rpcClient(_ address: HostPort) -> RPCClient {
+        var configuration = RPCClientConfiguration(host: address.host, port: address.port)
+        configuration.maxFrameBytes = maxFrameBytes
+        return RPCClient(configuration: configuration)
+    }
+}

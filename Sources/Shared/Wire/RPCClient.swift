@@ -1,0 +1,258 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+public struct RPCClientConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var connectTimeout: TimeAmount = .seconds(2)
+    /// How long a call waits for its reply unless the call says otherwise.
+    public var defaultTimeout: TimeAmount = .seconds(10)
+    public var maxFrameBytes: Int = Framing.defaultMaxFrameBytes
+    /// After a failed connect, calls fail fast with UNAVAILABLE for a delay that doubles up to the maximum.
+    public var initialBackoff: TimeAmount = .milliseconds(50)
+    public var maxBackoff: TimeAmount = .seconds(5)
+    /// Headers sent with every call (e.g. authorization).
+    public var headers: [String: String] = [:]
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+}
+
+/// A client for one server: one reused connection, pipelined calls matched to replies by id,
+/// a deadline on every call, reconnection with exponential backoff.
+public final class RPCClient: Sendable {
+    public let configuration: RPCClientConfiguration
+    private let group: EventLoopGroup
+    private let state = NIOLockedValueBox(ConnectionState.idle)
+    private let ids = NIOLockedValueBox<UInt64>(0)
+
+    private enum ConnectionState {
+        case idle
+        case connecting(EventLoopFuture<Channel>)
+        case connected(Channel)
+        case backingOff(until: NIODeadline, failures: Int, error: String)
+        case closed
+    }
+
+    public init(configuration: RPCClientConfiguration, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.configuration = configuration
+        self.group = group
+    }
+
+    public convenience init(host: String, port: Int) {
+        self.init(configuration: RPCClientConfiguration(host: host, port: port))
+    }
+
+    /// Calls `method` and decodes its reply; every failure is an `RPCError`.
+    public func call<Request: WireMessage, Reply: WireMessage>(
+        _ method: String, _ request: Request, as reply: Reply.Type = Reply.self,
+        headers: [String: String] = [:], timeout: TimeAmount? = nil
+    ) async throws -> Reply {
+        let envelope = try await callRaw(method, body: request.wireBytes(), headers: headers, timeout: timeout)
+        do {
+            return try Reply(wire: envelope.body)
+        } catch {
+            throw RPCError(.internalError, "cannot decode reply to \(method): \(error)")
+        }
+    }
+
+    /// Sends one envelope and returns the OK reply envelope; a non-OK status is thrown.
+    public func callRaw(
+        _ method: String, body: [UInt8], headers: [String: String] = [:], timeout: TimeAmount? = nil
+    ) async throws -> Envelope {
+        let timeout = timeout ?? configuration.defaultTimeout
+        var allHeaders = configuration.headers.merging(headers) { _, call in call }
+        allHeaders["deadline-ms"] = String(timeout.nanoseconds / 1_000_000)
+        let id = ids.withLockedValue { value -> UInt64 in
+            value &+= 1
+            return value
+        }
+        let request = Envelope(id: id, method: method, body: body, headers: allHeaders)
+        let channel = try await connectedChannel()
+        let promise = channel.eventLoop.makePromise(of: Envelope.self)
+        let call = PendingCall(envelope: request, promise: promise, timeout: timeout)
+        channel.writeAndFlush(call, promise: nil)
+        let reply: Envelope
+        do {
+            reply = try await promise.futureResult.get()
+        } catch let error as RPCError {
+            throw error
+        } catch {
+            throw RPCError(.unavailable, "call to \(method) failed: \(error)")
+        }
+        let status = reply.status ?? .ok
+        guard status.code == .ok else { throw RPCError(status: status) }
+        return reply
+    }
+
+    public func close() async {
+        let channel = state.withLockedValue { state -> Channel? in
+            defer { state = .closed }
+            if case let .connected(channel) = state { return channel }
+            return nil
+        }
+        try? await channel?.close()
+    }
+
+    private enum Step {
+        case use(Channel)
+        case wait(EventLoopFuture<Channel>, started: Bool, failures: Int)
+        case fail(RPCError)
+    }
+
+    private func connectedChannel() async throws -> Channel {
+        let step = state.withLockedValue { state -> Step in
+            var failures = 0
+            switch state {
+            case let .connected(channel) where channel.isActive:
+                return .use(channel)
+            case let .connecting(future):
+                return .wait(future, started: false, failures: 0)
+            case let .backingOff(until, previous, error):
+                if NIODeadline.now() < until {
+                    return .fail(RPCError(.unavailable, "\(configuration.host):\(configuration.port) unreachable: \(error)"))
+                }
+                failures = previous
+            case .closed:
+                return .fail(RPCError(.unavailable, "client closed"))
+            case .idle, .connected:
+                break
+            }
+            let future = makeBootstrap().connect(host: configuration.host, port: configuration.port)
+            state = .connecting(future)
+            return .wait(future, started: true, failures: failures)
+        }
+        switch step {
+        case let .use(channel):
+            return channel
+        case let .fail(error):
+            throw error
+        case let .wait(future, started, failures):
+            if started { observe(future, failures: failures) }
+            do {
+                return try await future.get()
+            } catch {
+                throw RPCError(.unavailable, "cannot connect to \(configuration.host):\(configuration.port): \(error)")
+            }
+        }
+    }
+
+    private func observe(_ future: EventLoopFuture<Channel>, failures: Int) {
+        future.whenComplete { result in
+            switch result {
+            case let .success(channel):
+                let kept = self.state.withLockedValue { state -> Bool in
+                    guard case .connecting = state else { return false }
+                    state = .connected(channel)
+                    return true
+                }
+                if !kept { channel.close(promise: nil); return }
+                channel.closeFuture.whenComplete { _ in
+                    self.state.withLockedValue { state in
+                        if case let .connected(current) = state, current === channel { state = .idle }
+                    }
+                }
+            case let .failure(error):
+                let delay = self.backoff(afterFailures: failures + 1)
+                self.state.withLockedValue { state in
+                    guard case .connecting = state else { return }
+                    state = .backingOff(until: .now() + delay, failures: failures + 1, error: "\(error)")
+                }
+            }
+        }
+    }
+
+    func backoff(afterFailures failures: Int) -> TimeAmount {
+        let initial = configuration.initialBackoff.nanoseconds
+        let exponent = min(failures - 1, 30)
+        let delay = min(initial.multipliedReportingOverflow(by: Int64(1) << exponent).partialValue, configuration.maxBackoff.nanoseconds)
+        return .nanoseconds(delay > 0 ? delay : configuration.maxBackoff.nanoseconds)
+    }
+
+    private func makeBootstrap() -> ClientBootstrap {
+        let maxFrameBytes = configuration.maxFrameBytes
+        return ClientBootstrap(group: group)
+            .connectTimeout(configuration.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
+                    try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+                    try pipeline.addHandler(RPCClientHandler())
+                }
+            }
+    }
+}
+
+struct PendingCall: Sendable {
+    var envelope: Envelope
+    var promise: EventLoopPromise<Envelope>
+    var timeout: TimeAmount
+}
+
+/// Matches replies to calls by id; lives on the channel's event loop.
+final class RPCClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = PendingCall
+    typealias OutboundOut = ByteBuffer
+
+    private var pending: [UInt64: (promise: EventLoopPromise<Envelope>, timer: Scheduled<Void>)] = [:]
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let call = unwrapOutboundIn(data)
+        let id = call.envelope.id
+        let method = call.envelope.method
+        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: call.timeout) { [self] in
+            if let entry = pending.removeValue(forKey: id) {
+                entry.promise.fail(RPCError(.deadlineExceeded, "\(method) got no reply within \(call.timeout.nanoseconds / 1_000_000) ms"))
+            }
+        }
+        pending[id] = (call.promise, timer)
+        context.write(wrapOutboundOut(call.envelope.frameBuffer(allocator: context.channel.allocator)), promise: promise)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        let reply: Envelope
+        do {
+            reply = try Envelope(frame: frame)
+        } catch {
+            failAll(RPCError(.internalError, "malformed reply from server: \(error)"))
+            context.close(promise: nil)
+            return
+        }
+        if reply.id == 0, let status = reply.status, status.code != .ok {
+            // The server refused the connection or a frame (it closes next): every call gets its reason.
+            failAll(RPCError(status: status))
+            return
+        }
+        if let entry = pending.removeValue(forKey: reply.id) {
+            entry.timer.cancel()
+            entry.promise.succeed(reply)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(RPCError(.unavailable, "connection closed before the reply"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failAll(RPCError(.unavailable, "connection failed: \(error)"))
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ error: RPCError) {
+        let calls = pending
+        pending.removeAll()
+        for entry in calls.values {
+            entry.timer.cancel()
+            entry.promise.fail(error)
+        }
+    }
+}
