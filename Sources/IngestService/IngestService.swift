@@ -1,0 +1,55 @@
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// IngestService: the binary listener for monitor events and the relay of its outbox to Assignment.
+public struct IngestService: Service {
+    public static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    public static let sendEvents = "klaxon.ingest.v1.Ingest/SendEvents"
+
+    public let server: RPCServer
+    let relay: OutboxRelay
+    let relayWaker: Waker
+    let clock: any WallClock
+    let logger: Logger
+
+    public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
+        let waker = Waker()
+        let processor = EventProcessor(pool: pool, clock: clock, assignmentOutbox: waker, logger: logger)
+        self.server = RPCServer(
+            configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger)
+        self.relay = OutboxRelay(destination: "assignment", client: config.rpcClient(config.assignmentAddress), pool: pool, logger: logger)
+        self.relayWaker = waker
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public static func router(_ processor: EventProcessor) -> RPCRouter {
+        var router = RPCRouter()
+        router.register(sendEvent) { (event: Event, _) in
+            try await processor.process(event)
+        }
+        router.register(sendEvents) { (request: SendEventsRequest, _) in
+            var items: [SendEventsReply.Item] = []
+            for event in request.events {
+                do {
+                    items.append(.init(status: .ok, result: try await processor.process(event)))
+                } catch let error as RPCError {
+                    items.append(.init(status: error.status, result: nil))
+                }
+            }
+            return SendEventsReply(items: items)
+        }
+        return router
+    }
+
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.run() }
+            group.addTask {
+                await DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)
+                    .run { now in try await relay.deliverDue(now: now) }
+            }
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import AsyncHTTPClient
+import Logging
+import ServiceLifecycle
+import Shared
+
+/// NotifierService: takes notify requests and pages people through their contact methods.
+public struct NotifierService: Service {
+    public let server: RPCServer
+    let dispatcher: NotificationDispatcher
+    let waker: Waker
+    let clock: any WallClock
+    let logger: Logger
+
+    public init(
+        config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger,
+        channels: [String: any DeliveryChannel]? = nil, baseBackoffMs: Int64 = 1_000
+    ) {
+        let waker = Waker()
+        let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
+        let webhook = WebhookChannel(timeout: .seconds(Int64(config.notifyTimeoutSeconds)))
+        self.server = RPCServer(
+            configuration: config.rpcServerConfiguration(config.notifierListen), router: Self.router(intake), logger: logger)
+        self.dispatcher = NotificationDispatcher(
+            pool: pool, channels: channels ?? ["webhook": webhook], maxAttempts: config.notifyMaxAttempts,
+            baseBackoffMs: baseBackoffMs, logger: logger)
+        self.waker = waker
+        self.clock = clock
+        self.logger = logger
+    }
+
+    public static func router(_ intake: NotifyIntake) -> RPCRouter {
+        var router = RPCRouter()
+        router.register(NotifyRequest.method) { (request: NotifyRequest, _) in
+            do {
+                try await intake.notify(request)
+            } catch let error as PostgresError {
+                throw error.rpcError
+            }
+            return Empty()
+        }
+        return router
+    }
+
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await server.run() }
+            group.addTask {
+                await DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
+                    .run { now in try await dispatcher.dispatchDue(now: now) }
+            }
+        }
+    }
+}

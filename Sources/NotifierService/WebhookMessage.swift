@@ -1,0 +1,87 @@
+import Foundation
+import KlaxonDomain
+import Shared
+
+/// The webhook message of PRODUCT.md (JSON, POST, header Idempotency-Key = notification_id).
+public struct WebhookMessage: Codable, Sendable, Equatable {
+    public struct ServiceRef: Codable, Sendable, Equatable {
+        public var id: UInt64
+        public var name: String
+    }
+
+    public struct IncidentBody: Codable, Sendable, Equatable {
+        public var id: UInt64
+        public var number: UInt64
+        public var title: String
+        public var status: String
+        public var urgency: String
+        public var service: ServiceRef
+        public var dedupKey: String
+        public var createdAt: String
+        public var htmlURL: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, number, title, status, urgency, service
+            case dedupKey = "dedup_key", createdAt = "created_at", htmlURL = "html_url"
+        }
+    }
+
+    public struct UserRef: Codable, Sendable, Equatable {
+        public var id: UInt64
+        public var name: String
+        public var email: String
+    }
+
+    public struct RuleRef: Codable, Sendable, Equatable {
+        public var id: UInt64
+        public var startDelaySeconds: UInt32
+
+        enum CodingKeys: String, CodingKey {
+            case id
+            case startDelaySeconds = "start_delay_seconds"
+        }
+    }
+
+    public var notificationID: String
+    public var reason: String
+    public var snapshot: Bool
+    public var incident: IncidentBody
+    public var user: UserRef
+    public var rule: RuleRef
+    public var sentAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case notificationID = "notification_id", reason, snapshot, incident, user, rule, sentAt = "sent_at"
+    }
+
+    public init(
+        notificationID: String, reason: NotifyReason, isSnapshot: Bool, incident: IncidentSnapshot,
+        user: UserRef, rule: RuleRef, sentAt: Millis
+    ) {
+        self.notificationID = notificationID
+        self.reason = reason.rawValue
+        self.snapshot = isSnapshot
+        self.incident = IncidentBody(
+            id: incident.incidentID, number: incident.number, title: incident.title,
+            status: incident.status?.rawValue ?? "triggered", urgency: incident.urgency?.rawValue ?? "high",
+            service: ServiceRef(id: incident.serviceID, name: incident.serviceName), dedupKey: incident.dedupKey,
+            createdAt: Self.iso8601(incident.createdAtMs), htmlURL: nil)
+        self.user = user
+        self.rule = rule
+        self.sentAt = Self.iso8601(sentAt)
+    }
+
+    public func jsonBytes() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array((try? encoder.encode(self)) ?? Data())
+    }
+
+    /// RFC 3339 UTC with milliseconds.
+    public static func iso8601(_ millis: Millis) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+    }
+}

@@ -1,0 +1,144 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A small real HTTP server that records every request: the webhook receiver of `klaxon dev`
+/// and of the tests. Answers are scripted (`respond`) so retries can be exercised.
+public final class HTTPSink: Sendable {
+    public struct Request: Sendable {
+        public var method: String
+        public var uri: String
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+
+        public func header(_ name: String) -> String? {
+            headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        }
+    }
+
+    private struct State {
+        var requests: [Request] = []
+        var scriptedStatuses: [Int] = []
+        var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    }
+
+    private let state = NIOLockedValueBox(State())
+    private let channel: Channel
+    private let onRequest: (@Sendable (Request) -> Void)?
+
+    public var port: Int { channel.localAddress?.port ?? 0 }
+
+    private init(channel: Channel, onRequest: (@Sendable (Request) -> Void)?) {
+        self.channel = channel
+        self.onRequest = onRequest
+    }
+
+    public static func start(
+        host: String = "127.0.0.1", port: Int = 0, onRequest: (@Sendable (Request) -> Void)? = nil
+    ) async throws -> HTTPSink {
+        let box = NIOLockedValueBox<HTTPSink?>(nil)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                    try channel.pipeline.syncOperations.addHandler(SinkHandler { request in
+                        box.withLockedValue { $0 }?.record(request) ?? 200
+                    })
+                }
+            }
+            .bind(host: host, port: port).get()
+        let sink = HTTPSink(channel: channel, onRequest: onRequest)
+        box.withLockedValue { $0 = sink }
+        return sink
+    }
+
+    public var url: String { "http://127.0.0.1:\(port)" }
+
+    /// The next requests get these statuses, in order; after them, 200.
+    public func respond(_ statuses: [Int]) {
+        state.withLockedValue { $0.scriptedStatuses.append(contentsOf: statuses) }
+    }
+
+    public var requests: [Request] { state.withLockedValue { $0.requests } }
+
+    /// Waits until at least `count` requests arrived or `timeout` passed; returns the requests.
+    public func waitForRequests(_ count: Int, timeout: Duration) async -> [Request] {
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.releaseWaiters(force: true)
+        }
+        defer { timer.cancel() }
+        await withCheckedContinuation { continuation in
+            let ready = state.withLockedValue { state -> Bool in
+                if state.requests.count >= count { return true }
+                state.waiters.append((count, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+        return requests
+    }
+
+    public func shutdown() async {
+        try? await channel.close()
+        releaseWaiters(force: true)
+    }
+
+    private func record(_ request: Request) -> Int {
+        let status = state.withLockedValue { state -> Int in
+            state.requests.append(request)
+            return state.scriptedStatuses.isEmpty ? 200 : state.scriptedStatuses.removeFirst()
+        }
+        onRequest?(request)
+        releaseWaiters(force: false)
+        return status
+    }
+
+    private func releaseWaiters(force: Bool) {
+        let ready = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            let count = state.requests.count
+            let ready = state.waiters.filter { force || count >= $0.count }.map(\.continuation)
+            state.waiters.removeAll { force || count >= $0.count }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+}
+
+private final class SinkHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let answer: @Sendable (HTTPSink.Request) -> Int
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(answer: @escaping @Sendable (HTTPSink.Request) -> Int) {
+        self.answer = answer
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head):
+            self.head = head
+            body = []
+        case var .body(buffer):
+            body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
+        case .end:
+            guard let head else { return }
+            let request = HTTPSink.Request(
+                method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
+            let status = answer(request)
+            let reply = status < 300 ? "{\"ok\":true}" : "{\"error\":\"scripted failure\"}"
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(reply.utf8.count))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(
+                version: head.version, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: reply)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            self.head = nil
+        }
+    }
+}

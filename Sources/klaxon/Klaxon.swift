@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct Klaxon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "klaxon",
+        abstract: "Klaxon incident alerting: services and tools.",
+        subcommands: [
+            DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self,
+        ])
+}

@@ -1,0 +1,46 @@
+import ArgumentParser
+import KlaxonDomain
+import Shared
+
+/// Sends one event over the binary protocol, as a monitor would, and prints the outcome.
+struct SendEventCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send-event", abstract: "Send a trigger, acknowledge or resolve event to Ingest.")
+
+    @Option(help: "Ingest's binary protocol address.")
+    var address = "127.0.0.1:7401"
+    @Option(help: "The service's 32-character routing key.")
+    var routingKey: String
+    @Option(help: "trigger, acknowledge or resolve.")
+    var action = "trigger"
+    @Option(help: "Deduplication key (generated for a trigger when omitted).")
+    var dedupKey = ""
+    @Option(help: "Summary (the incident title).")
+    var summary = "Test event from klaxon send-event"
+    @Option(help: "Affected host or component.")
+    var source = "klaxon-cli"
+    @Option(help: "critical, error, warning or info.")
+    var severity = "critical"
+
+    func run() async throws {
+        guard let hostPort = HostPort(address) else { throw ValidationError("--address must be host:port") }
+        guard let eventAction = EventAction(rawValue: action) else {
+            throw ValidationError("--action must be trigger, acknowledge or resolve")
+        }
+        guard let eventSeverity = Severity(rawValue: severity) else {
+            throw ValidationError("--severity must be critical, error, warning or info")
+        }
+        let client = RPCClient(host: hostPort.host, port: hostPort.port)
+        defer { Task { await client.close() } }
+        let event = Event(
+            routingKey: routingKey, eventAction: eventAction, dedupKey: dedupKey,
+            payload: Payload(summary: summary, source: source, severity: eventSeverity))
+        do {
+            let result: EventResult = try await client.call("klaxon.ingest.v1.Ingest/SendEvent", event)
+            print("\(result.outcome?.rawValue.uppercased() ?? "UNSPECIFIED") incident \(result.incidentID) dedup_key \(result.dedupKey)")
+        } catch let error as RPCError {
+            print("error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+}

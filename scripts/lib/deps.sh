@@ -1,0 +1,27 @@
+# Installs what building and testing Klaxon needs, only when missing (Debian/Ubuntu, apt).
+# Sourced by scripts/run and scripts/test.
+
+klaxon_ensure_deps() {
+  local need=()
+  pkg-config --exists libprotobuf-c 2>/dev/null || need+=(libprotobuf-c-dev)
+  command -v protoc-c >/dev/null 2>&1 || need+=(protobuf-c-compiler)
+  command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+  pkg-config --exists libpq 2>/dev/null || need+=(libpq-dev)
+  klaxon_pg_bin >/dev/null 2>&1 || need+=(postgresql)
+  command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "==> installing ${need[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  command -v swift >/dev/null 2>&1 || { echo "swift is not on PATH (Swift 6.1 or newer is required)" >&2; return 1; }
+}
+
+# The Python protobuf runtime, for the test that speaks the wire contract from an independent implementation.
+klaxon_ensure_python_protobuf() {
+  python3 -c 'import google.protobuf' 2>/dev/null && return 0
+  echo "==> installing the Python protobuf package"
+  python3 -m pip install -q protobuf 2>/dev/null || python3 -m pip install -q --break-system-packages protobuf
+}
