@@ -58,6 +58,8 @@ let package = Package(
             ]),
         // libFuzzer entry point for frame + Envelope + Event decoding (see README, Development).
         .executableTarget(name: "KlaxonFuzz", dependencies: ["Shared"]),
+        // malloc statistics for the codec leak test.
+        .target(name: "CHeapStats"),
         // Test doubles and fixtures: manual clock, throwaway databases, a real HTTP sink.
         .target(
             name: "KlaxonTestSupport",
@@ -69,7 +71,7 @@ let package = Package(
         .testTarget(
             name: "SharedTests",
             dependencies: [
-                "Shared", "KlaxonTestSupport",
+                "Shared", "KlaxonTestSupport", "CHeapStats",
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),

@@ -62,8 +62,27 @@ public struct EventProcessor: Sendable {
         return try await pool.transaction { connection in
             let service = try Self.service(connection, routingKey: event.routingKey)
             let urgency = service.urgencyRule.urgency(for: payload.severity)
-            // A concurrent trigger may resolve the open incident between our insert and select: loop.
+            // Join the open incident if there is one; else create it. The partial unique index
+            // decides races between replicas: a loser's insert does nothing and it joins instead.
             for _ in 0..<5 {
+                let open = try connection.query(
+                    "SELECT id FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved' FOR UPDATE",
+                    [service.id, dedupKey])
+                if let incidentID = open.int64(0, "id"), !open.isEmpty {
+                    try connection.query(
+                        """
+                        UPDATE alerts SET count = count + 1, last_at_ms = $2
+                        WHERE id = (SELECT min(id) FROM alerts WHERE incident_id = $1)
+                        """, [incidentID, now])
+                    try connection.query("UPDATE incidents SET updated_at_ms = $2 WHERE id = $1", [incidentID, now])
+                    try Timeline.append(
+                        connection, incidentID: incidentID,
+                        TimelineEntry(at: now, type: .alertDeduplicated, actor: Self.consumerActor,
+                                      details: ["summary": payload.summary, "source": payload.source]))
+                    return EventResult(
+                        dedupKey: dedupKey, incidentID: UInt64(incidentID), outcome: .deduplicated,
+                        message: "joined the open incident with this dedup key")
+                }
                 let inserted = try connection.query(
                     """
                     INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms)
@@ -72,40 +91,22 @@ public struct EventProcessor: Sendable {
                     RETURNING id
                     """,
                     [service.id, payload.summary, urgency.rawValue, payload.severity?.rawValue ?? "", dedupKey, details, now])
-                if let incidentID = inserted.int64(0, "id"), !inserted.isEmpty {
-                    try connection.query(
-                        """
-                        INSERT INTO alerts (incident_id, summary, source, severity, event, first_at_ms, last_at_ms)
-                        VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)
-                        """, [incidentID, payload.summary, payload.source, payload.severity?.rawValue ?? "", eventJSON, now])
-                    try Timeline.append(
-                        connection, incidentID: incidentID,
-                        TimelineEntry(at: now, type: .trigger, actor: Self.consumerActor,
-                                      details: ["summary": payload.summary, "source": payload.source, "dedup_key": dedupKey]))
-                    let messageID = Outbox.newMessageID()
-                    let message = IncidentTriggeredRequest(messageID: messageID, incidentID: UInt64(incidentID), triggeredAtMs: now)
-                    try Outbox.enqueue(
-                        connection, destination: "assignment", method: IncidentTriggeredRequest.method,
-                        messageID: messageID, body: message.wireBytes(), now: now)
-                    return EventResult(dedupKey: dedupKey, incidentID: UInt64(incidentID), outcome: .created, message: "incident created")
-                }
-                let open = try connection.query(
-                    "SELECT id FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved' FOR UPDATE",
-                    [service.id, dedupKey])
-                guard let incidentID = open.int64(0, "id"), !open.isEmpty else { continue }
+                guard let incidentID = inserted.int64(0, "id"), !inserted.isEmpty else { continue }
                 try connection.query(
                     """
-                    UPDATE alerts SET count = count + 1, last_at_ms = $2
-                    WHERE id = (SELECT min(id) FROM alerts WHERE incident_id = $1)
-                    """, [incidentID, now])
+                    INSERT INTO alerts (incident_id, summary, source, severity, event, first_at_ms, last_at_ms)
+                    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)
+                    """, [incidentID, payload.summary, payload.source, payload.severity?.rawValue ?? "", eventJSON, now])
                 try Timeline.append(
                     connection, incidentID: incidentID,
-                    TimelineEntry(at: now, type: .alertDeduplicated, actor: Self.consumerActor,
-                                  details: ["summary": payload.summary, "source": payload.source]))
-                try connection.query("UPDATE incidents SET updated_at_ms = $2 WHERE id = $1", [incidentID, now])
-                return EventResult(
-                    dedupKey: dedupKey, incidentID: UInt64(incidentID), outcome: .deduplicated,
-                    message: "joined the open incident with this dedup key")
+                    TimelineEntry(at: now, type: .trigger, actor: Self.consumerActor,
+                                  details: ["summary": payload.summary, "source": payload.source, "dedup_key": dedupKey]))
+                let messageID = Outbox.newMessageID()
+                let message = IncidentTriggeredRequest(messageID: messageID, incidentID: UInt64(incidentID), triggeredAtMs: now)
+                try Outbox.enqueue(
+                    connection, destination: "assignment", method: IncidentTriggeredRequest.method,
+                    messageID: messageID, body: message.wireBytes(), now: now)
+                return EventResult(dedupKey: dedupKey, incidentID: UInt64(incidentID), outcome: .created, message: "incident created")
             }
             throw RPCError(.aborted, "the incident for this dedup key kept changing; retry")
         }

@@ -7,7 +7,7 @@ public enum PGParam: Sendable, Equatable {
     case bytes([UInt8])
 }
 
-public protocol PGEncodable {
+public protocol PGEncodable: Sendable {
     var pgParam: PGParam { get }
 }
 
@@ -150,6 +150,10 @@ public final class PGResult: @unchecked Sendable {
     public var isEmpty: Bool { count == 0 }
     /// Rows changed by INSERT/UPDATE/DELETE.
     public var affectedRows: Int { Int(String(cString: PQcmdTuples(handle))) ?? 0 }
+
+    public func columnName(_ index: Int) -> String {
+        String(cString: PQfname(handle, Int32(index)))
+    }
 
     private func column(_ name: String) -> Int32 {
         let index = PQfnumber(handle, name)

@@ -22,6 +22,7 @@ public struct HostPort: Sendable, Equatable, CustomStringConvertible {
 
 public struct ConfigError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Everything a Klaxon process needs to know. Each key has an environment variable:

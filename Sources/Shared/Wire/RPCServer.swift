@@ -110,7 +110,8 @@ public final class RPCServer: Service, Sendable {
                 try await withThrowingTaskGroup(of: Void.self) { calls in
                     var unreaped = 0
                     do {
-                        for try await frame in inbound {
+                        // On graceful shutdown: stop reading, finish the calls already read, close.
+                        for try await frame in inbound.cancelOnGracefulShutdown() {
                             let request: Envelope
                             do {
                                 request = try Envelope(frame: frame)
