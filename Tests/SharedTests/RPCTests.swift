@@ -1,0 +1,257 @@
+import KlaxonDomain
+import KlaxonTestSupport
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+@testable import Shared
+import Testing
+
+/// The RPC server and client over real TCP on loopback.
+@Suite struct RPCTests {
+    static let echo = "klaxon.test.v1.Test/Echo"
+    static let slow = "klaxon.test.v1.Test/Slow"
+
+    /// A server whose Echo returns the request's routing key as the result's dedup key, and whose
+    /// Slow sleeps `timestamp_ms` milliseconds first. Tracks the most calls seen running at once.
+    final class Harness: Sendable {
+        let server: RPCServer
+        let task: Task<Void, Error>
+        let running = NIOLockedValueBox((now: 0, max: 0))
+        var port: Int { get async throws { try await server.localAddress().port! } }
+
+        init(maxInFlight: Int = 64, maxFrameBytes: Int = 64 * 1024, authenticate: RPCAuthenticator? = nil, port: Int = 0) {
+            var configuration = RPCServerConfiguration(host: "127.0.0.1", port: port)
+            configuration.maxInFlightPerConnection = maxInFlight
+            configuration.maxFrameBytes = maxFrameBytes
+            let running = self.running
+            var router = RPCRouter()
+            router.register(RPCTests.echo) { (event: Event, _) in
+                EventResult(dedupKey: event.routingKey, incidentID: 1, outcome: .created)
+            }
+            router.register(RPCTests.slow) { (event: Event, _) in
+                running.withLockedValue { $0.now += 1; $0.max = max($0.max, $0.now) }
+                defer { running.withLockedValue { $0.now -= 1 } }
+                try await Task.sleep(for: .milliseconds(event.payload?.timestampMs ?? 0))
+                return EventResult(dedupKey: event.routingKey, incidentID: 2, outcome: .created)
+            }
+            server = RPCServer(configuration: configuration, router: router, logger: Logger(label: "test"), authenticate: authenticate)
+            let server = self.server
+            task = Task { try await server.run() }
+        }
+
+        func client(timeout: TimeAmount = .seconds(5)) async throws -> RPCClient {
+            var configuration = RPCClientConfiguration(host: "127.0.0.1", port: try await port)
+            configuration.defaultTimeout = timeout
+            return RPCClient(configuration: configuration)
+        }
+
+        func stop() async {
+            task.cancel()
+            _ = await task.result
+        }
+    }
+
+    static func event(_ key: String, sleepMs: Int64 = 0) -> Event {
+        Event(routingKey: key, eventAction: .trigger, payload: Payload(summary: "s", source: "s", timestampMs: sleepMs))
+    }
+
+    @Test func callRoundTrips() async throws {
+        let harness = Harness()
+        let client = try await harness.client()
+        let result: EventResult = try await client.call(Self.echo, Self.event("hello"))
+        #expect(result == EventResult(dedupKey: "hello", incidentID: 1, outcome: .created))
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func pipelinedCallsAreAnsweredOutOfOrder() async throws {
+        let harness = Harness()
+        let client = try await harness.client()
+        let order = NIOLockedValueBox<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                let _: EventResult = try await client.call(Self.slow, Self.event("slow", sleepMs: 400))
+                order.withLockedValue { $0.append("slow") }
+            }
+            try await Task.sleep(for: .milliseconds(50))  // slow is written first, on the same connection
+            group.addTask {
+                let _: EventResult = try await client.call(Self.echo, Self.event("fast"))
+                order.withLockedValue { $0.append("fast") }
+            }
+            try await group.waitForAll()
+        }
+        #expect(order.withLockedValue { $0 } == ["fast", "slow"])
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func inFlightLimitAppliesBackpressurePerConnection() async throws {
+        let harness = Harness(maxInFlight: 2)
+        let client = try await harness.client()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<6 {
+                group.addTask {
+                    let result: EventResult = try await client.call(Self.slow, Self.event("c\(index)", sleepMs: 100))
+                    #expect(result.dedupKey == "c\(index)")
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(harness.running.withLockedValue { $0.max } == 2)
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func unknownMethodIsUnimplemented() async throws {
+        let harness = Harness()
+        let client = try await harness.client()
+        await #expect(throws: RPCError(.unimplemented, "unknown method klaxon.nope.v1.Nope/Nope")) {
+            let _: EventResult = try await client.call("klaxon.nope.v1.Nope/Nope", Self.event("x"))
+        }
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func undecodableBodyIsInvalidArgumentAndTheConnectionStaysUp() async throws {
+        let harness = Harness()
+        let client = try await harness.client()
+        do {
+            _ = try await client.callRaw(Self.echo, body: [0x0A, 2, 0xFF, 0xFE])
+            Issue.record("expected INVALID_ARGUMENT")
+        } catch let error as RPCError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.status.violations == [FieldViolation(field: "routing_key", description: "is not valid UTF-8")])
+        }
+        let result: EventResult = try await client.call(Self.echo, Self.event("after"))
+        #expect(result.dedupKey == "after")
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func authenticationHookSeesHeaders() async throws {
+        let harness = Harness(authenticate: { _, headers in
+            headers["authorization"] == "Bearer good" ? nil : RPCError(.unauthenticated, "missing or wrong token")
+        })
+        let client = try await harness.client()
+        await #expect(throws: RPCError(.unauthenticated, "missing or wrong token")) {
+            let _: EventResult = try await client.call(Self.echo, Self.event("x"))
+        }
+        let result: EventResult = try await client.call(Self.echo, Self.event("x"), headers: ["authorization": "Bearer good"])
+        #expect(result.dedupKey == "x")
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func clientDeadlineExpires() async throws {
+        let harness = Harness()
+        let client = try await harness.client(timeout: .milliseconds(100))
+        do {
+            let _: EventResult = try await client.call(Self.slow, Self.event("x", sleepMs: 1_000))
+            Issue.record("expected DEADLINE_EXCEEDED")
+        } catch let error as RPCError {
+            #expect(error.code == .deadlineExceeded)
+        }
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func badFramesCloseOnlyTheirConnection() async throws {
+        let harness = Harness(maxFrameBytes: 1024)
+        let port = try await harness.port
+        let client = try await harness.client()
+        let _: EventResult = try await client.call(Self.echo, Self.event("before"))
+
+        // A zero-length frame: INVALID_ARGUMENT, then the server closes that connection.
+        let zero = try await RawConnection.exchange(port: port, send: [0, 0, 0, 0])
+        #expect(zero.closed)
+        #expect(zero.replies.first?.status?.code == .invalidArgument)
+        // An oversized frame: RESOURCE_EXHAUSTED before the body is sent, then close.
+        let big = try await RawConnection.exchange(port: port, send: [0, 0, 0x10, 0])
+        #expect(big.closed)
+        #expect(big.replies.first?.status?.code == .resourceExhausted)
+        // Garbage that is a valid frame but not an Envelope.
+        let garbage = try await RawConnection.exchange(port: port, send: [0, 0, 0, 3, 0xFF, 0xFF, 0xFF])
+        #expect(garbage.closed)
+        #expect(garbage.replies.first?.status?.code == .invalidArgument)
+
+        // The well-behaved connection never noticed.
+        let result: EventResult = try await client.call(Self.echo, Self.event("after"))
+        #expect(result.dedupKey == "after")
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func clientReconnectsAfterTheServerComesBack() async throws {
+        let port = try await freePort()
+        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port)
+        configuration.initialBackoff = .milliseconds(20)
+        configuration.maxBackoff = .milliseconds(100)
+        let client = RPCClient(configuration: configuration)
+        await #expect(throws: RPCError.self) {
+            let _: EventResult = try await client.call(Self.echo, Self.event("down"))
+        }
+        let harness = Harness(port: port)
+        _ = try await harness.port
+        let reconnected = await eventually(timeout: .seconds(5)) {
+            (try? await client.call(Self.echo, Self.event("up"), as: EventResult.self)) != nil
+        }
+        #expect(reconnected)
+        // The server restarts: the next calls fail fast, then the client reconnects again.
+        await harness.stop()
+        let second = Harness(port: port)
+        _ = try await second.port
+        let again = await eventually(timeout: .seconds(5)) {
+            (try? await client.call(Self.echo, Self.event("again"), as: EventResult.self)) != nil
+        }
+        #expect(again)
+        await client.close()
+        await second.stop()
+    }
+
+    @Test func backoffDoublesUpToTheMaximum() {
+        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: 1)
+        configuration.initialBackoff = .milliseconds(50)
+        configuration.maxBackoff = .seconds(5)
+        let client = RPCClient(configuration: configuration)
+        #expect(client.backoff(afterFailures: 1) == .milliseconds(50))
+        #expect(client.backoff(afterFailures: 2) == .milliseconds(100))
+        #expect(client.backoff(afterFailures: 4) == .milliseconds(400))
+        #expect(client.backoff(afterFailures: 40) == .seconds(5))
+    }
+}
+
+/// A raw TCP peer for sending bytes no well-behaved client would.
+enum RawConnection {
+    struct Outcome {
+        var replies: [Envelope]
+        var closed: Bool
+    }
+
+    static func exchange(port: Int, send bytes: [UInt8], timeout: Duration = .seconds(3)) async throws -> Outcome {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: bytes))
+            return try await withThrowingTaskGroup(of: Outcome?.self) { group in
+                group.addTask {
+                    var replies: [Envelope] = []
+                    for try await frame in inbound { replies.append(try Envelope(frame: frame)) }
+                    return Outcome(replies: replies, closed: true)
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first ?? Outcome(replies: [], closed: false)
+            }
+        }
+    }
+}
