@@ -33,12 +33,13 @@ public final class PGConnection: @unchecked Sendable {
         guard let handle = PQconnectdb(url) else {
             throw PostgresError(sqlState: nil, message: "libpq could not allocate a connection")
         }
-        self.handle = handle
+        // Checked before `self.handle` is set: once it is, a throw would also run deinit (double PQfinish).
         guard PQstatus(handle) == CONNECTION_OK else {
             let message = Self.errorMessage(handle)
             PQfinish(handle)
             throw PostgresError(sqlState: "08001", message: "cannot connect to PostgreSQL: \(message)")
         }
+        self.handle = handle
         // Notices (e.g. "relation already exists, skipping") are not for the service log.
         PQsetNoticeProcessor(handle, { _, _ in }, nil)
     }

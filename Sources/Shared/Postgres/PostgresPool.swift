@@ -55,6 +55,7 @@ public final class PostgresPool: Sendable {
     }
 
     /// Lends a connection to `body` on a pool thread. A connection that failed is discarded.
+    @discardableResult
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
         let lent = await acquire()
         return try await threads.runIfActive { [self] in
@@ -81,6 +82,7 @@ public final class PostgresPool: Sendable {
 
     /// Runs `body` in a transaction and commits; rolls back on any error. Serialization failures
     /// and deadlocks run the whole body again, so it must not have effects outside the database.
+    @discardableResult
     public func transaction<T: Sendable>(
         _ isolation: IsolationLevel = .readCommitted, _ body: @escaping @Sendable (PGConnection) throws -> T
     ) async throws -> T {

@@ -1,0 +1,163 @@
+import KlaxonTestSupport
+import Logging
+import NIOConcurrencyHelpers
+import Shared
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The libpq layer against the real PostgreSQL that scripts/test starts.
+@Suite struct PostgresTests {
+    @Test func parametersRoundTripEveryType() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        let bytes: [UInt8] = [0, 1, 2, 0xFF, 0x27, 0x5C]  // NUL, quote and backslash included
+        let row = try await db.pool.withConnection { connection in
+            let result = try connection.query(
+                "SELECT $1::text AS t, $2::bigint AS i, $3::bytea AS b, $4::text AS n, $5::boolean AS f",
+                ["it's; DROP TABLE x; -- ☠", Int64.min, bytes, String?.none, true])
+            return (result.string(0, "t"), result.int64(0, "i"), result.bytes(0, "b"), result.isNull(0, "n"), result.bool(0, "f"))
+        }
+        #expect(row.0 == "it's; DROP TABLE x; -- ☠")
+        #expect(row.1 == Int64.min)
+        #expect(row.2 == bytes)
+        #expect(row.3)
+        #expect(row.4 == true)
+        await db.drop()
+    }
+
+    @Test func preparedStatementsAreReusedPerConnection() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        let count = try await db.pool.withConnection { connection -> Int in
+            for value in 0..<50 { try connection.query("SELECT $1::int AS v", [value]) }
+            return try connection.query("SELECT count(*) AS c FROM pg_prepared_statements").int(0, "c")!
+        }
+        #expect(count == 2)  // the SELECT above and the count query itself
+        await db.drop()
+    }
+
+    @Test func errorsAreMappedBySQLState() async throws {
+        let db = try await TestDatabase.create()
+        do {
+            try await db.pool.withConnection { connection in
+                try connection.query("INSERT INTO escalation_policies (name, num_loops) VALUES ('p', 10)")
+            }
+            Issue.record("expected a check violation")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "23514")
+            #expect(error.rpcError.code == .invalidArgument)
+        }
+        try await db.pool.withConnection { connection in
+            try connection.query("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('c', 'm', 1)")
+        }
+        do {
+            try await db.pool.withConnection { connection in
+                try connection.query("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('c', 'm', 2)")
+            }
+            Issue.record("expected a unique violation")
+        } catch let error as PostgresError {
+            #expect(error.isUniqueViolation)
+            #expect(error.rpcError.code == .alreadyExists)
+        }
+        await db.drop()
+    }
+
+    @Test func transactionRollsBackOnError() async throws {
+        let db = try await TestDatabase.create()
+        struct Boom: Error {}
+        await #expect(throws: Boom.self) {
+            try await db.pool.transaction { connection in
+                try connection.query("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('c', 'rolled-back', 1)")
+                throw Boom()
+            }
+        }
+        #expect(try await db.scalar("SELECT count(*) FROM inbox") == 0)
+        await db.drop()
+    }
+
+    /// Two serializable transactions that read and write the same row: PostgreSQL aborts one
+    /// with 40001, and the pool runs it again, so both increments land.
+    @Test func serializationFailuresAreRetried() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        try await db.pool.withConnection { connection in
+            try connection.execute("CREATE TABLE counter (id int PRIMARY KEY, value int NOT NULL); INSERT INTO counter VALUES (1, 0)")
+        }
+        let attempts = NIOLockedValueBox(0)
+        let bothRead = NIOLockedValueBox(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    try await db.pool.transaction(.serializable) { connection in
+                        let first = attempts.withLockedValue { $0 += 1; return $0 <= 2 }
+                        let value = try connection.query("SELECT value FROM counter WHERE id = 1").int(0, "value")!
+                        if first {
+                            // Make the two first attempts overlap: both read before either writes.
+                            bothRead.withLockedValue { $0 += 1 }
+                            while bothRead.withLockedValue({ $0 }) < 2 { usleep(1_000) }
+                        }
+                        try connection.query("UPDATE counter SET value = $1 WHERE id = 1", [value + 1])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await db.scalar("SELECT value FROM counter WHERE id = 1") == 2)
+        #expect(attempts.withLockedValue { $0 } == 3)  // exactly one retry
+        await db.drop()
+    }
+
+    @Test func migrationsApplyOnceEvenWhenStartedConcurrently() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        let logger = Logger(label: "test")
+        let results = try await withThrowingTaskGroup(of: [String].self) { group in
+            for _ in 0..<3 {
+                group.addTask {
+                    let pool = PostgresPool(url: db.url, logger: logger)
+                    defer { Task { await pool.shutdown() } }
+                    return try await Migrator.migrate(pool, now: 42, logger: logger)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let all = try Migrator.bundled().map(\.version)
+        #expect(results.filter { !$0.isEmpty } == [all])  // one caller applied everything, the others nothing
+        #expect(try await db.scalar("SELECT count(*) FROM schema_migrations") == Int64(all.count))
+        #expect(try await Migrator.migrate(db.pool, now: 43, logger: logger).isEmpty)
+        await db.drop()
+    }
+
+    @Test func poolServesMoreCallersThanConnections() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        var configuration = PostgresConfiguration(url: db.url)
+        configuration.maxConnections = 2
+        let pool = PostgresPool(configuration: configuration, logger: Logger(label: "test"))
+        let backends = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<40 {
+                group.addTask {
+                    try await pool.withConnection { connection in
+                        try connection.query("SELECT pg_backend_pid() AS pid, pg_sleep(0.005)").int(0, "pid")!
+                    }
+                }
+            }
+            return try await group.reduce(into: Set<Int>()) { $0.insert($1) }
+        }
+        #expect(backends.count <= 2)
+        await pool.shutdown()
+        await db.drop()
+    }
+
+    @Test func unreachableDatabaseIsAConnectionError() async throws {
+        let pool = PostgresPool(url: "postgresql://klaxon@127.0.0.1:1/none?connect_timeout=2", logger: Logger(label: "test"))
+        do {
+            _ = try await pool.withConnection { try $0.query("SELECT 1") }
+            Issue.record("expected a connection error")
+        } catch let error as PostgresError {
+            #expect(error.isConnectionFailure)
+            #expect(error.rpcError.code == .unavailable)
+        }
+        // The failed open gave its slot back: the pool is not wedged.
+        await #expect(throws: PostgresError.self) { _ = try await pool.withConnection { try $0.query("SELECT 1") } }
+        await pool.shutdown()
+    }
+}
