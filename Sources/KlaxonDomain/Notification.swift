@@ -20,6 +20,13 @@ public struct ScheduledNotification: Sendable, Equatable {
     public var contactMethodID: UInt64
     public var dueAt: Millis
     public var minuteZero: Bool
+
+    public init(ruleID: UInt64, contactMethodID: UInt64, dueAt: Millis, minuteZero: Bool) {
+        self.ruleID = ruleID
+        self.contactMethodID = contactMethodID
+        self.dueAt = dueAt
+        self.minuteZero = minuteZero
+    }
 }
 
 /// What to do with a due notification.

@@ -1,0 +1,190 @@
+import Foundation
+import KlaxonDomain
+import KlaxonTestSupport
+import NotifierService
+import Shared
+import Testing
+
+/// One page carried end to end: monitor → Ingest → PostgreSQL → Assignment → Notifier → webhook,
+/// over the binary protocol at every hop.
+@Suite(.serialized) struct PagePipelineTests {
+    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+
+    @Test func triggerPagesOnceAndTheSameDedupKeyDoesNotPageAgain() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice"])
+        let ingest = pipeline.client(.ingest)
+
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "checkout-errors"))
+        #expect(created.outcome == .created)
+        #expect(created.dedupKey == "checkout-errors")
+        // The reply means committed: the incident is there the moment we hear back.
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents WHERE id = $1", [Int64(created.incidentID)]) == 1)
+
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))
+        try #require(pages.count == 1)
+        let page = pages[0]
+        #expect(page.method == "POST")
+        #expect(page.uri == "/hooks")
+        let message = try #require(page.webhook)
+        #expect(page.header("Idempotency-Key") == message.notificationID)
+        #expect(page.header("Content-Type") == "application/json")
+        #expect(message.incident.id == created.incidentID)
+        #expect(message.incident.title == "Checkout error rate 37%")
+        #expect(message.incident.status == "triggered")
+        #expect(message.incident.urgency == "high")
+        #expect(message.incident.service.name == "Checkout")
+        #expect(message.incident.dedupKey == "checkout-errors")
+        #expect(message.reason == "assigned")
+        #expect(message.snapshot)
+        #expect(message.user.name == "Alice")
+        #expect(message.rule.startDelaySeconds == 0)
+
+        let again: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "checkout-errors"))
+        #expect(again.outcome == .deduplicated)
+        #expect(again.incidentID == created.incidentID)
+        try await Task.sleep(for: .milliseconds(1_500))
+        #expect(pipeline.sink.requests.count == 1, "a deduplicated trigger must not page again")
+        #expect(try await pipeline.db.scalar("SELECT count FROM alerts WHERE incident_id = $1", [Int64(created.incidentID)]) == 2)
+
+        let timeline = try await pipeline.db.pool.withConnection { try Timeline.entries($0, incidentID: Int64(created.incidentID)) }
+        let types = timeline.map(\.type)
+        #expect(types.filter { $0 == .trigger }.count == 1)
+        #expect(types.filter { $0 == .assign }.count == 1)
+        #expect(types.filter { $0 == .notifyScheduled }.count == 1)
+        #expect(types.filter { $0 == .notifySent }.count == 1)
+        #expect(types.filter { $0 == .alertDeduplicated }.count == 1)
+        #expect(timeline.first { $0.type == .notifySent }?.details["notification"] == message.notificationID)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    @Test func everyUserOfTheLevelIsPaged() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice", "Bob"])
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        #expect(!created.dedupKey.isEmpty, "a trigger without dedup key gets a generated one")
+        let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
+        #expect(Set(pages.compactMap { $0.webhook?.user.name }) == ["Alice", "Bob"])
+        #expect(Set(pages.compactMap { $0.webhook?.incident.id }) == [created.incidentID])
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incident_assignments WHERE incident_id = $1", [Int64(created.incidentID)]) == 2)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    @Test func nothingIsLostWhenAssignmentIsDownAtTriggerTime() async throws {
+        let pipeline = try await Pipeline(start: [.ingest, .notifier])
+        let service = try await pipeline.seed(users: ["Alice"])
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "while-down"))
+        #expect(created.outcome == .created)
+
+        // The outbox keeps trying while Assignment is unreachable.
+        let retried = try await eventually(timeout: .seconds(5)) {
+            try await pipeline.db.scalar("SELECT max(attempts) FROM outbox WHERE destination = 'assignment'") ?? 0 >= 2
+        }
+        #expect(retried)
+        #expect(pipeline.sink.requests.isEmpty)
+
+        try await pipeline.start(.assignment)
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(20))
+        #expect(pages.count == 1)
+        #expect(pages.first?.webhook?.incident.id == created.incidentID)
+        #expect(try await eventually { try await pipeline.db.scalar("SELECT count(*) FROM outbox") == 0 })
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// Outbox delivery is at-least-once; receivers make it exactly one effect.
+    @Test func redeliveredMessagesHaveOneEffect() async throws {
+        let pipeline = try await Pipeline(start: [.ingest, .notifier])
+        let service = try await pipeline.seed(users: ["Alice"])
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        let (method, body) = try await pipeline.db.pool.withConnection { connection in
+            let row = try connection.query("SELECT method, body FROM outbox WHERE destination = 'assignment'")
+            return (row.string(0, "method")!, row.bytes(0, "body")!)
+        }
+        try await pipeline.start(.assignment)
+        // The relay delivers it too: three deliveries of one message.
+        let assignment = pipeline.client(.assignment)
+        _ = try await assignment.callRaw(method, body: body)
+        _ = try await assignment.callRaw(method, body: body)
+
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(20))
+        #expect(pages.count == 1)
+        #expect(try await eventually { try await pipeline.db.scalar("SELECT count(*) FROM outbox") == 0 })
+        try await Task.sleep(for: .milliseconds(1_000))
+        #expect(pipeline.sink.requests.count == 1)
+        let incident = Int64(created.incidentID)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'assign'", [incident]) == 1)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE incident_id = $1", [incident]) == 1)
+
+        // The same notify request twice: one notification.
+        let notifier = pipeline.client(.notifier)
+        let snapshot = IncidentSnapshot(
+            incidentID: created.incidentID, number: 1, title: "again", status: .triggered, urgency: .high,
+            serviceID: UInt64(service.serviceID), serviceName: "Checkout", severity: "critical", dedupKey: created.dedupKey,
+            createdAtMs: 0, atMs: 0)
+        let request = NotifyRequest(
+            requestID: "request-1", incidentID: created.incidentID, userID: UInt64(service.userIDs[0]), reason: .manual,
+            snapshot: snapshot, requestedAtMs: SystemWallClock().nowMs())
+        let _: Empty = try await notifier.call(NotifyRequest.method, request)
+        let _: Empty = try await notifier.call(NotifyRequest.method, request)
+        let second = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
+        try await Task.sleep(for: .milliseconds(1_000))
+        #expect(second.count == 2)
+        #expect(pipeline.sink.requests.count == 2)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE request_id = 'request-1'") == 1)
+        await ingest.close()
+        await assignment.close()
+        await notifier.close()
+        await pipeline.shutdown()
+    }
+
+    @Test func invalidEventsAreRejectedNamingTheFieldsAndWriteNothing() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        _ = try await pipeline.seed()
+        let ingest = pipeline.client(.ingest)
+        let bad = Event(routingKey: "short", eventAction: .trigger, payload: Payload(summary: "", source: "web-1"))
+        do {
+            let _: EventResult = try await ingest.call(Self.sendEvent, bad)
+            Issue.record("expected INVALID_ARGUMENT")
+        } catch let error as RPCError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.status.violations.map(\.field) == ["routing_key", "payload.summary"])
+        }
+        do {
+            let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(String(repeating: "u", count: 32)))
+            Issue.record("expected INVALID_ARGUMENT for an unknown routing key")
+        } catch let error as RPCError {
+            #expect(error.code == .invalidArgument)
+            #expect(error.status.violations == [FieldViolation(field: "routing_key", description: "unknown routing key")])
+        }
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 0)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM outbox") == 0)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    @Test func acknowledgeAndResolveEventsActOnTheOpenIncident() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let service = try await pipeline.seed()
+        let ingest = pipeline.client(.ingest)
+        func send(_ action: EventAction) async throws -> EventResult {
+            try await ingest.call(Self.sendEvent, Event(routingKey: service.routingKey, eventAction: action, dedupKey: "k"))
+        }
+        #expect(try await send(.acknowledge).outcome == .ignored)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "k"))
+        #expect(try await send(.acknowledge).outcome == .acknowledged)
+        #expect(try await send(.resolve).outcome == .resolved)
+        #expect(try await send(.resolve).outcome == .ignored)
+        // After resolve, the same dedup key opens a new incident.
+        let reopened: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "k"))
+        #expect(reopened.outcome == .created)
+        #expect(reopened.incidentID != created.incidentID)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+}

@@ -1,0 +1,99 @@
+import AssignmentService
+import Foundation
+import IngestService
+import KlaxonTestSupport
+import Logging
+import NotifierService
+import Shared
+
+/// The three services on their own loopback ports, one fresh database, one HTTP sink standing in
+/// for people's webhooks. Each service can be started and stopped on its own.
+final class Pipeline: @unchecked Sendable {
+    enum Part: String, CaseIterable { case ingest, assignment, notifier }
+
+    let db: TestDatabase
+    let config: KlaxonConfig
+    let sink: HTTPSink
+    let logger: Logger
+    private var running: [Part: Task<Void, Error>] = [:]
+    private var servers: [Part: RPCServer] = [:]
+
+    init(start parts: [Part] = Part.allCases) async throws {
+        var logger = Logger(label: "e2e")
+        logger.logLevel = .warning
+        self.logger = logger
+        db = try await TestDatabase.create(logger: logger)
+        sink = try await HTTPSink.start()
+        var config = KlaxonConfig(databaseURL: db.url)
+        config.ingestListen = HostPort(host: "127.0.0.1", port: try await freePort())
+        config.assignmentListen = HostPort(host: "127.0.0.1", port: try await freePort())
+        config.notifierListen = HostPort(host: "127.0.0.1", port: try await freePort())
+        config.assignmentAddress = config.assignmentListen
+        config.notifierAddress = config.notifierListen
+        self.config = config
+        for part in parts { try await start(part) }
+    }
+
+    func start(_ part: Part) async throws {
+        let clock = SystemWallClock()
+        let server: RPCServer
+        let task: Task<Void, Error>
+        switch part {
+        case .ingest:
+            let service = IngestService(config: config, pool: db.pool, clock: clock, logger: logger)
+            server = service.server
+            task = Task { try await service.run() }
+        case .assignment:
+            let service = AssignmentService(config: config, pool: db.pool, clock: clock, logger: logger)
+            server = service.server
+            task = Task { try await service.run() }
+        case .notifier:
+            let service = NotifierService(config: config, pool: db.pool, clock: clock, logger: logger, baseBackoffMs: 100)
+            server = service.server
+            task = Task { try await service.run() }
+        }
+        running[part] = task
+        servers[part] = server
+        _ = try await server.localAddress()
+    }
+
+    func stop(_ part: Part) async {
+        running[part]?.cancel()
+        _ = await running[part]?.result
+        running[part] = nil
+    }
+
+    func client(_ part: Part) -> RPCClient {
+        switch part {
+        case .ingest: RPCClient(host: "127.0.0.1", port: config.ingestListen.port)
+        case .assignment: RPCClient(host: "127.0.0.1", port: config.assignmentListen.port)
+        case .notifier: RPCClient(host: "127.0.0.1", port: config.notifierListen.port)
+        }
+    }
+
+    /// A service whose one-level policy targets `users`, each with a webhook to the sink.
+    func seed(users: [String] = ["Alice"], ruleDelays: [UInt32] = [0]) async throws -> Seed.Service {
+        let url = "\(sink.url)/hooks"
+        return try await db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Checkout", routingKey: Seed.newRoutingKey(),
+                users: users.map { Seed.User(name: $0, email: "\($0.lowercased())@example.com", webhookURL: url, ruleDelaysSeconds: ruleDelays) })
+        }
+    }
+
+    func shutdown() async {
+        for part in Part.allCases { await stop(part) }
+        await sink.shutdown()
+        await db.drop()
+    }
+
+    static func trigger(_ routingKey: String, dedupKey: String = "", summary: String = "Checkout error rate 37%") -> Event {
+        Event(
+            routingKey: routingKey, eventAction: .trigger, dedupKey: dedupKey,
+            payload: Payload(summary: summary, source: "checkout-1", severity: .critical, customDetails: ["error_rate": "37%"]))
+    }
+}
+
+extension HTTPSink.Request {
+    var webhook: WebhookMessage? { try? JSONDecoder().decode(WebhookMessage.self, from: Data(body)) }
+}
