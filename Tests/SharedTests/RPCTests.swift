@@ -20,8 +20,12 @@ import Testing
         let running = NIOLockedValueBox((now: 0, max: 0))
         var port: Int { get async throws { try await server.localAddress().port! } }
 
-        init(maxInFlight: Int = 64, maxFrameBytes: Int = 64 * 1024, authenticate: RPCAuthenticator? = nil, port: Int = 0) {
+        init(
+            maxInFlight: Int = 64, maxFrameBytes: Int = 64 * 1024, idleTimeout: TimeAmount = .seconds(300),
+            authenticate: RPCAuthenticator? = nil, port: Int = 0
+        ) {
             var configuration = RPCServerConfiguration(host: "127.0.0.1", port: port)
+            configuration.idleTimeout = idleTimeout
             configuration.maxInFlightPerConnection = maxInFlight
             configuration.maxFrameBytes = maxFrameBytes
             let running = self.running
@@ -179,6 +183,16 @@ import Testing
         let result: EventResult = try await client.call(Self.echo, Self.event("after"))
         #expect(result.dedupKey == "after")
         await client.close()
+        await harness.stop()
+    }
+
+    @Test func idleConnectionsAreClosed() async throws {
+        let harness = Harness(idleTimeout: .milliseconds(200))
+        let port = try await harness.port
+        // A connection that sends nothing is closed by the server well before our 3 s patience runs out.
+        let silent = try await RawConnection.exchange(port: port, send: [], timeout: .seconds(3))
+        #expect(silent.closed)
+        #expect(silent.replies.isEmpty)
         await harness.stop()
     }
 
