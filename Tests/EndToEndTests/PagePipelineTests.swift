@@ -143,6 +143,30 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// Many connections race to trigger one new dedup key: the partial unique index makes exactly
+    /// one incident, every other trigger joins it.
+    @Test func concurrentTriggersWithOneNewDedupKeyMakeOneIncident() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let service = try await pipeline.seed()
+        let clients = (0..<4).map { _ in pipeline.client(.ingest) }
+        let outcomes = try await withThrowingTaskGroup(of: EventResult.self) { group in
+            for index in 0..<24 {
+                group.addTask {
+                    try await clients[index % clients.count].call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "race"))
+                }
+            }
+            return try await group.reduce(into: [EventResult]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0.outcome == .created }.count == 1)
+        #expect(outcomes.filter { $0.outcome == .deduplicated }.count == 23)
+        #expect(Set(outcomes.map(\.incidentID)).count == 1)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 1)
+        #expect(try await pipeline.db.scalar("SELECT count FROM alerts") == 24)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM outbox") == 1)
+        for client in clients { await client.close() }
+        await pipeline.shutdown()
+    }
+
     @Test func invalidEventsAreRejectedNamingTheFieldsAndWriteNothing() async throws {
         let pipeline = try await Pipeline(start: [.ingest])
         _ = try await pipeline.seed()

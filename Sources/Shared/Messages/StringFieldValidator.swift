@@ -31,11 +31,10 @@ enum StringFieldValidator {
                     try checkString(slice, fieldPath)
                 case PROTOBUF_C_TYPE_MESSAGE:
                     guard let nested = field.pointee.descriptor else { continue }
-                    let nestedDescriptor = nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
-                    // Map entries are messages named "…Entry"; report their keys and values under the map's name.
-                    let isMapEntry = String(cString: nestedDescriptor.pointee.name).hasSuffix("Entry")
-                        && nestedDescriptor.pointee.n_fields == 2
-                    try validate(slice, nestedDescriptor, path: isMapEntry ? fieldPath : fieldPath, depth: depth + 1)
+                    // Map entries are nested messages too: their strings report as "map.key" / "map.value".
+                    try validate(
+                        slice, nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), path: fieldPath,
+                        depth: depth + 1)
                 default:
                     continue
                 }

@@ -1,6 +1,7 @@
 import Foundation
 import KlaxonDomain
 import Logging
+import NIOCore
 
 /// The transactional outbox: `enqueue` inside the transaction of the change it announces;
 /// `OutboxRelay` delivers after commit.
@@ -41,7 +42,7 @@ public struct OutboxRelay: Sendable {
     /// A claimed row is invisible to other relays this long; past it, it is due again.
     public var leaseMs: Millis = 30_000
     public var maxBackoffMs: Millis = 60_000
-    public var callTimeout: Duration = .seconds(10)
+    public var callTimeout: TimeAmount = .seconds(10)
     public var logger: Logger
 
     public init(destination: String, client: RPCClient, pool: PostgresPool, logger: Logger) {
@@ -94,7 +95,7 @@ public struct OutboxRelay: Sendable {
 
     private func deliver(_ message: Claimed, now: Millis) async {
         do {
-            _ = try await client.callRaw(message.method, body: message.body, timeout: .nanoseconds(Int64(callTimeout.components.seconds) * 1_000_000_000))
+            _ = try await client.callRaw(message.method, body: message.body, timeout: callTimeout)
             try await pool.withConnection { connection in
                 try connection.query("DELETE FROM outbox WHERE id = $1", [message.id])
             }

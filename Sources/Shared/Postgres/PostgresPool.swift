@@ -45,12 +45,11 @@ public final class PostgresPool: Sendable {
     }
 
     public func shutdown() async {
-        let idle = state.withLockedValue { state -> [PGConnection] in
+        // Dropping the idle connections closes them (PQfinish in deinit); lent ones close on return.
+        state.withLockedValue { state in
             state.closed = true
-            defer { state.idle.removeAll() }
-            return state.idle
+            state.idle.removeAll()
         }
-        _ = idle
         try? await threads.shutdownGracefully()
     }
 

@@ -113,7 +113,7 @@ public final class RPCClient: Sendable {
             case let .connecting(future):
                 return .wait(future, started: false, failures: 0)
             case let .backingOff(until, previous, error):
-                if NIODeadline.now() < until {
+                if NIODeadline.now() < until {  // monotonic connection backoff, not a domain instant
                     return .fail(RPCError(.unavailable, "\(configuration.host):\(configuration.port) unreachable: \(error)"))
                 }
                 failures = previous
@@ -160,7 +160,7 @@ public final class RPCClient: Sendable {
                 let delay = self.backoff(afterFailures: failures + 1)
                 self.state.withLockedValue { state in
                     guard case .connecting = state else { return }
-                    state = .backingOff(until: .now() + delay, failures: failures + 1, error: "\(error)")
+                    state = .backingOff(until: .now() + delay, failures: failures + 1, error: "\(error)")  // monotonic
                 }
             }
         }
