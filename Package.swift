@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // System libraries (pkg-config libprotobuf-c / libpq).
@@ -41,7 +42,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Migrations")]),
-        .target(name: "IngestService", dependencies: ["Shared", "KlaxonDomain"]),
+        .target(
+            name: "IngestService",
+            dependencies: [
+                "Shared", "KlaxonDomain",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
         .target(name: "AssignmentService", dependencies: ["Shared", "KlaxonDomain"]),
         .target(
             name: "NotifierService",

@@ -3,121 +3,113 @@ import KlaxonDomain
 import Logging
 import Shared
 
-/// Turns monitor events into incidents. Every reply is sent after its transaction commits.
+/// Turns monitor events into incidents: validation, routing, rate limit, then the write —
+/// triggers through group commit, acknowledge/resolve in their own transaction. Every reply is
+/// sent after the transaction holding its event commits. The binary and HTTP endpoints both
+/// come through here.
 public struct EventProcessor: Sendable {
     public static let consumerActor = "integration"
     let pool: PostgresPool
     let clock: any WallClock
-    /// Poked after a commit that wrote to Assignment's outbox.
-    let assignmentOutbox: Waker
+    let directory: ServiceDirectory
+    let limiter: RateLimiter
+    let batcher: TriggerBatcher
     let logger: Logger
 
-    public init(pool: PostgresPool, clock: any WallClock, assignmentOutbox: Waker, logger: Logger) {
+    public init(
+        pool: PostgresPool, clock: any WallClock, assignmentOutbox: Waker, logger: Logger,
+        maxBatch: Int = 512, maxConcurrentBatches: Int = 2
+    ) {
         self.pool = pool
         self.clock = clock
-        self.assignmentOutbox = assignmentOutbox
+        self.directory = ServiceDirectory(pool: pool)
+        self.limiter = RateLimiter()
+        self.batcher = TriggerBatcher(
+            pool: pool, clock: clock, maxBatch: maxBatch, maxCommitters: maxConcurrentBatches, logger: logger,
+            onCreated: { assignmentOutbox.poke() })
         self.logger = logger
     }
 
-    public func process(_ event: Event, encodedSize: Int? = nil) async throws -> EventResult {
+    public func process(_ event: Event, encodedSize: Int) async throws -> EventResult {
+        try await process([(event, encodedSize)])[0].get()
+    }
+
+    /// Answers each event on its own, in order: a rejected event does not affect its neighbours.
+    /// Consecutive triggers share transactions; an acknowledge or resolve runs after the
+    /// triggers before it and before the ones after it.
+    public func process(_ events: [(event: Event, encodedSize: Int)]) async -> [Result<EventResult, RPCError>] {
+        let now = clock.nowMs()
+        var results: [Result<EventResult, RPCError>?] = Array(repeating: nil, count: events.count)
+        var run: [(index: Int, trigger: PreparedTrigger)] = []
+        func flush() async {
+            guard !run.isEmpty else { return }
+            let outcomes = await batcher.submit(run.map(\.trigger))
+            for (item, outcome) in zip(run, outcomes) { results[item.index] = outcome.mapError(Self.rpcError) }
+            run.removeAll()
+        }
+        for (index, item) in events.enumerated() {
+            do {
+                switch try await admit(item.event, encodedSize: item.encodedSize, now: now) {
+                case let .trigger(trigger):
+                    run.append((index, trigger))
+                case let .status(target, status):
+                    await flush()
+                    results[index] = .success(try await changeStatus(item.event, target: target, to: status))
+                }
+            } catch {
+                results[index] = .failure(Self.rpcError(error))
+            }
+        }
+        await flush()
+        return results.map { $0! }
+    }
+
+    private enum Admitted {
+        case trigger(PreparedTrigger)
+        case status(IngestTarget, IncidentStatus)
+    }
+
+    /// Validation, routing key and rate limit: everything that may refuse an event before any write.
+    private func admit(_ event: Event, encodedSize: Int, now: Millis) async throws -> Admitted {
         let violations = EventValidation.violations(of: event, encodedSize: encodedSize)
         guard violations.isEmpty, let action = event.eventAction else { throw RPCError.invalidArgument(violations) }
-        let now = clock.nowMs()
-        let result: EventResult
-        do {
-            switch action {
-            case .trigger:
-                result = try await trigger(event, now: now)
-            case .acknowledge, .resolve:
-                result = try await changeStatus(event, to: action == .acknowledge ? .acknowledged : .resolved, now: now)
-            }
-        } catch let error as PostgresError {
-            logger.error("event failed", metadata: ["db.error": "\(error)"])
-            throw error.rpcError
-        }
-        if result.outcome == .created { assignmentOutbox.poke() }
-        return result
-    }
-
-    private struct Service: Sendable {
-        var id: Int64
-        var urgencyRule: UrgencyRule
-    }
-
-    private static func service(_ connection: PGConnection, routingKey: String) throws -> Service {
-        let rows = try connection.query(
-            "SELECT s.id, s.urgency_rule FROM routing_keys k JOIN services s ON s.id = k.service_id WHERE k.key = $1",
-            [routingKey])
-        guard !rows.isEmpty else {
+        guard let target = try await directory.target(for: event.routingKey, now: now) else {
             throw RPCError.invalidArgument([FieldViolation(field: "routing_key", description: "unknown routing key")])
         }
-        return Service(id: rows.int64(0, "id")!, urgencyRule: UrgencyRule(rawValue: rows.string(0, "urgency_rule")!) ?? .high)
-    }
-
-    private func trigger(_ event: Event, now: Millis) async throws -> EventResult {
-        let dedupKey = event.dedupKey.isEmpty ? UUID().uuidString.lowercased() : event.dedupKey
-        let payload = event.payload!
-        let details = JSON.object(payload.customDetails)
-        let eventJSON = Self.eventJSON(event)
-        return try await pool.transaction { connection in
-            let service = try Self.service(connection, routingKey: event.routingKey)
-            let urgency = service.urgencyRule.urgency(for: payload.severity)
-            // Join the open incident if there is one; else create it. The partial unique index
-            // decides races between replicas: a loser's insert does nothing and it joins instead.
-            for _ in 0..<5 {
-                let open = try connection.query(
-                    "SELECT id FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved' FOR UPDATE",
-                    [service.id, dedupKey])
-                if let incidentID = open.int64(0, "id"), !open.isEmpty {
-                    try connection.query(
-                        """
-                        UPDATE alerts SET count = count + 1, last_at_ms = $2
-                        WHERE id = (SELECT min(id) FROM alerts WHERE incident_id = $1)
-                        """, [incidentID, now])
-                    try connection.query("UPDATE incidents SET updated_at_ms = $2 WHERE id = $1", [incidentID, now])
-                    try Timeline.append(
-                        connection, incidentID: incidentID,
-                        TimelineEntry(at: now, type: .alertDeduplicated, actor: Self.consumerActor,
-                                      details: ["summary": payload.summary, "source": payload.source]))
-                    return EventResult(
-                        dedupKey: dedupKey, incidentID: UInt64(incidentID), outcome: .deduplicated,
-                        message: "joined the open incident with this dedup key")
-                }
-                let inserted = try connection.query(
-                    """
-                    INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms)
-                    VALUES ($1, $2, 'triggered', $3, $4, $5, $6::jsonb, $7, $7)
-                    ON CONFLICT (service_id, dedup_key) WHERE status <> 'resolved' DO NOTHING
-                    RETURNING id
-                    """,
-                    [service.id, payload.summary, urgency.rawValue, payload.severity?.rawValue ?? "", dedupKey, details, now])
-                guard let incidentID = inserted.int64(0, "id"), !inserted.isEmpty else { continue }
-                try connection.query(
-                    """
-                    INSERT INTO alerts (incident_id, summary, source, severity, event, first_at_ms, last_at_ms)
-                    VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)
-                    """, [incidentID, payload.summary, payload.source, payload.severity?.rawValue ?? "", eventJSON, now])
-                try Timeline.append(
-                    connection, incidentID: incidentID,
-                    TimelineEntry(at: now, type: .trigger, actor: Self.consumerActor,
-                                  details: ["summary": payload.summary, "source": payload.source, "dedup_key": dedupKey]))
-                let messageID = Outbox.newMessageID()
-                let message = IncidentTriggeredRequest(messageID: messageID, incidentID: UInt64(incidentID), triggeredAtMs: now)
-                try Outbox.enqueue(
-                    connection, destination: "assignment", method: IncidentTriggeredRequest.method,
-                    messageID: messageID, body: message.wireBytes(), now: now)
-                return EventResult(dedupKey: dedupKey, incidentID: UInt64(incidentID), outcome: .created, message: "incident created")
-            }
-            throw RPCError(.aborted, "the incident for this dedup key kept changing; retry")
+        if let retryMs = limiter.admit(routingKey: event.routingKey, target: target, now: now) {
+            throw RPCError(
+                .resourceExhausted,
+                "rate limit exceeded for this routing key (\(target.eventsPerMinute) events/min, burst \(target.eventsBurst)); retry in \(retryMs) ms",
+                violations: [FieldViolation(field: "retry_after_ms", description: String(retryMs))])
+        }
+        switch action {
+        case .acknowledge: return .status(target, .acknowledged)
+        case .resolve: return .status(target, .resolved)
+        case .trigger:
+            let payload = event.payload!
+            return .trigger(PreparedTrigger(
+                serviceID: target.serviceID,
+                dedupKey: event.dedupKey.isEmpty ? UUID().uuidString.lowercased() : event.dedupKey,
+                summary: payload.summary, source: payload.source, severity: payload.severity?.rawValue ?? "",
+                urgency: target.urgencyRule.urgency(for: payload.severity),
+                detailsJSON: JSON.object(payload.customDetails), eventJSON: Self.eventJSON(event)))
         }
     }
 
-    private func changeStatus(_ event: Event, to status: IncidentStatus, now: Millis) async throws -> EventResult {
-        try await pool.transaction { connection in
-            let service = try Self.service(connection, routingKey: event.routingKey)
+    static func rpcError(_ error: Error) -> RPCError {
+        switch error {
+        case let error as RPCError: return error
+        case let error as PostgresError: return error.rpcError
+        default: return RPCError(.internalError, "internal error")
+        }
+    }
+
+    private func changeStatus(_ event: Event, target: IngestTarget, to status: IncidentStatus) async throws -> EventResult {
+        let now = clock.nowMs()
+        return try await pool.transaction { connection in
             let open = try connection.query(
                 "SELECT id, status FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved' FOR UPDATE",
-                [service.id, event.dedupKey])
+                [target.serviceID, event.dedupKey])
             guard let incidentID = open.int64(0, "id"), !open.isEmpty else {
                 return EventResult(dedupKey: event.dedupKey, incidentID: 0, outcome: .ignored, message: "no open incident with this dedup key")
             }

@@ -1,49 +1,85 @@
 import KlaxonDomain
 import Shared
 
-/// The limits of PRODUCT.md, Events. One violation per bad field, each naming it.
+/// The limits of PRODUCT.md, Events. One violation per bad field, each naming it (dotted path,
+/// `links[2].href` for list elements), so a monitor can fix everything in one go.
 public enum EventValidation {
     public static let routingKeyLength = 32
     public static let maxDedupKey = 255
     public static let maxSummary = 1024
     public static let maxSource = 255
+    public static let maxShortField = 255  // component, group, class, client, custom_details keys
+    public static let maxURL = 2048
+    public static let maxLinkText = 1024
+    public static let maxLinks = 50
+    public static let maxImages = 50
+    public static let maxCustomDetails = 500
     public static let maxEncodedEventBytes = 512 * 1024
 
-    public static func violations(of event: Event, encodedSize: Int? = nil) -> [FieldViolation] {
+    public static func violations(of event: Event, encodedSize: Int) -> [FieldViolation] {
         var violations: [FieldViolation] = []
         func add(_ field: String, _ description: String) {
             violations.append(FieldViolation(field: field, description: description))
         }
-        if let encodedSize, encodedSize > maxEncodedEventBytes {
-            add("event", "encoded event is \(encodedSize) bytes; the limit is \(maxEncodedEventBytes)")
+        func length(_ text: String) -> Int { text.unicodeScalars.count }
+        func bounded(_ field: String, _ text: String, _ range: ClosedRange<Int>) {
+            let count = length(text)
+            guard !range.contains(count) else { return }
+            if count == 0 {
+                add(field, "is required")
+            } else {
+                add(field, "must be \(range.lowerBound)–\(range.upperBound) characters, got \(count)")
+            }
+        }
+        if encodedSize > maxEncodedEventBytes {
+            add("event", "is \(encodedSize) bytes encoded; the limit is \(maxEncodedEventBytes)")
         }
         if event.routingKey.isEmpty {
             add("routing_key", "is required")
-        } else if event.routingKey.count != routingKeyLength {
-            add("routing_key", "must be \(routingKeyLength) characters, got \(event.routingKey.count)")
+        } else if length(event.routingKey) != routingKeyLength {
+            add("routing_key", "must be \(routingKeyLength) characters, got \(length(event.routingKey))")
         }
-        guard let action = event.eventAction else {
+        if length(event.dedupKey) > maxDedupKey {
+            add("dedup_key", "must be at most \(maxDedupKey) characters, got \(length(event.dedupKey))")
+        }
+        switch event.eventAction {
+        case nil:
             add("event_action", "is required: trigger, acknowledge or resolve")
-            return violations
-        }
-        if event.dedupKey.count > maxDedupKey {
-            add("dedup_key", "must be at most \(maxDedupKey) characters, got \(event.dedupKey.count)")
-        }
-        if action != .trigger, event.dedupKey.isEmpty {
-            add("dedup_key", "is required for \(action.rawValue)")
-        }
-        if action == .trigger {
-            guard let payload = event.payload else {
+        case .acknowledge?, .resolve?:
+            if event.dedupKey.isEmpty { add("dedup_key", "is required for \(event.eventAction!.rawValue)") }
+        case .trigger?:
+            if let payload = event.payload {
+                bounded("payload.summary", payload.summary, 1...maxSummary)
+                bounded("payload.source", payload.source, 1...maxSource)
+                if payload.severity == nil { add("payload.severity", "is required: critical, error, warning or info") }
+                if payload.timestampMs < 0 { add("payload.timestamp_ms", "must not be negative") }
+                bounded("payload.component", payload.component, 0...maxShortField)
+                bounded("payload.group", payload.group, 0...maxShortField)
+                bounded("payload.class", payload.eventClass, 0...maxShortField)
+                if payload.customDetails.count > maxCustomDetails {
+                    add("payload.custom_details", "has \(payload.customDetails.count) entries; the limit is \(maxCustomDetails)")
+                }
+                for key in payload.customDetails.keys.sorted() where key.isEmpty || length(key) > maxShortField {
+                    add("payload.custom_details", "keys must be 1–\(maxShortField) characters")
+                    break
+                }
+            } else {
                 add("payload", "is required for trigger")
-                return violations
-            }
-            if payload.summary.isEmpty || payload.summary.count > maxSummary {
-                add("payload.summary", "must be 1–\(maxSummary) characters, got \(payload.summary.count)")
-            }
-            if payload.source.isEmpty || payload.source.count > maxSource {
-                add("payload.source", "must be 1–\(maxSource) characters, got \(payload.source.count)")
             }
         }
+        if event.links.count > maxLinks { add("links", "has \(event.links.count) entries; the limit is \(maxLinks)") }
+        for (index, link) in event.links.prefix(maxLinks).enumerated() {
+            bounded("links[\(index)].href", link.href, 1...maxURL)
+            bounded("links[\(index)].text", link.text, 0...maxLinkText)
+        }
+        if event.images.count > maxImages { add("images", "has \(event.images.count) entries; the limit is \(maxImages)") }
+        for (index, image) in event.images.prefix(maxImages).enumerated() {
+            bounded("images[\(index)].src", image.src, 1...maxURL)
+            bounded("images[\(index)].href", image.href, 0...maxURL)
+            bounded("images[\(index)].alt", image.alt, 0...maxLinkText)
+        }
+        bounded("client", event.client, 0...maxShortField)
+        bounded("client_url", event.clientURL, 0...maxURL)
         return violations
     }
 }

@@ -26,19 +26,17 @@ public struct IngestService: Service {
 
     public static func router(_ processor: EventProcessor) -> RPCRouter {
         var router = RPCRouter()
-        router.register(sendEvent) { (event: Event, _) in
-            try await processor.process(event)
+        router.register(sendEvent) { (event: Event, context) in
+            try await processor.process(event, encodedSize: context.requestBytes)
         }
         router.register(sendEvents) { (request: SendEventsRequest, _) in
-            var items: [SendEventsReply.Item] = []
-            for event in request.events {
-                do {
-                    items.append(.init(status: .ok, result: try await processor.process(event)))
-                } catch let error as RPCError {
-                    items.append(.init(status: error.status, result: nil))
+            let results = await processor.process(request.events.map { ($0, $0.wireBytes().count) })
+            return SendEventsReply(items: results.map { result in
+                switch result {
+                case let .success(value): SendEventsReply.Item(status: .ok, result: value)
+                case let .failure(error): SendEventsReply.Item(status: error.status, result: nil)
                 }
-            }
-            return SendEventsReply(items: items)
+            })
         }
         return router
     }

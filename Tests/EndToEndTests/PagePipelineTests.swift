@@ -177,7 +177,7 @@ import Testing
             Issue.record("expected INVALID_ARGUMENT")
         } catch let error as RPCError {
             #expect(error.code == .invalidArgument)
-            #expect(error.status.violations.map(\.field) == ["routing_key", "payload.summary"])
+            #expect(error.status.violations.map(\.field) == ["routing_key", "payload.summary", "payload.severity"])
         }
         do {
             let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(String(repeating: "u", count: 32)))

@@ -104,3 +104,39 @@ import Testing
         #expect(UrgencyRule.high.urgency(for: .info) == .high)
     }
 }
+
+@Suite struct TokenBucketTests {
+    func take(_ bucket: inout TokenBucket, _ now: Millis) -> Bool { bucket.take(now: now) }
+
+    @Test func defaultLimitAllowsTheBurstThenTwoPerSecond() {
+        var bucket = TokenBucket(perMinute: 120, burst: 60, now: 0)
+        for _ in 0..<60 { #expect(take(&bucket, 0)) }
+        #expect(!take(&bucket, 0))
+        #expect(bucket.msUntilNextToken() == 500)
+        #expect(!take(&bucket, 499))
+        #expect(take(&bucket, 500))  // 120/min = one token every 500 ms
+        #expect(!take(&bucket, 500))
+        #expect(take(&bucket, 1_000))
+    }
+
+    @Test func refillNeverExceedsTheBurst() {
+        var bucket = TokenBucket(perMinute: 120, burst: 60, now: 0)
+        for _ in 0..<60 { _ = bucket.take(now: 0) }
+        let later: Millis = 3_600_000
+        for _ in 0..<60 { #expect(take(&bucket, later)) }
+        #expect(!take(&bucket, later))
+    }
+
+    @Test func zeroMeansNoLimit() {
+        var bucket = TokenBucket(perMinute: 0, burst: 1, now: 0)
+        for _ in 0..<10_000 { #expect(take(&bucket, 0)) }
+    }
+
+    @Test func reconfiguringKeepsEarnedTokensWithinTheNewBurst() {
+        var bucket = TokenBucket(perMinute: 120, burst: 60, now: 0)
+        bucket.reconfigure(perMinute: 60, burst: 5)
+        for _ in 0..<5 { #expect(take(&bucket, 0)) }
+        #expect(!take(&bucket, 0))
+        #expect(take(&bucket, 1_000))  // 60/min = one per second
+    }
+}

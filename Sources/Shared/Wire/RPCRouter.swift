@@ -7,6 +7,8 @@ public struct RPCContext: Sendable {
     public var logger: Logger
     /// Unix millis by which the caller stops waiting, from the `deadline-ms` header (a budget in ms).
     public var deadlineBudgetMs: Int64?
+    /// Size of the encoded request body.
+    public var requestBytes: Int = 0
 }
 
 /// Methods by name. Each handler takes the request body bytes and returns the reply body bytes;
@@ -22,6 +24,8 @@ public struct RPCRouter: Sendable {
         _ handler: @escaping @Sendable (Request, RPCContext) async throws -> Reply
     ) {
         handlers[method] = { body, context in
+            var context = context
+            context.requestBytes = body.count
             let decoded: Request
             do throws(WireError) {
                 decoded = try Request(wire: body)

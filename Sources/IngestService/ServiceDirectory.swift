@@ -1,0 +1,67 @@
+import KlaxonDomain
+import NIOConcurrencyHelpers
+import Shared
+
+/// What Ingest needs to know about the service behind a routing key.
+public struct IngestTarget: Sendable, Equatable {
+    public var serviceID: Int64
+    public var urgencyRule: UrgencyRule
+    public var eventsPerMinute: Int
+    public var eventsBurst: Int
+}
+
+/// Routing key → service, cached for `ttlMs` so the hot path does not ask PostgreSQL per event.
+/// A key removed from the database stops working within the TTL.
+public final class ServiceDirectory: Sendable {
+    private let pool: PostgresPool
+    private let ttlMs: Millis
+    private let cache = NIOLockedValueBox<[String: (target: IngestTarget, until: Millis)]>([:])
+
+    public init(pool: PostgresPool, ttlMs: Millis = 5_000) {
+        self.pool = pool
+        self.ttlMs = ttlMs
+    }
+
+    /// nil for an unknown routing key.
+    public func target(for routingKey: String, now: Millis) async throws -> IngestTarget? {
+        if let hit = cache.withLockedValue({ $0[routingKey] }), hit.until > now { return hit.target }
+        let target = try await pool.withConnection { connection -> IngestTarget? in
+            let rows = try connection.query(
+                """
+                SELECT s.id, s.urgency_rule, s.events_per_minute, s.events_burst
+                FROM routing_keys k JOIN services s ON s.id = k.service_id WHERE k.key = $1
+                """, [routingKey])
+            guard !rows.isEmpty else { return nil }
+            return IngestTarget(
+                serviceID: rows.int64(0, "id")!, urgencyRule: UrgencyRule(rawValue: rows.string(0, "urgency_rule")!) ?? .high,
+                eventsPerMinute: rows.int(0, "events_per_minute")!, eventsBurst: rows.int(0, "events_burst")!)
+        }
+        cache.withLockedValue { cache in
+            if let target {
+                cache[routingKey] = (target, now + ttlMs)
+            } else {
+                cache[routingKey] = nil
+            }
+        }
+        return target
+    }
+}
+
+/// One token bucket per routing key, in this process (each Ingest replica enforces its share).
+public final class RateLimiter: Sendable {
+    private let buckets = NIOLockedValueBox<[String: TokenBucket]>([:])
+
+    public init() {}
+
+    /// nil when the event may go ahead; otherwise the milliseconds until a token is free.
+    public func admit(routingKey: String, target: IngestTarget, now: Millis) -> Millis? {
+        buckets.withLockedValue { buckets in
+            var bucket = buckets[routingKey]
+                ?? TokenBucket(perMinute: target.eventsPerMinute, burst: target.eventsBurst, now: now)
+            bucket.reconfigure(perMinute: target.eventsPerMinute, burst: target.eventsBurst)
+            let admitted = bucket.take(now: now)
+            buckets[routingKey] = bucket
+            return admitted ? nil : max(1, bucket.msUntilNextToken())
+        }
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+@testable import IngestService
+import KlaxonDomain
+import KlaxonTestSupport
+import Shared
+import Testing
+
+/// Ingest's event semantics and limits over the binary protocol, with PostgreSQL.
+@Suite struct IngestTests {
+    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvents = "klaxon.ingest.v1.Ingest/SendEvents"
+
+    static func violations(_ body: () async throws -> Void) async -> [String] {
+        do {
+            try await body()
+            return []
+        } catch let error as RPCError {
+            return error.code == .invalidArgument ? error.status.violations.map(\.field) : ["\(error.code)"]
+        } catch {
+            return ["\(error)"]
+        }
+    }
+
+    @Test func everyLimitIsCheckedAndNamed() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let service = try await pipeline.seed()
+        let ingest = pipeline.client(.ingest)
+        func send(_ event: Event) async -> [String] {
+            await Self.violations { let _: EventResult = try await ingest.call(Self.sendEvent, event) }
+        }
+        let key = service.routingKey
+        func trigger(_ change: (inout Event) -> Void) -> Event {
+            var event = Pipeline.trigger(key)
+            change(&event)
+            return event
+        }
+        #expect(await send(trigger { $0.dedupKey = String(repeating: "d", count: 256) }) == ["dedup_key"])
+        #expect(await send(trigger { $0.dedupKey = String(repeating: "é", count: 255) }) == [])  // characters, not bytes
+        #expect(await send(trigger { $0.payload?.summary = String(repeating: "s", count: 1025) }) == ["payload.summary"])
+        #expect(await send(trigger { $0.payload?.summary = String(repeating: "s", count: 1024) }) == [])
+        #expect(await send(trigger { $0.payload?.source = String(repeating: "s", count: 256) }) == ["payload.source"])
+        #expect(await send(trigger { $0.payload?.severity = nil }) == ["payload.severity"])
+        #expect(await send(trigger { $0.payload = nil }) == ["payload"])
+        #expect(await send(trigger { $0.eventAction = nil }) == ["event_action"])
+        #expect(await send(trigger { $0.links = [Link(href: "")] }) == ["links[0].href"])
+        #expect(await send(trigger { $0.images = [Image(src: "https://i"), Image(src: "")] }) == ["images[1].src"])
+        #expect(await send(trigger { $0.payload?.customDetails = ["": "x"] }) == ["payload.custom_details"])
+        #expect(await send(Event(routingKey: key, eventAction: .resolve)) == ["dedup_key"])
+        // Several bad fields: all named at once.
+        #expect(await send(trigger { $0.routingKey = "x"; $0.payload?.summary = ""; $0.payload?.source = "" })
+            == ["routing_key", "payload.summary", "payload.source"])
+        // 512 KiB encoded is the limit for one event (the frame limit is larger).
+        #expect(await send(trigger { $0.payload?.customDetails = ["blob": String(repeating: "x", count: 530_000)] }) == ["event"])
+        let written = try await pipeline.db.scalar("SELECT count(*) FROM incidents")
+        #expect(written == 2)  // only the two valid events (255 "é" dedup key; 1024-character summary) wrote anything
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    @Test func sendEventsAnswersEachEventInOrder() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let service = try await pipeline.seed()
+        let ingest = pipeline.client(.ingest)
+        let key = service.routingKey
+        let request = SendEventsRequest(events: [
+            Pipeline.trigger(key, dedupKey: "a"),
+            Event(routingKey: key, eventAction: .trigger, dedupKey: "b"),  // no payload
+            Pipeline.trigger(key, dedupKey: "a"),
+            Event(routingKey: key, eventAction: .resolve, dedupKey: "a"),
+            Pipeline.trigger(key, dedupKey: "a"),  // after the resolve: a new incident
+        ])
+        let reply: SendEventsReply = try await ingest.call(Self.sendEvents, request)
+        #expect(reply.items.map(\.status.code) == [.ok, .invalidArgument, .ok, .ok, .ok])
+        #expect(reply.items[1].status.violations.map(\.field) == ["payload"])
+        #expect(reply.items.map { $0.result?.outcome } == [.created, nil, .deduplicated, .resolved, .created])
+        #expect(reply.items[0].result?.incidentID == reply.items[2].result?.incidentID)
+        #expect(reply.items[4].result?.incidentID != reply.items[0].result?.incidentID)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 2)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    @Test func rateLimitRefusesWithoutWriting() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let limited = try await pipeline.seed()
+        let unlimited = try await pipeline.seed()
+        try await pipeline.db.pool.withConnection { connection in
+            try connection.query("UPDATE services SET events_per_minute = 60, events_burst = 5 WHERE id = $1", [limited.serviceID])
+            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [unlimited.serviceID])
+        }
+        let ingest = pipeline.client(.ingest)
+        for _ in 0..<5 {
+            let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(limited.routingKey, dedupKey: "flood"))
+        }
+        do {
+            let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(limited.routingKey, dedupKey: "flood"))
+            Issue.record("expected RESOURCE_EXHAUSTED")
+        } catch let error as RPCError {
+            #expect(error.code == .resourceExhausted)
+            #expect(error.message.contains("60 events/min, burst 5"))
+            let retry = Int(error.status.violations.first { $0.field == "retry_after_ms" }?.description ?? "") ?? 0
+            #expect((1...1_000).contains(retry))
+        }
+        #expect(try await pipeline.db.scalar("SELECT sum(count) FROM alerts") == 5)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries") == 5)
+        // 0 = off: far past any default burst.
+        for index in 0..<150 {
+            let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(unlimited.routingKey, dedupKey: "u\(index % 3)"))
+        }
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// 400 concurrent triggers over 8 pipelined connections: every one answered after its commit,
+    /// far fewer transactions than events.
+    @Test func concurrentTriggersShareTransactions() async throws {
+        let db = try await TestDatabase.create()
+        let service = try await db.pool.transaction { connection in
+            try Seed.service(connection, name: "Batch", routingKey: Seed.newRoutingKey(), users: [])
+        }
+        try await db.pool.withConnection { connection in
+            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [service.serviceID])
+        }
+        let processor = EventProcessor(pool: db.pool, clock: SystemWallClock(), assignmentOutbox: Waker(), logger: .init(label: "t"))
+        let results = await withTaskGroup(of: Result<EventResult, RPCError>.self) { group in
+            for index in 0..<400 {
+                group.addTask {
+                    await processor.process([(Pipeline.trigger(service.routingKey, dedupKey: "k\(index % 300)"), 300)])[0]
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let outcomes = results.compactMap { try? $0.get().outcome }
+        #expect(outcomes.count == 400)
+        #expect(outcomes.filter { $0 == .created }.count == 300)
+        #expect(outcomes.filter { $0 == .deduplicated }.count == 100)
+        #expect(try await db.scalar("SELECT count(*) FROM incidents") == 300)
+        #expect(try await db.scalar("SELECT count(*) FROM outbox") == 300)
+        #expect(try await db.scalar("SELECT sum(count) FROM alerts") == 400)
+        #expect(try await db.scalar("SELECT count(*) FROM timeline_entries") == 400)
+        let stats = processor.batcher.statistics
+        #expect(stats.events == 400)
+        #expect(stats.transactions < 200, "\(stats.transactions) transactions for 400 events: no group commit")
+        await db.drop()
+    }
+}
