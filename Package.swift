@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // System libraries (pkg-config libprotobuf-c / libpq).
@@ -61,6 +62,7 @@ let package = Package(
                 "Shared", "IngestService", "AssignmentService", "NotifierService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]),
         // libFuzzer entry point for frame + Envelope + Event decoding (see README, Development).
         .executableTarget(name: "KlaxonFuzz", dependencies: ["Shared"]),

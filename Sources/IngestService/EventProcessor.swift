@@ -30,6 +30,9 @@ public struct EventProcessor: Sendable {
         self.logger = logger
     }
 
+    /// Triggers written and transactions used so far (group commit at work).
+    public var batchStatistics: TriggerBatcher.Statistics { batcher.statistics }
+
     public func process(_ event: Event, encodedSize: Int) async throws -> EventResult {
         try await process([(event, encodedSize)])[0].get()
     }

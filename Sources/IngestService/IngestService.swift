@@ -8,6 +8,7 @@ public struct IngestService: Service {
     public static let sendEvents = "klaxon.ingest.v1.Ingest/SendEvents"
 
     public let server: RPCServer
+    public let processor: EventProcessor
     let relay: OutboxRelay
     let relayWaker: Waker
     let clock: any WallClock
@@ -16,6 +17,7 @@ public struct IngestService: Service {
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
         let waker = Waker()
         let processor = EventProcessor(pool: pool, clock: clock, assignmentOutbox: waker, logger: logger)
+        self.processor = processor
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger)
         self.relay = OutboxRelay(destination: "assignment", client: config.rpcClient(config.assignmentAddress), pool: pool, logger: logger)

@@ -21,7 +21,7 @@ struct PreparedTrigger: Sendable {
 /// the next transaction takes them all, writing each table with one multi-row statement. Every
 /// caller still gets its own reply only after the transaction holding its event commits. If a
 /// batch fails, its events are retried one by one, so one bad event never fails its neighbours.
-final class TriggerBatcher: Sendable {
+public final class TriggerBatcher: Sendable {
     private struct Waiter: Sendable {
         var trigger: PreparedTrigger
         var promise: EventLoopPromise<EventResult>
@@ -34,9 +34,9 @@ final class TriggerBatcher: Sendable {
     }
 
     /// Events written and transactions committed, for tests and metrics.
-    struct Statistics: Sendable, Equatable {
-        var events = 0
-        var transactions = 0
+    public struct Statistics: Sendable, Equatable {
+        public var events = 0
+        public var transactions = 0
     }
 
     var statistics: Statistics { state.withLockedValue { $0.statistics } }

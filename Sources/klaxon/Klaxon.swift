@@ -6,6 +6,6 @@ struct Klaxon: AsyncParsableCommand {
         commandName: "klaxon",
         abstract: "Klaxon incident alerting: services and tools.",
         subcommands: [
-            DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self,
+            DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self, BenchIngestCommand.self,
         ])
 }

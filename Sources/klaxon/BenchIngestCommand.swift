@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import IngestService
+import KlaxonDomain
+import Logging
+import NIOConcurrencyHelpers
+import Shared
+
+/// Ingest throughput and reply latency: an in-process Ingest on a real TCP port and PostgreSQL,
+/// driven by pipelined binary-protocol clients. Every reply counted means committed.
+struct BenchIngestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-ingest", abstract: "Measure Ingest: events/s and reply latency (scripts/bench runs this).")
+
+    @Option(help: "Events per scenario.")
+    var events = 100_000
+    @Option(help: "Client connections.")
+    var connections = 8
+    @Option(help: "Calls in flight per connection.")
+    var inFlight = 64
+    @Option(help: "Distinct dedup keys in the deduplicated scenario.")
+    var dedupKeys = 100
+
+    func run() async throws {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        var config = try Runtime.config()
+        config.maxInFlightPerConnection = inFlight
+        config.databasePoolSize = 4
+        let clock = SystemWallClock()
+        var poolConfiguration = PostgresConfiguration(url: config.databaseURL)
+        poolConfiguration.maxConnections = config.databasePoolSize
+        let pool = PostgresPool(configuration: poolConfiguration, logger: logger)
+        try await Migrator.migrate(pool, now: clock.nowMs(), logger: logger)
+        let routingKey = Seed.newRoutingKey()
+        try await pool.transaction { connection in
+            let service = try Seed.service(connection, name: "bench", routingKey: routingKey, users: [])
+            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [service.serviceID])
+        }
+        let port = try await Self.freePort()
+        config.ingestListen = HostPort(host: "127.0.0.1", port: port)
+        config.assignmentAddress = HostPort(host: "127.0.0.1", port: 1)  // Assignment is not part of this measurement
+        let ingest = IngestService(config: config, pool: pool, clock: clock, logger: logger)
+        let server = Task { try await ingest.server.run() }
+        _ = try await ingest.server.localAddress()
+
+        print("Ingest benchmark: \(events) events per scenario, \(connections) connections × \(inFlight) in flight, PostgreSQL \(Self.describe(config.databaseURL))")
+        let runID = UUID().uuidString.prefix(8)
+        for scenario in ["new-incident triggers", "deduplicated triggers"] {
+            let before = ingest.processor.batchStatistics
+            let dedup = scenario.hasPrefix("dedup")
+            let result = try await drive(port: port) { index in
+                let key = dedup ? "dup-\(runID)-\(index % dedupKeys)" : "new-\(runID)-\(scenario.count)-\(index)"
+                return Event(
+                    routingKey: routingKey, eventAction: .trigger, dedupKey: key,
+                    payload: Payload(summary: "Benchmark event \(index)", source: "bench-\(index % 50)", severity: .error,
+                                     customDetails: ["index": String(index)]))
+            }
+            let after = ingest.processor.batchStatistics
+            let transactions = after.transactions - before.transactions
+            let perTransaction = Double(after.events - before.events) / Double(max(transactions, 1))
+            print(String(
+                format: "%@: %.0f events/s; reply latency p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d transactions (%.1f events each); %d errors",
+                scenario, result.rate, result.p50, result.p99, result.p999, result.max, transactions, perTransaction, result.errors))
+        }
+        server.cancel()
+        _ = await server.result
+        await pool.shutdown()
+    }
+
+    struct Figures {
+        var rate: Double
+        var p50: Double
+        var p99: Double
+        var p999: Double
+        var max: Double
+        var errors: Int
+    }
+
+    func drive(port: Int, event: @escaping @Sendable (Int) -> Event) async throws -> Figures {
+        let clients = (0..<connections).map { _ in
+            var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port)
+            configuration.defaultTimeout = .seconds(60)
+            return RPCClient(configuration: configuration)
+        }
+        let next = NIOLockedValueBox(0)
+        let histogram = NIOLockedValueBox(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three))
+        let errors = NIOLockedValueBox(0)
+        let total = events
+        let start = ContinuousClock.now
+        await withTaskGroup(of: Void.self) { group in
+            for client in clients {
+                for _ in 0..<inFlight {
+                    group.addTask {
+                        while true {
+                            let index = next.withLockedValue { value -> Int in
+                                defer { value += 1 }
+                                return value
+                            }
+                            guard index < total else { return }
+                            let sent = ContinuousClock.now
+                            do {
+                                let _: EventResult = try await client.call("klaxon.ingest.v1.Ingest/SendEvent", event(index))
+                                let micros = UInt64((ContinuousClock.now - sent) / .microseconds(1))
+                                histogram.withLockedValue { _ = $0.record(max(micros, 1)) }
+                            } catch {
+                                errors.withLockedValue { $0 += 1 }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let seconds = Double((ContinuousClock.now - start) / .milliseconds(1)) / 1000
+        for client in clients { await client.close() }
+        let h = histogram.withLockedValue { $0 }
+        func ms(_ percentile: Double) -> Double { Double(h.valueAtPercentile(percentile)) / 1000 }
+        return Figures(
+            rate: Double(total) / seconds, p50: ms(50), p99: ms(99), p999: ms(99.9), max: Double(h.max) / 1000,
+            errors: errors.withLockedValue { $0 })
+    }
+
+    static func freePort() async throws -> Int {
+        let probe = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), router: RPCRouter(), logger: Logger(label: "probe"))
+        let task = Task { try await probe.run() }
+        let port = try await probe.localAddress().port!
+        task.cancel()
+        _ = await task.result
+        return port
+    }
+
+    static func describe(_ url: String) -> String {
+        url.split(separator: "@").last.map(String.init) ?? "?"
+    }
+}
