@@ -89,6 +89,7 @@ let package = Package(
             dependencies: [
                 "Shared", "IngestService", "AssignmentService", "NotifierService",
                 "KlaxonTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
     ],
     swiftLanguageModes: [.v6]

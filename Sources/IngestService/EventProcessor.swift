@@ -3,6 +3,21 @@ import KlaxonDomain
 import Logging
 import Shared
 
+/// One event to process, from either endpoint.
+public struct IngestRequest: Sendable {
+    public var event: Event
+    /// Size as received (protobuf body or HTTP JSON), checked against the 512 KiB limit.
+    public var encodedSize: Int
+    /// custom_details as any JSON object (the HTTP endpoint); nil uses the event's string map.
+    public var customDetailsJSON: String?
+
+    public init(event: Event, encodedSize: Int, customDetailsJSON: String? = nil) {
+        self.event = event
+        self.encodedSize = encodedSize
+        self.customDetailsJSON = customDetailsJSON
+    }
+}
+
 /// Turns monitor events into incidents: validation, routing, rate limit, then the write —
 /// triggers through group commit, acknowledge/resolve in their own transaction. Every reply is
 /// sent after the transaction holding its event commits. The binary and HTTP endpoints both
@@ -34,13 +49,17 @@ public struct EventProcessor: Sendable {
     public var batchStatistics: TriggerBatcher.Statistics { batcher.statistics }
 
     public func process(_ event: Event, encodedSize: Int) async throws -> EventResult {
-        try await process([(event, encodedSize)])[0].get()
+        try await process([IngestRequest(event: event, encodedSize: encodedSize)])[0].get()
+    }
+
+    public func process(_ events: [(event: Event, encodedSize: Int)]) async -> [Result<EventResult, RPCError>] {
+        await process(events.map { IngestRequest(event: $0.event, encodedSize: $0.encodedSize) })
     }
 
     /// Answers each event on its own, in order: a rejected event does not affect its neighbours.
     /// Consecutive triggers share transactions; an acknowledge or resolve runs after the
     /// triggers before it and before the ones after it.
-    public func process(_ events: [(event: Event, encodedSize: Int)]) async -> [Result<EventResult, RPCError>] {
+    public func process(_ events: [IngestRequest]) async -> [Result<EventResult, RPCError>] {
         let now = clock.nowMs()
         var results: [Result<EventResult, RPCError>?] = Array(repeating: nil, count: events.count)
         var run: [(index: Int, trigger: PreparedTrigger)] = []
@@ -52,7 +71,7 @@ public struct EventProcessor: Sendable {
         }
         for (index, item) in events.enumerated() {
             do {
-                switch try await admit(item.event, encodedSize: item.encodedSize, now: now) {
+                switch try await admit(item, now: now) {
                 case let .trigger(trigger):
                     run.append((index, trigger))
                 case let .status(target, status):
@@ -73,8 +92,9 @@ public struct EventProcessor: Sendable {
     }
 
     /// Validation, routing key and rate limit: everything that may refuse an event before any write.
-    private func admit(_ event: Event, encodedSize: Int, now: Millis) async throws -> Admitted {
-        let violations = EventValidation.violations(of: event, encodedSize: encodedSize)
+    private func admit(_ request: IngestRequest, now: Millis) async throws -> Admitted {
+        let event = request.event
+        let violations = EventValidation.violations(of: event, encodedSize: request.encodedSize)
         guard violations.isEmpty, let action = event.eventAction else { throw RPCError.invalidArgument(violations) }
         guard let target = try await directory.target(for: event.routingKey, now: now) else {
             throw RPCError.invalidArgument([FieldViolation(field: "routing_key", description: "unknown routing key")])
@@ -95,7 +115,8 @@ public struct EventProcessor: Sendable {
                 dedupKey: event.dedupKey.isEmpty ? UUID().uuidString.lowercased() : event.dedupKey,
                 summary: payload.summary, source: payload.source, severity: payload.severity?.rawValue ?? "",
                 urgency: target.urgencyRule.urgency(for: payload.severity),
-                detailsJSON: JSON.object(payload.customDetails), eventJSON: Self.eventJSON(event)))
+                detailsJSON: request.customDetailsJSON ?? JSON.object(payload.customDetails),
+                eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON)))
         }
     }
 
@@ -136,13 +157,15 @@ public struct EventProcessor: Sendable {
     }
 
     /// The event as stored on its alert (for the incident page and postmortems).
-    static func eventJSON(_ event: Event) -> String {
+    static func eventJSON(_ event: Event, customDetailsJSON: String? = nil) -> String {
         var object: [String: Any] = ["routing_key_suffix": String(event.routingKey.suffix(4)), "dedup_key": event.dedupKey]
         if let payload = event.payload {
             object["payload"] = [
                 "summary": payload.summary, "source": payload.source, "severity": payload.severity?.rawValue ?? "",
                 "timestamp_ms": payload.timestampMs, "component": payload.component, "group": payload.group,
-                "class": payload.eventClass, "custom_details": payload.customDetails,
+                "class": payload.eventClass,
+                "custom_details": customDetailsJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }
+                    ?? payload.customDetails,
             ] as [String: Any]
         }
         object["links"] = event.links.map { ["href": $0.href, "text": $0.text] }

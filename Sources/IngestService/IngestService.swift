@@ -2,13 +2,16 @@ import Logging
 import ServiceLifecycle
 import Shared
 
-/// IngestService: the binary listener for monitor events and the relay of its outbox to Assignment.
+/// IngestService: the binary and HTTP (PagerDuty Events v2) listeners for monitor events, and the
+/// relay of its outbox to Assignment.
 public struct IngestService: Service {
     public static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
     public static let sendEvents = "klaxon.ingest.v1.Ingest/SendEvents"
 
     public let server: RPCServer
     public let processor: EventProcessor
+    let http: any Service
+    private let httpPortLatch = Latch<Int>()
     let relay: OutboxRelay
     let relayWaker: Waker
     let clock: any WallClock
@@ -18,6 +21,10 @@ public struct IngestService: Service {
         let waker = Waker()
         let processor = EventProcessor(pool: pool, clock: clock, assignmentOutbox: waker, logger: logger)
         self.processor = processor
+        let httpPort = httpPortLatch
+        self.http = IngestHTTP.application(
+            processor: processor, pool: pool, listen: config.ingestHTTPListen, logger: logger,
+            onRunning: { httpPort.resolve(.success($0)) })
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger)
         self.relay = OutboxRelay(destination: "assignment", client: config.rpcClient(config.assignmentAddress), pool: pool, logger: logger)
@@ -43,9 +50,16 @@ public struct IngestService: Service {
         return router
     }
 
+    /// The HTTP port, once listening (useful with port 0).
+    public func httpPort() async throws -> Int {
+        try await httpPortLatch.wait()
+    }
+
     public func run() async throws {
+        defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await server.run() }
+            group.addTask { try await http.run() }
             group.addTask {
                 await DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)
                     .run { now in try await relay.deliverDue(now: now) }

@@ -17,6 +17,8 @@ final class Pipeline: @unchecked Sendable {
     let logger: Logger
     private var running: [Part: Task<Void, Error>] = [:]
     private var servers: [Part: RPCServer] = [:]
+    /// Ingest's HTTP port (PagerDuty Events v2), once Ingest runs.
+    private(set) var ingestHTTPPort = 0
 
     init(start parts: [Part] = Part.allCases) async throws {
         var logger = Logger(label: "e2e")
@@ -26,6 +28,7 @@ final class Pipeline: @unchecked Sendable {
         sink = try await HTTPSink.start()
         var config = KlaxonConfig(databaseURL: db.url)
         config.ingestListen = HostPort(host: "127.0.0.1", port: try await freePort())
+        config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: 0)
         config.assignmentListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.notifierListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.assignmentAddress = config.assignmentListen
@@ -43,6 +46,7 @@ final class Pipeline: @unchecked Sendable {
             let service = IngestService(config: config, pool: db.pool, clock: clock, logger: logger)
             server = service.server
             task = Task { try await service.run() }
+            ingestHTTPPort = try await service.httpPort()
         case .assignment:
             let service = AssignmentService(config: config, pool: db.pool, clock: clock, logger: logger)
             server = service.server

@@ -19,6 +19,16 @@ klaxon_ensure_deps() {
   command -v swift >/dev/null 2>&1 || { echo "swift is not on PATH (Swift 6.1 or newer is required)" >&2; return 1; }
 }
 
+# A real monitor for the tests: Prometheus Alertmanager (sends PagerDuty Events v2).
+klaxon_ensure_test_deps() {
+  command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
+  echo "==> installing prometheus-alertmanager"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+}
+
 # The Python protobuf runtime, for the test that speaks the wire contract from an independent implementation.
 klaxon_ensure_python_protobuf() {
   python3 -c 'import google.protobuf' 2>/dev/null && return 0

@@ -32,6 +32,8 @@ public struct KlaxonConfig: Sendable {
     public var databaseURL: String
     public var databasePoolSize = 8
     public var ingestListen = HostPort(host: "127.0.0.1", port: 7401)
+    /// PagerDuty Events API v2 and health endpoints.
+    public var ingestHTTPListen = HostPort(host: "127.0.0.1", port: 8401)
     public var assignmentListen = HostPort(host: "127.0.0.1", port: 7402)
     public var notifierListen = HostPort(host: "127.0.0.1", port: 7403)
     /// Where Ingest's outbox reaches Assignment, and Assignment's reaches Notifier.
@@ -52,6 +54,7 @@ public struct KlaxonConfig: Sendable {
         ("database.url", "KLAXON_DATABASE_URL", "libpq connection string (required)"),
         ("database.pool_size", "KLAXON_DATABASE_POOL_SIZE", "connections per process (8)"),
         ("ingest.listen", "KLAXON_INGEST_LISTEN", "Ingest binary protocol (127.0.0.1:7401)"),
+        ("ingest.http_listen", "KLAXON_INGEST_HTTP_LISTEN", "Ingest HTTP: PagerDuty Events v2, /healthz, /readyz (127.0.0.1:8401)"),
         ("assignment.listen", "KLAXON_ASSIGNMENT_LISTEN", "Assignment binary protocol (127.0.0.1:7402)"),
         ("notifier.listen", "KLAXON_NOTIFIER_LISTEN", "Notifier binary protocol (127.0.0.1:7403)"),
         ("assignment.address", "KLAXON_ASSIGNMENT_ADDRESS", "where Ingest reaches Assignment (127.0.0.1:7402)"),
@@ -83,6 +86,7 @@ public struct KlaxonConfig: Sendable {
         }
         try number("KLAXON_DATABASE_POOL_SIZE", &config.databasePoolSize, minimum: 1)
         try address("KLAXON_INGEST_LISTEN", &config.ingestListen)
+        try address("KLAXON_INGEST_HTTP_LISTEN", &config.ingestHTTPListen)
         try address("KLAXON_ASSIGNMENT_LISTEN", &config.assignmentListen)
         try address("KLAXON_NOTIFIER_LISTEN", &config.notifierListen)
         config.assignmentAddress = config.assignmentListen

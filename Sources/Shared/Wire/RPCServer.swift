@@ -32,7 +32,7 @@ public final class RPCServer: Service, Sendable {
     private let authenticate: RPCAuthenticator?
     private let logger: Logger
     private let group: EventLoopGroup
-    private let listening: EventLoopPromise<SocketAddress>
+    private let listening = Latch<SocketAddress>()
     private let connectionCount = NIOLockedValueBox(0)
 
     public init(
@@ -44,12 +44,11 @@ public final class RPCServer: Service, Sendable {
         self.authenticate = authenticate
         self.logger = logger
         self.group = group
-        self.listening = group.any().makePromise(of: SocketAddress.self)
     }
 
     /// The address bound, once listening (useful with port 0).
     public func localAddress() async throws -> SocketAddress {
-        try await listening.futureResult.get()
+        try await listening.wait()
     }
 
     public func run() async throws {
@@ -71,10 +70,10 @@ public final class RPCServer: Service, Sendable {
                     }
                 }
         } catch {
-            listening.fail(error)
+            listening.resolve(.failure(error))
             throw error
         }
-        if let address = serverChannel.channel.localAddress { listening.succeed(address) }
+        if let address = serverChannel.channel.localAddress { listening.resolve(.success(address)) }
         logger.info("listening", metadata: ["rpc.address": "\(serverChannel.channel.localAddress.map { "\($0)" } ?? "?")"])
 
         try await withThrowingDiscardingTaskGroup { connections in

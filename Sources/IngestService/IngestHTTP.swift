@@ -1,0 +1,73 @@
+import Hummingbird
+import Logging
+import NIOCore
+import Shared
+
+/// Ingest's HTTP listener: PagerDuty Events API v2 (`POST /v2/enqueue`, alias `/v2/events`) and
+/// the health endpoints.
+public enum IngestHTTP {
+    /// Bodies above this are refused before parsing (the event limit itself is 512 KiB).
+    public static let maxBodyBytes = 1024 * 1024
+
+    public static func application(
+        processor: EventProcessor, pool: PostgresPool, listen: HostPort, logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        let enqueue: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in
+            try await Self.enqueue(request, processor: processor)
+        }
+        router.post("/v2/enqueue", use: enqueue)
+        router.post("/v2/events", use: enqueue)
+        router.get("/healthz") { _, _ in Self.json(.ok, PagerDutyEvents.body(["status": "ok"])) }
+        router.get("/readyz") { _, _ -> Response in
+            do {
+                try await pool.withConnection { try $0.query("SELECT 1") }
+                return Self.json(.ok, PagerDutyEvents.body(["status": "ready"]))
+            } catch {
+                return Self.json(.serviceUnavailable, PagerDutyEvents.body(["status": "database unavailable"]))
+            }
+        }
+        return Application(
+            router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-ingest"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
+    }
+
+    static func enqueue(_ request: Request, processor: EventProcessor) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxBodyBytes)
+        } catch {
+            return json(.contentTooLarge, PagerDutyEvents.invalid(
+                [FieldViolation(field: "event", description: "body exceeds \(maxBodyBytes) bytes")], message: "Event object is too large"))
+        }
+        let bytes = Array(body.readableBytesView)
+        let parsed = PagerDutyEvents.parse(bytes)
+        guard parsed.violations.isEmpty, let event = parsed.event else { return json(.badRequest, PagerDutyEvents.invalid(parsed.violations)) }
+        let result = await processor.process([IngestRequest(event: event, encodedSize: bytes.count, customDetailsJSON: parsed.customDetailsJSON)])[0]
+        switch result {
+        case let .success(outcome):
+            return json(.accepted, PagerDutyEvents.accepted(dedupKey: outcome.dedupKey))
+        case let .failure(error):
+            switch error.code {
+            case .invalidArgument:
+                return json(.badRequest, PagerDutyEvents.invalid(error.status.violations))
+            case .resourceExhausted:
+                var response = json(.tooManyRequests, PagerDutyEvents.throttled(error.message))
+                if let retryMs = error.status.violations.first(where: { $0.field == "retry_after_ms" }).flatMap({ Int($0.description) }) {
+                    response.headers[.retryAfter] = String(max(1, (retryMs + 999) / 1000))
+                }
+                return response
+            case .unavailable, .aborted:
+                return json(.serviceUnavailable, PagerDutyEvents.failed(error.message))
+            default:
+                return json(.internalServerError, PagerDutyEvents.failed(error.message))
+            }
+        }
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ body: [UInt8]) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}
