@@ -158,21 +158,46 @@ public struct EventProcessor: Sendable {
 
     /// The event as stored on its alert (for the incident page and postmortems).
     static func eventJSON(_ event: Event, customDetailsJSON: String? = nil) -> String {
-        var object: [String: Any] = ["routing_key_suffix": String(event.routingKey.suffix(4)), "dedup_key": event.dedupKey]
+        var json = JSONWriter(capacity: 512)
+        json.beginObject()
+        json.field("routing_key_suffix", String(event.routingKey.suffix(4)))
+        json.field("dedup_key", event.dedupKey)
         if let payload = event.payload {
-            object["payload"] = [
-                "summary": payload.summary, "source": payload.source, "severity": payload.severity?.rawValue ?? "",
-                "timestamp_ms": payload.timestampMs, "component": payload.component, "group": payload.group,
-                "class": payload.eventClass,
-                "custom_details": customDetailsJSON.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }
-                    ?? payload.customDetails,
-            ] as [String: Any]
+            json.beginObject("payload")
+            json.field("summary", payload.summary)
+            json.field("source", payload.source)
+            json.field("severity", payload.severity?.rawValue ?? "")
+            json.field("timestamp_ms", payload.timestampMs)
+            json.field("component", payload.component)
+            json.field("group", payload.group)
+            json.field("class", payload.eventClass)
+            if let customDetailsJSON {
+                json.field("custom_details", json: customDetailsJSON)
+            } else {
+                json.field("custom_details", payload.customDetails)
+            }
+            json.endObject()
         }
-        object["links"] = event.links.map { ["href": $0.href, "text": $0.text] }
-        object["images"] = event.images.map { ["src": $0.src, "href": $0.href, "alt": $0.alt] }
-        object["client"] = event.client
-        object["client_url"] = event.clientURL
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        json.beginArray("links")
+        for link in event.links {
+            json.beginObject()
+            json.field("href", link.href)
+            json.field("text", link.text)
+            json.endObject()
+        }
+        json.endArray()
+        json.beginArray("images")
+        for image in event.images {
+            json.beginObject()
+            json.field("src", image.src)
+            json.field("href", image.href)
+            json.field("alt", image.alt)
+            json.endObject()
+        }
+        json.endArray()
+        json.field("client", event.client)
+        json.field("client_url", event.clientURL)
+        json.endObject()
+        return json.string
     }
 }

@@ -37,6 +37,8 @@ public final class TriggerBatcher: Sendable {
     public struct Statistics: Sendable, Equatable {
         public var events = 0
         public var transactions = 0
+        /// Wall time spent inside batch transactions, all committers together.
+        public var transactionNanoseconds: Int64 = 0
     }
 
     var statistics: Statistics { state.withLockedValue { $0.statistics } }
@@ -109,13 +111,16 @@ public final class TriggerBatcher: Sendable {
     private func commit(_ batch: [Waiter]) async {
         let now = clock.nowMs()
         let triggers = batch.map(\.trigger)
+        let started = ContinuousClock.now
         do {
             let results = try await pool.transaction { connection in
                 try TriggerWriter.write(triggers, connection: connection, now: now)
             }
+            let elapsed = ContinuousClock.now - started
             state.withLockedValue {
                 $0.statistics.events += batch.count
                 $0.statistics.transactions += 1
+                $0.statistics.transactionNanoseconds += elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
             }
             for (waiter, result) in zip(batch, results) { waiter.promise.succeed(result) }
             if results.contains(where: { $0.outcome == .created }) { onCreated() }

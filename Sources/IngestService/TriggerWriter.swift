@@ -36,8 +36,10 @@ enum TriggerWriter {
             }
             missing.removeAll { incidentOf[$0] != nil }
             guard !missing.isEmpty else { break }
-            // The first trigger of each new key describes its incident; numbers follow submission order.
-            let firsts = missing.map { triggers[firstIndex[$0]!] }.sorted { firstIndex[key($0)]! < firstIndex[key($1)]! }
+            // The first trigger of each new key describes its incident. Rows go in key order, like
+            // the locks above: two batches inserting overlapping keys in different orders would
+            // deadlock on the unique index.
+            let firsts = missing.map { triggers[firstIndex[$0]!] }
             let inserted = try connection.query(
                 """
                 INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms)
@@ -102,7 +104,7 @@ enum TriggerWriter {
                  PGArray(alerts.event), now])
         }
         if !duplicates.isEmpty {
-            let ids = Array(duplicates.keys)
+            let ids = duplicates.keys.sorted()
             try connection.query(
                 """
                 UPDATE alerts a SET count = a.count + d.n, last_at_ms = $3

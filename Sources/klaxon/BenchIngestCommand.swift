@@ -21,10 +21,13 @@ struct BenchIngestCommand: AsyncParsableCommand {
     var inFlight = 64
     @Option(help: "Distinct dedup keys in the deduplicated scenario.")
     var dedupKeys = 100
+    @Flag(help: "Measure the RPC layer alone: a handler that answers at once, no database.")
+    var echo = false
 
     func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
+        if echo { return try await runEcho(logger: logger) }
         var config = try Runtime.config()
         config.maxInFlightPerConnection = inFlight
         config.databasePoolSize = 4
@@ -60,13 +63,34 @@ struct BenchIngestCommand: AsyncParsableCommand {
             let after = ingest.processor.batchStatistics
             let transactions = after.transactions - before.transactions
             let perTransaction = Double(after.events - before.events) / Double(max(transactions, 1))
+            let busyMs = Double(after.transactionNanoseconds - before.transactionNanoseconds) / 1e6
             print(String(
-                format: "%@: %.0f events/s; reply latency p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d transactions (%.1f events each); %d errors",
-                scenario, result.rate, result.p50, result.p99, result.p999, result.max, transactions, perTransaction, result.errors))
+                format: "%@: %.0f events/s; reply latency p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d transactions (%.1f events each, %.2f ms each); %d errors",
+                scenario, result.rate, result.p50, result.p99, result.p999, result.max, transactions, perTransaction,
+                busyMs / Double(max(transactions, 1)), result.errors))
         }
         server.cancel()
         _ = await server.result
         await pool.shutdown()
+    }
+
+    func runEcho(logger: Logger) async throws {
+        var router = RPCRouter()
+        router.register("klaxon.ingest.v1.Ingest/SendEvent") { (event: Event, _) in
+            EventResult(dedupKey: event.dedupKey, incidentID: 1, outcome: .created)
+        }
+        var configuration = RPCServerConfiguration(host: "127.0.0.1", port: 0)
+        configuration.maxInFlightPerConnection = inFlight
+        let server = RPCServer(configuration: configuration, router: router, logger: logger)
+        let task = Task { try await server.run() }
+        let port = try await server.localAddress().port!
+        let result = try await drive(port: port) { index in
+            Event(routingKey: String(repeating: "k", count: 32), eventAction: .trigger, dedupKey: "echo-\(index)",
+                  payload: Payload(summary: "Benchmark event \(index)", source: "bench", severity: .error))
+        }
+        print(String(format: "RPC echo: %.0f calls/s; latency p50 %.2f ms, p99 %.2f ms; %d errors", result.rate, result.p50, result.p99, result.errors))
+        task.cancel()
+        _ = await task.result
     }
 
     struct Figures {

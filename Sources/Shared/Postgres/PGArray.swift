@@ -38,13 +38,13 @@ public struct PGArray: PGEncodable {
 
     /// A double-quoted element: backslash and double quote escaped, everything else literal.
     static func quote(_ value: String) -> String {
-        var quoted = "\""
-        quoted.reserveCapacity(value.utf8.count + 2)
-        for character in value.unicodeScalars {
-            if character == "\\" || character == "\"" { quoted.unicodeScalars.append("\\") }
-            quoted.unicodeScalars.append(character)
+        var quoted: [UInt8] = [UInt8(ascii: "\"")]
+        quoted.reserveCapacity(value.utf8.count + 8)
+        for byte in value.utf8 {
+            if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { quoted.append(UInt8(ascii: "\\")) }
+            quoted.append(byte)
         }
-        quoted.append("\"")
-        return quoted
+        quoted.append(UInt8(ascii: "\""))
+        return String(decoding: quoted, as: UTF8.self)
     }
 }

@@ -24,9 +24,13 @@ public enum Timeline {
 
 /// Small JSON helpers for jsonb columns holding string maps.
 public enum JSON {
+    /// A flat string map as a JSON object, keys sorted.
     public static func object(_ values: [String: String]) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: values, options: [.sortedKeys])) ?? Data("{}".utf8)
-        return String(decoding: data, as: UTF8.self)
+        var writer = JSONWriter(capacity: 64 + values.count * 32)
+        writer.beginObject()
+        for (key, value) in values.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) { writer.field(key, value) }
+        writer.endObject()
+        return writer.string
     }
 
     public static func stringMap(_ text: String) -> [String: String] {
