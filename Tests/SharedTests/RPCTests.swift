@@ -251,7 +251,13 @@ enum RawConnection {
                 }
             }
         return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(bytes: bytes))
+            if !bytes.isEmpty {
+                do {
+                    try await outbound.write(ByteBuffer(bytes: bytes))
+                } catch ChannelError.ioOnClosedChannel {
+                    return Outcome(replies: [], closed: true)  // the server already closed it
+                }
+            }
             return try await withThrowingTaskGroup(of: Outcome?.self) { group in
                 group.addTask {
                     var replies: [Envelope] = []
