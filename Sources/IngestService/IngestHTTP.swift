@@ -44,7 +44,12 @@ public enum IngestHTTP {
         }
         let bytes = Array(body.readableBytesView)
         let parsed = PagerDutyEvents.parse(bytes)
-        guard parsed.violations.isEmpty, let event = parsed.event else { return json(.badRequest, PagerDutyEvents.invalid(parsed.violations)) }
+        guard parsed.violations.isEmpty, let event = parsed.event else {
+            // Report the limits too, so one answer names everything to fix.
+            let limits = parsed.event.map { EventValidation.violations(of: $0, encodedSize: bytes.count) } ?? []
+            let shape = Set(parsed.violations.map(\.field))
+            return json(.badRequest, PagerDutyEvents.invalid(parsed.violations + limits.filter { !shape.contains($0.field) }))
+        }
         let result = await processor.process([IngestRequest(event: event, encodedSize: bytes.count, customDetailsJSON: parsed.customDetailsJSON)])[0]
         switch result {
         case let .success(outcome):

@@ -19,7 +19,9 @@ public struct IngestService: Service {
 
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
         let waker = Waker()
-        let processor = EventProcessor(pool: pool, clock: clock, assignmentOutbox: waker, logger: logger)
+        let processor = EventProcessor(
+            pool: pool, clock: clock, assignmentOutbox: waker, logger: logger, maxBatch: config.ingestBatchMax,
+            maxConcurrentBatches: config.ingestBatchConcurrency)
         self.processor = processor
         let httpPort = httpPortLatch
         self.http = IngestHTTP.application(

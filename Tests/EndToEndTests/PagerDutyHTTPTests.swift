@@ -103,6 +103,10 @@ import Testing
         let badSeverity = try await errors(Self.trigger(service.routingKey, severity: "apocalyptic"))
         #expect(badSeverity.0 == 400)
         #expect(badSeverity.1 == ["payload.severity: must be critical, error, warning or info, got \"apocalyptic\""])
+        let shapeAndLimits = try await errors("""
+            {"routing_key": "\(service.routingKey)", "event_action": "trigger", "payload": {"summary": "", "source": "db-1", "severity": "fatal"}}
+            """)
+        #expect(shapeAndLimits.1 == ["payload.severity: must be critical, error, warning or info, got \"fatal\"", "payload.summary: is required"])
         let manyBad = try await errors("""
             {"routing_key": "short", "event_action": "trigger", "payload": {"summary": "", "source": "x", "severity": "info"}}
             """)

@@ -39,6 +39,9 @@ public struct KlaxonConfig: Sendable {
     /// Where Ingest's outbox reaches Assignment, and Assignment's reaches Notifier.
     public var assignmentAddress = HostPort(host: "127.0.0.1", port: 7402)
     public var notifierAddress = HostPort(host: "127.0.0.1", port: 7403)
+    /// Group commit: most triggers per transaction, and transactions running at once.
+    public var ingestBatchMax = 512
+    public var ingestBatchConcurrency = 2
     public var maxFrameBytes = Framing.defaultMaxFrameBytes
     public var maxInFlightPerConnection = 64
     public var idleTimeoutSeconds = 300
@@ -59,6 +62,8 @@ public struct KlaxonConfig: Sendable {
         ("notifier.listen", "KLAXON_NOTIFIER_LISTEN", "Notifier binary protocol (127.0.0.1:7403)"),
         ("assignment.address", "KLAXON_ASSIGNMENT_ADDRESS", "where Ingest reaches Assignment (127.0.0.1:7402)"),
         ("notifier.address", "KLAXON_NOTIFIER_ADDRESS", "where Assignment reaches Notifier (127.0.0.1:7403)"),
+        ("ingest.batch_max", "KLAXON_INGEST_BATCH_MAX", "most triggers per group-commit transaction (512)"),
+        ("ingest.batch_concurrency", "KLAXON_INGEST_BATCH_CONCURRENCY", "group-commit transactions at once (2)"),
         ("rpc.max_frame_bytes", "KLAXON_RPC_MAX_FRAME_BYTES", "largest accepted frame (4194304)"),
         ("rpc.max_in_flight", "KLAXON_RPC_MAX_IN_FLIGHT", "concurrent requests per connection (64)"),
         ("rpc.idle_timeout_seconds", "KLAXON_RPC_IDLE_TIMEOUT_SECONDS", "idle connection close (300)"),
@@ -93,6 +98,8 @@ public struct KlaxonConfig: Sendable {
         config.notifierAddress = config.notifierListen
         try address("KLAXON_ASSIGNMENT_ADDRESS", &config.assignmentAddress)
         try address("KLAXON_NOTIFIER_ADDRESS", &config.notifierAddress)
+        try number("KLAXON_INGEST_BATCH_MAX", &config.ingestBatchMax, minimum: 1)
+        try number("KLAXON_INGEST_BATCH_CONCURRENCY", &config.ingestBatchConcurrency, minimum: 1)
         try number("KLAXON_RPC_MAX_FRAME_BYTES", &config.maxFrameBytes, minimum: 1024)
         try number("KLAXON_RPC_MAX_IN_FLIGHT", &config.maxInFlightPerConnection, minimum: 1)
         try number("KLAXON_RPC_IDLE_TIMEOUT_SECONDS", &config.idleTimeoutSeconds, minimum: 1)
