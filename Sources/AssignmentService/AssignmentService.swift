@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import KlaxonDomain
 import Shared
 
 /// AssignmentService: decides who must respond, and relays notify requests to Notifier.
@@ -27,6 +28,8 @@ public struct AssignmentService: Service {
             do {
                 try await manager.incidentTriggered(request)
             } catch let error as PostgresError {
+                throw error.rpcError
+            } catch let error as IncidentCommandError {
                 throw error.rpcError
             }
             return Empty()

@@ -124,34 +124,30 @@ public struct EventProcessor: Sendable {
         switch error {
         case let error as RPCError: return error
         case let error as PostgresError: return error.rpcError
+        case let error as IncidentCommandError: return error.rpcError
         default: return RPCError(.internalError, "internal error")
         }
     }
 
+    /// Acknowledge or resolve the open incident with the event's dedup key, through the incident
+    /// rules (an acknowledgement starts the ack timeout like any other); IGNORED when none is open.
     private func changeStatus(_ event: Event, target: IngestTarget, to status: IncidentStatus) async throws -> EventResult {
         let now = clock.nowMs()
+        let actor = Self.consumerActor
         return try await pool.transaction { connection in
             let open = try connection.query(
-                "SELECT id, status FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved' FOR UPDATE",
+                "SELECT id FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
                 [target.serviceID, event.dedupKey])
             guard let incidentID = open.int64(0, "id"), !open.isEmpty else {
                 return EventResult(dedupKey: event.dedupKey, incidentID: 0, outcome: .ignored, message: "no open incident with this dedup key")
             }
-            let outcome: EventOutcome = status == .resolved ? .resolved : .acknowledged
-            if status == .resolved {
-                try connection.query(
-                    "UPDATE incidents SET status = 'resolved', resolved_at_ms = $2, updated_at_ms = $2, escalate_at_ms = NULL WHERE id = $1",
-                    [incidentID, now])
-                try Timeline.append(connection, incidentID: incidentID, TimelineEntry(at: now, type: .resolve, actor: Self.consumerActor))
-            } else {
-                try connection.query(
-                    "UPDATE incidents SET status = 'acknowledged', updated_at_ms = $2, escalate_at_ms = NULL WHERE id = $1",
-                    [incidentID, now])
-                try connection.query(
-                    "INSERT INTO acknowledgements (incident_id, actor, at_ms) VALUES ($1, $2, $3)",
-                    [incidentID, Self.consumerActor, now])
-                try Timeline.append(connection, incidentID: incidentID, TimelineEntry(at: now, type: .acknowledge, actor: Self.consumerActor))
+            let command: IncidentCommand = status == .resolved
+                ? .resolve(actor: actor, reason: "resolve event") : .acknowledge(user: nil, actor: actor)
+            // The row lock is taken inside; a concurrent resolve makes this one IGNORED.
+            guard try IncidentStore.run(command, incidentID: incidentID, connection: connection, now: now, when: { $0.state.status != .resolved }) != nil else {
+                return EventResult(dedupKey: event.dedupKey, incidentID: UInt64(incidentID), outcome: .ignored, message: "the incident was resolved meanwhile")
             }
+            let outcome: EventOutcome = status == .resolved ? .resolved : .acknowledged
             return EventResult(dedupKey: event.dedupKey, incidentID: UInt64(incidentID), outcome: outcome, message: "incident \(outcome.rawValue)")
         }
     }

@@ -25,49 +25,8 @@ public struct EscalationPolicy: Sendable, Equatable {
     }
 }
 
-/// What the assignment core asks its I/O shell to do, in order, inside one transaction.
-public enum AssignmentEffect: Sendable, Equatable {
-    /// The assignees become exactly `users` at level `level` (1-based) and loop `loop`.
-    case assign(users: [UInt64], level: Int, loop: Int)
-    /// Page `user` with a snapshot of the incident taken at this instant.
-    case notify(user: UInt64, reason: NotifyReason)
-    /// Move on at `at` if the incident is still triggered; nil cancels the escalation timer.
-    case setEscalationTimer(at: Millis?)
-    case timeline(TimelineEntry)
-}
-
-/// The escalation rules: pure, time comes in as a value.
+/// Escalation helpers shared by the incident rules.
 public enum EscalationCore {
-    /// A new incident starts at level 1, loop 0. Levels that resolve to nobody are skipped at
-    /// once; each newly assigned user is paged. Low urgency pages level 1 and does not escalate.
-    public static func start(
-        policy: EscalationPolicy, urgency: Urgency, now: Millis,
-        resolve: (EscalationTarget, Millis) -> [UInt64]
-    ) -> [AssignmentEffect] {
-        var effects: [AssignmentEffect] = []
-        for (index, level) in policy.levels.enumerated() {
-            let users = assignees(of: level, at: now, resolve: resolve)
-            guard !users.isEmpty else {
-                effects.append(.timeline(TimelineEntry(
-                    at: now, type: .escalate, actor: "system",
-                    details: ["level": String(index + 1), "reason": "empty level"])))
-                continue
-            }
-            effects.append(.assign(users: users, level: index + 1, loop: 0))
-            effects.append(.timeline(TimelineEntry(
-                at: now, type: .assign, actor: "system",
-                details: ["level": String(index + 1), "users": users.map(String.init).joined(separator: ",")])))
-            for user in users { effects.append(.notify(user: user, reason: .assigned)) }
-            let escalates = urgency == .high && (index + 1 < policy.levels.count || policy.numLoops > 0)
-            effects.append(.setEscalationTimer(at: escalates ? now + Millis(level.delaySeconds) * 1000 : nil))
-            return effects
-        }
-        effects.append(.timeline(TimelineEntry(
-            at: now, type: .exhaustEscalationPath, actor: "system", details: ["reason": "no level has anyone to page"])))
-        effects.append(.setEscalationTimer(at: nil))
-        return effects
-    }
-
     /// The union of a level's targets at `now`, schedules resolved, duplicates removed, in
     /// target order.
     public static func assignees(
@@ -79,5 +38,33 @@ public enum EscalationCore {
             for user in resolve(target, now) where seen.insert(user).inserted { users.append(user) }
         }
         return users
+    }
+}
+
+extension EscalationPolicy {
+    public static let maxLevels = 20
+    public static let loopRange = 0...9
+
+    /// The limits of PRODUCT.md: 1–20 levels, each with 1–10 targets and a delay ≥ 1 s; 0–9
+    /// loops. Each violation names its field (`levels[2].targets` for the third level).
+    public func violations() -> [(field: String, description: String)] {
+        var violations: [(field: String, description: String)] = []
+        if levels.isEmpty || levels.count > Self.maxLevels {
+            violations.append(("levels", "must have 1–\(Self.maxLevels) levels, got \(levels.count)"))
+        }
+        if !Self.loopRange.contains(numLoops) {
+            violations.append(("num_loops", "must be 0–9, got \(numLoops)"))
+        }
+        for (index, level) in levels.enumerated() {
+            if level.targets.isEmpty || level.targets.count > EscalationLevel.maxTargets {
+                violations.append((
+                    "levels[\(index)].targets",
+                    "level \(index + 1) must have 1–\(EscalationLevel.maxTargets) targets, got \(level.targets.count)"))
+            }
+            if level.delaySeconds < 1 {
+                violations.append(("levels[\(index)].escalation_delay_seconds", "level \(index + 1) must wait at least 1 second"))
+            }
+        }
+        return violations
     }
 }

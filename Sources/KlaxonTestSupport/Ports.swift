@@ -1,13 +1,26 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
-/// A TCP port free on 127.0.0.1 right now (bound, read, released).
+/// Ports for listeners a test must know before they start. Handed out from 20000–32000 (below
+/// Linux's ephemeral range, so no OS-assigned port can take one meanwhile), each at most once per
+/// process, and checked free by binding it.
+private let nextCandidate = NIOLockedValueBox(20_000 + Int.random(in: 0..<6_000))
+
 public func freePort() async throws -> Int {
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .bind(host: "127.0.0.1", port: 0).get()
-    let port = channel.localAddress!.port!
-    try await channel.close()
-    return port
+    for _ in 0..<200 {
+        let port = nextCandidate.withLockedValue { value -> Int in
+            defer { value = value >= 31_999 ? 20_000 : value + 1 }
+            return value
+        }
+        if let channel = try? await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: port).get()
+        {
+            try await channel.close()
+            return port
+        }
+    }
+    throw ChannelError.connectPending
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.

@@ -201,8 +201,24 @@ import Testing
         }
         #expect(try await send(.acknowledge).outcome == .ignored)
         let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "k"))
+        let before = SystemWallClock().nowMs()
         #expect(try await send(.acknowledge).outcome == .acknowledged)
+        // Through the incident rules: the service's ack timeout (default 30 min) runs from this ack.
+        let timers = try await pipeline.db.pool.withConnection { connection in
+            try connection.query("SELECT ack_timeout_at_ms, escalate_at_ms, auto_resolve_at_ms FROM incidents WHERE id = $1", [Int64(created.incidentID)])
+        }
+        let ackTimeout = try #require(timers.int64(0, "ack_timeout_at_ms"))
+        #expect((before + 1_800_000...SystemWallClock().nowMs() + 1_800_000).contains(ackTimeout))
+        #expect(timers.isNull(0, "escalate_at_ms"))
+        #expect(try await pipeline.db.scalar(
+            "SELECT count(*) FROM acknowledgements WHERE incident_id = $1 AND actor = 'integration' AND closed_at_ms IS NULL",
+            [Int64(created.incidentID)]) == 1)
         #expect(try await send(.resolve).outcome == .resolved)
+        #expect(try await pipeline.db.scalar(
+            """
+            SELECT count(*) FROM incidents WHERE id = $1 AND status = 'resolved' AND resolved_at_ms IS NOT NULL
+              AND ack_timeout_at_ms IS NULL AND escalate_at_ms IS NULL AND auto_resolve_at_ms IS NULL
+            """, [Int64(created.incidentID)]) == 1)
         #expect(try await send(.resolve).outcome == .ignored)
         // After resolve, the same dedup key opens a new incident.
         let reopened: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "k"))

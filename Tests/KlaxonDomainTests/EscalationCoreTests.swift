@@ -3,63 +3,36 @@ import Testing
 
 @Suite struct EscalationCoreTests {
     static let now: Millis = 1_800_000_000_000
-    static func resolveUsers(_ target: EscalationTarget, _: Millis) -> [UInt64] {
-        if case let .user(id) = target { return [id] }
-        return []
+
+    static func trigger(_ levels: [[EscalationTarget]], loops: Int = 0) throws -> IncidentTransition {
+        let core = IncidentCore(
+            policy: EscalationPolicy(levels: levels.map { EscalationLevel(delaySeconds: 300, targets: $0) }, numLoops: loops),
+            settings: IncidentSettings(), resolve: { target, _ in if case let .user(id) = target { [id] } else { [] } })
+        return try core.apply(.trigger, to: IncidentState(urgency: .high), now: now)
     }
 
-    @Test func assignsEveryTargetOfLevelOneAtOnceAndPagesEach() {
-        let policy = EscalationPolicy(levels: [
-            EscalationLevel(delaySeconds: 300, targets: [.user(1), .user(2), .user(3)]),
-            EscalationLevel(delaySeconds: 300, targets: [.user(9)]),
-        ])
-        let effects = EscalationCore.start(policy: policy, urgency: .high, now: Self.now, resolve: Self.resolveUsers)
-        #expect(effects.first == .assign(users: [1, 2, 3], level: 1, loop: 0))
-        #expect(effects.filter { if case .notify = $0 { true } else { false } } == [
+    @Test func assignsEveryTargetOfLevelOneAtOnceAndPagesEach() throws {
+        let transition = try Self.trigger([[.user(1), .user(2), .user(3)], [.user(9)]])
+        #expect(transition.state.assignees == [1, 2, 3])
+        #expect(transition.state.level == 1)
+        #expect(transition.effects.filter { if case .notify = $0 { true } else { false } } == [
             .notify(user: 1, reason: .assigned), .notify(user: 2, reason: .assigned), .notify(user: 3, reason: .assigned),
         ])
-        #expect(effects.last == .setEscalationTimer(at: Self.now + 300_000))
+        #expect(transition.state.escalateAt == Self.now + 300_000)
     }
 
-    @Test func duplicateTargetsArePagedOnce() {
-        let policy = EscalationPolicy(levels: [EscalationLevel(delaySeconds: 60, targets: [.user(1), .user(2), .user(1)])])
-        let effects = EscalationCore.start(policy: policy, urgency: .high, now: Self.now, resolve: Self.resolveUsers)
-        #expect(effects.first == .assign(users: [1, 2], level: 1, loop: 0))
-        #expect(effects.filter { if case .notify = $0 { true } else { false } }.count == 2)
+    @Test func duplicateTargetsArePagedOnce() throws {
+        let transition = try Self.trigger([[.user(1), .user(2), .user(1)]])
+        #expect(transition.state.assignees == [1, 2])
+        #expect(transition.effects.filter { if case .notify = $0 { true } else { false } }.count == 2)
     }
 
-    @Test func levelThatResolvesToNobodyIsSkippedAtOnce() {
-        let policy = EscalationPolicy(levels: [
-            EscalationLevel(delaySeconds: 60, targets: [.schedule(7)]),  // nobody on call
-            EscalationLevel(delaySeconds: 120, targets: [.user(5)]),
-        ])
-        let effects = EscalationCore.start(policy: policy, urgency: .high, now: Self.now, resolve: Self.resolveUsers)
-        #expect(effects.first == .timeline(TimelineEntry(
-            at: Self.now, type: .escalate, actor: "system", details: ["level": "1", "reason": "empty level"])))
-        #expect(effects.contains(.assign(users: [5], level: 2, loop: 0)))
-        #expect(effects.last == .setEscalationTimer(at: nil))  // last level, no loops: nothing to escalate to
-    }
-
-    @Test func lowUrgencyDoesNotEscalate() {
-        let policy = EscalationPolicy(levels: [
-            EscalationLevel(delaySeconds: 60, targets: [.user(1)]), EscalationLevel(delaySeconds: 60, targets: [.user(2)]),
-        ])
-        let effects = EscalationCore.start(policy: policy, urgency: .low, now: Self.now, resolve: Self.resolveUsers)
-        #expect(effects.contains(.assign(users: [1], level: 1, loop: 0)))
-        #expect(effects.last == .setEscalationTimer(at: nil))
-    }
-
-    @Test func singleLevelWithLoopsStillSchedulesTheRepeat() {
-        let policy = EscalationPolicy(levels: [EscalationLevel(delaySeconds: 30, targets: [.user(1)])], numLoops: 2)
-        let effects = EscalationCore.start(policy: policy, urgency: .high, now: Self.now, resolve: Self.resolveUsers)
-        #expect(effects.last == .setEscalationTimer(at: Self.now + 30_000))
-    }
-
-    @Test func policyWithNobodyAnywhereIsExhausted() {
-        let policy = EscalationPolicy(levels: [EscalationLevel(delaySeconds: 30, targets: [.schedule(1)])])
-        let effects = EscalationCore.start(policy: policy, urgency: .high, now: Self.now, resolve: Self.resolveUsers)
-        #expect(effects.contains { if case let .timeline(entry) = $0 { entry.type == .exhaustEscalationPath } else { false } })
-        #expect(!effects.contains { if case .notify = $0 { true } else { false } })
+    @Test func policyWithNobodyAnywhereIsExhausted() throws {
+        let transition = try Self.trigger([[.schedule(1)], [.schedule(2)]], loops: 3)
+        #expect(transition.state.exhausted)
+        #expect(transition.state.escalateAt == nil)
+        #expect(transition.effects.contains { if case let .timeline(entry) = $0 { entry.type == .exhaustEscalationPath } else { false } })
+        #expect(!transition.effects.contains { if case .notify = $0 { true } else { false } })
     }
 }
 

@@ -1,0 +1,179 @@
+import KlaxonDomain
+
+/// An incident row with its assignment state, as the incident rules need it.
+public struct IncidentRecord: Sendable {
+    public var id: Int64
+    public var number: Int64
+    public var serviceID: Int64
+    public var serviceName: String
+    public var policyID: Int64?
+    public var settings: IncidentSettings
+    public var title: String
+    public var severity: String
+    public var dedupKey: String
+    public var details: [String: String]
+    public var createdAtMs: Millis
+    public var state: IncidentState
+
+    public func snapshot(at now: Millis, status: IncidentStatus) -> IncidentSnapshot {
+        IncidentSnapshot(
+            incidentID: UInt64(id), number: UInt64(number), title: title, status: status, urgency: state.urgency,
+            serviceID: UInt64(serviceID), serviceName: serviceName, severity: severity, dedupKey: dedupKey,
+            createdAtMs: createdAtMs, atMs: now, details: details)
+    }
+}
+
+/// Loads an incident (locking its row, so actions on one incident are serialised), applies
+/// `IncidentCore`, and saves the result with its timeline entries and notify requests, all in
+/// the caller's transaction. Ingest's acknowledge/resolve events and Assignment's actions and
+/// timers all come through here, so the rules live in one place.
+public enum IncidentStore {
+    public struct Outcome: Sendable {
+        public var record: IncidentRecord
+        public var transition: IncidentTransition
+        /// Notify requests queued for Notifier (poke its outbox relay after commit when > 0).
+        public var notified: Int
+    }
+
+    /// nil when the incident does not exist or `when` declines it (e.g. a redelivered trigger).
+    public static func run(
+        _ command: IncidentCommand, incidentID: Int64, connection: PGConnection, now: Millis,
+        when: (IncidentRecord) -> Bool = { _ in true }
+    ) throws -> Outcome? {
+        guard let record = try lock(connection, id: incidentID), when(record) else { return nil }
+        let policy = try record.policyID.flatMap { try self.policy(connection, id: $0) } ?? EscalationPolicy(levels: [])
+        let core = IncidentCore(policy: policy, settings: record.settings, resolve: resolveTarget)
+        let transition = try core.apply(command, to: record.state, now: now)
+        let notified = try save(record, transition, connection: connection, now: now)
+        return Outcome(record: record, transition: transition, notified: notified)
+    }
+
+    /// Schedules arrive with the schedule model; until then a schedule target has nobody on call.
+    @Sendable static func resolveTarget(_ target: EscalationTarget, _ at: Millis) -> [UInt64] {
+        if case let .user(id) = target { return [id] }
+        return []
+    }
+
+    public static func lock(_ connection: PGConnection, id: Int64) throws -> IncidentRecord? {
+        let rows = try connection.query(
+            """
+            SELECT i.id, i.number, i.service_id, s.name AS service_name, s.escalation_policy_id, s.ack_timeout_seconds,
+                   s.auto_resolve_timeout_seconds, i.title, i.status, i.urgency, i.severity, i.dedup_key,
+                   i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
+                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted
+            FROM incidents i JOIN services s ON s.id = i.service_id
+            WHERE i.id = $1 FOR UPDATE OF i
+            """, [id])
+        guard !rows.isEmpty else { return nil }
+        var state = IncidentState(urgency: Urgency(rawValue: rows.string(0, "urgency")!) ?? .high)
+        state.status = IncidentStatus(rawValue: rows.string(0, "status")!) ?? .triggered
+        state.level = rows.int(0, "current_level")!
+        state.loop = rows.int(0, "current_loop")!
+        state.escalateAt = rows.int64(0, "escalate_at_ms")
+        state.ackTimeoutAt = rows.int64(0, "ack_timeout_at_ms")
+        state.snoozedUntil = rows.int64(0, "snoozed_until_ms")
+        state.autoResolveAt = rows.int64(0, "auto_resolve_at_ms")
+        state.exhausted = rows.bool(0, "exhausted")!
+        let assignees = try connection.query(
+            "SELECT user_id FROM incident_assignments WHERE incident_id = $1 ORDER BY assigned_at_ms, user_id", [id])
+        state.assignees = (0..<assignees.count).map { assignees.uint64($0, "user_id")! }
+        let acks = try connection.query(
+            "SELECT user_id, actor, at_ms, closed_at_ms FROM acknowledgements WHERE incident_id = $1 ORDER BY id", [id])
+        state.acknowledgements = (0..<acks.count).map { row in
+            Acknowledgement(user: acks.uint64(row, "user_id"), actor: acks.string(row, "actor")!, at: acks.int64(row, "at_ms")!,
+                            closedAt: acks.int64(row, "closed_at_ms"))
+        }
+        return IncidentRecord(
+            id: rows.int64(0, "id")!, number: rows.int64(0, "number")!, serviceID: rows.int64(0, "service_id")!,
+            serviceName: rows.string(0, "service_name")!, policyID: rows.int64(0, "escalation_policy_id"),
+            settings: IncidentSettings(
+                ackTimeoutSeconds: UInt32(rows.int(0, "ack_timeout_seconds")!),
+                autoResolveSeconds: UInt32(rows.int(0, "auto_resolve_timeout_seconds")!)),
+            title: rows.string(0, "title")!, severity: rows.string(0, "severity")!, dedupKey: rows.string(0, "dedup_key")!,
+            details: JSON.stringMap(rows.string(0, "details")!), createdAtMs: rows.int64(0, "created_at_ms")!, state: state)
+    }
+
+    public static func policy(_ connection: PGConnection, id: Int64) throws -> EscalationPolicy? {
+        let policy = try connection.query("SELECT num_loops FROM escalation_policies WHERE id = $1", [id])
+        guard let numLoops = policy.int(0, "num_loops"), !policy.isEmpty else { return nil }
+        let rows = try connection.query(
+            """
+            SELECT l.position, l.escalation_delay_seconds, t.user_id
+            FROM escalation_levels l LEFT JOIN escalation_targets t
+              ON t.policy_id = l.policy_id AND t.level_position = l.position
+            WHERE l.policy_id = $1 ORDER BY l.position, t.position
+            """, [id])
+        var levels: [EscalationLevel] = []
+        var lastPosition = -1
+        for row in 0..<rows.count {
+            let position = rows.int(row, "position")!
+            if position != lastPosition {
+                levels.append(EscalationLevel(delaySeconds: UInt32(rows.int(row, "escalation_delay_seconds")!), targets: []))
+                lastPosition = position
+            }
+            if let user = rows.uint64(row, "user_id") { levels[levels.count - 1].targets.append(.user(user)) }
+        }
+        return EscalationPolicy(levels: levels, numLoops: numLoops)
+    }
+
+    /// Writes the new state, the timeline and the notify requests; returns how many notifies.
+    static func save(_ record: IncidentRecord, _ transition: IncidentTransition, connection: PGConnection, now: Millis) throws -> Int {
+        let old = record.state
+        let new = transition.state
+        try connection.query(
+            """
+            UPDATE incidents SET status = $2, current_level = $3, current_loop = $4, escalate_at_ms = $5,
+                   ack_timeout_at_ms = $6, snoozed_until_ms = $7, auto_resolve_at_ms = $8, exhausted = $9,
+                   updated_at_ms = $10, resolved_at_ms = CASE WHEN $2 = 'resolved' THEN coalesce(resolved_at_ms, $10) END
+            WHERE id = $1
+            """,
+            [record.id, new.status.rawValue, new.level, new.loop, new.escalateAt, new.ackTimeoutAt, new.snoozedUntil,
+             new.autoResolveAt, new.exhausted, now])
+        if new.assignees != old.assignees {
+            try connection.query(
+                "DELETE FROM incident_assignments WHERE incident_id = $1 AND NOT (user_id = ANY($2::bigint[]))",
+                [record.id, PGArray(new.assignees.map(Int64.init))])
+            try connection.query(
+                """
+                INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)
+                SELECT $1, u.user_id, $3 FROM unnest($2::bigint[]) AS u(user_id)
+                ON CONFLICT DO NOTHING
+                """, [record.id, PGArray(new.assignees.map(Int64.init)), now])
+        }
+        for ack in new.acknowledgements.dropFirst(old.acknowledgements.count) {
+            try connection.query(
+                "INSERT INTO acknowledgements (incident_id, user_id, actor, at_ms, closed_at_ms) VALUES ($1, $2, $3, $4, $5)",
+                [record.id, ack.user.map(Int64.init), ack.actor, ack.at, ack.closedAt])
+        }
+        if let closedAt = new.acknowledgements.compactMap(\.closedAt).max(), old.openAcknowledgements.count > new.openAcknowledgements.count {
+            try connection.query(
+                "UPDATE acknowledgements SET closed_at_ms = $2 WHERE incident_id = $1 AND closed_at_ms IS NULL", [record.id, closedAt])
+        }
+        var notified = 0
+        for effect in transition.effects {
+            switch effect {
+            case let .timeline(entry):
+                try Timeline.append(connection, incidentID: record.id, entry)
+            case let .notify(user, reason):
+                let requestID = Outbox.newMessageID()
+                let request = NotifyRequest(
+                    requestID: requestID, incidentID: UInt64(record.id), userID: user, reason: reason,
+                    snapshot: record.snapshot(at: now, status: new.status), requestedAtMs: now)
+                try Outbox.enqueue(
+                    connection, destination: "notifier", method: NotifyRequest.method, messageID: requestID,
+                    body: request.wireBytes(), now: now)
+                notified += 1
+            }
+        }
+        return notified
+    }
+}
+
+extension IncidentCommandError {
+    public var rpcError: RPCError {
+        switch self {
+        case let .failedPrecondition(message): RPCError(.failedPrecondition, message)
+        case let .invalidArgument(field, description): RPCError.invalidArgument([FieldViolation(field: field, description: description)])
+        }
+    }
+}
