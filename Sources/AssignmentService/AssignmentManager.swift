@@ -11,12 +11,15 @@ public struct AssignmentManager: Sendable {
     let clock: any WallClock
     /// Poked after a commit that wrote to Notifier's outbox.
     let notifierOutbox: Waker
+    /// Poked after a commit that may have set an earlier timer.
+    let timers: Waker
     let logger: Logger
 
-    public init(pool: PostgresPool, clock: any WallClock, notifierOutbox: Waker, logger: Logger) {
+    public init(pool: PostgresPool, clock: any WallClock, notifierOutbox: Waker, timers: Waker, logger: Logger) {
         self.pool = pool
         self.clock = clock
         self.notifierOutbox = notifierOutbox
+        self.timers = timers
         self.logger = logger
     }
 
@@ -37,5 +40,6 @@ public struct AssignmentManager: Sendable {
             return outcome?.notified ?? 0
         }
         if notified > 0 { notifierOutbox.poke() }
+        timers.poke()
     }
 }

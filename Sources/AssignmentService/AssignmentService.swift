@@ -8,22 +8,31 @@ public struct AssignmentService: Service {
     public let server: RPCServer
     let relay: OutboxRelay
     let relayWaker: Waker
+    let timers: TimerManager
+    /// Poked after an action that may have set an earlier timer.
+    let timerWaker: Waker
     let clock: any WallClock
     let logger: Logger
 
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
         let waker = Waker()
-        let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, logger: logger)
+        let timerWaker = Waker()
+        let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)
+        let actions = IncidentActions(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker)
         self.server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(manager), logger: logger)
+            configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(manager, actions: actions),
+            logger: logger)
         self.relay = OutboxRelay(destination: "notifier", client: config.rpcClient(config.notifierAddress), pool: pool, logger: logger)
         self.relayWaker = waker
+        self.timers = TimerManager(pool: pool, notifierOutbox: waker, logger: logger)
+        self.timerWaker = timerWaker
         self.clock = clock
         self.logger = logger
     }
 
-    public static func router(_ manager: AssignmentManager) -> RPCRouter {
+    public static func router(_ manager: AssignmentManager, actions: IncidentActions) -> RPCRouter {
         var router = RPCRouter()
+        actions.register(into: &router)
         router.register(IncidentTriggeredRequest.method) { (request: IncidentTriggeredRequest, _) in
             do {
                 try await manager.incidentTriggered(request)
@@ -43,6 +52,13 @@ public struct AssignmentService: Service {
             group.addTask {
                 await DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)
                     .run { now in try await relay.deliverDue(now: now) }
+            }
+            group.addTask {
+                // Wake at the earliest due timer, on a poke, and at least every second for timers set
+                // by other processes (Ingest, other replicas): each fires within a second of due.
+                var loop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
+                loop.maxSleep = .seconds(1)
+                await loop.run { now in try await timers.fireDue(now: now) }
             }
         }
     }

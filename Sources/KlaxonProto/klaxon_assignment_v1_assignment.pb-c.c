@@ -52,6 +52,141 @@ void   klaxon__assignment__v1__incident_triggered_request__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__incident_triggered_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__incident_action_request__init
+                     (Klaxon__Assignment__V1__IncidentActionRequest         *message)
+{
+  static const Klaxon__Assignment__V1__IncidentActionRequest init_value = KLAXON__ASSIGNMENT__V1__INCIDENT_ACTION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__incident_action_request__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentActionRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_action_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__incident_action_request__pack
+                     (const Klaxon__Assignment__V1__IncidentActionRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_action_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__incident_action_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentActionRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_action_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__IncidentActionRequest *
+       klaxon__assignment__v1__incident_action_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__IncidentActionRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__incident_action_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__incident_action_request__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentActionRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_action_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__acknowledgement__init
+                     (Klaxon__Assignment__V1__Acknowledgement         *message)
+{
+  static const Klaxon__Assignment__V1__Acknowledgement init_value = KLAXON__ASSIGNMENT__V1__ACKNOWLEDGEMENT__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__acknowledgement__get_packed_size
+                     (const Klaxon__Assignment__V1__Acknowledgement *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__acknowledgement__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__acknowledgement__pack
+                     (const Klaxon__Assignment__V1__Acknowledgement *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__acknowledgement__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__acknowledgement__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Acknowledgement *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__acknowledgement__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__Acknowledgement *
+       klaxon__assignment__v1__acknowledgement__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__Acknowledgement *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__acknowledgement__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__acknowledgement__free_unpacked
+                     (Klaxon__Assignment__V1__Acknowledgement *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__acknowledgement__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__incident_view__init
+                     (Klaxon__Assignment__V1__IncidentView         *message)
+{
+  static const Klaxon__Assignment__V1__IncidentView init_value = KLAXON__ASSIGNMENT__V1__INCIDENT_VIEW__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__incident_view__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentView *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_view__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__incident_view__pack
+                     (const Klaxon__Assignment__V1__IncidentView *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_view__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__incident_view__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentView *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_view__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__IncidentView *
+       klaxon__assignment__v1__incident_view__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__IncidentView *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__incident_view__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__incident_view__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentView *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_view__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -116,12 +251,385 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_requ
   (ProtobufCMessageInit) klaxon__assignment__v1__incident_triggered_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[1] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_action_request__field_descriptors[7] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_ids",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, n_user_ids),
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, user_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_policy",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, to_policy),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "level",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, level),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duration_seconds",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, duration_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__incident_action_request__field_indices_by_name[] = {
+  5,   /* field[5] = duration_seconds */
+  0,   /* field[0] = incident_id */
+  4,   /* field[4] = level */
+  6,   /* field[6] = text */
+  3,   /* field[3] = to_policy */
+  1,   /* field[1] = user_id */
+  2,   /* field[2] = user_ids */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__incident_action_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_action_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.IncidentActionRequest",
+  "IncidentActionRequest",
+  "Klaxon__Assignment__V1__IncidentActionRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__IncidentActionRequest),
+  7,
+  klaxon__assignment__v1__incident_action_request__field_descriptors,
+  klaxon__assignment__v1__incident_action_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__incident_action_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__incident_action_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__acknowledgement__field_descriptors[4] =
+{
+  {
+    "user_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Acknowledgement, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Acknowledgement, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Acknowledgement, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "closed_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Acknowledgement, closed_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__acknowledgement__field_indices_by_name[] = {
+  1,   /* field[1] = actor */
+  2,   /* field[2] = at_ms */
+  3,   /* field[3] = closed_at_ms */
+  0,   /* field[0] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__acknowledgement__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.Acknowledgement",
+  "Acknowledgement",
+  "Klaxon__Assignment__V1__Acknowledgement",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__Acknowledgement),
+  4,
+  klaxon__assignment__v1__acknowledgement__field_descriptors,
+  klaxon__assignment__v1__acknowledgement__field_indices_by_name,
+  1,  klaxon__assignment__v1__acknowledgement__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__acknowledgement__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_view__field_descriptors[11] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, status),
+    &klaxon__incident__v1__incident_status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "level",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, level),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "loop",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, loop),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assignee_ids",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__IncidentView, n_assignee_ids),
+    offsetof(Klaxon__Assignment__V1__IncidentView, assignee_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "acknowledgements",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__IncidentView, n_acknowledgements),
+    offsetof(Klaxon__Assignment__V1__IncidentView, acknowledgements),
+    &klaxon__assignment__v1__acknowledgement__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "escalate_at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, escalate_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ack_timeout_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, ack_timeout_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snoozed_until_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, snoozed_until_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_resolve_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, auto_resolve_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "exhausted",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, exhausted),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__incident_view__field_indices_by_name[] = {
+  7,   /* field[7] = ack_timeout_at_ms */
+  5,   /* field[5] = acknowledgements */
+  4,   /* field[4] = assignee_ids */
+  9,   /* field[9] = auto_resolve_at_ms */
+  6,   /* field[6] = escalate_at_ms */
+  10,   /* field[10] = exhausted */
+  0,   /* field[0] = incident_id */
+  2,   /* field[2] = level */
+  3,   /* field[3] = loop */
+  8,   /* field[8] = snoozed_until_ms */
+  1,   /* field[1] = status */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__incident_view__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.IncidentView",
+  "IncidentView",
+  "Klaxon__Assignment__V1__IncidentView",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__IncidentView),
+  11,
+  klaxon__assignment__v1__incident_view__field_descriptors,
+  klaxon__assignment__v1__incident_view__field_indices_by_name,
+  1,  klaxon__assignment__v1__incident_view__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__incident_view__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[7] =
 {
   { "IncidentTriggered", &klaxon__assignment__v1__incident_triggered_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "Acknowledge", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
+  { "Resolve", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
+  { "Reassign", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
+  { "Escalate", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
+  { "Snooze", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
+  { "AddNote", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
 };
 const unsigned klaxon__assignment__v1__assignment__method_indices_by_name[] = {
-  0         /* IncidentTriggered */
+  1,        /* Acknowledge */
+  6,        /* AddNote */
+  4,        /* Escalate */
+  0,        /* IncidentTriggered */
+  3,        /* Reassign */
+  2,        /* Resolve */
+  5         /* Snooze */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor =
 {
@@ -130,7 +638,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor 
   "Assignment",
   "Klaxon__Assignment__V1__Assignment",
   "klaxon.assignment.v1",
-  1,
+  7,
   klaxon__assignment__v1__assignment__method_descriptors,
   klaxon__assignment__v1__assignment__method_indices_by_name
 };
@@ -141,6 +649,54 @@ void klaxon__assignment__v1__assignment__incident_triggered(ProtobufCService *se
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__acknowledge(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                     Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__resolve(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                 Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__reassign(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                  Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__escalate(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                  Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__snooze(ProtobufCService *service,
+                                                const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__add_note(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                  Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
                                                Klaxon__Assignment__V1__Assignment_ServiceDestroy destroy)

@@ -15,8 +15,12 @@ PROTOBUF_C__BEGIN_DECLS
 #endif
 
 #include "klaxon_rpc_v1_rpc.pb-c.h"
+#include "klaxon_incident_v1_incident.pb-c.h"
 
 typedef struct Klaxon__Assignment__V1__IncidentTriggeredRequest Klaxon__Assignment__V1__IncidentTriggeredRequest;
+typedef struct Klaxon__Assignment__V1__IncidentActionRequest Klaxon__Assignment__V1__IncidentActionRequest;
+typedef struct Klaxon__Assignment__V1__Acknowledgement Klaxon__Assignment__V1__Acknowledgement;
+typedef struct Klaxon__Assignment__V1__IncidentView Klaxon__Assignment__V1__IncidentView;
 
 
 /* --- enums --- */
@@ -39,6 +43,88 @@ struct  Klaxon__Assignment__V1__IncidentTriggeredRequest
     , (char *)protobuf_c_empty_string, 0, 0 }
 
 
+/*
+ * One request shape for the incident actions; each method reads the fields it names.
+ */
+struct  Klaxon__Assignment__V1__IncidentActionRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  /*
+   * who acts (Acknowledge: who acknowledges and becomes assigned)
+   */
+  uint64_t user_id;
+  /*
+   * Reassign: the new assignees (1–10)
+   */
+  size_t n_user_ids;
+  uint64_t *user_ids;
+  /*
+   * Reassign: restart the service's escalation policy at level 1 instead
+   */
+  protobuf_c_boolean to_policy;
+  /*
+   * Escalate: the level to move to (1-based)
+   */
+  uint32_t level;
+  /*
+   * Snooze: 1 s – 7 days
+   */
+  uint32_t duration_seconds;
+  /*
+   * AddNote: the note; Resolve: an optional reason
+   */
+  char *text;
+};
+#define KLAXON__ASSIGNMENT__V1__INCIDENT_ACTION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_action_request__descriptor) \
+    , 0, 0, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__Acknowledgement
+{
+  ProtobufCMessage base;
+  /*
+   * 0 when an integration acknowledged
+   */
+  uint64_t user_id;
+  char *actor;
+  int64_t at_ms;
+  /*
+   * 0 while open
+   */
+  int64_t closed_at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__ACKNOWLEDGEMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__acknowledgement__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+/*
+ * An incident's assignment state after an action. Instants are 0 when not set.
+ */
+struct  Klaxon__Assignment__V1__IncidentView
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  Klaxon__Incident__V1__IncidentStatus status;
+  uint32_t level;
+  uint32_t loop;
+  size_t n_assignee_ids;
+  uint64_t *assignee_ids;
+  size_t n_acknowledgements;
+  Klaxon__Assignment__V1__Acknowledgement **acknowledgements;
+  int64_t escalate_at_ms;
+  int64_t ack_timeout_at_ms;
+  int64_t snoozed_until_ms;
+  int64_t auto_resolve_at_ms;
+  protobuf_c_boolean exhausted;
+};
+#define KLAXON__ASSIGNMENT__V1__INCIDENT_VIEW__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_view__descriptor) \
+    , 0, KLAXON__INCIDENT__V1__INCIDENT_STATUS__INCIDENT_STATUS_UNSPECIFIED, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
+
+
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
 void   klaxon__assignment__v1__incident_triggered_request__init
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest         *message);
@@ -58,10 +144,76 @@ Klaxon__Assignment__V1__IncidentTriggeredRequest *
 void   klaxon__assignment__v1__incident_triggered_request__free_unpacked
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__IncidentActionRequest methods */
+void   klaxon__assignment__v1__incident_action_request__init
+                     (Klaxon__Assignment__V1__IncidentActionRequest         *message);
+size_t klaxon__assignment__v1__incident_action_request__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentActionRequest   *message);
+size_t klaxon__assignment__v1__incident_action_request__pack
+                     (const Klaxon__Assignment__V1__IncidentActionRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__incident_action_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentActionRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__IncidentActionRequest *
+       klaxon__assignment__v1__incident_action_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__incident_action_request__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentActionRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__Acknowledgement methods */
+void   klaxon__assignment__v1__acknowledgement__init
+                     (Klaxon__Assignment__V1__Acknowledgement         *message);
+size_t klaxon__assignment__v1__acknowledgement__get_packed_size
+                     (const Klaxon__Assignment__V1__Acknowledgement   *message);
+size_t klaxon__assignment__v1__acknowledgement__pack
+                     (const Klaxon__Assignment__V1__Acknowledgement   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__acknowledgement__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Acknowledgement   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__Acknowledgement *
+       klaxon__assignment__v1__acknowledgement__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__acknowledgement__free_unpacked
+                     (Klaxon__Assignment__V1__Acknowledgement *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__IncidentView methods */
+void   klaxon__assignment__v1__incident_view__init
+                     (Klaxon__Assignment__V1__IncidentView         *message);
+size_t klaxon__assignment__v1__incident_view__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentView   *message);
+size_t klaxon__assignment__v1__incident_view__pack
+                     (const Klaxon__Assignment__V1__IncidentView   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__incident_view__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentView   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__IncidentView *
+       klaxon__assignment__v1__incident_view__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__incident_view__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentView *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
                  (const Klaxon__Assignment__V1__IncidentTriggeredRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__IncidentActionRequest_Closure)
+                 (const Klaxon__Assignment__V1__IncidentActionRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__Acknowledgement_Closure)
+                 (const Klaxon__Assignment__V1__Acknowledgement *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__IncidentView_Closure)
+                 (const Klaxon__Assignment__V1__IncidentView *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -74,6 +226,30 @@ struct Klaxon__Assignment__V1__Assignment_Service
                              const Klaxon__Assignment__V1__IncidentTriggeredRequest *input,
                              Klaxon__Rpc__V1__Empty_Closure closure,
                              void *closure_data);
+  void (*acknowledge)(Klaxon__Assignment__V1__Assignment_Service *service,
+                      const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                      Klaxon__Assignment__V1__IncidentView_Closure closure,
+                      void *closure_data);
+  void (*resolve)(Klaxon__Assignment__V1__Assignment_Service *service,
+                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                  Klaxon__Assignment__V1__IncidentView_Closure closure,
+                  void *closure_data);
+  void (*reassign)(Klaxon__Assignment__V1__Assignment_Service *service,
+                   const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                   Klaxon__Assignment__V1__IncidentView_Closure closure,
+                   void *closure_data);
+  void (*escalate)(Klaxon__Assignment__V1__Assignment_Service *service,
+                   const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                   Klaxon__Assignment__V1__IncidentView_Closure closure,
+                   void *closure_data);
+  void (*snooze)(Klaxon__Assignment__V1__Assignment_Service *service,
+                 const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                 Klaxon__Assignment__V1__IncidentView_Closure closure,
+                 void *closure_data);
+  void (*add_note)(Klaxon__Assignment__V1__Assignment_Service *service,
+                   const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                   Klaxon__Assignment__V1__IncidentView_Closure closure,
+                   void *closure_data);
 };
 typedef void (*Klaxon__Assignment__V1__Assignment_ServiceDestroy)(Klaxon__Assignment__V1__Assignment_Service *);
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
@@ -82,15 +258,48 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
     { &klaxon__assignment__v1__assignment__descriptor, protobuf_c_service_invoke_internal, NULL }
 #define KLAXON__ASSIGNMENT__V1__ASSIGNMENT__INIT(function_prefix__) \
     { KLAXON__ASSIGNMENT__V1__ASSIGNMENT__BASE_INIT,\
-      function_prefix__ ## incident_triggered  }
+      function_prefix__ ## incident_triggered,\
+      function_prefix__ ## acknowledge,\
+      function_prefix__ ## resolve,\
+      function_prefix__ ## reassign,\
+      function_prefix__ ## escalate,\
+      function_prefix__ ## snooze,\
+      function_prefix__ ## add_note  }
 void klaxon__assignment__v1__assignment__incident_triggered(ProtobufCService *service,
                                                             const Klaxon__Assignment__V1__IncidentTriggeredRequest *input,
                                                             Klaxon__Rpc__V1__Empty_Closure closure,
                                                             void *closure_data);
+void klaxon__assignment__v1__assignment__acknowledge(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                     Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                     void *closure_data);
+void klaxon__assignment__v1__assignment__resolve(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                 Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                 void *closure_data);
+void klaxon__assignment__v1__assignment__reassign(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                  Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                  void *closure_data);
+void klaxon__assignment__v1__assignment__escalate(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                  Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                  void *closure_data);
+void klaxon__assignment__v1__assignment__snooze(ProtobufCService *service,
+                                                const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                void *closure_data);
+void klaxon__assignment__v1__assignment__add_note(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
+                                                  Klaxon__Assignment__V1__IncidentView_Closure closure,
+                                                  void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_action_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 
 PROTOBUF_C__END_DECLS

@@ -112,6 +112,15 @@ final class CArena {
         return (values.count, array)
     }
 
+    /// A repeated scalar field: a C array of values.
+    func scalars<T>(_ values: [T]) -> (Int, UnsafeMutablePointer<T>?) {
+        guard !values.isEmpty else { return (0, nil) }
+        let block = allocate(values.count * MemoryLayout<T>.stride)
+        let array = block.bindMemory(to: T.self, capacity: values.count)
+        for (index, value) in values.enumerated() { array[index] = value }
+        return (values.count, array)
+    }
+
     /// A map field: protobuf-c represents it as repeated entry messages with key and value.
     func map<Entry>(
         _ values: [String: String], _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
@@ -171,6 +180,11 @@ enum CRead {
             result[key] = value  // protobuf semantics: the last entry for a key wins
         }
         return result
+    }
+
+    static func scalars<T>(_ count: Int, _ array: UnsafeMutablePointer<T>?) -> [T] {
+        guard count > 0, let array else { return [] }
+        return Array(UnsafeBufferPointer(start: array, count: count))
     }
 
     static func nested<T: CBridged>(_ pointer: UnsafeMutablePointer<T.CMessage>?, field: String) throws(WireError) -> T? {

@@ -28,9 +28,11 @@ public enum Seed {
         public var userIDs: [Int64]
     }
 
+    /// `levels` lists, per escalation level, indexes into `users` (default: one level with everyone).
     public static func service(
         _ connection: PGConnection, name: String, routingKey: String, users: [User],
-        escalationDelaySeconds: UInt32 = 300, urgencyRule: UrgencyRule = .high
+        levels: [[Int]]? = nil, escalationDelaySeconds: UInt32 = 300, urgencyRule: UrgencyRule = .high,
+        ackTimeoutSeconds: UInt32 = 1800
     ) throws -> Service {
         var userIDs: [Int64] = []
         for user in users {
@@ -48,17 +50,19 @@ public enum Seed {
         }
         let policyID = try connection.query(
             "INSERT INTO escalation_policies (name) VALUES ($1) RETURNING id", ["\(name) policy"]).int64(0, "id")!
-        try connection.query(
-            "INSERT INTO escalation_levels (policy_id, position, escalation_delay_seconds) VALUES ($1, 1, $2)",
-            [policyID, escalationDelaySeconds])
-        for (index, userID) in userIDs.enumerated() {
+        for (levelIndex, members) in (levels ?? [Array(users.indices)]).enumerated() {
             try connection.query(
-                "INSERT INTO escalation_targets (policy_id, level_position, position, user_id) VALUES ($1, 1, $2, $3)",
-                [policyID, index + 1, userID])
+                "INSERT INTO escalation_levels (policy_id, position, escalation_delay_seconds) VALUES ($1, $2, $3)",
+                [policyID, levelIndex + 1, escalationDelaySeconds])
+            for (position, userIndex) in members.enumerated() {
+                try connection.query(
+                    "INSERT INTO escalation_targets (policy_id, level_position, position, user_id) VALUES ($1, $2, $3, $4)",
+                    [policyID, levelIndex + 1, position + 1, userIDs[userIndex]])
+            }
         }
         let serviceID = try connection.query(
-            "INSERT INTO services (name, escalation_policy_id, urgency_rule) VALUES ($1, $2, $3) RETURNING id",
-            [name, policyID, urgencyRule.rawValue]).int64(0, "id")!
+            "INSERT INTO services (name, escalation_policy_id, urgency_rule, ack_timeout_seconds) VALUES ($1, $2, $3, $4) RETURNING id",
+            [name, policyID, urgencyRule.rawValue, ackTimeoutSeconds]).int64(0, "id")!
         try connection.query("INSERT INTO routing_keys (key, service_id) VALUES ($1, $2)", [routingKey, serviceID])
         return Service(serviceID: serviceID, routingKey: routingKey, policyID: policyID, userIDs: userIDs)
     }

@@ -1,0 +1,80 @@
+import KlaxonDomain
+import Logging
+import Shared
+
+/// Fires incident timers kept in PostgreSQL: escalation, ack timeout (or snooze end) and
+/// auto-resolve. Due incidents are claimed with FOR UPDATE SKIP LOCKED in batches, so several
+/// Assignment replicas share the work and none fires a timer twice; each timer goes through
+/// the incident rules, which ignore a timer that is no longer due. Survives restarts: the
+/// instants are columns, read again at start.
+public struct TimerManager: Sendable {
+    let pool: PostgresPool
+    let notifierOutbox: Waker
+    let batchSize: Int
+    let logger: Logger
+
+    public init(pool: PostgresPool, notifierOutbox: Waker, batchSize: Int = 100, logger: Logger) {
+        self.pool = pool
+        self.notifierOutbox = notifierOutbox
+        self.batchSize = batchSize
+        self.logger = logger
+    }
+
+    /// Fires what is due at `now`; returns the next due instant, if any.
+    public func fireDue(now: Millis) async throws -> Millis? {
+        let batchSize = self.batchSize
+        let (fired, notified) = try await pool.transaction { connection -> (Int, Int) in
+            let due = try connection.query(
+                """
+                SELECT id FROM incidents
+                WHERE status <> 'resolved'
+                  AND (escalate_at_ms <= $1 OR ack_timeout_at_ms <= $1 OR auto_resolve_at_ms <= $1)
+                ORDER BY least(escalate_at_ms, ack_timeout_at_ms, auto_resolve_at_ms)
+                LIMIT $2 FOR UPDATE SKIP LOCKED
+                """, [now, batchSize])
+            var notified = 0
+            for row in 0..<due.count {
+                notified += try Self.fire(incidentID: due.int64(row, "id")!, connection: connection, now: now)
+            }
+            return (due.count, notified)
+        }
+        if notified > 0 { notifierOutbox.poke() }
+        if fired > 0 {
+            logger.debug("fired incident timers", metadata: ["timers.incidents": "\(fired)"])
+            if fired == batchSize { return now }
+        }
+        return try await pool.withConnection { connection in
+            try connection.query(
+                """
+                SELECT min(least(escalate_at_ms, ack_timeout_at_ms, auto_resolve_at_ms)) AS next
+                FROM incidents WHERE status <> 'resolved'
+                  AND (escalate_at_ms IS NOT NULL OR ack_timeout_at_ms IS NOT NULL OR auto_resolve_at_ms IS NOT NULL)
+                """
+            ).int64(0, "next")
+        }
+    }
+
+    /// Every timer of one incident due at `now`, earliest first (an escalation and an
+    /// auto-resolve may both be due after a long outage).
+    static func fire(incidentID: Int64, connection: PGConnection, now: Millis) throws -> Int {
+        var notified = 0
+        for _ in 0..<64 {
+            guard let record = try IncidentStore.lock(connection, id: incidentID), record.state.status != .resolved else { break }
+            let state = record.state
+            let candidates: [(Millis?, IncidentCommand)] = [
+                (state.escalateAt, .escalationTimerFired), (state.ackTimeoutAt, .ackTimeoutFired),
+                (state.autoResolveAt, .autoResolveTimerFired),
+            ]
+            guard let (_, command) = candidates.compactMap({ at, command in at.map { ($0, command) } })
+                .filter({ $0.0 <= now }).min(by: { $0.0 < $1.0 })
+            else { break }
+            // Fired at the real time: after an outage the timeline shows when paging actually
+            // happened, and follow-up timers count from then.
+            guard let outcome = try IncidentStore.run(command, incidentID: incidentID, connection: connection, now: now),
+                  outcome.transition.state != state
+            else { break }
+            notified += outcome.notified
+        }
+        return notified
+    }
+}
