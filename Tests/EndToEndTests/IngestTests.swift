@@ -85,7 +85,8 @@ import Testing
         let limited = try await pipeline.seed()
         let unlimited = try await pipeline.seed()
         try await pipeline.db.pool.withConnection { connection in
-            try connection.query("UPDATE services SET events_per_minute = 60, events_burst = 5 WHERE id = $1", [limited.serviceID])
+            // One token a minute: nothing refills while the test runs, however slow the machine.
+            try connection.query("UPDATE services SET events_per_minute = 1, events_burst = 5 WHERE id = $1", [limited.serviceID])
             try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [unlimited.serviceID])
         }
         let ingest = pipeline.client(.ingest)
@@ -97,9 +98,9 @@ import Testing
             Issue.record("expected RESOURCE_EXHAUSTED")
         } catch let error as RPCError {
             #expect(error.code == .resourceExhausted)
-            #expect(error.message.contains("60 events/min, burst 5"))
+            #expect(error.message.contains("1 events/min, burst 5"))
             let retry = Int(error.status.violations.first { $0.field == "retry_after_ms" }?.description ?? "") ?? 0
-            #expect((1...1_000).contains(retry))
+            #expect((50_000...60_000).contains(retry))
         }
         #expect(try await pipeline.db.scalar("SELECT sum(count) FROM alerts") == 5)
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries") == 5)
