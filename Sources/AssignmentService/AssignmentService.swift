@@ -34,13 +34,7 @@ public struct AssignmentService: Service {
         var router = RPCRouter()
         actions.register(into: &router)
         router.register(IncidentTriggeredRequest.method) { (request: IncidentTriggeredRequest, _) in
-            do {
-                try await manager.incidentTriggered(request)
-            } catch let error as PostgresError {
-                throw error.rpcError
-            } catch let error as IncidentCommandError {
-                throw error.rpcError
-            }
+            try await manager.incidentTriggered(request)
             return Empty()
         }
         return router

@@ -45,19 +45,12 @@ public struct IncidentActions: Sendable {
         default: command = .note(text: request.text, actor: actor)
         }
         let now = clock.nowMs()
-        let outcome: IncidentStore.Outcome
-        do {
-            outcome = try await pool.transaction { connection in
-                try Self.checkUsersExist(request, method: method, connection: connection)
-                guard let outcome = try IncidentStore.run(command, incidentID: Int64(request.incidentID), connection: connection, now: now) else {
-                    throw RPCError(.notFound, "incident \(request.incidentID) does not exist")
-                }
-                return outcome
+        let outcome = try await pool.transaction { connection in
+            try Self.checkUsersExist(request, method: method, connection: connection)
+            guard let outcome = try IncidentStore.run(command, incidentID: Int64(request.incidentID), connection: connection, now: now) else {
+                throw RPCError(.notFound, "incident \(request.incidentID) does not exist")
             }
-        } catch let error as IncidentCommandError {
-            throw error.rpcError
-        } catch let error as PostgresError {
-            throw error.rpcError
+            return outcome
         }
         if outcome.notified > 0 { notifierOutbox.poke() }
         timers.poke()

@@ -123,8 +123,7 @@ public struct EventProcessor: Sendable {
     static func rpcError(_ error: Error) -> RPCError {
         switch error {
         case let error as RPCError: return error
-        case let error as PostgresError: return error.rpcError
-        case let error as IncidentCommandError: return error.rpcError
+        case let error as RPCStatusConvertible: return error.rpcError
         default: return RPCError(.internalError, "internal error")
         }
     }

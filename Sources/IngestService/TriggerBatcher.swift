@@ -129,10 +129,8 @@ public final class TriggerBatcher: Sendable {
                 "trigger batch failed; retrying its events one by one",
                 metadata: ["batch.size": "\(batch.count)", "error": "\(error)"])
             for waiter in batch { await commit([waiter]) }
-        } catch let error as PostgresError {
-            batch[0].promise.fail(error.rpcError)
         } catch {
-            batch[0].promise.fail(error)
+            batch[0].promise.fail(error)  // EventProcessor turns it into the event's status
         }
     }
 }

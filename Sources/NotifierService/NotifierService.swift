@@ -31,11 +31,7 @@ public struct NotifierService: Service {
     public static func router(_ intake: NotifyIntake) -> RPCRouter {
         var router = RPCRouter()
         router.register(NotifyRequest.method) { (request: NotifyRequest, _) in
-            do {
-                try await intake.notify(request)
-            } catch let error as PostgresError {
-                throw error.rpcError
-            }
+            try await intake.notify(request)
             return Empty()
         }
         return router

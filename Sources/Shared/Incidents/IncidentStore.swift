@@ -169,7 +169,7 @@ public enum IncidentStore {
     }
 }
 
-extension IncidentCommandError {
+extension IncidentCommandError: RPCStatusConvertible {
     public var rpcError: RPCError {
         switch self {
         case let .failedPrecondition(message): RPCError(.failedPrecondition, message)

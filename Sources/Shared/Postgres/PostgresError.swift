@@ -1,5 +1,5 @@
 /// A PostgreSQL failure, classified by SQLSTATE.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
+public struct PostgresError: RPCStatusConvertible, Sendable, CustomStringConvertible {
     public var sqlState: String?
     public var message: String
 

@@ -1,3 +1,9 @@
+/// An error that knows the status it stands for. The RPC server answers with it, so handlers
+/// let such errors through instead of mapping them one by one.
+public protocol RPCStatusConvertible: Error {
+    var rpcError: RPCError { get }
+}
+
 /// An error a handler (or the client) reports as a status: code, message, field violations.
 public struct RPCError: Error, Equatable, Sendable, CustomStringConvertible {
     public var status: RPCStatus

@@ -169,6 +169,11 @@ public final class RPCServer: Service, Sendable {
             return reply(.ok, try await handler(request.body, context))
         } catch let error as RPCError {
             return reply(error.status)
+        } catch let error as RPCStatusConvertible {
+            if error.rpcError.code == .internalError || error.rpcError.code == .unavailable {
+                callLogger.error("handler failed", metadata: ["rpc.error": "\(error)"])
+            }
+            return reply(error.rpcError.status)
         } catch is CancellationError {
             return reply(RPCStatus(code: .unavailable, message: "server is shutting down"))
         } catch {
