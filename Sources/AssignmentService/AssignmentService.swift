@@ -20,7 +20,7 @@ public struct AssignmentService: Service {
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)
         let actions = IncidentActions(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker)
         self.server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(manager, actions: actions),
+            configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(manager, actions: actions, queries: IncidentQueries(pool: pool)),
             logger: logger)
         self.relay = OutboxRelay(destination: "notifier", client: config.rpcClient(config.notifierAddress), pool: pool, logger: logger)
         self.relayWaker = waker
@@ -30,9 +30,10 @@ public struct AssignmentService: Service {
         self.logger = logger
     }
 
-    public static func router(_ manager: AssignmentManager, actions: IncidentActions) -> RPCRouter {
+    public static func router(_ manager: AssignmentManager, actions: IncidentActions, queries: IncidentQueries) -> RPCRouter {
         var router = RPCRouter()
         actions.register(into: &router)
+        queries.register(into: &router)
         router.register(IncidentTriggeredRequest.method) { (request: IncidentTriggeredRequest, _) in
             try await manager.incidentTriggered(request)
             return Empty()

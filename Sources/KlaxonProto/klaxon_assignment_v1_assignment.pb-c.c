@@ -187,6 +187,282 @@ void   klaxon__assignment__v1__incident_view__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__incident_view__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__get_incident_request__init
+                     (Klaxon__Assignment__V1__GetIncidentRequest         *message)
+{
+  static const Klaxon__Assignment__V1__GetIncidentRequest init_value = KLAXON__ASSIGNMENT__V1__GET_INCIDENT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__get_incident_request__get_packed_size
+                     (const Klaxon__Assignment__V1__GetIncidentRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_incident_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__get_incident_request__pack
+                     (const Klaxon__Assignment__V1__GetIncidentRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_incident_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__get_incident_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__GetIncidentRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_incident_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__GetIncidentRequest *
+       klaxon__assignment__v1__get_incident_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__GetIncidentRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__get_incident_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__get_incident_request__free_unpacked
+                     (Klaxon__Assignment__V1__GetIncidentRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_incident_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__incident__init
+                     (Klaxon__Assignment__V1__Incident         *message)
+{
+  static const Klaxon__Assignment__V1__Incident init_value = KLAXON__ASSIGNMENT__V1__INCIDENT__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__incident__get_packed_size
+                     (const Klaxon__Assignment__V1__Incident *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__incident__pack
+                     (const Klaxon__Assignment__V1__Incident *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__incident__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Incident *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__Incident *
+       klaxon__assignment__v1__incident__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__Incident *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__incident__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__incident__free_unpacked
+                     (Klaxon__Assignment__V1__Incident *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_incidents_request__init
+                     (Klaxon__Assignment__V1__ListIncidentsRequest         *message)
+{
+  static const Klaxon__Assignment__V1__ListIncidentsRequest init_value = KLAXON__ASSIGNMENT__V1__LIST_INCIDENTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_incidents_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListIncidentsRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_incidents_request__pack
+                     (const Klaxon__Assignment__V1__ListIncidentsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_incidents_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListIncidentsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListIncidentsRequest *
+       klaxon__assignment__v1__list_incidents_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListIncidentsRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_incidents_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_incidents_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListIncidentsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_incidents_reply__init
+                     (Klaxon__Assignment__V1__ListIncidentsReply         *message)
+{
+  static const Klaxon__Assignment__V1__ListIncidentsReply init_value = KLAXON__ASSIGNMENT__V1__LIST_INCIDENTS_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_incidents_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListIncidentsReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_incidents_reply__pack
+                     (const Klaxon__Assignment__V1__ListIncidentsReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_incidents_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListIncidentsReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListIncidentsReply *
+       klaxon__assignment__v1__list_incidents_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListIncidentsReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_incidents_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_incidents_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListIncidentsReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_incidents_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__timeline_entry__details_entry__init
+                     (Klaxon__Assignment__V1__TimelineEntry__DetailsEntry         *message)
+{
+  static const Klaxon__Assignment__V1__TimelineEntry__DetailsEntry init_value = KLAXON__ASSIGNMENT__V1__TIMELINE_ENTRY__DETAILS_ENTRY__INIT;
+  *message = init_value;
+}
+void   klaxon__assignment__v1__timeline_entry__init
+                     (Klaxon__Assignment__V1__TimelineEntry         *message)
+{
+  static const Klaxon__Assignment__V1__TimelineEntry init_value = KLAXON__ASSIGNMENT__V1__TIMELINE_ENTRY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__timeline_entry__get_packed_size
+                     (const Klaxon__Assignment__V1__TimelineEntry *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__timeline_entry__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__timeline_entry__pack
+                     (const Klaxon__Assignment__V1__TimelineEntry *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__timeline_entry__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__timeline_entry__pack_to_buffer
+                     (const Klaxon__Assignment__V1__TimelineEntry *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__timeline_entry__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__TimelineEntry *
+       klaxon__assignment__v1__timeline_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__TimelineEntry *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__timeline_entry__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__timeline_entry__free_unpacked
+                     (Klaxon__Assignment__V1__TimelineEntry *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__timeline_entry__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__get_timeline_reply__init
+                     (Klaxon__Assignment__V1__GetTimelineReply         *message)
+{
+  static const Klaxon__Assignment__V1__GetTimelineReply init_value = KLAXON__ASSIGNMENT__V1__GET_TIMELINE_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__get_timeline_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__GetTimelineReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_timeline_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__get_timeline_reply__pack
+                     (const Klaxon__Assignment__V1__GetTimelineReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_timeline_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__get_timeline_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__GetTimelineReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_timeline_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__GetTimelineReply *
+       klaxon__assignment__v1__get_timeline_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__GetTimelineReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__get_timeline_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__get_timeline_reply__free_unpacked
+                     (Klaxon__Assignment__V1__GetTimelineReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__get_timeline_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -612,7 +888,520 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descript
   (ProtobufCMessageInit) klaxon__assignment__v1__incident_view__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[7] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__get_incident_request__field_descriptors[1] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__GetIncidentRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__get_incident_request__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__get_incident_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.GetIncidentRequest",
+  "GetIncidentRequest",
+  "Klaxon__Assignment__V1__GetIncidentRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__GetIncidentRequest),
+  1,
+  klaxon__assignment__v1__get_incident_request__field_descriptors,
+  klaxon__assignment__v1__get_incident_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__get_incident_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__get_incident_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[12] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "number",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, number),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "title",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, title),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "urgency",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, urgency),
+    &klaxon__incident__v1__urgency__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_name",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, service_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dedup_key",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, dedup_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "severity",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, severity),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resolved_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, resolved_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alert_count",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, alert_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, state),
+    &klaxon__assignment__v1__incident_view__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] = {
+  10,   /* field[10] = alert_count */
+  8,   /* field[8] = created_at_ms */
+  6,   /* field[6] = dedup_key */
+  0,   /* field[0] = id */
+  1,   /* field[1] = number */
+  9,   /* field[9] = resolved_at_ms */
+  4,   /* field[4] = service_id */
+  5,   /* field[5] = service_name */
+  7,   /* field[7] = severity */
+  11,   /* field[11] = state */
+  2,   /* field[2] = title */
+  3,   /* field[3] = urgency */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__incident__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.Incident",
+  "Incident",
+  "Klaxon__Assignment__V1__Incident",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__Incident),
+  12,
+  klaxon__assignment__v1__incident__field_descriptors,
+  klaxon__assignment__v1__incident__field_indices_by_name,
+  1,  klaxon__assignment__v1__incident__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__incident__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_incidents_request__field_descriptors[4] =
+{
+  {
+    "statuses",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_ENUM,
+    offsetof(Klaxon__Assignment__V1__ListIncidentsRequest, n_statuses),
+    offsetof(Klaxon__Assignment__V1__ListIncidentsRequest, statuses),
+    &klaxon__incident__v1__incident_status__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListIncidentsRequest, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "page_size",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListIncidentsRequest, page_size),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "before_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListIncidentsRequest, before_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_incidents_request__field_indices_by_name[] = {
+  3,   /* field[3] = before_id */
+  2,   /* field[2] = page_size */
+  1,   /* field[1] = service_id */
+  0,   /* field[0] = statuses */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_incidents_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListIncidentsRequest",
+  "ListIncidentsRequest",
+  "Klaxon__Assignment__V1__ListIncidentsRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListIncidentsRequest),
+  4,
+  klaxon__assignment__v1__list_incidents_request__field_descriptors,
+  klaxon__assignment__v1__list_incidents_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_incidents_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_incidents_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_incidents_reply__field_descriptors[2] =
+{
+  {
+    "incidents",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ListIncidentsReply, n_incidents),
+    offsetof(Klaxon__Assignment__V1__ListIncidentsReply, incidents),
+    &klaxon__assignment__v1__incident__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_before_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListIncidentsReply, next_before_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_incidents_reply__field_indices_by_name[] = {
+  0,   /* field[0] = incidents */
+  1,   /* field[1] = next_before_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_incidents_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListIncidentsReply",
+  "ListIncidentsReply",
+  "Klaxon__Assignment__V1__ListIncidentsReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListIncidentsReply),
+  2,
+  klaxon__assignment__v1__list_incidents_reply__field_descriptors,
+  klaxon__assignment__v1__list_incidents_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_incidents_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_incidents_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__timeline_entry__details_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__TimelineEntry__DetailsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__TimelineEntry__DetailsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__timeline_entry__details_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__timeline_entry__details_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__timeline_entry__details_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.TimelineEntry.DetailsEntry",
+  "DetailsEntry",
+  "Klaxon__Assignment__V1__TimelineEntry__DetailsEntry",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__TimelineEntry__DetailsEntry),
+  2,
+  klaxon__assignment__v1__timeline_entry__details_entry__field_descriptors,
+  klaxon__assignment__v1__timeline_entry__details_entry__field_indices_by_name,
+  1,  klaxon__assignment__v1__timeline_entry__details_entry__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__timeline_entry__details_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__timeline_entry__field_descriptors[4] =
+{
+  {
+    "at_ms",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__TimelineEntry, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__TimelineEntry, type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__TimelineEntry, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "details",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__TimelineEntry, n_details),
+    offsetof(Klaxon__Assignment__V1__TimelineEntry, details),
+    &klaxon__assignment__v1__timeline_entry__details_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__timeline_entry__field_indices_by_name[] = {
+  2,   /* field[2] = actor */
+  0,   /* field[0] = at_ms */
+  3,   /* field[3] = details */
+  1,   /* field[1] = type */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__timeline_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__timeline_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.TimelineEntry",
+  "TimelineEntry",
+  "Klaxon__Assignment__V1__TimelineEntry",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__TimelineEntry),
+  4,
+  klaxon__assignment__v1__timeline_entry__field_descriptors,
+  klaxon__assignment__v1__timeline_entry__field_indices_by_name,
+  1,  klaxon__assignment__v1__timeline_entry__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__timeline_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__get_timeline_reply__field_descriptors[1] =
+{
+  {
+    "entries",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__GetTimelineReply, n_entries),
+    offsetof(Klaxon__Assignment__V1__GetTimelineReply, entries),
+    &klaxon__assignment__v1__timeline_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__get_timeline_reply__field_indices_by_name[] = {
+  0,   /* field[0] = entries */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__get_timeline_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__get_timeline_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.GetTimelineReply",
+  "GetTimelineReply",
+  "Klaxon__Assignment__V1__GetTimelineReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__GetTimelineReply),
+  1,
+  klaxon__assignment__v1__get_timeline_reply__field_descriptors,
+  klaxon__assignment__v1__get_timeline_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__get_timeline_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__get_timeline_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[10] =
 {
   { "IncidentTriggered", &klaxon__assignment__v1__incident_triggered_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "Acknowledge", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
@@ -621,12 +1410,18 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__metho
   { "Escalate", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
   { "Snooze", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
   { "AddNote", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
+  { "GetIncident", &klaxon__assignment__v1__get_incident_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
+  { "ListIncidents", &klaxon__assignment__v1__list_incidents_request__descriptor, &klaxon__assignment__v1__list_incidents_reply__descriptor },
+  { "GetTimeline", &klaxon__assignment__v1__get_incident_request__descriptor, &klaxon__assignment__v1__get_timeline_reply__descriptor },
 };
 const unsigned klaxon__assignment__v1__assignment__method_indices_by_name[] = {
   1,        /* Acknowledge */
   6,        /* AddNote */
   4,        /* Escalate */
+  7,        /* GetIncident */
+  9,        /* GetTimeline */
   0,        /* IncidentTriggered */
+  8,        /* ListIncidents */
   3,        /* Reassign */
   2,        /* Resolve */
   5         /* Snooze */
@@ -638,7 +1433,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor 
   "Assignment",
   "Klaxon__Assignment__V1__Assignment",
   "klaxon.assignment.v1",
-  7,
+  10,
   klaxon__assignment__v1__assignment__method_descriptors,
   klaxon__assignment__v1__assignment__method_indices_by_name
 };
@@ -697,6 +1492,30 @@ void klaxon__assignment__v1__assignment__add_note(ProtobufCService *service,
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
   service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__get_incident(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                                                      Klaxon__Assignment__V1__Incident_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__list_incidents(ProtobufCService *service,
+                                                        const Klaxon__Assignment__V1__ListIncidentsRequest *input,
+                                                        Klaxon__Assignment__V1__ListIncidentsReply_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__get_timeline(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                                                      Klaxon__Assignment__V1__GetTimelineReply_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
                                                Klaxon__Assignment__V1__Assignment_ServiceDestroy destroy)

@@ -21,6 +21,13 @@ typedef struct Klaxon__Assignment__V1__IncidentTriggeredRequest Klaxon__Assignme
 typedef struct Klaxon__Assignment__V1__IncidentActionRequest Klaxon__Assignment__V1__IncidentActionRequest;
 typedef struct Klaxon__Assignment__V1__Acknowledgement Klaxon__Assignment__V1__Acknowledgement;
 typedef struct Klaxon__Assignment__V1__IncidentView Klaxon__Assignment__V1__IncidentView;
+typedef struct Klaxon__Assignment__V1__GetIncidentRequest Klaxon__Assignment__V1__GetIncidentRequest;
+typedef struct Klaxon__Assignment__V1__Incident Klaxon__Assignment__V1__Incident;
+typedef struct Klaxon__Assignment__V1__ListIncidentsRequest Klaxon__Assignment__V1__ListIncidentsRequest;
+typedef struct Klaxon__Assignment__V1__ListIncidentsReply Klaxon__Assignment__V1__ListIncidentsReply;
+typedef struct Klaxon__Assignment__V1__TimelineEntry Klaxon__Assignment__V1__TimelineEntry;
+typedef struct Klaxon__Assignment__V1__TimelineEntry__DetailsEntry Klaxon__Assignment__V1__TimelineEntry__DetailsEntry;
+typedef struct Klaxon__Assignment__V1__GetTimelineReply Klaxon__Assignment__V1__GetTimelineReply;
 
 
 /* --- enums --- */
@@ -125,6 +132,126 @@ struct  Klaxon__Assignment__V1__IncidentView
     , 0, KLAXON__INCIDENT__V1__INCIDENT_STATUS__INCIDENT_STATUS_UNSPECIFIED, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
 
 
+struct  Klaxon__Assignment__V1__GetIncidentRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+};
+#define KLAXON__ASSIGNMENT__V1__GET_INCIDENT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__get_incident_request__descriptor) \
+    , 0 }
+
+
+struct  Klaxon__Assignment__V1__Incident
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  uint64_t number;
+  char *title;
+  Klaxon__Incident__V1__Urgency urgency;
+  uint64_t service_id;
+  char *service_name;
+  char *dedup_key;
+  char *severity;
+  int64_t created_at_ms;
+  /*
+   * 0 while open
+   */
+  int64_t resolved_at_ms;
+  uint32_t alert_count;
+  /*
+   * status, level, assignees, acknowledgements, pending timers
+   */
+  Klaxon__Assignment__V1__IncidentView *state;
+};
+#define KLAXON__ASSIGNMENT__V1__INCIDENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL }
+
+
+struct  Klaxon__Assignment__V1__ListIncidentsRequest
+{
+  ProtobufCMessage base;
+  /*
+   * empty: any
+   */
+  size_t n_statuses;
+  Klaxon__Incident__V1__IncidentStatus *statuses;
+  /*
+   * 0: any
+   */
+  uint64_t service_id;
+  /*
+   * default 50, at most 500
+   */
+  uint32_t page_size;
+  /*
+   * paging cursor: next_before_id of the previous page
+   */
+  uint64_t before_id;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_INCIDENTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_incidents_request__descriptor) \
+    , 0,NULL, 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListIncidentsReply
+{
+  ProtobufCMessage base;
+  /*
+   * newest first
+   */
+  size_t n_incidents;
+  Klaxon__Assignment__V1__Incident **incidents;
+  /*
+   * 0 on the last page
+   */
+  uint64_t next_before_id;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_INCIDENTS_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_incidents_reply__descriptor) \
+    , 0,NULL, 0 }
+
+
+struct  Klaxon__Assignment__V1__TimelineEntry__DetailsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define KLAXON__ASSIGNMENT__V1__TIMELINE_ENTRY__DETAILS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__timeline_entry__details_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__TimelineEntry
+{
+  ProtobufCMessage base;
+  int64_t at_ms;
+  char *type;
+  char *actor;
+  size_t n_details;
+  Klaxon__Assignment__V1__TimelineEntry__DetailsEntry **details;
+};
+#define KLAXON__ASSIGNMENT__V1__TIMELINE_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__timeline_entry__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__GetTimelineReply
+{
+  ProtobufCMessage base;
+  /*
+   * oldest first
+   */
+  size_t n_entries;
+  Klaxon__Assignment__V1__TimelineEntry **entries;
+};
+#define KLAXON__ASSIGNMENT__V1__GET_TIMELINE_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__get_timeline_reply__descriptor) \
+    , 0,NULL }
+
+
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
 void   klaxon__assignment__v1__incident_triggered_request__init
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest         *message);
@@ -201,6 +328,123 @@ Klaxon__Assignment__V1__IncidentView *
 void   klaxon__assignment__v1__incident_view__free_unpacked
                      (Klaxon__Assignment__V1__IncidentView *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__GetIncidentRequest methods */
+void   klaxon__assignment__v1__get_incident_request__init
+                     (Klaxon__Assignment__V1__GetIncidentRequest         *message);
+size_t klaxon__assignment__v1__get_incident_request__get_packed_size
+                     (const Klaxon__Assignment__V1__GetIncidentRequest   *message);
+size_t klaxon__assignment__v1__get_incident_request__pack
+                     (const Klaxon__Assignment__V1__GetIncidentRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__get_incident_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__GetIncidentRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__GetIncidentRequest *
+       klaxon__assignment__v1__get_incident_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__get_incident_request__free_unpacked
+                     (Klaxon__Assignment__V1__GetIncidentRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__Incident methods */
+void   klaxon__assignment__v1__incident__init
+                     (Klaxon__Assignment__V1__Incident         *message);
+size_t klaxon__assignment__v1__incident__get_packed_size
+                     (const Klaxon__Assignment__V1__Incident   *message);
+size_t klaxon__assignment__v1__incident__pack
+                     (const Klaxon__Assignment__V1__Incident   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__incident__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Incident   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__Incident *
+       klaxon__assignment__v1__incident__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__incident__free_unpacked
+                     (Klaxon__Assignment__V1__Incident *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListIncidentsRequest methods */
+void   klaxon__assignment__v1__list_incidents_request__init
+                     (Klaxon__Assignment__V1__ListIncidentsRequest         *message);
+size_t klaxon__assignment__v1__list_incidents_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListIncidentsRequest   *message);
+size_t klaxon__assignment__v1__list_incidents_request__pack
+                     (const Klaxon__Assignment__V1__ListIncidentsRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_incidents_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListIncidentsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListIncidentsRequest *
+       klaxon__assignment__v1__list_incidents_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_incidents_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListIncidentsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListIncidentsReply methods */
+void   klaxon__assignment__v1__list_incidents_reply__init
+                     (Klaxon__Assignment__V1__ListIncidentsReply         *message);
+size_t klaxon__assignment__v1__list_incidents_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListIncidentsReply   *message);
+size_t klaxon__assignment__v1__list_incidents_reply__pack
+                     (const Klaxon__Assignment__V1__ListIncidentsReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_incidents_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListIncidentsReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListIncidentsReply *
+       klaxon__assignment__v1__list_incidents_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_incidents_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListIncidentsReply *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__TimelineEntry__DetailsEntry methods */
+void   klaxon__assignment__v1__timeline_entry__details_entry__init
+                     (Klaxon__Assignment__V1__TimelineEntry__DetailsEntry         *message);
+/* Klaxon__Assignment__V1__TimelineEntry methods */
+void   klaxon__assignment__v1__timeline_entry__init
+                     (Klaxon__Assignment__V1__TimelineEntry         *message);
+size_t klaxon__assignment__v1__timeline_entry__get_packed_size
+                     (const Klaxon__Assignment__V1__TimelineEntry   *message);
+size_t klaxon__assignment__v1__timeline_entry__pack
+                     (const Klaxon__Assignment__V1__TimelineEntry   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__timeline_entry__pack_to_buffer
+                     (const Klaxon__Assignment__V1__TimelineEntry   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__TimelineEntry *
+       klaxon__assignment__v1__timeline_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__timeline_entry__free_unpacked
+                     (Klaxon__Assignment__V1__TimelineEntry *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__GetTimelineReply methods */
+void   klaxon__assignment__v1__get_timeline_reply__init
+                     (Klaxon__Assignment__V1__GetTimelineReply         *message);
+size_t klaxon__assignment__v1__get_timeline_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__GetTimelineReply   *message);
+size_t klaxon__assignment__v1__get_timeline_reply__pack
+                     (const Klaxon__Assignment__V1__GetTimelineReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__get_timeline_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__GetTimelineReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__GetTimelineReply *
+       klaxon__assignment__v1__get_timeline_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__get_timeline_reply__free_unpacked
+                     (Klaxon__Assignment__V1__GetTimelineReply *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -214,6 +458,27 @@ typedef void (*Klaxon__Assignment__V1__Acknowledgement_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__IncidentView_Closure)
                  (const Klaxon__Assignment__V1__IncidentView *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__GetIncidentRequest_Closure)
+                 (const Klaxon__Assignment__V1__GetIncidentRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__Incident_Closure)
+                 (const Klaxon__Assignment__V1__Incident *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListIncidentsRequest_Closure)
+                 (const Klaxon__Assignment__V1__ListIncidentsRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListIncidentsReply_Closure)
+                 (const Klaxon__Assignment__V1__ListIncidentsReply *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__TimelineEntry__DetailsEntry_Closure)
+                 (const Klaxon__Assignment__V1__TimelineEntry__DetailsEntry *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__TimelineEntry_Closure)
+                 (const Klaxon__Assignment__V1__TimelineEntry *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__GetTimelineReply_Closure)
+                 (const Klaxon__Assignment__V1__GetTimelineReply *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -250,6 +515,18 @@ struct Klaxon__Assignment__V1__Assignment_Service
                    const Klaxon__Assignment__V1__IncidentActionRequest *input,
                    Klaxon__Assignment__V1__IncidentView_Closure closure,
                    void *closure_data);
+  void (*get_incident)(Klaxon__Assignment__V1__Assignment_Service *service,
+                       const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                       Klaxon__Assignment__V1__Incident_Closure closure,
+                       void *closure_data);
+  void (*list_incidents)(Klaxon__Assignment__V1__Assignment_Service *service,
+                         const Klaxon__Assignment__V1__ListIncidentsRequest *input,
+                         Klaxon__Assignment__V1__ListIncidentsReply_Closure closure,
+                         void *closure_data);
+  void (*get_timeline)(Klaxon__Assignment__V1__Assignment_Service *service,
+                       const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                       Klaxon__Assignment__V1__GetTimelineReply_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Klaxon__Assignment__V1__Assignment_ServiceDestroy)(Klaxon__Assignment__V1__Assignment_Service *);
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
@@ -264,7 +541,10 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
       function_prefix__ ## reassign,\
       function_prefix__ ## escalate,\
       function_prefix__ ## snooze,\
-      function_prefix__ ## add_note  }
+      function_prefix__ ## add_note,\
+      function_prefix__ ## get_incident,\
+      function_prefix__ ## list_incidents,\
+      function_prefix__ ## get_timeline  }
 void klaxon__assignment__v1__assignment__incident_triggered(ProtobufCService *service,
                                                             const Klaxon__Assignment__V1__IncidentTriggeredRequest *input,
                                                             Klaxon__Rpc__V1__Empty_Closure closure,
@@ -293,6 +573,18 @@ void klaxon__assignment__v1__assignment__add_note(ProtobufCService *service,
                                                   const Klaxon__Assignment__V1__IncidentActionRequest *input,
                                                   Klaxon__Assignment__V1__IncidentView_Closure closure,
                                                   void *closure_data);
+void klaxon__assignment__v1__assignment__get_incident(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                                                      Klaxon__Assignment__V1__Incident_Closure closure,
+                                                      void *closure_data);
+void klaxon__assignment__v1__assignment__list_incidents(ProtobufCService *service,
+                                                        const Klaxon__Assignment__V1__ListIncidentsRequest *input,
+                                                        Klaxon__Assignment__V1__ListIncidentsReply_Closure closure,
+                                                        void *closure_data);
+void klaxon__assignment__v1__assignment__get_timeline(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                                                      Klaxon__Assignment__V1__GetTimelineReply_Closure closure,
+                                                      void *closure_data);
 
 /* --- descriptors --- */
 
@@ -300,6 +592,13 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_trigger
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_action_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_reply__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__timeline_entry__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__timeline_entry__details_entry__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__get_timeline_reply__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 
 PROTOBUF_C__END_DECLS

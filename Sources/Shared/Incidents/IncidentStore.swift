@@ -54,7 +54,13 @@ public enum IncidentStore {
         return []
     }
 
+    /// Loads the incident and locks its row until the transaction ends.
     public static func lock(_ connection: PGConnection, id: Int64) throws -> IncidentRecord? {
+        try load(connection, id: id, forUpdate: true)
+    }
+
+    /// Loads the incident; queries read without locking.
+    public static func load(_ connection: PGConnection, id: Int64, forUpdate: Bool = false) throws -> IncidentRecord? {
         let rows = try connection.query(
             """
             SELECT i.id, i.number, i.service_id, s.name AS service_name, s.escalation_policy_id, s.ack_timeout_seconds,
@@ -62,7 +68,7 @@ public enum IncidentStore {
                    i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
                    i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted
             FROM incidents i JOIN services s ON s.id = i.service_id
-            WHERE i.id = $1 FOR UPDATE OF i
+            WHERE i.id = $1 \(forUpdate ? "FOR UPDATE OF i" : "")
             """, [id])
         guard !rows.isEmpty else { return nil }
         var state = IncidentState(urgency: Urgency(rawValue: rows.string(0, "urgency")!) ?? .high)
