@@ -20,7 +20,8 @@ public struct AssignmentService: Service {
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)
         let actions = IncidentActions(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker)
         self.server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(manager, actions: actions, queries: IncidentQueries(pool: pool)),
+            configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(
+                manager, actions: actions, queries: IncidentQueries(pool: pool), admin: AdminAPI(pool: pool, clock: clock)),
             logger: logger)
         self.relay = OutboxRelay(destination: "notifier", client: config.rpcClient(config.notifierAddress), pool: pool, logger: logger)
         self.relayWaker = waker
@@ -30,10 +31,13 @@ public struct AssignmentService: Service {
         self.logger = logger
     }
 
-    public static func router(_ manager: AssignmentManager, actions: IncidentActions, queries: IncidentQueries) -> RPCRouter {
+    public static func router(
+        _ manager: AssignmentManager, actions: IncidentActions, queries: IncidentQueries, admin: AdminAPI
+    ) -> RPCRouter {
         var router = RPCRouter()
         actions.register(into: &router)
         queries.register(into: &router)
+        admin.register(into: &router)
         router.register(IncidentTriggeredRequest.method) { (request: IncidentTriggeredRequest, _) in
             try await manager.incidentTriggered(request)
             return Empty()

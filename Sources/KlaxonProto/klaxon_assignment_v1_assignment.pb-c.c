@@ -463,6 +463,552 @@ void   klaxon__assignment__v1__get_timeline_reply__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__get_timeline_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__policy_target__init
+                     (Klaxon__Assignment__V1__PolicyTarget         *message)
+{
+  static const Klaxon__Assignment__V1__PolicyTarget init_value = KLAXON__ASSIGNMENT__V1__POLICY_TARGET__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__policy_target__get_packed_size
+                     (const Klaxon__Assignment__V1__PolicyTarget *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_target__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__policy_target__pack
+                     (const Klaxon__Assignment__V1__PolicyTarget *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_target__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__policy_target__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PolicyTarget *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_target__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__PolicyTarget *
+       klaxon__assignment__v1__policy_target__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__PolicyTarget *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__policy_target__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__policy_target__free_unpacked
+                     (Klaxon__Assignment__V1__PolicyTarget *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_target__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__policy_level__init
+                     (Klaxon__Assignment__V1__PolicyLevel         *message)
+{
+  static const Klaxon__Assignment__V1__PolicyLevel init_value = KLAXON__ASSIGNMENT__V1__POLICY_LEVEL__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__policy_level__get_packed_size
+                     (const Klaxon__Assignment__V1__PolicyLevel *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_level__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__policy_level__pack
+                     (const Klaxon__Assignment__V1__PolicyLevel *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_level__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__policy_level__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PolicyLevel *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_level__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__PolicyLevel *
+       klaxon__assignment__v1__policy_level__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__PolicyLevel *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__policy_level__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__policy_level__free_unpacked
+                     (Klaxon__Assignment__V1__PolicyLevel *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__policy_level__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__escalation_policy__init
+                     (Klaxon__Assignment__V1__EscalationPolicy         *message)
+{
+  static const Klaxon__Assignment__V1__EscalationPolicy init_value = KLAXON__ASSIGNMENT__V1__ESCALATION_POLICY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__escalation_policy__get_packed_size
+                     (const Klaxon__Assignment__V1__EscalationPolicy *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__escalation_policy__pack
+                     (const Klaxon__Assignment__V1__EscalationPolicy *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__escalation_policy__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EscalationPolicy *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__EscalationPolicy *
+       klaxon__assignment__v1__escalation_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__EscalationPolicy *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__escalation_policy__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__escalation_policy__free_unpacked
+                     (Klaxon__Assignment__V1__EscalationPolicy *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__admin_id_request__init
+                     (Klaxon__Assignment__V1__AdminIdRequest         *message)
+{
+  static const Klaxon__Assignment__V1__AdminIdRequest init_value = KLAXON__ASSIGNMENT__V1__ADMIN_ID_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__admin_id_request__get_packed_size
+                     (const Klaxon__Assignment__V1__AdminIdRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__admin_id_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__admin_id_request__pack
+                     (const Klaxon__Assignment__V1__AdminIdRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__admin_id_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__admin_id_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__AdminIdRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__admin_id_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__AdminIdRequest *
+       klaxon__assignment__v1__admin_id_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__AdminIdRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__admin_id_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__admin_id_request__free_unpacked
+                     (Klaxon__Assignment__V1__AdminIdRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__admin_id_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__escalation_policy_list__init
+                     (Klaxon__Assignment__V1__EscalationPolicyList         *message)
+{
+  static const Klaxon__Assignment__V1__EscalationPolicyList init_value = KLAXON__ASSIGNMENT__V1__ESCALATION_POLICY_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__escalation_policy_list__get_packed_size
+                     (const Klaxon__Assignment__V1__EscalationPolicyList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__escalation_policy_list__pack
+                     (const Klaxon__Assignment__V1__EscalationPolicyList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__escalation_policy_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EscalationPolicyList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__EscalationPolicyList *
+       klaxon__assignment__v1__escalation_policy_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__EscalationPolicyList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__escalation_policy_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__escalation_policy_list__free_unpacked
+                     (Klaxon__Assignment__V1__EscalationPolicyList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__escalation_policy_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__schedule_restriction__init
+                     (Klaxon__Assignment__V1__ScheduleRestriction         *message)
+{
+  static const Klaxon__Assignment__V1__ScheduleRestriction init_value = KLAXON__ASSIGNMENT__V1__SCHEDULE_RESTRICTION__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__schedule_restriction__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleRestriction *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_restriction__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__schedule_restriction__pack
+                     (const Klaxon__Assignment__V1__ScheduleRestriction *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_restriction__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__schedule_restriction__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleRestriction *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_restriction__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ScheduleRestriction *
+       klaxon__assignment__v1__schedule_restriction__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ScheduleRestriction *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__schedule_restriction__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__schedule_restriction__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleRestriction *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_restriction__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__schedule_layer__init
+                     (Klaxon__Assignment__V1__ScheduleLayer         *message)
+{
+  static const Klaxon__Assignment__V1__ScheduleLayer init_value = KLAXON__ASSIGNMENT__V1__SCHEDULE_LAYER__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__schedule_layer__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleLayer *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_layer__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__schedule_layer__pack
+                     (const Klaxon__Assignment__V1__ScheduleLayer *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_layer__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__schedule_layer__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleLayer *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_layer__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ScheduleLayer *
+       klaxon__assignment__v1__schedule_layer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ScheduleLayer *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__schedule_layer__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__schedule_layer__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleLayer *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_layer__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__schedule_override__init
+                     (Klaxon__Assignment__V1__ScheduleOverride         *message)
+{
+  static const Klaxon__Assignment__V1__ScheduleOverride init_value = KLAXON__ASSIGNMENT__V1__SCHEDULE_OVERRIDE__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__schedule_override__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleOverride *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_override__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__schedule_override__pack
+                     (const Klaxon__Assignment__V1__ScheduleOverride *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_override__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__schedule_override__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleOverride *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_override__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ScheduleOverride *
+       klaxon__assignment__v1__schedule_override__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ScheduleOverride *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__schedule_override__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__schedule_override__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleOverride *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_override__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__schedule__init
+                     (Klaxon__Assignment__V1__Schedule         *message)
+{
+  static const Klaxon__Assignment__V1__Schedule init_value = KLAXON__ASSIGNMENT__V1__SCHEDULE__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__schedule__get_packed_size
+                     (const Klaxon__Assignment__V1__Schedule *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__schedule__pack
+                     (const Klaxon__Assignment__V1__Schedule *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__schedule__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Schedule *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__Schedule *
+       klaxon__assignment__v1__schedule__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__Schedule *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__schedule__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__schedule__free_unpacked
+                     (Klaxon__Assignment__V1__Schedule *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__schedule_list__init
+                     (Klaxon__Assignment__V1__ScheduleList         *message)
+{
+  static const Klaxon__Assignment__V1__ScheduleList init_value = KLAXON__ASSIGNMENT__V1__SCHEDULE_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__schedule_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__schedule_list__pack
+                     (const Klaxon__Assignment__V1__ScheduleList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__schedule_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ScheduleList *
+       klaxon__assignment__v1__schedule_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ScheduleList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__schedule_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__schedule_list__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__who_is_on_call_request__init
+                     (Klaxon__Assignment__V1__WhoIsOnCallRequest         *message)
+{
+  static const Klaxon__Assignment__V1__WhoIsOnCallRequest init_value = KLAXON__ASSIGNMENT__V1__WHO_IS_ON_CALL_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__who_is_on_call_request__get_packed_size
+                     (const Klaxon__Assignment__V1__WhoIsOnCallRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__who_is_on_call_request__pack
+                     (const Klaxon__Assignment__V1__WhoIsOnCallRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__who_is_on_call_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WhoIsOnCallRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__WhoIsOnCallRequest *
+       klaxon__assignment__v1__who_is_on_call_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__WhoIsOnCallRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__who_is_on_call_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__who_is_on_call_request__free_unpacked
+                     (Klaxon__Assignment__V1__WhoIsOnCallRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__who_is_on_call_reply__level__init
+                     (Klaxon__Assignment__V1__WhoIsOnCallReply__Level         *message)
+{
+  static const Klaxon__Assignment__V1__WhoIsOnCallReply__Level init_value = KLAXON__ASSIGNMENT__V1__WHO_IS_ON_CALL_REPLY__LEVEL__INIT;
+  *message = init_value;
+}
+void   klaxon__assignment__v1__who_is_on_call_reply__init
+                     (Klaxon__Assignment__V1__WhoIsOnCallReply         *message)
+{
+  static const Klaxon__Assignment__V1__WhoIsOnCallReply init_value = KLAXON__ASSIGNMENT__V1__WHO_IS_ON_CALL_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__who_is_on_call_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__WhoIsOnCallReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__who_is_on_call_reply__pack
+                     (const Klaxon__Assignment__V1__WhoIsOnCallReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__who_is_on_call_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WhoIsOnCallReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__WhoIsOnCallReply *
+       klaxon__assignment__v1__who_is_on_call_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__WhoIsOnCallReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__who_is_on_call_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__who_is_on_call_reply__free_unpacked
+                     (Klaxon__Assignment__V1__WhoIsOnCallReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -1401,6 +1947,829 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__get_timeline_reply__des
   (ProtobufCMessageInit) klaxon__assignment__v1__get_timeline_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__policy_target__field_descriptors[2] =
+{
+  {
+    "user_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PolicyTarget, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "schedule_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PolicyTarget, schedule_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__policy_target__field_indices_by_name[] = {
+  1,   /* field[1] = schedule_id */
+  0,   /* field[0] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__policy_target__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__policy_target__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.PolicyTarget",
+  "PolicyTarget",
+  "Klaxon__Assignment__V1__PolicyTarget",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__PolicyTarget),
+  2,
+  klaxon__assignment__v1__policy_target__field_descriptors,
+  klaxon__assignment__v1__policy_target__field_indices_by_name,
+  1,  klaxon__assignment__v1__policy_target__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__policy_target__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__policy_level__field_descriptors[2] =
+{
+  {
+    "escalation_delay_seconds",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PolicyLevel, escalation_delay_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "targets",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__PolicyLevel, n_targets),
+    offsetof(Klaxon__Assignment__V1__PolicyLevel, targets),
+    &klaxon__assignment__v1__policy_target__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__policy_level__field_indices_by_name[] = {
+  0,   /* field[0] = escalation_delay_seconds */
+  1,   /* field[1] = targets */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__policy_level__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__policy_level__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.PolicyLevel",
+  "PolicyLevel",
+  "Klaxon__Assignment__V1__PolicyLevel",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__PolicyLevel),
+  2,
+  klaxon__assignment__v1__policy_level__field_descriptors,
+  klaxon__assignment__v1__policy_level__field_indices_by_name,
+  1,  klaxon__assignment__v1__policy_level__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__policy_level__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__escalation_policy__field_descriptors[4] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EscalationPolicy, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EscalationPolicy, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "levels",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__EscalationPolicy, n_levels),
+    offsetof(Klaxon__Assignment__V1__EscalationPolicy, levels),
+    &klaxon__assignment__v1__policy_level__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "num_loops",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EscalationPolicy, num_loops),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__escalation_policy__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  2,   /* field[2] = levels */
+  1,   /* field[1] = name */
+  3,   /* field[3] = num_loops */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__escalation_policy__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__escalation_policy__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.EscalationPolicy",
+  "EscalationPolicy",
+  "Klaxon__Assignment__V1__EscalationPolicy",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__EscalationPolicy),
+  4,
+  klaxon__assignment__v1__escalation_policy__field_descriptors,
+  klaxon__assignment__v1__escalation_policy__field_indices_by_name,
+  1,  klaxon__assignment__v1__escalation_policy__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__escalation_policy__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__admin_id_request__field_descriptors[1] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AdminIdRequest, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__admin_id_request__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__admin_id_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__admin_id_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.AdminIdRequest",
+  "AdminIdRequest",
+  "Klaxon__Assignment__V1__AdminIdRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__AdminIdRequest),
+  1,
+  klaxon__assignment__v1__admin_id_request__field_descriptors,
+  klaxon__assignment__v1__admin_id_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__admin_id_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__admin_id_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__escalation_policy_list__field_descriptors[1] =
+{
+  {
+    "policies",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__EscalationPolicyList, n_policies),
+    offsetof(Klaxon__Assignment__V1__EscalationPolicyList, policies),
+    &klaxon__assignment__v1__escalation_policy__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__escalation_policy_list__field_indices_by_name[] = {
+  0,   /* field[0] = policies */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__escalation_policy_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__escalation_policy_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.EscalationPolicyList",
+  "EscalationPolicyList",
+  "Klaxon__Assignment__V1__EscalationPolicyList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__EscalationPolicyList),
+  1,
+  klaxon__assignment__v1__escalation_policy_list__field_descriptors,
+  klaxon__assignment__v1__escalation_policy_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__escalation_policy_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__escalation_policy_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__schedule_restriction__field_descriptors[4] =
+{
+  {
+    "kind",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleRestriction, kind),
+    &klaxon__assignment__v1__restriction_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "weekday",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleRestriction, weekday),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_second_of_day",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleRestriction, start_second_of_day),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duration_seconds",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleRestriction, duration_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__schedule_restriction__field_indices_by_name[] = {
+  3,   /* field[3] = duration_seconds */
+  0,   /* field[0] = kind */
+  2,   /* field[2] = start_second_of_day */
+  1,   /* field[1] = weekday */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__schedule_restriction__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_restriction__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ScheduleRestriction",
+  "ScheduleRestriction",
+  "Klaxon__Assignment__V1__ScheduleRestriction",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ScheduleRestriction),
+  4,
+  klaxon__assignment__v1__schedule_restriction__field_descriptors,
+  klaxon__assignment__v1__schedule_restriction__field_indices_by_name,
+  1,  klaxon__assignment__v1__schedule_restriction__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__schedule_restriction__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__schedule_layer__field_descriptors[6] =
+{
+  {
+    "user_ids",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, n_user_ids),
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, user_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rotation_virtual_start_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, rotation_virtual_start_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rotation_turn_length_seconds",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, rotation_turn_length_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "restrictions",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, n_restrictions),
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, restrictions),
+    &klaxon__assignment__v1__schedule_restriction__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, start_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "end_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleLayer, end_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__schedule_layer__field_indices_by_name[] = {
+  5,   /* field[5] = end_ms */
+  3,   /* field[3] = restrictions */
+  2,   /* field[2] = rotation_turn_length_seconds */
+  1,   /* field[1] = rotation_virtual_start_ms */
+  4,   /* field[4] = start_ms */
+  0,   /* field[0] = user_ids */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__schedule_layer__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_layer__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ScheduleLayer",
+  "ScheduleLayer",
+  "Klaxon__Assignment__V1__ScheduleLayer",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ScheduleLayer),
+  6,
+  klaxon__assignment__v1__schedule_layer__field_descriptors,
+  klaxon__assignment__v1__schedule_layer__field_indices_by_name,
+  1,  klaxon__assignment__v1__schedule_layer__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__schedule_layer__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__schedule_override__field_descriptors[3] =
+{
+  {
+    "user_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleOverride, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleOverride, start_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "end_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleOverride, end_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__schedule_override__field_indices_by_name[] = {
+  2,   /* field[2] = end_ms */
+  1,   /* field[1] = start_ms */
+  0,   /* field[0] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__schedule_override__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_override__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ScheduleOverride",
+  "ScheduleOverride",
+  "Klaxon__Assignment__V1__ScheduleOverride",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ScheduleOverride),
+  3,
+  klaxon__assignment__v1__schedule_override__field_descriptors,
+  klaxon__assignment__v1__schedule_override__field_indices_by_name,
+  1,  klaxon__assignment__v1__schedule_override__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__schedule_override__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__schedule__field_descriptors[5] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Schedule, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Schedule, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time_zone",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Schedule, time_zone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "layers",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__Schedule, n_layers),
+    offsetof(Klaxon__Assignment__V1__Schedule, layers),
+    &klaxon__assignment__v1__schedule_layer__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "overrides",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__Schedule, n_overrides),
+    offsetof(Klaxon__Assignment__V1__Schedule, overrides),
+    &klaxon__assignment__v1__schedule_override__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__schedule__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+  3,   /* field[3] = layers */
+  1,   /* field[1] = name */
+  4,   /* field[4] = overrides */
+  2,   /* field[2] = time_zone */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__schedule__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.Schedule",
+  "Schedule",
+  "Klaxon__Assignment__V1__Schedule",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__Schedule),
+  5,
+  klaxon__assignment__v1__schedule__field_descriptors,
+  klaxon__assignment__v1__schedule__field_indices_by_name,
+  1,  klaxon__assignment__v1__schedule__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__schedule__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__schedule_list__field_descriptors[1] =
+{
+  {
+    "schedules",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ScheduleList, n_schedules),
+    offsetof(Klaxon__Assignment__V1__ScheduleList, schedules),
+    &klaxon__assignment__v1__schedule__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__schedule_list__field_indices_by_name[] = {
+  0,   /* field[0] = schedules */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__schedule_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ScheduleList",
+  "ScheduleList",
+  "Klaxon__Assignment__V1__ScheduleList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ScheduleList),
+  1,
+  klaxon__assignment__v1__schedule_list__field_descriptors,
+  klaxon__assignment__v1__schedule_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__schedule_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__schedule_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__who_is_on_call_request__field_descriptors[3] =
+{
+  {
+    "schedule_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallRequest, schedule_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "policy_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallRequest, policy_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallRequest, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__who_is_on_call_request__field_indices_by_name[] = {
+  2,   /* field[2] = at_ms */
+  1,   /* field[1] = policy_id */
+  0,   /* field[0] = schedule_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__who_is_on_call_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.WhoIsOnCallRequest",
+  "WhoIsOnCallRequest",
+  "Klaxon__Assignment__V1__WhoIsOnCallRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__WhoIsOnCallRequest),
+  3,
+  klaxon__assignment__v1__who_is_on_call_request__field_descriptors,
+  klaxon__assignment__v1__who_is_on_call_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__who_is_on_call_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__who_is_on_call_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__who_is_on_call_reply__level__field_descriptors[2] =
+{
+  {
+    "level",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallReply__Level, level),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallReply__Level, n_user_ids),
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallReply__Level, user_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__who_is_on_call_reply__level__field_indices_by_name[] = {
+  0,   /* field[0] = level */
+  1,   /* field[1] = user_ids */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__who_is_on_call_reply__level__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_reply__level__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.WhoIsOnCallReply.Level",
+  "Level",
+  "Klaxon__Assignment__V1__WhoIsOnCallReply__Level",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__WhoIsOnCallReply__Level),
+  2,
+  klaxon__assignment__v1__who_is_on_call_reply__level__field_descriptors,
+  klaxon__assignment__v1__who_is_on_call_reply__level__field_indices_by_name,
+  1,  klaxon__assignment__v1__who_is_on_call_reply__level__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__who_is_on_call_reply__level__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__who_is_on_call_reply__field_descriptors[2] =
+{
+  {
+    "user_ids",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallReply, n_user_ids),
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallReply, user_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "levels",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallReply, n_levels),
+    offsetof(Klaxon__Assignment__V1__WhoIsOnCallReply, levels),
+    &klaxon__assignment__v1__who_is_on_call_reply__level__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__who_is_on_call_reply__field_indices_by_name[] = {
+  1,   /* field[1] = levels */
+  0,   /* field[0] = user_ids */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__who_is_on_call_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.WhoIsOnCallReply",
+  "WhoIsOnCallReply",
+  "Klaxon__Assignment__V1__WhoIsOnCallReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__WhoIsOnCallReply),
+  2,
+  klaxon__assignment__v1__who_is_on_call_reply__field_descriptors,
+  klaxon__assignment__v1__who_is_on_call_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__who_is_on_call_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__who_is_on_call_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCEnumValue klaxon__assignment__v1__restriction_kind__enum_values_by_number[3] =
+{
+  { "RESTRICTION_KIND_UNSPECIFIED", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED", 0 },
+  { "RESTRICTION_KIND_DAILY", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_DAILY", 1 },
+  { "RESTRICTION_KIND_WEEKLY", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_WEEKLY", 2 },
+};
+static const ProtobufCIntRange klaxon__assignment__v1__restriction_kind__value_ranges[] = {
+{0, 0},{0, 3}
+};
+static const ProtobufCEnumValueIndex klaxon__assignment__v1__restriction_kind__enum_values_by_name[3] =
+{
+  { "RESTRICTION_KIND_DAILY", 1 },
+  { "RESTRICTION_KIND_UNSPECIFIED", 0 },
+  { "RESTRICTION_KIND_WEEKLY", 2 },
+};
+const ProtobufCEnumDescriptor klaxon__assignment__v1__restriction_kind__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.RestrictionKind",
+  "RestrictionKind",
+  "Klaxon__Assignment__V1__RestrictionKind",
+  "klaxon.assignment.v1",
+  3,
+  klaxon__assignment__v1__restriction_kind__enum_values_by_number,
+  3,
+  klaxon__assignment__v1__restriction_kind__enum_values_by_name,
+  1,
+  klaxon__assignment__v1__restriction_kind__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
 static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[10] =
 {
   { "IncidentTriggered", &klaxon__assignment__v1__incident_triggered_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
@@ -1522,5 +2891,138 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
 {
   protobuf_c_service_generated_init (&service->base,
                                      &klaxon__assignment__v1__assignment__descriptor,
+                                     (ProtobufCServiceDestroy) destroy);
+}
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[11] =
+{
+  { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
+  { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
+  { "GetEscalationPolicy", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
+  { "ListEscalationPolicies", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__escalation_policy_list__descriptor },
+  { "DeleteEscalationPolicy", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "CreateSchedule", &klaxon__assignment__v1__schedule__descriptor, &klaxon__assignment__v1__schedule__descriptor },
+  { "UpdateSchedule", &klaxon__assignment__v1__schedule__descriptor, &klaxon__assignment__v1__schedule__descriptor },
+  { "GetSchedule", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__schedule__descriptor },
+  { "ListSchedules", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__schedule_list__descriptor },
+  { "DeleteSchedule", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "WhoIsOnCall", &klaxon__assignment__v1__who_is_on_call_request__descriptor, &klaxon__assignment__v1__who_is_on_call_reply__descriptor },
+};
+const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
+  0,        /* CreateEscalationPolicy */
+  5,        /* CreateSchedule */
+  4,        /* DeleteEscalationPolicy */
+  9,        /* DeleteSchedule */
+  2,        /* GetEscalationPolicy */
+  7,        /* GetSchedule */
+  3,        /* ListEscalationPolicies */
+  8,        /* ListSchedules */
+  1,        /* UpdateEscalationPolicy */
+  6,        /* UpdateSchedule */
+  10         /* WhoIsOnCall */
+};
+const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
+{
+  PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.Admin",
+  "Admin",
+  "Klaxon__Assignment__V1__Admin",
+  "klaxon.assignment.v1",
+  11,
+  klaxon__assignment__v1__admin__method_descriptors,
+  klaxon__assignment__v1__admin__method_indices_by_name
+};
+void klaxon__assignment__v1__admin__create_escalation_policy(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__EscalationPolicy *input,
+                                                             Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__update_escalation_policy(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__EscalationPolicy *input,
+                                                             Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__get_escalation_policy(ProtobufCService *service,
+                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                          Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_escalation_policies(ProtobufCService *service,
+                                                             const Klaxon__Rpc__V1__Empty *input,
+                                                             Klaxon__Assignment__V1__EscalationPolicyList_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__delete_escalation_policy(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                             Klaxon__Rpc__V1__Empty_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__create_schedule(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__Schedule *input,
+                                                    Klaxon__Assignment__V1__Schedule_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__update_schedule(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__Schedule *input,
+                                                    Klaxon__Assignment__V1__Schedule_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__get_schedule(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                 Klaxon__Assignment__V1__Schedule_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_schedules(ProtobufCService *service,
+                                                   const Klaxon__Rpc__V1__Empty *input,
+                                                   Klaxon__Assignment__V1__ScheduleList_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__delete_schedule(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                    Klaxon__Rpc__V1__Empty_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__who_is_on_call(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__WhoIsOnCallRequest *input,
+                                                   Klaxon__Assignment__V1__WhoIsOnCallReply_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
+                                          Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)
+{
+  protobuf_c_service_generated_init (&service->base,
+                                     &klaxon__assignment__v1__admin__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }

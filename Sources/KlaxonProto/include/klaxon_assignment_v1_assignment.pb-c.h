@@ -28,10 +28,29 @@ typedef struct Klaxon__Assignment__V1__ListIncidentsReply Klaxon__Assignment__V1
 typedef struct Klaxon__Assignment__V1__TimelineEntry Klaxon__Assignment__V1__TimelineEntry;
 typedef struct Klaxon__Assignment__V1__TimelineEntry__DetailsEntry Klaxon__Assignment__V1__TimelineEntry__DetailsEntry;
 typedef struct Klaxon__Assignment__V1__GetTimelineReply Klaxon__Assignment__V1__GetTimelineReply;
+typedef struct Klaxon__Assignment__V1__PolicyTarget Klaxon__Assignment__V1__PolicyTarget;
+typedef struct Klaxon__Assignment__V1__PolicyLevel Klaxon__Assignment__V1__PolicyLevel;
+typedef struct Klaxon__Assignment__V1__EscalationPolicy Klaxon__Assignment__V1__EscalationPolicy;
+typedef struct Klaxon__Assignment__V1__AdminIdRequest Klaxon__Assignment__V1__AdminIdRequest;
+typedef struct Klaxon__Assignment__V1__EscalationPolicyList Klaxon__Assignment__V1__EscalationPolicyList;
+typedef struct Klaxon__Assignment__V1__ScheduleRestriction Klaxon__Assignment__V1__ScheduleRestriction;
+typedef struct Klaxon__Assignment__V1__ScheduleLayer Klaxon__Assignment__V1__ScheduleLayer;
+typedef struct Klaxon__Assignment__V1__ScheduleOverride Klaxon__Assignment__V1__ScheduleOverride;
+typedef struct Klaxon__Assignment__V1__Schedule Klaxon__Assignment__V1__Schedule;
+typedef struct Klaxon__Assignment__V1__ScheduleList Klaxon__Assignment__V1__ScheduleList;
+typedef struct Klaxon__Assignment__V1__WhoIsOnCallRequest Klaxon__Assignment__V1__WhoIsOnCallRequest;
+typedef struct Klaxon__Assignment__V1__WhoIsOnCallReply Klaxon__Assignment__V1__WhoIsOnCallReply;
+typedef struct Klaxon__Assignment__V1__WhoIsOnCallReply__Level Klaxon__Assignment__V1__WhoIsOnCallReply__Level;
 
 
 /* --- enums --- */
 
+typedef enum _Klaxon__Assignment__V1__RestrictionKind {
+  KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED = 0,
+  KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_DAILY = 1,
+  KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_WEEKLY = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND)
+} Klaxon__Assignment__V1__RestrictionKind;
 
 /* --- messages --- */
 
@@ -252,6 +271,224 @@ struct  Klaxon__Assignment__V1__GetTimelineReply
     , 0,NULL }
 
 
+struct  Klaxon__Assignment__V1__PolicyTarget
+{
+  ProtobufCMessage base;
+  /*
+   * exactly one of user_id and schedule_id
+   */
+  uint64_t user_id;
+  uint64_t schedule_id;
+};
+#define KLAXON__ASSIGNMENT__V1__POLICY_TARGET__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__policy_target__descriptor) \
+    , 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__PolicyLevel
+{
+  ProtobufCMessage base;
+  uint32_t escalation_delay_seconds;
+  /*
+   * 1–10
+   */
+  size_t n_targets;
+  Klaxon__Assignment__V1__PolicyTarget **targets;
+};
+#define KLAXON__ASSIGNMENT__V1__POLICY_LEVEL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__policy_level__descriptor) \
+    , 0, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__EscalationPolicy
+{
+  ProtobufCMessage base;
+  /*
+   * 0 when creating
+   */
+  uint64_t id;
+  char *name;
+  /*
+   * 1–20
+   */
+  size_t n_levels;
+  Klaxon__Assignment__V1__PolicyLevel **levels;
+  /*
+   * 0–9
+   */
+  uint32_t num_loops;
+};
+#define KLAXON__ASSIGNMENT__V1__ESCALATION_POLICY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__escalation_policy__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+
+
+struct  Klaxon__Assignment__V1__AdminIdRequest
+{
+  ProtobufCMessage base;
+  uint64_t id;
+};
+#define KLAXON__ASSIGNMENT__V1__ADMIN_ID_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__admin_id_request__descriptor) \
+    , 0 }
+
+
+struct  Klaxon__Assignment__V1__EscalationPolicyList
+{
+  ProtobufCMessage base;
+  size_t n_policies;
+  Klaxon__Assignment__V1__EscalationPolicy **policies;
+};
+#define KLAXON__ASSIGNMENT__V1__ESCALATION_POLICY_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__escalation_policy_list__descriptor) \
+    , 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__ScheduleRestriction
+{
+  ProtobufCMessage base;
+  Klaxon__Assignment__V1__RestrictionKind kind;
+  /*
+   * weekly: 1 = Monday … 7 = Sunday
+   */
+  uint32_t weekday;
+  /*
+   * local time of the schedule
+   */
+  uint32_t start_second_of_day;
+  uint32_t duration_seconds;
+};
+#define KLAXON__ASSIGNMENT__V1__SCHEDULE_RESTRICTION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__schedule_restriction__descriptor) \
+    , KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED, 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ScheduleLayer
+{
+  ProtobufCMessage base;
+  /*
+   * rotation order
+   */
+  size_t n_user_ids;
+  uint64_t *user_ids;
+  int64_t rotation_virtual_start_ms;
+  uint32_t rotation_turn_length_seconds;
+  size_t n_restrictions;
+  Klaxon__Assignment__V1__ScheduleRestriction **restrictions;
+  /*
+   * 0: no start
+   */
+  int64_t start_ms;
+  /*
+   * 0: no end
+   */
+  int64_t end_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__SCHEDULE_LAYER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__schedule_layer__descriptor) \
+    , 0,NULL, 0, 0, 0,NULL, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ScheduleOverride
+{
+  ProtobufCMessage base;
+  uint64_t user_id;
+  int64_t start_ms;
+  int64_t end_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__SCHEDULE_OVERRIDE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__schedule_override__descriptor) \
+    , 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__Schedule
+{
+  ProtobufCMessage base;
+  /*
+   * 0 when creating
+   */
+  uint64_t id;
+  char *name;
+  /*
+   * IANA name, e.g. Europe/Berlin
+   */
+  char *time_zone;
+  /*
+   * a later layer wins where it has someone on call
+   */
+  size_t n_layers;
+  Klaxon__Assignment__V1__ScheduleLayer **layers;
+  /*
+   * win over every layer
+   */
+  size_t n_overrides;
+  Klaxon__Assignment__V1__ScheduleOverride **overrides;
+};
+#define KLAXON__ASSIGNMENT__V1__SCHEDULE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__schedule__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__ScheduleList
+{
+  ProtobufCMessage base;
+  size_t n_schedules;
+  Klaxon__Assignment__V1__Schedule **schedules;
+};
+#define KLAXON__ASSIGNMENT__V1__SCHEDULE_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__schedule_list__descriptor) \
+    , 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__WhoIsOnCallRequest
+{
+  ProtobufCMessage base;
+  /*
+   * exactly one of schedule_id and policy_id
+   */
+  uint64_t schedule_id;
+  uint64_t policy_id;
+  /*
+   * 0: now
+   */
+  int64_t at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__WHO_IS_ON_CALL_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__who_is_on_call_request__descriptor) \
+    , 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__WhoIsOnCallReply__Level
+{
+  ProtobufCMessage base;
+  uint32_t level;
+  size_t n_user_ids;
+  uint64_t *user_ids;
+};
+#define KLAXON__ASSIGNMENT__V1__WHO_IS_ON_CALL_REPLY__LEVEL__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__who_is_on_call_reply__level__descriptor) \
+    , 0, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__WhoIsOnCallReply
+{
+  ProtobufCMessage base;
+  /*
+   * a schedule: who is on call; a policy: level 1
+   */
+  size_t n_user_ids;
+  uint64_t *user_ids;
+  /*
+   * a policy: every level
+   */
+  size_t n_levels;
+  Klaxon__Assignment__V1__WhoIsOnCallReply__Level **levels;
+};
+#define KLAXON__ASSIGNMENT__V1__WHO_IS_ON_CALL_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__who_is_on_call_reply__descriptor) \
+    , 0,NULL, 0,NULL }
+
+
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
 void   klaxon__assignment__v1__incident_triggered_request__init
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest         *message);
@@ -445,6 +682,237 @@ Klaxon__Assignment__V1__GetTimelineReply *
 void   klaxon__assignment__v1__get_timeline_reply__free_unpacked
                      (Klaxon__Assignment__V1__GetTimelineReply *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__PolicyTarget methods */
+void   klaxon__assignment__v1__policy_target__init
+                     (Klaxon__Assignment__V1__PolicyTarget         *message);
+size_t klaxon__assignment__v1__policy_target__get_packed_size
+                     (const Klaxon__Assignment__V1__PolicyTarget   *message);
+size_t klaxon__assignment__v1__policy_target__pack
+                     (const Klaxon__Assignment__V1__PolicyTarget   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__policy_target__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PolicyTarget   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__PolicyTarget *
+       klaxon__assignment__v1__policy_target__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__policy_target__free_unpacked
+                     (Klaxon__Assignment__V1__PolicyTarget *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__PolicyLevel methods */
+void   klaxon__assignment__v1__policy_level__init
+                     (Klaxon__Assignment__V1__PolicyLevel         *message);
+size_t klaxon__assignment__v1__policy_level__get_packed_size
+                     (const Klaxon__Assignment__V1__PolicyLevel   *message);
+size_t klaxon__assignment__v1__policy_level__pack
+                     (const Klaxon__Assignment__V1__PolicyLevel   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__policy_level__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PolicyLevel   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__PolicyLevel *
+       klaxon__assignment__v1__policy_level__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__policy_level__free_unpacked
+                     (Klaxon__Assignment__V1__PolicyLevel *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__EscalationPolicy methods */
+void   klaxon__assignment__v1__escalation_policy__init
+                     (Klaxon__Assignment__V1__EscalationPolicy         *message);
+size_t klaxon__assignment__v1__escalation_policy__get_packed_size
+                     (const Klaxon__Assignment__V1__EscalationPolicy   *message);
+size_t klaxon__assignment__v1__escalation_policy__pack
+                     (const Klaxon__Assignment__V1__EscalationPolicy   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__escalation_policy__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EscalationPolicy   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__EscalationPolicy *
+       klaxon__assignment__v1__escalation_policy__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__escalation_policy__free_unpacked
+                     (Klaxon__Assignment__V1__EscalationPolicy *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__AdminIdRequest methods */
+void   klaxon__assignment__v1__admin_id_request__init
+                     (Klaxon__Assignment__V1__AdminIdRequest         *message);
+size_t klaxon__assignment__v1__admin_id_request__get_packed_size
+                     (const Klaxon__Assignment__V1__AdminIdRequest   *message);
+size_t klaxon__assignment__v1__admin_id_request__pack
+                     (const Klaxon__Assignment__V1__AdminIdRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__admin_id_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__AdminIdRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__AdminIdRequest *
+       klaxon__assignment__v1__admin_id_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__admin_id_request__free_unpacked
+                     (Klaxon__Assignment__V1__AdminIdRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__EscalationPolicyList methods */
+void   klaxon__assignment__v1__escalation_policy_list__init
+                     (Klaxon__Assignment__V1__EscalationPolicyList         *message);
+size_t klaxon__assignment__v1__escalation_policy_list__get_packed_size
+                     (const Klaxon__Assignment__V1__EscalationPolicyList   *message);
+size_t klaxon__assignment__v1__escalation_policy_list__pack
+                     (const Klaxon__Assignment__V1__EscalationPolicyList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__escalation_policy_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EscalationPolicyList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__EscalationPolicyList *
+       klaxon__assignment__v1__escalation_policy_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__escalation_policy_list__free_unpacked
+                     (Klaxon__Assignment__V1__EscalationPolicyList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ScheduleRestriction methods */
+void   klaxon__assignment__v1__schedule_restriction__init
+                     (Klaxon__Assignment__V1__ScheduleRestriction         *message);
+size_t klaxon__assignment__v1__schedule_restriction__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleRestriction   *message);
+size_t klaxon__assignment__v1__schedule_restriction__pack
+                     (const Klaxon__Assignment__V1__ScheduleRestriction   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__schedule_restriction__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleRestriction   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ScheduleRestriction *
+       klaxon__assignment__v1__schedule_restriction__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__schedule_restriction__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleRestriction *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ScheduleLayer methods */
+void   klaxon__assignment__v1__schedule_layer__init
+                     (Klaxon__Assignment__V1__ScheduleLayer         *message);
+size_t klaxon__assignment__v1__schedule_layer__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleLayer   *message);
+size_t klaxon__assignment__v1__schedule_layer__pack
+                     (const Klaxon__Assignment__V1__ScheduleLayer   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__schedule_layer__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleLayer   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ScheduleLayer *
+       klaxon__assignment__v1__schedule_layer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__schedule_layer__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleLayer *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ScheduleOverride methods */
+void   klaxon__assignment__v1__schedule_override__init
+                     (Klaxon__Assignment__V1__ScheduleOverride         *message);
+size_t klaxon__assignment__v1__schedule_override__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleOverride   *message);
+size_t klaxon__assignment__v1__schedule_override__pack
+                     (const Klaxon__Assignment__V1__ScheduleOverride   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__schedule_override__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleOverride   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ScheduleOverride *
+       klaxon__assignment__v1__schedule_override__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__schedule_override__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleOverride *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__Schedule methods */
+void   klaxon__assignment__v1__schedule__init
+                     (Klaxon__Assignment__V1__Schedule         *message);
+size_t klaxon__assignment__v1__schedule__get_packed_size
+                     (const Klaxon__Assignment__V1__Schedule   *message);
+size_t klaxon__assignment__v1__schedule__pack
+                     (const Klaxon__Assignment__V1__Schedule   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__schedule__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Schedule   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__Schedule *
+       klaxon__assignment__v1__schedule__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__schedule__free_unpacked
+                     (Klaxon__Assignment__V1__Schedule *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ScheduleList methods */
+void   klaxon__assignment__v1__schedule_list__init
+                     (Klaxon__Assignment__V1__ScheduleList         *message);
+size_t klaxon__assignment__v1__schedule_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleList   *message);
+size_t klaxon__assignment__v1__schedule_list__pack
+                     (const Klaxon__Assignment__V1__ScheduleList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__schedule_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ScheduleList *
+       klaxon__assignment__v1__schedule_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__schedule_list__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__WhoIsOnCallRequest methods */
+void   klaxon__assignment__v1__who_is_on_call_request__init
+                     (Klaxon__Assignment__V1__WhoIsOnCallRequest         *message);
+size_t klaxon__assignment__v1__who_is_on_call_request__get_packed_size
+                     (const Klaxon__Assignment__V1__WhoIsOnCallRequest   *message);
+size_t klaxon__assignment__v1__who_is_on_call_request__pack
+                     (const Klaxon__Assignment__V1__WhoIsOnCallRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__who_is_on_call_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WhoIsOnCallRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__WhoIsOnCallRequest *
+       klaxon__assignment__v1__who_is_on_call_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__who_is_on_call_request__free_unpacked
+                     (Klaxon__Assignment__V1__WhoIsOnCallRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__WhoIsOnCallReply__Level methods */
+void   klaxon__assignment__v1__who_is_on_call_reply__level__init
+                     (Klaxon__Assignment__V1__WhoIsOnCallReply__Level         *message);
+/* Klaxon__Assignment__V1__WhoIsOnCallReply methods */
+void   klaxon__assignment__v1__who_is_on_call_reply__init
+                     (Klaxon__Assignment__V1__WhoIsOnCallReply         *message);
+size_t klaxon__assignment__v1__who_is_on_call_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__WhoIsOnCallReply   *message);
+size_t klaxon__assignment__v1__who_is_on_call_reply__pack
+                     (const Klaxon__Assignment__V1__WhoIsOnCallReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__who_is_on_call_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WhoIsOnCallReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__WhoIsOnCallReply *
+       klaxon__assignment__v1__who_is_on_call_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__who_is_on_call_reply__free_unpacked
+                     (Klaxon__Assignment__V1__WhoIsOnCallReply *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -479,6 +947,45 @@ typedef void (*Klaxon__Assignment__V1__TimelineEntry_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__GetTimelineReply_Closure)
                  (const Klaxon__Assignment__V1__GetTimelineReply *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__PolicyTarget_Closure)
+                 (const Klaxon__Assignment__V1__PolicyTarget *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__PolicyLevel_Closure)
+                 (const Klaxon__Assignment__V1__PolicyLevel *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__EscalationPolicy_Closure)
+                 (const Klaxon__Assignment__V1__EscalationPolicy *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__AdminIdRequest_Closure)
+                 (const Klaxon__Assignment__V1__AdminIdRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__EscalationPolicyList_Closure)
+                 (const Klaxon__Assignment__V1__EscalationPolicyList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ScheduleRestriction_Closure)
+                 (const Klaxon__Assignment__V1__ScheduleRestriction *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ScheduleLayer_Closure)
+                 (const Klaxon__Assignment__V1__ScheduleLayer *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ScheduleOverride_Closure)
+                 (const Klaxon__Assignment__V1__ScheduleOverride *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__Schedule_Closure)
+                 (const Klaxon__Assignment__V1__Schedule *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ScheduleList_Closure)
+                 (const Klaxon__Assignment__V1__ScheduleList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__WhoIsOnCallRequest_Closure)
+                 (const Klaxon__Assignment__V1__WhoIsOnCallRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__WhoIsOnCallReply__Level_Closure)
+                 (const Klaxon__Assignment__V1__WhoIsOnCallReply__Level *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__WhoIsOnCallReply_Closure)
+                 (const Klaxon__Assignment__V1__WhoIsOnCallReply *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -585,9 +1092,121 @@ void klaxon__assignment__v1__assignment__get_timeline(ProtobufCService *service,
                                                       const Klaxon__Assignment__V1__GetIncidentRequest *input,
                                                       Klaxon__Assignment__V1__GetTimelineReply_Closure closure,
                                                       void *closure_data);
+typedef struct Klaxon__Assignment__V1__Admin_Service Klaxon__Assignment__V1__Admin_Service;
+struct Klaxon__Assignment__V1__Admin_Service
+{
+  ProtobufCService base;
+  void (*create_escalation_policy)(Klaxon__Assignment__V1__Admin_Service *service,
+                                   const Klaxon__Assignment__V1__EscalationPolicy *input,
+                                   Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                   void *closure_data);
+  void (*update_escalation_policy)(Klaxon__Assignment__V1__Admin_Service *service,
+                                   const Klaxon__Assignment__V1__EscalationPolicy *input,
+                                   Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                   void *closure_data);
+  void (*get_escalation_policy)(Klaxon__Assignment__V1__Admin_Service *service,
+                                const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                void *closure_data);
+  void (*list_escalation_policies)(Klaxon__Assignment__V1__Admin_Service *service,
+                                   const Klaxon__Rpc__V1__Empty *input,
+                                   Klaxon__Assignment__V1__EscalationPolicyList_Closure closure,
+                                   void *closure_data);
+  void (*delete_escalation_policy)(Klaxon__Assignment__V1__Admin_Service *service,
+                                   const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                   Klaxon__Rpc__V1__Empty_Closure closure,
+                                   void *closure_data);
+  void (*create_schedule)(Klaxon__Assignment__V1__Admin_Service *service,
+                          const Klaxon__Assignment__V1__Schedule *input,
+                          Klaxon__Assignment__V1__Schedule_Closure closure,
+                          void *closure_data);
+  void (*update_schedule)(Klaxon__Assignment__V1__Admin_Service *service,
+                          const Klaxon__Assignment__V1__Schedule *input,
+                          Klaxon__Assignment__V1__Schedule_Closure closure,
+                          void *closure_data);
+  void (*get_schedule)(Klaxon__Assignment__V1__Admin_Service *service,
+                       const Klaxon__Assignment__V1__AdminIdRequest *input,
+                       Klaxon__Assignment__V1__Schedule_Closure closure,
+                       void *closure_data);
+  void (*list_schedules)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Rpc__V1__Empty *input,
+                         Klaxon__Assignment__V1__ScheduleList_Closure closure,
+                         void *closure_data);
+  void (*delete_schedule)(Klaxon__Assignment__V1__Admin_Service *service,
+                          const Klaxon__Assignment__V1__AdminIdRequest *input,
+                          Klaxon__Rpc__V1__Empty_Closure closure,
+                          void *closure_data);
+  void (*who_is_on_call)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Assignment__V1__WhoIsOnCallRequest *input,
+                         Klaxon__Assignment__V1__WhoIsOnCallReply_Closure closure,
+                         void *closure_data);
+};
+typedef void (*Klaxon__Assignment__V1__Admin_ServiceDestroy)(Klaxon__Assignment__V1__Admin_Service *);
+void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
+                                          Klaxon__Assignment__V1__Admin_ServiceDestroy destroy);
+#define KLAXON__ASSIGNMENT__V1__ADMIN__BASE_INIT \
+    { &klaxon__assignment__v1__admin__descriptor, protobuf_c_service_invoke_internal, NULL }
+#define KLAXON__ASSIGNMENT__V1__ADMIN__INIT(function_prefix__) \
+    { KLAXON__ASSIGNMENT__V1__ADMIN__BASE_INIT,\
+      function_prefix__ ## create_escalation_policy,\
+      function_prefix__ ## update_escalation_policy,\
+      function_prefix__ ## get_escalation_policy,\
+      function_prefix__ ## list_escalation_policies,\
+      function_prefix__ ## delete_escalation_policy,\
+      function_prefix__ ## create_schedule,\
+      function_prefix__ ## update_schedule,\
+      function_prefix__ ## get_schedule,\
+      function_prefix__ ## list_schedules,\
+      function_prefix__ ## delete_schedule,\
+      function_prefix__ ## who_is_on_call  }
+void klaxon__assignment__v1__admin__create_escalation_policy(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__EscalationPolicy *input,
+                                                             Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                                             void *closure_data);
+void klaxon__assignment__v1__admin__update_escalation_policy(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__EscalationPolicy *input,
+                                                             Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                                             void *closure_data);
+void klaxon__assignment__v1__admin__get_escalation_policy(ProtobufCService *service,
+                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                          Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
+                                                          void *closure_data);
+void klaxon__assignment__v1__admin__list_escalation_policies(ProtobufCService *service,
+                                                             const Klaxon__Rpc__V1__Empty *input,
+                                                             Klaxon__Assignment__V1__EscalationPolicyList_Closure closure,
+                                                             void *closure_data);
+void klaxon__assignment__v1__admin__delete_escalation_policy(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                             Klaxon__Rpc__V1__Empty_Closure closure,
+                                                             void *closure_data);
+void klaxon__assignment__v1__admin__create_schedule(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__Schedule *input,
+                                                    Klaxon__Assignment__V1__Schedule_Closure closure,
+                                                    void *closure_data);
+void klaxon__assignment__v1__admin__update_schedule(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__Schedule *input,
+                                                    Klaxon__Assignment__V1__Schedule_Closure closure,
+                                                    void *closure_data);
+void klaxon__assignment__v1__admin__get_schedule(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                 Klaxon__Assignment__V1__Schedule_Closure closure,
+                                                 void *closure_data);
+void klaxon__assignment__v1__admin__list_schedules(ProtobufCService *service,
+                                                   const Klaxon__Rpc__V1__Empty *input,
+                                                   Klaxon__Assignment__V1__ScheduleList_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__admin__delete_schedule(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                    Klaxon__Rpc__V1__Empty_Closure closure,
+                                                    void *closure_data);
+void klaxon__assignment__v1__admin__who_is_on_call(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__WhoIsOnCallRequest *input,
+                                                   Klaxon__Assignment__V1__WhoIsOnCallReply_Closure closure,
+                                                   void *closure_data);
 
 /* --- descriptors --- */
 
+extern const ProtobufCEnumDescriptor    klaxon__assignment__v1__restriction_kind__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_action_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement__descriptor;
@@ -599,7 +1218,21 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_r
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__timeline_entry__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__timeline_entry__details_entry__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__get_timeline_reply__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__policy_target__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__policy_level__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__escalation_policy__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__admin_id_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__escalation_policy_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_restriction__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_layer__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_override__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_reply__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_reply__level__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
+extern const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -42,16 +42,11 @@ public enum IncidentStore {
     ) throws -> Outcome? {
         guard let record = try lock(connection, id: incidentID), when(record) else { return nil }
         let policy = try record.policyID.flatMap { try self.policy(connection, id: $0) } ?? EscalationPolicy(levels: [])
-        let core = IncidentCore(policy: policy, settings: record.settings, resolve: resolveTarget)
+        let core = IncidentCore(
+            policy: policy, settings: record.settings, resolve: try ScheduleStore.resolver(connection, for: policy))
         let transition = try core.apply(command, to: record.state, now: now)
         let notified = try save(record, transition, connection: connection, now: now)
         return Outcome(record: record, transition: transition, notified: notified)
-    }
-
-    /// Schedules arrive with the schedule model; until then a schedule target has nobody on call.
-    @Sendable static func resolveTarget(_ target: EscalationTarget, _ at: Millis) -> [UInt64] {
-        if case let .user(id) = target { return [id] }
-        return []
     }
 
     /// Loads the incident and locks its row until the transaction ends.
@@ -104,7 +99,7 @@ public enum IncidentStore {
         guard let numLoops = policy.int(0, "num_loops"), !policy.isEmpty else { return nil }
         let rows = try connection.query(
             """
-            SELECT l.position, l.escalation_delay_seconds, t.user_id
+            SELECT l.position, l.escalation_delay_seconds, t.user_id, t.schedule_id
             FROM escalation_levels l LEFT JOIN escalation_targets t
               ON t.policy_id = l.policy_id AND t.level_position = l.position
             WHERE l.policy_id = $1 ORDER BY l.position, t.position
@@ -117,7 +112,11 @@ public enum IncidentStore {
                 levels.append(EscalationLevel(delaySeconds: UInt32(rows.int(row, "escalation_delay_seconds")!), targets: []))
                 lastPosition = position
             }
-            if let user = rows.uint64(row, "user_id") { levels[levels.count - 1].targets.append(.user(user)) }
+            if let user = rows.uint64(row, "user_id") {
+                levels[levels.count - 1].targets.append(.user(user))
+            } else if let schedule = rows.uint64(row, "schedule_id") {
+                levels[levels.count - 1].targets.append(.schedule(schedule))
+            }
         }
         return EscalationPolicy(levels: levels, numLoops: numLoops)
     }

@@ -1,0 +1,109 @@
+import KlaxonDomain
+import KlaxonTestSupport
+import NotifierService
+import Shared
+import Testing
+
+@Suite struct AdminTests {
+    static func expectCode<Reply: WireMessage>(
+        _ client: RPCClient, _ method: String, _ request: some WireMessage, _ reply: Reply.Type
+    ) async -> RPCError? {
+        do {
+            _ = try await client.call(method, request, as: reply)
+            return nil
+        } catch let error as RPCError {
+            return error
+        } catch {
+            return RPCError(.unknown, "\(error)")
+        }
+    }
+
+    @Test func policiesSchedulesAndWhoIsOnCall() async throws {
+        let pipeline = try await Pipeline()
+        let seeded = try await pipeline.seed(users: ["Alice", "Bob", "Carol"])
+        let (alice, bob, carol) = (UInt64(seeded.userIDs[0]), UInt64(seeded.userIDs[1]), UInt64(seeded.userIDs[2]))
+        let admin = pipeline.client(.assignment)
+
+        // An 11th target is refused, naming the level; so is a target that is both or neither.
+        let eleven = PolicyMessage(name: "too many", levels: [
+            PolicyLevelMessage(escalationDelaySeconds: 60, targets: [PolicyTargetMessage(userID: alice)]),
+            PolicyLevelMessage(escalationDelaySeconds: 60, targets: Array(repeating: PolicyTargetMessage(userID: bob), count: 11)),
+        ])
+        let refused = await Self.expectCode(admin, AdminMethod.createPolicy, eleven, PolicyMessage.self)
+        #expect(refused?.code == .invalidArgument)
+        #expect(refused?.status.violations == [FieldViolation(field: "levels[1].targets", description: "level 2 must have 1–10 targets, got 11")])
+        let both = PolicyMessage(name: "both", levels: [PolicyLevelMessage(escalationDelaySeconds: 60, targets: [PolicyTargetMessage(userID: alice, scheduleID: 1)])])
+        #expect(await Self.expectCode(admin, AdminMethod.createPolicy, both, PolicyMessage.self)?.status.violations.map(\.field) == ["levels[0].targets[0]"])
+
+        // A schedule: Bob and Carol rotate daily; an override puts Alice on for one hour.
+        let start = Millis(1_800_000_000_000)
+        let scheduleRequest = ScheduleMessage(
+            name: "Primary", timeZone: "Europe/Berlin",
+            layers: [LayerMessage(userIDs: [bob, carol], rotationVirtualStartMs: start, rotationTurnLengthSeconds: 86_400)],
+            overrides: [OverrideMessage(userID: alice, startMs: start + 3_600_000, endMs: start + 7_200_000)])
+        let schedule: ScheduleMessage = try await admin.call(AdminMethod.createSchedule, scheduleRequest)
+        #expect(schedule.id > 0)
+        let fetched: ScheduleMessage = try await admin.call(AdminMethod.getSchedule, AdminIDRequest(id: schedule.id))
+        #expect(fetched == schedule)
+        func onCall(_ request: WhoIsOnCallRequest) async throws -> WhoIsOnCallReply {
+            try await admin.call(AdminMethod.whoIsOnCall, request)
+        }
+        #expect(try await onCall(WhoIsOnCallRequest(scheduleID: schedule.id, atMs: start)).userIDs == [bob])
+        #expect(try await onCall(WhoIsOnCallRequest(scheduleID: schedule.id, atMs: start + 3_600_000)).userIDs == [alice])
+        #expect(try await onCall(WhoIsOnCallRequest(scheduleID: schedule.id, atMs: start + 86_400_000)).userIDs == [carol])
+        let badZone = ScheduleMessage(name: "x", timeZone: "Mars/Base", layers: scheduleRequest.layers)
+        #expect(await Self.expectCode(admin, AdminMethod.createSchedule, badZone, ScheduleMessage.self)?.status.violations.map(\.field) == ["time_zone"])
+
+        // A policy: level 1 Alice, level 2 the schedule.
+        let policy: PolicyMessage = try await admin.call(AdminMethod.createPolicy, PolicyMessage(name: "Payments", levels: [
+            PolicyLevelMessage(escalationDelaySeconds: 300, targets: [PolicyTargetMessage(userID: alice)]),
+            PolicyLevelMessage(escalationDelaySeconds: 600, targets: [PolicyTargetMessage(scheduleID: schedule.id)]),
+        ], numLoops: 2))
+        let got: PolicyMessage = try await admin.call(AdminMethod.getPolicy, AdminIDRequest(id: policy.id))
+        #expect(got == policy)
+        let levels = try await onCall(WhoIsOnCallRequest(policyID: policy.id, atMs: start + 86_400_000)).levels
+        #expect(levels == [.init(level: 1, userIDs: [alice]), .init(level: 2, userIDs: [carol])])
+        var renamed = policy
+        renamed.name = "Payments (EU)"
+        renamed.levels[0].escalationDelaySeconds = 120
+        let _: PolicyMessage = try await admin.call(AdminMethod.updatePolicy, renamed)
+        #expect(try await admin.call(AdminMethod.getPolicy, AdminIDRequest(id: policy.id), as: PolicyMessage.self) == renamed)
+        let list: PolicyListMessage = try await admin.call(AdminMethod.listPolicies, Empty())
+        #expect(list.policies.map(\.id).contains(policy.id))
+
+        // In use: neither can be deleted.
+        try await pipeline.db.pool.withConnection { connection in
+            try connection.query("UPDATE services SET escalation_policy_id = $1 WHERE id = $2", [Int64(policy.id), seeded.serviceID])
+        }
+        #expect(await Self.expectCode(admin, AdminMethod.deletePolicy, AdminIDRequest(id: policy.id), Empty.self)?.code == .failedPrecondition)
+        #expect(await Self.expectCode(admin, AdminMethod.deleteSchedule, AdminIDRequest(id: schedule.id), Empty.self)?.code == .failedPrecondition)
+        #expect(await Self.expectCode(admin, AdminMethod.getPolicy, AdminIDRequest(id: 9_999), PolicyMessage.self)?.code == .notFound)
+        await admin.close()
+        await pipeline.shutdown()
+    }
+
+    /// An escalation level whose only target is a schedule pages whoever is on call.
+    @Test func scheduleTargetPagesWhoeverIsOnCall() async throws {
+        let pipeline = try await Pipeline()
+        let seeded = try await pipeline.seed(users: ["Alice", "Bob"])
+        let bob = UInt64(seeded.userIDs[1])
+        let admin = pipeline.client(.assignment)
+        let schedule: ScheduleMessage = try await admin.call(AdminMethod.createSchedule, ScheduleMessage(
+            name: "Bob always", timeZone: "UTC", layers: [LayerMessage(userIDs: [bob], rotationVirtualStartMs: 0, rotationTurnLengthSeconds: 604_800)]))
+        let policy: PolicyMessage = try await admin.call(AdminMethod.createPolicy, PolicyMessage(name: "By schedule", levels: [
+            PolicyLevelMessage(escalationDelaySeconds: 300, targets: [PolicyTargetMessage(scheduleID: schedule.id)]),
+        ]))
+        try await pipeline.db.pool.withConnection { connection in
+            try connection.query("UPDATE services SET escalation_policy_id = $1 WHERE id = $2", [Int64(policy.id), seeded.serviceID])
+        }
+        let ingest = pipeline.client(.ingest)
+        let _: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(seeded.routingKey))
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))
+        #expect(pages.compactMap { $0.webhook?.user.name } == ["Bob"])
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(pipeline.sink.requests.count == 1)
+        await ingest.close()
+        await admin.close()
+        await pipeline.shutdown()
+    }
+}
