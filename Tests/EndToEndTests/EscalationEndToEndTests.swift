@@ -1,3 +1,4 @@
+import AssignmentService
 import Foundation
 import KlaxonDomain
 import KlaxonTestSupport
@@ -107,6 +108,49 @@ import Testing
         #expect(await code(IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: 999, userID: alice)) == .notFound)
         #expect(await code(IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: 1, userID: 999)) == .notFound)
         await assignment.close()
+        await pipeline.shutdown()
+    }
+}
+
+@Suite struct TimerRestartTests {
+    /// The escalation timer is a column: it outlives the process that set it. Assignment stops
+    /// with an escalation pending, the due time passes, then two replicas start on the same
+    /// database: level 2 is paged exactly once, within about a second of their start.
+    @Test func escalationSurvivesARestartAndFiresOnceAcrossTwoReplicas() async throws {
+        let pipeline = try await Pipeline()
+        let url = "\(pipeline.sink.url)/hooks"
+        let service = try await pipeline.db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Restart", routingKey: Seed.newRoutingKey(),
+                users: ["Alice", "Bob"].map { Seed.User(name: $0, email: "\($0.lowercased())@example.com", webhookURL: url) },
+                levels: [[0], [1]], escalationDelaySeconds: 2)
+        }
+        let ingest = pipeline.client(.ingest)
+        let _: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        #expect(await pipeline.sink.waitForRequests(1, timeout: .seconds(10)).compactMap { $0.webhook?.user.name } == ["Alice"])
+        await pipeline.stop(.assignment)
+        try await Task.sleep(for: .milliseconds(3_000))  // past the 2 s escalation while nobody runs timers
+        #expect(pipeline.sink.requests.count == 1)
+
+        // Two replicas: the pipeline's own, and a second one on another port.
+        var second = pipeline.config
+        second.assignmentListen = HostPort(host: "127.0.0.1", port: try await freePort())
+        let replica = AssignmentService(config: second, pool: pipeline.db.pool, clock: SystemWallClock(), logger: pipeline.logger)
+        let replicaTask = Task { try await replica.run() }
+        let restartedAt = SystemWallClock().nowMs()
+        try await pipeline.start(.assignment)
+
+        let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
+        #expect(pages.dropFirst().compactMap { $0.webhook?.user.name } == ["Bob"])
+        let escalatedAt = try #require(try await pipeline.db.scalar(
+            "SELECT at_ms FROM timeline_entries WHERE type = 'assign' AND details->>'level' = '2'"))
+        #expect(escalatedAt - restartedAt < 2_000, "fired \(escalatedAt - restartedAt) ms after the restart")
+        try await Task.sleep(for: .milliseconds(1_500))
+        #expect(pipeline.sink.requests.count == 2, "paged once, not once per replica")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries WHERE type = 'escalate'") == 1)
+        replicaTask.cancel()
+        _ = await replicaTask.result
+        await ingest.close()
         await pipeline.shutdown()
     }
 }
