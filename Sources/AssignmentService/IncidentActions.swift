@@ -39,7 +39,8 @@ public struct IncidentActions: Sendable {
         case IncidentActionRequest.acknowledge: command = .acknowledge(user: request.userID, actor: actor)
         case IncidentActionRequest.resolve: command = .resolve(actor: actor, reason: request.text)
         case IncidentActionRequest.reassign:
-            command = request.toPolicy ? .reassignToPolicy(actor: actor) : .reassign(users: request.userIDs, actor: actor)
+            command = request.toPolicy || request.policyID != 0
+                ? .reassignToPolicy(actor: actor) : .reassign(users: request.userIDs, actor: actor)
         case IncidentActionRequest.escalate: command = .escalate(level: Int(request.level), actor: actor)
         case IncidentActionRequest.snooze: command = .snooze(seconds: request.durationSeconds, actor: actor)
         default: command = .note(text: request.text, actor: actor)
@@ -47,6 +48,9 @@ public struct IncidentActions: Sendable {
         let now = clock.nowMs()
         let outcome = try await pool.transaction { connection in
             try Self.checkUsersExist(request, method: method, connection: connection)
+            if method == IncidentActionRequest.reassign, request.policyID != 0 {
+                try Self.switchPolicy(request, connection: connection)
+            }
             guard let outcome = try IncidentStore.run(command, incidentID: Int64(request.incidentID), connection: connection, now: now) else {
                 throw RPCError(.notFound, "incident \(request.incidentID) does not exist")
             }
@@ -55,6 +59,20 @@ public struct IncidentActions: Sendable {
         if outcome.notified > 0 { notifierOutbox.poke() }
         timers.poke()
         return IncidentView(incidentID: request.incidentID, state: outcome.transition.state)
+    }
+
+    /// Points the incident at another escalation policy; the rules then restart it at level 1.
+    static func switchPolicy(_ request: IncidentActionRequest, connection: PGConnection) throws {
+        guard try IncidentStore.policy(connection, id: Int64(request.policyID)) != nil else {
+            throw RPCError.invalidArgument([FieldViolation(field: "policy_id", description: "escalation policy \(request.policyID) does not exist")])
+        }
+        let status = try connection.query("SELECT status FROM incidents WHERE id = $1 FOR UPDATE", [Int64(request.incidentID)])
+        guard let current = status.string(0, "status"), !status.isEmpty else {
+            throw RPCError(.notFound, "incident \(request.incidentID) does not exist")
+        }
+        guard current != IncidentStatus.resolved.rawValue else { throw IncidentCommandError.failedPrecondition("the incident is resolved") }
+        try connection.query(
+            "UPDATE incidents SET escalation_policy_id = $2 WHERE id = $1", [Int64(request.incidentID), Int64(request.policyID)])
     }
 
     static func checkUsersExist(_ request: IncidentActionRequest, method: String, connection: PGConnection) throws {

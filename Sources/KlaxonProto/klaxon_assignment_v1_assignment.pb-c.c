@@ -1073,7 +1073,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_requ
   (ProtobufCMessageInit) klaxon__assignment__v1__incident_triggered_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_action_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_action_request__field_descriptors[8] =
 {
   {
     "incident_id",
@@ -1159,11 +1159,24 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_action_re
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "policy_id",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentActionRequest, policy_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__incident_action_request__field_indices_by_name[] = {
   5,   /* field[5] = duration_seconds */
   0,   /* field[0] = incident_id */
   4,   /* field[4] = level */
+  7,   /* field[7] = policy_id */
   6,   /* field[6] = text */
   3,   /* field[3] = to_policy */
   1,   /* field[1] = user_id */
@@ -1172,7 +1185,7 @@ static const unsigned klaxon__assignment__v1__incident_action_request__field_ind
 static const ProtobufCIntRange klaxon__assignment__v1__incident_action_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_action_request__descriptor =
 {
@@ -1182,7 +1195,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_action_request
   "Klaxon__Assignment__V1__IncidentActionRequest",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__IncidentActionRequest),
-  7,
+  8,
   klaxon__assignment__v1__incident_action_request__field_descriptors,
   klaxon__assignment__v1__incident_action_request__field_indices_by_name,
   1,  klaxon__assignment__v1__incident_action_request__number_ranges,

@@ -106,4 +106,40 @@ import Testing
         await admin.close()
         await pipeline.shutdown()
     }
+
+    /// Reassigning to another policy restarts it at level 1 and the incident follows it.
+    @Test func reassignToAnotherPolicy() async throws {
+        let pipeline = try await Pipeline()
+        let url = "\(pipeline.sink.url)/hooks"
+        let seeded = try await pipeline.db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Checkout", routingKey: Seed.newRoutingKey(),
+                users: ["Alice", "Bob"].map { Seed.User(name: $0, email: "\($0.lowercased())@example.com", webhookURL: url) },
+                levels: [[0]])
+        }
+        let (alice, bob) = (UInt64(seeded.userIDs[0]), UInt64(seeded.userIDs[1]))
+        let assignment = pipeline.client(.assignment)
+        let other: PolicyMessage = try await assignment.call(AdminMethod.createPolicy, PolicyMessage(name: "Database team", levels: [
+            PolicyLevelMessage(escalationDelaySeconds: 600, targets: [PolicyTargetMessage(userID: bob)]),
+        ]))
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(seeded.routingKey))
+        #expect(await pipeline.sink.waitForRequests(1, timeout: .seconds(10)).compactMap { $0.webhook?.user.name } == ["Alice"])
+
+        let view: IncidentView = try await assignment.call(
+            IncidentActionRequest.reassign, IncidentActionRequest(incidentID: created.incidentID, userID: alice, policyID: other.id))
+        #expect(view.assigneeIDs == [bob])
+        #expect(view.level == 1)
+        let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
+        #expect(pages.last?.webhook?.user.name == "Bob")
+        #expect(pages.last?.webhook?.reason == "reassigned")
+        #expect(try await pipeline.db.scalar("SELECT escalation_policy_id FROM incidents WHERE id = $1", [Int64(created.incidentID)]) == Int64(other.id))
+        let missing = await Self.expectCode(
+            assignment, IncidentActionRequest.reassign, IncidentActionRequest(incidentID: created.incidentID, userID: alice, policyID: 9_999),
+            IncidentView.self)
+        #expect(missing?.status.violations.map(\.field) == ["policy_id"])
+        await ingest.close()
+        await assignment.close()
+        await pipeline.shutdown()
+    }
 }

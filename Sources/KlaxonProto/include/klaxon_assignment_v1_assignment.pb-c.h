@@ -101,10 +101,14 @@ struct  Klaxon__Assignment__V1__IncidentActionRequest
    * AddNote: the note; Resolve: an optional reason
    */
   char *text;
+  /*
+   * Reassign: to this escalation policy, from its level 1 (the incident follows it from then on)
+   */
+  uint64_t policy_id;
 };
 #define KLAXON__ASSIGNMENT__V1__INCIDENT_ACTION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_action_request__descriptor) \
-    , 0, 0, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Klaxon__Assignment__V1__Acknowledgement

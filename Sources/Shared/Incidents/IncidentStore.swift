@@ -58,7 +58,8 @@ public enum IncidentStore {
     public static func load(_ connection: PGConnection, id: Int64, forUpdate: Bool = false) throws -> IncidentRecord? {
         let rows = try connection.query(
             """
-            SELECT i.id, i.number, i.service_id, s.name AS service_name, s.escalation_policy_id, s.ack_timeout_seconds,
+            SELECT i.id, i.number, i.service_id, s.name AS service_name,
+                   coalesce(i.escalation_policy_id, s.escalation_policy_id) AS escalation_policy_id, s.ack_timeout_seconds,
                    s.auto_resolve_timeout_seconds, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
                    i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted

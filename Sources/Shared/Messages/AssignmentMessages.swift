@@ -18,11 +18,13 @@ public struct IncidentActionRequest: Sendable, Equatable, CBridged {
     public var level: UInt32
     public var durationSeconds: UInt32
     public var text: String
+    public var policyID: UInt64
 
     public init(
         incidentID: UInt64, userID: UInt64, userIDs: [UInt64] = [], toPolicy: Bool = false, level: UInt32 = 0,
-        durationSeconds: UInt32 = 0, text: String = ""
+        durationSeconds: UInt32 = 0, text: String = "", policyID: UInt64 = 0
     ) {
+        self.policyID = policyID
         self.incidentID = incidentID
         self.userID = userID
         self.userIDs = userIDs
@@ -42,9 +44,11 @@ public struct IncidentActionRequest: Sendable, Equatable, CBridged {
         level = c.pointee.level
         durationSeconds = c.pointee.duration_seconds
         text = CRead.string(c.pointee.text)
+        policyID = c.pointee.policy_id
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__IncidentActionRequest>, arena: CArena) {
+        c.pointee.policy_id = policyID
         c.pointee.incident_id = incidentID
         c.pointee.user_id = userID
         (c.pointee.n_user_ids, c.pointee.user_ids) = arena.scalars(userIDs)
