@@ -23,6 +23,8 @@ struct BenchIngestCommand: AsyncParsableCommand {
     var dedupKeys = 100
     @Flag(help: "Measure the RPC layer alone: a handler that answers at once, no database.")
     var echo = false
+    @Flag(help: "Measure Ingest's write path alone: call the event processor directly, no RPC.")
+    var direct = false
 
     func run() async throws {
         var logger = Logger(label: "bench")
@@ -53,7 +55,14 @@ struct BenchIngestCommand: AsyncParsableCommand {
         for scenario in ["new-incident triggers", "deduplicated triggers"] {
             let before = ingest.processor.batchStatistics
             let dedup = scenario.hasPrefix("dedup")
-            let result = try await drive(port: port) { index in
+            let processor = ingest.processor
+            var send: (@Sendable (Event) async throws -> Void)?
+            if direct {
+                send = { event in
+                    let _: EventResult = try await processor.process(event, encodedSize: 300)
+                }
+            }
+            let result = try await drive(port: port, direct: send) { index in
                 let key = dedup ? "dup-\(runID)-\(index % dedupKeys)" : "new-\(runID)-\(scenario.count)-\(index)"
                 return Event(
                     routingKey: routingKey, eventAction: .trigger, dedupKey: key,
@@ -102,7 +111,9 @@ struct BenchIngestCommand: AsyncParsableCommand {
         var errors: Int
     }
 
-    func drive(port: Int, event: @escaping @Sendable (Int) -> Event) async throws -> Figures {
+    func drive(
+        port: Int, direct: (@Sendable (Event) async throws -> Void)? = nil, event: @escaping @Sendable (Int) -> Event
+    ) async throws -> Figures {
         let clients = (0..<connections).map { _ in
             var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port)
             configuration.defaultTimeout = .seconds(60)
@@ -125,7 +136,11 @@ struct BenchIngestCommand: AsyncParsableCommand {
                             guard index < total else { return }
                             let sent = ContinuousClock.now
                             do {
-                                let _: EventResult = try await client.call("klaxon.ingest.v1.Ingest/SendEvent", event(index))
+                                if let direct {
+                                    try await direct(event(index))
+                                } else {
+                                    let _: EventResult = try await client.call("klaxon.ingest.v1.Ingest/SendEvent", event(index))
+                                }
                                 let micros = UInt64((ContinuousClock.now - sent) / .microseconds(1))
                                 histogram.withLockedValue { _ = $0.record(max(micros, 1)) }
                             } catch {
