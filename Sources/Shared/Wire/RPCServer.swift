@@ -64,6 +64,7 @@ public final class RPCServer: Service, Sendable {
                         let pipeline = channel.pipeline.syncOperations
                         try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
                         try pipeline.addHandler(IdleConnectionCloser())
+                        try pipeline.addHandler(FlushCoalescer())
                         try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                         try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
