@@ -1,0 +1,83 @@
+import Foundation
+import KlaxonDomain
+import KlaxonTestSupport
+import NotifierService
+import Shared
+import Testing
+
+/// PRODUCT.md's seed example for notifications, over real TCP, PostgreSQL and an HTTP sink.
+@Suite struct MinuteZeroTests {
+    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+
+    /// A and B on one level with zero-delay rules; A acknowledges one second after the trigger;
+    /// B is still paged, with the snapshot (status triggered). B's delayed rule (3 s) is then
+    /// skipped because the incident is acknowledged.
+    @Test func minuteZeroIsAlwaysSentAndDelayedRulesAreSkippedOnceAcknowledged() async throws {
+        let pipeline = try await Pipeline(start: [.ingest, .assignment])  // Notifier starts late: A's ack lands first
+        let url = "\(pipeline.sink.url)/hooks"
+        let service = try await pipeline.db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Payments", routingKey: Seed.newRoutingKey(),
+                users: [
+                    Seed.User(name: "Alice", email: "alice@example.com", webhookURL: url, ruleDelaysSeconds: [0]),
+                    Seed.User(name: "Bob", email: "bob@example.com", webhookURL: url, ruleDelaysSeconds: [0, 3]),
+                ])
+        }
+        let alice = UInt64(service.userIDs[0])
+        let ingest = pipeline.client(.ingest)
+        let assignment = pipeline.client(.assignment)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        // Wait until Assignment assigned both (the notify requests sit in its outbox for Notifier).
+        let assigned = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM incident_assignments WHERE incident_id = $1", [Int64(created.incidentID)]) == 2
+        }
+        try #require(assigned)
+        try await Task.sleep(for: .milliseconds(1_000))
+        let acked: IncidentView = try await assignment.call(
+            IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: created.incidentID, userID: alice))
+        #expect(acked.status == .acknowledged)
+        try await pipeline.start(.notifier)
+
+        let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
+        let bob = try #require(pages.compactMap(\.webhook).first { $0.user.name == "Bob" })
+        #expect(bob.snapshot)
+        #expect(bob.incident.status == "triggered", "the snapshot from when Bob was assigned")
+        #expect(bob.rule.startDelaySeconds == 0)
+        #expect(pages.compactMap(\.webhook).contains { $0.user.name == "Alice" })
+
+        // Bob's 3-second rule: skipped, the incident no longer needs him.
+        let skipped = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar(
+                "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_skipped' AND details->>'reason' = 'acknowledged'",
+                [Int64(created.incidentID)]) == 1
+        }
+        #expect(skipped)
+        #expect(pipeline.sink.requests.count == 2)
+        await ingest.close()
+        await assignment.close()
+        await pipeline.shutdown()
+    }
+
+    @Test func delayedRuleAfterResolveIsSkipped() async throws {
+        let pipeline = try await Pipeline()
+        let url = "\(pipeline.sink.url)/hooks"
+        let service = try await pipeline.db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Payments", routingKey: Seed.newRoutingKey(),
+                users: [Seed.User(name: "Alice", email: "alice@example.com", webhookURL: url, ruleDelaysSeconds: [0, 2])])
+        }
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "flap"))
+        #expect(await pipeline.sink.waitForRequests(1, timeout: .seconds(10)).count == 1)
+        let _: EventResult = try await ingest.call(Self.sendEvent, Event(routingKey: service.routingKey, eventAction: .resolve, dedupKey: "flap"))
+        let skipped = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar(
+                "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_skipped' AND details->>'reason' = 'resolved'",
+                [Int64(created.incidentID)]) == 1
+        }
+        #expect(skipped)
+        #expect(pipeline.sink.requests.count == 1)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+}
