@@ -144,12 +144,21 @@ public struct NotificationDispatcher: Sendable {
                     at: now, type: .notifyFailed, actor: "notifier",
                     details: details(notification, ["error": "\(error)"])))
             } else {
+                // Exponential backoff: base, 2 × base, 4 × base, …
                 let retryAt = now + baseBackoffMs * (Millis(1) << Millis(min(notification.attempts - 1, 16)))
                 let description = "\(error)"
-                _ = try? await pool.withConnection { connection in
-                    try connection.query(
-                        "UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3 WHERE id = $1::uuid",
-                        [notification.id, retryAt, description])
+                let entry = TimelineEntry(
+                    at: now, type: .notifyRetry, actor: "notifier",
+                    details: details(notification, ["error": description, "retry_at_ms": String(retryAt)]))
+                do {
+                    try await pool.transaction { connection in
+                        try connection.query(
+                            "UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3 WHERE id = $1::uuid",
+                            [notification.id, retryAt, description])
+                        try Timeline.append(connection, incidentID: notification.incidentID, entry)
+                    }
+                } catch {
+                    logger.error("cannot record a failed attempt; the lease will expire", metadata: ["notification.id": "\(notification.id)"])
                 }
             }
         }
@@ -158,7 +167,8 @@ public struct NotificationDispatcher: Sendable {
     private func details(_ notification: Claimed, _ extra: [String: String]) -> [String: String] {
         var details = [
             "notification": notification.id, "user": String(notification.userID), "rule": String(notification.ruleID),
-            "channel": notification.channel, "address": notification.address, "attempts": String(notification.attempts),
+            "channel": notification.channel, "address": AddressMask.mask(notification.address, channel: notification.channel),
+            "attempts": String(notification.attempts),
         ]
         details.merge(extra) { _, new in new }
         return details
