@@ -53,7 +53,6 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     case notifySkipped = "notify_skipped", notifyFailed = "notify_failed"
     /// One delivery attempt failed and another is scheduled.
     case notifyRetry = "notify_retry"
-    case notifySuperseded = "notify_superseded"
     case acknowledge, ackTimeout = "ack_timeout", escalate
     case repeatEscalationPath = "repeat_escalation_path"
     case exhaustEscalationPath = "exhaust_escalation_path"

@@ -42,6 +42,23 @@ public struct NotifyIntake: Sendable {
             }
             let plan = NotificationCore.expand(rules: rules, urgency: urgency, requestedAt: request.requestedAtMs)
             let incidentID = Int64(request.incidentID)
+            // A newer request for this incident and user supersedes the delayed notifications of
+            // older ones that are still waiting (not being sent right now); minute zero never is.
+            let superseded = try connection.query(
+                """
+                UPDATE notifications SET status = 'skipped', finished_at_ms = $4, last_error = 'superseded'
+                WHERE incident_id = $1 AND user_id = $2 AND request_id <> $3 AND status = 'pending'
+                  AND NOT minute_zero AND requested_at_ms <= $5 AND lease_until_ms <= $4
+                RETURNING id::text AS id, rule_id
+                """, [incidentID, Int64(request.userID), request.requestID, now, request.requestedAtMs])
+            for row in 0..<superseded.count {
+                try Timeline.append(
+                    connection, incidentID: incidentID,
+                    TimelineEntry(at: now, type: .notifySkipped, actor: "notifier", details: [
+                        "notification": superseded.string(row, "id")!, "user": String(request.userID),
+                        "rule": superseded.string(row, "rule_id")!, "reason": "superseded", "by_request": request.requestID,
+                    ]))
+            }
             if plan.isEmpty {
                 try Timeline.append(
                     connection, incidentID: incidentID,

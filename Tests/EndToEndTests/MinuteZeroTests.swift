@@ -81,3 +81,39 @@ import Testing
         await pipeline.shutdown()
     }
 }
+
+@Suite struct SupersedeTests {
+    /// Reassigning Alice to herself issues a newer notify request: her pending 3 s rule from the
+    /// first request is superseded (skipped), the new request's own rules go ahead, and she is
+    /// not paged twice for one step.
+    @Test func newerRequestSupersedesPendingDelayedNotifications() async throws {
+        let pipeline = try await Pipeline()
+        let url = "\(pipeline.sink.url)/hooks"
+        let service = try await pipeline.db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Payments", routingKey: Seed.newRoutingKey(),
+                users: [Seed.User(name: "Alice", email: "alice@example.com", webhookURL: url, ruleDelaysSeconds: [0, 3])])
+        }
+        let alice = UInt64(service.userIDs[0])
+        let ingest = pipeline.client(.ingest)
+        let assignment = pipeline.client(.assignment)
+        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        #expect(await pipeline.sink.waitForRequests(1, timeout: .seconds(10)).count == 1)
+        let _: IncidentView = try await assignment.call(
+            IncidentActionRequest.reassign, IncidentActionRequest(incidentID: created.incidentID, userID: alice, userIDs: [alice]))
+        let superseded = try await eventually(timeout: .seconds(5)) {
+            try await pipeline.db.scalar(
+                "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_skipped' AND details->>'reason' = 'superseded'",
+                [Int64(created.incidentID)]) == 1
+        }
+        #expect(superseded)
+        // Minute zero of the reassign, then its own 3 s rule: 3 pages in all, not 4.
+        let pages = await pipeline.sink.waitForRequests(3, timeout: .seconds(10))
+        #expect(pages.compactMap(\.webhook).map(\.reason) == ["assigned", "reassigned", "reassigned"])
+        try await Task.sleep(for: .milliseconds(1_500))
+        #expect(pipeline.sink.requests.count == 3)
+        await ingest.close()
+        await assignment.close()
+        await pipeline.shutdown()
+    }
+}
