@@ -13,12 +13,14 @@ public struct NotificationDispatcher: Sendable {
     let batchSize = 32
     let leaseMs: Millis
     let baseBackoffMs: Millis
+    let incidentURLTemplate: String
     let logger: Logger
 
     public init(
         pool: PostgresPool, channels: [String: any DeliveryChannel], maxAttempts: Int, leaseMs: Millis = 60_000,
-        baseBackoffMs: Millis = 1_000, logger: Logger
+        baseBackoffMs: Millis = 1_000, incidentURLTemplate: String = "", logger: Logger
     ) {
+        self.incidentURLTemplate = incidentURLTemplate
         self.pool = pool
         self.channels = channels
         self.maxAttempts = maxAttempts
@@ -123,14 +125,19 @@ public struct NotificationDispatcher: Sendable {
         guard let channel = channels[notification.channel] else {
             await finish(notification, status: "failed", now: now, timeline: TimelineEntry(
                 at: now, type: .notifyFailed, actor: "notifier",
-                details: details(notification, ["error": "no delivery channel for \(notification.channel) is configured"])))
+                details: details(notification, ["error": notification.channel == "email"
+                    ? "email (SMTP) delivery is not available yet"
+                    : "no provider configured for \(notification.channel): set KLAXON_NOTIFY_PROVIDER_URL"])))
             return
         }
-        let message = WebhookMessage(
+        var message = WebhookMessage(
             notificationID: notification.id, reason: notification.reason, isSnapshot: notification.decision == .sendSnapshot,
             incident: content,
             user: .init(id: UInt64(notification.userID), name: notification.userName, email: notification.userEmail),
             rule: .init(id: UInt64(notification.ruleID), startDelaySeconds: notification.startDelaySeconds), sentAt: now)
+        if !incidentURLTemplate.isEmpty {
+            message.incident.htmlURL = incidentURLTemplate.replacingOccurrences(of: "{id}", with: String(content.incidentID))
+        }
         do {
             try await channel.deliver(to: notification.address, idempotencyKey: notification.id, message: message)
             await finish(notification, status: "sent", now: now, timeline: TimelineEntry(

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Shared
 
@@ -17,12 +18,20 @@ public struct NotifierService: Service {
     ) {
         let waker = Waker()
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
-        let webhook = WebhookChannel(timeout: .seconds(Int64(config.notifyTimeoutSeconds)))
+        let timeout = TimeAmount.seconds(Int64(config.notifyTimeoutSeconds))
+        var defaultChannels: [String: any DeliveryChannel] = [
+            "webhook": WebhookChannel(timeout: timeout), "slack": SlackChannel(timeout: timeout),
+        ]
+        if !config.notifyProviderURL.isEmpty {
+            for channel in ["sms", "phone", "push"] {
+                defaultChannels[channel] = ProviderChannel(providerURL: config.notifyProviderURL, channel: channel, timeout: timeout)
+            }
+        }
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.notifierListen), router: Self.router(intake), logger: logger)
         self.dispatcher = NotificationDispatcher(
-            pool: pool, channels: channels ?? ["webhook": webhook], maxAttempts: config.notifyMaxAttempts,
-            baseBackoffMs: baseBackoffMs, logger: logger)
+            pool: pool, channels: channels ?? defaultChannels, maxAttempts: config.notifyMaxAttempts,
+            baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, logger: logger)
         self.waker = waker
         self.clock = clock
         self.logger = logger

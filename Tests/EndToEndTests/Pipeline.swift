@@ -20,7 +20,8 @@ final class Pipeline: @unchecked Sendable {
     /// Ingest's HTTP port (PagerDuty Events v2), once Ingest runs.
     private(set) var ingestHTTPPort = 0
 
-    init(start parts: [Part] = Part.allCases) async throws {
+    /// `configure` adjusts the configuration; it gets the sink's base URL.
+    init(start parts: [Part] = Part.allCases, configure: (inout KlaxonConfig, String) -> Void = { _, _ in }) async throws {
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
         self.logger = logger
@@ -33,6 +34,7 @@ final class Pipeline: @unchecked Sendable {
         config.notifierListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.assignmentAddress = config.assignmentListen
         config.notifierAddress = config.notifierListen
+        configure(&config, sink.url)
         self.config = config
         for part in parts { try await start(part) }
     }

@@ -48,6 +48,10 @@ public struct KlaxonConfig: Sendable {
     /// Delivery attempts per notification before it is failed.
     public var notifyMaxAttempts = 3
     public var notifyTimeoutSeconds = 10
+    /// Where SMS, phone and push notifications are POSTed; empty: those channels fail with a clear error.
+    public var notifyProviderURL = ""
+    /// The incident link in pages: `{id}` is replaced by the incident id; empty: no link.
+    public var incidentURLTemplate = ""
 
     public init(databaseURL: String) {
         self.databaseURL = databaseURL
@@ -69,6 +73,8 @@ public struct KlaxonConfig: Sendable {
         ("rpc.idle_timeout_seconds", "KLAXON_RPC_IDLE_TIMEOUT_SECONDS", "idle connection close (300)"),
         ("notify.max_attempts", "KLAXON_NOTIFY_MAX_ATTEMPTS", "delivery attempts per notification (3)"),
         ("notify.timeout_seconds", "KLAXON_NOTIFY_TIMEOUT_SECONDS", "timeout of one delivery (10)"),
+        ("notify.provider_url", "KLAXON_NOTIFY_PROVIDER_URL", "provider webhook for sms, phone and push (none)"),
+        ("incident_url_template", "KLAXON_INCIDENT_URL_TEMPLATE", "incident link in pages, {id} replaced (none)"),
     ]
 
     /// Reads the environment; unknown or malformed values are errors, not silently ignored.
@@ -105,6 +111,8 @@ public struct KlaxonConfig: Sendable {
         try number("KLAXON_RPC_IDLE_TIMEOUT_SECONDS", &config.idleTimeoutSeconds, minimum: 1)
         try number("KLAXON_NOTIFY_MAX_ATTEMPTS", &config.notifyMaxAttempts, minimum: 1)
         try number("KLAXON_NOTIFY_TIMEOUT_SECONDS", &config.notifyTimeoutSeconds, minimum: 1)
+        config.notifyProviderURL = environment["KLAXON_NOTIFY_PROVIDER_URL"] ?? ""
+        config.incidentURLTemplate = environment["KLAXON_INCIDENT_URL_TEMPLATE"] ?? ""
         return config
     }
 
