@@ -54,6 +54,7 @@ let package = Package(
             name: "NotifierService",
             dependencies: [
                 "Shared", "KlaxonDomain",
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
         .executableTarget(

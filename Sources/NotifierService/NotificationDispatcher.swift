@@ -126,7 +126,7 @@ public struct NotificationDispatcher: Sendable {
             await finish(notification, status: "failed", now: now, timeline: TimelineEntry(
                 at: now, type: .notifyFailed, actor: "notifier",
                 details: details(notification, ["error": notification.channel == "email"
-                    ? "email (SMTP) delivery is not available yet"
+                    ? "no SMTP server configured: set KLAXON_SMTP_SERVER"
                     : "no provider configured for \(notification.channel): set KLAXON_NOTIFY_PROVIDER_URL"])))
             return
         }

@@ -22,6 +22,10 @@ public struct NotifierService: Service {
         var defaultChannels: [String: any DeliveryChannel] = [
             "webhook": WebhookChannel(timeout: timeout), "slack": SlackChannel(timeout: timeout),
         ]
+        if let smtp = HostPort(config.smtpServer) {
+            defaultChannels["email"] = EmailChannel(
+                configuration: SMTPConfiguration(host: smtp.host, port: smtp.port, from: config.smtpFrom), timeout: timeout)
+        }
         if !config.notifyProviderURL.isEmpty {
             for channel in ["sms", "phone", "push"] {
                 defaultChannels[channel] = ProviderChannel(providerURL: config.notifyProviderURL, channel: channel, timeout: timeout)

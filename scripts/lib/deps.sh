@@ -29,9 +29,14 @@ klaxon_ensure_test_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
 }
 
-# The Python protobuf runtime, for the test that speaks the wire contract from an independent implementation.
+# Python packages the tests use: protobuf (an independent implementation of the wire contract)
+# and aiosmtpd (a real SMTP server for the email channel).
 klaxon_ensure_python_protobuf() {
-  python3 -c 'import google.protobuf' 2>/dev/null && return 0
-  echo "==> installing the Python protobuf package"
-  python3 -m pip install -q protobuf 2>/dev/null || python3 -m pip install -q --break-system-packages protobuf
+  local module package
+  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd; do
+    module=${pair%%:*}; package=${pair##*:}
+    python3 -c "import $module" 2>/dev/null && continue
+    echo "==> installing the Python $package package"
+    python3 -m pip install -q "$package" 2>/dev/null || python3 -m pip install -q --break-system-packages "$package"
+  done
 }
