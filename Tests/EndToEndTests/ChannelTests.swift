@@ -42,10 +42,13 @@ import Testing
         let sms = try #require(provider.first { $0["channel"] as? String == "sms" })
         #expect(sms["to"] as? String == "+49 170 1234567")
         #expect(sms["text"] as? String == "[HIGH] #\(number) Checkout error rate 37% — service Checkout, status triggered https://klaxon.example/incidents/\(created.incidentID)")
-        // The timeline shows the addresses masked.
-        #expect(try await pipeline.db.scalar(
-            "SELECT count(*) FROM timeline_entries WHERE type = 'notify_sent' AND details->>'address' IN ('+********4567', $1)",
-            ["http://127.0.0.1:\(pipeline.sink.port)/…"]) == 2)
+        // The timeline shows the addresses masked (recorded right after each delivery returns).
+        let masked = try await eventually(timeout: .seconds(5)) {
+            try await pipeline.db.scalar(
+                "SELECT count(*) FROM timeline_entries WHERE type = 'notify_sent' AND details->>'address' IN ('+********4567', $1)",
+                ["http://127.0.0.1:\(pipeline.sink.port)/…"]) == 2
+        }
+        #expect(masked)
         await ingest.close()
         await pipeline.shutdown()
     }

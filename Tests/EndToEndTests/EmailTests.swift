@@ -89,8 +89,12 @@ import Testing
         #expect(mail.contains("Urgency: high"))
         #expect(mail.contains("Status: triggered"))
         #expect(mail.contains("Open: https://klaxon.example/incidents/\(created.incidentID)"))
-        #expect(try await pipeline.db.scalar(
-            "SELECT count(*) FROM timeline_entries WHERE type = 'notify_sent' AND details->>'address' = 'a***@example.com'") == 1)
+        // Recorded once the SMTP exchange finished (the server may write the mail first).
+        let recorded = try await eventually(timeout: .seconds(5)) {
+            try await pipeline.db.scalar(
+                "SELECT count(*) FROM timeline_entries WHERE type = 'notify_sent' AND details->>'address' = 'a***@example.com'") == 1
+        }
+        #expect(recorded)
         await ingest.close()
         await pipeline.shutdown()
     }
