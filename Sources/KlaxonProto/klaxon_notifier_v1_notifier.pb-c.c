@@ -52,6 +52,321 @@ void   klaxon__notifier__v1__notify_request__free_unpacked
   assert(message->base.descriptor == &klaxon__notifier__v1__notify_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__notifier__v1__user__init
+                     (Klaxon__Notifier__V1__User         *message)
+{
+  static const Klaxon__Notifier__V1__User init_value = KLAXON__NOTIFIER__V1__USER__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__user__get_packed_size
+                     (const Klaxon__Notifier__V1__User *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__user__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__user__pack
+                     (const Klaxon__Notifier__V1__User *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__user__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__user__pack_to_buffer
+                     (const Klaxon__Notifier__V1__User *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__user__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__User *
+       klaxon__notifier__v1__user__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__User *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__user__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__user__free_unpacked
+                     (Klaxon__Notifier__V1__User *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__user__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__contact_method__init
+                     (Klaxon__Notifier__V1__ContactMethod         *message)
+{
+  static const Klaxon__Notifier__V1__ContactMethod init_value = KLAXON__NOTIFIER__V1__CONTACT_METHOD__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__contact_method__get_packed_size
+                     (const Klaxon__Notifier__V1__ContactMethod *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__contact_method__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__contact_method__pack
+                     (const Klaxon__Notifier__V1__ContactMethod *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__contact_method__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__contact_method__pack_to_buffer
+                     (const Klaxon__Notifier__V1__ContactMethod *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__contact_method__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__ContactMethod *
+       klaxon__notifier__v1__contact_method__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__ContactMethod *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__contact_method__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__contact_method__free_unpacked
+                     (Klaxon__Notifier__V1__ContactMethod *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__contact_method__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__notification_rule__init
+                     (Klaxon__Notifier__V1__NotificationRule         *message)
+{
+  static const Klaxon__Notifier__V1__NotificationRule init_value = KLAXON__NOTIFIER__V1__NOTIFICATION_RULE__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__notification_rule__get_packed_size
+                     (const Klaxon__Notifier__V1__NotificationRule *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_rule__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__notification_rule__pack
+                     (const Klaxon__Notifier__V1__NotificationRule *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_rule__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__notification_rule__pack_to_buffer
+                     (const Klaxon__Notifier__V1__NotificationRule *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_rule__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__NotificationRule *
+       klaxon__notifier__v1__notification_rule__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__NotificationRule *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__notification_rule__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__notification_rule__free_unpacked
+                     (Klaxon__Notifier__V1__NotificationRule *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_rule__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__id_request__init
+                     (Klaxon__Notifier__V1__IdRequest         *message)
+{
+  static const Klaxon__Notifier__V1__IdRequest init_value = KLAXON__NOTIFIER__V1__ID_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__id_request__get_packed_size
+                     (const Klaxon__Notifier__V1__IdRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__id_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__id_request__pack
+                     (const Klaxon__Notifier__V1__IdRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__id_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__id_request__pack_to_buffer
+                     (const Klaxon__Notifier__V1__IdRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__id_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__IdRequest *
+       klaxon__notifier__v1__id_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__IdRequest *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__id_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__id_request__free_unpacked
+                     (Klaxon__Notifier__V1__IdRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__id_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__user_list__init
+                     (Klaxon__Notifier__V1__UserList         *message)
+{
+  static const Klaxon__Notifier__V1__UserList init_value = KLAXON__NOTIFIER__V1__USER_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__user_list__get_packed_size
+                     (const Klaxon__Notifier__V1__UserList *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__user_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__user_list__pack
+                     (const Klaxon__Notifier__V1__UserList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__user_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__user_list__pack_to_buffer
+                     (const Klaxon__Notifier__V1__UserList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__user_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__UserList *
+       klaxon__notifier__v1__user_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__UserList *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__user_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__user_list__free_unpacked
+                     (Klaxon__Notifier__V1__UserList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__user_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__notification__init
+                     (Klaxon__Notifier__V1__Notification         *message)
+{
+  static const Klaxon__Notifier__V1__Notification init_value = KLAXON__NOTIFIER__V1__NOTIFICATION__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__notification__get_packed_size
+                     (const Klaxon__Notifier__V1__Notification *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__notification__pack
+                     (const Klaxon__Notifier__V1__Notification *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__notification__pack_to_buffer
+                     (const Klaxon__Notifier__V1__Notification *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__Notification *
+       klaxon__notifier__v1__notification__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__Notification *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__notification__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__notification__free_unpacked
+                     (Klaxon__Notifier__V1__Notification *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__notification_list__init
+                     (Klaxon__Notifier__V1__NotificationList         *message)
+{
+  static const Klaxon__Notifier__V1__NotificationList init_value = KLAXON__NOTIFIER__V1__NOTIFICATION_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__notification_list__get_packed_size
+                     (const Klaxon__Notifier__V1__NotificationList *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__notification_list__pack
+                     (const Klaxon__Notifier__V1__NotificationList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__notification_list__pack_to_buffer
+                     (const Klaxon__Notifier__V1__NotificationList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__NotificationList *
+       klaxon__notifier__v1__notification_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__NotificationList *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__notification_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__notification_list__free_unpacked
+                     (Klaxon__Notifier__V1__NotificationList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__notification_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__notifier__v1__notify_request__field_descriptors[6] =
 {
   {
@@ -155,6 +470,597 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_request__descripto
   (ProtobufCMessageInit) klaxon__notifier__v1__notify_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__user__field_descriptors[7] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__User, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__User, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "email",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__User, email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time_zone",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__User, time_zone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__User, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contact_methods",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Notifier__V1__User, n_contact_methods),
+    offsetof(Klaxon__Notifier__V1__User, contact_methods),
+    &klaxon__notifier__v1__contact_method__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "notification_rules",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Notifier__V1__User, n_notification_rules),
+    offsetof(Klaxon__Notifier__V1__User, notification_rules),
+    &klaxon__notifier__v1__notification_rule__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__user__field_indices_by_name[] = {
+  5,   /* field[5] = contact_methods */
+  2,   /* field[2] = email */
+  0,   /* field[0] = id */
+  1,   /* field[1] = name */
+  6,   /* field[6] = notification_rules */
+  4,   /* field[4] = role */
+  3,   /* field[3] = time_zone */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__user__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.User",
+  "User",
+  "Klaxon__Notifier__V1__User",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__User),
+  7,
+  klaxon__notifier__v1__user__field_descriptors,
+  klaxon__notifier__v1__user__field_indices_by_name,
+  1,  klaxon__notifier__v1__user__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__user__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__contact_method__field_descriptors[5] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "label",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, label),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__contact_method__field_indices_by_name[] = {
+  3,   /* field[3] = address */
+  0,   /* field[0] = id */
+  4,   /* field[4] = label */
+  2,   /* field[2] = type */
+  1,   /* field[1] = user_id */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__contact_method__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.ContactMethod",
+  "ContactMethod",
+  "Klaxon__Notifier__V1__ContactMethod",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__ContactMethod),
+  5,
+  klaxon__notifier__v1__contact_method__field_descriptors,
+  klaxon__notifier__v1__contact_method__field_indices_by_name,
+  1,  klaxon__notifier__v1__contact_method__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__contact_method__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__notification_rule__field_descriptors[5] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__NotificationRule, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__NotificationRule, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contact_method_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__NotificationRule, contact_method_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_delay_seconds",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__NotificationRule, start_delay_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "urgency",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__NotificationRule, urgency),
+    &klaxon__incident__v1__urgency__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__notification_rule__field_indices_by_name[] = {
+  2,   /* field[2] = contact_method_id */
+  0,   /* field[0] = id */
+  3,   /* field[3] = start_delay_seconds */
+  4,   /* field[4] = urgency */
+  1,   /* field[1] = user_id */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__notification_rule__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_rule__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.NotificationRule",
+  "NotificationRule",
+  "Klaxon__Notifier__V1__NotificationRule",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__NotificationRule),
+  5,
+  klaxon__notifier__v1__notification_rule__field_descriptors,
+  klaxon__notifier__v1__notification_rule__field_indices_by_name,
+  1,  klaxon__notifier__v1__notification_rule__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__notification_rule__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__id_request__field_descriptors[1] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__IdRequest, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__id_request__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__id_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__id_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.IdRequest",
+  "IdRequest",
+  "Klaxon__Notifier__V1__IdRequest",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__IdRequest),
+  1,
+  klaxon__notifier__v1__id_request__field_descriptors,
+  klaxon__notifier__v1__id_request__field_indices_by_name,
+  1,  klaxon__notifier__v1__id_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__id_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__user_list__field_descriptors[1] =
+{
+  {
+    "users",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Notifier__V1__UserList, n_users),
+    offsetof(Klaxon__Notifier__V1__UserList, users),
+    &klaxon__notifier__v1__user__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__user_list__field_indices_by_name[] = {
+  0,   /* field[0] = users */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__user_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__user_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.UserList",
+  "UserList",
+  "Klaxon__Notifier__V1__UserList",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__UserList),
+  1,
+  klaxon__notifier__v1__user_list__field_descriptors,
+  klaxon__notifier__v1__user_list__field_indices_by_name,
+  1,  klaxon__notifier__v1__user_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__user_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__notification__field_descriptors[12] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rule_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, rule_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "channel",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, channel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "minute_zero",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, minute_zero),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, reason),
+    &klaxon__notifier__v1__notify_reason__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "due_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, due_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "finished_at_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, finished_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_error",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__Notification, last_error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__notification__field_indices_by_name[] = {
+  4,   /* field[4] = address */
+  6,   /* field[6] = attempts */
+  3,   /* field[3] = channel */
+  9,   /* field[9] = due_at_ms */
+  10,   /* field[10] = finished_at_ms */
+  0,   /* field[0] = id */
+  11,   /* field[11] = last_error */
+  7,   /* field[7] = minute_zero */
+  8,   /* field[8] = reason */
+  2,   /* field[2] = rule_id */
+  5,   /* field[5] = status */
+  1,   /* field[1] = user_id */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__notification__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__notification__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.Notification",
+  "Notification",
+  "Klaxon__Notifier__V1__Notification",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__Notification),
+  12,
+  klaxon__notifier__v1__notification__field_descriptors,
+  klaxon__notifier__v1__notification__field_indices_by_name,
+  1,  klaxon__notifier__v1__notification__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__notification__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__notification_list__field_descriptors[1] =
+{
+  {
+    "notifications",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Notifier__V1__NotificationList, n_notifications),
+    offsetof(Klaxon__Notifier__V1__NotificationList, notifications),
+    &klaxon__notifier__v1__notification__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__notification_list__field_indices_by_name[] = {
+  0,   /* field[0] = notifications */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__notification_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.NotificationList",
+  "NotificationList",
+  "Klaxon__Notifier__V1__NotificationList",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__NotificationList),
+  1,
+  klaxon__notifier__v1__notification_list__field_descriptors,
+  klaxon__notifier__v1__notification_list__field_indices_by_name,
+  1,  klaxon__notifier__v1__notification_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__notification_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue klaxon__notifier__v1__notify_reason__enum_values_by_number[6] =
 {
   { "NOTIFY_REASON_UNSPECIFIED", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_UNSPECIFIED", 0 },
@@ -222,5 +1128,118 @@ void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Servic
 {
   protobuf_c_service_generated_init (&service->base,
                                      &klaxon__notifier__v1__notifier__descriptor,
+                                     (ProtobufCServiceDestroy) destroy);
+}
+static const ProtobufCMethodDescriptor klaxon__notifier__v1__people__method_descriptors[9] =
+{
+  { "CreateUser", &klaxon__notifier__v1__user__descriptor, &klaxon__notifier__v1__user__descriptor },
+  { "GetUser", &klaxon__notifier__v1__id_request__descriptor, &klaxon__notifier__v1__user__descriptor },
+  { "ListUsers", &klaxon__rpc__v1__empty__descriptor, &klaxon__notifier__v1__user_list__descriptor },
+  { "DeleteUser", &klaxon__notifier__v1__id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "CreateContactMethod", &klaxon__notifier__v1__contact_method__descriptor, &klaxon__notifier__v1__contact_method__descriptor },
+  { "DeleteContactMethod", &klaxon__notifier__v1__id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "CreateNotificationRule", &klaxon__notifier__v1__notification_rule__descriptor, &klaxon__notifier__v1__notification_rule__descriptor },
+  { "DeleteNotificationRule", &klaxon__notifier__v1__id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "ListIncidentNotifications", &klaxon__notifier__v1__id_request__descriptor, &klaxon__notifier__v1__notification_list__descriptor },
+};
+const unsigned klaxon__notifier__v1__people__method_indices_by_name[] = {
+  4,        /* CreateContactMethod */
+  6,        /* CreateNotificationRule */
+  0,        /* CreateUser */
+  5,        /* DeleteContactMethod */
+  7,        /* DeleteNotificationRule */
+  3,        /* DeleteUser */
+  1,        /* GetUser */
+  8,        /* ListIncidentNotifications */
+  2         /* ListUsers */
+};
+const ProtobufCServiceDescriptor klaxon__notifier__v1__people__descriptor =
+{
+  PROTOBUF_C__SERVICE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.People",
+  "People",
+  "Klaxon__Notifier__V1__People",
+  "klaxon.notifier.v1",
+  9,
+  klaxon__notifier__v1__people__method_descriptors,
+  klaxon__notifier__v1__people__method_indices_by_name
+};
+void klaxon__notifier__v1__people__create_user(ProtobufCService *service,
+                                               const Klaxon__Notifier__V1__User *input,
+                                               Klaxon__Notifier__V1__User_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__get_user(ProtobufCService *service,
+                                            const Klaxon__Notifier__V1__IdRequest *input,
+                                            Klaxon__Notifier__V1__User_Closure closure,
+                                            void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__list_users(ProtobufCService *service,
+                                              const Klaxon__Rpc__V1__Empty *input,
+                                              Klaxon__Notifier__V1__UserList_Closure closure,
+                                              void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__delete_user(ProtobufCService *service,
+                                               const Klaxon__Notifier__V1__IdRequest *input,
+                                               Klaxon__Rpc__V1__Empty_Closure closure,
+                                               void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__create_contact_method(ProtobufCService *service,
+                                                         const Klaxon__Notifier__V1__ContactMethod *input,
+                                                         Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__delete_contact_method(ProtobufCService *service,
+                                                         const Klaxon__Notifier__V1__IdRequest *input,
+                                                         Klaxon__Rpc__V1__Empty_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__create_notification_rule(ProtobufCService *service,
+                                                            const Klaxon__Notifier__V1__NotificationRule *input,
+                                                            Klaxon__Notifier__V1__NotificationRule_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__delete_notification_rule(ProtobufCService *service,
+                                                            const Klaxon__Notifier__V1__IdRequest *input,
+                                                            Klaxon__Rpc__V1__Empty_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__list_incident_notifications(ProtobufCService *service,
+                                                               const Klaxon__Notifier__V1__IdRequest *input,
+                                                               Klaxon__Notifier__V1__NotificationList_Closure closure,
+                                                               void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__init (Klaxon__Notifier__V1__People_Service *service,
+                                         Klaxon__Notifier__V1__People_ServiceDestroy destroy)
+{
+  protobuf_c_service_generated_init (&service->base,
+                                     &klaxon__notifier__v1__people__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }

@@ -32,7 +32,8 @@ public struct NotifierService: Service {
             }
         }
         self.server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.notifierListen), router: Self.router(intake), logger: logger)
+            configuration: config.rpcServerConfiguration(config.notifierListen),
+            router: Self.router(intake, people: PeopleAPI(pool: pool)), logger: logger)
         self.dispatcher = NotificationDispatcher(
             pool: pool, channels: channels ?? defaultChannels, maxAttempts: config.notifyMaxAttempts,
             baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, logger: logger)
@@ -41,8 +42,9 @@ public struct NotifierService: Service {
         self.logger = logger
     }
 
-    public static func router(_ intake: NotifyIntake) -> RPCRouter {
+    public static func router(_ intake: NotifyIntake, people: PeopleAPI) -> RPCRouter {
         var router = RPCRouter()
+        people.register(into: &router)
         router.register(NotifyRequest.method) { (request: NotifyRequest, _) in
             try await intake.notify(request)
             return Empty()

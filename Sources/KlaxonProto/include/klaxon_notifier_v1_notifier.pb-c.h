@@ -18,6 +18,13 @@ PROTOBUF_C__BEGIN_DECLS
 #include "klaxon_incident_v1_incident.pb-c.h"
 
 typedef struct Klaxon__Notifier__V1__NotifyRequest Klaxon__Notifier__V1__NotifyRequest;
+typedef struct Klaxon__Notifier__V1__User Klaxon__Notifier__V1__User;
+typedef struct Klaxon__Notifier__V1__ContactMethod Klaxon__Notifier__V1__ContactMethod;
+typedef struct Klaxon__Notifier__V1__NotificationRule Klaxon__Notifier__V1__NotificationRule;
+typedef struct Klaxon__Notifier__V1__IdRequest Klaxon__Notifier__V1__IdRequest;
+typedef struct Klaxon__Notifier__V1__UserList Klaxon__Notifier__V1__UserList;
+typedef struct Klaxon__Notifier__V1__Notification Klaxon__Notifier__V1__Notification;
+typedef struct Klaxon__Notifier__V1__NotificationList Klaxon__Notifier__V1__NotificationList;
 
 
 /* --- enums --- */
@@ -53,6 +60,138 @@ struct  Klaxon__Notifier__V1__NotifyRequest
     , (char *)protobuf_c_empty_string, 0, 0, KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_UNSPECIFIED, NULL, 0 }
 
 
+struct  Klaxon__Notifier__V1__User
+{
+  ProtobufCMessage base;
+  /*
+   * 0 when creating
+   */
+  uint64_t id;
+  char *name;
+  char *email;
+  /*
+   * IANA name; default UTC
+   */
+  char *time_zone;
+  /*
+   * admin | responder | observer; default responder
+   */
+  char *role;
+  /*
+   * returned by GetUser
+   */
+  size_t n_contact_methods;
+  Klaxon__Notifier__V1__ContactMethod **contact_methods;
+  size_t n_notification_rules;
+  Klaxon__Notifier__V1__NotificationRule **notification_rules;
+};
+#define KLAXON__NOTIFIER__V1__USER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__user__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+
+
+struct  Klaxon__Notifier__V1__ContactMethod
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  uint64_t user_id;
+  /*
+   * webhook | slack | email | sms | phone | push
+   */
+  char *type;
+  char *address;
+  char *label;
+};
+#define KLAXON__NOTIFIER__V1__CONTACT_METHOD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__contact_method__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Notifier__V1__NotificationRule
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  uint64_t user_id;
+  /*
+   * one of the user's contact methods
+   */
+  uint64_t contact_method_id;
+  /*
+   * 0 = minute zero
+   */
+  uint32_t start_delay_seconds;
+  Klaxon__Incident__V1__Urgency urgency;
+};
+#define KLAXON__NOTIFIER__V1__NOTIFICATION_RULE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__notification_rule__descriptor) \
+    , 0, 0, 0, 0, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED }
+
+
+struct  Klaxon__Notifier__V1__IdRequest
+{
+  ProtobufCMessage base;
+  uint64_t id;
+};
+#define KLAXON__NOTIFIER__V1__ID_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__id_request__descriptor) \
+    , 0 }
+
+
+struct  Klaxon__Notifier__V1__UserList
+{
+  ProtobufCMessage base;
+  size_t n_users;
+  Klaxon__Notifier__V1__User **users;
+};
+#define KLAXON__NOTIFIER__V1__USER_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__user_list__descriptor) \
+    , 0,NULL }
+
+
+struct  Klaxon__Notifier__V1__Notification
+{
+  ProtobufCMessage base;
+  char *id;
+  uint64_t user_id;
+  uint64_t rule_id;
+  char *channel;
+  /*
+   * masked
+   */
+  char *address;
+  /*
+   * pending | sent | skipped | failed
+   */
+  char *status;
+  uint32_t attempts;
+  protobuf_c_boolean minute_zero;
+  Klaxon__Notifier__V1__NotifyReason reason;
+  int64_t due_at_ms;
+  /*
+   * 0 while pending
+   */
+  int64_t finished_at_ms;
+  /*
+   * the failure or skip reason
+   */
+  char *last_error;
+};
+#define KLAXON__NOTIFIER__V1__NOTIFICATION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__notification__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_UNSPECIFIED, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Notifier__V1__NotificationList
+{
+  ProtobufCMessage base;
+  size_t n_notifications;
+  Klaxon__Notifier__V1__Notification **notifications;
+};
+#define KLAXON__NOTIFIER__V1__NOTIFICATION_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__notification_list__descriptor) \
+    , 0,NULL }
+
+
 /* Klaxon__Notifier__V1__NotifyRequest methods */
 void   klaxon__notifier__v1__notify_request__init
                      (Klaxon__Notifier__V1__NotifyRequest         *message);
@@ -72,10 +211,164 @@ Klaxon__Notifier__V1__NotifyRequest *
 void   klaxon__notifier__v1__notify_request__free_unpacked
                      (Klaxon__Notifier__V1__NotifyRequest *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__User methods */
+void   klaxon__notifier__v1__user__init
+                     (Klaxon__Notifier__V1__User         *message);
+size_t klaxon__notifier__v1__user__get_packed_size
+                     (const Klaxon__Notifier__V1__User   *message);
+size_t klaxon__notifier__v1__user__pack
+                     (const Klaxon__Notifier__V1__User   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__user__pack_to_buffer
+                     (const Klaxon__Notifier__V1__User   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__User *
+       klaxon__notifier__v1__user__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__user__free_unpacked
+                     (Klaxon__Notifier__V1__User *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__ContactMethod methods */
+void   klaxon__notifier__v1__contact_method__init
+                     (Klaxon__Notifier__V1__ContactMethod         *message);
+size_t klaxon__notifier__v1__contact_method__get_packed_size
+                     (const Klaxon__Notifier__V1__ContactMethod   *message);
+size_t klaxon__notifier__v1__contact_method__pack
+                     (const Klaxon__Notifier__V1__ContactMethod   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__contact_method__pack_to_buffer
+                     (const Klaxon__Notifier__V1__ContactMethod   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__ContactMethod *
+       klaxon__notifier__v1__contact_method__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__contact_method__free_unpacked
+                     (Klaxon__Notifier__V1__ContactMethod *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__NotificationRule methods */
+void   klaxon__notifier__v1__notification_rule__init
+                     (Klaxon__Notifier__V1__NotificationRule         *message);
+size_t klaxon__notifier__v1__notification_rule__get_packed_size
+                     (const Klaxon__Notifier__V1__NotificationRule   *message);
+size_t klaxon__notifier__v1__notification_rule__pack
+                     (const Klaxon__Notifier__V1__NotificationRule   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__notification_rule__pack_to_buffer
+                     (const Klaxon__Notifier__V1__NotificationRule   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__NotificationRule *
+       klaxon__notifier__v1__notification_rule__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__notification_rule__free_unpacked
+                     (Klaxon__Notifier__V1__NotificationRule *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__IdRequest methods */
+void   klaxon__notifier__v1__id_request__init
+                     (Klaxon__Notifier__V1__IdRequest         *message);
+size_t klaxon__notifier__v1__id_request__get_packed_size
+                     (const Klaxon__Notifier__V1__IdRequest   *message);
+size_t klaxon__notifier__v1__id_request__pack
+                     (const Klaxon__Notifier__V1__IdRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__id_request__pack_to_buffer
+                     (const Klaxon__Notifier__V1__IdRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__IdRequest *
+       klaxon__notifier__v1__id_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__id_request__free_unpacked
+                     (Klaxon__Notifier__V1__IdRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__UserList methods */
+void   klaxon__notifier__v1__user_list__init
+                     (Klaxon__Notifier__V1__UserList         *message);
+size_t klaxon__notifier__v1__user_list__get_packed_size
+                     (const Klaxon__Notifier__V1__UserList   *message);
+size_t klaxon__notifier__v1__user_list__pack
+                     (const Klaxon__Notifier__V1__UserList   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__user_list__pack_to_buffer
+                     (const Klaxon__Notifier__V1__UserList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__UserList *
+       klaxon__notifier__v1__user_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__user_list__free_unpacked
+                     (Klaxon__Notifier__V1__UserList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__Notification methods */
+void   klaxon__notifier__v1__notification__init
+                     (Klaxon__Notifier__V1__Notification         *message);
+size_t klaxon__notifier__v1__notification__get_packed_size
+                     (const Klaxon__Notifier__V1__Notification   *message);
+size_t klaxon__notifier__v1__notification__pack
+                     (const Klaxon__Notifier__V1__Notification   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__notification__pack_to_buffer
+                     (const Klaxon__Notifier__V1__Notification   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__Notification *
+       klaxon__notifier__v1__notification__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__notification__free_unpacked
+                     (Klaxon__Notifier__V1__Notification *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__NotificationList methods */
+void   klaxon__notifier__v1__notification_list__init
+                     (Klaxon__Notifier__V1__NotificationList         *message);
+size_t klaxon__notifier__v1__notification_list__get_packed_size
+                     (const Klaxon__Notifier__V1__NotificationList   *message);
+size_t klaxon__notifier__v1__notification_list__pack
+                     (const Klaxon__Notifier__V1__NotificationList   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__notification_list__pack_to_buffer
+                     (const Klaxon__Notifier__V1__NotificationList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__NotificationList *
+       klaxon__notifier__v1__notification_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__notification_list__free_unpacked
+                     (Klaxon__Notifier__V1__NotificationList *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Notifier__V1__NotifyRequest_Closure)
                  (const Klaxon__Notifier__V1__NotifyRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__User_Closure)
+                 (const Klaxon__Notifier__V1__User *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__ContactMethod_Closure)
+                 (const Klaxon__Notifier__V1__ContactMethod *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__NotificationRule_Closure)
+                 (const Klaxon__Notifier__V1__NotificationRule *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__IdRequest_Closure)
+                 (const Klaxon__Notifier__V1__IdRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__UserList_Closure)
+                 (const Klaxon__Notifier__V1__UserList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__Notification_Closure)
+                 (const Klaxon__Notifier__V1__Notification *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__NotificationList_Closure)
+                 (const Klaxon__Notifier__V1__NotificationList *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -101,12 +394,113 @@ void klaxon__notifier__v1__notifier__notify(ProtobufCService *service,
                                             const Klaxon__Notifier__V1__NotifyRequest *input,
                                             Klaxon__Rpc__V1__Empty_Closure closure,
                                             void *closure_data);
+typedef struct Klaxon__Notifier__V1__People_Service Klaxon__Notifier__V1__People_Service;
+struct Klaxon__Notifier__V1__People_Service
+{
+  ProtobufCService base;
+  void (*create_user)(Klaxon__Notifier__V1__People_Service *service,
+                      const Klaxon__Notifier__V1__User *input,
+                      Klaxon__Notifier__V1__User_Closure closure,
+                      void *closure_data);
+  void (*get_user)(Klaxon__Notifier__V1__People_Service *service,
+                   const Klaxon__Notifier__V1__IdRequest *input,
+                   Klaxon__Notifier__V1__User_Closure closure,
+                   void *closure_data);
+  void (*list_users)(Klaxon__Notifier__V1__People_Service *service,
+                     const Klaxon__Rpc__V1__Empty *input,
+                     Klaxon__Notifier__V1__UserList_Closure closure,
+                     void *closure_data);
+  void (*delete_user)(Klaxon__Notifier__V1__People_Service *service,
+                      const Klaxon__Notifier__V1__IdRequest *input,
+                      Klaxon__Rpc__V1__Empty_Closure closure,
+                      void *closure_data);
+  void (*create_contact_method)(Klaxon__Notifier__V1__People_Service *service,
+                                const Klaxon__Notifier__V1__ContactMethod *input,
+                                Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                void *closure_data);
+  void (*delete_contact_method)(Klaxon__Notifier__V1__People_Service *service,
+                                const Klaxon__Notifier__V1__IdRequest *input,
+                                Klaxon__Rpc__V1__Empty_Closure closure,
+                                void *closure_data);
+  void (*create_notification_rule)(Klaxon__Notifier__V1__People_Service *service,
+                                   const Klaxon__Notifier__V1__NotificationRule *input,
+                                   Klaxon__Notifier__V1__NotificationRule_Closure closure,
+                                   void *closure_data);
+  void (*delete_notification_rule)(Klaxon__Notifier__V1__People_Service *service,
+                                   const Klaxon__Notifier__V1__IdRequest *input,
+                                   Klaxon__Rpc__V1__Empty_Closure closure,
+                                   void *closure_data);
+  void (*list_incident_notifications)(Klaxon__Notifier__V1__People_Service *service,
+                                      const Klaxon__Notifier__V1__IdRequest *input,
+                                      Klaxon__Notifier__V1__NotificationList_Closure closure,
+                                      void *closure_data);
+};
+typedef void (*Klaxon__Notifier__V1__People_ServiceDestroy)(Klaxon__Notifier__V1__People_Service *);
+void klaxon__notifier__v1__people__init (Klaxon__Notifier__V1__People_Service *service,
+                                         Klaxon__Notifier__V1__People_ServiceDestroy destroy);
+#define KLAXON__NOTIFIER__V1__PEOPLE__BASE_INIT \
+    { &klaxon__notifier__v1__people__descriptor, protobuf_c_service_invoke_internal, NULL }
+#define KLAXON__NOTIFIER__V1__PEOPLE__INIT(function_prefix__) \
+    { KLAXON__NOTIFIER__V1__PEOPLE__BASE_INIT,\
+      function_prefix__ ## create_user,\
+      function_prefix__ ## get_user,\
+      function_prefix__ ## list_users,\
+      function_prefix__ ## delete_user,\
+      function_prefix__ ## create_contact_method,\
+      function_prefix__ ## delete_contact_method,\
+      function_prefix__ ## create_notification_rule,\
+      function_prefix__ ## delete_notification_rule,\
+      function_prefix__ ## list_incident_notifications  }
+void klaxon__notifier__v1__people__create_user(ProtobufCService *service,
+                                               const Klaxon__Notifier__V1__User *input,
+                                               Klaxon__Notifier__V1__User_Closure closure,
+                                               void *closure_data);
+void klaxon__notifier__v1__people__get_user(ProtobufCService *service,
+                                            const Klaxon__Notifier__V1__IdRequest *input,
+                                            Klaxon__Notifier__V1__User_Closure closure,
+                                            void *closure_data);
+void klaxon__notifier__v1__people__list_users(ProtobufCService *service,
+                                              const Klaxon__Rpc__V1__Empty *input,
+                                              Klaxon__Notifier__V1__UserList_Closure closure,
+                                              void *closure_data);
+void klaxon__notifier__v1__people__delete_user(ProtobufCService *service,
+                                               const Klaxon__Notifier__V1__IdRequest *input,
+                                               Klaxon__Rpc__V1__Empty_Closure closure,
+                                               void *closure_data);
+void klaxon__notifier__v1__people__create_contact_method(ProtobufCService *service,
+                                                         const Klaxon__Notifier__V1__ContactMethod *input,
+                                                         Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                                         void *closure_data);
+void klaxon__notifier__v1__people__delete_contact_method(ProtobufCService *service,
+                                                         const Klaxon__Notifier__V1__IdRequest *input,
+                                                         Klaxon__Rpc__V1__Empty_Closure closure,
+                                                         void *closure_data);
+void klaxon__notifier__v1__people__create_notification_rule(ProtobufCService *service,
+                                                            const Klaxon__Notifier__V1__NotificationRule *input,
+                                                            Klaxon__Notifier__V1__NotificationRule_Closure closure,
+                                                            void *closure_data);
+void klaxon__notifier__v1__people__delete_notification_rule(ProtobufCService *service,
+                                                            const Klaxon__Notifier__V1__IdRequest *input,
+                                                            Klaxon__Rpc__V1__Empty_Closure closure,
+                                                            void *closure_data);
+void klaxon__notifier__v1__people__list_incident_notifications(ProtobufCService *service,
+                                                               const Klaxon__Notifier__V1__IdRequest *input,
+                                                               Klaxon__Notifier__V1__NotificationList_Closure closure,
+                                                               void *closure_data);
 
 /* --- descriptors --- */
 
 extern const ProtobufCEnumDescriptor    klaxon__notifier__v1__notify_reason__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_rule__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__id_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__user_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notification__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_list__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__notifier__v1__notifier__descriptor;
+extern const ProtobufCServiceDescriptor klaxon__notifier__v1__people__descriptor;
 
 PROTOBUF_C__END_DECLS
 

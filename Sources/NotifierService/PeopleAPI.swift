@@ -1,0 +1,195 @@
+import Foundation
+import KlaxonDomain
+import Shared
+
+/// `klaxon.notifier.v1.People`: users, their contact methods and notification rules, validated;
+/// and the notifications of an incident with their state.
+public struct PeopleAPI: Sendable {
+    public static let maxRulesPerUser = 20
+    public static let roles: Set<String> = ["admin", "responder", "observer"]
+    public static let contactTypes: Set<String> = ["webhook", "slack", "email", "sms", "phone", "push"]
+    let pool: PostgresPool
+
+    public init(pool: PostgresPool) {
+        self.pool = pool
+    }
+
+    public func register(into router: inout RPCRouter) {
+        router.register(PeopleMethod.createUser) { (user: UserMessage, _) in try await createUser(user) }
+        router.register(PeopleMethod.getUser) { (request: IDRequest, _) in
+            guard let user = try await pool.withConnection({ try Self.user($0, id: Int64(request.id)) }) else {
+                throw RPCError(.notFound, "user \(request.id) does not exist")
+            }
+            return user
+        }
+        router.register(PeopleMethod.listUsers) { (_: Empty, _) in
+            try await pool.withConnection { connection in
+                let rows = try connection.query("SELECT id FROM users ORDER BY id")
+                return UserListMessage(users: try (0..<rows.count).compactMap { try Self.user(connection, id: rows.int64($0, "id")!) })
+            }
+        }
+        router.register(PeopleMethod.deleteUser) { (request: IDRequest, _) in
+            try await delete("users", request.id, what: "user", inUse: "the user is assigned to incidents or is a target of an escalation policy")
+        }
+        router.register(PeopleMethod.createContactMethod) { (method: ContactMethodMessage, _) in try await createContactMethod(method) }
+        router.register(PeopleMethod.deleteContactMethod) { (request: IDRequest, _) in
+            try await delete("contact_methods", request.id, what: "contact method", inUse: "a notification rule uses it")
+        }
+        router.register(PeopleMethod.createRule) { (rule: NotificationRuleMessage, _) in try await createRule(rule) }
+        router.register(PeopleMethod.deleteRule) { (request: IDRequest, _) in
+            try await delete("notification_rules", request.id, what: "notification rule", inUse: "")
+        }
+        router.register(PeopleMethod.listIncidentNotifications) { (request: IDRequest, _) in try await notifications(incident: request.id) }
+    }
+
+    func createUser(_ user: UserMessage) async throws -> UserMessage {
+        var violations: [FieldViolation] = []
+        let timeZone = user.timeZone.isEmpty ? "UTC" : user.timeZone
+        let role = user.role.isEmpty ? "responder" : user.role
+        if user.name.isEmpty || user.name.unicodeScalars.count > 255 { violations.append(.init(field: "name", description: "must be 1–255 characters")) }
+        if !Self.isEmail(user.email) { violations.append(.init(field: "email", description: "must be an email address")) }
+        if TimeZone(identifier: timeZone) == nil { violations.append(.init(field: "time_zone", description: "unknown time zone \"\(timeZone)\"")) }
+        if !Self.roles.contains(role) { violations.append(.init(field: "role", description: "must be admin, responder or observer")) }
+        guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+        let id = try await pool.withConnection { connection in
+            try connection.query(
+                "INSERT INTO users (name, email, time_zone, role) VALUES ($1, $2, $3, $4) RETURNING id", [user.name, user.email, timeZone, role]
+            ).int64(0, "id")!
+        }
+        return UserMessage(id: UInt64(id), name: user.name, email: user.email, timeZone: timeZone, role: role)
+    }
+
+    func createContactMethod(_ method: ContactMethodMessage) async throws -> ContactMethodMessage {
+        var violations: [FieldViolation] = []
+        if !Self.contactTypes.contains(method.type) {
+            violations.append(.init(field: "type", description: "must be webhook, slack, email, sms, phone or push"))
+        } else if let problem = Self.addressProblem(method.address, type: method.type) {
+            violations.append(.init(field: "address", description: problem))
+        }
+        if method.label.unicodeScalars.count > 255 { violations.append(.init(field: "label", description: "must be at most 255 characters")) }
+        guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+        let id = try await pool.transaction { connection -> Int64 in
+            guard !(try connection.query("SELECT 1 FROM users WHERE id = $1", [Int64(method.userID)]).isEmpty) else {
+                throw RPCError(.notFound, "user \(method.userID) does not exist")
+            }
+            return try connection.query(
+                "INSERT INTO contact_methods (user_id, type, address, label) VALUES ($1, $2, $3, $4) RETURNING id",
+                [Int64(method.userID), method.type, method.address, method.label]).int64(0, "id")!
+        }
+        var created = method
+        created.id = UInt64(id)
+        return created
+    }
+
+    func createRule(_ rule: NotificationRuleMessage) async throws -> NotificationRuleMessage {
+        guard let urgency = rule.urgency else {
+            throw RPCError.invalidArgument([FieldViolation(field: "urgency", description: "must be HIGH or LOW")])
+        }
+        let id = try await pool.transaction { connection -> Int64 in
+            // Counting under the user's row lock keeps the limit true with concurrent calls.
+            guard !(try connection.query("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", [Int64(rule.userID)]).isEmpty) else {
+                throw RPCError(.notFound, "user \(rule.userID) does not exist")
+            }
+            let count = try connection.query("SELECT count(*) AS n FROM notification_rules WHERE user_id = $1", [Int64(rule.userID)]).int(0, "n")!
+            guard count < Self.maxRulesPerUser else {
+                throw RPCError(.failedPrecondition, "user \(rule.userID) already has \(Self.maxRulesPerUser) notification rules, the most allowed")
+            }
+            guard !(try connection.query(
+                "SELECT 1 FROM contact_methods WHERE id = $1 AND user_id = $2", [Int64(rule.contactMethodID), Int64(rule.userID)]).isEmpty)
+            else {
+                throw RPCError.invalidArgument([FieldViolation(
+                    field: "contact_method_id", description: "contact method \(rule.contactMethodID) is not one of user \(rule.userID)'s")])
+            }
+            return try connection.query(
+                "INSERT INTO notification_rules (user_id, contact_method_id, start_delay_seconds, urgency) VALUES ($1, $2, $3, $4) RETURNING id",
+                [Int64(rule.userID), Int64(rule.contactMethodID), rule.startDelaySeconds, urgency.rawValue]).int64(0, "id")!
+        }
+        var created = rule
+        created.id = UInt64(id)
+        return created
+    }
+
+    func delete(_ table: String, _ id: UInt64, what: String, inUse: String) async throws -> Empty {
+        do {
+            let deleted = try await pool.withConnection { connection in
+                try connection.query("DELETE FROM \(table) WHERE id = $1", [Int64(id)]).affectedRows
+            }
+            guard deleted == 1 else { throw RPCError(.notFound, "\(what) \(id) does not exist") }
+        } catch let error as PostgresError where error.isForeignKeyViolation {
+            throw RPCError(.failedPrecondition, "\(what) \(id) is in use: \(inUse)")
+        }
+        return Empty()
+    }
+
+    func notifications(incident id: UInt64) async throws -> NotificationListMessage {
+        try await pool.withConnection { connection in
+            let rows = try connection.query(
+                """
+                SELECT n.id::text AS id, n.user_id, n.rule_id, c.type, c.address, n.status, n.attempts, n.minute_zero, n.reason,
+                       n.due_at_ms, n.finished_at_ms, n.last_error
+                FROM notifications n JOIN contact_methods c ON c.id = n.contact_method_id
+                WHERE n.incident_id = $1 ORDER BY n.due_at_ms, n.id
+                """, [Int64(id)])
+            return NotificationListMessage(notifications: (0..<rows.count).map { row in
+                let channel = rows.string(row, "type")!
+                return NotificationMessage(
+                    id: rows.string(row, "id")!, userID: rows.uint64(row, "user_id")!, ruleID: rows.uint64(row, "rule_id")!,
+                    channel: channel, address: AddressMask.mask(rows.string(row, "address")!, channel: channel),
+                    status: rows.string(row, "status")!, attempts: UInt32(rows.int(row, "attempts")!),
+                    minuteZero: rows.bool(row, "minute_zero")!, reason: NotifyReason(rawValue: rows.string(row, "reason")!),
+                    dueAtMs: rows.int64(row, "due_at_ms")!, finishedAtMs: rows.int64(row, "finished_at_ms") ?? 0,
+                    lastError: rows.string(row, "last_error") ?? "")
+            })
+        }
+    }
+
+    static func user(_ connection: PGConnection, id: Int64) throws -> UserMessage? {
+        let row = try connection.query("SELECT name, email, time_zone, role FROM users WHERE id = $1", [id])
+        guard !row.isEmpty else { return nil }
+        let methods = try connection.query("SELECT id, type, address, label FROM contact_methods WHERE user_id = $1 ORDER BY id", [id])
+        let rules = try connection.query(
+            "SELECT id, contact_method_id, start_delay_seconds, urgency FROM notification_rules WHERE user_id = $1 ORDER BY id", [id])
+        return UserMessage(
+            id: UInt64(id), name: row.string(0, "name")!, email: row.string(0, "email")!, timeZone: row.string(0, "time_zone")!,
+            role: row.string(0, "role")!,
+            contactMethods: (0..<methods.count).map { index in
+                ContactMethodMessage(
+                    id: methods.uint64(index, "id")!, userID: UInt64(id), type: methods.string(index, "type")!,
+                    address: methods.string(index, "address")!, label: methods.string(index, "label")!)
+            },
+            notificationRules: (0..<rules.count).map { index in
+                NotificationRuleMessage(
+                    id: rules.uint64(index, "id")!, userID: UInt64(id), contactMethodID: rules.uint64(index, "contact_method_id")!,
+                    startDelaySeconds: UInt32(rules.int(index, "start_delay_seconds")!), urgency: Urgency(rawValue: rules.string(index, "urgency")!))
+            })
+    }
+
+    // MARK: - Address formats
+
+    static func isEmail(_ text: String) -> Bool {
+        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
+        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
+            && !text.contains(where: \.isWhitespace) && text.count <= 254
+    }
+
+    /// nil when `address` is a valid address for `type`.
+    static func addressProblem(_ address: String, type: String) -> String? {
+        switch type {
+        case "webhook", "slack":
+            guard let url = URL(string: address), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
+                  url.host?.isEmpty == false
+            else { return "must be an http or https URL" }
+            return nil
+        case "email":
+            return isEmail(address) ? nil : "must be an email address"
+        case "sms", "phone":
+            // International form: "+", then 8–15 digits, spaces, dashes, dots and brackets allowed between.
+            guard address.hasPrefix("+"), address.dropFirst().allSatisfy({ $0.isNumber || " -().".contains($0) }),
+                  (8...15).contains(address.filter(\.isNumber).count)
+            else { return "must be a phone number in international form, e.g. +49 170 1234567" }
+            return nil
+        default:  // push
+            return address.isEmpty || address.count > 4096 ? "must be a device token of 1–4096 characters" : nil
+        }
+    }
+}
