@@ -112,6 +112,11 @@ import Testing
         #expect(pages.compactMap(\.webhook).map(\.reason) == ["assigned", "reassigned", "reassigned"])
         try await Task.sleep(for: .milliseconds(1_500))
         #expect(pipeline.sink.requests.count == 3)
+        // The delayed rule went out within a second of its due time.
+        let lateness = try await pipeline.db.scalar(
+            "SELECT finished_at_ms - due_at_ms FROM notifications WHERE status = 'sent' AND NOT minute_zero AND incident_id = $1",
+            [Int64(created.incidentID)])
+        #expect((0..<1_000).contains(try #require(lateness)), "sent \(lateness ?? -1) ms after due")
         await ingest.close()
         await assignment.close()
         await pipeline.shutdown()
