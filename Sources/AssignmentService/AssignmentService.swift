@@ -23,7 +23,7 @@ public struct AssignmentService: Service {
             configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(
                 manager, actions: actions, queries: IncidentQueries(pool: pool), admin: AdminAPI(pool: pool, clock: clock)),
             logger: logger)
-        self.relay = OutboxRelay(destination: "notifier", client: config.rpcClient(config.notifierAddress), pool: pool, logger: logger)
+        self.relay = OutboxRelay(destination: Outbox.Destination.notifier, client: config.rpcClient(config.notifierAddress), pool: pool, logger: logger)
         self.relayWaker = waker
         self.timers = TimerManager(pool: pool, notifierOutbox: waker, logger: logger)
         self.timerWaker = timerWaker
@@ -46,19 +46,15 @@ public struct AssignmentService: Service {
     }
 
     public func run() async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.run() }
-            group.addTask {
-                await DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)
-                    .run { now in try await relay.deliverDue(now: now) }
-            }
-            group.addTask {
-                // Wake at the earliest due timer, on a poke, and at least every second for timers set
-                // by other processes (Ingest, other replicas): each fires within a second of due.
-                var loop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
-                loop.maxSleep = .seconds(1)
-                await loop.run { now in try await timers.fireDue(now: now) }
-            }
-        }
+        // Timers: wake at the earliest due one, on a poke, and at least every second for timers
+        // set by other processes (Ingest, other replicas), so each fires within a second of due.
+        var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
+        timerLoop.maxSleep = .seconds(1)
+        try await ServiceRunner.run(server: server, loops: [
+            WorkLoop(DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
+                try await relay.deliverDue(now: now)
+            },
+            WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
+        ])
     }
 }

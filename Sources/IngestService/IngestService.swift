@@ -29,7 +29,7 @@ public struct IngestService: Service {
             onRunning: { httpPort.resolve(.success($0)) })
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger)
-        self.relay = OutboxRelay(destination: "assignment", client: config.rpcClient(config.assignmentAddress), pool: pool, logger: logger)
+        self.relay = OutboxRelay(destination: Outbox.Destination.assignment, client: config.rpcClient(config.assignmentAddress), pool: pool, logger: logger)
         self.relayWaker = waker
         self.clock = clock
         self.logger = logger
@@ -59,13 +59,11 @@ public struct IngestService: Service {
 
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.run() }
-            group.addTask { try await http.run() }
-            group.addTask {
-                await DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)
-                    .run { now in try await relay.deliverDue(now: now) }
-            }
-        }
+        try await ServiceRunner.run(
+            server: server,
+            loops: [WorkLoop(DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
+                try await relay.deliverDue(now: now)
+            }],
+            others: [http])
     }
 }

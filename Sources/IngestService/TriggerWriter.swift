@@ -125,9 +125,9 @@ enum TriggerWriter {
             try connection.query(
                 """
                 INSERT INTO outbox (message_id, destination, method, body, created_at_ms, next_attempt_at_ms)
-                SELECT o.message_id, 'assignment', $3, o.body, $4, $4
+                SELECT o.message_id, $5, $3, o.body, $4, $4
                 FROM unnest($1::text[], $2::bytea[]) AS o(message_id, body)
-                """, [PGArray(outbox.id), PGArray(bytea: outbox.body), IncidentTriggeredRequest.method, now])
+                """, [PGArray(outbox.id), PGArray(bytea: outbox.body), IncidentTriggeredRequest.method, now, Outbox.Destination.assignment])
         }
         return results
     }

@@ -53,15 +53,10 @@ public struct NotifierService: Service {
     }
 
     public func run() async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.run() }
-            group.addTask {
-                // Wakes at the next due notification, on a poke, and at least every second for
-                // notifications written by other replicas: each goes out within a second of due.
-                var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
-                loop.maxSleep = .seconds(1)
-                await loop.run { now in try await dispatcher.dispatchDue(now: now) }
-            }
-        }
+        // Wakes at the next due notification, on a poke, and at least every second for
+        // notifications written by other replicas: each goes out within a second of due.
+        var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
+        loop.maxSleep = .seconds(1)
+        try await ServiceRunner.run(server: server, loops: [WorkLoop(loop) { now in try await dispatcher.dispatchDue(now: now) }])
     }
 }

@@ -166,7 +166,7 @@ public enum IncidentStore {
                     requestID: requestID, incidentID: UInt64(record.id), userID: user, reason: reason,
                     snapshot: record.snapshot(at: now, status: new.status), requestedAtMs: now)
                 try Outbox.enqueue(
-                    connection, destination: "notifier", method: NotifyRequest.method, messageID: requestID,
+                    connection, destination: Outbox.Destination.notifier, method: NotifyRequest.method, messageID: requestID,
                     body: request.wireBytes(), now: now)
                 notified += 1
             }

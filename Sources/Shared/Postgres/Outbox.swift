@@ -6,6 +6,12 @@ import NIOCore
 /// The transactional outbox: `enqueue` inside the transaction of the change it announces;
 /// `OutboxRelay` delivers after commit.
 public enum Outbox {
+    /// Outbox destinations: the service a message is for.
+    public enum Destination {
+        public static let assignment = "assignment"
+        public static let notifier = "notifier"
+    }
+
     public static func newMessageID() -> String { UUID().uuidString.lowercased() }
 
     public static func enqueue(
