@@ -36,7 +36,16 @@ struct DevCommand: AsyncParsableCommand {
         let webhookURL = "\(sink.url)/pages"
         let key = Self.demoRoutingKey
         try await pool.transaction { connection in
-            guard try connection.query("SELECT 1 FROM routing_keys WHERE key = $1", [key]).isEmpty else { return }
+            guard try connection.query("SELECT 1 FROM routing_keys WHERE key = $1", [key]).isEmpty else {
+                // Already seeded: point the demo users' webhooks at this run's page printer.
+                try connection.query(
+                    """
+                    UPDATE contact_methods SET address = $2 WHERE type = 'webhook' AND user_id IN (
+                        SELECT t.user_id FROM routing_keys k JOIN services s ON s.id = k.service_id
+                        JOIN escalation_targets t ON t.policy_id = s.escalation_policy_id WHERE k.key = $1)
+                    """, [key, webhookURL])
+                return
+            }
             _ = try Seed.service(
                 connection, name: "Demo service", routingKey: key,
                 users: [
