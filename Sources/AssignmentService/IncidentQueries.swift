@@ -60,21 +60,65 @@ public struct IncidentQueries: Sendable {
                 [request.statuses.isEmpty ? nil : PGArray(request.statuses.map(\.rawValue)), Int64(request.serviceID),
                  Int64(request.beforeID), pageSize + 1])
             let ids = (0..<rows.count).map { rows.int64($0, "id")! }
-            let page = ids.prefix(pageSize)
-            let incidents = try page.compactMap { try Self.info(connection, id: $0) }
+            let page = Array(ids.prefix(pageSize))
+            let incidents = try Self.infos(connection, ids: page)
             return ListIncidentsReply(incidents: incidents, nextBeforeID: ids.count > pageSize ? UInt64(page.last!) : 0)
         }
     }
 
+    /// A page of incidents in four queries whatever its size: rows, assignees, acknowledgements, alert counts.
+    static func infos(_ connection: PGConnection, ids: [Int64]) throws -> [IncidentInfo] {
+        guard !ids.isEmpty else { return [] }
+        let idArray = PGArray(ids)
+        let rows = try connection.query(
+            """
+            SELECT i.id, i.number, i.service_id, s.name AS service_name, i.title, i.status, i.urgency, i.severity, i.dedup_key,
+                   i.created_at_ms, i.resolved_at_ms, i.current_level, i.current_loop, i.escalate_at_ms, i.ack_timeout_at_ms,
+                   i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted
+            FROM incidents i JOIN services s ON s.id = i.service_id
+            WHERE i.id = ANY($1::bigint[]) ORDER BY i.id DESC
+            """, [idArray])
+        let assigned = try connection.query(
+            "SELECT incident_id, user_id FROM incident_assignments WHERE incident_id = ANY($1::bigint[]) ORDER BY assigned_at_ms, user_id",
+            [idArray])
+        var assignees: [Int64: [UInt64]] = [:]
+        for row in 0..<assigned.count { assignees[assigned.int64(row, "incident_id")!, default: []].append(assigned.uint64(row, "user_id")!) }
+        let acks = try connection.query(
+            "SELECT incident_id, user_id, actor, at_ms, closed_at_ms FROM acknowledgements WHERE incident_id = ANY($1::bigint[]) ORDER BY id",
+            [idArray])
+        var acknowledgements: [Int64: [Acknowledgement]] = [:]
+        for row in 0..<acks.count {
+            acknowledgements[acks.int64(row, "incident_id")!, default: []].append(Acknowledgement(
+                user: acks.uint64(row, "user_id"), actor: acks.string(row, "actor")!, at: acks.int64(row, "at_ms")!,
+                closedAt: acks.int64(row, "closed_at_ms")))
+        }
+        let alerts = try connection.query(
+            "SELECT incident_id, sum(count) AS n FROM alerts WHERE incident_id = ANY($1::bigint[]) GROUP BY incident_id", [idArray])
+        var alertCounts: [Int64: Int64] = [:]
+        for row in 0..<alerts.count { alertCounts[alerts.int64(row, "incident_id")!] = alerts.int64(row, "n") }
+        return (0..<rows.count).map { row in
+            let id = rows.int64(row, "id")!
+            var state = IncidentState(urgency: Urgency(rawValue: rows.string(row, "urgency")!) ?? .high)
+            state.status = IncidentStatus(rawValue: rows.string(row, "status")!) ?? .triggered
+            state.level = rows.int(row, "current_level")!
+            state.loop = rows.int(row, "current_loop")!
+            state.escalateAt = rows.int64(row, "escalate_at_ms")
+            state.ackTimeoutAt = rows.int64(row, "ack_timeout_at_ms")
+            state.snoozedUntil = rows.int64(row, "snoozed_until_ms")
+            state.autoResolveAt = rows.int64(row, "auto_resolve_at_ms")
+            state.exhausted = rows.bool(row, "exhausted")!
+            state.assignees = assignees[id] ?? []
+            state.acknowledgements = acknowledgements[id] ?? []
+            return IncidentInfo(
+                id: UInt64(id), number: rows.uint64(row, "number")!, title: rows.string(row, "title")!, urgency: state.urgency,
+                serviceID: rows.uint64(row, "service_id")!, serviceName: rows.string(row, "service_name")!,
+                dedupKey: rows.string(row, "dedup_key")!, severity: rows.string(row, "severity")!,
+                createdAtMs: rows.int64(row, "created_at_ms")!, resolvedAtMs: rows.int64(row, "resolved_at_ms") ?? 0,
+                alertCount: UInt32(alertCounts[id] ?? 0), state: IncidentView(incidentID: UInt64(id), state: state))
+        }
+    }
+
     static func info(_ connection: PGConnection, id: Int64) throws -> IncidentInfo? {
-        guard let record = try IncidentStore.load(connection, id: id) else { return nil }
-        let extra = try connection.query(
-            "SELECT resolved_at_ms, (SELECT coalesce(sum(count), 0) FROM alerts WHERE incident_id = $1) AS alerts FROM incidents WHERE id = $1",
-            [id])
-        return IncidentInfo(
-            id: UInt64(record.id), number: UInt64(record.number), title: record.title, urgency: record.state.urgency,
-            serviceID: UInt64(record.serviceID), serviceName: record.serviceName, dedupKey: record.dedupKey,
-            severity: record.severity, createdAtMs: record.createdAtMs, resolvedAtMs: extra.int64(0, "resolved_at_ms") ?? 0,
-            alertCount: UInt32(extra.int64(0, "alerts") ?? 0), state: IncidentView(incidentID: UInt64(record.id), state: record.state))
+        try infos(connection, ids: [id]).first
     }
 }
