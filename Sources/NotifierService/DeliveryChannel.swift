@@ -73,12 +73,14 @@ public struct SlackChannel: DeliveryChannel {
 public struct ProviderChannel: DeliveryChannel {
     let http: HTTPClient
     let providerURL: String
+    let token: String
     let channel: String
     let timeout: TimeAmount
 
-    public init(http: HTTPClient = .shared, providerURL: String, channel: String, timeout: TimeAmount) {
+    public init(http: HTTPClient = .shared, providerURL: String, token: String = "", channel: String, timeout: TimeAmount) {
         self.http = http
         self.providerURL = providerURL
+        self.token = token
         self.channel = channel
         self.timeout = timeout
     }
@@ -93,14 +95,19 @@ public struct ProviderChannel: DeliveryChannel {
         json.field("incident_id", Int64(message.incident.id))
         json.field("incident_number", Int64(message.incident.number))
         json.endObject()
-        try await post(http, providerURL, idempotencyKey: idempotencyKey, body: json.bytes, timeout: timeout, what: "\(channel) provider")
+        try await post(
+            http, providerURL, idempotencyKey: idempotencyKey, body: json.bytes, timeout: timeout, what: "\(channel) provider",
+            bearer: token)
     }
 }
 
 /// POST JSON with the idempotency key; any 2xx is delivered.
-func post(_ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], timeout: TimeAmount, what: String) async throws {
+func post(
+    _ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], timeout: TimeAmount, what: String, bearer: String = ""
+) async throws {
     var request = HTTPClientRequest(url: url)
     request.method = .POST
+    if !bearer.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
     request.headers.add(name: "Content-Type", value: "application/json")
     request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
     request.headers.add(name: "User-Agent", value: "Klaxon-Notifier")

@@ -28,7 +28,8 @@ public struct NotifierService: Service {
         }
         if !config.notifyProviderURL.isEmpty {
             for channel in ["sms", "phone", "push"] {
-                defaultChannels[channel] = ProviderChannel(providerURL: config.notifyProviderURL, channel: channel, timeout: timeout)
+                defaultChannels[channel] = ProviderChannel(
+                    providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: channel, timeout: timeout)
             }
         }
         self.server = RPCServer(

@@ -10,6 +10,7 @@ import Testing
     @Test func slackAndProviderChannelsDeliverWhatAPersonReads() async throws {
         let pipeline = try await Pipeline { config, sinkURL in
             config.notifyProviderURL = "\(sinkURL)/provider"
+            config.notifyProviderToken = "provider-secret"
             config.incidentURLTemplate = "https://klaxon.example/incidents/{id}"
         }
         let service = try await pipeline.seed(users: ["Alice"])
@@ -37,6 +38,7 @@ import Testing
             + "<https://klaxon.example/incidents/\(created.incidentID)|Open incident #\(number)>")
         #expect(slack.header("Idempotency-Key")?.isEmpty == false)
 
+        #expect(requests.filter { $0.uri == "/provider" }.allSatisfy { $0.header("Authorization") == "Bearer provider-secret" })
         let provider = requests.filter { $0.uri == "/provider" }.compactMap { try? JSONSerialization.jsonObject(with: Data($0.body)) as? [String: Any] }
         #expect(Set(provider.compactMap { $0["channel"] as? String }) == ["sms", "push"])
         let sms = try #require(provider.first { $0["channel"] as? String == "sms" })

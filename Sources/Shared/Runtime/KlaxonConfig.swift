@@ -50,6 +50,8 @@ public struct KlaxonConfig: Sendable {
     public var notifyTimeoutSeconds = 10
     /// Where SMS, phone and push notifications are POSTed; empty: those channels fail with a clear error.
     public var notifyProviderURL = ""
+    /// Sent to the provider as `Authorization: Bearer …` when set.
+    public var notifyProviderToken = ""
     /// SMTP server for email notifications (host:port); empty: email fails with a clear error.
     public var smtpServer = ""
     public var smtpFrom = "klaxon@localhost"
@@ -77,6 +79,7 @@ public struct KlaxonConfig: Sendable {
         ("notify.max_attempts", "KLAXON_NOTIFY_MAX_ATTEMPTS", "delivery attempts per notification (3)"),
         ("notify.timeout_seconds", "KLAXON_NOTIFY_TIMEOUT_SECONDS", "timeout of one delivery (10)"),
         ("notify.provider_url", "KLAXON_NOTIFY_PROVIDER_URL", "provider webhook for sms, phone and push (none)"),
+        ("notify.provider_token", "KLAXON_NOTIFY_PROVIDER_TOKEN", "bearer token for the provider webhook (none)"),
         ("smtp.server", "KLAXON_SMTP_SERVER", "SMTP server for email, host:port (none)"),
         ("smtp.from", "KLAXON_SMTP_FROM", "sender address of email pages (klaxon@localhost)"),
         ("incident_url_template", "KLAXON_INCIDENT_URL_TEMPLATE", "incident link in pages, {id} replaced (none)"),
@@ -117,6 +120,7 @@ public struct KlaxonConfig: Sendable {
         try number("KLAXON_NOTIFY_MAX_ATTEMPTS", &config.notifyMaxAttempts, minimum: 1)
         try number("KLAXON_NOTIFY_TIMEOUT_SECONDS", &config.notifyTimeoutSeconds, minimum: 1)
         config.notifyProviderURL = environment["KLAXON_NOTIFY_PROVIDER_URL"] ?? ""
+        config.notifyProviderToken = environment["KLAXON_NOTIFY_PROVIDER_TOKEN"] ?? ""
         config.incidentURLTemplate = environment["KLAXON_INCIDENT_URL_TEMPLATE"] ?? ""
         if let smtp = environment["KLAXON_SMTP_SERVER"], !smtp.isEmpty {
             guard HostPort(smtp) != nil else { throw ConfigError(description: "KLAXON_SMTP_SERVER=\(smtp) is not host:port") }
