@@ -6,6 +6,7 @@ struct Klaxon: AsyncParsableCommand {
         commandName: "klaxon",
         abstract: "Klaxon incident alerting: services and tools.",
         subcommands: [
-            DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self, BenchIngestCommand.self,
+            DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self, IncidentCommand.self,
+            BenchIngestCommand.self,
         ])
 }
