@@ -70,9 +70,18 @@ public struct TimerManager: Sendable {
             else { break }
             // Fired at the real time: after an outage the timeline shows when paging actually
             // happened, and follow-up timers count from then.
-            guard let outcome = try IncidentStore.run(command, incidentID: incidentID, connection: connection, now: now),
-                  outcome.transition.state != state
-            else { break }
+            guard let outcome = try IncidentStore.run(command, incidentID: incidentID, connection: connection, now: now) else { break }
+            if outcome.transition.state == state {
+                // The rules declined a due timer, so it is stale (state edited by hand, say): clear it,
+                // or it would stay due and the loop would spin on it.
+                let column = switch command {
+                case .escalationTimerFired: "escalate_at_ms"
+                case .ackTimeoutFired: "ack_timeout_at_ms"
+                default: "auto_resolve_at_ms"
+                }
+                try connection.query("UPDATE incidents SET \(column) = NULL WHERE id = $1", [incidentID])
+                continue
+            }
             notified += outcome.notified
         }
         return notified

@@ -57,3 +57,31 @@ import Testing
         await db.drop()
     }
 }
+
+@Suite struct StaleTimerTests {
+    /// A due timer the rules decline (an escalation on an acknowledged incident, which the rules
+    /// never leave behind but a hand edit could) is cleared instead of staying due forever.
+    @Test func staleDueTimerIsClearedNotSpunOn() async throws {
+        let db = try await TestDatabase.create()
+        let service = try await db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Stale", routingKey: Seed.newRoutingKey(),
+                users: [Seed.User(name: "Alice", email: "alice@example.com", webhookURL: "http://127.0.0.1:9/none")])
+        }
+        let now = SystemWallClock().nowMs()
+        let id = try await db.pool.withConnection { connection in
+            try connection.query(
+                """
+                INSERT INTO incidents (service_id, title, status, urgency, dedup_key, created_at_ms, updated_at_ms, current_level, escalate_at_ms)
+                VALUES ($1, 'stale', 'acknowledged', 'high', 'k', $2::bigint, $2::bigint, 1, $2::bigint - 5)
+                RETURNING id
+                """, [service.serviceID, now]).int64(0, "id")!
+        }
+        let manager = TimerManager(pool: db.pool, notifierOutbox: Waker(), logger: Logger(label: "stale"))
+        let next = try await manager.fireDue(now: now)
+        #expect(next == nil, "nothing is due any more")
+        #expect(try await db.scalar("SELECT count(*) FROM incidents WHERE id = $1 AND escalate_at_ms IS NULL AND status = 'acknowledged'", [id]) == 1)
+        #expect(try await db.scalar("SELECT count(*) FROM timeline_entries WHERE incident_id = $1", [id]) == 0)
+        await db.drop()
+    }
+}
