@@ -181,12 +181,16 @@ public struct NotificationDispatcher: Sendable {
         return details
     }
 
+    /// Records the outcome; `timeline`'s reason or error also goes to the notification's `last_error`.
     private func finish(_ notification: Claimed, status: String, now: Millis, timeline: TimelineEntry) async {
+        let why = timeline.details["reason"] ?? timeline.details["error"]
         do {
             try await pool.transaction { connection in
                 try connection.query(
-                    "UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0 WHERE id = $1::uuid",
-                    [notification.id, status, now])
+                    """
+                    UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0, last_error = coalesce($4, last_error)
+                    WHERE id = $1::uuid
+                    """, [notification.id, status, now, why])
                 try Timeline.append(connection, incidentID: notification.incidentID, timeline)
             }
         } catch {

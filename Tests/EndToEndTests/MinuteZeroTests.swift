@@ -77,6 +77,12 @@ import Testing
         }
         #expect(skipped)
         #expect(pipeline.sink.requests.count == 1)
+        // The notifications query says why.
+        let notifier = pipeline.client(.notifier)
+        let list: NotificationListMessage = try await notifier.call(PeopleMethod.listIncidentNotifications, IDRequest(id: created.incidentID))
+        #expect(list.notifications.map(\.status) == ["sent", "skipped"])
+        #expect(list.notifications.last?.lastError == "resolved")
+        await notifier.close()
         await ingest.close()
         await pipeline.shutdown()
     }
