@@ -98,15 +98,7 @@ public struct IncidentQueries: Sendable {
         for row in 0..<alerts.count { alertCounts[alerts.int64(row, "incident_id")!] = alerts.int64(row, "n") }
         return (0..<rows.count).map { row in
             let id = rows.int64(row, "id")!
-            var state = IncidentState(urgency: Urgency(rawValue: rows.string(row, "urgency")!) ?? .high)
-            state.status = IncidentStatus(rawValue: rows.string(row, "status")!) ?? .triggered
-            state.level = rows.int(row, "current_level")!
-            state.loop = rows.int(row, "current_loop")!
-            state.escalateAt = rows.int64(row, "escalate_at_ms")
-            state.ackTimeoutAt = rows.int64(row, "ack_timeout_at_ms")
-            state.snoozedUntil = rows.int64(row, "snoozed_until_ms")
-            state.autoResolveAt = rows.int64(row, "auto_resolve_at_ms")
-            state.exhausted = rows.bool(row, "exhausted")!
+            var state = IncidentStore.state(rows, row)
             state.assignees = assignees[id] ?? []
             state.acknowledgements = acknowledgements[id] ?? []
             return IncidentInfo(

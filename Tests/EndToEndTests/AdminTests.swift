@@ -5,19 +5,6 @@ import Shared
 import Testing
 
 @Suite struct AdminTests {
-    static func expectCode<Reply: WireMessage>(
-        _ client: RPCClient, _ method: String, _ request: some WireMessage, _ reply: Reply.Type
-    ) async -> RPCError? {
-        do {
-            _ = try await client.call(method, request, as: reply)
-            return nil
-        } catch let error as RPCError {
-            return error
-        } catch {
-            return RPCError(.unknown, "\(error)")
-        }
-    }
-
     @Test func policiesSchedulesAndWhoIsOnCall() async throws {
         let pipeline = try await Pipeline()
         let seeded = try await pipeline.seed(users: ["Alice", "Bob", "Carol"])
@@ -29,11 +16,11 @@ import Testing
             PolicyLevelMessage(escalationDelaySeconds: 60, targets: [PolicyTargetMessage(userID: alice)]),
             PolicyLevelMessage(escalationDelaySeconds: 60, targets: Array(repeating: PolicyTargetMessage(userID: bob), count: 11)),
         ])
-        let refused = await Self.expectCode(admin, AdminMethod.createPolicy, eleven, PolicyMessage.self)
+        let refused = await admin.failure(AdminMethod.createPolicy, eleven, as: PolicyMessage.self)
         #expect(refused?.code == .invalidArgument)
         #expect(refused?.status.violations == [FieldViolation(field: "levels[1].targets", description: "level 2 must have 1–10 targets, got 11")])
         let both = PolicyMessage(name: "both", levels: [PolicyLevelMessage(escalationDelaySeconds: 60, targets: [PolicyTargetMessage(userID: alice, scheduleID: 1)])])
-        #expect(await Self.expectCode(admin, AdminMethod.createPolicy, both, PolicyMessage.self)?.status.violations.map(\.field) == ["levels[0].targets[0]"])
+        #expect(await admin.failure(AdminMethod.createPolicy, both, as: PolicyMessage.self)?.status.violations.map(\.field) == ["levels[0].targets[0]"])
 
         // A schedule: Bob and Carol rotate daily; an override puts Alice on for one hour.
         let start = Millis(1_800_000_000_000)
@@ -52,7 +39,7 @@ import Testing
         #expect(try await onCall(WhoIsOnCallRequest(scheduleID: schedule.id, atMs: start + 3_600_000)).userIDs == [alice])
         #expect(try await onCall(WhoIsOnCallRequest(scheduleID: schedule.id, atMs: start + 86_400_000)).userIDs == [carol])
         let badZone = ScheduleMessage(name: "x", timeZone: "Mars/Base", layers: scheduleRequest.layers)
-        #expect(await Self.expectCode(admin, AdminMethod.createSchedule, badZone, ScheduleMessage.self)?.status.violations.map(\.field) == ["time_zone"])
+        #expect(await admin.failure(AdminMethod.createSchedule, badZone, as: ScheduleMessage.self)?.status.violations.map(\.field) == ["time_zone"])
 
         // A policy: level 1 Alice, level 2 the schedule.
         let policy: PolicyMessage = try await admin.call(AdminMethod.createPolicy, PolicyMessage(name: "Payments", levels: [
@@ -75,9 +62,9 @@ import Testing
         try await pipeline.db.pool.withConnection { connection in
             try connection.query("UPDATE services SET escalation_policy_id = $1 WHERE id = $2", [Int64(policy.id), seeded.serviceID])
         }
-        #expect(await Self.expectCode(admin, AdminMethod.deletePolicy, AdminIDRequest(id: policy.id), Empty.self)?.code == .failedPrecondition)
-        #expect(await Self.expectCode(admin, AdminMethod.deleteSchedule, AdminIDRequest(id: schedule.id), Empty.self)?.code == .failedPrecondition)
-        #expect(await Self.expectCode(admin, AdminMethod.getPolicy, AdminIDRequest(id: 9_999), PolicyMessage.self)?.code == .notFound)
+        #expect(await admin.failure(AdminMethod.deletePolicy, AdminIDRequest(id: policy.id), as: Empty.self)?.code == .failedPrecondition)
+        #expect(await admin.failure(AdminMethod.deleteSchedule, AdminIDRequest(id: schedule.id), as: Empty.self)?.code == .failedPrecondition)
+        #expect(await admin.failure(AdminMethod.getPolicy, AdminIDRequest(id: 9_999), as: PolicyMessage.self)?.code == .notFound)
         await admin.close()
         await pipeline.shutdown()
     }
@@ -134,9 +121,7 @@ import Testing
         #expect(pages.last?.webhook?.user.name == "Bob")
         #expect(pages.last?.webhook?.reason == "reassigned")
         #expect(try await pipeline.db.scalar("SELECT escalation_policy_id FROM incidents WHERE id = $1", [Int64(created.incidentID)]) == Int64(other.id))
-        let missing = await Self.expectCode(
-            assignment, IncidentActionRequest.reassign, IncidentActionRequest(incidentID: created.incidentID, userID: alice, policyID: 9_999),
-            IncidentView.self)
+        let missing = await assignment.failure(IncidentActionRequest.reassign, IncidentActionRequest(incidentID: created.incidentID, userID: alice, policyID: 9_999), as: IncidentView.self)
         #expect(missing?.status.violations.map(\.field) == ["policy_id"])
         await ingest.close()
         await assignment.close()

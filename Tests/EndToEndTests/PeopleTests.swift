@@ -5,21 +5,10 @@ import Shared
 import Testing
 
 @Suite struct PeopleTests {
-    static func failure<Reply: WireMessage>(_ client: RPCClient, _ method: String, _ request: some WireMessage, _ reply: Reply.Type) async -> RPCError? {
-        do {
-            _ = try await client.call(method, request, as: reply)
-            return nil
-        } catch let error as RPCError {
-            return error
-        } catch {
-            return RPCError(.unknown, "\(error)")
-        }
-    }
-
     @Test func usersContactMethodsAndRules() async throws {
         let pipeline = try await Pipeline(start: [.notifier])
         let people = pipeline.client(.notifier)
-        let bad = await Self.failure(people, PeopleMethod.createUser, UserMessage(name: "", email: "nope", timeZone: "Nowhere/Else", role: "boss"), UserMessage.self)
+        let bad = await people.failure(PeopleMethod.createUser, UserMessage(name: "", email: "nope", timeZone: "Nowhere/Else", role: "boss"), as: UserMessage.self)
         #expect(bad?.status.violations.map(\.field) == ["name", "email", "time_zone", "role"])
         let alice: UserMessage = try await people.call(PeopleMethod.createUser, UserMessage(name: "Alice", email: "alice@example.com", timeZone: "Europe/Berlin"))
         #expect(alice.role == "responder")
@@ -28,7 +17,7 @@ import Testing
         // Address formats per type.
         for (type, address) in [("webhook", "ftp://x"), ("slack", "not a url"), ("email", "alice.example.com"), ("sms", "0170 1234567"),
                                 ("phone", "+12"), ("push", ""), ("pager", "x")] {
-            let error = await Self.failure(people, PeopleMethod.createContactMethod, ContactMethodMessage(userID: alice.id, type: type, address: address), ContactMethodMessage.self)
+            let error = await people.failure(PeopleMethod.createContactMethod, ContactMethodMessage(userID: alice.id, type: type, address: address), as: ContactMethodMessage.self)
             #expect(error?.code == .invalidArgument, "\(type) \(address)")
         }
         let sms: ContactMethodMessage = try await people.call(
@@ -39,18 +28,18 @@ import Testing
             PeopleMethod.createContactMethod, ContactMethodMessage(userID: bob.id, type: "email", address: "bob@example.com"))
 
         // Rules: the contact method must be the user's own; at most 20.
-        let foreign = await Self.failure(people, PeopleMethod.createRule,
-            NotificationRuleMessage(userID: alice.id, contactMethodID: bobsMail.id, startDelaySeconds: 0, urgency: .high), NotificationRuleMessage.self)
+        let foreign = await people.failure(PeopleMethod.createRule,
+            NotificationRuleMessage(userID: alice.id, contactMethodID: bobsMail.id, startDelaySeconds: 0, urgency: .high), as: NotificationRuleMessage.self)
         #expect(foreign?.status.violations.map(\.field) == ["contact_method_id"])
         for delay in 0..<20 {
             let _: NotificationRuleMessage = try await people.call(PeopleMethod.createRule, NotificationRuleMessage(
                 userID: alice.id, contactMethodID: delay % 2 == 0 ? sms.id : hook.id, startDelaySeconds: UInt32(delay * 60), urgency: .high))
         }
-        let twentyFirst = await Self.failure(people, PeopleMethod.createRule,
-            NotificationRuleMessage(userID: alice.id, contactMethodID: sms.id, startDelaySeconds: 0, urgency: .low), NotificationRuleMessage.self)
+        let twentyFirst = await people.failure(PeopleMethod.createRule,
+            NotificationRuleMessage(userID: alice.id, contactMethodID: sms.id, startDelaySeconds: 0, urgency: .low), as: NotificationRuleMessage.self)
         #expect(twentyFirst?.code == .failedPrecondition)
-        let noUrgency = await Self.failure(people, PeopleMethod.createRule,
-            NotificationRuleMessage(userID: bob.id, contactMethodID: bobsMail.id, startDelaySeconds: 0, urgency: nil), NotificationRuleMessage.self)
+        let noUrgency = await people.failure(PeopleMethod.createRule,
+            NotificationRuleMessage(userID: bob.id, contactMethodID: bobsMail.id, startDelaySeconds: 0, urgency: nil), as: NotificationRuleMessage.self)
         #expect(noUrgency?.status.violations.map(\.field) == ["urgency"])
 
         let fetched: UserMessage = try await people.call(PeopleMethod.getUser, IDRequest(id: alice.id))
@@ -59,9 +48,9 @@ import Testing
         #expect(fetched.timeZone == "Europe/Berlin")
 
         // A contact method used by a rule cannot be deleted; an unused one can.
-        #expect(await Self.failure(people, PeopleMethod.deleteContactMethod, IDRequest(id: sms.id), Empty.self)?.code == .failedPrecondition)
+        #expect(await people.failure(PeopleMethod.deleteContactMethod, IDRequest(id: sms.id), as: Empty.self)?.code == .failedPrecondition)
         let _: Empty = try await people.call(PeopleMethod.deleteContactMethod, IDRequest(id: bobsMail.id))
-        #expect(await Self.failure(people, PeopleMethod.deleteContactMethod, IDRequest(id: bobsMail.id), Empty.self)?.code == .notFound)
+        #expect(await people.failure(PeopleMethod.deleteContactMethod, IDRequest(id: bobsMail.id), as: Empty.self)?.code == .notFound)
         let list: UserListMessage = try await people.call(PeopleMethod.listUsers, Empty())
         #expect(list.users.map(\.name) == ["Alice", "Bob"])
         await people.close()

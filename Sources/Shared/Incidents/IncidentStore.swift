@@ -67,15 +67,7 @@ public enum IncidentStore {
             WHERE i.id = $1 \(forUpdate ? "FOR UPDATE OF i" : "")
             """, [id])
         guard !rows.isEmpty else { return nil }
-        var state = IncidentState(urgency: Urgency(rawValue: rows.string(0, "urgency")!) ?? .high)
-        state.status = IncidentStatus(rawValue: rows.string(0, "status")!) ?? .triggered
-        state.level = rows.int(0, "current_level")!
-        state.loop = rows.int(0, "current_loop")!
-        state.escalateAt = rows.int64(0, "escalate_at_ms")
-        state.ackTimeoutAt = rows.int64(0, "ack_timeout_at_ms")
-        state.snoozedUntil = rows.int64(0, "snoozed_until_ms")
-        state.autoResolveAt = rows.int64(0, "auto_resolve_at_ms")
-        state.exhausted = rows.bool(0, "exhausted")!
+        var state = Self.state(rows, 0)
         let assignees = try connection.query(
             "SELECT user_id FROM incident_assignments WHERE incident_id = $1 ORDER BY assigned_at_ms, user_id", [id])
         state.assignees = (0..<assignees.count).map { assignees.uint64($0, "user_id")! }
@@ -93,6 +85,21 @@ public enum IncidentStore {
                 autoResolveSeconds: UInt32(rows.int(0, "auto_resolve_timeout_seconds")!)),
             title: rows.string(0, "title")!, severity: rows.string(0, "severity")!, dedupKey: rows.string(0, "dedup_key")!,
             details: JSON.stringMap(rows.string(0, "details")!), createdAtMs: rows.int64(0, "created_at_ms")!, state: state)
+    }
+
+    /// The assignment state held in an incidents row (status, urgency, current_level, current_loop,
+    /// the timer columns, exhausted); assignees and acknowledgements live in their own tables.
+    public static func state(_ rows: PGResult, _ row: Int) -> IncidentState {
+        var state = IncidentState(urgency: Urgency(rawValue: rows.string(row, "urgency")!) ?? .high)
+        state.status = IncidentStatus(rawValue: rows.string(row, "status")!) ?? .triggered
+        state.level = rows.int(row, "current_level")!
+        state.loop = rows.int(row, "current_loop")!
+        state.escalateAt = rows.int64(row, "escalate_at_ms")
+        state.ackTimeoutAt = rows.int64(row, "ack_timeout_at_ms")
+        state.snoozedUntil = rows.int64(row, "snoozed_until_ms")
+        state.autoResolveAt = rows.int64(row, "auto_resolve_at_ms")
+        state.exhausted = rows.bool(row, "exhausted")!
+        return state
     }
 
     public static func policy(_ connection: PGConnection, id: Int64) throws -> EscalationPolicy? {

@@ -302,11 +302,7 @@ public struct TimelineEntryView: Sendable, Equatable, CBridged {
     }
 
     nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__timeline_entry__init($0) }
-    nonisolated(unsafe) static let detailsEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
-        var entry = Klaxon__Assignment__V1__TimelineEntry__DetailsEntry()
-        klaxon__assignment__v1__timeline_entry__details_entry__init(&entry)
-        return entry.base.descriptor
-    }()
+    nonisolated(unsafe) static let detailsEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = messageDescriptor { klaxon__assignment__v1__timeline_entry__details_entry__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__TimelineEntry>) {
         atMs = c.pointee.at_ms

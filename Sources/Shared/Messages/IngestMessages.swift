@@ -75,11 +75,7 @@ public struct Payload: Sendable, Equatable, CBridged {
     }
 
     nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__payload__init($0) }
-    nonisolated(unsafe) static let customDetailsEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
-        var entry = Klaxon__Ingest__V1__Payload__CustomDetailsEntry()
-        klaxon__ingest__v1__payload__custom_details_entry__init(&entry)
-        return entry.base.descriptor
-    }()
+    nonisolated(unsafe) static let customDetailsEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = messageDescriptor { klaxon__ingest__v1__payload__custom_details_entry__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__Payload>) throws(WireError) {
         summary = CRead.string(c.pointee.summary)

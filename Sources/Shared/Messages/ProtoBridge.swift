@@ -51,18 +51,20 @@ extension CBridged {
         return c
     }
 
-    /// The descriptor's real address, read from a message the generated `__init` set up
-    /// (a Swift copy of the C global would have another address, which protobuf-c rejects).
     static func descriptorOf(_ initialize: (UnsafeMutablePointer<CMessage>) -> Void)
         -> UnsafePointer<ProtobufCMessageDescriptor>
     {
-        let raw = UnsafeMutableRawPointer.allocate(
-            byteCount: MemoryLayout<CMessage>.size, alignment: MemoryLayout<CMessage>.alignment)
-        defer { raw.deallocate() }
-        let typed = raw.bindMemory(to: CMessage.self, capacity: 1)
-        initialize(typed)
-        return raw.assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor
+        messageDescriptor(initialize)
     }
+}
+
+/// A descriptor's real address, read from a message the generated `__init` set up (a Swift copy
+/// of the C global would have another address, which protobuf-c rejects). Also for map entries.
+func messageDescriptor<C>(_ initialize: (UnsafeMutablePointer<C>) -> Void) -> UnsafePointer<ProtobufCMessageDescriptor> {
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<C>.size, alignment: MemoryLayout<C>.alignment)
+    defer { raw.deallocate() }
+    initialize(raw.bindMemory(to: C.self, capacity: 1))
+    return raw.assumingMemoryBound(to: ProtobufCMessage.self).pointee.descriptor
 }
 
 /// C memory for building one message tree to pack; everything is freed when the arena goes.

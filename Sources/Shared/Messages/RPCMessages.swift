@@ -113,11 +113,7 @@ public struct Envelope: Sendable, Equatable, CBridged {
     }
 
     nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__rpc__v1__envelope__init($0) }
-    nonisolated(unsafe) static let headersEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
-        var entry = Klaxon__Rpc__V1__Envelope__HeadersEntry()
-        klaxon__rpc__v1__envelope__headers_entry__init(&entry)
-        return entry.base.descriptor
-    }()
+    nonisolated(unsafe) static let headersEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = messageDescriptor { klaxon__rpc__v1__envelope__headers_entry__init($0) }
 
     init(c: UnsafePointer<Klaxon__Rpc__V1__Envelope>) throws(WireError) {
         id = c.pointee.id

@@ -37,11 +37,7 @@ public struct IncidentSnapshot: Sendable, Equatable, CBridged {
     }
 
     nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__incident__v1__incident_snapshot__init($0) }
-    nonisolated(unsafe) static let detailsEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = {
-        var entry = Klaxon__Incident__V1__IncidentSnapshot__DetailsEntry()
-        klaxon__incident__v1__incident_snapshot__details_entry__init(&entry)
-        return entry.base.descriptor
-    }()
+    nonisolated(unsafe) static let detailsEntryDescriptor: UnsafePointer<ProtobufCMessageDescriptor> = messageDescriptor { klaxon__incident__v1__incident_snapshot__details_entry__init($0) }
 
     init(c: UnsafePointer<Klaxon__Incident__V1__IncidentSnapshot>) throws(WireError) {
         incidentID = c.pointee.incident_id

@@ -54,11 +54,22 @@ public struct JSONWriter {
         bytes.append(contentsOf: json.utf8)
     }
 
-    /// A flat string map, keys sorted by their UTF-8 bytes.
+    /// A flat string map under `key`, keys sorted by their UTF-8 bytes.
     public mutating func field(_ key: String, _ map: [String: String]) {
         beginObject(key)
-        for (name, value) in map.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) { field(name, value) }
+        fields(map)
         endObject()
+    }
+
+    /// A flat string map as an object of its own (a value in an array, or the whole document).
+    public mutating func object(_ map: [String: String]) {
+        beginObject()
+        fields(map)
+        endObject()
+    }
+
+    private mutating func fields(_ map: [String: String]) {
+        for (name, value) in map.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) { field(name, value) }
     }
 
     private mutating func key(_ key: String) {

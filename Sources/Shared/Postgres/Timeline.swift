@@ -27,9 +27,7 @@ public enum JSON {
     /// A flat string map as a JSON object, keys sorted.
     public static func object(_ values: [String: String]) -> String {
         var writer = JSONWriter(capacity: 64 + values.count * 32)
-        writer.beginObject()
-        for (key, value) in values.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }) { writer.field(key, value) }
-        writer.endObject()
+        writer.object(values)
         return writer.string
     }
 
