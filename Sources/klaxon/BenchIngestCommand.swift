@@ -56,27 +56,29 @@ struct BenchIngestCommand: AsyncParsableCommand {
             let before = ingest.processor.batchStatistics
             let dedup = scenario.hasPrefix("dedup")
             let processor = ingest.processor
-            var send: (@Sendable (Event) async throws -> Void)?
-            if direct {
-                send = { event in
-                    let _: EventResult = try await processor.process(event, encodedSize: 300)
-                }
-            }
-            let result = try await drive(port: port, direct: send) { index in
+            let event: @Sendable (Int) -> Event = { index in
                 let key = dedup ? "dup-\(runID)-\(index % dedupKeys)" : "new-\(runID)-\(scenario.count)-\(index)"
                 return Event(
                     routingKey: routingKey, eventAction: .trigger, dedupKey: key,
                     payload: Payload(summary: "Benchmark event \(index)", source: "bench-\(index % 50)", severity: .error,
                                      customDetails: ["index": String(index)]))
             }
+            let result: Figures
+            if direct {
+                result = try await drive { index in
+                    let _: EventResult = try await processor.process(event(index), encodedSize: 300)
+                }
+            } else {
+                result = try await load(port: port, method: "klaxon.ingest.v1.Ingest/SendEvent") { event($0).wireBytes() }
+            }
             let after = ingest.processor.batchStatistics
             let transactions = after.transactions - before.transactions
             let perTransaction = Double(after.events - before.events) / Double(max(transactions, 1))
             let busyMs = Double(after.transactionNanoseconds - before.transactionNanoseconds) / 1e6
             print(String(
-                format: "%@: %.0f events/s; reply latency p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d transactions (%.1f events each, %.2f ms each); %d errors",
+                format: "%@: %.0f events/s; reply latency p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d transactions (%.1f events each, %.2f ms each); %d errors%@",
                 scenario, result.rate, result.p50, result.p99, result.p999, result.max, transactions, perTransaction,
-                busyMs / Double(max(transactions, 1)), result.errors))
+                busyMs / Double(max(transactions, 1)), result.errors, result.describeOutcomes))
         }
         server.cancel()
         _ = await server.result
@@ -85,17 +87,17 @@ struct BenchIngestCommand: AsyncParsableCommand {
 
     func runEcho(logger: Logger) async throws {
         var router = RPCRouter()
-        router.register("klaxon.ingest.v1.Ingest/SendEvent") { (event: Event, _) in
-            EventResult(dedupKey: event.dedupKey, incidentID: 1, outcome: .created)
+        router.registerOnLoop("klaxon.ingest.v1.Ingest/SendEvent") { (event: Event, _, loop) in
+            loop.makeSucceededFuture(EventResult(dedupKey: event.dedupKey, incidentID: 1, outcome: .created))
         }
         var configuration = RPCServerConfiguration(host: "127.0.0.1", port: 0)
         configuration.maxInFlightPerConnection = inFlight
         let server = RPCServer(configuration: configuration, router: router, logger: logger)
         let task = Task { try await server.run() }
         let port = try await server.localAddress().port!
-        let result = try await drive(port: port) { index in
+        let result = try await load(port: port, method: "klaxon.ingest.v1.Ingest/SendEvent") { index in
             Event(routingKey: String(repeating: "k", count: 32), eventAction: .trigger, dedupKey: "echo-\(index)",
-                  payload: Payload(summary: "Benchmark event \(index)", source: "bench", severity: .error))
+                  payload: Payload(summary: "Benchmark event \(index)", source: "bench", severity: .error)).wireBytes()
         }
         print(String(format: "RPC echo: %.0f calls/s; latency p50 %.2f ms, p99 %.2f ms; %d errors", result.rate, result.p50, result.p99, result.errors))
         task.cancel()
@@ -109,50 +111,71 @@ struct BenchIngestCommand: AsyncParsableCommand {
         var p999: Double
         var max: Double
         var errors: Int
+        var firstError: String? = nil
+        var outcomes: [String: Int] = [:]
+
+        /// "; outcomes: created 30000" — every reply is decoded, so the figure shows what was done.
+        var describeOutcomes: String {
+            var text = outcomes.isEmpty ? "" : "; outcomes: " + outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            if let firstError { text += "; first error: \(firstError)" }
+            return text
+        }
     }
 
-    func drive(
-        port: Int, direct: (@Sendable (Event) async throws -> Void)? = nil, event: @escaping @Sendable (Int) -> Event
-    ) async throws -> Figures {
-        let clients = (0..<connections).map { _ in
-            var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port)
-            configuration.defaultTimeout = .seconds(60)
-            return RPCClient(configuration: configuration)
+    /// Over the binary protocol, with the lean load generator (pre-encoded frames, one thread per connection).
+    func load(port: Int, method: String, body: @escaping @Sendable (Int) -> [UInt8]) async throws -> Figures {
+        // The generator blocks its threads; it must not hold one of Swift's cooperative threads meanwhile.
+        try await withCheckedThrowingContinuation { continuation in
+            let thread = Thread {
+                continuation.resume(with: Result { try self.loadBlocking(port: port, method: method, body: body) })
+            }
+            thread.start()
         }
+    }
+
+    private func loadBlocking(port: Int, method: String, body: (Int) -> [UInt8]) throws -> Figures {
+        let generator = LoadGenerator(port: port, connections: connections, inFlight: inFlight)
+        let report = try generator.run(
+            calls: events,
+            frame: { index in
+                let bytes = Envelope(id: UInt64(index + 1), method: method, body: body(index)).wireBytes()
+                return withUnsafeBytes(of: UInt32(bytes.count).bigEndian, Array.init) + bytes
+            },
+            inspect: { body in (try? EventResult(wire: body))?.outcome.map { "\($0)" } ?? "undecodable" })
+        return Figures(
+            rate: report.rate, p50: report.ms(50), p99: report.ms(99), p999: report.ms(99.9), max: report.maxMs,
+            errors: report.errors, firstError: report.firstError, outcomes: report.outcomes)
+    }
+
+    /// In process, without the RPC layer: `inFlight` × `connections` tasks calling `call`.
+    func drive(_ call: @escaping @Sendable (Int) async throws -> Void) async throws -> Figures {
         let next = NIOLockedValueBox(0)
         let histogram = NIOLockedValueBox(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three))
         let errors = NIOLockedValueBox(0)
         let total = events
         let start = ContinuousClock.now
         await withTaskGroup(of: Void.self) { group in
-            for client in clients {
-                for _ in 0..<inFlight {
-                    group.addTask {
-                        while true {
-                            let index = next.withLockedValue { value -> Int in
-                                defer { value += 1 }
-                                return value
-                            }
-                            guard index < total else { return }
-                            let sent = ContinuousClock.now
-                            do {
-                                if let direct {
-                                    try await direct(event(index))
-                                } else {
-                                    let _: EventResult = try await client.call("klaxon.ingest.v1.Ingest/SendEvent", event(index))
-                                }
-                                let micros = UInt64((ContinuousClock.now - sent) / .microseconds(1))
-                                histogram.withLockedValue { _ = $0.record(max(micros, 1)) }
-                            } catch {
-                                errors.withLockedValue { $0 += 1 }
-                            }
+            for _ in 0..<(connections * inFlight) {
+                group.addTask {
+                    while true {
+                        let index = next.withLockedValue { value -> Int in
+                            defer { value += 1 }
+                            return value
+                        }
+                        guard index < total else { return }
+                        let sent = ContinuousClock.now
+                        do {
+                            try await call(index)
+                            let micros = UInt64((ContinuousClock.now - sent) / .microseconds(1))
+                            histogram.withLockedValue { _ = $0.record(max(micros, 1)) }
+                        } catch {
+                            errors.withLockedValue { $0 += 1 }
                         }
                     }
                 }
             }
         }
         let seconds = Double((ContinuousClock.now - start) / .milliseconds(1)) / 1000
-        for client in clients { await client.close() }
         let h = histogram.withLockedValue { $0 }
         func ms(_ percentile: Double) -> Double { Double(h.valueAtPercentile(percentile)) / 1000 }
         return Figures(

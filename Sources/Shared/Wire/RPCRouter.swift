@@ -1,21 +1,51 @@
 import Logging
+import NIOCore
 
 /// What a handler knows about the call it serves.
 public struct RPCContext: Sendable {
     public var method: String
     public var headers: [String: String]
-    public var logger: Logger
     /// Unix millis by which the caller stops waiting, from the `deadline-ms` header (a budget in ms).
     public var deadlineBudgetMs: Int64?
     /// Size of the encoded request body.
     public var requestBytes: Int = 0
+    /// The envelope id of the call.
+    public var id: UInt64 = 0
+    let baseLogger: Logger
+
+    public init(method: String, headers: [String: String], logger: Logger, deadlineBudgetMs: Int64? = nil, id: UInt64 = 0) {
+        self.method = method
+        self.headers = headers
+        self.baseLogger = logger
+        self.deadlineBudgetMs = deadlineBudgetMs
+        self.id = id
+    }
+
+    /// The server's logger with this call's method and id (built when asked for: most calls never log).
+    public var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "rpc.method"] = "\(method)"
+        logger[metadataKey: "rpc.id"] = "\(id)"
+        return logger
+    }
 }
 
 /// Methods by name. Each handler takes the request body bytes and returns the reply body bytes;
 /// `register` wraps typed handlers so decoding errors become INVALID_ARGUMENT in one place.
+///
+/// Two kinds of handler: `register` takes an async function, run as a task; `registerOnLoop`
+/// takes one that runs on the connection's event loop and returns a future, for hot paths that
+/// must not pay for a task and two thread hops per call. It must not block.
 public struct RPCRouter: Sendable {
     public typealias RawHandler = @Sendable ([UInt8], RPCContext) async throws -> [UInt8]
-    private(set) var handlers: [String: RawHandler] = [:]
+    public typealias LoopHandler = @Sendable ([UInt8], RPCContext, EventLoop) -> EventLoopFuture<[UInt8]>
+
+    public enum Handler: Sendable {
+        case async(RawHandler)
+        case loop(LoopHandler)
+    }
+
+    private(set) var handlers: [String: Handler] = [:]
 
     public init() {}
 
@@ -23,16 +53,36 @@ public struct RPCRouter: Sendable {
         _ method: String, _ request: Request.Type = Request.self,
         _ handler: @escaping @Sendable (Request, RPCContext) async throws -> Reply
     ) {
-        handlers[method] = { body, context in
+        handlers[method] = .async { body, context in
             var context = context
             context.requestBytes = body.count
-            let decoded: Request
-            do throws(WireError) {
-                decoded = try Request(wire: body)
+            return try await handler(try Self.decode(body), context).wireBytes()
+        }
+    }
+
+    /// A handler that runs on the event loop: it must not block, and returns its reply as a future.
+    public mutating func registerOnLoop<Request: WireMessage, Reply: WireMessage>(
+        _ method: String, _ request: Request.Type = Request.self,
+        _ handler: @escaping @Sendable (Request, RPCContext, EventLoop) -> EventLoopFuture<Reply>
+    ) {
+        handlers[method] = .loop { body, context, loop in
+            var context = context
+            context.requestBytes = body.count
+            let request: Request
+            do {
+                request = try Self.decode(body)
             } catch {
-                throw RPCError.invalidBody(error, message: "\(Request.self)")
+                return loop.makeFailedFuture(error)
             }
-            return try await handler(decoded, context).wireBytes()
+            return handler(request, context, loop).map { $0.wireBytes() }
+        }
+    }
+
+    private static func decode<Request: WireMessage>(_ body: [UInt8]) throws(RPCError) -> Request {
+        do throws(WireError) {
+            return try Request(wire: body)
+        } catch {
+            throw RPCError.invalidBody(error, message: "\(Request.self)")
         }
     }
 
@@ -40,6 +90,6 @@ public struct RPCRouter: Sendable {
         handlers.merge(other.handlers) { _, new in new }
     }
 
-    public func handler(for method: String) -> RawHandler? { handlers[method] }
+    public func handler(for method: String) -> Handler? { handlers[method] }
     public var methods: [String] { handlers.keys.sorted() }
 }

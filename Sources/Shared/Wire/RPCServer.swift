@@ -21,11 +21,14 @@ public struct RPCServerConfiguration: Sendable {
     }
 }
 
-/// Sees every call's method and headers before its handler; a returned error is the reply.
-public typealias RPCAuthenticator = @Sendable (_ method: String, _ headers: [String: String]) async -> RPCError?
+/// Sees every call's method and headers before its handler, on the event loop (it must not
+/// block); a returned error is the reply.
+public typealias RPCAuthenticator = @Sendable (_ method: String, _ headers: [String: String]) -> RPCError?
 
 /// The binary-protocol listener: length-prefixed Envelopes, pipelined requests answered as they
-/// finish (out of order), one task per request, and a bad connection never touching the others.
+/// finish (out of order), and a bad connection never touching the others. Each connection's
+/// frames are decoded and dispatched on its event loop (`RPCConnectionHandler`); async handlers
+/// run as tasks in the connection's task group, so cancelling the server cancels them.
 public final class RPCServer: Service, Sendable {
     public let configuration: RPCServerConfiguration
     private let router: RPCRouter
@@ -53,7 +56,11 @@ public final class RPCServer: Service, Sendable {
 
     public func run() async throws {
         let configuration = self.configuration
-        let serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        let router = self.router
+        let authenticate = self.authenticate
+        let logger = self.logger
+        let connectionCount = self.connectionCount
+        let serverChannel: NIOAsyncChannel<RPCConnection, Never>
         do {
             serverChannel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
@@ -61,13 +68,32 @@ public final class RPCServer: Service, Sendable {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: configuration.host, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        let admitted = connectionCount.withLockedValue { count in
+                            guard count < configuration.maxConnections else { return false }
+                            count += 1
+                            return true
+                        }
+                        if admitted {
+                            channel.closeFuture.whenComplete { _ in connectionCount.withLockedValue { $0 -= 1 } }
+                        }
+                        var connectionLogger = logger
+                        connectionLogger[metadataKey: "rpc.peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+                        let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
+                        let handler = RPCConnectionHandler(
+                            router: router, authenticate: authenticate, maxInFlight: configuration.maxInFlightPerConnection,
+                            refusal: admitted ? nil : "too many connections (limit \(configuration.maxConnections))",
+                            jobs: sink, logger: connectionLogger)
                         let pipeline = channel.pipeline.syncOperations
                         try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
                         try pipeline.addHandler(IdleConnectionCloser())
                         try pipeline.addHandler(FlushCoalescer())
                         try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                         try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        try pipeline.addHandler(handler)
+                        let quiesce = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+                        return RPCConnection(channel: channel, jobs: jobs) {
+                            channel.eventLoop.execute { quiesce.value.quiesce() }
+                        }
                     }
                 }
         } catch {
@@ -80,106 +106,239 @@ public final class RPCServer: Service, Sendable {
         try await withThrowingDiscardingTaskGroup { connections in
             try await serverChannel.executeThenClose { inbound in
                 for try await connection in inbound.cancelOnGracefulShutdown() {
-                    connections.addTask { await self.serve(connection) }
+                    connections.addTask { await Self.serve(connection) }
                 }
             }
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        let admitted = connectionCount.withLockedValue { count in
-            guard count < configuration.maxConnections else { return false }
-            count += 1
-            return true
-        }
-        defer { if admitted { connectionCount.withLockedValue { $0 -= 1 } } }
-        let peer = connection.channel.remoteAddress.map { "\($0)" } ?? "?"
-        let logger: Logger = {
-            var logger = self.logger
-            logger[metadataKey: "rpc.peer"] = "\(peer)"
-            return logger
-        }()
-
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                guard admitted else {
-                    let refusal = RPCStatus(code: .resourceExhausted, message: "too many connections (limit \(configuration.maxConnections))")
-                    try await outbound.write(Envelope(id: 0, status: refusal).frameBuffer())
-                    return
-                }
-                try await withThrowingTaskGroup(of: Void.self) { calls in
-                    var unreaped = 0
-                    do {
-                        // On graceful shutdown: stop reading, finish the calls already read, close.
-                        for try await frame in inbound.cancelOnGracefulShutdown() {
-                            let request: Envelope
-                            do {
-                                request = try Envelope(frame: frame)
-                            } catch {
-                                // The frame boundary may be lost: answer once, then close this connection only.
-                                logger.info("closing connection after a malformed envelope", metadata: ["rpc.error": "\(error)"])
-                                let status = RPCStatus(code: .invalidArgument, message: "malformed envelope: \(error)")
-                                try await outbound.write(Envelope(id: 0, status: status).frameBuffer())
-                                break
-                            }
-                            // At most maxInFlight requests un-reaped: reaping waits only when all are still running.
-                            while unreaped >= configuration.maxInFlightPerConnection {
-                                try await calls.next()
-                                unreaped -= 1
-                            }
-                            unreaped += 1
-                            calls.addTask {
-                                let reply = await self.handle(request, logger: logger)
-                                try await outbound.write(reply.frameBuffer())
-                            }
-                        }
-                    } catch let error as FrameError {
-                        logger.info("closing connection after a bad frame", metadata: ["rpc.error": "\(error)"])
-                        try? await outbound.write(Envelope(id: 0, status: error.status).frameBuffer())
+    /// Runs the connection's async handlers until it closes. On graceful shutdown the connection
+    /// stops reading, answers the calls already read, then closes; on cancellation it closes at once.
+    private static func serve(_ connection: RPCConnection) async {
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withDiscardingTaskGroup { group in
+                    for await job in connection.jobs {
+                        group.addTask { await job() }
                     }
-                    // Replies to requests already read still go out before the connection closes.
-                    try await calls.waitForAll()
                 }
+            } onGracefulShutdown: {
+                connection.quiesce()
             }
+        } onCancel: {
+            connection.channel.close(promise: nil)
+        }
+    }
+}
+
+/// An accepted connection: its channel, the async handler calls it hands over, and how to
+/// ask it to finish up.
+struct RPCConnection: Sendable {
+    let channel: Channel
+    let jobs: AsyncStream<RPCConnectionHandler.Job>
+    let quiesce: @Sendable () -> Void
+}
+
+/// One connection's calls, on its event loop: decodes envelopes, checks method and
+/// authentication, starts each call (on the loop, or as a job for the connection's task group)
+/// and writes its reply when it completes, in whatever order calls finish. At most `maxInFlight`
+/// calls run at once; past that, frames already read wait here and the connection stops reading
+/// (backpressure, nothing dropped). A malformed envelope or frame is answered, then the
+/// connection closes once the calls before it are answered.
+final class RPCConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    typealias Job = @Sendable () async -> Void
+
+    private let router: RPCRouter
+    private let authenticate: RPCAuthenticator?
+    private let maxInFlight: Int
+    private let refusal: String?
+    private let jobs: AsyncStream<Job>.Continuation
+    private let logger: Logger
+    private var pending = CircularBuffer<Envelope>()
+    private var inFlight = 0
+    private var readHeld = false
+    /// No more requests are read; the connection closes once the calls read so far are answered.
+    private var closing = false
+    private var context: ChannelHandlerContext?
+
+    init(
+        router: RPCRouter, authenticate: RPCAuthenticator?, maxInFlight: Int, refusal: String?,
+        jobs: AsyncStream<Job>.Continuation, logger: Logger
+    ) {
+        self.router = router
+        self.authenticate = authenticate
+        self.maxInFlight = max(1, maxInFlight)
+        self.refusal = refusal
+        self.jobs = jobs
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { refuseIfOverLimit(context: context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        jobs.finish()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        refuseIfOverLimit(context: context)
+        context.fireChannelActive()
+    }
+
+    private func refuseIfOverLimit(context: ChannelHandlerContext) {
+        guard let refusal, !closing else { return }
+        reject(context: context, RPCStatus(code: .resourceExhausted, message: refusal))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        pending.removeAll()
+        jobs.finish()
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let frame = unwrapInboundIn(data)
+        do {
+            pending.append(try Envelope(frame: frame))
         } catch {
-            logger.debug("connection ended", metadata: ["rpc.error": "\(error)"])
+            // The frame boundary may be lost: answer once, then close this connection only.
+            logger.info("closing connection after a malformed envelope", metadata: ["rpc.error": "\(error)"])
+            reject(context: context, RPCStatus(code: .invalidArgument, message: "malformed envelope: \(error)"))
+            return
+        }
+        startPending(context: context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let error = error as? FrameError {
+            logger.info("closing connection after a bad frame", metadata: ["rpc.error": "\(error)"])
+            reject(context: context, error.status)
+        } else {
+            logger.debug("connection failed", metadata: ["rpc.error": "\(error)"])
+            closing = true
+            context.close(promise: nil)
         }
     }
 
-    /// One request to one reply; never throws, every failure is a status.
-    func handle(_ request: Envelope, logger: Logger) async -> Envelope {
-        func reply(_ status: RPCStatus, _ body: [UInt8] = []) -> Envelope {
-            Envelope(id: request.id, body: body, status: status)
+    func read(context: ChannelHandlerContext) {
+        if closing { return }
+        if inFlight >= maxInFlight || !pending.isEmpty {
+            readHeld = true
+        } else {
+            context.read()
         }
-        guard !request.method.isEmpty else {
-            return reply(RPCStatus(code: .invalidArgument, message: "request has no method"))
+    }
+
+    /// Graceful shutdown: stop reading, answer the calls already read, close.
+    func quiesce() {
+        guard let context, !closing else { return }
+        closing = true
+        closeIfDone(context: context)
+    }
+
+    /// Answers with `status` (envelope id 0), stops reading and closes after the calls in flight.
+    private func reject(context: ChannelHandlerContext, _ status: RPCStatus) {
+        guard !closing else { return }
+        closing = true
+        pending.removeAll()
+        context.writeAndFlush(wrapOutboundOut(Envelope(id: 0, status: status).frameBuffer(allocator: context.channel.allocator)), promise: nil)
+        closeIfDone(context: context)
+    }
+
+    private func closeIfDone(context: ChannelHandlerContext) {
+        if closing, inFlight == 0, pending.isEmpty { context.close(promise: nil) }
+    }
+
+    private func startPending(context: ChannelHandlerContext) {
+        while inFlight < maxInFlight, let request = pending.popFirst() {
+            inFlight += 1
+            start(request, context: context)
         }
-        guard let handler = router.handler(for: request.method) else {
-            return reply(RPCStatus(code: .unimplemented, message: "unknown method \(request.method)"))
+        if readHeld, inFlight < maxInFlight, pending.isEmpty, !closing {
+            readHeld = false
+            context.read()
         }
-        if let authenticate, let refusal = await authenticate(request.method, request.headers) {
-            return reply(refusal.status)
-        }
-        var callLogger = logger
-        callLogger[metadataKey: "rpc.method"] = "\(request.method)"
-        callLogger[metadataKey: "rpc.id"] = "\(request.id)"
-        let context = RPCContext(
-            method: request.method, headers: request.headers, logger: callLogger,
-            deadlineBudgetMs: request.headers["deadline-ms"].flatMap { Int64($0) })
-        do {
-            return reply(.ok, try await handler(request.body, context))
-        } catch let error as RPCError {
-            return reply(error.status)
-        } catch let error as RPCStatusConvertible {
-            if error.rpcError.code == .internalError || error.rpcError.code == .unavailable {
-                callLogger.error("handler failed", metadata: ["rpc.error": "\(error)"])
+    }
+
+    private func start(_ request: Envelope, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let reply: EventLoopFuture<[UInt8]>
+        if request.method.isEmpty {
+            reply = loop.makeFailedFuture(RPCError(.invalidArgument, "request has no method"))
+        } else if let handler = router.handler(for: request.method) {
+            if let authenticate, let refusal = authenticate(request.method, request.headers) {
+                reply = loop.makeFailedFuture(refusal)
+            } else {
+                let callContext = RPCContext(
+                    method: request.method, headers: request.headers, logger: logger,
+                    deadlineBudgetMs: request.headers["deadline-ms"].flatMap { Int64($0) }, id: request.id)
+                switch handler {
+                case let .loop(handler):
+                    reply = handler(request.body, callContext, loop)
+                case let .async(handler):
+                    let promise = loop.makePromise(of: [UInt8].self)
+                    let body = request.body
+                    let job: Job = {
+                        do {
+                            promise.succeed(try await handler(body, callContext))
+                        } catch {
+                            promise.fail(error)
+                        }
+                    }
+                    if case .terminated = jobs.yield(job) {
+                        promise.fail(RPCError(.unavailable, "server is shutting down"))
+                    }
+                    reply = promise.futureResult
+                }
             }
-            return reply(error.rpcError.status)
-        } catch is CancellationError {
-            return reply(RPCStatus(code: .unavailable, message: "server is shutting down"))
-        } catch {
-            callLogger.error("handler failed", metadata: ["rpc.error": "\(error)"])
-            return reply(RPCStatus(code: .internalError, message: "internal error"))
+        } else {
+            reply = loop.makeFailedFuture(RPCError(.unimplemented, "unknown method \(request.method)"))
+        }
+        let id = request.id
+        let method = request.method
+        reply.hop(to: loop).assumeIsolated().whenComplete { result in
+            self.finish(id: id, method: method, result)
+        }
+    }
+
+    private func finish(id: UInt64, method: String, _ result: Result<[UInt8], Error>) {
+        inFlight -= 1
+        guard let context else { return }
+        let envelope: Envelope
+        switch result {
+        case let .success(body): envelope = Envelope(id: id, body: body, status: .ok)
+        case let .failure(error): envelope = Envelope(id: id, status: status(for: error, id: id, method: method))
+        }
+        if context.channel.isActive {
+            context.writeAndFlush(wrapOutboundOut(envelope.frameBuffer(allocator: context.channel.allocator)), promise: nil)
+        }
+        startPending(context: context)
+        closeIfDone(context: context)
+    }
+
+    /// Every failure becomes a status; unexpected ones are logged and answered INTERNAL.
+    private func status(for error: Error, id: UInt64, method: String) -> RPCStatus {
+        switch error {
+        case let error as RPCError:
+            return error.status
+        case let error as RPCStatusConvertible:
+            if error.rpcError.code == .internalError || error.rpcError.code == .unavailable {
+                logger.error("handler failed", metadata: ["rpc.method": "\(method)", "rpc.id": "\(id)", "rpc.error": "\(error)"])
+            }
+            return error.rpcError.status
+        case is CancellationError:
+            return RPCStatus(code: .unavailable, message: "server is shutting down")
+        default:
+            logger.error("handler failed", metadata: ["rpc.method": "\(method)", "rpc.id": "\(id)", "rpc.error": "\(error)"])
+            return RPCStatus(code: .internalError, message: "internal error")
         }
     }
 }

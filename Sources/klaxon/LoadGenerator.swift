@@ -1,0 +1,211 @@
+import Foundation
+import Histogram
+import Shared
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A lean binary-protocol load generator: every request frame is encoded before the clock
+/// starts, each connection is one thread writing frames over a blocking socket (keeping up to
+/// `inFlight` unanswered) and reading the replies back, matched by envelope id. Its own CPU cost
+/// is a few microseconds per call, so on a machine it shares with the server the figures are the
+/// server's. Every reply is decoded: its status is checked and its body handed to `inspect`.
+struct LoadGenerator {
+    var port: Int
+    var connections: Int
+    var inFlight: Int
+
+    struct Report {
+        var seconds: Double
+        var calls: Int
+        var histogram: Histogram<UInt64>
+        var errors: Int
+        var firstError: String?
+        /// Counts of what `inspect` returned for each OK reply.
+        var outcomes: [String: Int]
+
+        var rate: Double { Double(calls) / seconds }
+        func ms(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1000 }
+        var maxMs: Double { Double(histogram.max) / 1000 }
+    }
+
+    /// The frame for request `index` must carry envelope id `index + 1`.
+    func run(
+        calls: Int, frame: (Int) -> [UInt8], inspect: @escaping @Sendable ([UInt8]) -> String
+    ) throws -> Report {
+        let connections = max(1, min(self.connections, calls))
+        // Request i goes over connection i % connections; its frame is ready before timing starts.
+        let frames = (0..<calls).map(frame)
+        let sockets = try (0..<connections).map { _ in try Self.connect(port: port) }
+        defer { for fd in sockets { close(fd) } }
+        let results = UnsafeTransferBox([Worker.Result?](repeating: nil, count: connections))
+        let finished = DispatchGroup()
+        let start = Self.nanos()
+        for c in 0..<connections {
+            let worker = Worker(
+                fd: sockets[c], connection: c, connections: connections, calls: calls, inFlight: inFlight,
+                frames: frames, inspect: inspect)
+            finished.enter()
+            let thread = Thread {
+                let result = worker.run()
+                results.lock.withLock { results.value[c] = result }
+                finished.leave()
+            }
+            thread.stackSize = 1 << 20
+            thread.name = "loadgen-\(c)"
+            thread.start()
+        }
+        finished.wait()
+        let seconds = Double(Self.nanos() - start) / 1e9
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        var report = Report(seconds: seconds, calls: calls, histogram: histogram, errors: 0, firstError: nil, outcomes: [:])
+        for result in results.value.compactMap({ $0 }) {
+            histogram.add(result.histogram)
+            report.errors += result.errors
+            report.firstError = report.firstError ?? result.firstError
+            report.outcomes.merge(result.outcomes, uniquingKeysWith: +)
+        }
+        report.histogram = histogram
+        return report
+    }
+
+    static func nanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    static func connect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw LoadError("socket: \(String(cString: strerror(errno)))") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw LoadError("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
+        }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return fd
+    }
+
+    struct LoadError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    final class UnsafeTransferBox<Value>: @unchecked Sendable {
+        var value: Value
+        let lock = NSLock()
+        init(_ value: Value) { self.value = value }
+    }
+
+    /// One connection's loop: top the window up, write, read what arrived, account for it.
+    struct Worker: @unchecked Sendable {
+        var fd: Int32
+        var connection: Int
+        var connections: Int
+        var calls: Int
+        var inFlight: Int
+        var frames: [[UInt8]]
+        var inspect: @Sendable ([UInt8]) -> String
+
+        struct Result {
+            var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            var errors = 0
+            var firstError: String?
+            var outcomes: [String: Int] = [:]
+        }
+
+        func run() -> Result {
+            var result = Result()
+            let mine = stride(from: connection, to: calls, by: connections).map { $0 }
+            var sentAt = [UInt64](repeating: 0, count: mine.count)
+            var next = 0, answered = 0, outstanding = 0
+            var output: [UInt8] = []
+            output.reserveCapacity(inFlight * 512)
+            var input = [UInt8](repeating: 0, count: 1 << 20)
+            var have = 0
+            func fail(_ message: String) {
+                result.errors += mine.count - answered
+                result.firstError = result.firstError ?? message
+            }
+            while answered < mine.count {
+                output.removeAll(keepingCapacity: true)
+                let now = LoadGenerator.nanos()
+                while outstanding < inFlight, next < mine.count {
+                    output.append(contentsOf: frames[mine[next]])
+                    sentAt[next] = now
+                    next += 1
+                    outstanding += 1
+                }
+                if !output.isEmpty, !writeAll(output) {
+                    fail("write: \(String(cString: strerror(errno)))")
+                    return result
+                }
+                let count = input.withUnsafeMutableBytes { read(fd, $0.baseAddress! + have, $0.count - have) }
+                guard count > 0 else {
+                    fail(count == 0 ? "the server closed the connection" : "read: \(String(cString: strerror(errno)))")
+                    return result
+                }
+                have += count
+                let arrived = LoadGenerator.nanos()
+                var position = 0
+                while have - position >= 4 {
+                    let length = input[position..<position + 4].reduce(0) { $0 << 8 | Int($1) }
+                    guard have - position - 4 >= length else {
+                        if length + 4 > input.count { input += [UInt8](repeating: 0, count: length + 4) }
+                        break
+                    }
+                    let frame = Array(input[position + 4..<position + 4 + length])
+                    position += 4 + length
+                    guard let reply = try? Envelope(wire: frame), reply.id > connection,
+                          case let local = Int(reply.id - 1 - UInt64(connection)) / connections, local < mine.count
+                    else {
+                        fail("a reply that is not an envelope for this connection")
+                        return result
+                    }
+                    answered += 1
+                    outstanding -= 1
+                    _ = result.histogram.record(max((arrived - sentAt[local]) / 1000, 1))
+                    if let status = reply.status, status.code != .ok {
+                        result.errors += 1
+                        result.firstError = result.firstError ?? "\(status.code): \(status.message)"
+                    } else {
+                        result.outcomes[inspect(reply.body), default: 0] += 1
+                    }
+                }
+                if position > 0 {
+                    input.withUnsafeMutableBytes { raw in
+                        _ = memmove(raw.baseAddress!, raw.baseAddress! + position, have - position)
+                    }
+                    have -= position
+                }
+            }
+            return result
+        }
+
+        private func writeAll(_ bytes: [UInt8]) -> Bool {
+            bytes.withUnsafeBytes { raw in
+                var offset = 0
+                while offset < raw.count {
+                    let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                    if written < 0 {
+                        if errno == EINTR { continue }
+                        return false
+                    }
+                    offset += written
+                }
+                return true
+            }
+        }
+    }
+}
