@@ -1,6 +1,7 @@
 import Foundation
 import KlaxonDomain
 import Logging
+import NIOCore
 import Shared
 
 /// One event to process, from either endpoint.
@@ -86,6 +87,25 @@ public struct EventProcessor: Sendable {
         return results.map { $0! }
     }
 
+    /// The hot path for one event, on the caller's event loop and without a task: validation,
+    /// the cached routing key and the rate limit run here and a trigger goes straight to group
+    /// commit. What must wait (a routing key not in the cache, acknowledge, resolve) continues
+    /// as a task through `process(_:)`. Same checks, same results as the async path.
+    public func process(_ request: IngestRequest, on loop: EventLoop) -> EventLoopFuture<EventResult> {
+        let now = clock.nowMs()
+        do {
+            try Self.validate(request)
+            if let target = directory.cachedTarget(for: request.event.routingKey, now: now),
+               case let .trigger(trigger) = try admit(request, target: target, now: now)
+            {
+                return batcher.enqueue(trigger, on: loop).flatMapErrorThrowing { throw Self.rpcError($0) }
+            }
+        } catch {
+            return loop.makeFailedFuture(Self.rpcError(error))
+        }
+        return loop.makeFutureWithTask { try await self.process([request])[0].get() }
+    }
+
     private enum Admitted {
         case trigger(PreparedTrigger)
         case status(IngestTarget, IncidentStatus)
@@ -93,10 +113,20 @@ public struct EventProcessor: Sendable {
 
     /// Validation, routing key and rate limit: everything that may refuse an event before any write.
     private func admit(_ request: IngestRequest, now: Millis) async throws -> Admitted {
+        try Self.validate(request)
+        return try admit(request, target: try await directory.target(for: request.event.routingKey, now: now), now: now)
+    }
+
+    private static func validate(_ request: IngestRequest) throws {
+        let violations = EventValidation.violations(of: request.event, encodedSize: request.encodedSize)
+        guard violations.isEmpty, request.event.eventAction != nil else { throw RPCError.invalidArgument(violations) }
+    }
+
+    /// The routing key and rate limit, for an event that passed validation.
+    private func admit(_ request: IngestRequest, target: IngestTarget?, now: Millis) throws -> Admitted {
         let event = request.event
-        let violations = EventValidation.violations(of: event, encodedSize: request.encodedSize)
-        guard violations.isEmpty, let action = event.eventAction else { throw RPCError.invalidArgument(violations) }
-        guard let target = try await directory.target(for: event.routingKey, now: now) else {
+        guard let action = event.eventAction else { throw RPCError.invalidArgument([]) }
+        guard let target else {
             throw RPCError.invalidArgument([FieldViolation(field: "routing_key", description: "unknown routing key")])
         }
         if let retryMs = limiter.admit(routingKey: event.routingKey, target: target, now: now) {

@@ -37,8 +37,8 @@ public struct IngestService: Service {
 
     public static func router(_ processor: EventProcessor) -> RPCRouter {
         var router = RPCRouter()
-        router.register(sendEvent) { (event: Event, context) in
-            try await processor.process(event, encodedSize: context.requestBytes)
+        router.registerOnLoop(sendEvent) { (event: Event, context, loop) in
+            processor.process(IngestRequest(event: event, encodedSize: context.requestBytes), on: loop)
         }
         router.register(sendEvents) { (request: SendEventsRequest, _) in
             let results = await processor.process(request.events.map { ($0, $0.wireBytes().count) })

@@ -22,9 +22,15 @@ public final class ServiceDirectory: Sendable {
         self.ttlMs = ttlMs
     }
 
+    /// The service behind a routing key if the cache knows it, without waiting; nil otherwise.
+    public func cachedTarget(for routingKey: String, now: Millis) -> IngestTarget? {
+        guard let hit = cache.withLockedValue({ $0[routingKey] }), hit.until > now else { return nil }
+        return hit.target
+    }
+
     /// nil for an unknown routing key.
     public func target(for routingKey: String, now: Millis) async throws -> IngestTarget? {
-        if let hit = cache.withLockedValue({ $0[routingKey] }), hit.until > now { return hit.target }
+        if let target = cachedTarget(for: routingKey, now: now) { return target }
         let target = try await pool.withConnection { connection -> IngestTarget? in
             let rows = try connection.query(
                 """
@@ -55,7 +61,8 @@ public final class RateLimiter: Sendable {
 
     /// nil when the event may go ahead; otherwise the milliseconds until a token is free.
     public func admit(routingKey: String, target: IngestTarget, now: Millis) -> Millis? {
-        buckets.withLockedValue { buckets in
+        if target.eventsPerMinute == 0 { return nil }  // unlimited
+        return buckets.withLockedValue { buckets in
             var bucket = buckets[routingKey]
                 ?? TokenBucket(perMinute: target.eventsPerMinute, burst: target.eventsBurst, now: now)
             bucket.reconfigure(perMinute: target.eventsPerMinute, burst: target.eventsBurst)

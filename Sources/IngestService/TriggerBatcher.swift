@@ -68,14 +68,7 @@ public final class TriggerBatcher: Sendable {
     func submit(_ triggers: [PreparedTrigger]) async -> [Result<EventResult, Error>] {
         let loop = MultiThreadedEventLoopGroup.singleton.any()
         let waiters = triggers.map { Waiter(trigger: $0, promise: loop.makePromise(of: EventResult.self)) }
-        let start = state.withLockedValue { state -> Int in
-            state.queue.append(contentsOf: waiters)
-            let wanted = (state.queue.count + maxBatch - 1) / maxBatch
-            let start = max(0, min(maxCommitters - state.committers, wanted))
-            state.committers += start
-            return start
-        }
-        for _ in 0..<start { Task { await self.drain() } }
+        enqueue(waiters)
         var results: [Result<EventResult, Error>] = []
         results.reserveCapacity(waiters.count)
         for waiter in waiters {
@@ -90,6 +83,24 @@ public final class TriggerBatcher: Sendable {
 
     func submit(_ trigger: PreparedTrigger) async throws -> EventResult {
         try await submit([trigger])[0].get()
+    }
+
+    /// Queues one trigger without waiting; its result completes on `loop` once committed.
+    func enqueue(_ trigger: PreparedTrigger, on loop: EventLoop) -> EventLoopFuture<EventResult> {
+        let promise = loop.makePromise(of: EventResult.self)
+        enqueue([Waiter(trigger: trigger, promise: promise)])
+        return promise.futureResult
+    }
+
+    private func enqueue(_ waiters: [Waiter]) {
+        let start = state.withLockedValue { state -> Int in
+            state.queue.append(contentsOf: waiters)
+            let wanted = (state.queue.count + maxBatch - 1) / maxBatch
+            let start = max(0, min(maxCommitters - state.committers, wanted))
+            state.committers += start
+            return start
+        }
+        for _ in 0..<start { Task { await self.drain() } }
     }
 
     private func drain() async {

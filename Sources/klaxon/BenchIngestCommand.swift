@@ -21,10 +21,17 @@ struct BenchIngestCommand: AsyncParsableCommand {
     var inFlight = 64
     @Option(help: "Distinct dedup keys in the deduplicated scenario.")
     var dedupKeys = 100
+    @Option(help: "Scenarios to run: new, dedup (comma-separated).")
+    var scenarios = "new,dedup"
     @Flag(help: "Measure the RPC layer alone: a handler that answers at once, no database.")
     var echo = false
     @Flag(help: "Measure Ingest's write path alone: call the event processor directly, no RPC.")
     var direct = false
+
+    func validate() throws {
+        let unknown = scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !["new", "dedup"].contains($0) }
+        guard unknown.isEmpty else { throw ValidationError("unknown scenario \(unknown.joined(separator: ", ")); use new, dedup") }
+    }
 
     func run() async throws {
         var logger = Logger(label: "bench")
@@ -52,7 +59,8 @@ struct BenchIngestCommand: AsyncParsableCommand {
 
         print("Ingest benchmark: \(events) events per scenario, \(connections) connections × \(inFlight) in flight, PostgreSQL \(Self.describe(config.databaseURL))")
         let runID = UUID().uuidString.prefix(8)
-        for scenario in ["new-incident triggers", "deduplicated triggers"] {
+        let chosen = Set(scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        for scenario in ["new-incident triggers", "deduplicated triggers"] where chosen.contains(scenario.hasPrefix("new") ? "new" : "dedup") {
             let before = ingest.processor.batchStatistics
             let dedup = scenario.hasPrefix("dedup")
             let processor = ingest.processor

@@ -12,7 +12,14 @@ public struct PGArray: PGEncodable {
     }
 
     public init(_ values: [String?]) {
-        literal = "{" + values.map { $0.map(Self.quote) ?? "NULL" }.joined(separator: ",") + "}"
+        var bytes: [UInt8] = [UInt8(ascii: "{")]
+        bytes.reserveCapacity(values.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
+        for (index, value) in values.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            if let value { Self.appendQuoted(value, to: &bytes) } else { bytes.append(contentsOf: "NULL".utf8) }
+        }
+        bytes.append(UInt8(ascii: "}"))
+        literal = String(decoding: bytes, as: UTF8.self)
     }
 
     public init(_ values: [String]) {
@@ -38,13 +45,24 @@ public struct PGArray: PGEncodable {
 
     /// A double-quoted element: backslash and double quote escaped, everything else literal.
     static func quote(_ value: String) -> String {
-        var quoted: [UInt8] = [UInt8(ascii: "\"")]
-        quoted.reserveCapacity(value.utf8.count + 8)
-        for byte in value.utf8 {
-            if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { quoted.append(UInt8(ascii: "\\")) }
-            quoted.append(byte)
-        }
-        quoted.append(UInt8(ascii: "\""))
+        var quoted: [UInt8] = []
+        appendQuoted(value, to: &quoted)
         return String(decoding: quoted, as: UTF8.self)
+    }
+
+    static func appendQuoted(_ value: String, to bytes: inout [UInt8]) {
+        bytes.append(UInt8(ascii: "\""))
+        var value = value
+        value.withUTF8 { utf8 in
+            if !utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) {
+                bytes.append(contentsOf: utf8)  // the common case: nothing to escape
+                return
+            }
+            for byte in utf8 {
+                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { bytes.append(UInt8(ascii: "\\")) }
+                bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
     }
 }
