@@ -76,7 +76,7 @@ enum TriggerWriter {
             let key = Key(serviceID: trigger.serviceID, dedupKey: trigger.dedupKey)
             if firstIndex[key] == nil { firstIndex[key] = index }
         }
-        try connection.execute(planSetting)
+        try connection.enqueue(planSetting)  // sent with the lock query
         var incidentOf: [Key: Int64] = [:]
         var firstAlertOf: [Int64: Int64] = [:]
         var created = Set<Key>()
@@ -141,24 +141,30 @@ enum TriggerWriter {
                     message: "joined the open incident with this dedup key"))
             }
         }
+        // What follows is queued and goes out with COMMIT: one round trip for the rest of the batch.
+        // The new alerts' ids are read back only when a duplicate in this batch needs them.
         if !alerts.incident.isEmpty {
-            let inserted = try connection.query(
-                insertAlerts,
-                [PGArray(alerts.incident), PGArray(alerts.summary), PGArray(alerts.source), PGArray(alerts.severity),
-                 PGArray(alerts.event), now])
-            for row in 0..<inserted.count { firstAlertOf[inserted.int64(row, "incident_id")!] = inserted.int64(row, "id")! }
+            let parameters: [any PGEncodable] = [
+                PGArray(alerts.incident), PGArray(alerts.summary), PGArray(alerts.source), PGArray(alerts.severity),
+                PGArray(alerts.event), now]
+            if duplicates.keys.contains(where: { firstAlertOf[$0] == nil }) {
+                let inserted = try connection.query(insertAlerts, parameters)
+                for row in 0..<inserted.count { firstAlertOf[inserted.int64(row, "incident_id")!] = inserted.int64(row, "id")! }
+            } else {
+                try connection.enqueue(insertAlerts, parameters)
+            }
         }
         if !duplicates.isEmpty {
             // The count goes on the incident's first alert: found by the lock query, or inserted just above.
             let ids = duplicates.keys.sorted()
             let counted = ids.filter { firstAlertOf[$0] != nil }
-            try connection.query(
+            try connection.enqueue(
                 countDuplicates, [PGArray(counted.map { firstAlertOf[$0]! }), PGArray(counted.map { duplicates[$0]! }), now])
-            try connection.query(touchIncidents, [PGArray(ids), now])
+            try connection.enqueue(touchIncidents, [PGArray(ids), now])
         }
-        try connection.query(insertTimeline, [PGArray(timeline.incident), PGArray(timeline.type), PGArray(timeline.details), now])
+        try connection.enqueue(insertTimeline, [PGArray(timeline.incident), PGArray(timeline.type), PGArray(timeline.details), now])
         if !outbox.id.isEmpty {
-            try connection.query(
+            try connection.enqueue(
                 insertOutbox, [PGArray(outbox.id), PGArray(bytea: outbox.body), IncidentTriggeredRequest.method, now, Outbox.Destination.assignment])
         }
         return results

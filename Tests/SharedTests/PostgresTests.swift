@@ -37,6 +37,34 @@ import Glibc
         await db.drop()
     }
 
+    /// Queued statements go out ahead of the next one in a single pipeline; a failure among them
+    /// is thrown with its own SQLSTATE, nothing after it runs, and the transaction rolls back whole.
+    @Test func queuedStatementsRunInOrderAndFailTheirTransaction() async throws {
+        let db = try await TestDatabase.create()
+        let seen = try await db.pool.transaction { connection -> [String] in
+            try connection.enqueue("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('q', $1, 1)", ["a"])
+            try connection.enqueue("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('q', $1, 2)", ["b"])
+            let rows = try connection.query("SELECT message_id FROM inbox WHERE consumer = 'q' ORDER BY received_at_ms")
+            return (0..<rows.count).compactMap { rows.string($0, "message_id") }
+        }
+        #expect(seen == ["a", "b"])
+
+        do {
+            try await db.pool.transaction { connection in
+                try connection.enqueue("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('q', $1, 3)", ["c"])
+                try connection.enqueue("INSERT INTO escalation_policies (name, num_loops) VALUES ('p', 10)")  // check violation
+                try connection.enqueue("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('q', $1, 4)", ["d"])
+            }
+            Issue.record("expected the queued check violation at COMMIT")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "23514")
+        }
+        // Nothing of the failed transaction stayed, and the connection is fine for the next one.
+        #expect(try await db.scalar("SELECT count(*) FROM inbox WHERE consumer = 'q'") == 2)
+        #expect(try await db.scalar("SELECT count(*) FROM escalation_policies") == 0)
+        await db.drop()
+    }
+
     @Test func errorsAreMappedBySQLState() async throws {
         let db = try await TestDatabase.create()
         do {

@@ -28,6 +28,10 @@ extension Optional: PGEncodable where Wrapped: PGEncodable {
 public final class PGConnection: @unchecked Sendable {
     private let handle: OpaquePointer
     private var statements: [String: String] = [:]
+    /// Statements queued by `enqueue`, sent ahead of the next statement in one round trip.
+    private var deferred: [(name: String, values: [PGParam])] = []
+    /// Set when a pipeline ended in a state this connection cannot vouch for: the pool drops it.
+    private var broken = false
 
     public init(url: String) throws {
         guard let handle = PQconnectdb(url) else {
@@ -46,22 +50,113 @@ public final class PGConnection: @unchecked Sendable {
 
     deinit { PQfinish(handle) }
 
-    public var isHealthy: Bool { PQstatus(handle) == CONNECTION_OK }
+    public var isHealthy: Bool { !broken && PQstatus(handle) == CONNECTION_OK }
 
-    /// Runs `sql` (one statement, `$1…` placeholders) as a prepared statement.
+    /// Runs `sql` (one statement, `$1…` placeholders) as a prepared statement. Statements queued
+    /// with `enqueue` go first, in the same round trip (libpq pipeline mode); if one of them fails,
+    /// its error is thrown here and the rest, this one included, do not run.
     @discardableResult
     public func query(_ sql: String, _ params: [any PGEncodable] = []) throws -> PGResult {
         let name = try preparedName(for: sql, count: params.count)
         let values = params.map(\.pgParam)
+        if !deferred.isEmpty {
+            let queued = deferred + [(name, values)]
+            deferred.removeAll()
+            return try pipeline(queued)
+        }
         return try withParams(values) { count, pointers, lengths, formats in
             try check(PQexecPrepared(handle, name, count, pointers, lengths, formats, 0))
         }
     }
 
-    /// Runs one or more statements with no parameters (transaction control, migrations).
+    /// Queues a statement whose result nobody reads (a write inside a transaction): it is sent
+    /// with the next `query`, `execute` or `flush`, saving a round trip each. Its error, if any,
+    /// surfaces from that call, so queue only inside a transaction that fails as a whole.
+    public func enqueue(_ sql: String, _ params: [any PGEncodable] = []) throws {
+        let name = try preparedName(for: sql, count: params.count)  // prepared now: not allowed mid-pipeline
+        deferred.append((name, params.map(\.pgParam)))
+    }
+
+    /// Sends the queued statements now.
+    public func flush() throws {
+        guard !deferred.isEmpty else { return }
+        let queued = deferred
+        deferred.removeAll()
+        _ = try pipeline(queued)
+    }
+
+    /// Forgets the queued statements (the transaction they belonged to is being rolled back).
+    public func discardQueued() {
+        deferred.removeAll()
+    }
+
+    /// Runs one or more statements with no parameters (transaction control, migrations), after
+    /// any queued ones.
     @discardableResult
     public func execute(_ sql: String) throws -> PGResult {
-        try check(PQexec(handle, sql))
+        try flush()
+        return try check(PQexec(handle, sql))
+    }
+
+    /// Sends the statements back to back and one Sync, then reads every result: one round trip.
+    /// Returns the last statement's result; throws the first failure.
+    private func pipeline(_ items: [(name: String, values: [PGParam])]) throws -> PGResult {
+        guard PQenterPipelineMode(handle) == 1 else {
+            throw PostgresError(sqlState: nil, message: "cannot enter pipeline mode: \(Self.errorMessage(handle))")
+        }
+        var sent = 0
+        var sendError: String?
+        for item in items {
+            let ok = withParams(item.values) { count, pointers, lengths, formats in
+                PQsendQueryPrepared(handle, item.name, count, pointers, lengths, formats, 0)
+            }
+            guard ok == 1 else {
+                sendError = Self.errorMessage(handle)
+                break
+            }
+            sent += 1
+        }
+        guard PQpipelineSync(handle) == 1 else {
+            broken = true
+            throw PostgresError(sqlState: "08006", message: "pipeline sync failed: \(Self.errorMessage(handle))")
+        }
+        var last: PGResult?
+        var failure: PostgresError?
+        for _ in 0..<sent {
+            // Each statement's result, then a null pointer ending that statement's results.
+            guard let result = PQgetResult(handle) else {
+                broken = true
+                throw PostgresError(sqlState: "08006", message: "pipeline ended early: \(Self.errorMessage(handle))")
+            }
+            while let extra = PQgetResult(handle) { PQclear(extra) }
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_ABORTED:
+                PQclear(result)
+            default:
+                do {
+                    last = try check(result)
+                } catch let error as PostgresError {
+                    failure = failure ?? error
+                }
+            }
+        }
+        // The Sync's own result ends the pipeline.
+        guard let sync = PQgetResult(handle) else {
+            broken = true
+            throw PostgresError(sqlState: "08006", message: "pipeline ended without its sync: \(Self.errorMessage(handle))")
+        }
+        let synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC
+        PQclear(sync)
+        guard synced, PQexitPipelineMode(handle) == 1 else {
+            broken = true
+            throw PostgresError(sqlState: "08006", message: "pipeline did not end cleanly: \(Self.errorMessage(handle))")
+        }
+        if let failure { throw failure }
+        if let sendError { throw PostgresError(sqlState: "08006", message: "cannot send statement: \(sendError)") }
+        guard let last, sent == items.count else {
+            throw PostgresError(sqlState: nil, message: "pipeline returned no result")
+        }
+        return last
     }
 
     private func preparedName(for sql: String, count: Int) throws -> String {
@@ -75,7 +170,7 @@ public final class PGConnection: @unchecked Sendable {
     private func withParams<T>(
         _ values: [PGParam],
         _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?, UnsafePointer<Int32>?, UnsafePointer<Int32>?) throws -> T
-    ) throws -> T {
+    ) rethrows -> T {
         // Each parameter's bytes are copied into one buffer that outlives the call.
         var storage: [UInt8] = []
         var offsets: [Int?] = []

@@ -89,12 +89,15 @@ public final class PostgresPool: Sendable {
         while true {
             do {
                 return try await withConnection { connection in
-                    try connection.execute("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                    // BEGIN goes out with the body's first statement and COMMIT with its queued
+                    // writes: a transaction costs no round trip of its own.
+                    try connection.enqueue("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
                     do {
                         let result = try body(connection)
-                        try connection.execute("COMMIT")
+                        try connection.query("COMMIT")
                         return result
                     } catch {
+                        connection.discardQueued()
                         _ = try? connection.execute("ROLLBACK")
                         throw error
                     }
