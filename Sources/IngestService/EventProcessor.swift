@@ -142,7 +142,7 @@ public struct EventProcessor: Sendable {
             let payload = event.payload!
             return .trigger(PreparedTrigger(
                 serviceID: target.serviceID,
-                dedupKey: event.dedupKey.isEmpty ? UUID().uuidString.lowercased() : event.dedupKey,
+                dedupKey: event.dedupKey.isEmpty ? RandomID.uuid() : event.dedupKey,
                 summary: payload.summary, source: payload.source, severity: payload.severity?.rawValue ?? "",
                 urgency: target.urgencyRule.urgency(for: payload.severity),
                 detailsJSON: request.customDetailsJSON ?? JSON.object(payload.customDetails),

@@ -67,7 +67,7 @@ public struct NotifyIntake: Sendable {
                 return 0
             }
             for item in plan {
-                let id = UUID().uuidString.lowercased()
+                let id = RandomID.uuid()
                 let inserted = try connection.query(
                     """
                     INSERT INTO notifications (id, request_id, rule_id, incident_id, user_id, contact_method_id, reason,

@@ -12,7 +12,7 @@ public enum Outbox {
         public static let notifier = "notifier"
     }
 
-    public static func newMessageID() -> String { UUID().uuidString.lowercased() }
+    public static func newMessageID() -> String { RandomID.uuid() }
 
     public static func enqueue(
         _ connection: PGConnection, destination: String, method: String, messageID: String, body: [UInt8], now: Millis
