@@ -51,7 +51,7 @@ enum TriggerWriter {
 
     static let countDuplicates = """
         UPDATE alerts a SET count = a.count + d.n, last_at_ms = $3
-        FROM unnest($1::bigint[], $2::int[]) AS d(alert_id, n)
+        FROM unnest($1::bigint[], $2::bigint[]) AS d(alert_id, n)
         WHERE a.id = d.alert_id
         """
 

@@ -27,6 +27,32 @@ import Glibc
         await db.drop()
     }
 
+    @Test func arraysRoundTripInBinaryFormat() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        let strings: [String?] = ["plain", "{\"json\": \"with \\\"quotes\\\" and \\\\\"}", "a,b}{", nil, "", "NULL", "ünïcødé ☠"]
+        let numbers: [Int64] = [Int64.min, -1, 0, 42, Int64.max]
+        let blobs: [[UInt8]] = [[], [0], [0xFF, 0x00, 0x5C, 0x22], Array(0...255)]
+        let rows = try await db.pool.withConnection { connection in
+            let text = try connection.query(
+                "SELECT t, t IS NULL AS missing FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n", [PGArray(strings)])
+            let ints = try connection.query("SELECT i FROM unnest($1::bigint[]) WITH ORDINALITY AS u(i, n) ORDER BY n", [PGArray(numbers)])
+            let bytes = try connection.query("SELECT b FROM unnest($1::bytea[]) WITH ORDINALITY AS u(b, n) ORDER BY n", [PGArray(bytea: blobs)])
+            let empty = try connection.query(
+                "SELECT cardinality($1::text[]) AS t, cardinality($2::bigint[]) AS i, cardinality($3::bytea[]) AS b",
+                [PGArray([String]()), PGArray([Int64]()), PGArray(bytea: [])])
+            return (
+                (0..<text.count).map { text.bool($0, "missing")! ? nil : text.string($0, "t") },
+                (0..<ints.count).map { ints.int64($0, "i")! },
+                (0..<bytes.count).map { bytes.bytes($0, "b")! },
+                [empty.int64(0, "t"), empty.int64(0, "i"), empty.int64(0, "b")])
+        }
+        #expect(rows.0 == strings)
+        #expect(rows.1 == numbers)
+        #expect(rows.2 == blobs)
+        #expect(rows.3 == [0, 0, 0])
+        await db.drop()
+    }
+
     @Test func preparedStatementsAreReusedPerConnection() async throws {
         let db = try await TestDatabase.create(migrate: false)
         let count = try await db.pool.withConnection { connection -> Int in

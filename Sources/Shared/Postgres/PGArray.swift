@@ -1,68 +1,84 @@
-/// Array parameters in PostgreSQL's text array syntax, for set-based statements such as
+/// Array parameters for set-based statements such as
 /// `INSERT … SELECT … FROM unnest($1::bigint[], $2::text[])`: one statement for a whole batch.
+///
+/// Sent in PostgreSQL's binary array format: no quoting or escaping on our side and no text
+/// parsing on the server's (JSON documents full of quotes and backslashes go through as they
+/// are). The element type must be the one the statement casts the parameter to: bigint[] for
+/// integers, text[] for strings, bytea[] for bytes.
 public struct PGArray: PGEncodable {
-    public let literal: String
+    public let bytes: [UInt8]
+
+    private enum ElementType: UInt32 {
+        case bytea = 17
+        case int8 = 20
+        case text = 25
+    }
 
     public init(_ values: [Int64]) {
-        literal = "{" + values.map(String.init).joined(separator: ",") + "}"
+        var writer = Writer(type: .int8, count: values.count, hasNulls: false, payload: values.count * 12)
+        for value in values {
+            writer.int32(8)
+            writer.int64(value)
+        }
+        bytes = writer.bytes
     }
 
     public init(_ values: [Int]) {
-        literal = "{" + values.map(String.init).joined(separator: ",") + "}"
+        self.init(values.map(Int64.init))
     }
 
     public init(_ values: [String?]) {
-        var bytes: [UInt8] = [UInt8(ascii: "{")]
-        bytes.reserveCapacity(values.reduce(2) { $0 + ($1?.utf8.count ?? 4) + 3 })
-        for (index, value) in values.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            if let value { Self.appendQuoted(value, to: &bytes) } else { bytes.append(contentsOf: "NULL".utf8) }
+        let payload = values.reduce(0) { $0 + 4 + ($1?.utf8.count ?? 0) }
+        var writer = Writer(type: .text, count: values.count, hasNulls: values.contains(nil), payload: payload)
+        for value in values {
+            guard var value else {
+                writer.int32(-1)
+                continue
+            }
+            value.withUTF8 { utf8 in
+                writer.int32(Int32(utf8.count))
+                writer.bytes.append(contentsOf: utf8)
+            }
         }
-        bytes.append(UInt8(ascii: "}"))
-        literal = String(decoding: bytes, as: UTF8.self)
+        bytes = writer.bytes
     }
 
     public init(_ values: [String]) {
         self.init(values.map(Optional.some))
     }
 
-    /// bytea elements, hex-encoded (`\x0a0b…`).
     public init(bytea values: [[UInt8]]) {
-        let digits = Array("0123456789abcdef".utf8)
-        literal = "{" + values.map { bytes in
-            var hex = [UInt8]("\"\\\\x".utf8)
-            hex.reserveCapacity(bytes.count * 2 + 5)
-            for byte in bytes {
-                hex.append(digits[Int(byte >> 4)])
-                hex.append(digits[Int(byte & 0x0F)])
-            }
-            hex.append(UInt8(ascii: "\""))
-            return String(decoding: hex, as: UTF8.self)
-        }.joined(separator: ",") + "}"
+        var writer = Writer(type: .bytea, count: values.count, hasNulls: false, payload: values.reduce(0) { $0 + 4 + $1.count })
+        for value in values {
+            writer.int32(Int32(value.count))
+            writer.bytes.append(contentsOf: value)
+        }
+        bytes = writer.bytes
     }
 
-    public var pgParam: PGParam { .text(literal) }
+    public var pgParam: PGParam { .bytes(bytes) }
 
-    /// A double-quoted element: backslash and double quote escaped, everything else literal.
-    static func quote(_ value: String) -> String {
-        var quoted: [UInt8] = []
-        appendQuoted(value, to: &quoted)
-        return String(decoding: quoted, as: UTF8.self)
-    }
+    /// The header of a one-dimensional array (array_send's layout), then the caller's elements.
+    private struct Writer {
+        var bytes: [UInt8] = []
 
-    static func appendQuoted(_ value: String, to bytes: inout [UInt8]) {
-        bytes.append(UInt8(ascii: "\""))
-        var value = value
-        value.withUTF8 { utf8 in
-            if !utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") }) {
-                bytes.append(contentsOf: utf8)  // the common case: nothing to escape
-                return
-            }
-            for byte in utf8 {
-                if byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "\"") { bytes.append(UInt8(ascii: "\\")) }
-                bytes.append(byte)
+        init(type: ElementType, count: Int, hasNulls: Bool, payload: Int) {
+            bytes.reserveCapacity(20 + payload)
+            int32(count == 0 ? 0 : 1)  // dimensions: an empty array has none
+            int32(hasNulls ? 1 : 0)
+            int32(Int32(bitPattern: type.rawValue))
+            if count > 0 {
+                int32(Int32(count))
+                int32(1)  // lower bound
             }
         }
-        bytes.append(UInt8(ascii: "\""))
+
+        mutating func int32(_ value: Int32) {
+            withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+        }
+
+        mutating func int64(_ value: Int64) {
+            withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+        }
     }
 }
