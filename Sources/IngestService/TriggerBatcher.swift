@@ -39,6 +39,8 @@ public final class TriggerBatcher: Sendable {
         public var transactions = 0
         /// Wall time spent inside batch transactions, all committers together.
         public var transactionNanoseconds: Int64 = 0
+        /// Batches run again because another transaction opened one of their incidents first.
+        public var concurrentCreationRetries = 0
     }
 
     var statistics: Statistics { state.withLockedValue { $0.statistics } }
@@ -119,7 +121,7 @@ public final class TriggerBatcher: Sendable {
         }
     }
 
-    private func commit(_ batch: [Waiter]) async {
+    private func commit(_ batch: [Waiter], attempt: Int = 1) async {
         let now = clock.nowMs()
         let triggers = batch.map(\.trigger)
         let started = ContinuousClock.now
@@ -135,6 +137,11 @@ public final class TriggerBatcher: Sendable {
             }
             for (waiter, result) in zip(batch, results) { waiter.promise.succeed(result) }
             if results.contains(where: { $0.outcome == .created }) { onCreated() }
+        } catch is TriggerWriter.ConcurrentCreation where attempt < 5 {
+            state.withLockedValue { $0.statistics.concurrentCreationRetries += 1 }
+            // Another Ingest (or committer) opened one of these incidents first; this time the
+            // lock query finds it and the batch joins it.
+            await commit(batch, attempt: attempt + 1)
         } catch where batch.count > 1 {
             logger.warning(
                 "trigger batch failed; retrying its events one by one",

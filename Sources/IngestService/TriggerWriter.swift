@@ -5,6 +5,11 @@ import Shared
 /// batch size: lock the open incidents of the batch's (service, dedup key)s, create the missing
 /// ones, then one multi-row statement each for alerts, counts, timeline and outbox.
 enum TriggerWriter {
+    /// Another transaction opened an incident for one of the batch's new keys first: run the batch again.
+    struct ConcurrentCreation: Error, RPCStatusConvertible {
+        var rpcError: RPCError { RPCError(.aborted, "the incident for this dedup key was being opened concurrently; retry") }
+    }
+
     private struct Key: Hashable, Comparable {
         var serviceID: Int64
         var dedupKey: String
@@ -38,13 +43,12 @@ enum TriggerWriter {
         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
              WITH ORDINALITY AS k(service_id, title, urgency, severity, dedup_key, details, n)
         ORDER BY k.n
-        ON CONFLICT (service_id, dedup_key) WHERE status <> 'resolved' DO NOTHING
         RETURNING id, service_id, dedup_key
         """
 
     static let insertAlerts = """
         INSERT INTO alerts (incident_id, summary, source, severity, event, first_at_ms, last_at_ms)
-        SELECT a.incident_id, a.summary, a.source, a.severity, a.event::jsonb, $6, $6
+        SELECT a.incident_id, a.summary, a.source, a.severity, a.event::json, $6, $6
         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS a(incident_id, summary, source, severity, event)
         RETURNING id, incident_id
         """
@@ -82,32 +86,35 @@ enum TriggerWriter {
         var created = Set<Key>()
         // Locks are taken in key order so two batches never wait on each other in a cycle.
         var missing = firstIndex.keys.sorted()
-        for _ in 0..<5 where !missing.isEmpty {
-            let open = try connection.query(lockOpen, [PGArray(missing.map(\.serviceID)), PGArray(missing.map(\.dedupKey))])
-            for row in 0..<open.count {
-                let incidentID = open.int64(row, "id")!
-                incidentOf[Key(serviceID: open.int64(row, "service_id")!, dedupKey: open.string(row, "dedup_key")!)] = incidentID
-                if let alertID = open.int64(row, "first_alert") { firstAlertOf[incidentID] = alertID }
-            }
-            missing.removeAll { incidentOf[$0] != nil }
-            guard !missing.isEmpty else { break }
+        let open = try connection.query(lockOpen, [PGArray(missing.map(\.serviceID)), PGArray(missing.map(\.dedupKey))])
+        for row in 0..<open.count {
+            let incidentID = open.int64(row, "id")!
+            incidentOf[Key(serviceID: open.int64(row, "service_id")!, dedupKey: open.string(row, "dedup_key")!)] = incidentID
+            if let alertID = open.int64(row, "first_alert") { firstAlertOf[incidentID] = alertID }
+        }
+        missing.removeAll { incidentOf[$0] != nil }
+        if !missing.isEmpty {
             // The first trigger of each new key describes its incident. Rows go in key order, like
             // the locks above: two batches inserting overlapping keys in different orders would
-            // deadlock on the unique index.
+            // deadlock on the unique index. A plain INSERT (no ON CONFLICT: no speculative
+            // insertion) — if another transaction created one of these keys since the lock query,
+            // the unique index refuses it and the whole batch runs again, joining that incident.
             let firsts = missing.map { triggers[firstIndex[$0]!] }
-            let inserted = try connection.query(
-                insertIncidents,
-                [PGArray(firsts.map(\.serviceID)), PGArray(firsts.map(\.summary)), PGArray(firsts.map(\.urgency.rawValue)),
-                 PGArray(firsts.map(\.severity)), PGArray(firsts.map(\.dedupKey)), PGArray(firsts.map(\.detailsJSON)), now])
+            let inserted: PGResult
+            do {
+                inserted = try connection.query(
+                    insertIncidents,
+                    [PGArray(firsts.map(\.serviceID)), PGArray(firsts.map(\.summary)), PGArray(firsts.map(\.urgency.rawValue)),
+                     PGArray(firsts.map(\.severity)), PGArray(firsts.map(\.dedupKey)), PGArray(firsts.map(\.detailsJSON)), now])
+            } catch let error as PostgresError where error.isUniqueViolation {
+                throw ConcurrentCreation()
+            }
             for row in 0..<inserted.count {
                 let key = Key(serviceID: inserted.int64(row, "service_id")!, dedupKey: inserted.string(row, "dedup_key")!)
                 incidentOf[key] = inserted.int64(row, "id")!
                 created.insert(key)
             }
-            // Keys another transaction created meanwhile are found (and joined) on the next pass.
-            missing.removeAll { incidentOf[$0] != nil }
         }
-        guard missing.isEmpty else { throw RPCError(.aborted, "the incident for a dedup key kept changing; retry") }
 
         var results: [EventResult] = []
         results.reserveCapacity(triggers.count)

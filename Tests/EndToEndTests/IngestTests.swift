@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 @testable import IngestService
 import KlaxonDomain
 import KlaxonTestSupport
@@ -50,6 +51,36 @@ import Testing
             #expect(!plan.contains("Seq Scan"), "\(statement.name) seq-scans:\n\(plan)")
         }
         #expect(plans[0].contains("Index Scan using incidents_open_dedup"), "\(plans[0])")
+        await database.drop()
+    }
+
+    /// Two Ingest replicas (each with its own connections and group commit) open the same 200 new
+    /// dedup keys at the same moment: exactly one incident per key; the other trigger joins it.
+    /// The loser's INSERT meets the unique index and its batch runs again.
+    @Test func replicasRacingOnNewKeysOpenEachIncidentOnce() async throws {
+        let database = try await TestDatabase.create()
+        let routingKey = Seed.newRoutingKey()
+        try await database.pool.transaction { connection in
+            let service = try Seed.service(connection, name: "race", routingKey: routingKey, users: [])
+            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [service.serviceID])
+        }
+        let pools = (0..<2).map { _ in PostgresPool(url: database.url, logger: Logger(label: "test")) }
+        let replicas = pools.map {
+            EventProcessor(pool: $0, clock: SystemWallClock(), assignmentOutbox: Waker(), logger: Logger(label: "test"))
+        }
+        let events = (0..<200).map { IngestRequest(event: Pipeline.trigger(routingKey, dedupKey: "race-\($0)"), encodedSize: 300) }
+        async let first = replicas[0].process(events)
+        async let second = replicas[1].process(events)
+        let outcomes = try await (first + second).map { try $0.get() }
+        #expect(outcomes.filter { $0.outcome == .created }.count == 200)
+        #expect(outcomes.filter { $0.outcome == .deduplicated }.count == 200)
+        #expect(Set(outcomes.map(\.incidentID)).count == 200)
+        #expect(try await database.scalar("SELECT count(*) FROM incidents") == 200)
+        #expect(try await database.scalar("SELECT sum(count) FROM alerts") == 400)
+        #expect(try await database.scalar("SELECT count(*) FROM outbox") == 200)
+        let retries = replicas.map(\.batchStatistics.concurrentCreationRetries).reduce(0, +)
+        print("replica race: \(retries) batch(es) ran again after a concurrent creation")
+        for pool in pools { await pool.shutdown() }
         await database.drop()
     }
 
