@@ -81,6 +81,7 @@ let package = Package(
             name: "SharedTests",
             dependencies: [
                 "Shared", "KlaxonTestSupport", "CHeapStats",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]),

@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 @testable import Shared
 import Testing
 
@@ -11,6 +12,7 @@ import Testing
 @Suite struct RPCTests {
     static let echo = "klaxon.test.v1.Test/Echo"
     static let slow = "klaxon.test.v1.Test/Slow"
+    static let loopSlow = "klaxon.test.v1.Test/LoopSlow"
 
     /// A server whose Echo returns the request's routing key as the result's dedup key, and whose
     /// Slow sleeps `timestamp_ms` milliseconds first. Tracks the most calls seen running at once.
@@ -38,6 +40,14 @@ import Testing
                 defer { running.withLockedValue { $0.now -= 1 } }
                 try await Task.sleep(for: .milliseconds(event.payload?.timestampMs ?? 0))
                 return EventResult(dedupKey: event.routingKey, incidentID: 2, outcome: .created)
+            }
+            // On the event loop, no task: answers after `timestamp_ms` via a scheduled task.
+            router.registerOnLoop(RPCTests.loopSlow) { (event: Event, _, loop) in
+                running.withLockedValue { $0.now += 1; $0.max = max($0.max, $0.now) }
+                return loop.scheduleTask(in: .milliseconds(event.payload?.timestampMs ?? 0)) {
+                    running.withLockedValue { $0.now -= 1 }
+                    return EventResult(dedupKey: event.routingKey, incidentID: 3, outcome: .created)
+                }.futureResult
             }
             server = RPCServer(configuration: configuration, router: router, logger: Logger(label: "test"), authenticate: authenticate)
             let server = self.server
@@ -105,6 +115,60 @@ import Testing
         #expect(harness.running.withLockedValue { $0.max } == 2)
         await client.close()
         await harness.stop()
+    }
+
+    /// Handlers registered on the event loop: answered out of order like the others, and held to
+    /// the same per-connection in-flight limit.
+    @Test func loopHandlersAreAnsweredOutOfOrderWithinTheInFlightLimit() async throws {
+        let harness = Harness(maxInFlight: 3)
+        let client = try await harness.client()
+        let order = NIOLockedValueBox<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<9 {
+                group.addTask {
+                    let sleep: Int64 = index == 0 ? 400 : 60
+                    let result: EventResult = try await client.call(Self.loopSlow, Self.event("l\(index)", sleepMs: sleep))
+                    #expect(result == EventResult(dedupKey: "l\(index)", incidentID: 3, outcome: .created))
+                    order.withLockedValue { $0.append("l\(index)") }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(order.withLockedValue { $0.last } == "l0")  // the slow first call finished last
+        #expect(harness.running.withLockedValue { $0.max } == 3)
+        await client.close()
+        await harness.stop()
+    }
+
+    /// Graceful shutdown: the server stops reading, answers every call it already read (async and
+    /// loop handlers alike), then closes the connection and returns.
+    @Test func gracefulShutdownAnswersTheCallsInFlight() async throws {
+        var router = RPCRouter()
+        router.register(Self.slow) { (event: Event, _) in
+            try await Task.sleep(for: .milliseconds(event.payload?.timestampMs ?? 0))
+            return EventResult(dedupKey: event.routingKey, incidentID: 2, outcome: .created)
+        }
+        router.registerOnLoop(Self.loopSlow) { (event: Event, _, loop) in
+            loop.scheduleTask(in: .milliseconds(event.payload?.timestampMs ?? 0)) {
+                EventResult(dedupKey: event.routingKey, incidentID: 3, outcome: .created)
+            }.futureResult
+        }
+        let server = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), router: router, logger: Logger(label: "test"))
+        let group = ServiceGroup(services: [server], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        let port = try await server.localAddress().port!
+        let client = RPCClient(host: "127.0.0.1", port: port)
+        async let slow: EventResult = client.call(Self.slow, Self.event("async", sleepMs: 300))
+        async let loop: EventResult = client.call(Self.loopSlow, Self.event("loop", sleepMs: 300))
+        try await Task.sleep(for: .milliseconds(100))  // both calls read and running
+        await group.triggerGracefulShutdown()
+        #expect(try await slow.dedupKey == "async")
+        #expect(try await loop.dedupKey == "loop")
+        try await running.value  // the server returned after answering
+        await #expect(throws: RPCError.self) {
+            let _: EventResult = try await client.call(Self.echo, Self.event("after"), timeout: .seconds(1))
+        }
+        await client.close()
     }
 
     @Test func unknownMethodIsUnimplemented() async throws {
