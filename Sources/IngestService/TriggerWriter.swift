@@ -3,7 +3,7 @@ import Shared
 
 /// Writes a batch of triggers in one transaction with a fixed number of statements, whatever the
 /// batch size: lock the open incidents of the batch's (service, dedup key)s, create the missing
-/// ones, then one multi-row statement each for alerts, counts, timeline and outbox.
+/// ones, then one multi-row statement each for alerts, counts and timeline, and one outbox row.
 enum TriggerWriter {
     /// Another transaction opened an incident for one of the batch's new keys first: run the batch again.
     struct ConcurrentCreation: Error, RPCStatusConvertible {
@@ -68,11 +68,6 @@ enum TriggerWriter {
         ORDER BY t.n
         """
 
-    static let insertOutbox = """
-        INSERT INTO outbox (message_id, destination, method, body, created_at_ms, next_attempt_at_ms)
-        SELECT o.message_id, $5, $3, o.body, $4, $4
-        FROM unnest($1::text[], $2::bytea[]) AS o(message_id, body)
-        """
 
     static func write(_ triggers: [PreparedTrigger], connection: PGConnection, now: Millis) throws -> [EventResult] {
         var firstIndex: [Key: Int] = [:]
@@ -121,7 +116,7 @@ enum TriggerWriter {
         var alerts: (incident: [Int64], summary: [String], source: [String], severity: [String], event: [String]) = ([], [], [], [], [])
         var duplicates: [Int64: Int] = [:]
         var timeline: (incident: [Int64], type: [String], details: [String]) = ([], [], [])
-        var outbox: (id: [String], body: [[UInt8]]) = ([], [])
+        var announcements: [(method: String, body: [UInt8])] = []
         var announced = Set<Key>()
         for trigger in triggers {
             let key = key(trigger)
@@ -136,8 +131,9 @@ enum TriggerWriter {
                 timeline.type.append(TimelineType.trigger.rawValue)
                 timeline.details.append(JSON.object(["summary": trigger.summary, "source": trigger.source, "dedup_key": trigger.dedupKey]))
                 let messageID = Outbox.newMessageID()
-                outbox.id.append(messageID)
-                outbox.body.append(IncidentTriggeredRequest(messageID: messageID, incidentID: UInt64(incidentID), triggeredAtMs: now).wireBytes())
+                announcements.append((
+                    IncidentTriggeredRequest.method,
+                    IncidentTriggeredRequest(messageID: messageID, incidentID: UInt64(incidentID), triggeredAtMs: now).wireBytes()))
                 results.append(EventResult(dedupKey: trigger.dedupKey, incidentID: UInt64(incidentID), outcome: .created, message: "incident created"))
             } else {
                 duplicates[incidentID, default: 0] += 1
@@ -170,9 +166,12 @@ enum TriggerWriter {
             try connection.enqueue(touchIncidents, [PGArray(ids), now])
         }
         try connection.enqueue(insertTimeline, [PGArray(timeline.incident), PGArray(timeline.type), PGArray(timeline.details), now])
-        if !outbox.id.isEmpty {
+        if !announcements.isEmpty {
+            // One outbox row for the batch's new incidents: the relay sends each message as its own
+            // call, with its own message id (Assignment's inbox), and deletes the row when all are OK.
             try connection.enqueue(
-                insertOutbox, [PGArray(outbox.id), PGArray(bytea: outbox.body), IncidentTriggeredRequest.method, now, Outbox.Destination.assignment])
+                Outbox.insert,
+                [Outbox.newMessageID(), Outbox.Destination.assignment, Outbox.bundleMethod, Outbox.bundle(announcements), now])
         }
         return results
     }

@@ -42,6 +42,14 @@ public struct TestDatabase: Sendable {
         _ = try? connection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
     }
 
+    /// Every message waiting in the outbox (a bundle row counts as the messages it holds).
+    public func outboxMessages(destination: String = Outbox.Destination.assignment) async throws -> [(method: String, body: [UInt8])] {
+        try await pool.withConnection { connection in
+            let rows = try connection.query("SELECT method, body FROM outbox WHERE destination = $1 ORDER BY id", [destination])
+            return try (0..<rows.count).flatMap { try Outbox.messages(method: rows.string($0, "method")!, body: rows.bytes($0, "body") ?? []) }
+        }
+    }
+
     /// One value from one query, for assertions.
     public func scalar(_ sql: String, _ params: [any PGEncodable] = []) async throws -> Int64? {
         try await pool.withConnection { connection in

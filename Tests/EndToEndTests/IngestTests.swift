@@ -35,7 +35,7 @@ import Testing
             ("count duplicates", TriggerWriter.countDuplicates, "'{1}', '{1}', 0"),
             ("touch incidents", TriggerWriter.touchIncidents, "'{1}', 0"),
             ("insert timeline", TriggerWriter.insertTimeline, "'{1}', '{trigger}', '{\"{}\"}', 0"),
-            ("insert outbox", TriggerWriter.insertOutbox, "'{m}', '{\"\\\\x00\"}', 'x', 0, 'assignment'"),
+            ("insert outbox", Outbox.insert, "'m', 'assignment', 'x', '\\x00', 0"),
         ]
         let plans = try await database.pool.transaction { connection in
             try connection.execute(TriggerWriter.planSetting)
@@ -77,7 +77,9 @@ import Testing
         #expect(Set(outcomes.map(\.incidentID)).count == 200)
         #expect(try await database.scalar("SELECT count(*) FROM incidents") == 200)
         #expect(try await database.scalar("SELECT sum(count) FROM alerts") == 400)
-        #expect(try await database.scalar("SELECT count(*) FROM outbox") == 200)
+        let announced = try await database.outboxMessages().map { try IncidentTriggeredRequest(wire: $0.body).incidentID }
+        #expect(announced.count == 200)
+        #expect(Set(announced) == Set(outcomes.map(\.incidentID)))
         let retries = replicas.map(\.batchStatistics.concurrentCreationRetries).reduce(0, +)
         print("replica race: \(retries) batch(es) ran again after a concurrent creation")
         for pool in pools { await pool.shutdown() }
@@ -199,7 +201,7 @@ import Testing
         #expect(outcomes.filter { $0 == .created }.count == 300)
         #expect(outcomes.filter { $0 == .deduplicated }.count == 100)
         #expect(try await db.scalar("SELECT count(*) FROM incidents") == 300)
-        #expect(try await db.scalar("SELECT count(*) FROM outbox") == 300)
+        #expect(try await db.outboxMessages().count == 300)
         #expect(try await db.scalar("SELECT sum(count) FROM alerts") == 400)
         #expect(try await db.scalar("SELECT count(*) FROM timeline_entries") == 400)
         let stats = processor.batcher.statistics

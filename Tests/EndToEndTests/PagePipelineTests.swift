@@ -96,21 +96,61 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// A group commit's new incidents share one outbox row. While Assignment is down it waits;
+    /// one of its messages reaching Assignment early (then again inside the bundle) still has
+    /// one effect; every incident is paged once and the row is gone.
+    @Test func oneBundleRowAnnouncesABatchsIncidentsAndEachIsPagedOnce() async throws {
+        let pipeline = try await Pipeline(start: [.ingest, .notifier])
+        let service = try await pipeline.seed(users: ["Alice"])
+        let ingest = pipeline.client(.ingest)
+        let request = SendEventsRequest(events: (0..<3).map { Pipeline.trigger(service.routingKey, dedupKey: "bundle-\($0)") })
+        let reply: SendEventsReply = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvents", request)
+        let incidents = Set(reply.items.compactMap { $0.result?.incidentID })
+        #expect(reply.items.map { $0.result?.outcome } == [.created, .created, .created])
+        #expect(incidents.count == 3)
+
+        let messages = try await pipeline.db.pool.withConnection { connection in
+            let row = try connection.query("SELECT method, body FROM outbox WHERE destination = 'assignment'")
+            #expect(row.count == 1)
+            return try Outbox.messages(method: row.string(0, "method")!, body: row.bytes(0, "body")!)
+        }
+        #expect(messages.count == 3)
+        let announced = try messages.map { try IncidentTriggeredRequest(wire: $0.body).incidentID }
+        #expect(Set(announced) == incidents)
+
+        try await pipeline.start(.assignment)
+        let assignment = pipeline.client(.assignment)
+        _ = try await assignment.callRaw(messages[0].method, body: messages[0].body)  // before the relay's bundle
+        let pages = await pipeline.sink.waitForRequests(3, timeout: .seconds(20))
+        #expect(Set(pages.compactMap { $0.webhook?.incident.id }) == incidents)
+        #expect(try await eventually { try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0 })
+        try await Task.sleep(for: .milliseconds(1_000))
+        #expect(pipeline.sink.requests.count == 3)
+        for incident in incidents {
+            #expect(try await pipeline.db.scalar(
+                "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'assign'", [Int64(incident)]) == 1)
+        }
+        await ingest.close()
+        await assignment.close()
+        await pipeline.shutdown()
+    }
+
     /// Outbox delivery is at-least-once; receivers make it exactly one effect.
     @Test func redeliveredMessagesHaveOneEffect() async throws {
         let pipeline = try await Pipeline(start: [.ingest, .notifier])
         let service = try await pipeline.seed(users: ["Alice"])
         let ingest = pipeline.client(.ingest)
         let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
-        let (method, body) = try await pipeline.db.pool.withConnection { connection in
+        let messages = try await pipeline.db.pool.withConnection { connection in
             let row = try connection.query("SELECT method, body FROM outbox WHERE destination = 'assignment'")
-            return (row.string(0, "method")!, row.bytes(0, "body")!)
+            return try Outbox.messages(method: row.string(0, "method")!, body: row.bytes(0, "body")!)
         }
+        #expect(messages.map(\.method) == [IncidentTriggeredRequest.method])
         try await pipeline.start(.assignment)
         // The relay delivers it too: three deliveries of one message.
         let assignment = pipeline.client(.assignment)
-        _ = try await assignment.callRaw(method, body: body)
-        _ = try await assignment.callRaw(method, body: body)
+        _ = try await assignment.callRaw(messages[0].method, body: messages[0].body)
+        _ = try await assignment.callRaw(messages[0].method, body: messages[0].body)
 
         let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(20))
         #expect(pages.count == 1)
@@ -162,7 +202,7 @@ import Testing
         #expect(Set(outcomes.map(\.incidentID)).count == 1)
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 1)
         #expect(try await pipeline.db.scalar("SELECT count FROM alerts") == 24)
-        #expect(try await pipeline.db.scalar("SELECT count(*) FROM outbox") == 1)
+        #expect(try await pipeline.db.outboxMessages().count == 1)
         for client in clients { await client.close() }
         await pipeline.shutdown()
     }

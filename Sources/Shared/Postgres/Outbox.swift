@@ -14,14 +14,56 @@ public enum Outbox {
 
     public static func newMessageID() -> String { RandomID.uuid() }
 
+    /// The `method` of a row that holds several messages (`bundle`): one row, one index entry and
+    /// one delete for a whole group commit's worth of messages. Never sent on the wire: the relay
+    /// delivers each message inside as its own call.
+    public static let bundleMethod = "klaxon.outbox.Bundle"
+
+    /// Several messages as one row body: each an Envelope (method and body) behind a 4-byte
+    /// big-endian length, like frames on the wire.
+    public static func bundle(_ messages: [(method: String, body: [UInt8])]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for message in messages {
+            let envelope = Envelope(id: 0, method: message.method, body: message.body).wireBytes()
+            withUnsafeBytes(of: UInt32(envelope.count).bigEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: envelope)
+        }
+        return bytes
+    }
+
+    /// The messages a row holds: itself, or what its bundle holds.
+    public static func messages(method: String, body: [UInt8]) throws -> [(method: String, body: [UInt8])] {
+        guard method == bundleMethod else { return [(method, body)] }
+        var messages: [(method: String, body: [UInt8])] = []
+        var offset = 0
+        while offset < body.count {
+            guard body.count - offset >= 4 else { throw OutboxError.malformedBundle }
+            let length = body[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+            offset += 4
+            guard length > 0, body.count - offset >= length else { throw OutboxError.malformedBundle }
+            let envelope = try Envelope(wire: Array(body[offset..<offset + length]))
+            offset += length
+            guard !envelope.method.isEmpty else { throw OutboxError.malformedBundle }
+            messages.append((envelope.method, envelope.body))
+        }
+        return messages
+    }
+
+    public enum OutboxError: Error, CustomStringConvertible {
+        case malformedBundle
+        public var description: String { "malformed outbox bundle" }
+    }
+
+    /// One outbox row: message id, destination, method, body, now.
+    public static let insert = """
+        INSERT INTO outbox (message_id, destination, method, body, created_at_ms, next_attempt_at_ms)
+        VALUES ($1, $2, $3, $4, $5, $5)
+        """
+
     public static func enqueue(
         _ connection: PGConnection, destination: String, method: String, messageID: String, body: [UInt8], now: Millis
     ) throws {
-        try connection.query(
-            """
-            INSERT INTO outbox (message_id, destination, method, body, created_at_ms, next_attempt_at_ms)
-            VALUES ($1, $2, $3, $4, $5, $5)
-            """, [messageID, destination, method, body, now])
+        try connection.query(insert, [messageID, destination, method, body, now])
     }
 }
 
@@ -49,6 +91,8 @@ public struct OutboxRelay: Sendable {
     public var leaseMs: Millis = 30_000
     public var maxBackoffMs: Millis = 60_000
     public var callTimeout: TimeAmount = .seconds(10)
+    /// Calls in flight at once (a bundle row holds a whole group commit's messages).
+    public var maxConcurrentCalls = 64
     public var logger: Logger
 
     public init(destination: String, client: RPCClient, pool: PostgresPool, logger: Logger) {
@@ -86,11 +130,7 @@ public struct OutboxRelay: Sendable {
             }
         }
         if !claimed.isEmpty {
-            await withTaskGroup(of: Void.self) { group in
-                for message in claimed {
-                    group.addTask { await self.deliver(message, now: now) }
-                }
-            }
+            await deliver(claimed, now: now)
             if claimed.count == batchSize { return now }  // more may be waiting
         }
         return try await pool.withConnection { connection in
@@ -99,23 +139,68 @@ public struct OutboxRelay: Sendable {
         }
     }
 
-    private func deliver(_ message: Claimed, now: Millis) async {
-        do {
-            _ = try await client.callRaw(message.method, body: message.body, timeout: callTimeout)
-            try await pool.withConnection { connection in
-                try connection.query("DELETE FROM outbox WHERE id = $1", [message.id])
+    /// Sends every message of the claimed rows (each message of a bundle as its own call), at
+    /// most `maxConcurrentCalls` at once. Rows whose messages were all answered OK are deleted
+    /// together; any other row is rescheduled whole with backoff (receivers drop redeliveries).
+    private func deliver(_ claimed: [Claimed], now: Millis) async {
+        var failures: [Int: String] = [:]  // claimed index → first error
+        var calls: [(row: Int, method: String, body: [UInt8])] = []
+        for (index, row) in claimed.enumerated() {
+            do {
+                for message in try Outbox.messages(method: row.method, body: row.body) {
+                    calls.append((index, message.method, message.body))
+                }
+            } catch {
+                failures[index] = "\(error)"  // kept and retried, never dropped: a person can look at it
             }
-        } catch {
+        }
+        let client = self.client
+        let callTimeout = self.callTimeout
+        let limit = max(1, maxConcurrentCalls)
+        let callFailures = await withTaskGroup(of: (Int, String?).self) { group -> [Int: String] in
+            var failed: [Int: String] = [:]
+            var next = 0
+            var running = 0
+            while next < calls.count || running > 0 {
+                while running < limit, next < calls.count {
+                    let call = calls[next]
+                    next += 1
+                    running += 1
+                    group.addTask {
+                        do {
+                            _ = try await client.callRaw(call.method, body: call.body, timeout: callTimeout)
+                            return (call.row, nil)
+                        } catch {
+                            return (call.row, "\(error)")
+                        }
+                    }
+                }
+                if let (row, error) = await group.next() {
+                    running -= 1
+                    if let error, failed[row] == nil { failed[row] = error }
+                }
+            }
+            return failed
+        }
+        failures.merge(callFailures) { first, _ in first }
+
+        let delivered = claimed.indices.filter { failures[$0] == nil }.map { claimed[$0].id }
+        if !delivered.isEmpty {
+            _ = try? await pool.withConnection { connection in
+                try connection.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [PGArray(delivered)])
+            }
+        }
+        for (index, error) in failures.sorted(by: { $0.key < $1.key }) {
+            let message = claimed[index]
             let delay = min(maxBackoffMs, 100 * (Millis(1) << Millis(min(message.attempts, 20))))
             logger.warning(
                 "outbox delivery failed",
                 metadata: ["outbox.destination": "\(destination)", "outbox.id": "\(message.id)",
                            "outbox.attempts": "\(message.attempts)", "error": "\(error)"])
-            let description = "\(error)"
             _ = try? await pool.withConnection { connection in
                 try connection.query(
                     "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3 WHERE id = $1",
-                    [message.id, now + delay, description])
+                    [message.id, now + delay, error])
             }
         }
     }
