@@ -1,7 +1,8 @@
+import Logging
 import NIOCore
 import NIOEmbedded
 import NIOTestUtils
-import Shared
+@testable import Shared
 import Testing
 
 @Suite struct FramingTests {
@@ -68,5 +69,69 @@ import Testing
         let written = try #require(try channel.readOutbound(as: ByteBuffer.self))
         #expect(Array(written.readableBytesView) == [0, 0, 0, 3] + Array("abc".utf8))
         #expect(try channel.finish().isClean)
+    }
+}
+
+/// The connection handler under arbitrary input: valid calls, mutated and truncated frames,
+/// random bytes. Nothing crashes, and everything it writes back is a well-formed reply frame.
+@Suite struct ConnectionHandlerRobustnessTests {
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let echo = "klaxon.test.v1.Test/Echo"
+
+    @Test func arbitraryInputNeverCrashesAndEveryReplyIsAnEnvelope() throws {
+        var router = RPCRouter()
+        router.registerOnLoop(Self.echo) { (event: Event, _, loop) in
+            loop.makeSucceededFuture(EventResult(dedupKey: event.routingKey, incidentID: 1, outcome: .created))
+        }
+        let event = Event(routingKey: "r", eventAction: .trigger, payload: Payload(summary: "s", source: "s"))
+        let envelope = Envelope(id: 7, method: Self.echo, body: event.wireBytes()).wireBytes()
+        let frame = withUnsafeBytes(of: UInt32(envelope.count).bigEndian, Array.init) + envelope
+        var random = SplitMix(state: 2026)
+        var replies = 0
+        for _ in 0..<3_000 {
+            var input: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                switch Int.random(in: 0..<4, using: &random) {
+                case 0: input += frame
+                case 1:  // a valid frame with a few bytes changed
+                    var mutated = frame
+                    for _ in 0..<Int.random(in: 1...4, using: &random) {
+                        mutated[Int.random(in: 0..<mutated.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                    }
+                    input += mutated
+                case 2: input += frame.prefix(Int.random(in: 0..<frame.count, using: &random))
+                default: input += (0..<Int.random(in: 1...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
+                }
+            }
+            let (_, jobs) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
+            let channel = EmbeddedChannel()
+            try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: 1024)))
+            try channel.pipeline.syncOperations.addHandler(RPCConnectionHandler(
+                router: router, authenticate: nil, maxInFlight: 2, refusal: nil, jobs: jobs, logger: Logger(label: "robustness", factory: { _ in SwiftLogNoOpLogHandler() })))
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            try? channel.writeInbound(ByteBuffer(bytes: input))
+            channel.embeddedEventLoop.run()
+            var output = ByteBuffer()
+            while var part = try channel.readOutbound(as: ByteBuffer.self) { output.writeBuffer(&part) }
+            while let reply = try Framing.readFrame(&output, maxFrameBytes: Framing.defaultMaxFrameBytes) {
+                let decoded = try Envelope(frame: reply)
+                #expect(decoded.status != nil)
+                replies += 1
+            }
+            #expect(output.readableBytes == 0, "a partial reply frame was written")
+            _ = try? channel.finish()
+        }
+        #expect(replies > 1_000)  // plenty of the inputs were answered, not just dropped
     }
 }
