@@ -94,11 +94,11 @@ public struct EventProcessor: Sendable {
     public func process(_ request: IngestRequest, on loop: EventLoop) -> EventLoopFuture<EventResult> {
         let now = clock.nowMs()
         do {
-            try Self.validate(request)
+            let action = try Self.validate(request)
             if let target = directory.cachedTarget(for: request.event.routingKey, now: now),
-               case let .trigger(trigger) = try admit(request, target: target, now: now)
+               case let .trigger(trigger) = try admit(request, action: action, target: target, now: now)
             {
-                return batcher.enqueue(trigger, on: loop).flatMapErrorThrowing { throw Self.rpcError($0) }
+                return batcher.enqueue(trigger, on: loop)  // its errors know their status (RPCStatusConvertible)
             }
         } catch {
             return loop.makeFailedFuture(Self.rpcError(error))
@@ -113,19 +113,20 @@ public struct EventProcessor: Sendable {
 
     /// Validation, routing key and rate limit: everything that may refuse an event before any write.
     private func admit(_ request: IngestRequest, now: Millis) async throws -> Admitted {
-        try Self.validate(request)
-        return try admit(request, target: try await directory.target(for: request.event.routingKey, now: now), now: now)
+        let action = try Self.validate(request)
+        return try admit(request, action: action, target: try await directory.target(for: request.event.routingKey, now: now), now: now)
     }
 
-    private static func validate(_ request: IngestRequest) throws {
+    /// The event's action, once every field is within its limits.
+    private static func validate(_ request: IngestRequest) throws -> EventAction {
         let violations = EventValidation.violations(of: request.event, encodedSize: request.encodedSize)
-        guard violations.isEmpty, request.event.eventAction != nil else { throw RPCError.invalidArgument(violations) }
+        guard violations.isEmpty, let action = request.event.eventAction else { throw RPCError.invalidArgument(violations) }
+        return action
     }
 
     /// The routing key and rate limit, for an event that passed validation.
-    private func admit(_ request: IngestRequest, target: IngestTarget?, now: Millis) throws -> Admitted {
+    private func admit(_ request: IngestRequest, action: EventAction, target: IngestTarget?, now: Millis) throws -> Admitted {
         let event = request.event
-        guard let action = event.eventAction else { throw RPCError.invalidArgument([]) }
         guard let target else {
             throw RPCError.invalidArgument([FieldViolation(field: "routing_key", description: "unknown routing key")])
         }

@@ -68,7 +68,6 @@ enum TriggerWriter {
         ORDER BY t.n
         """
 
-
     static func write(_ triggers: [PreparedTrigger], connection: PGConnection, now: Millis) throws -> [EventResult] {
         var firstIndex: [Key: Int] = [:]
         for (index, trigger) in triggers.enumerated() {

@@ -5,6 +5,7 @@ import IngestService
 import KlaxonDomain
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import Shared
 
 /// Ingest throughput and reply latency: an in-process Ingest on a real TCP port and PostgreSQL,
@@ -146,8 +147,9 @@ struct BenchIngestCommand: AsyncParsableCommand {
         let report = try generator.run(
             calls: events,
             frame: { index in
-                let bytes = Envelope(id: UInt64(index + 1), method: method, body: body(index)).wireBytes()
-                return withUnsafeBytes(of: UInt32(bytes.count).bigEndian, Array.init) + bytes
+                var frame = ByteBuffer()
+                Framing.writeFrame(Envelope(id: UInt64(index + 1), method: method, body: body(index)).wireBytes(), into: &frame)
+                return Array(frame.readableBytesView)
             },
             inspect: { body in (try? EventResult(wire: body))?.outcome.map { "\($0)" } ?? "undecodable" })
         return Figures(

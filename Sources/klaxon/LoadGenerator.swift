@@ -1,5 +1,7 @@
 import Foundation
 import Histogram
+import NIOConcurrencyHelpers
+import NIOCore
 import Shared
 
 #if canImport(Glibc)
@@ -39,7 +41,7 @@ struct LoadGenerator {
         let frames = (0..<calls).map(frame)
         let sockets = try (0..<connections).map { _ in try Self.connect(port: port) }
         defer { for fd in sockets { close(fd) } }
-        let results = UnsafeTransferBox([Worker.Result?](repeating: nil, count: connections))
+        let results = NIOLockedValueBox([Worker.Result?](repeating: nil, count: connections))
         let finished = DispatchGroup()
         let start = Self.nanos()
         for c in 0..<connections {
@@ -49,7 +51,7 @@ struct LoadGenerator {
             finished.enter()
             let thread = Thread {
                 let result = worker.run()
-                results.lock.withLock { results.value[c] = result }
+                results.withLockedValue { $0[c] = result }
                 finished.leave()
             }
             thread.stackSize = 1 << 20
@@ -58,15 +60,13 @@ struct LoadGenerator {
         }
         finished.wait()
         let seconds = Double(Self.nanos() - start) / 1e9
-        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-        var report = Report(seconds: seconds, calls: calls, histogram: histogram, errors: 0, firstError: nil, outcomes: [:])
-        for result in results.value.compactMap({ $0 }) {
-            histogram.add(result.histogram)
+        var report = Report(seconds: seconds, calls: calls, histogram: Worker.Result().histogram, errors: 0, firstError: nil, outcomes: [:])
+        for result in results.withLockedValue({ $0 }).compactMap({ $0 }) {
+            report.histogram.add(result.histogram)
             report.errors += result.errors
             report.firstError = report.firstError ?? result.firstError
             report.outcomes.merge(result.outcomes, uniquingKeysWith: +)
         }
-        report.histogram = histogram
         return report
     }
 
@@ -102,12 +102,6 @@ struct LoadGenerator {
         init(_ description: String) { self.description = description }
     }
 
-    final class UnsafeTransferBox<Value>: @unchecked Sendable {
-        var value: Value
-        let lock = NSLock()
-        init(_ value: Value) { self.value = value }
-    }
-
     /// One connection's loop: top the window up, write, read what arrived, account for it.
     struct Worker: @unchecked Sendable {
         var fd: Int32
@@ -132,8 +126,7 @@ struct LoadGenerator {
             var next = 0, answered = 0, outstanding = 0
             var output: [UInt8] = []
             output.reserveCapacity(inFlight * 512)
-            var input = [UInt8](repeating: 0, count: 1 << 20)
-            var have = 0
+            var input = ByteBufferAllocator().buffer(capacity: 1 << 20)
             func fail(_ message: String) {
                 result.errors += mine.count - answered
                 result.firstError = result.firstError ?? message
@@ -151,23 +144,14 @@ struct LoadGenerator {
                     fail("write: \(String(cString: strerror(errno)))")
                     return result
                 }
-                let count = input.withUnsafeMutableBytes { read(fd, $0.baseAddress! + have, $0.count - have) }
+                let count = input.writeWithUnsafeMutableBytes(minimumWritableBytes: 64 * 1024) { read(fd, $0.baseAddress!, $0.count) }
                 guard count > 0 else {
                     fail(count == 0 ? "the server closed the connection" : "read: \(String(cString: strerror(errno)))")
                     return result
                 }
-                have += count
                 let arrived = LoadGenerator.nanos()
-                var position = 0
-                while have - position >= 4 {
-                    let length = input[position..<position + 4].reduce(0) { $0 << 8 | Int($1) }
-                    guard have - position - 4 >= length else {
-                        if length + 4 > input.count { input += [UInt8](repeating: 0, count: length + 4) }
-                        break
-                    }
-                    let frame = Array(input[position + 4..<position + 4 + length])
-                    position += 4 + length
-                    guard let reply = try? Envelope(wire: frame), reply.id > connection,
+                while let frame = try? Framing.readFrame(&input, maxFrameBytes: Framing.defaultMaxFrameBytes) {
+                    guard let reply = try? Envelope(frame: frame), reply.id > connection,
                           case let local = Int(reply.id - 1 - UInt64(connection)) / connections, local < mine.count
                     else {
                         fail("a reply that is not an envelope for this connection")
@@ -183,12 +167,7 @@ struct LoadGenerator {
                         result.outcomes[inspect(reply.body), default: 0] += 1
                     }
                 }
-                if position > 0 {
-                    input.withUnsafeMutableBytes { raw in
-                        _ = memmove(raw.baseAddress!, raw.baseAddress! + position, have - position)
-                    }
-                    have -= position
-                }
+                input.discardReadBytes()
             }
             return result
         }

@@ -95,7 +95,7 @@ import Testing
         }
         let event = Event(routingKey: "r", eventAction: .trigger, payload: Payload(summary: "s", source: "s"))
         let envelope = Envelope(id: 7, method: Self.echo, body: event.wireBytes()).wireBytes()
-        let frame = withUnsafeBytes(of: UInt32(envelope.count).bigEndian, Array.init) + envelope
+        let frame = Array(FramingTests.frame(envelope).readableBytesView)
         var random = SplitMix(state: 2026)
         var replies = 0
         for _ in 0..<3_000 {

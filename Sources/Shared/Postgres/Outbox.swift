@@ -22,27 +22,21 @@ public enum Outbox {
     /// Several messages as one row body: each an Envelope (method and body) behind a 4-byte
     /// big-endian length, like frames on the wire.
     public static func bundle(_ messages: [(method: String, body: [UInt8])]) -> [UInt8] {
-        var bytes: [UInt8] = []
+        var buffer = ByteBuffer()
         for message in messages {
-            let envelope = Envelope(id: 0, method: message.method, body: message.body).wireBytes()
-            withUnsafeBytes(of: UInt32(envelope.count).bigEndian) { bytes.append(contentsOf: $0) }
-            bytes.append(contentsOf: envelope)
+            Framing.writeFrame(Envelope(id: 0, method: message.method, body: message.body).wireBytes(), into: &buffer)
         }
-        return bytes
+        return Array(buffer.readableBytesView)
     }
 
     /// The messages a row holds: itself, or what its bundle holds.
     public static func messages(method: String, body: [UInt8]) throws -> [(method: String, body: [UInt8])] {
         guard method == bundleMethod else { return [(method, body)] }
+        var buffer = ByteBuffer(bytes: body)
         var messages: [(method: String, body: [UInt8])] = []
-        var offset = 0
-        while offset < body.count {
-            guard body.count - offset >= 4 else { throw OutboxError.malformedBundle }
-            let length = body[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
-            offset += 4
-            guard length > 0, body.count - offset >= length else { throw OutboxError.malformedBundle }
-            let envelope = try Envelope(wire: Array(body[offset..<offset + length]))
-            offset += length
+        while buffer.readableBytes > 0 {
+            guard let frame = try Framing.readFrame(&buffer, maxFrameBytes: Int(Int32.max)) else { throw OutboxError.malformedBundle }
+            let envelope = try Envelope(frame: frame)
             guard !envelope.method.isEmpty else { throw OutboxError.malformedBundle }
             messages.append((envelope.method, envelope.body))
         }
