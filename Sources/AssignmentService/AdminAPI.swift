@@ -213,8 +213,10 @@ public struct AdminAPI: Sendable {
         if !create, message.id == 0 { throw RPCError.invalidArgument([FieldViolation(field: "id", description: "is required")]) }
         let users = Array(Set(schedule.layers.flatMap(\.users) + schedule.overrides.map(\.user)))
         let id = try await pool.transaction { connection -> Int64 in
-            let found = try connection.query("SELECT count(*) AS n FROM users WHERE id = ANY($1::bigint[])", [PGArray(users.map(Int64.init))])
-            guard found.int(0, "n") == users.count else {
+            // KEY SHARE: a concurrent DeleteUser waits for this schedule and then sees it.
+            let found = try connection.query(
+                "SELECT id FROM users WHERE id = ANY($1::bigint[]) FOR KEY SHARE", [PGArray(users.map(Int64.init))])
+            guard found.count == users.count else {
                 throw RPCError.invalidArgument([FieldViolation(field: "layers", description: "refers to a user that does not exist")])
             }
             let definition = ScheduleStore.encode(schedule)

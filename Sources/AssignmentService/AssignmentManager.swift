@@ -30,16 +30,28 @@ public struct AssignmentManager: Sendable {
             throw RPCError.invalidArgument([FieldViolation(field: "message_id", description: "is required")])
         }
         let now = clock.nowMs()
-        let notified = try await pool.transaction { connection -> Int in
-            guard try Inbox.claim(connection, consumer: Self.consumer, messageID: request.messageID, now: now) else { return 0 }
-            let outcome = try IncidentStore.run(.trigger, incidentID: Int64(request.incidentID), connection: connection, now: now) {
-                // Only a still-triggered incident nobody was assigned to yet: an integration may
-                // have acknowledged or resolved it before this message arrived.
-                $0.state.status == .triggered && $0.state.level == 0 && $0.state.assignees.isEmpty
-            }
-            return outcome?.notified ?? 0
+        let notified: Int
+        do {
+            notified = try await triggered(request, now: now)
+        } catch {
+            // The sender's outbox retries this message with backoff; the other messages of its
+            // batch were applied on their own calls.
+            logger.error(
+                "incident trigger failed; retried by the sender with backoff",
+                metadata: ["incident.id": "\(request.incidentID)", "error": "\(error)"])
+            throw error
         }
         if notified > 0 { notifierOutbox.poke() }
         timers.poke()
+    }
+
+    private func triggered(_ request: IncidentTriggeredRequest, now: Millis) async throws -> Int {
+        try await pool.transaction { connection -> Int in
+            guard try Inbox.claim(connection, consumer: Self.consumer, messageID: request.messageID, now: now) else { return 0 }
+            // The rules apply a trigger once, whatever reached the incident first: an acknowledge
+            // or resolve that landed before this message already applied it (and paged level 1).
+            let outcome = try IncidentStore.run(.trigger, incidentID: Int64(request.incidentID), connection: connection, now: now)
+            return outcome?.notified ?? 0
+        }
     }
 }

@@ -74,7 +74,7 @@ public struct IncidentQueries: Sendable {
             """
             SELECT i.id, i.number, i.service_id, s.name AS service_name, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.created_at_ms, i.resolved_at_ms, i.current_level, i.current_loop, i.escalate_at_ms, i.ack_timeout_at_ms,
-                   i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted
+                   i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied
             FROM incidents i JOIN services s ON s.id = i.service_id
             WHERE i.id = ANY($1::bigint[]) ORDER BY i.id DESC
             """, [idArray])

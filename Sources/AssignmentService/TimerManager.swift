@@ -20,21 +20,35 @@ public struct TimerManager: Sendable {
         self.logger = logger
     }
 
-    /// Fires what is due at `now`; returns the next due instant, if any.
+    /// Fires what is due at `now`; returns the next due instant, if any. Each incident runs in its
+    /// own savepoint: one that fails (bad data, a constraint) is rolled back alone, backs off
+    /// (`work_retry_at_ms`, 1 s doubling to 5 min) and is logged with its id and the reason, while
+    /// every other due incident fires on time.
     public func fireDue(now: Millis) async throws -> Millis? {
         let batchSize = self.batchSize
+        let logger = self.logger
         let (fired, notified) = try await pool.transaction { connection -> (Int, Int) in
             let due = try connection.query(
                 """
-                SELECT id FROM incidents
+                SELECT id, work_attempts FROM incidents
                 WHERE status <> 'resolved'
                   AND (escalate_at_ms <= $1 OR ack_timeout_at_ms <= $1 OR auto_resolve_at_ms <= $1)
+                  AND (work_retry_at_ms IS NULL OR work_retry_at_ms <= $1)
                 ORDER BY least(escalate_at_ms, ack_timeout_at_ms, auto_resolve_at_ms)
                 LIMIT $2 FOR UPDATE SKIP LOCKED
                 """, [now, batchSize])
             var notified = 0
             for row in 0..<due.count {
-                notified += try Self.fire(incidentID: due.int64(row, "id")!, connection: connection, now: now)
+                let incidentID = due.int64(row, "id")!
+                do {
+                    notified += try connection.savepoint { try Self.fire(incidentID: incidentID, connection: connection, now: now) }
+                } catch let error as PostgresError where error.isConnectionFailure || error.isRetryable {
+                    throw error
+                } catch {
+                    try IncidentWorkFailure.record(
+                        connection, incidentID: incidentID, attempts: due.int(row, "work_attempts")! + 1, error: error, now: now,
+                        work: "timer", logger: logger)
+                }
             }
             return (due.count, notified)
         }
@@ -46,7 +60,7 @@ public struct TimerManager: Sendable {
         return try await pool.withConnection { connection in
             try connection.query(
                 """
-                SELECT min(least(escalate_at_ms, ack_timeout_at_ms, auto_resolve_at_ms)) AS next
+                SELECT min(greatest(least(escalate_at_ms, ack_timeout_at_ms, auto_resolve_at_ms), work_retry_at_ms)) AS next
                 FROM incidents WHERE status <> 'resolved'
                   AND (escalate_at_ms IS NOT NULL OR ack_timeout_at_ms IS NOT NULL OR auto_resolve_at_ms IS NOT NULL)
                 """

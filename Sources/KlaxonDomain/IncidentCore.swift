@@ -43,6 +43,9 @@ public struct IncidentState: Sendable, Equatable {
     public var autoResolveAt: Millis?
     /// The escalation path ran out: nobody more to escalate to.
     public var exhausted: Bool
+    /// The trigger's level 1 was assigned and paged. Until then the incident exists (Ingest wrote
+    /// it) but nobody was told; whatever command reaches it first applies the trigger first.
+    public var triggerApplied: Bool
 
     public init(urgency: Urgency) {
         status = .triggered
@@ -52,6 +55,7 @@ public struct IncidentState: Sendable, Equatable {
         assignees = []
         acknowledgements = []
         exhausted = false
+        triggerApplied = false
     }
 
     public var openAcknowledgements: [Acknowledgement] { acknowledgements.filter { $0.closedAt == nil } }
@@ -76,7 +80,10 @@ public enum IncidentCommand: Sendable, Equatable {
 
 /// What the shell does besides saving the new state: page people and write the timeline.
 public enum IncidentEffect: Sendable, Equatable {
-    case notify(user: UInt64, reason: NotifyReason)
+    /// Page `user`; the request carries a snapshot of the incident with `status` (its status at
+    /// that step of the transition: a trigger applied just before an acknowledge pages with
+    /// `triggered`).
+    case notify(user: UInt64, reason: NotifyReason, status: IncidentStatus)
     case timeline(TimelineEntry)
 }
 
@@ -116,6 +123,17 @@ public struct IncidentCore: Sendable {
     public func apply(_ command: IncidentCommand, to state: IncidentState, now: Millis) throws(IncidentCommandError)
         -> IncidentTransition
     {
+        if command != .trigger, !state.triggerApplied {
+            // PRODUCT.md: the trigger's assignment and minute-zero pages happen whatever arrived
+            // first. An acknowledge, resolve or reassign that reaches the incident before the
+            // trigger was processed finds it triggered, as it was: the trigger applies first (its
+            // snapshot says `triggered`), then the command, so the escalation state follows
+            // what happened and the timeline reads in order.
+            let triggered = try apply(.trigger, to: state, now: now)
+            var transition = try apply(command, to: triggered.state, now: now)
+            transition.effects = triggered.effects + transition.effects
+            return transition
+        }
         var next = state
         var effects: [IncidentEffect] = []
         func timeline(_ type: TimelineType, _ actor: String, _ details: [String: String] = [:]) {
@@ -126,6 +144,25 @@ public struct IncidentCore: Sendable {
         case .escalationTimerFired, .ackTimeoutFired, .autoResolveTimerFired: isTimer = true
         default: isTimer = false
         }
+        if command == .trigger {
+            // Applied once: a redelivered trigger changes nothing.
+            guard !state.triggerApplied else { return IncidentTransition(state: state, effects: []) }
+            next.triggerApplied = true
+            if state.status != .resolved {
+                if settings.autoResolveSeconds > 0 { next.autoResolveAt = now + Millis(settings.autoResolveSeconds) * 1000 }
+            }
+            let previous = state.assignees
+            enterLevel(1, loop: 0, reason: .assigned, actor: "system", state: &next, effects: &effects, now: now)
+            // Only rows written before the trigger rule existed can be acknowledged or resolved
+            // here: page level 1 all the same, keep who acknowledged, and start no escalation.
+            for user in previous where !next.assignees.contains(user) { next.assignees.append(user) }
+            if state.status != .triggered {
+                next.status = state.status
+                next.escalateAt = nil
+                if state.status == .resolved { next.autoResolveAt = nil }
+            }
+            return IncidentTransition(state: next, effects: effects)
+        }
         if state.status == .resolved {
             // A late timer is harmless; an action is refused.
             if isTimer { return IncidentTransition(state: state, effects: []) }
@@ -134,8 +171,7 @@ public struct IncidentCore: Sendable {
 
         switch command {
         case .trigger:
-            if settings.autoResolveSeconds > 0 { next.autoResolveAt = now + Millis(settings.autoResolveSeconds) * 1000 }
-            enterLevel(1, loop: 0, reason: .assigned, actor: "system", state: &next, effects: &effects, now: now)
+            break  // handled above
 
         case let .acknowledge(user, actor):
             if let user, !next.assignees.contains(user) { next.assignees.append(user) }
@@ -166,7 +202,7 @@ public struct IncidentCore: Sendable {
             // Assigned by hand, outside the policy: these users are responsible until they act or someone reassigns.
             next.escalateAt = nil
             timeline(.reassign, actor, ["users": unique.map(String.init).joined(separator: ",")])
-            for user in unique { effects.append(.notify(user: user, reason: .reassigned)) }
+            for user in unique { effects.append(.notify(user: user, reason: .reassigned, status: .triggered)) }
 
         case let .reassignToPolicy(actor):
             backToTriggered(&next, now: now)
@@ -206,7 +242,7 @@ public struct IncidentCore: Sendable {
             let wasSnooze = next.snoozedUntil != nil
             backToTriggered(&next, now: now)
             timeline(.ackTimeout, "system", wasSnooze ? ["reason": "snooze ended"] : [:])
-            for user in next.assignees { effects.append(.notify(user: user, reason: .ackTimeout)) }
+            for user in next.assignees { effects.append(.notify(user: user, reason: .ackTimeout, status: .triggered)) }
             // The current level's escalation timer starts again.
             next.escalateAt = escalationInstant(level: next.level, loop: next.loop, urgency: next.urgency, now: now)
 
@@ -278,7 +314,7 @@ public struct IncidentCore: Sendable {
             effects.append(.timeline(TimelineEntry(
                 at: now, type: .assign, actor: actor,
                 details: ["level": String(level), "loop": String(loop), "users": users.map(String.init).joined(separator: ",")])))
-            for user in users { effects.append(.notify(user: user, reason: reason)) }
+            for user in users { effects.append(.notify(user: user, reason: reason, status: .triggered)) }
             state.escalateAt = escalationInstant(level: level, loop: loop, urgency: state.urgency, now: now)
             return
         }
@@ -300,8 +336,14 @@ public struct IncidentCore: Sendable {
                 details: ["level": String(state.level), "loop": String(state.loop)])))
             return
         }
-        effects.append(.timeline(TimelineEntry(
-            at: now, type: .escalate, actor: "system", details: ["from_level": String(state.level)])))
-        enterLevel(state.level + 1, loop: state.loop, reason: .escalated, actor: "system", state: &state, effects: &effects, now: now)
+        let fromLevel = state.level
+        let delay = policy.levels.indices.contains(fromLevel - 1) ? policy.levels[fromLevel - 1].delaySeconds : 0
+        let mark = effects.count
+        enterLevel(fromLevel + 1, loop: state.loop, reason: .escalated, actor: "system", state: &state, effects: &effects, now: now)
+        // Written before the assignment it causes, once the level it lands on is known.
+        effects.insert(.timeline(TimelineEntry(
+            at: now, type: .escalate, actor: "system",
+            details: ["from_level": String(fromLevel), "to_level": String(state.level),
+                      "reason": "not acknowledged within \(delay) s"])), at: mark)
     }
 }

@@ -4,27 +4,37 @@ import Shared
 
 /// Sends due notifications: claims them (FOR UPDATE SKIP LOCKED, with a lease so replicas never
 /// send one twice at once), decides send-or-skip with `NotificationCore`, delivers, and records
-/// the outcome in the incident's timeline. Failures retry with exponential backoff up to
-/// `maxAttempts`, then the notification is failed.
+/// the outcome in the incident's timeline at the instant of the attempt. A failed attempt is
+/// retried with exponential backoff (from 1 s, doubling, capped at 60 s; a 429's Retry-After
+/// instead) until the delivery window after the first attempt has passed, then the notification
+/// is failed; a permanent refusal (4xx other than 408 and 429) fails it at once.
 public struct NotificationDispatcher: Sendable {
     let pool: PostgresPool
     let channels: [String: any DeliveryChannel]
-    let maxAttempts: Int
+    let clock: any WallClock
+    let deliveryWindowMs: Millis
     let batchSize = 32
+    /// How long a claimed notification is invisible to other dispatchers: one attempt's timeout
+    /// plus a margin, so a killed Notifier's pages are taken over soon after.
     let leaseMs: Millis
     let baseBackoffMs: Millis
+    let maxBackoffMs: Millis = 60_000
     let incidentURLTemplate: String
     let logger: Logger
 
+    public static let leaseMarginMs: Millis = 2_000
+
     public init(
-        pool: PostgresPool, channels: [String: any DeliveryChannel], maxAttempts: Int, leaseMs: Millis = 60_000,
-        baseBackoffMs: Millis = 1_000, incidentURLTemplate: String = "", logger: Logger
+        pool: PostgresPool, channels: [String: any DeliveryChannel], clock: any WallClock = SystemWallClock(),
+        deliveryWindowMs: Millis = 900_000, sendTimeoutMs: Millis = 10_000, baseBackoffMs: Millis = 1_000,
+        incidentURLTemplate: String = "", logger: Logger
     ) {
         self.incidentURLTemplate = incidentURLTemplate
         self.pool = pool
         self.channels = channels
-        self.maxAttempts = maxAttempts
-        self.leaseMs = leaseMs
+        self.clock = clock
+        self.deliveryWindowMs = deliveryWindowMs
+        self.leaseMs = sendTimeoutMs + Self.leaseMarginMs
         self.baseBackoffMs = baseBackoffMs
         self.logger = logger
     }
@@ -37,7 +47,9 @@ public struct NotificationDispatcher: Sendable {
         var minuteZero: Bool
         var reason: NotifyReason
         var snapshot: IncidentSnapshot
+        /// Attempts made before this one.
         var attempts: Int
+        var firstAttemptAt: Millis
         var channel: String
         var address: String
         var userName: String
@@ -68,6 +80,7 @@ public struct NotificationDispatcher: Sendable {
     private func claim(now: Millis) async throws -> [Claimed] {
         let batchSize = self.batchSize
         let leaseMs = self.leaseMs
+        let logger = self.logger
         return try await pool.transaction { connection in
             let rows = try connection.query(
                 """
@@ -75,19 +88,31 @@ public struct NotificationDispatcher: Sendable {
                     SELECT id FROM notifications
                     WHERE status = 'pending' AND due_at_ms <= $1 AND lease_until_ms <= $1
                     ORDER BY due_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
-                UPDATE notifications n SET attempts = n.attempts + 1, lease_until_ms = $1 + $3
+                UPDATE notifications n SET lease_until_ms = $1 + $3, first_attempt_at_ms = coalesce(n.first_attempt_at_ms, $1)
                 FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
                 WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
                   AND i.id = n.incident_id AND s.id = i.service_id
                 RETURNING n.id::text AS id, n.incident_id, n.user_id, n.rule_id, n.minute_zero, n.reason, n.snapshot,
-                          n.attempts, c.type, c.address, u.name, u.email, r.start_delay_seconds,
+                          n.attempts, n.first_attempt_at_ms, c.type, c.address, u.name, u.email, r.start_delay_seconds,
                           i.status, i.title, i.urgency, i.number, s.name AS service_name,
                           EXISTS (SELECT 1 FROM incident_assignments a
                                   WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id) AS assigned
                 """, [now, batchSize, leaseMs])
             var claimed: [Claimed] = []
             for row in 0..<rows.count {
-                guard let snapshot = try? IncidentSnapshot(wire: rows.bytes(row, "snapshot") ?? []) else { continue }
+                guard let snapshot = try? IncidentSnapshot(wire: rows.bytes(row, "snapshot") ?? []) else {
+                    // One bad notification never stalls the others: fail it, say why, go on.
+                    let id = rows.string(row, "id")!, incidentID = rows.int64(row, "incident_id")!
+                    logger.error("notification snapshot undecodable; failed", metadata: [
+                        "notification.id": "\(id)", "incident.id": "\(incidentID)"])
+                    try connection.query(
+                        "UPDATE notifications SET status = 'failed', finished_at_ms = $2, lease_until_ms = 0, last_error = $3 WHERE id = $1::uuid",
+                        [id, now, "the notification's snapshot cannot be decoded"])
+                    try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
+                        at: now, type: .notifyFailed, actor: "notifier",
+                        details: ["notification": id, "error": "the notification's snapshot cannot be decoded"]))
+                    continue
+                }
                 let status = IncidentStatus(rawValue: rows.string(row, "status")!) ?? .triggered
                 let minuteZero = rows.bool(row, "minute_zero")!
                 var current = snapshot
@@ -100,7 +125,7 @@ public struct NotificationDispatcher: Sendable {
                     id: rows.string(row, "id")!, incidentID: rows.int64(row, "incident_id")!, userID: rows.int64(row, "user_id")!,
                     ruleID: rows.int64(row, "rule_id")!, minuteZero: minuteZero,
                     reason: NotifyReason(rawValue: rows.string(row, "reason")!) ?? .assigned, snapshot: snapshot,
-                    attempts: rows.int(row, "attempts")!, channel: rows.string(row, "type")!, address: rows.string(row, "address")!,
+                    attempts: rows.int(row, "attempts")!, firstAttemptAt: rows.int64(row, "first_attempt_at_ms") ?? now, channel: rows.string(row, "type")!, address: rows.string(row, "address")!,
                     userName: rows.string(row, "name")!, userEmail: rows.string(row, "email")!,
                     startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!),
                     decision: NotificationCore.decide(
@@ -115,87 +140,102 @@ public struct NotificationDispatcher: Sendable {
         let content: IncidentSnapshot
         switch notification.decision {
         case let .skip(reason):
-            await finish(notification, status: "skipped", now: now, timeline: TimelineEntry(
+            await finish(notification, status: "skipped", attempts: notification.attempts, at: now, timeline: TimelineEntry(
                 at: now, type: .notifySkipped, actor: "notifier",
-                details: details(notification, ["reason": reason])))
+                details: details(notification, attempts: notification.attempts, ["reason": reason])))
             return
         case .sendSnapshot: content = notification.snapshot
         case .sendCurrent: content = notification.current
         }
         guard let channel = channels[notification.channel] else {
-            await finish(notification, status: "failed", now: now, timeline: TimelineEntry(
+            await finish(notification, status: "failed", attempts: notification.attempts, at: now, timeline: TimelineEntry(
                 at: now, type: .notifyFailed, actor: "notifier",
-                details: details(notification, ["error": notification.channel == "email"
+                details: details(notification, attempts: notification.attempts, ["error": notification.channel == "email"
                     ? "no SMTP server configured: set KLAXON_SMTP_SERVER"
                     : "no provider configured for \(notification.channel): set KLAXON_NOTIFY_PROVIDER_URL"])))
             return
         }
+        // Instants are the attempt's own, not the batch's claim.
+        let attemptAt = clock.nowMs()
+        let attempts = notification.attempts + 1
         var message = WebhookMessage(
             notificationID: notification.id, reason: notification.reason, isSnapshot: notification.decision == .sendSnapshot,
             incident: content,
             user: .init(id: UInt64(notification.userID), name: notification.userName, email: notification.userEmail),
-            rule: .init(id: UInt64(notification.ruleID), startDelaySeconds: notification.startDelaySeconds), sentAt: now)
+            rule: .init(id: UInt64(notification.ruleID), startDelaySeconds: notification.startDelaySeconds), sentAt: attemptAt)
         if !incidentURLTemplate.isEmpty {
             message.incident.htmlURL = incidentURLTemplate.replacingOccurrences(of: "{id}", with: String(content.incidentID))
         }
         do {
             try await channel.deliver(to: notification.address, idempotencyKey: notification.id, message: message)
-            await finish(notification, status: "sent", now: now, timeline: TimelineEntry(
-                at: now, type: .notifySent, actor: "notifier",
-                details: details(notification, ["snapshot": message.snapshot ? "true" : "false"])))
+            await finish(notification, status: "sent", attempts: attempts, at: attemptAt, timeline: TimelineEntry(
+                at: attemptAt, type: .notifySent, actor: "notifier",
+                details: details(notification, attempts: attempts, ["snapshot": message.snapshot ? "true" : "false"])))
         } catch {
+            let description = "\(error)"
+            let delivery = error as? DeliveryError
+            let finishedAt = clock.nowMs()
+            let windowEnd = notification.firstAttemptAt + deliveryWindowMs
+            let backoff = delivery?.retryAfterMs ?? min(maxBackoffMs, baseBackoffMs * (Millis(1) << Millis(min(attempts - 1, 16))))
+            let retryAt = finishedAt + max(backoff, 0)
             logger.warning("delivery failed", metadata: [
-                "notification.id": "\(notification.id)", "notification.attempt": "\(notification.attempts)", "error": "\(error)"])
-            if notification.attempts >= maxAttempts {
-                await finish(notification, status: "failed", now: now, timeline: TimelineEntry(
-                    at: now, type: .notifyFailed, actor: "notifier",
-                    details: details(notification, ["error": "\(error)"])))
+                "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)",
+                "notification.attempt": "\(attempts)", "error": "\(description)"])
+            if delivery?.permanent == true || finishedAt >= windowEnd {
+                let why = delivery?.permanent == true ? description : "\(description); delivery window of \(deliveryWindowMs / 1000) s passed"
+                await finish(notification, status: "failed", attempts: attempts, at: attemptAt, timeline: TimelineEntry(
+                    at: attemptAt, type: .notifyFailed, actor: "notifier",
+                    details: details(notification, attempts: attempts, ["error": why])))
             } else {
-                // Exponential backoff: base, 2 × base, 4 × base, …
-                let retryAt = now + baseBackoffMs * (Millis(1) << Millis(min(notification.attempts - 1, 16)))
-                let description = "\(error)"
+                // The last retry happens at the window's end at the latest.
+                let nextAt = min(retryAt, windowEnd)
                 let entry = TimelineEntry(
-                    at: now, type: .notifyRetry, actor: "notifier",
-                    details: details(notification, ["error": description, "retry_at_ms": String(retryAt)]))
+                    at: attemptAt, type: .notifyRetry, actor: "notifier",
+                    details: details(notification, attempts: attempts, ["error": description, "retry_at_ms": String(nextAt)]))
                 do {
                     try await pool.transaction { connection in
                         try connection.query(
-                            "UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3 WHERE id = $1::uuid",
-                            [notification.id, retryAt, description])
+                            """
+                            UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3, attempts = $4
+                            WHERE id = $1::uuid
+                            """, [notification.id, nextAt, description, attempts])
                         try Timeline.append(connection, incidentID: notification.incidentID, entry)
                     }
                 } catch {
-                    logger.error("cannot record a failed attempt; the lease will expire", metadata: ["notification.id": "\(notification.id)"])
+                    logger.error("cannot record a failed attempt; the lease will expire", metadata: [
+                        "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)", "error": "\(error)"])
                 }
             }
         }
     }
 
-    private func details(_ notification: Claimed, _ extra: [String: String]) -> [String: String] {
+    private func details(_ notification: Claimed, attempts: Int, _ extra: [String: String]) -> [String: String] {
         var details = [
             "notification": notification.id, "user": String(notification.userID), "rule": String(notification.ruleID),
             "channel": notification.channel, "address": AddressMask.mask(notification.address, channel: notification.channel),
-            "attempts": String(notification.attempts),
+            "attempts": String(attempts),
         ]
         details.merge(extra) { _, new in new }
         return details
     }
 
-    /// Records the outcome; `timeline`'s reason or error also goes to the notification's `last_error`.
-    private func finish(_ notification: Claimed, status: String, now: Millis, timeline: TimelineEntry) async {
-        let why = timeline.details["reason"] ?? timeline.details["error"]
+    /// Records the outcome at the attempt's instant. A skip or a failure keeps its reason in
+    /// `last_error`; a sent notification keeps none (its failed attempts are in the timeline).
+    private func finish(_ notification: Claimed, status: String, attempts: Int, at: Millis, timeline: TimelineEntry) async {
+        let why = status == "sent" ? nil : (timeline.details["reason"] ?? timeline.details["error"])
         do {
             try await pool.transaction { connection in
                 try connection.query(
                     """
-                    UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0, last_error = coalesce($4, last_error)
+                    UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0, last_error = $4, attempts = $5
                     WHERE id = $1::uuid
-                    """, [notification.id, status, now, why])
+                    """, [notification.id, status, at, why, attempts])
                 try Timeline.append(connection, incidentID: notification.incidentID, timeline)
             }
         } catch {
             // The lease runs out and the notification is tried again: at-least-once, never lost.
-            logger.error("cannot record notification outcome", metadata: ["notification.id": "\(notification.id)", "error": "\(error)"])
+            logger.error("cannot record notification outcome", metadata: [
+                "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)", "error": "\(error)"])
         }
     }
 }

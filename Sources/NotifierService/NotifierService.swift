@@ -36,7 +36,8 @@ public struct NotifierService: Service {
             configuration: config.rpcServerConfiguration(config.notifierListen),
             router: Self.router(intake, people: PeopleAPI(pool: pool)), logger: logger)
         self.dispatcher = NotificationDispatcher(
-            pool: pool, channels: channels ?? defaultChannels, maxAttempts: config.notifyMaxAttempts,
+            pool: pool, channels: channels ?? defaultChannels, clock: clock,
+            deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
             baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, logger: logger)
         self.waker = waker
         self.clock = clock

@@ -29,7 +29,7 @@ public struct PeopleAPI: Sendable {
             }
         }
         router.register(PeopleMethod.deleteUser) { (request: IDRequest, _) in
-            try await delete("users", request.id, what: "user", inUse: "the user is assigned to incidents or is a target of an escalation policy")
+            try await deleteUser(request.id)
         }
         router.register(PeopleMethod.createContactMethod) { (method: ContactMethodMessage, _) in try await createContactMethod(method) }
         router.register(PeopleMethod.deleteContactMethod) { (request: IDRequest, _) in
@@ -107,6 +107,62 @@ public struct PeopleAPI: Sendable {
         var created = rule
         created.id = UInt64(id)
         return created
+    }
+
+    /// PRODUCT.md, "Deleting things": a user on a schedule, a policy or an open incident cannot be
+    /// deleted; the refusal names each reference. Their row is locked first, so a schedule or
+    /// policy being saved at the same time (which KEY SHARE-locks its users) is seen.
+    func deleteUser(_ id: UInt64) async throws -> Empty {
+        let userID = Int64(id)
+        let references = try await pool.transaction { connection -> [String] in
+            guard !(try connection.query("SELECT id FROM users WHERE id = $1 FOR UPDATE", [userID])).isEmpty else {
+                throw RPCError(.notFound, "user \(id) does not exist")
+            }
+            var references: [String] = []
+            let schedules = try connection.query(
+                """
+                SELECT id, name FROM schedules
+                WHERE jsonb_path_exists(definition, '$.layers[*].users[*] ? (@ == $u)', jsonb_build_object('u', $1::bigint))
+                   OR jsonb_path_exists(definition, '$.overrides[*] ? (@.user == $u)', jsonb_build_object('u', $1::bigint))
+                ORDER BY id
+                """, [userID])
+            for row in 0..<schedules.count {
+                references.append("schedule \(schedules.int64(row, "id")!) \"\(schedules.string(row, "name")!)\"")
+            }
+            let policies = try connection.query(
+                """
+                SELECT p.id, p.name, array_to_string(array_agg(DISTINCT t.level_position ORDER BY t.level_position), ',') AS levels
+                FROM escalation_targets t JOIN escalation_policies p ON p.id = t.policy_id
+                WHERE t.user_id = $1 GROUP BY p.id, p.name ORDER BY p.id
+                """, [userID])
+            for row in 0..<policies.count {
+                references.append(
+                    "escalation policy \(policies.int64(row, "id")!) \"\(policies.string(row, "name")!)\" (level \(policies.string(row, "levels")!))")
+            }
+            let incidents = try connection.query(
+                """
+                SELECT i.id FROM incidents i
+                WHERE i.status <> 'resolved'
+                  AND (EXISTS (SELECT 1 FROM incident_assignments a WHERE a.incident_id = i.id AND a.user_id = $1)
+                       OR EXISTS (SELECT 1 FROM acknowledgements k WHERE k.incident_id = i.id AND k.user_id = $1))
+                ORDER BY i.id LIMIT 51
+                """, [userID])
+            let ids = (0..<min(incidents.count, 50)).map { String(incidents.int64($0, "id")!) }
+            if !ids.isEmpty {
+                references.append("open incident\(ids.count == 1 ? "" : "s") \(ids.joined(separator: ", "))\(incidents.count > 50 ? " and more" : "")")
+            }
+            guard references.isEmpty else { return references }
+            do {
+                try connection.savepoint { _ = try connection.query("DELETE FROM users WHERE id = $1", [userID]) }
+            } catch let error as PostgresError where error.isForeignKeyViolation {
+                return ["the history of resolved incidents (assignments, acknowledgements), kept for postmortems"]
+            }
+            return []
+        }
+        guard references.isEmpty else {
+            throw RPCError(.failedPrecondition, "user \(id) is still referenced by \(references.joined(separator: "; "))")
+        }
+        return Empty()
     }
 
     func delete(_ table: String, _ id: UInt64, what: String, inUse: String) async throws -> Empty {

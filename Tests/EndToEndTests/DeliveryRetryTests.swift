@@ -1,29 +1,43 @@
+import Foundation
 import KlaxonDomain
 import KlaxonTestSupport
+import Logging
+import NIOCore
 import NotifierService
 import Shared
 import Testing
 
+/// PRODUCT.md, "Notifications": only a 2xx is a delivery; redirects are not followed (307/308 at
+/// most, same method and body); failures retry with backoff for a delivery window; 4xx other
+/// than 408/429 fail at once; 429 honours Retry-After; timeline instants are the attempt's.
+/// The pipeline's Notifier backs off from 100 ms instead of 1 s, so windows fit in a test.
 @Suite struct DeliveryRetryTests {
+    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+
+    static func timelineCount(_ pipeline: Pipeline, _ incident: UInt64, _ type: String) async throws -> Int64? {
+        try await pipeline.db.scalar(
+            "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = $2", [Int64(incident), type])
+    }
+
     /// A sink answering 500 twice then 200 gets exactly three attempts and one success, each
-    /// attempt in the timeline.
+    /// attempt in the timeline; the sent notification keeps no last_error.
     @Test func twoFailuresThenSuccess() async throws {
         let pipeline = try await Pipeline()
         let service = try await pipeline.seed(users: ["Alice"])
         pipeline.sink.respond([500, 500])
         let ingest = pipeline.client(.ingest)
-        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
         let attempts = await pipeline.sink.waitForRequests(3, timeout: .seconds(15))
         #expect(attempts.count == 3)
         #expect(Set(attempts.compactMap { $0.header("Idempotency-Key") }).count == 1, "one idempotency key for every attempt")
         let sent = try await eventually(timeout: .seconds(5)) {
-            try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'sent' AND attempts = 3") == 1
+            try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'sent' AND attempts = 3 AND last_error IS NULL") == 1
         }
         #expect(sent)
         try await Task.sleep(for: .milliseconds(1_000))
         #expect(pipeline.sink.requests.count == 3)
         let incident = Int64(created.incidentID)
-        #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_retry'", [incident]) == 2)
+        #expect(try await Self.timelineCount(pipeline, created.incidentID, "notify_retry") == 2)
         #expect(try await pipeline.db.scalar(
             "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_sent' AND details->>'attempts' = '3'", [incident]) == 1)
         #expect(try await pipeline.db.scalar(
@@ -32,19 +46,112 @@ import Testing
         await pipeline.shutdown()
     }
 
-    @Test func threeFailuresFailTheNotification() async throws {
+    /// Retry by time, not by count: an endpoint down for 2.5 s (eight or so attempts at this
+    /// backoff) still gets the page once it is back, inside the 15-minute default window.
+    @Test func anOutageShorterThanTheWindowLosesNothing() async throws {
         let pipeline = try await Pipeline()
-        let service = try await pipeline.seed(users: ["Alice"])
-        pipeline.sink.respond([500, 503, 502, 500])
+        let service = try await pipeline.seed(users: ["Alice", "Bob"])
+        pipeline.sink.failFor(.milliseconds(2_500), status: 503)
         let ingest = pipeline.client(.ingest)
-        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        let sent = try await eventually(timeout: .seconds(20)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE incident_id = $1 AND status = 'sent'", [Int64(created.incidentID)]) == 2
+        }
+        #expect(sent, "both pages delivered after the outage")
+        #expect(try await Self.timelineCount(pipeline, created.incidentID, "notify_failed") == 0)
+        #expect(try await pipeline.db.scalar("SELECT min(attempts) FROM notifications WHERE incident_id = $1", [Int64(created.incidentID)])! > 3)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// Past the window, the page is failed, naming the window; every attempt is in the timeline.
+    @Test func aPageFailsWhenItsDeliveryWindowHasPassed() async throws {
+        let pipeline = try await Pipeline { config, _ in config.notifyDeliveryWindowSeconds = 2 }
+        let service = try await pipeline.seed(users: ["Alice"])
+        pipeline.sink.failFor(.seconds(60), status: 500)
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
         let failed = try await eventually(timeout: .seconds(15)) {
-            try await pipeline.db.scalar(
-                "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_failed'", [Int64(created.incidentID)]) == 1
+            try await Self.timelineCount(pipeline, created.incidentID, "notify_failed") == 1
         }
         #expect(failed)
-        #expect(pipeline.sink.requests.count == 3, "default: 3 attempts")
-        #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'failed'") == 1)
+        let requests = pipeline.sink.requests
+        #expect(requests.count > 3, "retried by time, not stopped after 3 attempts")
+        if let first = requests.first, let last = requests.last {
+            let span = (last.receivedAt - first.receivedAt).nanoseconds / 1_000_000
+            #expect(span >= 1_900, "the last attempt comes at the end of the 2 s window, got \(span) ms")
+        }
+        #expect(try await pipeline.db.scalar(
+            "SELECT count(*) FROM notifications WHERE status = 'failed' AND last_error LIKE '%delivery window of 2 s passed%'") == 1)
+        let retries = try await Self.timelineCount(pipeline, created.incidentID, "notify_retry") ?? 0
+        #expect(retries + 1 == Int64(requests.count), "every attempt in the timeline")
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// A 404 will not get better: failed after one attempt, status named.
+    @Test func aPermanentRefusalFailsAtOnce() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice"])
+        pipeline.sink.respond([404])
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        let failed = try await eventually(timeout: .seconds(10)) {
+            try await Self.timelineCount(pipeline, created.incidentID, "notify_failed") == 1
+        }
+        #expect(failed)
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(pipeline.sink.requests.count == 1)
+        #expect(try await pipeline.db.scalar(
+            "SELECT count(*) FROM notifications WHERE status = 'failed' AND attempts = 1 AND last_error LIKE '%HTTP 404%'") == 1)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// 429 with Retry-After: 1 → the next attempt waits a second, not the 100 ms backoff.
+    @Test func rateLimitedAttemptHonoursRetryAfter() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice"])
+        pipeline.sink.respond([HTTPSink.Answer(429, headers: [("Retry-After", "1")])])
+        let ingest = pipeline.client(.ingest)
+        let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        let requests = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
+        try #require(requests.count == 2)
+        let gap = (requests[1].receivedAt - requests[0].receivedAt).nanoseconds / 1_000_000
+        #expect(gap >= 950, "Retry-After honoured, got \(gap) ms")
+        let sent = try await eventually(timeout: .seconds(5)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'sent' AND attempts = 2") == 1
+        }
+        #expect(sent)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// A 302 is not a delivery and is not followed as a GET: the attempt fails naming the status
+    /// and Location (and is retried). A 307 is followed with the same method and body.
+    @Test func redirectsAreNotDeliveries() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice"])
+        pipeline.sink.respond([
+            HTTPSink.Answer(302, headers: [("Location", "/moved")]),
+            HTTPSink.Answer(307, headers: [("Location", "/elsewhere")]),
+        ])
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        let sent = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE incident_id = $1 AND status = 'sent'", [Int64(created.incidentID)]) == 1
+        }
+        #expect(sent)
+        let requests = pipeline.sink.requests
+        #expect(requests.map(\.method) == ["POST", "POST", "POST"], "never a GET")
+        #expect(requests.map(\.uri) == ["/hooks", "/hooks", "/elsewhere"])
+        #expect(requests[2].body == requests[1].body, "the 307 keeps the body")
+        #expect(!requests.contains { $0.uri == "/moved" })
+        #expect(try await pipeline.db.scalar(
+            """
+            SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_retry'
+              AND details->>'error' LIKE '%HTTP 302 to /moved%'
+            """, [Int64(created.incidentID)]) == 1)
         await ingest.close()
         await pipeline.shutdown()
     }

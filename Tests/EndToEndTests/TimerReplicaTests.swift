@@ -24,8 +24,8 @@ import Testing
                 let id = try connection.query(
                     """
                     INSERT INTO incidents (service_id, title, status, urgency, dedup_key, created_at_ms, updated_at_ms,
-                                           current_level, escalate_at_ms)
-                    VALUES ($1, 'replica test', 'triggered', 'high', $2, $3::bigint, $3::bigint, 1, $3::bigint - 10)
+                                           current_level, escalate_at_ms, trigger_applied)
+                    VALUES ($1, 'replica test', 'triggered', 'high', $2, $3::bigint, $3::bigint, 1, $3::bigint - 10, true)
                     RETURNING id
                     """, [service.serviceID, "k\(index)", now]).int64(0, "id")!
                 try connection.query(
@@ -72,8 +72,9 @@ import Testing
         let id = try await db.pool.withConnection { connection in
             try connection.query(
                 """
-                INSERT INTO incidents (service_id, title, status, urgency, dedup_key, created_at_ms, updated_at_ms, current_level, escalate_at_ms)
-                VALUES ($1, 'stale', 'acknowledged', 'high', 'k', $2::bigint, $2::bigint, 1, $2::bigint - 5)
+                INSERT INTO incidents (service_id, title, status, urgency, dedup_key, created_at_ms, updated_at_ms, current_level,
+                                       escalate_at_ms, trigger_applied)
+                VALUES ($1, 'stale', 'acknowledged', 'high', 'k', $2::bigint, $2::bigint, 1, $2::bigint - 5, true)
                 RETURNING id
                 """, [service.serviceID, now]).int64(0, "id")!
         }

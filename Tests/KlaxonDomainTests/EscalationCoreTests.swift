@@ -16,7 +16,7 @@ import Testing
         #expect(transition.state.assignees == [1, 2, 3])
         #expect(transition.state.level == 1)
         #expect(transition.effects.filter { if case .notify = $0 { true } else { false } } == [
-            .notify(user: 1, reason: .assigned), .notify(user: 2, reason: .assigned), .notify(user: 3, reason: .assigned),
+            .notify(user: 1, reason: .assigned, status: .triggered), .notify(user: 2, reason: .assigned, status: .triggered), .notify(user: 3, reason: .assigned, status: .triggered),
         ])
         #expect(transition.state.escalateAt == Self.now + 300_000)
     }

@@ -25,7 +25,7 @@ import Testing
     }
 
     static func notified(_ transition: IncidentTransition) -> [UInt64] {
-        transition.effects.compactMap { if case let .notify(user, _) = $0 { user } else { nil } }
+        transition.effects.compactMap { if case let .notify(user, _, _) = $0 { user } else { nil } }
     }
 
     static func timelineTypes(_ transition: IncidentTransition) -> [TimelineType] {
@@ -54,7 +54,7 @@ import Testing
         let at0209 = try core.apply(.ackTimeoutFired, to: state, now: Self.at(2, 9))
         #expect(at0209.state.status == .triggered)
         #expect(Self.timelineTypes(at0209) == [.ackTimeout])
-        #expect(at0209.effects.filter { $0 == .notify(user: Self.alice, reason: .ackTimeout) || $0 == .notify(user: Self.bob, reason: .ackTimeout) }.count == 2)
+        #expect(at0209.effects.filter { $0 == .notify(user: Self.alice, reason: .ackTimeout, status: .triggered) || $0 == .notify(user: Self.bob, reason: .ackTimeout, status: .triggered) }.count == 2)
         #expect(at0209.state.openAcknowledgements.isEmpty)
         #expect(at0209.state.acknowledgements.count == 2)  // kept in history
         #expect(at0209.state.acknowledgements.allSatisfy { $0.closedAt == Self.at(2, 9) })
@@ -71,7 +71,7 @@ import Testing
         transition = try core.apply(.escalationTimerFired, to: transition.state, now: now)
         #expect(transition.state.level == 2)
         #expect(transition.state.assignees == [Self.bob, Self.carol])
-        #expect(transition.effects.contains(.notify(user: Self.bob, reason: .escalated)))
+        #expect(transition.effects.contains(.notify(user: Self.bob, reason: .escalated, status: .triggered)))
         now += 60_000
         transition = try core.apply(.escalationTimerFired, to: transition.state, now: now)
         #expect(transition.state.level == 1)
@@ -147,7 +147,7 @@ import Testing
         let state = try core.apply(.trigger, to: IncidentState(urgency: .high), now: Self.at(10, 0)).state
         let transition = try core.apply(.escalate(level: 2, actor: "alice"), to: state, now: Self.at(10, 1))
         #expect(transition.state.level == 2)
-        #expect(transition.effects.contains(.notify(user: Self.carol, reason: .manual)))
+        #expect(transition.effects.contains(.notify(user: Self.carol, reason: .manual, status: .triggered)))
         #expect(throws: IncidentCommandError.invalidArgument(field: "level", description: "must be 1–2, got 3")) {
             try core.apply(.escalate(level: 3, actor: "a"), to: state, now: Self.at(10, 1))
         }

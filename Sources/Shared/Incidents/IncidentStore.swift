@@ -62,7 +62,7 @@ public enum IncidentStore {
                    coalesce(i.escalation_policy_id, s.escalation_policy_id) AS escalation_policy_id, s.ack_timeout_seconds,
                    s.auto_resolve_timeout_seconds, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
-                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted
+                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied
             FROM incidents i JOIN services s ON s.id = i.service_id
             WHERE i.id = $1 \(forUpdate ? "FOR UPDATE OF i" : "")
             """, [id])
@@ -99,6 +99,7 @@ public enum IncidentStore {
         state.snoozedUntil = rows.int64(row, "snoozed_until_ms")
         state.autoResolveAt = rows.int64(row, "auto_resolve_at_ms")
         state.exhausted = rows.bool(row, "exhausted")!
+        state.triggerApplied = rows.bool(row, "trigger_applied")!
         return state
     }
 
@@ -137,11 +138,12 @@ public enum IncidentStore {
             """
             UPDATE incidents SET status = $2, current_level = $3, current_loop = $4, escalate_at_ms = $5,
                    ack_timeout_at_ms = $6, snoozed_until_ms = $7, auto_resolve_at_ms = $8, exhausted = $9,
-                   updated_at_ms = $10, resolved_at_ms = CASE WHEN $2 = 'resolved' THEN coalesce(resolved_at_ms, $10) END
+                   updated_at_ms = $10, trigger_applied = $11,
+                   work_attempts = 0, work_retry_at_ms = NULL, work_last_error = NULL, resolved_at_ms = CASE WHEN $2 = 'resolved' THEN coalesce(resolved_at_ms, $10) END
             WHERE id = $1
             """,
             [record.id, new.status.rawValue, new.level, new.loop, new.escalateAt, new.ackTimeoutAt, new.snoozedUntil,
-             new.autoResolveAt, new.exhausted, now])
+             new.autoResolveAt, new.exhausted, now, new.triggerApplied])
         if new.assignees != old.assignees {
             try connection.query(
                 "DELETE FROM incident_assignments WHERE incident_id = $1 AND NOT (user_id = ANY($2::bigint[]))",
@@ -167,11 +169,11 @@ public enum IncidentStore {
             switch effect {
             case let .timeline(entry):
                 try Timeline.append(connection, incidentID: record.id, entry)
-            case let .notify(user, reason):
+            case let .notify(user, reason, status):
                 let requestID = Outbox.newMessageID()
                 let request = NotifyRequest(
                     requestID: requestID, incidentID: UInt64(record.id), userID: user, reason: reason,
-                    snapshot: record.snapshot(at: now, status: new.status), requestedAtMs: now)
+                    snapshot: record.snapshot(at: now, status: status), requestedAtMs: now)
                 try Outbox.enqueue(
                     connection, destination: Outbox.Destination.notifier, method: NotifyRequest.method, messageID: requestID,
                     body: request.wireBytes(), now: now)

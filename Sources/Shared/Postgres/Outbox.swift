@@ -135,24 +135,27 @@ public struct OutboxRelay: Sendable {
 
     /// Sends every message of the claimed rows (each message of a bundle as its own call), at
     /// most `maxConcurrentCalls` at once. Rows whose messages were all answered OK are deleted
-    /// together; any other row is rescheduled whole with backoff (receivers drop redeliveries).
+    /// together. A row with failures is rescheduled with backoff holding only the messages that
+    /// failed, so one bad message never makes its batch's neighbours go round again.
     private func deliver(_ claimed: [Claimed], now: Millis) async {
-        var failures: [Int: String] = [:]  // claimed index → first error
-        var calls: [(row: Int, method: String, body: [UInt8])] = []
-        for (index, row) in claimed.enumerated() {
+        var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
+        var calls: [(row: Int, index: Int, method: String, body: [UInt8])] = []
+        var messageCounts = Array(repeating: 0, count: claimed.count)
+        for (row, claimedRow) in claimed.enumerated() {
             do {
-                for message in try Outbox.messages(method: row.method, body: row.body) {
-                    calls.append((index, message.method, message.body))
-                }
+                let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
+                messageCounts[row] = messages.count
+                for (index, message) in messages.enumerated() { calls.append((row, index, message.method, message.body)) }
             } catch {
-                failures[index] = "\(error)"  // kept and retried, never dropped: a person can look at it
+                failures[row] = "\(error)"  // kept and retried, never dropped: a person can look at it
             }
         }
         let client = self.client
         let callTimeout = self.callTimeout
         let limit = max(1, maxConcurrentCalls)
-        let callFailures = await withTaskGroup(of: (Int, String?).self) { group -> [Int: String] in
-            var failed: [Int: String] = [:]
+        // claimed index → (message index → error)
+        let callFailures = await withTaskGroup(of: (Int, Int, String?).self) { group -> [Int: [Int: String]] in
+            var failed: [Int: [Int: String]] = [:]
             var next = 0
             var running = 0
             while next < calls.count || running > 0 {
@@ -163,38 +166,58 @@ public struct OutboxRelay: Sendable {
                     group.addTask {
                         do {
                             _ = try await client.callRaw(call.method, body: call.body, timeout: callTimeout)
-                            return (call.row, nil)
+                            return (call.row, call.index, nil)
                         } catch {
-                            return (call.row, "\(error)")
+                            return (call.row, call.index, "\(error)")
                         }
                     }
                 }
-                if let (row, error) = await group.next() {
+                if let (row, index, error) = await group.next() {
                     running -= 1
-                    if let error, failed[row] == nil { failed[row] = error }
+                    if let error { failed[row, default: [:]][index] = error }
                 }
             }
             return failed
         }
-        failures.merge(callFailures) { first, _ in first }
 
-        let delivered = claimed.indices.filter { failures[$0] == nil }.map { claimed[$0].id }
+        let delivered = claimed.indices.filter { failures[$0] == nil && callFailures[$0] == nil }.map { claimed[$0].id }
         if !delivered.isEmpty {
             _ = try? await pool.withConnection { connection in
                 try connection.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [PGArray(delivered)])
             }
         }
-        for (index, error) in failures.sorted(by: { $0.key < $1.key }) {
+        for index in claimed.indices where failures[index] != nil || callFailures[index] != nil {
             let message = claimed[index]
             let delay = min(maxBackoffMs, 100 * (Millis(1) << Millis(min(message.attempts, 20))))
+            var remaining: [UInt8]? = nil
+            let error: String
+            if let whole = failures[index] {
+                error = whole
+            } else {
+                let failedMessages = callFailures[index]!
+                error = failedMessages.sorted { $0.key < $1.key }.first!.value
+                if message.method == Outbox.bundleMethod, failedMessages.count < messageCounts[index],
+                   let messages = try? Outbox.messages(method: message.method, body: message.body)
+                {
+                    remaining = Outbox.bundle(failedMessages.keys.sorted().map { messages[$0] })
+                }
+            }
             logger.warning(
                 "outbox delivery failed",
                 metadata: ["outbox.destination": "\(destination)", "outbox.id": "\(message.id)",
-                           "outbox.attempts": "\(message.attempts)", "error": "\(error)"])
+                           "outbox.attempts": "\(message.attempts)",
+                           "outbox.failed_messages": "\(callFailures[index]?.count ?? messageCounts[index])", "error": "\(error)"])
+            let rewritten = remaining
             _ = try? await pool.withConnection { connection in
-                try connection.query(
-                    "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3 WHERE id = $1",
-                    [message.id, now + delay, error])
+                if let remaining = rewritten {
+                    try connection.query(
+                        "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3, body = $4 WHERE id = $1",
+                        [message.id, now + delay, error, remaining])
+                } else {
+                    try connection.query(
+                        "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3 WHERE id = $1",
+                        [message.id, now + delay, error])
+                }
             }
         }
     }

@@ -90,6 +90,23 @@ public final class PGConnection: @unchecked Sendable {
         deferred.removeAll()
     }
 
+    /// Runs `body` inside a savepoint of the current transaction. If it throws, only its own
+    /// writes are rolled back and the error is rethrown: the transaction can go on with other
+    /// items (one bad incident never fails its batch).
+    public func savepoint<T>(_ body: () throws -> T) throws -> T {
+        try execute("SAVEPOINT klaxon_item")
+        do {
+            let result = try body()
+            try execute("RELEASE SAVEPOINT klaxon_item")
+            return result
+        } catch {
+            discardQueued()
+            try execute("ROLLBACK TO SAVEPOINT klaxon_item")
+            try execute("RELEASE SAVEPOINT klaxon_item")
+            throw error
+        }
+    }
+
     /// Runs one or more statements with no parameters (transaction control, migrations), after
     /// any queued ones.
     @discardableResult

@@ -11,15 +11,30 @@ public final class HTTPSink: Sendable {
         public var uri: String
         public var headers: [(String, String)]
         public var body: [UInt8]
+        /// When it arrived (monotonic).
+        public var receivedAt: NIODeadline = .now()
 
         public func header(_ name: String) -> String? {
             headers.first { $0.0.lowercased() == name.lowercased() }?.1
         }
     }
 
+    /// A scripted answer: status and extra headers (Location, Retry-After, …).
+    public struct Answer: Sendable {
+        public var status: Int
+        public var headers: [(String, String)]
+
+        public init(_ status: Int, headers: [(String, String)] = []) {
+            self.status = status
+            self.headers = headers
+        }
+    }
+
     private struct State {
         var requests: [Request] = []
-        var scriptedStatuses: [Int] = []
+        var scripted: [Answer] = []
+        /// Every request is answered `outage.status` until this instant (monotonic).
+        var outage: (until: NIODeadline, status: Int)?
         var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
 
@@ -43,7 +58,7 @@ public final class HTTPSink: Sendable {
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
                     try channel.pipeline.syncOperations.addHandler(SinkHandler { request in
-                        box.withLockedValue { $0 }?.record(request) ?? 200
+                        box.withLockedValue { $0 }?.record(request) ?? Answer(200)
                     })
                 }
             }
@@ -57,7 +72,17 @@ public final class HTTPSink: Sendable {
 
     /// The next requests get these statuses, in order; after them, 200.
     public func respond(_ statuses: [Int]) {
-        state.withLockedValue { $0.scriptedStatuses.append(contentsOf: statuses) }
+        respond(statuses.map { Answer($0) })
+    }
+
+    /// The next requests get these answers, in order; after them, 200.
+    public func respond(_ answers: [Answer]) {
+        state.withLockedValue { $0.scripted.append(contentsOf: answers) }
+    }
+
+    /// An outage: every request is answered `status` for `duration` from now.
+    public func failFor(_ duration: TimeAmount, status: Int = 503) {
+        state.withLockedValue { $0.outage = (.now() + duration, status) }
     }
 
     public var requests: [Request] { state.withLockedValue { $0.requests } }
@@ -85,14 +110,15 @@ public final class HTTPSink: Sendable {
         releaseWaiters(force: true)
     }
 
-    private func record(_ request: Request) -> Int {
-        let status = state.withLockedValue { state -> Int in
+    private func record(_ request: Request) -> Answer {
+        let answer = state.withLockedValue { state -> Answer in
             state.requests.append(request)
-            return state.scriptedStatuses.isEmpty ? 200 : state.scriptedStatuses.removeFirst()
+            if let outage = state.outage, NIODeadline.now() < outage.until { return Answer(outage.status) }
+            return state.scripted.isEmpty ? Answer(200) : state.scripted.removeFirst()
         }
         onRequest?(request)
         releaseWaiters(force: false)
-        return status
+        return answer
     }
 
     private func releaseWaiters(force: Bool) {
@@ -110,11 +136,11 @@ private final class SinkHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let answer: @Sendable (HTTPSink.Request) -> Int
+    private let answer: @Sendable (HTTPSink.Request) -> HTTPSink.Answer
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
 
-    init(answer: @escaping @Sendable (HTTPSink.Request) -> Int) {
+    init(answer: @escaping @Sendable (HTTPSink.Request) -> HTTPSink.Answer) {
         self.answer = answer
     }
 
@@ -129,9 +155,10 @@ private final class SinkHandler: ChannelInboundHandler {
             guard let head else { return }
             let request = HTTPSink.Request(
                 method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body)
-            let status = answer(request)
+            let scripted = answer(request)
+            let status = scripted.status
             let reply = status < 300 ? "{\"ok\":true}" : "{\"error\":\"scripted failure\"}"
-            var headers = HTTPHeaders()
+            var headers = HTTPHeaders(scripted.headers)
             headers.add(name: "Content-Type", value: "application/json")
             headers.add(name: "Content-Length", value: String(reply.utf8.count))
             context.write(wrapOutboundOut(.head(HTTPResponseHead(

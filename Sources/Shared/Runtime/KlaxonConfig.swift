@@ -45,8 +45,10 @@ public struct KlaxonConfig: Sendable {
     public var maxFrameBytes = Framing.defaultMaxFrameBytes
     public var maxInFlightPerConnection = 64
     public var idleTimeoutSeconds = 300
-    /// Delivery attempts per notification before it is failed.
-    public var notifyMaxAttempts = 3
+    /// A page keeps retrying (backoff from 1 s, doubling, capped at 60 s) this long after its
+    /// first attempt before it is failed.
+    public var notifyDeliveryWindowSeconds = 900
+    /// One delivery attempt (redirects included) ends within this; the claim lease derives from it.
     public var notifyTimeoutSeconds = 10
     /// Where SMS, phone and push notifications are POSTed; empty: those channels fail with a clear error.
     public var notifyProviderURL = ""
@@ -76,7 +78,7 @@ public struct KlaxonConfig: Sendable {
         ("rpc.max_frame_bytes", "KLAXON_RPC_MAX_FRAME_BYTES", "largest accepted frame (4194304)"),
         ("rpc.max_in_flight", "KLAXON_RPC_MAX_IN_FLIGHT", "concurrent requests per connection (64)"),
         ("rpc.idle_timeout_seconds", "KLAXON_RPC_IDLE_TIMEOUT_SECONDS", "idle connection close (300)"),
-        ("notify.max_attempts", "KLAXON_NOTIFY_MAX_ATTEMPTS", "delivery attempts per notification (3)"),
+        ("notify.delivery_window_seconds", "KLAXON_NOTIFY_DELIVERY_WINDOW_SECONDS", "how long a page keeps retrying (900)"),
         ("notify.timeout_seconds", "KLAXON_NOTIFY_TIMEOUT_SECONDS", "timeout of one delivery (10)"),
         ("notify.provider_url", "KLAXON_NOTIFY_PROVIDER_URL", "provider webhook for sms, phone and push (none)"),
         ("notify.provider_token", "KLAXON_NOTIFY_PROVIDER_TOKEN", "bearer token for the provider webhook (none)"),
@@ -117,7 +119,7 @@ public struct KlaxonConfig: Sendable {
         try number("KLAXON_RPC_MAX_FRAME_BYTES", &config.maxFrameBytes, minimum: 1024)
         try number("KLAXON_RPC_MAX_IN_FLIGHT", &config.maxInFlightPerConnection, minimum: 1)
         try number("KLAXON_RPC_IDLE_TIMEOUT_SECONDS", &config.idleTimeoutSeconds, minimum: 1)
-        try number("KLAXON_NOTIFY_MAX_ATTEMPTS", &config.notifyMaxAttempts, minimum: 1)
+        try number("KLAXON_NOTIFY_DELIVERY_WINDOW_SECONDS", &config.notifyDeliveryWindowSeconds, minimum: 1)
         try number("KLAXON_NOTIFY_TIMEOUT_SECONDS", &config.notifyTimeoutSeconds, minimum: 1)
         config.notifyProviderURL = environment["KLAXON_NOTIFY_PROVIDER_URL"] ?? ""
         config.notifyProviderToken = environment["KLAXON_NOTIFY_PROVIDER_TOKEN"] ?? ""

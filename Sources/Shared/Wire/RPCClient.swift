@@ -72,10 +72,29 @@ public final class RPCClient: Sendable {
             return value
         }
         let request = Envelope(id: id, method: method, body: body, headers: allHeaders)
-        let channel = try await connectedChannel()
-        let promise = channel.eventLoop.makePromise(of: Envelope.self)
-        let call = PendingCall(envelope: request, promise: promise, timeout: timeout)
-        channel.writeAndFlush(call, promise: nil)
+        // The deadline belongs to the call, not to the connection handler's write: it runs from
+        // here, whatever happens to the connection (still connecting, closing, already gone).
+        let active = activeChannel()
+        let loop = active?.eventLoop ?? group.any()
+        let promise = loop.makePromise(of: Envelope.self)
+        let milliseconds = timeout.nanoseconds / 1_000_000
+        let timer = loop.scheduleTask(in: timeout) {
+            promise.fail(RPCError(.deadlineExceeded, "\(method) got no reply within \(milliseconds) ms"))
+        }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        let call = PendingCall(envelope: request, promise: promise)
+        if let active {
+            send(call, on: active)
+        } else {
+            // Connecting may take longer than the deadline: the caller's wait ends at the deadline.
+            Task {
+                do {
+                    send(call, on: try await self.connectedChannel())
+                } catch {
+                    promise.fail(error as? RPCError ?? RPCError(.unavailable, "call to \(method) failed: \(error)"))
+                }
+            }
+        }
         let reply: Envelope
         do {
             reply = try await promise.futureResult.get()
@@ -87,6 +106,21 @@ public final class RPCClient: Sendable {
         let status = reply.status ?? .ok
         guard status.code == .ok else { throw RPCError(status: status) }
         return reply
+    }
+
+    /// A write that fails (the connection closed meanwhile) fails the call at once.
+    private func send(_ call: PendingCall, on channel: Channel) {
+        let method = call.envelope.method
+        channel.writeAndFlush(call).whenFailure { error in
+            call.promise.fail(RPCError(.unavailable, "cannot send \(method): \(error)"))
+        }
+    }
+
+    private func activeChannel() -> Channel? {
+        state.withLockedValue { state in
+            if case let .connected(channel) = state, channel.isActive { return channel }
+            return nil
+        }
     }
 
     public func close() async {
@@ -177,7 +211,7 @@ public final class RPCClient: Sendable {
         let maxFrameBytes = configuration.maxFrameBytes
         return ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
@@ -190,10 +224,10 @@ public final class RPCClient: Sendable {
     }
 }
 
+/// A call on its way out; its promise ends at its deadline (set by the caller) or at the reply.
 struct PendingCall: Sendable {
     var envelope: Envelope
     var promise: EventLoopPromise<Envelope>
-    var timeout: TimeAmount
 }
 
 /// Matches replies to calls by id; lives on the channel's event loop.
@@ -202,18 +236,17 @@ final class RPCClientHandler: ChannelDuplexHandler {
     typealias OutboundIn = PendingCall
     typealias OutboundOut = ByteBuffer
 
-    private var pending: [UInt64: (promise: EventLoopPromise<Envelope>, timer: Scheduled<Void>)] = [:]
+    private var pending: [UInt64: EventLoopPromise<Envelope>] = [:]
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let call = unwrapOutboundIn(data)
         let id = call.envelope.id
-        let method = call.envelope.method
-        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: call.timeout) { [self] in
-            if let entry = pending.removeValue(forKey: id) {
-                entry.promise.fail(RPCError(.deadlineExceeded, "\(method) got no reply within \(call.timeout.nanoseconds / 1_000_000) ms"))
-            }
+        pending[id] = call.promise
+        // However the call ends (reply, deadline, failed write), its entry goes.
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        call.promise.futureResult.hop(to: context.eventLoop).whenComplete { _ in
+            loopBound.value.pending.removeValue(forKey: id)
         }
-        pending[id] = (call.promise, timer)
         context.write(wrapOutboundOut(call.envelope.frameBuffer(allocator: context.channel.allocator)), promise: promise)
     }
 
@@ -232,10 +265,7 @@ final class RPCClientHandler: ChannelDuplexHandler {
             failAll(RPCError(status: status))
             return
         }
-        if let entry = pending.removeValue(forKey: reply.id) {
-            entry.timer.cancel()
-            entry.promise.succeed(reply)
-        }
+        pending.removeValue(forKey: reply.id)?.succeed(reply)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -251,9 +281,6 @@ final class RPCClientHandler: ChannelDuplexHandler {
     private func failAll(_ error: RPCError) {
         let calls = pending
         pending.removeAll()
-        for entry in calls.values {
-            entry.timer.cancel()
-            entry.promise.fail(error)
-        }
+        for promise in calls.values { promise.fail(error) }
     }
 }

@@ -65,34 +65,28 @@ public final class RPCServer: Service, Sendable {
             serverChannel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .bind(host: configuration.host, port: configuration.port) { channel in
+                    // Options are set here, not as child channel options: a child option or
+                    // initializer that fails is reported on the server channel and would end the
+                    // whole listener. Whatever goes wrong with one connection closes it only.
                     channel.eventLoop.makeCompletedFuture {
-                        let admitted = connectionCount.withLockedValue { count in
-                            guard count < configuration.maxConnections else { return false }
-                            count += 1
-                            return true
+                        do {
+                            // TCP level (IPPROTO_TCP). `.socketOption(.tcp_nodelay)` would be SOL_SOCKET
+                            // option 1, SO_DEBUG, which needs CAP_NET_ADMIN: refused to ordinary users.
+                            try channel.syncOptions?.setOption(.tcpOption(.tcp_nodelay), value: 1)
+                        } catch {
+                            logger.debug("TCP_NODELAY not set", metadata: ["error": "\(error)"])
                         }
-                        if admitted {
-                            channel.closeFuture.whenComplete { _ in connectionCount.withLockedValue { $0 -= 1 } }
-                        }
-                        var connectionLogger = logger
-                        connectionLogger[metadataKey: "rpc.peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
-                        let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
-                        let handler = RPCConnectionHandler(
-                            router: router, authenticate: authenticate, maxInFlight: configuration.maxInFlightPerConnection,
-                            refusal: admitted ? nil : "too many connections (limit \(configuration.maxConnections))",
-                            jobs: sink, logger: connectionLogger)
-                        let pipeline = channel.pipeline.syncOperations
-                        try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
-                        try pipeline.addHandler(IdleConnectionCloser())
-                        try pipeline.addHandler(FlushCoalescer())
-                        try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
-                        try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
-                        try pipeline.addHandler(handler)
-                        let quiesce = NIOLoopBound(handler, eventLoop: channel.eventLoop)
-                        return RPCConnection(channel: channel, jobs: jobs) {
-                            channel.eventLoop.execute { quiesce.value.quiesce() }
+                        do {
+                            return try Self.setUp(
+                                channel, configuration: configuration, router: router, authenticate: authenticate,
+                                connectionCount: connectionCount, logger: logger)
+                        } catch {
+                            logger.warning("connection setup failed; that connection is closed", metadata: ["error": "\(error)"])
+                            channel.close(promise: nil)
+                            let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
+                            sink.finish()
+                            return RPCConnection(channel: channel, jobs: jobs) {}
                         }
                     }
                 }
@@ -109,6 +103,39 @@ public final class RPCServer: Service, Sendable {
                     connections.addTask { await Self.serve(connection) }
                 }
             }
+        }
+    }
+
+    /// The pipeline of one accepted connection (called on its event loop).
+    private static func setUp(
+        _ channel: Channel, configuration: RPCServerConfiguration, router: RPCRouter, authenticate: RPCAuthenticator?,
+        connectionCount: NIOLockedValueBox<Int>, logger: Logger
+    ) throws -> RPCConnection {
+        let admitted = connectionCount.withLockedValue { count in
+            guard count < configuration.maxConnections else { return false }
+            count += 1
+            return true
+        }
+        if admitted {
+            channel.closeFuture.whenComplete { _ in connectionCount.withLockedValue { $0 -= 1 } }
+        }
+        var connectionLogger = logger
+        connectionLogger[metadataKey: "rpc.peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+        let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
+        let handler = RPCConnectionHandler(
+            router: router, authenticate: authenticate, maxInFlight: configuration.maxInFlightPerConnection,
+            refusal: admitted ? nil : "too many connections (limit \(configuration.maxConnections))",
+            jobs: sink, logger: connectionLogger)
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
+        try pipeline.addHandler(IdleConnectionCloser())
+        try pipeline.addHandler(FlushCoalescer())
+        try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
+        try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
+        try pipeline.addHandler(handler)
+        let quiesce = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+        return RPCConnection(channel: channel, jobs: jobs) {
+            channel.eventLoop.execute { quiesce.value.quiesce() }
         }
     }
 
