@@ -82,6 +82,12 @@ import Testing
         let list: NotificationListMessage = try await notifier.call(PeopleMethod.listIncidentNotifications, IDRequest(id: created.incidentID))
         #expect(list.notifications.map(\.status) == ["sent", "skipped"])
         #expect(list.notifications.last?.lastError == "resolved")
+        // A skipped notification was never attempted; a sent one keeps no error.
+        #expect(list.notifications.map(\.attempts) == [1, 0])
+        #expect(list.notifications.first?.lastError == "")
+        #expect(try await pipeline.db.scalar(
+            "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_skipped' AND details->>'attempts' = '0'",
+            [Int64(created.incidentID)]) == 1)
         await notifier.close()
         await ingest.close()
         await pipeline.shutdown()

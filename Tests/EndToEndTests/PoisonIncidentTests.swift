@@ -1,0 +1,127 @@
+import Foundation
+import KlaxonDomain
+import KlaxonTestSupport
+import Logging
+import NotifierService
+import Shared
+import Testing
+
+/// PRODUCT.md, "Deleting things": a failure while processing one incident is retried with
+/// backoff and logged; it never holds up others.
+@Suite struct PoisonIncidentTests {
+    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+
+    /// Incident P escalates into a schedule that names a user who does not exist (written by
+    /// SQL), so every attempt to process P fails on a foreign key. Meanwhile another service's
+    /// incidents escalate and time out: each fires within a second of due.
+    @Test func oneFailingIncidentNeverHoldsUpOtherTimers() async throws {
+        let pipeline = try await Pipeline()
+        let url = "\(pipeline.sink.url)/hooks"
+        let (poison, healthy) = try await pipeline.db.pool.transaction { connection in
+            let poison = try Seed.service(
+                connection, name: "Poison", routingKey: Seed.newRoutingKey(),
+                users: [Seed.User(name: "Pat", email: "pat@example.com", webhookURL: url)], escalationDelaySeconds: 1)
+            let schedule = try connection.query(
+                """
+                INSERT INTO schedules (name, time_zone, definition) VALUES ('ghosts', 'UTC',
+                  '{"layers":[{"users":[987654],"rotationVirtualStartMs":0,"turnLengthSeconds":86400,"restrictions":[]}],"overrides":[]}')
+                RETURNING id
+                """).int64(0, "id")!
+            try connection.query(
+                "INSERT INTO escalation_levels (policy_id, position, escalation_delay_seconds) VALUES ($1, 2, 60)", [poison.policyID])
+            try connection.query(
+                "INSERT INTO escalation_targets (policy_id, level_position, position, schedule_id) VALUES ($1, 2, 1, $2)",
+                [poison.policyID, schedule])
+            let healthy = try Seed.service(
+                connection, name: "Healthy", routingKey: Seed.newRoutingKey(),
+                users: ["Bea", "Cem"].map { Seed.User(name: $0, email: "\($0.lowercased())@example.com", webhookURL: url) },
+                levels: [[0], [1]], escalationDelaySeconds: 3, ackTimeoutSeconds: 3)
+            return (poison, healthy)
+        }
+        let ingest = pipeline.client(.ingest)
+        let assignment = pipeline.client(.assignment)
+        let p: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(poison.routingKey, dedupKey: "p"))
+        // Wait until P is stuck: its escalation failed at least once.
+        let stuck = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT work_attempts FROM incidents WHERE id = $1", [Int64(p.incidentID)]) ?? 0 >= 1
+        }
+        try #require(stuck)
+        #expect(try await pipeline.db.scalar(
+            "SELECT count(*) FROM incidents WHERE id = $1 AND work_last_error LIKE '%23503%' AND current_level = 1", [Int64(p.incidentID)]) == 1)
+
+        // Healthy: H1 escalates after 3 s; H2 is acknowledged and times out 3 s later.
+        let h1: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(healthy.routingKey, dedupKey: "h1"))
+        let h2: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(healthy.routingKey, dedupKey: "h2"))
+        let assigned = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar(
+                "SELECT count(*) FROM incidents WHERE id = ANY($1::bigint[]) AND current_level = 1",
+                [PGArray([Int64(h1.incidentID), Int64(h2.incidentID)])]) == 2
+        }
+        try #require(assigned)
+        let _: IncidentView = try await assignment.call(
+            IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: h2.incidentID, userID: UInt64(healthy.userIDs[0])))
+        let due = try await pipeline.db.pool.withConnection { connection in
+            let rows = try connection.query(
+                "SELECT id, escalate_at_ms, ack_timeout_at_ms FROM incidents WHERE id = ANY($1::bigint[]) ORDER BY id",
+                [PGArray([Int64(h1.incidentID), Int64(h2.incidentID)])])
+            return (rows.int64(0, "escalate_at_ms")!, rows.int64(1, "ack_timeout_at_ms")!)
+        }
+        let fired = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar(
+                "SELECT count(*) FROM timeline_entries WHERE (incident_id = $1 AND type = 'escalate') OR (incident_id = $2 AND type = 'ack_timeout')",
+                [Int64(h1.incidentID), Int64(h2.incidentID)]) == 2
+        }
+        #expect(fired, "the healthy incidents' timers fired while P keeps failing")
+        let lags = try await pipeline.db.pool.withConnection { connection in
+            let rows = try connection.query(
+                """
+                SELECT incident_id, at_ms FROM timeline_entries
+                WHERE (incident_id = $1 AND type = 'escalate') OR (incident_id = $2 AND type = 'ack_timeout') ORDER BY incident_id
+                """, [Int64(h1.incidentID), Int64(h2.incidentID)])
+            return (rows.int64(0, "at_ms")! - due.0, rows.int64(1, "at_ms")! - due.1)
+        }
+        #expect(lags.0 >= 0 && lags.0 <= 1_000, "escalation fired \(lags.0) ms after due")
+        #expect(lags.1 >= 0 && lags.1 <= 1_000, "ack timeout fired \(lags.1) ms after due")
+        // P keeps backing off, retried, its reason kept; nothing of it was half-written.
+        #expect(try await pipeline.db.scalar("SELECT work_retry_at_ms FROM incidents WHERE id = $1", [Int64(p.incidentID)]) != nil)
+        #expect(try await pipeline.db.scalar(
+            "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'escalate'", [Int64(p.incidentID)]) == 0)
+        await ingest.close()
+        await assignment.close()
+        await pipeline.shutdown()
+    }
+
+    /// Deleting a user still on a schedule, an escalation policy or an open incident is refused
+    /// with FAILED_PRECONDITION naming each reference; a user nothing refers to is deleted.
+    @Test func deletingAReferencedUserIsRefusedNamingEachReference() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice"])
+        let alice = service.userIDs[0]
+        let people = pipeline.client(.notifier)
+        let admin = pipeline.client(.assignment)
+        let schedule: ScheduleMessage = try await admin.call(AdminMethod.createSchedule, ScheduleMessage(
+            name: "Primary", timeZone: "UTC",
+            layers: [LayerMessage(userIDs: [UInt64(alice)], rotationVirtualStartMs: 0, rotationTurnLengthSeconds: 86_400)]))
+        let ingest = pipeline.client(.ingest)
+        let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
+        let assigned = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM incident_assignments WHERE incident_id = $1", [Int64(created.incidentID)]) == 1
+        }
+        try #require(assigned)
+
+        let refusal = try #require(await people.failure(PeopleMethod.deleteUser, IDRequest(id: UInt64(alice)), as: Empty.self))
+        #expect(refusal.code == .failedPrecondition)
+        #expect(refusal.status.message.contains("schedule \(schedule.id) \"Primary\""), "\(refusal.status.message)")
+        #expect(refusal.status.message.contains("escalation policy \(service.policyID) \"Checkout policy\" (level 1)"), "\(refusal.status.message)")
+        #expect(refusal.status.message.contains("open incident \(created.incidentID)"), "\(refusal.status.message)")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM users WHERE id = $1", [alice]) == 1)
+
+        let bob: UserMessage = try await people.call(PeopleMethod.createUser, UserMessage(name: "Bob", email: "bob@example.com"))
+        let _: Empty = try await people.call(PeopleMethod.deleteUser, IDRequest(id: bob.id))
+        #expect(await people.failure(PeopleMethod.deleteUser, IDRequest(id: bob.id), as: Empty.self)?.code == .notFound)
+        await people.close()
+        await admin.close()
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+}
