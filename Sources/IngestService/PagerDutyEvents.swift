@@ -65,6 +65,11 @@ public enum PagerDutyEvents {
                 switch payload["custom_details"] {
                 case nil, is NSNull: break
                 case let details as [String: Any]:
+                    // Nested values are kept as JSON text, where a NUL is escaped (\u0000) and
+                    // would only fail later, in PostgreSQL's jsonb: refused here, naming the key.
+                    for key in details.keys.sorted() where !(details[key] is String) && containsNUL(details[key]!) {
+                        add("payload.custom_details.\(key)", "contains a NUL character")
+                    }
                     parsed.customDetails = details.mapValues { value in
                         (value as? String) ?? (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]))
                             .map { String(decoding: $0, as: UTF8.self) } ?? ""
@@ -149,5 +154,15 @@ public enum PagerDutyEvents {
 
     static func body(_ object: [String: Any]) -> [UInt8] {
         Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
+    }
+
+    /// Whether a parsed JSON value holds a NUL in any string or key, at any depth.
+    static func containsNUL(_ value: Any) -> Bool {
+        switch value {
+        case let text as String: return text.utf8.contains(0)
+        case let array as [Any]: return array.contains(where: containsNUL)
+        case let object as [String: Any]: return object.contains { containsNUL($0.key) || containsNUL($0.value) }
+        default: return false
+        }
     }
 }

@@ -7,7 +7,7 @@ import Testing
 
 /// The PagerDuty Events API v2 endpoint, as a monitor (or a person with curl) would use it.
 @Suite struct PagerDutyHTTPTests {
-    struct Reply {
+    struct Reply: @unchecked Sendable {
         var status: Int
         var json: [String: Any]
         var headers: [(String, String)]
@@ -54,6 +54,36 @@ import Testing
         let generated = try await Self.post(pipeline.ingestHTTPPort, body: Self.trigger(service.routingKey))
         #expect(generated.status == 202)
         #expect((generated.json["dedup_key"] as? String)?.isEmpty == false)
+        await pipeline.shutdown()
+    }
+
+    /// A NUL in a summary (or deep in custom_details) is refused before any batch: 400 naming the
+    /// field, nothing written, and the events sent alongside it are created as usual.
+    @Test func nulCharactersAreRefusedBeforeTheBatch() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let service = try await pipeline.seed()
+        let badSummary = Self.trigger(service.routingKey, dedup: "nul-1", summary: "disk\\u0000full")
+        let badDetails = """
+            {"routing_key": "\(service.routingKey)", "event_action": "trigger", "dedup_key": "nul-2",
+             "payload": {"summary": "s", "source": "db-1", "severity": "info", "custom_details": {"disk": {"mount": "/v\\u0000ar"}}}}
+            """
+        let replies = try await withThrowingTaskGroup(of: (String, Reply).self) { group in
+            for index in 0..<39 {
+                group.addTask { ("ok-\(index)", try await Self.post(pipeline.ingestHTTPPort, body: Self.trigger(service.routingKey, dedup: "ok-\(index)"))) }
+            }
+            group.addTask { ("nul-1", try await Self.post(pipeline.ingestHTTPPort, body: badSummary)) }
+            group.addTask { ("nul-2", try await Self.post(pipeline.ingestHTTPPort, body: badDetails)) }
+            var replies: [String: Reply] = [:]
+            for try await (key, reply) in group { replies[key] = reply }
+            return replies
+        }
+        #expect(replies["nul-1"]?.status == 400)
+        #expect((replies["nul-1"]?.json["errors"] as? [String]) == ["payload.summary: contains a NUL character"])
+        #expect(replies["nul-2"]?.status == 400)
+        #expect((replies["nul-2"]?.json["errors"] as? [String]) == ["payload.custom_details.disk: contains a NUL character"])
+        #expect(replies.filter { $0.key.hasPrefix("ok-") }.allSatisfy { $0.value.status == 202 })
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 39)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents WHERE dedup_key LIKE 'nul-%'") == 0)
         await pipeline.shutdown()
     }
 

@@ -27,6 +27,28 @@ import Glibc
         await db.drop()
     }
 
+    /// A work loop cancelled at shutdown while it writes must not keep its connections: NIO's
+    /// thread pool drops a cancelled task's work item, and the pool used to lose that slot, so a
+    /// few cancellations left every later caller waiting forever (an Ingest that never stopped).
+    @Test func cancelledCallersGiveTheirConnectionsBack() async throws {
+        let db = try await TestDatabase.create(migrate: false)
+        let size = db.pool.configuration.maxConnections
+        for _ in 0..<size {
+            let task = Task {
+                withUnsafeCurrentTask { $0?.cancel() }
+                return try await db.pool.withConnection { try $0.query("SELECT 1 AS one").int(0, "one") }
+            }
+            _ = await task.result
+        }
+        // Probed from a task of its own: with the bug, it waits forever for a slot.
+        let answer = NIOLockedValueBox<Int?>(nil)
+        Task { answer.withLockedValue { $0 = 0 }; let one = try await db.pool.withConnection { try $0.query("SELECT 1 AS one").int(0, "one") }; answer.withLockedValue { $0 = one } }
+        _ = await eventually(timeout: .seconds(5)) { answer.withLockedValue { $0 } == 1 }
+        let answered = answer.withLockedValue { $0 }
+        #expect(answered == 1, "the pool still lends connections after \(size) cancelled callers")
+        await db.drop()
+    }
+
     @Test func arraysRoundTripInBinaryFormat() async throws {
         let db = try await TestDatabase.create(migrate: false)
         let strings: [String?] = ["plain", "{\"json\": \"with \\\"quotes\\\" and \\\\\"}", "a,b}{", nil, "", "NULL", "ünïcødé ☠"]

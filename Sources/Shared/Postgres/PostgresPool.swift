@@ -57,7 +57,22 @@ public final class PostgresPool: Sendable {
     @discardableResult
     public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PGConnection) throws -> T) async throws -> T {
         let lent = await acquire()
-        return try await threads.runIfActive { [self] in
+        // A cancelled task's work item never runs (NIOThreadPool drops it): the connection (or
+        // the slot) must come back all the same, or a few cancellations exhaust the pool.
+        let handedOver = NIOLockedValueBox(false)
+        do {
+            return try await lend(lent, handedOver: handedOver, body)
+        } catch {
+            if !handedOver.withLockedValue({ $0 }) { release(lent) }
+            throw error
+        }
+    }
+
+    private func lend<T: Sendable>(
+        _ lent: PGConnection?, handedOver: NIOLockedValueBox<Bool>, _ body: @escaping @Sendable (PGConnection) throws -> T
+    ) async throws -> T {
+        try await threads.runIfActive { [self] in
+            handedOver.withLockedValue { $0 = true }
             let connection: PGConnection
             do {
                 connection = try lent ?? PGConnection(url: configuration.url)
