@@ -70,6 +70,54 @@ import Testing
         Event(routingKey: key, eventAction: .trigger, payload: Payload(summary: "s", source: "s", timestampMs: sleepMs))
     }
 
+    /// Issue 9.6: a server that closes idle connections after a few milliseconds, 1,000 calls in
+    /// waves: every call is answered or fails within its deadline, none hangs; a call whose
+    /// connection went away fails at once with UNAVAILABLE instead of waiting out its deadline.
+    @Test func everyCallEndsByItsDeadlineWhileConnectionsKeepClosing() async throws {
+        let harness = Harness(idleTimeout: .milliseconds(3))
+        let deadline = TimeAmount.seconds(2)
+        let client = try await harness.client(timeout: deadline)
+        struct Tally { var ok = 0, unavailable = 0, other = 0, slowest: Duration = .zero }
+        let tally = NIOLockedValueBox(Tally())
+        let clock = ContinuousClock()
+        for wave in 0..<50 {
+            for index in 0..<20 {
+                Task {
+                    let start = clock.now
+                    let code: StatusCode?
+                    do {
+                        let _: EventResult = try await client.call(Self.echo, Self.event("w\(wave)-\(index)"))
+                        code = nil
+                    } catch let error as RPCError {
+                        code = error.code
+                    } catch {
+                        code = .internalError
+                    }
+                    let took = clock.now - start
+                    tally.withLockedValue { tally in
+                        switch code {
+                        case nil: tally.ok += 1
+                        case .unavailable?: tally.unavailable += 1
+                        default: tally.other += 1
+                        }
+                        tally.slowest = max(tally.slowest, took)
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 1...8)))
+        }
+        let allEnded = await eventually(timeout: .seconds(6)) {
+            tally.withLockedValue { $0.ok + $0.unavailable + $0.other } == 1_000
+        }
+        let final = tally.withLockedValue { $0 }
+        #expect(allEnded, "calls still hanging: \(1_000 - final.ok - final.unavailable - final.other)")
+        #expect(final.slowest <= .milliseconds(2_250), "slowest call took \(final.slowest) with a 2 s deadline")
+        #expect(final.other == 0, "only OK or UNAVAILABLE, got \(final.other) others")
+        #expect(final.ok > 0)
+        await client.close()
+        await harness.stop()
+    }
+
     @Test func callRoundTrips() async throws {
         let harness = Harness()
         let client = try await harness.client()
