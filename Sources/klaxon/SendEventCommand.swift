@@ -37,10 +37,21 @@ struct SendEventCommand: AsyncParsableCommand {
             payload: Payload(summary: summary, source: source, severity: eventSeverity))
         do {
             let result: EventResult = try await client.call("klaxon.ingest.v1.Ingest/SendEvent", event)
-            print("\(result.outcome?.rawValue.uppercased() ?? "UNSPECIFIED") incident \(result.incidentID) dedup_key \(result.dedupKey)")
+            print(Self.describe(result))
         } catch let error as RPCError {
             print("error: \(error)")
             throw ExitCode(2)
         }
+    }
+
+    /// One line a person reads: what happened to which incident. IGNORED names no incident (none
+    /// was open with that dedup key), rather than "incident 0".
+    static func describe(_ result: EventResult) -> String {
+        let outcome = result.outcome?.rawValue.uppercased() ?? "UNSPECIFIED"
+        guard result.outcome != .ignored, result.incidentID != 0 else {
+            let why = result.message.isEmpty ? "no open incident matched" : result.message
+            return "\(outcome): \(why) (dedup_key \(result.dedupKey))"
+        }
+        return "\(outcome) incident \(result.incidentID) dedup_key \(result.dedupKey)"
     }
 }

@@ -99,6 +99,21 @@ import Foundation
         }
     }
 
+    /// An undecodable body's violation names the field at fault, not an empty one.
+    @Test func malformedBodiesNameTheField() {
+        func field(_ bytes: [UInt8]) -> String? {
+            do { _ = try Event(wire: bytes); return nil } catch { return error.field }
+        }
+        // routing_key (1) sent as a varint.
+        #expect(field([0x08, 0x01]) == "routing_key")
+        // routing_key claims 10 bytes, has 1.
+        #expect(field([0x0A, 10, 0x61]) == "routing_key")
+        // payload (4) holds a summary (1) that claims 5 bytes and has 2.
+        #expect(field([0x22, 4, 0x0A, 5, 0x61, 0x62]) == "payload.summary")
+        // A truncated tag at the top level: the body as a whole.
+        #expect(field([0xFF]) == "body")
+    }
+
     @Test func unknownFieldsAreSkipped() throws {
         // A newer client's field 99 (varint) must not break older servers.
         let bytes = Self.event.wireBytes() + [0x98, 0x06, 1]

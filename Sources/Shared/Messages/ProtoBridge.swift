@@ -228,7 +228,9 @@ enum ProtoCodec {
                 })
             else {
                 let name = String(cString: descriptor.pointee.name)
-                return .failure(WireError(field: "", reason: "malformed \(name) message"))
+                let located = StringFieldValidator.locateMalformed(raw, descriptor)
+                let why = located.reason == "no field to blame" ? "" : ": \(located.reason)"
+                return .failure(WireError(field: located.field, reason: "malformed \(name) message\(why)"))
             }
             defer { protobuf_c_message_free_unpacked(message, nil) }
             do throws(WireError) {

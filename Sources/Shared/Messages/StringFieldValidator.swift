@@ -44,6 +44,59 @@ enum StringFieldValidator {
         }
     }
 
+    /// Where protobuf-c's refusal of `bytes` comes from, as a field path and a reason: a
+    /// truncated field, a field of the wrong wire type, or the same inside a nested message.
+    /// "body" when no single field is to blame.
+    static func locateMalformed(
+        _ bytes: UnsafeRawBufferPointer, _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>, path: String = "", depth: Int = 0
+    ) -> (field: String, reason: String) {
+        let here = path.isEmpty ? "body" : path
+        guard depth < maxDepth else { return (here, "messages nested too deeply") }
+        var reader = Reader(bytes: bytes)
+        while !reader.atEnd {
+            guard let tag = try? reader.varint(path) else { return (here, "truncated field tag") }
+            let number = UInt32(truncatingIfNeeded: tag >> 3)
+            let wireType = tag & 7
+            let field = protobuf_c_message_descriptor_get_field(descriptor, number)
+            let name = field.map { String(cString: $0.pointee.name) } ?? "field \(number)"
+            let fieldPath = path.isEmpty ? name : "\(path).\(name)"
+            if number == 0 { return (here, "field number 0 is invalid") }
+            if let field, let expected = expectedWireType(field.pointee.type), wireType != expected,
+               !(wireType == 2 && field.pointee.label == PROTOBUF_C_LABEL_REPEATED)  // packed repeated scalars
+            {
+                return (fieldPath, "wire type \(wireType) where \(expected) is expected")
+            }
+            switch wireType {
+            case 0: guard (try? reader.varint(fieldPath)) != nil else { return (fieldPath, "truncated varint") }
+            case 1: guard (try? reader.skip(8, fieldPath)) != nil else { return (fieldPath, "truncated field") }
+            case 5: guard (try? reader.skip(4, fieldPath)) != nil else { return (fieldPath, "truncated field") }
+            case 2:
+                guard let length = try? reader.varint(fieldPath), let slice = try? reader.take(length, fieldPath) else {
+                    return (fieldPath, "truncated field")
+                }
+                if let field, field.pointee.type == PROTOBUF_C_TYPE_MESSAGE, let nested = field.pointee.descriptor {
+                    let nestedDescriptor = nested.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
+                    let located = locateMalformed(slice, nestedDescriptor, path: fieldPath, depth: depth + 1)
+                    if located.field != fieldPath || located.reason != "no field to blame" { return located }
+                }
+            default:
+                return (fieldPath, "unsupported wire type \(wireType)")
+            }
+        }
+        return (here, "no field to blame")
+    }
+
+    private static func expectedWireType(_ type: ProtobufCType) -> UInt64? {
+        switch type {
+        case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64,
+             PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_ENUM, PROTOBUF_C_TYPE_BOOL: 0
+        case PROTOBUF_C_TYPE_SFIXED64, PROTOBUF_C_TYPE_FIXED64, PROTOBUF_C_TYPE_DOUBLE: 1
+        case PROTOBUF_C_TYPE_SFIXED32, PROTOBUF_C_TYPE_FIXED32, PROTOBUF_C_TYPE_FLOAT: 5
+        case PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_BYTES, PROTOBUF_C_TYPE_MESSAGE: 2
+        default: nil
+        }
+    }
+
     private static func checkString(_ bytes: UnsafeRawBufferPointer, _ path: String) throws(WireError) {
         if bytes.contains(0) { throw WireError(field: path, reason: "contains a NUL character") }
         if String(validating: bytes, as: UTF8.self) == nil {
