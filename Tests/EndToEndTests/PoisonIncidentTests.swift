@@ -91,6 +91,52 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// One group commit announces two new incidents in one outbox bundle; Assignment cannot
+    /// process one of them (its level 1 is a schedule naming a user who does not exist). The
+    /// other is assigned and paged at once, and the row left behind holds only the bad message,
+    /// backing off, with its reason.
+    @Test func oneBadMessageInABundleHoldsUpNoOtherIncident() async throws {
+        let pipeline = try await Pipeline()
+        let url = "\(pipeline.sink.url)/hooks"
+        let (poison, healthy) = try await pipeline.db.pool.transaction { connection in
+            let poison = try Seed.service(
+                connection, name: "Poison", routingKey: Seed.newRoutingKey(),
+                users: [Seed.User(name: "Pat", email: "pat@example.com", webhookURL: url)])
+            let schedule = try connection.query(
+                """
+                INSERT INTO schedules (name, time_zone, definition) VALUES ('ghosts', 'UTC',
+                  '{"layers":[{"users":[987654],"rotationVirtualStartMs":0,"turnLengthSeconds":86400,"restrictions":[]}],"overrides":[]}')
+                RETURNING id
+                """).int64(0, "id")!
+            try connection.query(
+                "UPDATE escalation_targets SET user_id = NULL, schedule_id = $2 WHERE policy_id = $1", [poison.policyID, schedule])
+            let healthy = try Seed.service(
+                connection, name: "Healthy", routingKey: Seed.newRoutingKey(),
+                users: [Seed.User(name: "Bea", email: "bea@example.com", webhookURL: url)])
+            return (poison, healthy)
+        }
+        let ingest = pipeline.client(.ingest)
+        let reply: SendEventsReply = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvents", SendEventsRequest(events: [
+            Pipeline.trigger(poison.routingKey, dedupKey: "p"), Pipeline.trigger(healthy.routingKey, dedupKey: "h"),
+        ]))
+        let ids = reply.items.compactMap { $0.result?.incidentID }
+        try #require(ids.count == 2)
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(10)).compactMap(\.webhook)
+        #expect(pages.map(\.user.name) == ["Bea"])
+        #expect(pages.first?.incident.id == ids[1])
+        let leftBehind = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment' AND last_error LIKE '%does not exist%'") == 1
+        }
+        #expect(leftBehind)
+        let messages = try await pipeline.db.outboxMessages()
+        #expect(messages.count == 1, "only the bad message is retried")
+        let message = try #require(messages.first)
+        #expect(try IncidentTriggeredRequest(wire: message.body).incidentID == ids[0])
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents WHERE id = $1 AND current_level = 0", [Int64(ids[0])]) == 1)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
     /// Deleting a user still on a schedule, an escalation policy or an open incident is refused
     /// with FAILED_PRECONDITION naming each reference; a user nothing refers to is deleted.
     @Test func deletingAReferencedUserIsRefusedNamingEachReference() async throws {
