@@ -11,6 +11,17 @@ import Testing
 @Suite struct PoisonIncidentTests {
     static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
 
+    /// A schedule, written by SQL as no API would, whose only layer names a user who does not
+    /// exist: assigning from it fails on a foreign key, every time.
+    static func ghostSchedule(_ connection: PGConnection) throws -> Int64 {
+        try connection.query(
+            """
+            INSERT INTO schedules (name, time_zone, definition) VALUES ('ghosts', 'UTC',
+              '{"layers":[{"users":[987654],"rotationVirtualStartMs":0,"turnLengthSeconds":86400,"restrictions":[]}],"overrides":[]}')
+            RETURNING id
+            """).int64(0, "id")!
+    }
+
     /// Incident P escalates into a schedule that names a user who does not exist (written by
     /// SQL), so every attempt to process P fails on a foreign key. Meanwhile another service's
     /// incidents escalate and time out: each fires within a second of due.
@@ -21,12 +32,7 @@ import Testing
             let poison = try Seed.service(
                 connection, name: "Poison", routingKey: Seed.newRoutingKey(),
                 users: [Seed.User(name: "Pat", email: "pat@example.com", webhookURL: url)], escalationDelaySeconds: 1)
-            let schedule = try connection.query(
-                """
-                INSERT INTO schedules (name, time_zone, definition) VALUES ('ghosts', 'UTC',
-                  '{"layers":[{"users":[987654],"rotationVirtualStartMs":0,"turnLengthSeconds":86400,"restrictions":[]}],"overrides":[]}')
-                RETURNING id
-                """).int64(0, "id")!
+            let schedule = try Self.ghostSchedule(connection)
             try connection.query(
                 "INSERT INTO escalation_levels (policy_id, position, escalation_delay_seconds) VALUES ($1, 2, 60)", [poison.policyID])
             try connection.query(
@@ -102,12 +108,7 @@ import Testing
             let poison = try Seed.service(
                 connection, name: "Poison", routingKey: Seed.newRoutingKey(),
                 users: [Seed.User(name: "Pat", email: "pat@example.com", webhookURL: url)])
-            let schedule = try connection.query(
-                """
-                INSERT INTO schedules (name, time_zone, definition) VALUES ('ghosts', 'UTC',
-                  '{"layers":[{"users":[987654],"rotationVirtualStartMs":0,"turnLengthSeconds":86400,"restrictions":[]}],"overrides":[]}')
-                RETURNING id
-                """).int64(0, "id")!
+            let schedule = try Self.ghostSchedule(connection)
             try connection.query(
                 "UPDATE escalation_targets SET user_id = NULL, schedule_id = $2 WHERE policy_id = $1", [poison.policyID, schedule])
             let healthy = try Seed.service(
