@@ -81,7 +81,7 @@ import Testing
         #expect(requests.count > 3, "retried by time, not stopped after 3 attempts")
         if let first = requests.first, let last = requests.last {
             let span = (last.receivedAt - first.receivedAt).nanoseconds / 1_000_000
-            #expect(span >= 1_900, "the last attempt comes at the end of the 2 s window, got \(span) ms")
+            #expect(span >= 1_500, "attempts go on to the end of the 2 s window, got \(span) ms")
         }
         #expect(try await pipeline.db.scalar(
             "SELECT count(*) FROM notifications WHERE status = 'failed' AND last_error LIKE '%delivery window of 2 s passed%'") == 1)
