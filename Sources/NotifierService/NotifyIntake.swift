@@ -29,7 +29,22 @@ public struct NotifyIntake: Sendable {
         let reason = request.reason ?? .assigned
         let urgency = snapshot.urgency ?? .high
         let snapshotBytes = snapshot.wireBytes()
-        let scheduled = try await pool.transaction { connection -> Int in
+        let scheduled: Int
+        do {
+            scheduled = try await schedule(request, snapshot: snapshot, now: now, reason: reason, urgency: urgency, snapshotBytes: snapshotBytes)
+        } catch {
+            // The sender's outbox retries this request with backoff; other requests go on.
+            logger.error("notify request failed; retried by the sender with backoff", metadata: [
+                "incident.id": "\(request.incidentID)", "user.id": "\(request.userID)", "error": "\(error)"])
+            throw error
+        }
+        if scheduled > 0 { dispatcherWaker.poke() }
+    }
+
+    private func schedule(
+        _ request: NotifyRequest, snapshot: IncidentSnapshot, now: Millis, reason: NotifyReason, urgency: Urgency, snapshotBytes: [UInt8]
+    ) async throws -> Int {
+        try await pool.transaction { connection -> Int in
             guard try Inbox.claim(connection, consumer: Self.consumer, messageID: request.requestID, now: now) else { return 0 }
             let rows = try connection.query(
                 "SELECT id, contact_method_id, start_delay_seconds, urgency FROM notification_rules WHERE user_id = $1 ORDER BY id",
@@ -86,6 +101,5 @@ public struct NotifyIntake: Sendable {
             }
             return plan.count
         }
-        if scheduled > 0 { dispatcherWaker.poke() }
     }
 }
