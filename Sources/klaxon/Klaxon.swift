@@ -1,6 +1,5 @@
 import ArgumentParser
 
-@main
 struct Klaxon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "klaxon",
