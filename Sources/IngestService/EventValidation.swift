@@ -42,14 +42,14 @@ public enum EventValidation {
         if encodedSize > maxEncodedEventBytes {
             add("event", "is \(encodedSize) bytes encoded; the limit is \(maxEncodedEventBytes)")
         }
-        if !noNUL("routing_key", event.routingKey) {
-        } else if event.routingKey.isEmpty {
-            add("routing_key", "is required")
-        } else if length(event.routingKey) != routingKeyLength {
-            add("routing_key", "must be \(routingKeyLength) characters, got \(length(event.routingKey))")
+        if noNUL("routing_key", event.routingKey) {
+            if event.routingKey.isEmpty {
+                add("routing_key", "is required")
+            } else if length(event.routingKey) != routingKeyLength {
+                add("routing_key", "must be \(routingKeyLength) characters, got \(length(event.routingKey))")
+            }
         }
-        if !noNUL("dedup_key", event.dedupKey) {
-        } else if length(event.dedupKey) > maxDedupKey {
+        if noNUL("dedup_key", event.dedupKey), length(event.dedupKey) > maxDedupKey {
             add("dedup_key", "must be at most \(maxDedupKey) characters, got \(length(event.dedupKey))")
         }
         switch event.eventAction {

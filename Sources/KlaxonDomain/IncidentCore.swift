@@ -148,9 +148,7 @@ public struct IncidentCore: Sendable {
             // Applied once: a redelivered trigger changes nothing.
             guard !state.triggerApplied else { return IncidentTransition(state: state, effects: []) }
             next.triggerApplied = true
-            if state.status != .resolved {
-                if settings.autoResolveSeconds > 0 { next.autoResolveAt = now + Millis(settings.autoResolveSeconds) * 1000 }
-            }
+            if settings.autoResolveSeconds > 0 { next.autoResolveAt = now + Millis(settings.autoResolveSeconds) * 1000 }
             let previous = state.assignees
             enterLevel(1, loop: 0, reason: .assigned, actor: "system", state: &next, effects: &effects, now: now)
             // Only rows written before the trigger rule existed can be acknowledged or resolved

@@ -176,7 +176,7 @@ public struct NotificationDispatcher: Sendable {
             let delivery = error as? DeliveryError
             let finishedAt = clock.nowMs()
             let windowEnd = notification.firstAttemptAt + deliveryWindowMs
-            let backoff = delivery?.retryAfterMs ?? min(maxBackoffMs, baseBackoffMs * (Millis(1) << Millis(min(attempts - 1, 16))))
+            let backoff = delivery?.retryAfterMs ?? Backoff.delay(afterFailures: attempts, first: baseBackoffMs, cap: maxBackoffMs)
             let retryAt = finishedAt + max(backoff, 0)
             logger.warning("delivery failed", metadata: [
                 "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)",

@@ -5,20 +5,16 @@ import Logging
 /// incident keeps flowing (PRODUCT.md, "Deleting things": a failure is retried with backoff and
 /// logged; it never holds up others).
 public enum IncidentWorkFailure {
+    /// 1 s, 2 s, 4 s, … capped at 5 min.
     public static let firstBackoffMs: Millis = 1_000
     public static let maxBackoffMs: Millis = 300_000
-
-    /// 1 s, 2 s, 4 s, … capped at 5 min, for the `attempts`-th failure in a row.
-    public static func backoff(attempts: Int) -> Millis {
-        min(maxBackoffMs, firstBackoffMs << Millis(min(max(attempts - 1, 0), 20)))
-    }
 
     /// Records the failure on the incident (outside the rolled-back savepoint) and logs it at
     /// error level with the incident id and the reason.
     public static func record(
         _ connection: PGConnection, incidentID: Int64, attempts: Int, error: any Error, now: Millis, work: String, logger: Logger
     ) throws {
-        let retryAt = now + backoff(attempts: attempts)
+        let retryAt = now + Backoff.delay(afterFailures: attempts, first: firstBackoffMs, cap: maxBackoffMs)
         let reason = "\(error)"
         logger.error(
             "incident processing failed; it backs off, others go on",

@@ -140,12 +140,11 @@ public struct OutboxRelay: Sendable {
     private func deliver(_ claimed: [Claimed], now: Millis) async {
         var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
         var calls: [(row: Int, index: Int, method: String, body: [UInt8])] = []
-        var messageCounts = Array(repeating: 0, count: claimed.count)
+        var parsed = Array(repeating: [(method: String, body: [UInt8])](), count: claimed.count)
         for (row, claimedRow) in claimed.enumerated() {
             do {
-                let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
-                messageCounts[row] = messages.count
-                for (index, message) in messages.enumerated() { calls.append((row, index, message.method, message.body)) }
+                parsed[row] = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
+                for (index, message) in parsed[row].enumerated() { calls.append((row, index, message.method, message.body)) }
             } catch {
                 failures[row] = "\(error)"  // kept and retried, never dropped: a person can look at it
             }
@@ -188,7 +187,7 @@ public struct OutboxRelay: Sendable {
         }
         for index in claimed.indices where failures[index] != nil || callFailures[index] != nil {
             let message = claimed[index]
-            let delay = min(maxBackoffMs, 100 * (Millis(1) << Millis(min(message.attempts, 20))))
+            let delay = Backoff.delay(afterFailures: message.attempts, first: 200, cap: maxBackoffMs)
             var remaining: [UInt8]? = nil
             let error: String
             if let whole = failures[index] {
@@ -196,17 +195,15 @@ public struct OutboxRelay: Sendable {
             } else {
                 let failedMessages = callFailures[index]!
                 error = failedMessages.sorted { $0.key < $1.key }.first!.value
-                if message.method == Outbox.bundleMethod, failedMessages.count < messageCounts[index],
-                   let messages = try? Outbox.messages(method: message.method, body: message.body)
-                {
-                    remaining = Outbox.bundle(failedMessages.keys.sorted().map { messages[$0] })
+                if message.method == Outbox.bundleMethod, failedMessages.count < parsed[index].count {
+                    remaining = Outbox.bundle(failedMessages.keys.sorted().map { parsed[index][$0] })
                 }
             }
             logger.warning(
                 "outbox delivery failed",
                 metadata: ["outbox.destination": "\(destination)", "outbox.id": "\(message.id)",
                            "outbox.attempts": "\(message.attempts)",
-                           "outbox.failed_messages": "\(callFailures[index]?.count ?? messageCounts[index])", "error": "\(error)"])
+                           "outbox.failed_messages": "\(callFailures[index]?.count ?? parsed[index].count)", "error": "\(error)"])
             let rewritten = remaining
             _ = try? await pool.withConnection { connection in
                 if let remaining = rewritten {

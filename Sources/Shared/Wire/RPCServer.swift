@@ -71,8 +71,9 @@ public final class RPCServer: Service, Sendable {
                     // whole listener. Whatever goes wrong with one connection closes it only.
                     channel.eventLoop.makeCompletedFuture {
                         do {
-                            // TCP level (IPPROTO_TCP). `.socketOption(.tcp_nodelay)` would be SOL_SOCKET
-                            // option 1, SO_DEBUG, which needs CAP_NET_ADMIN: refused to ordinary users.
+                            // TCP level (IPPROTO_TCP). NIO's socket-level spelling of this option is
+                            // SOL_SOCKET option 1, SO_DEBUG, which needs CAP_NET_ADMIN: refused to
+                            // ordinary users.
                             try channel.syncOptions?.setOption(.tcpOption(.tcp_nodelay), value: 1)
                         } catch {
                             logger.debug("TCP_NODELAY not set", metadata: ["error": "\(error)"])
