@@ -35,7 +35,8 @@ public final class HTTPSink: Sendable {
         var scripted: [Answer] = []
         /// Every request is answered `outage.status` until this instant (monotonic).
         var outage: (until: NIODeadline, status: Int)?
-        var waiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var waiters: [(id: Int, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var nextWaiter = 0
     }
 
     private let state = NIOLockedValueBox(State())
@@ -89,15 +90,20 @@ public final class HTTPSink: Sendable {
 
     /// Waits until at least `count` requests arrived or `timeout` passed; returns the requests.
     public func waitForRequests(_ count: Int, timeout: Duration) async -> [Request] {
+        let id = state.withLockedValue { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        // The timeout releases this wait only, and only if it is still waiting.
         let timer = Task {
-            try? await Task.sleep(for: timeout)
-            self.releaseWaiters(force: true)
+            do { try await Task.sleep(for: timeout) } catch { return }
+            self.releaseWaiters { $0 == id }
         }
         defer { timer.cancel() }
         await withCheckedContinuation { continuation in
             let ready = state.withLockedValue { state -> Bool in
                 if state.requests.count >= count { return true }
-                state.waiters.append((count, continuation))
+                state.waiters.append((id, count, continuation))
                 return false
             }
             if ready { continuation.resume() }
@@ -107,7 +113,7 @@ public final class HTTPSink: Sendable {
 
     public func shutdown() async {
         try? await channel.close()
-        releaseWaiters(force: true)
+        releaseWaiters { _ in true }
     }
 
     private func record(_ request: Request) -> Answer {
@@ -117,15 +123,19 @@ public final class HTTPSink: Sendable {
             return state.scripted.isEmpty ? Answer(200) : state.scripted.removeFirst()
         }
         onRequest?(request)
-        releaseWaiters(force: false)
+        releaseWaiters { _ in false }
         return answer
     }
 
-    private func releaseWaiters(force: Bool) {
+    /// Resumes every wait whose count is reached, and those `force` picks (by wait id).
+    private func releaseWaiters(force: (Int) -> Bool) {
         let ready = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
             let count = state.requests.count
-            let ready = state.waiters.filter { force || count >= $0.count }.map(\.continuation)
-            state.waiters.removeAll { force || count >= $0.count }
+            let done = { (waiter: (id: Int, count: Int, continuation: CheckedContinuation<Void, Never>)) in
+                force(waiter.id) || count >= waiter.count
+            }
+            let ready = state.waiters.filter(done).map(\.continuation)
+            state.waiters.removeAll(where: done)
             return ready
         }
         for continuation in ready { continuation.resume() }
