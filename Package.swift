@@ -84,7 +84,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ]),
+            ],
+            exclude: ["Golden"]),
         .testTarget(name: "KlaxonDomainTests", dependencies: ["KlaxonDomain"]),
         .testTarget(
             name: "EndToEndTests",

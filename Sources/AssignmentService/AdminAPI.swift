@@ -13,21 +13,21 @@ public struct AdminAPI: Sendable {
     }
 
     public func register(into router: inout RPCRouter) {
-        router.register(AdminMethod.createPolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: true) }
-        router.register(AdminMethod.updatePolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: false) }
-        router.register(AdminMethod.getPolicy) { (request: AdminIDRequest, _) in
+        router.register(Admin.CreateEscalationPolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: true) }
+        router.register(Admin.UpdateEscalationPolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: false) }
+        router.register(Admin.GetEscalationPolicy) { (request: AdminIDRequest, _) in
             guard let policy = try await pool.withConnection({ try Self.policyMessage($0, id: Int64(request.id)) }) else {
                 throw RPCError(.notFound, "escalation policy \(request.id) does not exist")
             }
             return policy
         }
-        router.register(AdminMethod.listPolicies) { (_: Empty, _) in
+        router.register(Admin.ListEscalationPolicies) { (_: Empty, _) in
             try await pool.withConnection { connection in
                 let rows = try connection.query("SELECT id FROM escalation_policies ORDER BY id")
                 return PolicyListMessage(policies: try (0..<rows.count).compactMap { try Self.policyMessage(connection, id: rows.int64($0, "id")!) })
             }
         }
-        router.register(AdminMethod.deletePolicy) { (request: AdminIDRequest, _) in
+        router.register(Admin.DeleteEscalationPolicy) { (request: AdminIDRequest, _) in
             try await pool.transaction { connection in
                 let users = try connection.query("SELECT name FROM services WHERE escalation_policy_id = $1 ORDER BY id", [Int64(request.id)])
                 guard users.isEmpty else {
@@ -40,15 +40,15 @@ public struct AdminAPI: Sendable {
             }
             return Empty()
         }
-        router.register(AdminMethod.createSchedule) { (request: ScheduleMessage, _) in try await saveSchedule(request, create: true) }
-        router.register(AdminMethod.updateSchedule) { (request: ScheduleMessage, _) in try await saveSchedule(request, create: false) }
-        router.register(AdminMethod.getSchedule) { (request: AdminIDRequest, _) in
+        router.register(Admin.CreateSchedule) { (request: ScheduleMessage, _) in try await saveSchedule(request, create: true) }
+        router.register(Admin.UpdateSchedule) { (request: ScheduleMessage, _) in try await saveSchedule(request, create: false) }
+        router.register(Admin.GetSchedule) { (request: AdminIDRequest, _) in
             guard let found = try await pool.withConnection({ try ScheduleStore.load($0, ids: [Int64(request.id)])[Int64(request.id)] }) else {
                 throw RPCError(.notFound, "schedule \(request.id) does not exist")
             }
             return Self.scheduleMessage(id: request.id, name: found.name, found.schedule)
         }
-        router.register(AdminMethod.listSchedules) { (_: Empty, _) in
+        router.register(Admin.ListSchedules) { (_: Empty, _) in
             try await pool.withConnection { connection in
                 let rows = try connection.query("SELECT id FROM schedules ORDER BY id")
                 let ids = (0..<rows.count).map { rows.int64($0, "id")! }
@@ -58,7 +58,7 @@ public struct AdminAPI: Sendable {
                 })
             }
         }
-        router.register(AdminMethod.deleteSchedule) { (request: AdminIDRequest, _) in
+        router.register(Admin.DeleteSchedule) { (request: AdminIDRequest, _) in
             try await pool.transaction { connection in
                 let used = try connection.query(
                     "SELECT DISTINCT policy_id FROM escalation_targets WHERE schedule_id = $1 ORDER BY policy_id", [Int64(request.id)])
@@ -72,7 +72,7 @@ public struct AdminAPI: Sendable {
             }
             return Empty()
         }
-        router.register(AdminMethod.whoIsOnCall) { (request: WhoIsOnCallRequest, _) in try await whoIsOnCall(request) }
+        router.register(Admin.WhoIsOnCall) { (request: WhoIsOnCallRequest, _) in try await whoIsOnCall(request) }
     }
 
     // MARK: - Policies
@@ -187,8 +187,8 @@ public struct AdminAPI: Sendable {
             var restrictions: [ScheduleRestriction] = []
             for (restrictionIndex, restriction) in layer.restrictions.enumerated() {
                 switch restriction.kind {
-                case 1: restrictions.append(.daily(startSecondOfDay: Int(restriction.startSecondOfDay), durationSeconds: Int(restriction.durationSeconds)))
-                case 2:
+                case .daily: restrictions.append(.daily(startSecondOfDay: Int(restriction.startSecondOfDay), durationSeconds: Int(restriction.durationSeconds)))
+                case .weekly:
                     restrictions.append(.weekly(
                         weekday: Int(restriction.weekday), startSecondOfDay: Int(restriction.startSecondOfDay),
                         durationSeconds: Int(restriction.durationSeconds)))
@@ -243,9 +243,9 @@ public struct AdminAPI: Sendable {
                     restrictions: layer.restrictions.map { restriction in
                         switch restriction {
                         case let .daily(start, duration):
-                            RestrictionMessage(kind: 1, startSecondOfDay: UInt32(start), durationSeconds: UInt32(duration))
+                            RestrictionMessage(kind: .daily, startSecondOfDay: UInt32(start), durationSeconds: UInt32(duration))
                         case let .weekly(weekday, start, duration):
-                            RestrictionMessage(kind: 2, weekday: UInt32(weekday), startSecondOfDay: UInt32(start), durationSeconds: UInt32(duration))
+                            RestrictionMessage(kind: .weekly, weekday: UInt32(weekday), startSecondOfDay: UInt32(start), durationSeconds: UInt32(duration))
                         }
                     },
                     startMs: layer.start ?? 0, endMs: layer.end ?? 0)

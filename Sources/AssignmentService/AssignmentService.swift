@@ -38,7 +38,7 @@ public struct AssignmentService: Service {
         actions.register(into: &router)
         queries.register(into: &router)
         admin.register(into: &router)
-        router.register(IncidentTriggeredRequest.method) { (request: IncidentTriggeredRequest, _) in
+        router.register(Assignment.IncidentTriggered) { (request: IncidentTriggeredRequest, _) in
             try await manager.incidentTriggered(request)
             return Empty()
         }

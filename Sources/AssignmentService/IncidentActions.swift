@@ -17,38 +17,38 @@ public struct IncidentActions: Sendable {
         self.timers = timers
     }
 
+    /// Each action and the rule command it runs. A method not listed here is not registered, so
+    /// the server answers UNIMPLEMENTED for it: an action this build does not know never turns
+    /// into another one.
+    static let actions: [(RPCMethod<IncidentActionRequest, IncidentView>, @Sendable (IncidentActionRequest, String) -> IncidentCommand)] = [
+        (Assignment.Acknowledge, { .acknowledge(user: $0.userID, actor: $1) }),
+        (Assignment.Resolve, { .resolve(actor: $1, reason: $0.text) }),
+        (Assignment.Reassign, { $0.toPolicy || $0.policyID != 0 ? .reassignToPolicy(actor: $1) : .reassign(users: $0.userIDs, actor: $1) }),
+        (Assignment.Escalate, { .escalate(level: Int($0.level), actor: $1) }),
+        (Assignment.Snooze, { .snooze(seconds: $0.durationSeconds, actor: $1) }),
+        (Assignment.AddNote, { .note(text: $0.text, actor: $1) }),
+    ]
+
     public func register(into router: inout RPCRouter) {
-        for method in [
-            IncidentActionRequest.acknowledge, IncidentActionRequest.resolve, IncidentActionRequest.reassign,
-            IncidentActionRequest.escalate, IncidentActionRequest.snooze, IncidentActionRequest.addNote,
-        ] {
-            router.register(method) { (request: IncidentActionRequest, _) in
-                try await perform(method, request)
+        for (method, command) in Self.actions {
+            router.register(method) { request, _ in
+                try await perform(request, reassign: method.name == Assignment.Reassign.name) { command(request, $0) }
             }
         }
     }
 
-    func perform(_ method: String, _ request: IncidentActionRequest) async throws -> IncidentView {
+    func perform(
+        _ request: IncidentActionRequest, reassign: Bool, command makeCommand: (String) -> IncidentCommand
+    ) async throws -> IncidentView {
         var violations: [FieldViolation] = []
         if request.incidentID == 0 { violations.append(FieldViolation(field: "incident_id", description: "is required")) }
         if request.userID == 0 { violations.append(FieldViolation(field: "user_id", description: "is required (who acts)")) }
         guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
-        let actor = "user:\(request.userID)"
-        let command: IncidentCommand
-        switch method {
-        case IncidentActionRequest.acknowledge: command = .acknowledge(user: request.userID, actor: actor)
-        case IncidentActionRequest.resolve: command = .resolve(actor: actor, reason: request.text)
-        case IncidentActionRequest.reassign:
-            command = request.toPolicy || request.policyID != 0
-                ? .reassignToPolicy(actor: actor) : .reassign(users: request.userIDs, actor: actor)
-        case IncidentActionRequest.escalate: command = .escalate(level: Int(request.level), actor: actor)
-        case IncidentActionRequest.snooze: command = .snooze(seconds: request.durationSeconds, actor: actor)
-        default: command = .note(text: request.text, actor: actor)
-        }
+        let command = makeCommand("user:\(request.userID)")
         let now = clock.nowMs()
         let outcome = try await pool.transaction { connection in
-            try Self.checkUsersExist(request, method: method, connection: connection)
-            if method == IncidentActionRequest.reassign, request.policyID != 0 {
+            try Self.checkUsersExist(request, reassign: reassign, connection: connection)
+            if reassign, request.policyID != 0 {
                 try Self.switchPolicy(request, connection: connection)
             }
             guard let outcome = try IncidentStore.run(command, incidentID: Int64(request.incidentID), connection: connection, now: now) else {
@@ -75,8 +75,8 @@ public struct IncidentActions: Sendable {
             "UPDATE incidents SET escalation_policy_id = $2 WHERE id = $1", [Int64(request.incidentID), Int64(request.policyID)])
     }
 
-    static func checkUsersExist(_ request: IncidentActionRequest, method: String, connection: PGConnection) throws {
-        let reassigned = method == IncidentActionRequest.reassign && !request.toPolicy ? request.userIDs : []
+    static func checkUsersExist(_ request: IncidentActionRequest, reassign: Bool, connection: PGConnection) throws {
+        let reassigned = reassign && !request.toPolicy ? request.userIDs : []
         let wanted = Array(Set([request.userID] + reassigned))
         let found = try connection.query("SELECT id FROM users WHERE id = ANY($1::bigint[])", [PGArray(wanted.map(Int64.init))])
         let known = Set((0..<found.count).compactMap { found.uint64($0, "id") })

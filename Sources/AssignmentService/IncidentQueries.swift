@@ -12,13 +12,13 @@ public struct IncidentQueries: Sendable {
     }
 
     public func register(into router: inout RPCRouter) {
-        router.register(GetIncidentRequest.getIncident) { (request: GetIncidentRequest, _) in
+        router.register(Assignment.GetIncident) { (request: GetIncidentRequest, _) in
             try await getIncident(request.incidentID)
         }
-        router.register(GetIncidentRequest.getTimeline) { (request: GetIncidentRequest, _) in
+        router.register(Assignment.GetTimeline) { (request: GetIncidentRequest, _) in
             try await timeline(request.incidentID)
         }
-        router.register(ListIncidentsRequest.method) { (request: ListIncidentsRequest, _) in
+        router.register(Assignment.ListIncidents) { (request: ListIncidentsRequest, _) in
             try await list(request)
         }
     }

@@ -5,9 +5,6 @@ import Shared
 /// IngestService: the binary and HTTP (PagerDuty Events v2) listeners for monitor events, and the
 /// relay of its outbox to Assignment.
 public struct IngestService: Service {
-    public static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
-    public static let sendEvents = "klaxon.ingest.v1.Ingest/SendEvents"
-
     public let server: RPCServer
     public let processor: EventProcessor
     let http: any Service
@@ -37,10 +34,10 @@ public struct IngestService: Service {
 
     public static func router(_ processor: EventProcessor) -> RPCRouter {
         var router = RPCRouter()
-        router.registerOnLoop(sendEvent) { (event: Event, context, loop) in
+        router.registerOnLoop(Ingest.SendEvent) { (event: Event, context, loop) in
             processor.process(IngestRequest(event: event, encodedSize: context.requestBytes), on: loop)
         }
-        router.register(sendEvents) { (request: SendEventsRequest, _) in
+        router.register(Ingest.SendEvents) { (request: SendEventsRequest, _) in
             let results = await processor.process(request.events.map { ($0, $0.wireBytes().count) })
             return SendEventsReply(items: results.map { result in
                 switch result {

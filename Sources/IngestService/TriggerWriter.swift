@@ -131,7 +131,7 @@ enum TriggerWriter {
                 timeline.details.append(JSON.object(["summary": trigger.summary, "source": trigger.source, "dedup_key": trigger.dedupKey]))
                 let messageID = Outbox.newMessageID()
                 announcements.append((
-                    IncidentTriggeredRequest.method,
+                    Assignment.IncidentTriggered.name,
                     IncidentTriggeredRequest(messageID: messageID, incidentID: UInt64(incidentID), triggeredAtMs: now).wireBytes()))
                 results.append(EventResult(dedupKey: trigger.dedupKey, incidentID: UInt64(incidentID), outcome: .created, message: "incident created"))
             } else {

@@ -2,9 +2,9 @@ import Shared
 
 extension RPCClient {
     /// The RPCError a call fails with, or nil when it succeeds: for asserting refusals.
-    public func failure<Reply: WireMessage>(_ method: String, _ request: some WireMessage, as reply: Reply.Type) async -> RPCError? {
+    public func failure<Request, Reply>(_ method: RPCMethod<Request, Reply>, _ request: Request) async -> RPCError? {
         do {
-            _ = try await call(method, request, as: reply)
+            _ = try await call(method, request)
             return nil
         } catch let error as RPCError {
             return error

@@ -47,7 +47,7 @@ public struct NotifierService: Service {
     public static func router(_ intake: NotifyIntake, people: PeopleAPI) -> RPCRouter {
         var router = RPCRouter()
         people.register(into: &router)
-        router.register(NotifyRequest.method) { (request: NotifyRequest, _) in
+        router.register(Notifier.Notify) { (request: NotifyRequest, _) in
             try await intake.notify(request)
             return Empty()
         }

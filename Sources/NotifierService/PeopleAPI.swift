@@ -15,31 +15,31 @@ public struct PeopleAPI: Sendable {
     }
 
     public func register(into router: inout RPCRouter) {
-        router.register(PeopleMethod.createUser) { (user: UserMessage, _) in try await createUser(user) }
-        router.register(PeopleMethod.getUser) { (request: IDRequest, _) in
+        router.register(People.CreateUser) { (user: UserMessage, _) in try await createUser(user) }
+        router.register(People.GetUser) { (request: IDRequest, _) in
             guard let user = try await pool.withConnection({ try Self.user($0, id: Int64(request.id)) }) else {
                 throw RPCError(.notFound, "user \(request.id) does not exist")
             }
             return user
         }
-        router.register(PeopleMethod.listUsers) { (_: Empty, _) in
+        router.register(People.ListUsers) { (_: Empty, _) in
             try await pool.withConnection { connection in
                 let rows = try connection.query("SELECT id FROM users ORDER BY id")
                 return UserListMessage(users: try (0..<rows.count).compactMap { try Self.user(connection, id: rows.int64($0, "id")!) })
             }
         }
-        router.register(PeopleMethod.deleteUser) { (request: IDRequest, _) in
+        router.register(People.DeleteUser) { (request: IDRequest, _) in
             try await deleteUser(request.id)
         }
-        router.register(PeopleMethod.createContactMethod) { (method: ContactMethodMessage, _) in try await createContactMethod(method) }
-        router.register(PeopleMethod.deleteContactMethod) { (request: IDRequest, _) in
+        router.register(People.CreateContactMethod) { (method: ContactMethodMessage, _) in try await createContactMethod(method) }
+        router.register(People.DeleteContactMethod) { (request: IDRequest, _) in
             try await delete("contact_methods", request.id, what: "contact method", inUse: "a notification rule uses it")
         }
-        router.register(PeopleMethod.createRule) { (rule: NotificationRuleMessage, _) in try await createRule(rule) }
-        router.register(PeopleMethod.deleteRule) { (request: IDRequest, _) in
+        router.register(People.CreateNotificationRule) { (rule: NotificationRuleMessage, _) in try await createRule(rule) }
+        router.register(People.DeleteNotificationRule) { (request: IDRequest, _) in
             try await delete("notification_rules", request.id, what: "notification rule", inUse: "")
         }
-        router.register(PeopleMethod.listIncidentNotifications) { (request: IDRequest, _) in try await notifications(incident: request.id) }
+        router.register(People.ListIncidentNotifications) { (request: IDRequest, _) in try await notifications(incident: request.id) }
     }
 
     func createUser(_ user: UserMessage) async throws -> UserMessage {

@@ -78,7 +78,7 @@ struct BenchIngestCommand: AsyncParsableCommand {
                     let _: EventResult = try await processor.process(event(index), encodedSize: 300)
                 }
             } else {
-                result = try await load(port: port, method: "klaxon.ingest.v1.Ingest/SendEvent") { event($0).wireBytes() }
+                result = try await load(port: port, method: Ingest.SendEvent.name) { event($0).wireBytes() }
             }
             let after = ingest.processor.batchStatistics
             let transactions = after.transactions - before.transactions
@@ -96,7 +96,7 @@ struct BenchIngestCommand: AsyncParsableCommand {
 
     func runEcho(logger: Logger) async throws {
         var router = RPCRouter()
-        router.registerOnLoop("klaxon.ingest.v1.Ingest/SendEvent") { (event: Event, _, loop) in
+        router.registerOnLoop(Ingest.SendEvent) { (event: Event, _, loop) in
             loop.makeSucceededFuture(EventResult(dedupKey: event.dedupKey, incidentID: 1, outcome: .created))
         }
         var configuration = RPCServerConfiguration(host: "127.0.0.1", port: 0)
@@ -104,7 +104,7 @@ struct BenchIngestCommand: AsyncParsableCommand {
         let server = RPCServer(configuration: configuration, router: router, logger: logger)
         let task = Task { try await server.run() }
         let port = try await server.localAddress().port!
-        let result = try await load(port: port, method: "klaxon.ingest.v1.Ingest/SendEvent") { index in
+        let result = try await load(port: port, method: Ingest.SendEvent.name) { index in
             Event(routingKey: String(repeating: "k", count: 32), eventAction: .trigger, dedupKey: "echo-\(index)",
                   payload: Payload(summary: "Benchmark event \(index)", source: "bench", severity: .error)).wireBytes()
         }

@@ -20,7 +20,7 @@ struct IncidentCommand: AsyncParsableCommand {
     }
 
     /// Runs one call, printing an RPC error the way a person reads it.
-    static func call<Reply: WireMessage>(_ connection: Connection, _ method: String, _ request: some WireMessage) async throws -> Reply {
+    static func call<Request, Reply>(_ connection: Connection, _ method: RPCMethod<Request, Reply>, _ request: Request) async throws -> Reply {
         let client = try connection.client()
         defer { Task { await client.close() } }
         do {
@@ -42,7 +42,7 @@ struct IncidentCommand: AsyncParsableCommand {
 
         func run() async throws {
             let reply: ListIncidentsReply = try await IncidentCommand.call(
-                connection, ListIncidentsRequest.method, ListIncidentsRequest(statuses: all ? [] : [.triggered, .acknowledged]))
+                connection, Assignment.ListIncidents, ListIncidentsRequest(statuses: all ? [] : [.triggered, .acknowledged]))
             for incident in reply.incidents {
                 let state = incident.state
                 print("#\(incident.number) [\(state?.status?.rawValue ?? "?")] \(incident.title) — \(incident.serviceName), "
@@ -58,7 +58,7 @@ struct IncidentCommand: AsyncParsableCommand {
         @Argument(help: "Incident id.") var id: UInt64
 
         func run() async throws {
-            let incident: IncidentInfo = try await IncidentCommand.call(connection, GetIncidentRequest.getIncident, GetIncidentRequest(incidentID: id))
+            let incident: IncidentInfo = try await IncidentCommand.call(connection, Assignment.GetIncident, GetIncidentRequest(incidentID: id))
             let state = incident.state
             print("""
                 #\(incident.number) \(incident.title)
@@ -78,7 +78,7 @@ struct IncidentCommand: AsyncParsableCommand {
         @Option(help: "text, json or markdown.") var format = "text"
 
         func run() async throws {
-            let reply: GetTimelineReply = try await IncidentCommand.call(connection, GetIncidentRequest.getTimeline, GetIncidentRequest(incidentID: id))
+            let reply: GetTimelineReply = try await IncidentCommand.call(connection, Assignment.GetTimeline, GetIncidentRequest(incidentID: id))
             switch format {
             case "json":
                 let entries = reply.entries.map { ["at": IncidentCommand.time($0.atMs), "type": $0.type, "actor": $0.actor, "details": $0.details] as [String: Any] }
@@ -109,7 +109,7 @@ struct IncidentCommand: AsyncParsableCommand {
 
         func run() async throws {
             let view: IncidentView = try await IncidentCommand.call(
-                connection, IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: id, userID: user))
+                connection, Assignment.Acknowledge, IncidentActionRequest(incidentID: id, userID: user))
             print("acknowledged; ack timeout at \(IncidentCommand.time(view.ackTimeoutAtMs))")
         }
     }
@@ -123,7 +123,7 @@ struct IncidentCommand: AsyncParsableCommand {
 
         func run() async throws {
             let _: IncidentView = try await IncidentCommand.call(
-                connection, IncidentActionRequest.resolve, IncidentActionRequest(incidentID: id, userID: user, text: reason))
+                connection, Assignment.Resolve, IncidentActionRequest(incidentID: id, userID: user, text: reason))
             print("resolved")
         }
     }
@@ -137,7 +137,7 @@ struct IncidentCommand: AsyncParsableCommand {
 
         func run() async throws {
             let _: IncidentView = try await IncidentCommand.call(
-                connection, IncidentActionRequest.addNote, IncidentActionRequest(incidentID: id, userID: user, text: text))
+                connection, Assignment.AddNote, IncidentActionRequest(incidentID: id, userID: user, text: text))
             print("noted")
         }
     }

@@ -36,7 +36,7 @@ struct SendEventCommand: AsyncParsableCommand {
             routingKey: routingKey, eventAction: eventAction, dedupKey: dedupKey,
             payload: Payload(summary: summary, source: source, severity: eventSeverity))
         do {
-            let result: EventResult = try await client.call("klaxon.ingest.v1.Ingest/SendEvent", event)
+            let result: EventResult = try await client.call(Ingest.SendEvent, event)
             print(Self.describe(result))
         } catch let error as RPCError {
             print("error: \(error)")

@@ -27,7 +27,7 @@ import Testing
             }
         }
         let ingest = pipeline.client(.ingest)
-        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
         let requests = await pipeline.sink.waitForRequests(3, timeout: .seconds(10))
         #expect(requests.count == 3)
         let number = try #require(try await pipeline.db.scalar("SELECT number FROM incidents WHERE id = $1", [Int64(created.incidentID)]))
@@ -67,7 +67,7 @@ import Testing
                 [service.userIDs[0], method])
         }
         let ingest = pipeline.client(.ingest)
-        let _: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let _: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
         let failed = try await eventually(timeout: .seconds(10)) {
             try await pipeline.db.scalar(
                 "SELECT count(*) FROM timeline_entries WHERE type = 'notify_failed' AND details->>'error' LIKE '%KLAXON_NOTIFY_PROVIDER_URL%'") == 1

@@ -12,7 +12,7 @@ import Testing
 /// than 408/429 fail at once; 429 honours Retry-After; timeline instants are the attempt's.
 /// The pipeline's Notifier backs off from 100 ms instead of 1 s, so windows fit in a test.
 @Suite struct DeliveryRetryTests {
-    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvent = Ingest.SendEvent
 
     static func timelineCount(_ pipeline: Pipeline, _ incident: UInt64, _ type: String) async throws -> Int64? {
         try await pipeline.db.scalar(

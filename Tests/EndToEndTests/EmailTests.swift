@@ -73,7 +73,7 @@ import Testing
         }
         let ingest = pipeline.client(.ingest)
         let created: EventResult = try await ingest.call(
-            "klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey, summary: "Zahlungen fehlgeschlagen — 37 %"))
+            Ingest.SendEvent, Pipeline.trigger(service.routingKey, summary: "Zahlungen fehlgeschlagen — 37 %"))
         let arrived = await eventually(timeout: .seconds(10)) {
             (try? String(contentsOf: mailbox, encoding: .utf8))?.contains("=====") == true
         }

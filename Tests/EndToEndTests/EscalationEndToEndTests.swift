@@ -10,7 +10,7 @@ import Testing
 /// of minutes: ack timeout T = 3 s, level delay 2 s. A acks, B acks later, the incident goes back
 /// to triggered at B's ack + T (not A's), both are paged again, and 2 s later level 2 is paged.
 @Suite(.serialized) struct EscalationEndToEndTests {
-    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvent = Ingest.SendEvent
 
     @Test func ackTimeoutRunsFromTheLatestAckThenEscalatesToLevelTwo() async throws {
         let pipeline = try await Pipeline()
@@ -31,12 +31,12 @@ import Testing
         let incident = created.incidentID
 
         let byAlice: IncidentView = try await assignment.call(
-            IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: incident, userID: alice))
+            Assignment.Acknowledge, IncidentActionRequest(incidentID: incident, userID: alice))
         #expect(byAlice.status == .acknowledged)
         #expect(byAlice.escalateAtMs == 0)
         try await Task.sleep(for: .milliseconds(1_500))
         let byBob: IncidentView = try await assignment.call(
-            IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: incident, userID: bob))
+            Assignment.Acknowledge, IncidentActionRequest(incidentID: incident, userID: bob))
         let bobAckedAt = try #require(byBob.acknowledgements.last?.atMs)
         #expect(byBob.acknowledgements.map(\.userID) == [alice, bob])
         #expect(byBob.ackTimeoutAtMs == bobAckedAt + 3_000, "measured from the latest ack")
@@ -72,12 +72,12 @@ import Testing
 
         // Resolve by Carol: later timers do nothing.
         let resolved: IncidentView = try await assignment.call(
-            IncidentActionRequest.resolve, IncidentActionRequest(incidentID: incident, userID: carol, text: "rolled back"))
+            Assignment.Resolve, IncidentActionRequest(incidentID: incident, userID: carol, text: "rolled back"))
         #expect(resolved.status == .resolved)
         #expect(resolved.escalateAtMs == 0 && resolved.ackTimeoutAtMs == 0)
         do {
             let _: IncidentView = try await assignment.call(
-                IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: incident, userID: alice))
+                Assignment.Acknowledge, IncidentActionRequest(incidentID: incident, userID: alice))
             Issue.record("acknowledging a resolved incident must fail")
         } catch let error as RPCError {
             #expect(error.code == .failedPrecondition)
@@ -90,10 +90,10 @@ import Testing
     }
 
     @Test func actionsAreValidated() async throws {
-        let pipeline = try await Pipeline(start: [.assignment])
+        let pipeline = try await Pipeline(start: [.ingest, .assignment])
         let service = try await pipeline.seed(users: ["Alice"])
         let assignment = pipeline.client(.assignment)
-        func code(_ method: String, _ request: IncidentActionRequest) async -> StatusCode? {
+        func code(_ method: RPCMethod<IncidentActionRequest, IncidentView>, _ request: IncidentActionRequest) async -> StatusCode? {
             do {
                 let _: IncidentView = try await assignment.call(method, request)
                 return .ok
@@ -104,9 +104,15 @@ import Testing
             }
         }
         let alice = UInt64(service.userIDs[0])
-        #expect(await code(IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: 0, userID: 0)) == .invalidArgument)
-        #expect(await code(IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: 999, userID: alice)) == .notFound)
-        #expect(await code(IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: 1, userID: 999)) == .notFound)
+        #expect(await code(Assignment.Acknowledge, IncidentActionRequest(incidentID: 0, userID: 0)) == .invalidArgument)
+        #expect(await code(Assignment.Acknowledge, IncidentActionRequest(incidentID: 999, userID: alice)) == .notFound)
+        #expect(await code(Assignment.Acknowledge, IncidentActionRequest(incidentID: 1, userID: 999)) == .notFound)
+        // An action this server does not know (a newer client's) is UNIMPLEMENTED and writes
+        // nothing: it is never taken for another action such as a note.
+        let triggered: EventResult = try await pipeline.client(.ingest).call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "x"))
+        let newer = RPCMethod<IncidentActionRequest, IncidentView>("klaxon.assignment.v1.Assignment/Merge")
+        #expect(await code(newer, IncidentActionRequest(incidentID: triggered.incidentID, userID: alice, text: "merge")) == .unimplemented)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'note'", [Int64(triggered.incidentID)]) == 0)
         await assignment.close()
         await pipeline.shutdown()
     }
@@ -126,7 +132,7 @@ import Testing
                 levels: [[0], [1]], escalationDelaySeconds: 2)
         }
         let ingest = pipeline.client(.ingest)
-        let _: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let _: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
         #expect(await pipeline.sink.waitForRequests(1, timeout: .seconds(10)).compactMap { $0.webhook?.user.name } == ["Alice"])
         await pipeline.stop(.assignment)
         try await Task.sleep(for: .milliseconds(3_000))  // past the 2 s escalation while nobody runs timers

@@ -4,7 +4,7 @@ import Shared
 import Testing
 
 @Suite struct IncidentQueryTests {
-    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvent = Ingest.SendEvent
 
     @Test func getListAndTimeline() async throws {
         let pipeline = try await Pipeline(start: [.ingest, .assignment])
@@ -20,11 +20,11 @@ import Testing
         let _: EventResult = try await ingest.call(Self.sendEvent, Event(routingKey: service.routingKey, eventAction: .resolve, dedupKey: "c"))
         // Assignment assigns level 1 once its outbox message arrives.
         let assigned = try await eventually(timeout: .seconds(10)) {
-            let info: IncidentInfo = try await assignment.call(GetIncidentRequest.getIncident, GetIncidentRequest(incidentID: ids[0]))
+            let info: IncidentInfo = try await assignment.call(Assignment.GetIncident, GetIncidentRequest(incidentID: ids[0]))
             return info.state?.assigneeIDs.count == 2
         }
         #expect(assigned)
-        let first: IncidentInfo = try await assignment.call(GetIncidentRequest.getIncident, GetIncidentRequest(incidentID: ids[0]))
+        let first: IncidentInfo = try await assignment.call(Assignment.GetIncident, GetIncidentRequest(incidentID: ids[0]))
         #expect(first.title == "Checkout error rate 37%")
         #expect(first.serviceName == "Checkout")
         #expect(first.alertCount == 2)
@@ -34,32 +34,32 @@ import Testing
         #expect((first.state?.escalateAtMs ?? 0) > first.createdAtMs, "the pending escalation timer is shown")
 
         let open: ListIncidentsReply = try await assignment.call(
-            ListIncidentsRequest.method, ListIncidentsRequest(statuses: [.triggered, .acknowledged], pageSize: 1))
+            Assignment.ListIncidents, ListIncidentsRequest(statuses: [.triggered, .acknowledged], pageSize: 1))
         #expect(open.incidents.map(\.id) == [ids[1]])
         let next: ListIncidentsReply = try await assignment.call(
-            ListIncidentsRequest.method, ListIncidentsRequest(statuses: [.triggered, .acknowledged], pageSize: 1, beforeID: open.nextBeforeID))
+            Assignment.ListIncidents, ListIncidentsRequest(statuses: [.triggered, .acknowledged], pageSize: 1, beforeID: open.nextBeforeID))
         #expect(next.incidents.map(\.id) == [ids[0]])
         #expect(next.nextBeforeID == 0)
-        let resolved: ListIncidentsReply = try await assignment.call(ListIncidentsRequest.method, ListIncidentsRequest(statuses: [.resolved]))
+        let resolved: ListIncidentsReply = try await assignment.call(Assignment.ListIncidents, ListIncidentsRequest(statuses: [.resolved]))
         #expect(resolved.incidents.map(\.id) == [ids[2]])
         #expect(resolved.incidents.first?.resolvedAtMs ?? 0 > 0)
-        let all: ListIncidentsReply = try await assignment.call(ListIncidentsRequest.method, ListIncidentsRequest(serviceID: UInt64(service.serviceID)))
+        let all: ListIncidentsReply = try await assignment.call(Assignment.ListIncidents, ListIncidentsRequest(serviceID: UInt64(service.serviceID)))
         #expect(all.incidents.map(\.id) == ids.reversed())
 
-        let timeline: GetTimelineReply = try await assignment.call(GetIncidentRequest.getTimeline, GetIncidentRequest(incidentID: ids[0]))
+        let timeline: GetTimelineReply = try await assignment.call(Assignment.GetTimeline, GetIncidentRequest(incidentID: ids[0]))
         #expect(Array(timeline.entries.map(\.type).prefix(1)) == ["trigger"])
         #expect(timeline.entries.map(\.type).contains("alert_deduplicated"))
         #expect(timeline.entries.map(\.type).contains("assign"))
         #expect(timeline.entries.first?.details["dedup_key"] == "a")
 
         do {
-            let _: IncidentInfo = try await assignment.call(GetIncidentRequest.getIncident, GetIncidentRequest(incidentID: 99_999))
+            let _: IncidentInfo = try await assignment.call(Assignment.GetIncident, GetIncidentRequest(incidentID: 99_999))
             Issue.record("expected NOT_FOUND")
         } catch let error as RPCError {
             #expect(error.code == .notFound)
         }
         do {
-            let _: ListIncidentsReply = try await assignment.call(ListIncidentsRequest.method, ListIncidentsRequest(pageSize: 501))
+            let _: ListIncidentsReply = try await assignment.call(Assignment.ListIncidents, ListIncidentsRequest(pageSize: 501))
             Issue.record("expected INVALID_ARGUMENT")
         } catch let error as RPCError {
             #expect(error.status.violations.map(\.field) == ["page_size"])

@@ -7,7 +7,7 @@ import Testing
 
 /// PRODUCT.md's seed example for notifications, over real TCP, PostgreSQL and an HTTP sink.
 @Suite struct MinuteZeroTests {
-    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvent = Ingest.SendEvent
 
     /// A and B on one level with zero-delay rules; A acknowledges one second after the trigger;
     /// B is still paged, with the snapshot (status triggered). B's delayed rule (3 s) is then
@@ -34,7 +34,7 @@ import Testing
         try #require(assigned)
         try await Task.sleep(for: .milliseconds(1_000))
         let acked: IncidentView = try await assignment.call(
-            IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: created.incidentID, userID: alice))
+            Assignment.Acknowledge, IncidentActionRequest(incidentID: created.incidentID, userID: alice))
         #expect(acked.status == .acknowledged)
         try await pipeline.start(.notifier)
 
@@ -79,7 +79,7 @@ import Testing
         #expect(pipeline.sink.requests.count == 1)
         // The notifications query says why.
         let notifier = pipeline.client(.notifier)
-        let list: NotificationListMessage = try await notifier.call(PeopleMethod.listIncidentNotifications, IDRequest(id: created.incidentID))
+        let list: NotificationListMessage = try await notifier.call(People.ListIncidentNotifications, IDRequest(id: created.incidentID))
         #expect(list.notifications.map(\.status) == ["sent", "skipped"])
         #expect(list.notifications.last?.lastError == "resolved")
         // A skipped notification was never attempted; a sent one keeps no error.
@@ -109,10 +109,10 @@ import Testing
         let alice = UInt64(service.userIDs[0])
         let ingest = pipeline.client(.ingest)
         let assignment = pipeline.client(.assignment)
-        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
         #expect(await pipeline.sink.waitForRequests(1, timeout: .seconds(10)).count == 1)
         let _: IncidentView = try await assignment.call(
-            IncidentActionRequest.reassign, IncidentActionRequest(incidentID: created.incidentID, userID: alice, userIDs: [alice]))
+            Assignment.Reassign, IncidentActionRequest(incidentID: created.incidentID, userID: alice, userIDs: [alice]))
         let superseded = try await eventually(timeout: .seconds(5)) {
             try await pipeline.db.scalar(
                 "SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'notify_skipped' AND details->>'reason' = 'superseded'",

@@ -31,7 +31,7 @@ final class StuckChannel: DeliveryChannel, @unchecked Sendable {
             channels: ["webhook": stuck])
         let doomedTask = Task { try await doomed.run() }
         let ingest = pipeline.client(.ingest)
-        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
         try await stuck.entered.wait()  // claimed, and sending
         doomedTask.cancel()  // its listener closes; its send never comes back, nor does its record
         try await Task.sleep(for: .milliseconds(200))
@@ -55,7 +55,7 @@ final class StuckChannel: DeliveryChannel, @unchecked Sendable {
         // A 10-minute rule only: nothing is sent until the dispatcher below is told it is due.
         let service = try await pipeline.seed(users: ["Alice"], ruleDelays: [600])
         let ingest = pipeline.client(.ingest)
-        let created: EventResult = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey))
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
         let scheduled = try await eventually(timeout: .seconds(10)) {
             try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE incident_id = $1", [Int64(created.incidentID)]) == 1
         }

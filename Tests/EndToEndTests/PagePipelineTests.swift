@@ -8,7 +8,7 @@ import Testing
 /// One page carried end to end: monitor → Ingest → PostgreSQL → Assignment → Notifier → webhook,
 /// over the binary protocol at every hop.
 @Suite(.serialized) struct PagePipelineTests {
-    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvent = Ingest.SendEvent
 
     @Test func triggerPagesOnceAndTheSameDedupKeyDoesNotPageAgain() async throws {
         let pipeline = try await Pipeline()
@@ -104,7 +104,7 @@ import Testing
         let service = try await pipeline.seed(users: ["Alice"])
         let ingest = pipeline.client(.ingest)
         let request = SendEventsRequest(events: (0..<3).map { Pipeline.trigger(service.routingKey, dedupKey: "bundle-\($0)") })
-        let reply: SendEventsReply = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvents", request)
+        let reply: SendEventsReply = try await ingest.call(Ingest.SendEvents, request)
         let incidents = Set(reply.items.compactMap { $0.result?.incidentID })
         #expect(reply.items.map { $0.result?.outcome } == [.created, .created, .created])
         #expect(incidents.count == 3)
@@ -145,7 +145,7 @@ import Testing
             let row = try connection.query("SELECT method, body FROM outbox WHERE destination = 'assignment'")
             return try Outbox.messages(method: row.string(0, "method")!, body: row.bytes(0, "body")!)
         }
-        #expect(messages.map(\.method) == [IncidentTriggeredRequest.method])
+        #expect(messages.map(\.method) == [Assignment.IncidentTriggered.name])
         try await pipeline.start(.assignment)
         // The relay delivers it too: three deliveries of one message.
         let assignment = pipeline.client(.assignment)
@@ -170,8 +170,8 @@ import Testing
         let request = NotifyRequest(
             requestID: "request-1", incidentID: created.incidentID, userID: UInt64(service.userIDs[0]), reason: .manual,
             snapshot: snapshot, requestedAtMs: SystemWallClock().nowMs())
-        let _: Empty = try await notifier.call(NotifyRequest.method, request)
-        let _: Empty = try await notifier.call(NotifyRequest.method, request)
+        let _: Empty = try await notifier.call(Notifier.Notify, request)
+        let _: Empty = try await notifier.call(Notifier.Notify, request)
         let second = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
         try await Task.sleep(for: .milliseconds(1_000))
         #expect(second.count == 2)

@@ -92,7 +92,7 @@ import Testing
         let service = try await pipeline.seed()
         let ingest = pipeline.client(.ingest)
         let binary: EventResult = try await ingest.call(
-            "klaxon.ingest.v1.Ingest/SendEvent", Pipeline.trigger(service.routingKey, dedupKey: "shared"))
+            Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "shared"))
         #expect(binary.outcome == .created)
         // The HTTP trigger joins the incident the binary trigger opened; /v2/events is an alias.
         #expect(try await Self.post(pipeline.ingestHTTPPort, "/v2/events", body: Self.trigger(service.routingKey, dedup: "shared")).status == 202)

@@ -9,7 +9,7 @@ import Testing
 /// PRODUCT.md, "Deleting things": a failure while processing one incident is retried with
 /// backoff and logged; it never holds up others.
 @Suite struct PoisonIncidentTests {
-    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvent = Ingest.SendEvent
 
     /// A schedule, written by SQL as no API would, whose only layer names a user who does not
     /// exist: assigning from it fails on a foreign key, every time.
@@ -65,7 +65,7 @@ import Testing
         }
         try #require(assigned)
         let _: IncidentView = try await assignment.call(
-            IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: h2.incidentID, userID: UInt64(healthy.userIDs[0])))
+            Assignment.Acknowledge, IncidentActionRequest(incidentID: h2.incidentID, userID: UInt64(healthy.userIDs[0])))
         let due = try await pipeline.db.pool.withConnection { connection in
             let rows = try connection.query(
                 "SELECT id, escalate_at_ms, ack_timeout_at_ms FROM incidents WHERE id = ANY($1::bigint[]) ORDER BY id",
@@ -117,7 +117,7 @@ import Testing
             return (poison, healthy)
         }
         let ingest = pipeline.client(.ingest)
-        let reply: SendEventsReply = try await ingest.call("klaxon.ingest.v1.Ingest/SendEvents", SendEventsRequest(events: [
+        let reply: SendEventsReply = try await ingest.call(Ingest.SendEvents, SendEventsRequest(events: [
             Pipeline.trigger(poison.routingKey, dedupKey: "p"), Pipeline.trigger(healthy.routingKey, dedupKey: "h"),
         ]))
         let ids = reply.items.compactMap { $0.result?.incidentID }
@@ -146,7 +146,7 @@ import Testing
         let alice = service.userIDs[0]
         let people = pipeline.client(.notifier)
         let admin = pipeline.client(.assignment)
-        let schedule: ScheduleMessage = try await admin.call(AdminMethod.createSchedule, ScheduleMessage(
+        let schedule: ScheduleMessage = try await admin.call(Admin.CreateSchedule, ScheduleMessage(
             name: "Primary", timeZone: "UTC",
             layers: [LayerMessage(userIDs: [UInt64(alice)], rotationVirtualStartMs: 0, rotationTurnLengthSeconds: 86_400)]))
         let ingest = pipeline.client(.ingest)
@@ -156,16 +156,16 @@ import Testing
         }
         try #require(assigned)
 
-        let refusal = try #require(await people.failure(PeopleMethod.deleteUser, IDRequest(id: UInt64(alice)), as: Empty.self))
+        let refusal = try #require(await people.failure(People.DeleteUser, IDRequest(id: UInt64(alice))))
         #expect(refusal.code == .failedPrecondition)
         #expect(refusal.status.message.contains("schedule \(schedule.id) \"Primary\""), "\(refusal.status.message)")
         #expect(refusal.status.message.contains("escalation policy \(service.policyID) \"Checkout policy\" (level 1)"), "\(refusal.status.message)")
         #expect(refusal.status.message.contains("open incident \(created.incidentID)"), "\(refusal.status.message)")
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM users WHERE id = $1", [alice]) == 1)
 
-        let bob: UserMessage = try await people.call(PeopleMethod.createUser, UserMessage(name: "Bob", email: "bob@example.com"))
-        let _: Empty = try await people.call(PeopleMethod.deleteUser, IDRequest(id: bob.id))
-        #expect(await people.failure(PeopleMethod.deleteUser, IDRequest(id: bob.id), as: Empty.self)?.code == .notFound)
+        let bob: UserMessage = try await people.call(People.CreateUser, UserMessage(name: "Bob", email: "bob@example.com"))
+        let _: Empty = try await people.call(People.DeleteUser, IDRequest(id: bob.id))
+        #expect(await people.failure(People.DeleteUser, IDRequest(id: bob.id))?.code == .notFound)
         await people.close()
         await admin.close()
         await ingest.close()

@@ -11,7 +11,7 @@ import Testing
 /// whatever landed first; delayed rules follow the incident's state and are skipped with the
 /// reason. Real TCP, PostgreSQL and an HTTP sink.
 @Suite struct TriggerRaceEndToEndTests {
-    static let sendEvent = "klaxon.ingest.v1.Ingest/SendEvent"
+    static let sendEvent = Ingest.SendEvent
 
     /// The Ingest → Assignment hand-off is held up (Ingest's outbox points at a port nobody
     /// listens on: Assignment restarting, a backlog). Meanwhile incident X is acknowledged by
@@ -40,7 +40,7 @@ import Testing
         let z: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "z"))
 
         let acked: IncidentView = try await assignment.call(
-            IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: x.incidentID, userID: alice))
+            Assignment.Acknowledge, IncidentActionRequest(incidentID: x.incidentID, userID: alice))
         #expect(acked.status == .acknowledged)
         let yAck: EventResult = try await ingest.call(Self.sendEvent, Event(routingKey: service.routingKey, eventAction: .acknowledge, dedupKey: "y"))
         #expect(yAck.outcome == .acknowledged)
@@ -111,7 +111,7 @@ import Testing
         for index in 0..<20 {
             let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "race-\(index)"))
             let _: IncidentView = try await assignment.call(
-                IncidentActionRequest.acknowledge, IncidentActionRequest(incidentID: created.incidentID, userID: alice))
+                Assignment.Acknowledge, IncidentActionRequest(incidentID: created.incidentID, userID: alice))
             incidents.append(created.incidentID)
         }
         let pages = await pipeline.sink.waitForRequests(40, timeout: .seconds(20)).compactMap(\.webhook)

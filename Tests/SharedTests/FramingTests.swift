@@ -86,7 +86,7 @@ import Testing
         }
     }
 
-    static let echo = "klaxon.test.v1.Test/Echo"
+    static let echo = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/Echo")
 
     @Test func arbitraryInputNeverCrashesAndEveryReplyIsAnEnvelope() throws {
         var router = RPCRouter()
@@ -94,7 +94,7 @@ import Testing
             loop.makeSucceededFuture(EventResult(dedupKey: event.routingKey, incidentID: 1, outcome: .created))
         }
         let event = Event(routingKey: "r", eventAction: .trigger, payload: Payload(summary: "s", source: "s"))
-        let envelope = Envelope(id: 7, method: Self.echo, body: event.wireBytes()).wireBytes()
+        let envelope = Envelope(id: 7, method: Self.echo.name, body: event.wireBytes()).wireBytes()
         let frame = Array(FramingTests.frame(envelope).readableBytesView)
         var random = SplitMix(state: 2026)
         var replies = 0

@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// The committed protoc-c output must be what scripts/gen-proto makes from proto/ today.
+/// The committed protoc-c output and Swift messages must be what scripts/gen-proto makes from
+/// proto/ today.
 @Suite struct GeneratedCodeTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -27,6 +28,9 @@ import Testing
             let current = try Data(contentsOf: committed.appendingPathComponent(path))
             #expect(current == contents, "\(path) is stale: run scripts/gen-proto and commit the result")
         }
+        let swift = try Data(contentsOf: out.appendingPathComponent("Generated.swift"))
+        #expect(try Data(contentsOf: Self.root.appendingPathComponent("Sources/Shared/Messages/Generated.swift")) == swift,
+                "Sources/Shared/Messages/Generated.swift is stale: run scripts/gen-proto and commit the result")
     }
 
     static func files(_ folder: URL) throws -> [String: Data] {

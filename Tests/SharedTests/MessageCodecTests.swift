@@ -23,7 +23,7 @@ import Foundation
 
     @Test func envelopeRoundTripsWithStatusHeadersAndBody() throws {
         let envelope = Envelope(
-            id: .max, method: "klaxon.ingest.v1.Ingest/SendEvent", body: Self.event.wireBytes(),
+            id: .max, method: Ingest.SendEvent.name, body: Self.event.wireBytes(),
             status: RPCStatus(code: .invalidArgument, message: "bad", violations: [FieldViolation(field: "payload.summary", description: "too long")]),
             headers: ["authorization": "Bearer t", "deadline-ms": "500"])
         #expect(try Envelope(wire: envelope.wireBytes()) == envelope)
@@ -88,8 +88,19 @@ import Foundation
         #expect(throws: WireError(field: "headers.value", reason: "contains a NUL character")) { try Envelope(wire: header) }
     }
 
-    @Test func unknownEnumValueIsRejectedNamingTheField() {
-        #expect(throws: WireError(field: "event_action", reason: "unknown enum value 9")) { try Event(wire: [0x10, 9]) }
+    /// The rule for enum values from a newer peer (see ProtoEnum): a number this build does not
+    /// know reads as unspecified and the rest of the message still decodes, so an old service
+    /// keeps working mid-deploy. Unknown values in a repeated enum field are dropped.
+    @Test func unknownEnumValueReadsAsUnspecifiedAndTheRestDecodes() throws {
+        // routing_key = "rk", event_action = 9 (unknown), dedup_key = "d"
+        let event = try Event(wire: [0x0A, 2, 0x72, 0x6B, 0x10, 9, 0x1A, 1, 0x64])
+        #expect(event == Event(routingKey: "rk", eventAction: nil, dedupKey: "d"))
+        // NotifyRequest.reason = 42 from a newer Assignment: the page still goes out, reason unknown.
+        let notify = try NotifyRequest(wire: [0x0A, 1, 0x72, 0x20, 42])
+        #expect(notify.requestID == "r" && notify.reason == nil)
+        // ListIncidentsRequest.statuses = [1, 7, 3] (packed): the known ones stay.
+        let list = try ListIncidentsRequest(wire: [0x0A, 3, 1, 7, 3])
+        #expect(list.statuses == [.triggered, .resolved])
     }
 
     @Test func garbageIsMalformed() {

@@ -10,9 +10,9 @@ import Testing
 
 /// The RPC server and client over real TCP on loopback.
 @Suite struct RPCTests {
-    static let echo = "klaxon.test.v1.Test/Echo"
-    static let slow = "klaxon.test.v1.Test/Slow"
-    static let loopSlow = "klaxon.test.v1.Test/LoopSlow"
+    static let echo = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/Echo")
+    static let slow = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/Slow")
+    static let loopSlow = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/LoopSlow")
 
     /// A server whose Echo returns the request's routing key as the result's dedup key, and whose
     /// Slow sleeps `timestamp_ms` milliseconds first. Tracks the most calls seen running at once.
@@ -222,7 +222,7 @@ import Testing
         let harness = Harness()
         let client = try await harness.client()
         await #expect(throws: RPCError(.unimplemented, "unknown method klaxon.nope.v1.Nope/Nope")) {
-            let _: EventResult = try await client.call("klaxon.nope.v1.Nope/Nope", Self.event("x"))
+            let _: EventResult = try await client.call(RPCMethod<Event, EventResult>("klaxon.nope.v1.Nope/Nope"), Self.event("x"))
         }
         await client.close()
         await harness.stop()
@@ -232,7 +232,7 @@ import Testing
         let harness = Harness()
         let client = try await harness.client()
         do {
-            _ = try await client.callRaw(Self.echo, body: [0x0A, 2, 0xFF, 0xFE])
+            _ = try await client.callRaw(Self.echo.name, body: [0x0A, 2, 0xFF, 0xFE])
             Issue.record("expected INVALID_ARGUMENT")
         } catch let error as RPCError {
             #expect(error.code == .invalidArgument)
@@ -319,7 +319,7 @@ import Testing
         let harness = Harness(port: port)
         _ = try await harness.port
         let reconnected = await eventually(timeout: .seconds(5)) {
-            (try? await client.call(Self.echo, Self.event("up"), as: EventResult.self)) != nil
+            (try? await client.call(Self.echo, Self.event("up"))) != nil
         }
         #expect(reconnected)
         // The server restarts: the next calls fail fast, then the client reconnects again.
@@ -327,7 +327,7 @@ import Testing
         let second = Harness(port: port)
         _ = try await second.port
         let again = await eventually(timeout: .seconds(5)) {
-            (try? await client.call(Self.echo, Self.event("again"), as: EventResult.self)) != nil
+            (try? await client.call(Self.echo, Self.event("again"))) != nil
         }
         #expect(again)
         await client.close()

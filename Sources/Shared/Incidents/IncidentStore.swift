@@ -175,7 +175,7 @@ public enum IncidentStore {
                     requestID: requestID, incidentID: UInt64(record.id), userID: user, reason: reason,
                     snapshot: record.snapshot(at: now, status: status), requestedAtMs: now)
                 try Outbox.enqueue(
-                    connection, destination: Outbox.Destination.notifier, method: NotifyRequest.method, messageID: requestID,
+                    connection, destination: Outbox.Destination.notifier, method: Notifier.Notify.name, messageID: requestID,
                     body: request.wireBytes(), now: now)
                 notified += 1
             }

@@ -25,6 +25,32 @@ public protocol WireMessage: Sendable {
     func wireBytes() -> [UInt8]
 }
 
+/// A message generated from proto/ (Sources/Shared/Messages/Generated.swift): its full proto
+/// name and a sample with every field set, for the generic round-trip, golden and fuzz checks.
+public protocol GeneratedMessage: WireMessage, Equatable {
+    static var protoName: String { get }
+    static var sample: Self { get }
+}
+
+/// A proto enum's Swift form with its wire numbers written out (generated, never by case order).
+///
+/// Rule for values a newer peer sends (rolling deploys): a number this build does not know reads
+/// as unspecified (nil), like 0; the rest of the message still decodes. A request that needs the
+/// field is then refused by its handler as if the value were missing, naming the field; replies,
+/// snapshots and lists carry on without it. Unknown values in a repeated enum field are dropped.
+public protocol ProtoEnum: Sendable, Equatable {
+    init?(wire: Int32)
+    var wire: Int32 { get }
+}
+
+/// One RPC: its full name on the wire and its request and reply types. Generated per service
+/// (`Ingest.SendEvent`); servers register and clients call these, never a method-name string.
+public struct RPCMethod<Request: WireMessage, Reply: WireMessage>: Sendable, CustomStringConvertible {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public var description: String { name }
+}
+
 /// The bridge between a Swift message struct and its protoc-c struct.
 /// `init(c:)` reads an unpacked C message (strings already checked for UTF-8 and NUL);
 /// `fill(_:arena:)` writes into a C message whose memory belongs to `arena`.
@@ -123,9 +149,10 @@ final class CArena {
         return (values.count, array)
     }
 
-    /// A map field: protobuf-c represents it as repeated entry messages with key and value.
+    /// A map field: protobuf-c represents it as repeated entry messages with key and value;
+    /// `initialize` is the entry's generated `__init`.
     func map<Entry>(
-        _ values: [String: String], _ descriptor: UnsafePointer<ProtobufCMessageDescriptor>,
+        _ values: [String: String], _ initialize: (UnsafeMutablePointer<Entry>) -> Void,
         set: (UnsafeMutablePointer<Entry>, UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>) -> Void
     ) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Entry>?>?) {
         guard !values.isEmpty else { return (0, nil) }
@@ -133,7 +160,8 @@ final class CArena {
         let array = block.bindMemory(to: UnsafeMutablePointer<Entry>?.self, capacity: values.count)
         // Sorted keys make the encoding deterministic.
         for (index, key) in values.keys.sorted().enumerated() {
-            let entry = message(Entry.self, descriptor)
+            let entry = allocate(MemoryLayout<Entry>.size).bindMemory(to: Entry.self, capacity: 1)
+            initialize(entry)
             set(entry, string(key), string(values[key]!))
             array[index] = entry
         }
@@ -196,14 +224,6 @@ enum CRead {
         } catch {
             throw WireError(field: error.field.isEmpty ? field : "\(field).\(error.field)", reason: error.reason)
         }
-    }
-
-    static func enumValue<E: RawRepresentable>(_ raw: UInt32, field: String) throws(WireError) -> E
-    where E.RawValue == Int32 {
-        guard let value = E(rawValue: Int32(bitPattern: raw)) else {
-            throw WireError(field: field, reason: "unknown enum value \(Int32(bitPattern: raw))")
-        }
-        return value
     }
 }
 

@@ -49,10 +49,10 @@ public final class RPCClient: Sendable {
 
     /// Calls `method` and decodes its reply; every failure is an `RPCError`.
     public func call<Request: WireMessage, Reply: WireMessage>(
-        _ method: String, _ request: Request, as reply: Reply.Type = Reply.self,
+        _ method: RPCMethod<Request, Reply>, _ request: Request,
         headers: [String: String] = [:], timeout: TimeAmount? = nil
     ) async throws -> Reply {
-        let envelope = try await callRaw(method, body: request.wireBytes(), headers: headers, timeout: timeout)
+        let envelope = try await callRaw(method.name, body: request.wireBytes(), headers: headers, timeout: timeout)
         do {
             return try Reply(wire: envelope.body)
         } catch {

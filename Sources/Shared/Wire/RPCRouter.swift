@@ -50,10 +50,10 @@ public struct RPCRouter: Sendable {
     public init() {}
 
     public mutating func register<Request: WireMessage, Reply: WireMessage>(
-        _ method: String, _ request: Request.Type = Request.self,
+        _ method: RPCMethod<Request, Reply>,
         _ handler: @escaping @Sendable (Request, RPCContext) async throws -> Reply
     ) {
-        handlers[method] = .async { body, context in
+        handlers[method.name] = .async { body, context in
             var context = context
             context.requestBytes = body.count
             return try await handler(try Self.decode(body), context).wireBytes()
@@ -62,10 +62,10 @@ public struct RPCRouter: Sendable {
 
     /// A handler that runs on the event loop: it must not block, and returns its reply as a future.
     public mutating func registerOnLoop<Request: WireMessage, Reply: WireMessage>(
-        _ method: String, _ request: Request.Type = Request.self,
+        _ method: RPCMethod<Request, Reply>,
         _ handler: @escaping @Sendable (Request, RPCContext, EventLoop) -> EventLoopFuture<Reply>
     ) {
-        handlers[method] = .loop { body, context, loop in
+        handlers[method.name] = .loop { body, context, loop in
             var context = context
             context.requestBytes = body.count
             let request: Request
