@@ -332,7 +332,7 @@ def emit_message(msg, messages, enums, comments, indent=""):
     else:
         out.append(f"\n{i2}public static var sample: Self {{ Self() }}\n")
     # bridge
-    out.append(f"\n{i2}nonisolated(unsafe) static let descriptor = descriptorOf {{ {msg.c_init}($0) }}\n")
+    out.append(f"\n{i2}nonisolated(unsafe) static let descriptor = messageDescriptor {{ {msg.c_init}($0) }}\n")
     throws = any(f.kind == "message" for f in fields)
     out.append(f"\n{i2}init(c: UnsafePointer<{msg.c_type}>){' throws(WireError)' if throws else ''} {{\n")
     for f in fields:

@@ -171,7 +171,7 @@ public struct AcknowledgementView: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(userID: 1_000_000_000_321, actor: "actor 2 é", atMs: -3_000_000_000_123, closedAtMs: -4_000_000_000_123) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__acknowledgement__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__acknowledgement__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__Acknowledgement>) {
         userID = c.pointee.user_id
@@ -198,7 +198,7 @@ public struct AdminIDRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__admin_id_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__admin_id_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__AdminIdRequest>) {
         id = c.pointee.id
@@ -228,7 +228,7 @@ public struct PolicyMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", levels: [PolicyLevelMessage.sample, PolicyLevelMessage.sample], numLoops: 4_000_009) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__escalation_policy__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__escalation_policy__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__EscalationPolicy>) throws(WireError) {
         id = c.pointee.id
@@ -255,7 +255,7 @@ public struct PolicyListMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(policies: [PolicyMessage.sample, PolicyMessage.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__escalation_policy_list__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__escalation_policy_list__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__EscalationPolicyList>) throws(WireError) {
         policies = try CRead.messages(c.pointee.n_policies, c.pointee.policies, field: "policies")
@@ -276,7 +276,7 @@ public struct GetIncidentRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(incidentID: 1_000_000_000_321) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__get_incident_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__get_incident_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__GetIncidentRequest>) {
         incidentID = c.pointee.incident_id
@@ -298,7 +298,7 @@ public struct GetTimelineReply: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(entries: [TimelineEntryView.sample, TimelineEntryView.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__get_timeline_reply__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__get_timeline_reply__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__GetTimelineReply>) throws(WireError) {
         entries = try CRead.messages(c.pointee.n_entries, c.pointee.entries, field: "entries")
@@ -343,7 +343,7 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__incident__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__Incident>) throws(WireError) {
         id = c.pointee.id
@@ -408,7 +408,7 @@ public struct IncidentActionRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(incidentID: 1_000_000_000_321, userID: 2_000_000_000_321, userIDs: [3_000_000_000_321, 3_000_000_000_321], toPolicy: true, level: 5_000_009, durationSeconds: 6_000_009, text: "text 7 é", policyID: 8_000_000_000_321) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__incident_action_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident_action_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__IncidentActionRequest>) {
         incidentID = c.pointee.incident_id
@@ -448,7 +448,7 @@ public struct IncidentTriggeredRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(messageID: "message_id 1 é", incidentID: 2_000_000_000_321, triggeredAtMs: -3_000_000_000_123) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__incident_triggered_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident_triggered_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__IncidentTriggeredRequest>) {
         messageID = CRead.string(c.pointee.message_id)
@@ -494,7 +494,7 @@ public struct IncidentView: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(incidentID: 1_000_000_000_321, status: .resolved, level: 3_000_009, loop: 4_000_009, assigneeIDs: [5_000_000_000_321, 5_000_000_000_321], acknowledgements: [AcknowledgementView.sample, AcknowledgementView.sample], escalateAtMs: -7_000_000_000_123, ackTimeoutAtMs: -8_000_000_000_123, snoozedUntilMs: -9_000_000_000_123, autoResolveAtMs: -10_000_000_000_123, exhausted: true) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__incident_view__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident_view__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__IncidentView>) throws(WireError) {
         incidentID = c.pointee.incident_id
@@ -539,7 +539,7 @@ public struct ListIncidentsReply: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(incidents: [IncidentInfo.sample, IncidentInfo.sample], nextBeforeID: 2_000_000_000_321) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__list_incidents_reply__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_incidents_reply__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__ListIncidentsReply>) throws(WireError) {
         incidents = try CRead.messages(c.pointee.n_incidents, c.pointee.incidents, field: "incidents")
@@ -572,7 +572,7 @@ public struct ListIncidentsRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(statuses: [.triggered, .acknowledged, .resolved], serviceID: 2_000_000_000_321, pageSize: 3_000_009, beforeID: 4_000_000_000_321) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__list_incidents_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_incidents_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__ListIncidentsRequest>) {
         statuses = CRead.scalars(c.pointee.n_statuses, c.pointee.statuses).compactMap { IncidentStatus(wire: Int32(bitPattern: $0.rawValue)) }
@@ -602,7 +602,7 @@ public struct PolicyLevelMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(escalationDelaySeconds: 1_000_009, targets: [PolicyTargetMessage.sample, PolicyTargetMessage.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__policy_level__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__policy_level__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__PolicyLevel>) throws(WireError) {
         escalationDelaySeconds = c.pointee.escalation_delay_seconds
@@ -628,7 +628,7 @@ public struct PolicyTargetMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(userID: 1_000_000_000_321, scheduleID: 2_000_000_000_321) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__policy_target__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__policy_target__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__PolicyTarget>) {
         userID = c.pointee.user_id
@@ -663,7 +663,7 @@ public struct ScheduleMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", timeZone: "time_zone 3 é", layers: [LayerMessage.sample, LayerMessage.sample], overrides: [OverrideMessage.sample, OverrideMessage.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__schedule__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__schedule__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__Schedule>) throws(WireError) {
         id = c.pointee.id
@@ -705,7 +705,7 @@ public struct LayerMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(userIDs: [1_000_000_000_321, 1_000_000_000_321], rotationVirtualStartMs: -2_000_000_000_123, rotationTurnLengthSeconds: 3_000_009, restrictions: [RestrictionMessage.sample, RestrictionMessage.sample], startMs: -5_000_000_000_123, endMs: -6_000_000_000_123) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__schedule_layer__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__schedule_layer__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__ScheduleLayer>) throws(WireError) {
         userIDs = CRead.scalars(c.pointee.n_user_ids, c.pointee.user_ids)
@@ -736,7 +736,7 @@ public struct ScheduleListMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(schedules: [ScheduleMessage.sample, ScheduleMessage.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__schedule_list__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__schedule_list__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__ScheduleList>) throws(WireError) {
         schedules = try CRead.messages(c.pointee.n_schedules, c.pointee.schedules, field: "schedules")
@@ -761,7 +761,7 @@ public struct OverrideMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(userID: 1_000_000_000_321, startMs: -2_000_000_000_123, endMs: -3_000_000_000_123) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__schedule_override__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__schedule_override__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__ScheduleOverride>) {
         userID = c.pointee.user_id
@@ -794,7 +794,7 @@ public struct RestrictionMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(kind: .weekly, weekday: 2_000_009, startSecondOfDay: 3_000_009, durationSeconds: 4_000_009) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__schedule_restriction__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__schedule_restriction__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__ScheduleRestriction>) {
         kind = RestrictionKind(wire: Int32(bitPattern: c.pointee.kind.rawValue))
@@ -827,7 +827,7 @@ public struct TimelineEntryView: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(atMs: -1_000_000_000_123, type: "type 2 é", actor: "actor 3 é", details: ["details": "v4", "k": "details 4"]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__timeline_entry__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__timeline_entry__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__TimelineEntry>) {
         atMs = c.pointee.at_ms
@@ -866,7 +866,7 @@ public struct WhoIsOnCallReply: GeneratedMessage, CBridged {
 
         public static var sample: Self { Self(level: 1_000_009, userIDs: [2_000_000_000_321, 2_000_000_000_321]) }
 
-        nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__who_is_on_call_reply__level__init($0) }
+        nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__who_is_on_call_reply__level__init($0) }
 
         init(c: UnsafePointer<Klaxon__Assignment__V1__WhoIsOnCallReply__Level>) {
             level = c.pointee.level
@@ -886,7 +886,7 @@ public struct WhoIsOnCallReply: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(userIDs: [1_000_000_000_321, 1_000_000_000_321], levels: [WhoIsOnCallReply.Level.sample, WhoIsOnCallReply.Level.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__who_is_on_call_reply__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__who_is_on_call_reply__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__WhoIsOnCallReply>) throws(WireError) {
         userIDs = CRead.scalars(c.pointee.n_user_ids, c.pointee.user_ids)
@@ -915,7 +915,7 @@ public struct WhoIsOnCallRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(scheduleID: 1_000_000_000_321, policyID: 2_000_000_000_321, atMs: -3_000_000_000_123) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__assignment__v1__who_is_on_call_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__who_is_on_call_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Assignment__V1__WhoIsOnCallRequest>) {
         scheduleID = c.pointee.schedule_id
@@ -966,7 +966,7 @@ public struct IncidentSnapshot: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(incidentID: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", status: .resolved, urgency: .low, serviceID: 6_000_000_000_321, serviceName: "service_name 7 é", severity: "severity 8 é", dedupKey: "dedup_key 9 é", createdAtMs: -10_000_000_000_123, atMs: -11_000_000_000_123, details: ["details": "v12", "k": "details 12"]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__incident__v1__incident_snapshot__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__incident__v1__incident_snapshot__init($0) }
 
     init(c: UnsafePointer<Klaxon__Incident__V1__IncidentSnapshot>) {
         incidentID = c.pointee.incident_id
@@ -1026,7 +1026,7 @@ public struct Event: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(routingKey: "routing_key 1 é", eventAction: .resolve, dedupKey: "dedup_key 3 é", payload: Payload.sample, links: [Link.sample, Link.sample], images: [Image.sample, Image.sample], client: "client 7 é", clientURL: "client_url 8 é") }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__event__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__event__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__Event>) throws(WireError) {
         routingKey = CRead.string(c.pointee.routing_key)
@@ -1067,7 +1067,7 @@ public struct EventResult: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(dedupKey: "dedup_key 1 é", incidentID: 2_000_000_000_321, outcome: .ignored, message: "message 4 é") }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__event_result__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__event_result__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__EventResult>) {
         dedupKey = CRead.string(c.pointee.dedup_key)
@@ -1098,7 +1098,7 @@ public struct Image: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(src: "src 1 é", href: "href 2 é", alt: "alt 3 é") }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__image__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__image__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__Image>) {
         src = CRead.string(c.pointee.src)
@@ -1125,7 +1125,7 @@ public struct Link: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(href: "href 1 é", text: "text 2 é") }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__link__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__link__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__Link>) {
         href = CRead.string(c.pointee.href)
@@ -1162,7 +1162,7 @@ public struct Payload: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(summary: "summary 1 é", source: "source 2 é", severity: .info, timestampMs: -4_000_000_000_123, component: "component 5 é", group: "group 6 é", eventClass: "class 7 é", customDetails: ["custom_details": "v8", "k": "custom_details 8"]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__payload__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__payload__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__Payload>) {
         summary = CRead.string(c.pointee.summary)
@@ -1208,7 +1208,7 @@ public struct SendEventsReply: GeneratedMessage, CBridged {
 
         public static var sample: Self { Self(status: RPCStatus.sample, result: EventResult.sample) }
 
-        nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__send_events_reply__item__init($0) }
+        nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__send_events_reply__item__init($0) }
 
         init(c: UnsafePointer<Klaxon__Ingest__V1__SendEventsReply__Item>) throws(WireError) {
             status = try CRead.nested(c.pointee.status, field: "status")
@@ -1227,7 +1227,7 @@ public struct SendEventsReply: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(items: [SendEventsReply.Item.sample, SendEventsReply.Item.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__send_events_reply__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__send_events_reply__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__SendEventsReply>) throws(WireError) {
         items = try CRead.messages(c.pointee.n_items, c.pointee.items, field: "items")
@@ -1248,7 +1248,7 @@ public struct SendEventsRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(events: [Event.sample, Event.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__ingest__v1__send_events_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__ingest__v1__send_events_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Ingest__V1__SendEventsRequest>) throws(WireError) {
         events = try CRead.messages(c.pointee.n_events, c.pointee.events, field: "events")
@@ -1278,7 +1278,7 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321, userID: 2_000_000_000_321, type: "type 3 é", address: "address 4 é", label: "label 5 é") }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__contact_method__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__contact_method__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__ContactMethod>) {
         id = c.pointee.id
@@ -1307,7 +1307,7 @@ public struct IDRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__id_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__id_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__IdRequest>) {
         id = c.pointee.id
@@ -1354,7 +1354,7 @@ public struct NotificationMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: "id 1 é", userID: 2_000_000_000_321, ruleID: 3_000_000_000_321, channel: "channel 4 é", address: "address 5 é", status: "status 6 é", attempts: 7_000_009, minuteZero: true, reason: .manual, dueAtMs: -10_000_000_000_123, finishedAtMs: -11_000_000_000_123, lastError: "last_error 12 é") }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__notification__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__notification__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__Notification>) {
         id = CRead.string(c.pointee.id)
@@ -1397,7 +1397,7 @@ public struct NotificationListMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(notifications: [NotificationMessage.sample, NotificationMessage.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__notification_list__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__notification_list__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__NotificationList>) throws(WireError) {
         notifications = try CRead.messages(c.pointee.n_notifications, c.pointee.notifications, field: "notifications")
@@ -1428,7 +1428,7 @@ public struct NotificationRuleMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321, userID: 2_000_000_000_321, contactMethodID: 3_000_000_000_321, startDelaySeconds: 4_000_009, urgency: .low) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__notification_rule__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__notification_rule__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__NotificationRule>) {
         id = c.pointee.id
@@ -1469,7 +1469,7 @@ public struct NotifyRequest: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(requestID: "request_id 1 é", incidentID: 2_000_000_000_321, userID: 3_000_000_000_321, reason: .manual, snapshot: IncidentSnapshot.sample, requestedAtMs: -6_000_000_000_123) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__notify_request__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__notify_request__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__NotifyRequest>) throws(WireError) {
         requestID = CRead.string(c.pointee.request_id)
@@ -1516,7 +1516,7 @@ public struct UserMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", email: "email 3 é", timeZone: "time_zone 4 é", role: "role 5 é", contactMethods: [ContactMethodMessage.sample, ContactMethodMessage.sample], notificationRules: [NotificationRuleMessage.sample, NotificationRuleMessage.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__user__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__user__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__User>) throws(WireError) {
         id = c.pointee.id
@@ -1549,7 +1549,7 @@ public struct UserListMessage: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(users: [UserMessage.sample, UserMessage.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__notifier__v1__user_list__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__user_list__init($0) }
 
     init(c: UnsafePointer<Klaxon__Notifier__V1__UserList>) throws(WireError) {
         users = try CRead.messages(c.pointee.n_users, c.pointee.users, field: "users")
@@ -1569,7 +1569,7 @@ public struct Empty: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self() }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__rpc__v1__empty__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__rpc__v1__empty__init($0) }
 
     init(c: UnsafePointer<Klaxon__Rpc__V1__Empty>) {
     }
@@ -1601,7 +1601,7 @@ public struct Envelope: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(id: 1_000_000_000_321, method: "method 2 é", body: [0, 3, 255], status: RPCStatus.sample, headers: ["headers": "v5", "k": "headers 5"]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__rpc__v1__envelope__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__rpc__v1__envelope__init($0) }
 
     init(c: UnsafePointer<Klaxon__Rpc__V1__Envelope>) throws(WireError) {
         id = c.pointee.id
@@ -1635,7 +1635,7 @@ public struct FieldViolation: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(field: "field 1 é", description: "description 2 é") }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__rpc__v1__field_violation__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__rpc__v1__field_violation__init($0) }
 
     init(c: UnsafePointer<Klaxon__Rpc__V1__FieldViolation>) {
         field = CRead.string(c.pointee.field)
@@ -1665,7 +1665,7 @@ public struct RPCStatus: GeneratedMessage, CBridged {
 
     public static var sample: Self { Self(rawCode: 1_000_009, message: "message 2 é", violations: [FieldViolation.sample, FieldViolation.sample]) }
 
-    nonisolated(unsafe) static let descriptor = descriptorOf { klaxon__rpc__v1__status__init($0) }
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__rpc__v1__status__init($0) }
 
     init(c: UnsafePointer<Klaxon__Rpc__V1__Status>) throws(WireError) {
         rawCode = c.pointee.code

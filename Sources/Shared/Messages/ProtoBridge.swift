@@ -76,12 +76,6 @@ extension CBridged {
         fill(c, arena: arena)
         return c
     }
-
-    static func descriptorOf(_ initialize: (UnsafeMutablePointer<CMessage>) -> Void)
-        -> UnsafePointer<ProtobufCMessageDescriptor>
-    {
-        messageDescriptor(initialize)
-    }
 }
 
 /// A descriptor's real address, read from a message the generated `__init` set up (a Swift copy
@@ -133,39 +127,29 @@ final class CArena {
 
     /// A C array of pointers to messages, as protobuf-c lays out repeated message fields.
     func messages<T: CBridged>(_ values: [T]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<T.CMessage>?>?) {
-        guard !values.isEmpty else { return (0, nil) }
-        let block = allocate(values.count * MemoryLayout<UnsafeMutablePointer<T.CMessage>?>.stride)
-        let array = block.bindMemory(to: UnsafeMutablePointer<T.CMessage>?.self, capacity: values.count)
-        for (index, value) in values.enumerated() { array[index] = value.makeC(arena: self) }
-        return (values.count, array)
+        scalars(values.map { Optional($0.makeC(arena: self)) })
     }
 
     /// A repeated scalar field: a C array of values.
     func scalars<T>(_ values: [T]) -> (Int, UnsafeMutablePointer<T>?) {
         guard !values.isEmpty else { return (0, nil) }
-        let block = allocate(values.count * MemoryLayout<T>.stride)
-        let array = block.bindMemory(to: T.self, capacity: values.count)
+        let array = allocate(values.count * MemoryLayout<T>.stride).bindMemory(to: T.self, capacity: values.count)
         for (index, value) in values.enumerated() { array[index] = value }
         return (values.count, array)
     }
 
     /// A map field: protobuf-c represents it as repeated entry messages with key and value;
-    /// `initialize` is the entry's generated `__init`.
+    /// `initialize` is the entry's generated `__init`. Sorted keys make the encoding deterministic.
     func map<Entry>(
         _ values: [String: String], _ initialize: (UnsafeMutablePointer<Entry>) -> Void,
         set: (UnsafeMutablePointer<Entry>, UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>) -> Void
     ) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<Entry>?>?) {
-        guard !values.isEmpty else { return (0, nil) }
-        let block = allocate(values.count * MemoryLayout<UnsafeMutablePointer<Entry>?>.stride)
-        let array = block.bindMemory(to: UnsafeMutablePointer<Entry>?.self, capacity: values.count)
-        // Sorted keys make the encoding deterministic.
-        for (index, key) in values.keys.sorted().enumerated() {
+        scalars(values.keys.sorted().map { key -> UnsafeMutablePointer<Entry>? in
             let entry = allocate(MemoryLayout<Entry>.size).bindMemory(to: Entry.self, capacity: 1)
             initialize(entry)
             set(entry, string(key), string(values[key]!))
-            array[index] = entry
-        }
-        return (values.count, array)
+            return entry
+        })
     }
 }
 
