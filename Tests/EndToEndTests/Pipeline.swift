@@ -2,6 +2,7 @@ import AssignmentService
 import Foundation
 import IngestService
 import KlaxonTestSupport
+import KlaxonDomain
 import Logging
 import NotifierService
 import Shared
@@ -15,13 +16,19 @@ final class Pipeline: @unchecked Sendable {
     let config: KlaxonConfig
     let sink: HTTPSink
     let logger: Logger
+    /// The services' clock: the system's, or a ManualClock the test moves.
+    let clock: any WallClock
     private var running: [Part: Task<Void, Error>] = [:]
     private var servers: [Part: RPCServer] = [:]
     /// Ingest's HTTP port (PagerDuty Events v2), once Ingest runs.
     private(set) var ingestHTTPPort = 0
 
     /// `configure` adjusts the configuration; it gets the sink's base URL.
-    init(start parts: [Part] = Part.allCases, configure: (inout KlaxonConfig, String) -> Void = { _, _ in }) async throws {
+    init(
+        start parts: [Part] = Part.allCases, clock: any WallClock = SystemWallClock(),
+        configure: (inout KlaxonConfig, String) -> Void = { _, _ in }
+    ) async throws {
+        self.clock = clock
         var logger = Logger(label: "e2e")
         logger.logLevel = .warning
         self.logger = logger
@@ -40,7 +47,6 @@ final class Pipeline: @unchecked Sendable {
     }
 
     func start(_ part: Part) async throws {
-        let clock = SystemWallClock()
         let server: RPCServer
         let task: Task<Void, Error>
         switch part {
@@ -61,6 +67,26 @@ final class Pipeline: @unchecked Sendable {
         running[part] = task
         servers[part] = server
         _ = try await server.localAddress()
+    }
+
+    /// The work loops each running part sleeps in between steps (outbox relays, timers, dispatch).
+    var loopCount: Int {
+        running.keys.reduce(0) { count, part in count + (part == .assignment ? 2 : 1) } + extraLoops
+    }
+    /// Loops of services a test started by itself (another replica) on the same clock.
+    var extraLoops = 0
+
+    /// With a ManualClock: waits until every loop has done the work the last move made due and
+    /// sleeps again, so a test can assert what did not happen.
+    func settle() async {
+        guard let manual = clock as? ManualClock else { return }
+        await manual.waitForSleepers(loopCount)
+    }
+
+    /// Moves a ManualClock to `instant` and waits for the loops to settle.
+    func move(to instant: Millis) async {
+        (clock as! ManualClock).set(instant)
+        await settle()
     }
 
     func stop(_ part: Part) async {

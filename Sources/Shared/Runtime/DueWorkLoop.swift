@@ -24,22 +24,18 @@ public struct DueWorkLoop: Sendable {
     public func run(_ step: @escaping @Sendable (_ now: Millis) async throws -> Millis?) async {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let sleep: Duration
+                var wakeAt: Millis
                 do {
                     let now = clock.nowMs()
-                    if let next = try await step(now) {
-                        let wait = max(0, next - clock.nowMs())
-                        sleep = min(.milliseconds(wait), maxSleep)
-                    } else {
-                        sleep = maxSleep
-                    }
+                    wakeAt = now + maxSleep.milliseconds
+                    if let next = try await step(now) { wakeAt = min(wakeAt, max(next, now)) }
                 } catch is CancellationError {
                     return
                 } catch {
                     logger.error("work loop step failed", metadata: ["loop": "\(name)", "error": "\(error)"])
-                    sleep = errorBackoff
+                    wakeAt = clock.nowMs() + errorBackoff.milliseconds
                 }
-                if sleep > .zero { await waker.wait(timeout: sleep) }
+                if wakeAt > clock.nowMs() { await waker.wait(until: wakeAt, on: clock) }
             }
         }
     }

@@ -1,3 +1,4 @@
+import KlaxonDomain
 import NIOConcurrencyHelpers
 
 /// Wakes a work loop early: `poke()` after committing new due work, `wait(timeout:)` in the loop.
@@ -24,11 +25,11 @@ public final class Waker: Sendable {
         waiter?.resume()
     }
 
-    /// Returns on a poke, after `timeout`, or when the task is cancelled.
-    public func wait(timeout: Duration) async {
+    /// Returns on a poke, once `clock` reads `deadline`, or when the task is cancelled.
+    public func wait(until deadline: Millis, on clock: any WallClock) async {
         if state.withLockedValue({ state in defer { state.poked = false }; return state.poked }) { return }
         let timer = Task {
-            do { try await Task.sleep(for: timeout) } catch { return }
+            do { try await clock.sleep(untilMs: deadline) } catch { return }
             self.poke()
         }
         defer { timer.cancel() }

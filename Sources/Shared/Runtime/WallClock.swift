@@ -6,13 +6,37 @@ import Glibc
 import Darwin
 #endif
 
-/// The only place services read the time; domain code receives it as a value.
+/// The only place services read the time and wait for it; domain code receives it as a value.
+/// Work loops sleep on it too, so a test's ManualClock drives timers, backoffs and leases:
+/// moving it wakes every sleeper whose instant has come.
 public protocol WallClock: Sendable {
     func nowMs() -> Millis
+    /// Returns once the clock reads `instant` or later; throws CancellationError when cancelled.
+    func sleep(untilMs instant: Millis) async throws
+}
+
+extension WallClock {
+    public func sleep(for duration: Duration) async throws {
+        try await sleep(untilMs: nowMs() + duration.milliseconds)
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up (a sleep never ends early).
+    public var milliseconds: Millis {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+    }
 }
 
 public struct SystemWallClock: WallClock {
     public init() {}
+
+    public func sleep(untilMs instant: Millis) async throws {
+        let wait = instant - nowMs()
+        if wait > 0 { try await Task.sleep(for: .milliseconds(wait)) }
+    }
+
     public func nowMs() -> Millis {
         var spec = timespec()
         clock_gettime(CLOCK_REALTIME, &spec)
