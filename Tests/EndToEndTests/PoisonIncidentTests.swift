@@ -24,14 +24,16 @@ import Testing
 
     /// Incident P escalates into a schedule that names a user who does not exist (written by
     /// SQL), so every attempt to process P fails on a foreign key. Meanwhile another service's
-    /// incidents escalate and time out: each fires within a second of due.
+    /// incidents escalate and time out: each fires when due. On a clock the test moves.
     @Test func oneFailingIncidentNeverHoldsUpOtherTimers() async throws {
-        let pipeline = try await Pipeline()
+        let clock = ManualClock()
+        let start = clock.nowMs()
+        let pipeline = try await Pipeline(clock: clock)
         let url = "\(pipeline.sink.url)/hooks"
         let (poison, healthy) = try await pipeline.db.pool.transaction { connection in
             let poison = try Seed.service(
                 connection, name: "Poison", routingKey: Seed.newRoutingKey(),
-                users: [Seed.User(name: "Pat", email: "pat@example.com", webhookURL: url)], escalationDelaySeconds: 1)
+                users: [Seed.User(name: "Pat", email: "pat@example.com", webhookURL: url)], escalationDelaySeconds: 60)
             let schedule = try Self.ghostSchedule(connection)
             try connection.query(
                 "INSERT INTO escalation_levels (policy_id, position, escalation_delay_seconds) VALUES ($1, 2, 60)", [poison.policyID])
@@ -41,13 +43,17 @@ import Testing
             let healthy = try Seed.service(
                 connection, name: "Healthy", routingKey: Seed.newRoutingKey(),
                 users: ["Bea", "Cem"].map { Seed.User(name: $0, email: "\($0.lowercased())@example.com", webhookURL: url) },
-                levels: [[0], [1]], escalationDelaySeconds: 3, ackTimeoutSeconds: 3)
+                levels: [[0], [1]], escalationDelaySeconds: 300, ackTimeoutSeconds: 300)
             return (poison, healthy)
         }
         let ingest = pipeline.client(.ingest)
         let assignment = pipeline.client(.assignment)
         let p: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(poison.routingKey, dedupKey: "p"))
         // Wait until P is stuck: its escalation failed at least once.
+        try #require(try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM incidents WHERE id = $1 AND current_level = 1", [Int64(p.incidentID)]) == 1
+        })
+        clock.set(start + 60_000)
         let stuck = try await eventually(timeout: .seconds(10)) {
             try await pipeline.db.scalar("SELECT work_attempts FROM incidents WHERE id = $1", [Int64(p.incidentID)]) ?? 0 >= 1
         }
@@ -55,7 +61,7 @@ import Testing
         #expect(try await pipeline.db.scalar(
             "SELECT count(*) FROM incidents WHERE id = $1 AND work_last_error LIKE '%23503%' AND current_level = 1", [Int64(p.incidentID)]) == 1)
 
-        // Healthy: H1 escalates after 3 s; H2 is acknowledged and times out 3 s later.
+        // Healthy: H1 escalates after 5 min; H2 is acknowledged and times out 5 min later.
         let h1: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(healthy.routingKey, dedupKey: "h1"))
         let h2: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(healthy.routingKey, dedupKey: "h2"))
         let assigned = try await eventually(timeout: .seconds(10)) {
@@ -72,6 +78,9 @@ import Testing
                 [PGArray([Int64(h1.incidentID), Int64(h2.incidentID)])])
             return (rows.int64(0, "escalate_at_ms")!, rows.int64(1, "ack_timeout_at_ms")!)
         }
+        // P fails again at every retry meanwhile (1 s, 2 s, 4 s, … on this clock).
+        for step in 1...8 { await pipeline.move(to: start + 60_000 + Millis(step) * 30_000) }
+        clock.set(max(due.0, due.1))
         let fired = try await eventually(timeout: .seconds(10)) {
             try await pipeline.db.scalar(
                 "SELECT count(*) FROM timeline_entries WHERE (incident_id = $1 AND type = 'escalate') OR (incident_id = $2 AND type = 'ack_timeout')",
