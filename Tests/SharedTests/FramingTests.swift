@@ -118,7 +118,7 @@ import Testing
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: 1024)))
             try channel.pipeline.syncOperations.addHandler(RPCConnectionHandler(
-                router: router, authenticate: nil, maxInFlight: 2, refusal: nil, jobs: jobs, logger: Logger(label: "robustness", factory: { _ in SwiftLogNoOpLogHandler() })))
+                router: router, middleware: [], maxInFlight: 2, refusal: nil, jobs: jobs, logger: Logger(label: "robustness", factory: { _ in SwiftLogNoOpLogHandler() })))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             try? channel.writeInbound(ByteBuffer(bytes: input))
             channel.embeddedEventLoop.run()

@@ -218,6 +218,25 @@ import Testing
         await client.close()
     }
 
+    /// The caller's deadline-ms is the server's too: a call whose caller gave up is answered
+    /// DEADLINE_EXCEEDED then and its in-flight slot freed, so with one slot per connection the
+    /// next call runs at once instead of after the abandoned one's 5 s.
+    @Test func theCallersDeadlineFreesTheServersSlot() async throws {
+        let harness = Harness(maxInFlight: 1)
+        let client = try await harness.client()
+        var slow = Self.event("slow")
+        slow.payload = Payload(summary: "s", source: "s", timestampMs: 5_000)
+        await #expect(throws: RPCError.self) {
+            _ = try await client.call(Self.slow, slow, timeout: .milliseconds(200))
+        }
+        let started = ContinuousClock.now
+        let echoed = try await client.call(Self.echo, Self.event("next"), timeout: .seconds(3))
+        #expect(echoed.dedupKey == "next")
+        #expect(ContinuousClock.now - started < .seconds(3))
+        await client.close()
+        await harness.stop()
+    }
+
     @Test func unknownMethodIsUnimplemented() async throws {
         let harness = Harness()
         let client = try await harness.client()
@@ -254,6 +273,15 @@ import Testing
         }
         let result: EventResult = try await client.call(Self.echo, Self.event("x"), headers: ["authorization": "Bearer good"])
         #expect(result.dedupKey == "x")
+        // A client interceptor sets the token on every call.
+        struct Token: RPCClientInterceptor {
+            func intercept(method: String, headers: inout [String: String]) { headers["authorization"] = "Bearer good" }
+        }
+        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: try await harness.port)
+        configuration.interceptors = [Token()]
+        let intercepted = RPCClient(configuration: configuration)
+        #expect(try await intercepted.call(Self.echo, Self.event("y")).dedupKey == "y")
+        await intercepted.close()
         await client.close()
         await harness.stop()
     }

@@ -15,11 +15,18 @@ public struct RPCClientConfiguration: Sendable {
     public var maxBackoff: TimeAmount = .seconds(5)
     /// Headers sent with every call (e.g. authorization).
     public var headers: [String: String] = [:]
+    /// Run in order on every call before it is sent (a token that rotates, a request id, …).
+    public var interceptors: [any RPCClientInterceptor] = []
 
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
     }
+}
+
+/// The client side of the middleware chain: sees each call's method and headers before it is sent.
+public protocol RPCClientInterceptor: Sendable {
+    func intercept(method: String, headers: inout [String: String])
 }
 
 /// A client for one server: one reused connection, pipelined calls matched to replies by id,
@@ -67,6 +74,7 @@ public final class RPCClient: Sendable {
         let timeout = timeout ?? configuration.defaultTimeout
         var allHeaders = configuration.headers.merging(headers) { _, call in call }
         allHeaders["deadline-ms"] = String(timeout.nanoseconds / 1_000_000)
+        for interceptor in configuration.interceptors { interceptor.intercept(method: method, headers: &allHeaders) }
         let id = ids.withLockedValue { value -> UInt64 in
             value &+= 1
             return value

@@ -32,7 +32,7 @@ public typealias RPCAuthenticator = @Sendable (_ method: String, _ headers: [Str
 public final class RPCServer: Service, Sendable {
     public let configuration: RPCServerConfiguration
     private let router: RPCRouter
-    private let authenticate: RPCAuthenticator?
+    private let middleware: [any RPCMiddleware]
     private let logger: Logger
     private let group: EventLoopGroup
     private let listening = Latch<SocketAddress>()
@@ -40,11 +40,15 @@ public final class RPCServer: Service, Sendable {
 
     public init(
         configuration: RPCServerConfiguration, router: RPCRouter, logger: Logger,
-        authenticate: RPCAuthenticator? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        authenticate: RPCAuthenticator? = nil, middleware: [any RPCMiddleware] = [],
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.configuration = configuration
         self.router = router
-        self.authenticate = authenticate
+        // Outermost first: every call is logged (refusals too), then authenticated, then held to
+        // the caller's deadline; the service's own middleware (metrics, …) wraps the handler.
+        self.middleware = [LoggingMiddleware()] + (authenticate.map { [AuthenticationMiddleware($0)] } ?? [])
+            + [DeadlineMiddleware()] + middleware
         self.logger = logger
         self.group = group
     }
@@ -57,7 +61,7 @@ public final class RPCServer: Service, Sendable {
     public func run() async throws {
         let configuration = self.configuration
         let router = self.router
-        let authenticate = self.authenticate
+        let middleware = self.middleware
         let logger = self.logger
         let connectionCount = self.connectionCount
         let serverChannel: NIOAsyncChannel<RPCConnection, Never>
@@ -80,7 +84,7 @@ public final class RPCServer: Service, Sendable {
                         }
                         do {
                             return try Self.setUp(
-                                channel, configuration: configuration, router: router, authenticate: authenticate,
+                                channel, configuration: configuration, router: router, middleware: middleware,
                                 connectionCount: connectionCount, logger: logger)
                         } catch {
                             logger.warning("connection setup failed; that connection is closed", metadata: ["error": "\(error)"])
@@ -109,7 +113,7 @@ public final class RPCServer: Service, Sendable {
 
     /// The pipeline of one accepted connection (called on its event loop).
     private static func setUp(
-        _ channel: Channel, configuration: RPCServerConfiguration, router: RPCRouter, authenticate: RPCAuthenticator?,
+        _ channel: Channel, configuration: RPCServerConfiguration, router: RPCRouter, middleware: [any RPCMiddleware],
         connectionCount: NIOLockedValueBox<Int>, logger: Logger
     ) throws -> RPCConnection {
         let admitted = connectionCount.withLockedValue { count in
@@ -124,7 +128,7 @@ public final class RPCServer: Service, Sendable {
         connectionLogger[metadataKey: "rpc.peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
         let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
         let handler = RPCConnectionHandler(
-            router: router, authenticate: authenticate, maxInFlight: configuration.maxInFlightPerConnection,
+            router: router, middleware: middleware, maxInFlight: configuration.maxInFlightPerConnection,
             refusal: admitted ? nil : "too many connections (limit \(configuration.maxConnections))",
             jobs: sink, logger: connectionLogger)
         let pipeline = channel.pipeline.syncOperations
@@ -167,12 +171,10 @@ struct RPCConnection: Sendable {
     let quiesce: @Sendable () -> Void
 }
 
-/// One connection's calls, on its event loop: decodes envelopes, checks method and
-/// authentication, starts each call (on the loop, or as a job for the connection's task group)
-/// and writes its reply when it completes, in whatever order calls finish. At most `maxInFlight`
-/// calls run at once; past that, frames already read wait here and the connection stops reading
-/// (backpressure, nothing dropped). A malformed envelope or frame is answered, then the
-/// connection closes once the calls before it are answered.
+/// One connection's calls, on its event loop: decodes envelopes and carries out what
+/// `RPCConnectionStateMachine` decides (start, hold reads, refuse, close); each call goes through
+/// the middleware chain to its handler (on the loop, or as a job for the connection's task group)
+/// and its reply is written when it completes, in whatever order calls finish.
 final class RPCConnectionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -180,25 +182,20 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
     typealias Job = @Sendable () async -> Void
 
     private let router: RPCRouter
-    private let authenticate: RPCAuthenticator?
-    private let maxInFlight: Int
+    private let chain: RPCMiddlewareChain
     private let refusal: String?
     private let jobs: AsyncStream<Job>.Continuation
     private let logger: Logger
-    private var pending = CircularBuffer<Envelope>()
-    private var inFlight = 0
-    private var readHeld = false
-    /// No more requests are read; the connection closes once the calls read so far are answered.
-    private var closing = false
+    private var state: RPCConnectionStateMachine
     private var context: ChannelHandlerContext?
 
     init(
-        router: RPCRouter, authenticate: RPCAuthenticator?, maxInFlight: Int, refusal: String?,
+        router: RPCRouter, middleware: [any RPCMiddleware], maxInFlight: Int, refusal: String?,
         jobs: AsyncStream<Job>.Continuation, logger: Logger
     ) {
         self.router = router
-        self.authenticate = authenticate
-        self.maxInFlight = max(1, maxInFlight)
+        self.chain = RPCMiddlewareChain(middleware: middleware)
+        self.state = RPCConnectionStateMachine(maxInFlight: maxInFlight)
         self.refusal = refusal
         self.jobs = jobs
         self.logger = logger
@@ -220,80 +217,56 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
     }
 
     private func refuseIfOverLimit(context: ChannelHandlerContext) {
-        guard let refusal, !closing else { return }
-        reject(context: context, RPCStatus(code: .resourceExhausted, message: refusal))
+        guard let refusal else { return }
+        apply(state.refuse(RPCStatus(code: .resourceExhausted, message: refusal)), context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        closing = true
-        pending.removeAll()
+        state.closed()
         jobs.finish()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !closing else { return }
+        guard !state.closing else { return }
         let frame = unwrapInboundIn(data)
         do {
-            pending.append(try Envelope(frame: frame))
+            apply(state.received(try Envelope(frame: frame)), context: context)
         } catch {
             // The frame boundary may be lost: answer once, then close this connection only.
             logger.info("closing connection after a malformed envelope", metadata: ["rpc.error": "\(error)"])
-            reject(context: context, RPCStatus(code: .invalidArgument, message: "malformed envelope: \(error)"))
-            return
+            apply(state.refuse(RPCStatus(code: .invalidArgument, message: "malformed envelope: \(error)")), context: context)
         }
-        startPending(context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         if let error = error as? FrameError {
             logger.info("closing connection after a bad frame", metadata: ["rpc.error": "\(error)"])
-            reject(context: context, error.status)
+            apply(state.refuse(error.status), context: context)
         } else {
             logger.debug("connection failed", metadata: ["rpc.error": "\(error)"])
-            closing = true
+            state.closed()
             context.close(promise: nil)
         }
     }
 
     func read(context: ChannelHandlerContext) {
-        if closing { return }
-        if inFlight >= maxInFlight || !pending.isEmpty {
-            readHeld = true
-        } else {
-            context.read()
-        }
+        if state.readRequested() { context.read() }
     }
 
     /// Graceful shutdown: stop reading, answer the calls already read, close.
     func quiesce() {
-        guard let context, !closing else { return }
-        closing = true
-        closeIfDone(context: context)
+        guard let context else { return }
+        apply(state.quiesce(), context: context)
     }
 
-    /// Answers with `status` (envelope id 0), stops reading and closes after the calls in flight.
-    private func reject(context: ChannelHandlerContext, _ status: RPCStatus) {
-        guard !closing else { return }
-        closing = true
-        pending.removeAll()
-        context.writeAndFlush(wrapOutboundOut(Envelope(id: 0, status: status).frameBuffer(allocator: context.channel.allocator)), promise: nil)
-        closeIfDone(context: context)
-    }
-
-    private func closeIfDone(context: ChannelHandlerContext) {
-        if closing, inFlight == 0, pending.isEmpty { context.close(promise: nil) }
-    }
-
-    private func startPending(context: ChannelHandlerContext) {
-        while inFlight < maxInFlight, let request = pending.popFirst() {
-            inFlight += 1
-            start(request, context: context)
+    private func apply(_ actions: RPCConnectionStateMachine.Actions, context: ChannelHandlerContext) {
+        if let status = actions.reject {
+            context.writeAndFlush(wrapOutboundOut(Envelope(id: 0, status: status).frameBuffer(allocator: context.channel.allocator)), promise: nil)
         }
-        if readHeld, inFlight < maxInFlight, pending.isEmpty, !closing {
-            readHeld = false
-            context.read()
-        }
+        for request in actions.start { start(request, context: context) }
+        if actions.read { context.read() }
+        if actions.close { context.close(promise: nil) }
     }
 
     private func start(_ request: Envelope, context: ChannelHandlerContext) {
@@ -302,21 +275,21 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
         if request.method.isEmpty {
             reply = loop.makeFailedFuture(RPCError(.invalidArgument, "request has no method"))
         } else if let handler = router.handler(for: request.method) {
-            if let authenticate, let refusal = authenticate(request.method, request.headers) {
-                reply = loop.makeFailedFuture(refusal)
-            } else {
-                let callContext = RPCContext(
+            let call = RPCCall(
+                context: RPCContext(
                     method: request.method, headers: request.headers, logger: logger,
-                    deadlineBudgetMs: request.headers["deadline-ms"].flatMap { Int64($0) }, id: request.id)
+                    deadlineBudgetMs: request.headers["deadline-ms"].flatMap { Int64($0) }, id: request.id),
+                body: request.body, eventLoop: loop)
+            let jobs = self.jobs
+            reply = chain.run(call) { call in
                 switch handler {
                 case let .loop(handler):
-                    reply = handler(request.body, callContext, loop)
+                    return handler(call.body, call.context, call.eventLoop)
                 case let .async(handler):
-                    let promise = loop.makePromise(of: [UInt8].self)
-                    let body = request.body
+                    let promise = call.eventLoop.makePromise(of: [UInt8].self)
                     let job: Job = {
                         do {
-                            promise.succeed(try await handler(body, callContext))
+                            promise.succeed(try await handler(call.body, call.context))
                         } catch {
                             promise.fail(error)
                         }
@@ -324,7 +297,7 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
                     if case .terminated = jobs.yield(job) {
                         promise.fail(RPCError(.unavailable, "server is shutting down"))
                     }
-                    reply = promise.futureResult
+                    return promise.futureResult
                 }
             }
         } else {
@@ -338,7 +311,7 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
     }
 
     private func finish(id: UInt64, method: String, _ result: Result<[UInt8], Error>) {
-        inFlight -= 1
+        let actions = state.finished()
         guard let context else { return }
         let envelope: Envelope
         switch result {
@@ -348,8 +321,7 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
         if context.channel.isActive {
             context.writeAndFlush(wrapOutboundOut(envelope.frameBuffer(allocator: context.channel.allocator)), promise: nil)
         }
-        startPending(context: context)
-        closeIfDone(context: context)
+        apply(actions, context: context)
     }
 
     /// Every failure becomes a status; unexpected ones are logged and answered INTERNAL.
