@@ -191,12 +191,15 @@ import Testing
     /// loop handlers alike), then closes the connection and returns.
     @Test func gracefulShutdownAnswersTheCallsInFlight() async throws {
         var router = RPCRouter()
+        let started = NIOLockedValueBox(0)
         router.register(Self.slow) { (event: Event, _) in
+            started.withLockedValue { $0 += 1 }
             try await Task.sleep(for: .milliseconds(event.payload?.timestampMs ?? 0))
             return EventResult(dedupKey: event.routingKey, incidentID: 2, outcome: .created)
         }
         router.registerOnLoop(Self.loopSlow) { (event: Event, _, loop) in
-            loop.scheduleTask(in: .milliseconds(event.payload?.timestampMs ?? 0)) {
+            started.withLockedValue { $0 += 1 }
+            return loop.scheduleTask(in: .milliseconds(event.payload?.timestampMs ?? 0)) {
                 EventResult(dedupKey: event.routingKey, incidentID: 3, outcome: .created)
             }.futureResult
         }
@@ -207,7 +210,7 @@ import Testing
         let client = RPCClient(host: "127.0.0.1", port: port)
         async let slow: EventResult = client.call(Self.slow, Self.event("async", sleepMs: 300))
         async let loop: EventResult = client.call(Self.loopSlow, Self.event("loop", sleepMs: 300))
-        try await Task.sleep(for: .milliseconds(100))  // both calls read and running
+        while started.withLockedValue({ $0 }) < 2 { try await Task.sleep(for: .milliseconds(5)) }  // both read and running
         await group.triggerGracefulShutdown()
         #expect(try await slow.dedupKey == "async")
         #expect(try await loop.dedupKey == "loop")
