@@ -150,9 +150,8 @@ public struct NotificationDispatcher: Sendable {
         guard let channel = channels[notification.channel] else {
             await finish(notification, status: "failed", attempts: notification.attempts, at: now, timeline: TimelineEntry(
                 at: now, type: .notifyFailed, actor: "notifier",
-                details: details(notification, attempts: notification.attempts, ["error": notification.channel == "email"
-                    ? "no SMTP server configured: set KLAXON_SMTP_SERVER"
-                    : "no provider configured for \(notification.channel): set KLAXON_NOTIFY_PROVIDER_URL"])))
+                details: details(notification, attempts: notification.attempts, [
+                    "error": ChannelKind.named(notification.channel)?.notConfigured ?? "unknown channel \(notification.channel)"])))
             return
         }
         // Instants are the attempt's own, not the batch's claim.

@@ -18,25 +18,11 @@ public struct NotifierService: Service {
     ) {
         let waker = Waker()
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
-        let timeout = TimeAmount.seconds(Int64(config.notifyTimeoutSeconds))
-        var defaultChannels: [String: any DeliveryChannel] = [
-            "webhook": WebhookChannel(timeout: timeout), "slack": SlackChannel(timeout: timeout),
-        ]
-        if let smtp = HostPort(config.smtpServer) {
-            defaultChannels["email"] = EmailChannel(
-                configuration: SMTPConfiguration(host: smtp.host, port: smtp.port, from: config.smtpFrom), timeout: timeout)
-        }
-        if !config.notifyProviderURL.isEmpty {
-            for channel in ["sms", "phone", "push"] {
-                defaultChannels[channel] = ProviderChannel(
-                    providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: channel, timeout: timeout)
-            }
-        }
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.notifierListen),
             router: Self.router(intake, people: PeopleAPI(pool: pool)), logger: logger)
         self.dispatcher = NotificationDispatcher(
-            pool: pool, channels: channels ?? defaultChannels, clock: clock,
+            pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
             baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, logger: logger)
         self.waker = waker

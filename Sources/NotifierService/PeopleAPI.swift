@@ -7,7 +7,7 @@ import Shared
 public struct PeopleAPI: Sendable {
     public static let maxRulesPerUser = 20
     public static let roles: Set<String> = ["admin", "responder", "observer"]
-    public static let contactTypes: Set<String> = ["webhook", "slack", "email", "sms", "phone", "push"]
+    public static var contactTypes: [String] { ChannelKind.all.map(\.name) }
     let pool: PostgresPool
 
     public init(pool: PostgresPool) {
@@ -47,7 +47,7 @@ public struct PeopleAPI: Sendable {
         let timeZone = user.timeZone.isEmpty ? "UTC" : user.timeZone
         let role = user.role.isEmpty ? "responder" : user.role
         if user.name.isEmpty || user.name.unicodeScalars.count > 255 { violations.append(.init(field: "name", description: "must be 1–255 characters")) }
-        if !Self.isEmail(user.email) { violations.append(.init(field: "email", description: "must be an email address")) }
+        if !Address.isEmail(user.email) { violations.append(.init(field: "email", description: "must be an email address")) }
         if TimeZone(identifier: timeZone) == nil { violations.append(.init(field: "time_zone", description: "unknown time zone \"\(timeZone)\"")) }
         if !Self.roles.contains(role) { violations.append(.init(field: "role", description: "must be admin, responder or observer")) }
         guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
@@ -61,10 +61,11 @@ public struct PeopleAPI: Sendable {
 
     func createContactMethod(_ method: ContactMethodMessage) async throws -> ContactMethodMessage {
         var violations: [FieldViolation] = []
-        if !Self.contactTypes.contains(method.type) {
-            violations.append(.init(field: "type", description: "must be webhook, slack, email, sms, phone or push"))
-        } else if let problem = Self.addressProblem(method.address, type: method.type) {
-            violations.append(.init(field: "address", description: problem))
+        if let kind = ChannelKind.named(method.type) {
+            if let problem = kind.addressProblem(method.address) { violations.append(.init(field: "address", description: problem)) }
+        } else {
+            let names = Self.contactTypes
+            violations.append(.init(field: "type", description: "must be \(names.dropLast().joined(separator: ", ")) or \(names.last!)"))
         }
         if method.label.unicodeScalars.count > 255 { violations.append(.init(field: "label", description: "must be at most 255 characters")) }
         guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
@@ -221,31 +222,4 @@ public struct PeopleAPI: Sendable {
     }
 
     // MARK: - Address formats
-
-    static func isEmail(_ text: String) -> Bool {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
-            && !text.contains(where: \.isWhitespace) && text.count <= 254
-    }
-
-    /// nil when `address` is a valid address for `type`.
-    static func addressProblem(_ address: String, type: String) -> String? {
-        switch type {
-        case "webhook", "slack":
-            guard let url = URL(string: address), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-                  url.host?.isEmpty == false
-            else { return "must be an http or https URL" }
-            return nil
-        case "email":
-            return isEmail(address) ? nil : "must be an email address"
-        case "sms", "phone":
-            // International form: "+", then 8–15 digits, spaces, dashes, dots and brackets allowed between.
-            guard address.hasPrefix("+"), address.dropFirst().allSatisfy({ $0.isNumber || " -().".contains($0) }),
-                  (8...15).contains(address.filter(\.isNumber).count)
-            else { return "must be a phone number in international form, e.g. +49 170 1234567" }
-            return nil
-        default:  // push
-            return address.isEmpty || address.count > 4096 ? "must be a device token of 1–4096 characters" : nil
-        }
-    }
 }

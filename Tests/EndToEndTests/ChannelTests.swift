@@ -77,3 +77,20 @@ import Testing
         await pipeline.shutdown()
     }
 }
+
+/// The channel registry is the one list of contact kinds: the database accepts exactly those.
+@Suite struct ChannelRegistryTests {
+    @Test func everyKindIsAllowedByTheDatabaseAndNoOther() async throws {
+        let db = try await TestDatabase.create()
+        let definition = try await db.pool.withConnection { connection in
+            try connection.query(
+                "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'contact_methods'::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%type%'"
+            ).string(0, "def") ?? ""
+        }
+        let allowed = Set(definition.split(separator: "'").enumerated().filter { $0.offset % 2 == 1 }.map { String($0.element) })
+        #expect(allowed == Set(ChannelKind.all.map(\.name)), "contact_methods CHECK: \(definition)")
+        for kind in ChannelKind.all { #expect(ChannelKind.named(kind.name)?.name == kind.name) }
+        #expect(AddressMask.mask("anything", channel: "pigeon") == "****", "an unknown kind shows nothing")
+        await db.drop()
+    }
+}

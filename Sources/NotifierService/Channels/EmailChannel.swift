@@ -125,3 +125,14 @@ public struct EmailChannel: DeliveryChannel {
         return "=?UTF-8?B?\(Data(text.utf8).base64EncodedString())?="
     }
 }
+
+extension ChannelKind {
+    public static let email = ChannelKind(
+        name: "email", addressProblem: { Address.isEmail($0) ? nil : "must be an email address" }, mask: Address.maskEmail,
+        channel: { config, timeout in
+            HostPort(config.smtpServer).map {
+                EmailChannel(configuration: SMTPConfiguration(host: $0.host, port: $0.port, from: config.smtpFrom), timeout: timeout)
+            }
+        },
+        notConfigured: "no SMTP server configured: set KLAXON_SMTP_SERVER")
+}

@@ -1,0 +1,83 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Shared
+
+extension HTTPClient {
+    /// The client pages go out through: it never follows a redirect by itself (AsyncHTTPClient
+    /// would turn a POST answered 301/302/303 into a GET without body and call that delivered).
+    public static let pages = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: Configuration(redirectConfiguration: .disallow))
+}
+
+/// POST JSON with the idempotency key. Only a 2xx is a delivery. A 307 or 308 is followed (at
+/// most `maxRedirects` times) with the same method and body; any other 3xx is a failed attempt
+/// naming the status and Location. A 4xx other than 408 and 429 is permanent; 429 carries its
+/// Retry-After. The whole attempt, redirects included, ends within `timeout`.
+func post(
+    _ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], timeout: TimeAmount, what: String, bearer: String = ""
+) async throws {
+    let deadline = NIODeadline.now() + timeout
+    var target = url
+    for hop in 0...maxRedirects {
+        var request = HTTPClientRequest(url: target)
+        request.method = .POST
+        if !bearer.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
+        request.headers.add(name: "User-Agent", value: "Klaxon-Notifier")
+        request.body = .bytes(body)
+        let response = try await http.execute(request, deadline: deadline)
+        _ = try? await response.body.collect(upTo: 64 * 1024)
+        let code = Int(response.status.code)
+        switch code {
+        case 200..<300:
+            return
+        case 307, 308:
+            let location = response.headers.first(name: "Location") ?? ""
+            guard hop < maxRedirects, let next = redirectTarget(location, from: target) else {
+                throw DeliveryError(description: hop < maxRedirects
+                    ? "\(what) answered HTTP \(code) with an unusable Location \"\(location)\""
+                    : "\(what) redirected more than \(maxRedirects) times (last HTTP \(code) to \(location))")
+            }
+            target = next
+        case 300..<400:
+            let location = response.headers.first(name: "Location").map { " to \($0)" } ?? ""
+            throw DeliveryError(description: "\(what) answered HTTP \(code)\(location): not delivered (redirects are followed only for 307 and 308)")
+        case 429:
+            throw DeliveryError(
+                description: "\(what) answered HTTP 429 (rate limited)",
+                retryAfterMs: response.headers.first(name: "Retry-After").flatMap(retryAfterMs))
+        case 408:
+            throw DeliveryError(description: "\(what) answered HTTP 408")
+        case 400..<500:
+            throw DeliveryError(description: "\(what) answered HTTP \(code) (permanent: not retried)", permanent: true)
+        default:
+            throw DeliveryError(description: "\(what) answered HTTP \(code)")
+        }
+    }
+    throw DeliveryError(description: "\(what) redirected too many times")
+}
+
+let maxRedirects = 3
+
+/// Location resolved against the URL that answered (absolute http(s) or a relative reference).
+func redirectTarget(_ location: String, from base: String) -> String? {
+    guard !location.isEmpty, let baseURL = URL(string: base), let resolved = URL(string: location, relativeTo: baseURL)?.absoluteURL,
+          let scheme = resolved.scheme?.lowercased(), scheme == "http" || scheme == "https"
+    else { return nil }
+    return resolved.absoluteString
+}
+
+/// Retry-After as delay-seconds or an HTTP-date, in milliseconds from now.
+func retryAfterMs(_ value: String) -> Int64? {
+    let trimmed = value.trimmingCharacters(in: .whitespaces)
+    if let seconds = Int64(trimmed), seconds >= 0 { return seconds * 1000 }
+    let formatter = DateFormatter()
+    formatter.locale = Locale(identifier: "en_US_POSIX")
+    formatter.timeZone = TimeZone(identifier: "GMT")
+    formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+    guard let date = formatter.date(from: trimmed) else { return nil }
+    return max(0, Int64(date.timeIntervalSinceNow * 1000))
+}

@@ -1,0 +1,57 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import Shared
+
+/// SMS, phone and push through one configurable provider webhook: the provider gets who to reach,
+/// how, and the text to say.
+public struct ProviderChannel: DeliveryChannel {
+    let http: HTTPClient
+    let providerURL: String
+    let token: String
+    let channel: String
+    let timeout: TimeAmount
+
+    public init(http: HTTPClient = .pages, providerURL: String, token: String = "", channel: String, timeout: TimeAmount) {
+        self.http = http
+        self.providerURL = providerURL
+        self.token = token
+        self.channel = channel
+        self.timeout = timeout
+    }
+
+    public func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws {
+        var json = JSONWriter()
+        json.beginObject()
+        json.field("channel", channel)
+        json.field("to", address)
+        json.field("text", PageText.render(message))
+        json.field("notification_id", message.notificationID)
+        json.field("incident_id", Int64(message.incident.id))
+        json.field("incident_number", Int64(message.incident.number))
+        json.endObject()
+        try await post(
+            http, providerURL, idempotencyKey: idempotencyKey, body: json.bytes, timeout: timeout, what: "\(channel) provider",
+            bearer: token)
+    }
+}
+
+extension ChannelKind {
+    static func provider(_ name: String, addressProblem: @escaping @Sendable (String) -> String?, mask: @escaping @Sendable (String) -> String) -> ChannelKind {
+        ChannelKind(
+            name: name, addressProblem: addressProblem, mask: mask,
+            channel: { config, timeout in
+                config.notifyProviderURL.isEmpty ? nil : ProviderChannel(
+                    providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: name, timeout: timeout)
+            },
+            notConfigured: "no provider configured for \(name): set KLAXON_NOTIFY_PROVIDER_URL")
+    }
+
+    public static let sms = provider("sms", addressProblem: Address.phoneProblem, mask: Address.maskPhone)
+    public static let phone = provider("phone", addressProblem: Address.phoneProblem, mask: Address.maskPhone)
+    /// A device token: never shown.
+    public static let push = provider(
+        "push", addressProblem: { $0.isEmpty || $0.count > 4096 ? "must be a device token of 1–4096 characters" : nil },
+        mask: Address.maskURL)
+}
