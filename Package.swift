@@ -86,7 +86,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             exclude: ["Golden"]),
-        .testTarget(name: "KlaxonDomainTests", dependencies: ["KlaxonDomain"]),
+        .testTarget(name: "KlaxonDomainTests", dependencies: ["KlaxonDomain", "KlaxonTestSupport"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: [

@@ -1,22 +1,11 @@
 import KlaxonDomain
+import KlaxonTestSupport
 import Testing
 
 /// 10,000 random incident lifecycles — random policies, settings, actions and times, timers
 /// fired the way the service fires them (due ones, earliest first) — checking the invariants of
 /// PRODUCT.md after every step.
 @Suite struct IncidentSimulationTests {
-    /// A small deterministic generator, so a failure can be replayed from its seed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test func invariantsHoldOverTenThousandLifecycles() async throws {
         var rng = SplitMix(state: 0x5EED)
         var steps = 0

@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOTestUtils
 @testable import Shared
+import KlaxonTestSupport
 import Testing
 
 @Suite struct FramingTests {
@@ -75,17 +76,6 @@ import Testing
 /// The connection handler under arbitrary input: valid calls, mutated and truncated frames,
 /// random bytes. Nothing crashes, and everything it writes back is a well-formed reply frame.
 @Suite struct ConnectionHandlerRobustnessTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let echo = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/Echo")
 
     @Test func arbitraryInputNeverCrashesAndEveryReplyIsAnEnvelope() throws {

@@ -36,3 +36,27 @@ import Testing
         }
     }
 }
+
+/// Settings live in one table (KlaxonConfig.settings): environment parsing and the README's
+/// configuration reference both follow it.
+@Suite struct KlaxonConfigTests {
+    @Test func everySettingIsReadAndDocumentedWithItsDefault() throws {
+        let readme = try String(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("README.md"), encoding: .utf8)
+        for setting in KlaxonConfig.settings {
+            let row = readme.split(separator: "\n").first { $0.hasPrefix("| `\(setting.variable)` |") }
+            #expect(row != nil, "README's configuration table lacks \(setting.variable)")
+            if let row, !setting.defaultValue.isEmpty {
+                #expect(row.contains("| \(setting.defaultValue) |") || setting.key.hasSuffix(".address"), "README's default of \(setting.variable)")
+            }
+        }
+        let environment = ["KLAXON_DATABASE_URL": "postgresql://x", "KLAXON_RPC_MAX_IN_FLIGHT": "7", "KLAXON_NOTIFIER_LISTEN": "0.0.0.0:9000",
+                           "KLAXON_SMTP_SERVER": "mail:25"]
+        let config = try KlaxonConfig.fromEnvironment(environment)
+        #expect(config.maxInFlightPerConnection == 7)
+        #expect(config.notifierAddress == HostPort(host: "0.0.0.0", port: 9000), "the address follows the listener unless set")
+        #expect(config.smtpServer == "mail:25")
+        #expect(throws: ConfigError.self) { try KlaxonConfig.fromEnvironment(["KLAXON_DATABASE_URL": "x", "KLAXON_RPC_MAX_IN_FLIGHT": "0"]) }
+        #expect(throws: ConfigError.self) { try KlaxonConfig.fromEnvironment(["KLAXON_DATABASE_URL": "x", "KLAXON_SMTP_SERVER": "nope"]) }
+    }
+}

@@ -64,71 +64,86 @@ public struct KlaxonConfig: Sendable {
         self.databaseURL = databaseURL
     }
 
-    public static let environmentKeys: [(key: String, variable: String, help: String)] = [
-        ("database.url", "KLAXON_DATABASE_URL", "libpq connection string (required)"),
-        ("database.pool_size", "KLAXON_DATABASE_POOL_SIZE", "connections per process (8)"),
-        ("ingest.listen", "KLAXON_INGEST_LISTEN", "Ingest binary protocol (127.0.0.1:7401)"),
-        ("ingest.http_listen", "KLAXON_INGEST_HTTP_LISTEN", "Ingest HTTP: PagerDuty Events v2, /healthz, /readyz (127.0.0.1:8401)"),
-        ("assignment.listen", "KLAXON_ASSIGNMENT_LISTEN", "Assignment binary protocol (127.0.0.1:7402)"),
-        ("notifier.listen", "KLAXON_NOTIFIER_LISTEN", "Notifier binary protocol (127.0.0.1:7403)"),
-        ("assignment.address", "KLAXON_ASSIGNMENT_ADDRESS", "where Ingest reaches Assignment (127.0.0.1:7402)"),
-        ("notifier.address", "KLAXON_NOTIFIER_ADDRESS", "where Assignment reaches Notifier (127.0.0.1:7403)"),
-        ("ingest.batch_max", "KLAXON_INGEST_BATCH_MAX", "most triggers per group-commit transaction (512)"),
-        ("ingest.batch_concurrency", "KLAXON_INGEST_BATCH_CONCURRENCY", "group-commit transactions at once (2)"),
-        ("rpc.max_frame_bytes", "KLAXON_RPC_MAX_FRAME_BYTES", "largest accepted frame (4194304)"),
-        ("rpc.max_in_flight", "KLAXON_RPC_MAX_IN_FLIGHT", "concurrent requests per connection (64)"),
-        ("rpc.idle_timeout_seconds", "KLAXON_RPC_IDLE_TIMEOUT_SECONDS", "idle connection close (300)"),
-        ("notify.delivery_window_seconds", "KLAXON_NOTIFY_DELIVERY_WINDOW_SECONDS", "how long a page keeps retrying (900)"),
-        ("notify.timeout_seconds", "KLAXON_NOTIFY_TIMEOUT_SECONDS", "timeout of one delivery (10)"),
-        ("notify.provider_url", "KLAXON_NOTIFY_PROVIDER_URL", "provider webhook for sms, phone and push (none)"),
-        ("notify.provider_token", "KLAXON_NOTIFY_PROVIDER_TOKEN", "bearer token for the provider webhook (none)"),
-        ("smtp.server", "KLAXON_SMTP_SERVER", "SMTP server for email, host:port (none)"),
-        ("smtp.from", "KLAXON_SMTP_FROM", "sender address of email pages (klaxon@localhost)"),
-        ("incident_url_template", "KLAXON_INCIDENT_URL_TEMPLATE", "incident link in pages, {id} replaced (none)"),
+    /// One setting: its key, what it is for, and how its environment variable's text is read.
+    /// The variable is `KLAXON_` + the key in upper snake case; the default shown is the
+    /// property's own initial value. This table is the only list of settings (README's config
+    /// reference is checked against it by KlaxonConfigTests).
+    public struct Setting: Sendable {
+        public let key: String
+        public let help: String
+        let read: @Sendable (inout KlaxonConfig, String) throws -> Void
+        let show: @Sendable (KlaxonConfig) -> String
+
+        public var variable: String { "KLAXON_" + key.uppercased().replacingOccurrences(of: ".", with: "_") }
+        /// The default, as text ("" when there is none).
+        public var defaultValue: String { show(KlaxonConfig(databaseURL: "")) }
+
+        static func number(_ key: String, _ path: WritableKeyPath<KlaxonConfig, Int> & Sendable, minimum: Int, _ help: String) -> Setting {
+            Setting(key: key, help: help, read: { config, text in
+                guard let value = Int(text), value >= minimum else {
+                    throw ConfigError(description: "KLAXON_\(key.uppercased().replacingOccurrences(of: ".", with: "_"))=\(text) must be an integer ≥ \(minimum)")
+                }
+                config[keyPath: path] = value
+            }, show: { "\($0[keyPath: path])" })
+        }
+
+        static func address(_ key: String, _ path: WritableKeyPath<KlaxonConfig, HostPort> & Sendable, _ help: String) -> Setting {
+            Setting(key: key, help: help, read: { config, text in
+                guard let value = HostPort(text) else {
+                    throw ConfigError(description: "KLAXON_\(key.uppercased().replacingOccurrences(of: ".", with: "_"))=\(text) is not host:port")
+                }
+                config[keyPath: path] = value
+            }, show: { "\($0[keyPath: path])" })
+        }
+
+        static func text(
+            _ key: String, _ path: WritableKeyPath<KlaxonConfig, String> & Sendable, _ help: String,
+            check: @escaping @Sendable (String) -> String? = { _ in nil }
+        ) -> Setting {
+            Setting(key: key, help: help, read: { config, text in
+                if let problem = check(text) {
+                    throw ConfigError(description: "KLAXON_\(key.uppercased().replacingOccurrences(of: ".", with: "_"))=\(text) \(problem)")
+                }
+                config[keyPath: path] = text
+            }, show: { $0[keyPath: path] })
+        }
+    }
+
+    public static let settings: [Setting] = [
+        .text("database.url", \.databaseURL, "libpq connection string (required)"),
+        .number("database.pool_size", \.databasePoolSize, minimum: 1, "connections per process"),
+        .address("ingest.listen", \.ingestListen, "Ingest binary protocol"),
+        .address("ingest.http_listen", \.ingestHTTPListen, "Ingest HTTP: PagerDuty Events v2, /healthz, /readyz"),
+        .address("assignment.listen", \.assignmentListen, "Assignment binary protocol"),
+        .address("notifier.listen", \.notifierListen, "Notifier binary protocol"),
+        .address("assignment.address", \.assignmentAddress, "where Ingest reaches Assignment (default: assignment.listen)"),
+        .address("notifier.address", \.notifierAddress, "where Assignment reaches Notifier (default: notifier.listen)"),
+        .number("ingest.batch_max", \.ingestBatchMax, minimum: 1, "most triggers per group-commit transaction"),
+        .number("ingest.batch_concurrency", \.ingestBatchConcurrency, minimum: 1, "group-commit transactions at once"),
+        .number("rpc.max_frame_bytes", \.maxFrameBytes, minimum: 1024, "largest accepted frame"),
+        .number("rpc.max_in_flight", \.maxInFlightPerConnection, minimum: 1, "concurrent requests per connection"),
+        .number("rpc.idle_timeout_seconds", \.idleTimeoutSeconds, minimum: 1, "idle connection close"),
+        .number("notify.delivery_window_seconds", \.notifyDeliveryWindowSeconds, minimum: 1, "how long a page keeps retrying"),
+        .number("notify.timeout_seconds", \.notifyTimeoutSeconds, minimum: 1, "timeout of one delivery"),
+        .text("notify.provider_url", \.notifyProviderURL, "provider webhook for sms, phone and push"),
+        .text("notify.provider_token", \.notifyProviderToken, "bearer token for the provider webhook"),
+        .text("smtp.server", \.smtpServer, "SMTP server for email, host:port", check: { HostPort($0) == nil ? "is not host:port" : nil }),
+        .text("smtp.from", \.smtpFrom, "sender address of email pages"),
+        .text("incident_url_template", \.incidentURLTemplate, "incident link in pages, {id} replaced"),
     ]
 
-    /// Reads the environment; unknown or malformed values are errors, not silently ignored.
+    /// Reads the environment; malformed values are errors, not silently ignored. Empty means unset.
     public static func fromEnvironment(_ environment: [String: String], databaseURL fallback: String? = nil) throws -> KlaxonConfig {
         guard let url = environment["KLAXON_DATABASE_URL"].flatMap({ $0.isEmpty ? nil : $0 }) ?? fallback else {
             throw ConfigError(description: "KLAXON_DATABASE_URL is not set (a libpq connection string, e.g. postgresql://klaxon@127.0.0.1:5432/klaxon)")
         }
         var config = KlaxonConfig(databaseURL: url)
-        func address(_ variable: String, _ target: inout HostPort) throws {
-            guard let text = environment[variable], !text.isEmpty else { return }
-            guard let value = HostPort(text) else { throw ConfigError(description: "\(variable)=\(text) is not host:port") }
-            target = value
+        for setting in settings where setting.key != "database.url" {
+            guard let text = environment[setting.variable], !text.isEmpty else { continue }
+            try setting.read(&config, text)
         }
-        func number(_ variable: String, _ target: inout Int, minimum: Int) throws {
-            guard let text = environment[variable], !text.isEmpty else { return }
-            guard let value = Int(text), value >= minimum else {
-                throw ConfigError(description: "\(variable)=\(text) must be an integer ≥ \(minimum)")
-            }
-            target = value
-        }
-        try number("KLAXON_DATABASE_POOL_SIZE", &config.databasePoolSize, minimum: 1)
-        try address("KLAXON_INGEST_LISTEN", &config.ingestListen)
-        try address("KLAXON_INGEST_HTTP_LISTEN", &config.ingestHTTPListen)
-        try address("KLAXON_ASSIGNMENT_LISTEN", &config.assignmentListen)
-        try address("KLAXON_NOTIFIER_LISTEN", &config.notifierListen)
-        config.assignmentAddress = config.assignmentListen
-        config.notifierAddress = config.notifierListen
-        try address("KLAXON_ASSIGNMENT_ADDRESS", &config.assignmentAddress)
-        try address("KLAXON_NOTIFIER_ADDRESS", &config.notifierAddress)
-        try number("KLAXON_INGEST_BATCH_MAX", &config.ingestBatchMax, minimum: 1)
-        try number("KLAXON_INGEST_BATCH_CONCURRENCY", &config.ingestBatchConcurrency, minimum: 1)
-        try number("KLAXON_RPC_MAX_FRAME_BYTES", &config.maxFrameBytes, minimum: 1024)
-        try number("KLAXON_RPC_MAX_IN_FLIGHT", &config.maxInFlightPerConnection, minimum: 1)
-        try number("KLAXON_RPC_IDLE_TIMEOUT_SECONDS", &config.idleTimeoutSeconds, minimum: 1)
-        try number("KLAXON_NOTIFY_DELIVERY_WINDOW_SECONDS", &config.notifyDeliveryWindowSeconds, minimum: 1)
-        try number("KLAXON_NOTIFY_TIMEOUT_SECONDS", &config.notifyTimeoutSeconds, minimum: 1)
-        config.notifyProviderURL = environment["KLAXON_NOTIFY_PROVIDER_URL"] ?? ""
-        config.notifyProviderToken = environment["KLAXON_NOTIFY_PROVIDER_TOKEN"] ?? ""
-        config.incidentURLTemplate = environment["KLAXON_INCIDENT_URL_TEMPLATE"] ?? ""
-        if let smtp = environment["KLAXON_SMTP_SERVER"], !smtp.isEmpty {
-            guard HostPort(smtp) != nil else { throw ConfigError(description: "KLAXON_SMTP_SERVER=\(smtp) is not host:port") }
-            config.smtpServer = smtp
-        }
-        if let from = environment["KLAXON_SMTP_FROM"], !from.isEmpty { config.smtpFrom = from }
+        if (environment["KLAXON_ASSIGNMENT_ADDRESS"] ?? "").isEmpty { config.assignmentAddress = config.assignmentListen }
+        if (environment["KLAXON_NOTIFIER_ADDRESS"] ?? "").isEmpty { config.notifierAddress = config.notifierListen }
         return config
     }
 

@@ -1,0 +1,151 @@
+import KlaxonDomain
+import Logging
+import NIOCore
+
+/// Delivers one destination's outbox rows over the binary protocol: claims due rows in batches
+/// (FOR UPDATE SKIP LOCKED, so replicas share the work), sends them concurrently, deletes each on
+/// OK and reschedules it with exponential backoff otherwise. Receivers are idempotent, so a crash
+/// between a delivery and its delete only means one more delivery.
+public struct OutboxRelay: Sendable {
+    public var destination: String
+    public var client: RPCClient
+    public var pool: PostgresPool
+    public var batchSize = 64
+    /// A claimed row is invisible to other relays this long; past it, it is due again.
+    public var leaseMs: Millis = 30_000
+    public var maxBackoffMs: Millis = 60_000
+    public var callTimeout: TimeAmount = .seconds(10)
+    /// Calls in flight at once (a bundle row holds a whole group commit's messages).
+    public var maxConcurrentCalls = 64
+    public var logger: Logger
+
+    public init(destination: String, client: RPCClient, pool: PostgresPool, logger: Logger) {
+        self.destination = destination
+        self.client = client
+        self.pool = pool
+        self.logger = logger
+    }
+
+    struct Claimed: Sendable {
+        var id: Int64
+        var method: String
+        var body: [UInt8]
+        var attempts: Int
+    }
+
+    /// Delivers what is due at `now`; returns the next instant something will be due.
+    public func deliverDue(now: Millis) async throws -> Millis? {
+        let destination = self.destination
+        let batchSize = self.batchSize
+        let leaseMs = self.leaseMs
+        let claimed = try await pool.transaction { connection -> [Claimed] in
+            let rows = try connection.query(
+                """
+                UPDATE outbox SET attempts = attempts + 1, next_attempt_at_ms = $2 + $4
+                WHERE id IN (
+                    SELECT id FROM outbox WHERE destination = $1 AND next_attempt_at_ms <= $2
+                    ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                RETURNING id, method, body, attempts
+                """, [destination, now, batchSize, leaseMs])
+            return (0..<rows.count).map { row in
+                Claimed(
+                    id: rows.int64(row, "id")!, method: rows.string(row, "method")!, body: rows.bytes(row, "body") ?? [],
+                    attempts: rows.int(row, "attempts")!)
+            }
+        }
+        if !claimed.isEmpty {
+            await deliver(claimed, now: now)
+            if claimed.count == batchSize { return now }  // more may be waiting
+        }
+        return try await pool.withConnection { connection in
+            try connection.query("SELECT min(next_attempt_at_ms) AS next FROM outbox WHERE destination = $1", [destination])
+                .int64(0, "next")
+        }
+    }
+
+    /// Sends every message of the claimed rows (each message of a bundle as its own call), at
+    /// most `maxConcurrentCalls` at once. Rows whose messages were all answered OK are deleted
+    /// together. A row with failures is rescheduled with backoff holding only the messages that
+    /// failed, so one bad message never makes its batch's neighbours go round again.
+    private func deliver(_ claimed: [Claimed], now: Millis) async {
+        var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
+        var calls: [(row: Int, index: Int, method: String, body: [UInt8])] = []
+        var parsed = Array(repeating: [(method: String, body: [UInt8])](), count: claimed.count)
+        for (row, claimedRow) in claimed.enumerated() {
+            do {
+                parsed[row] = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
+                for (index, message) in parsed[row].enumerated() { calls.append((row, index, message.method, message.body)) }
+            } catch {
+                failures[row] = "\(error)"  // kept and retried, never dropped: a person can look at it
+            }
+        }
+        let client = self.client
+        let callTimeout = self.callTimeout
+        let limit = max(1, maxConcurrentCalls)
+        // claimed index → (message index → error)
+        let callFailures = await withTaskGroup(of: (Int, Int, String?).self) { group -> [Int: [Int: String]] in
+            var failed: [Int: [Int: String]] = [:]
+            var next = 0
+            var running = 0
+            while next < calls.count || running > 0 {
+                while running < limit, next < calls.count {
+                    let call = calls[next]
+                    next += 1
+                    running += 1
+                    group.addTask {
+                        do {
+                            _ = try await client.callRaw(call.method, body: call.body, timeout: callTimeout)
+                            return (call.row, call.index, nil)
+                        } catch {
+                            return (call.row, call.index, "\(error)")
+                        }
+                    }
+                }
+                if let (row, index, error) = await group.next() {
+                    running -= 1
+                    if let error { failed[row, default: [:]][index] = error }
+                }
+            }
+            return failed
+        }
+
+        let delivered = claimed.indices.filter { failures[$0] == nil && callFailures[$0] == nil }.map { claimed[$0].id }
+        if !delivered.isEmpty {
+            _ = try? await pool.withConnection { connection in
+                try connection.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [PGArray(delivered)])
+            }
+        }
+        for index in claimed.indices where failures[index] != nil || callFailures[index] != nil {
+            let message = claimed[index]
+            let delay = Backoff.delay(afterFailures: message.attempts, first: 200, cap: maxBackoffMs)
+            var remaining: [UInt8]? = nil
+            let error: String
+            if let whole = failures[index] {
+                error = whole
+            } else {
+                let failedMessages = callFailures[index]!
+                error = failedMessages.sorted { $0.key < $1.key }.first!.value
+                if message.method == Outbox.bundleMethod, failedMessages.count < parsed[index].count {
+                    remaining = Outbox.bundle(failedMessages.keys.sorted().map { parsed[index][$0] })
+                }
+            }
+            logger.warning(
+                "outbox delivery failed",
+                metadata: ["outbox.destination": "\(destination)", "outbox.id": "\(message.id)",
+                           "outbox.attempts": "\(message.attempts)",
+                           "outbox.failed_messages": "\(callFailures[index]?.count ?? parsed[index].count)", "error": "\(error)"])
+            let rewritten = remaining
+            _ = try? await pool.withConnection { connection in
+                if let remaining = rewritten {
+                    try connection.query(
+                        "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3, body = $4 WHERE id = $1",
+                        [message.id, now + delay, error, remaining])
+                } else {
+                    try connection.query(
+                        "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3 WHERE id = $1",
+                        [message.id, now + delay, error])
+                }
+            }
+        }
+    }
+}
