@@ -55,6 +55,6 @@ public struct AssignmentService: Service {
                 try await relay.deliverDue(now: now)
             },
             WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
-        ])
+        ], logger: logger)
     }
 }

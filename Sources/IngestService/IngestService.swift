@@ -61,6 +61,6 @@ public struct IngestService: Service {
             loops: [WorkLoop(DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
                 try await relay.deliverDue(now: now)
             }],
-            others: [http])
+            others: [http], logger: logger)
     }
 }

@@ -45,6 +45,6 @@ public struct NotifierService: Service {
         // notifications written by other replicas: each goes out within a second of due.
         var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
         loop.maxSleep = .seconds(1)
-        try await ServiceRunner.run(server: server, loops: [WorkLoop(loop) { now in try await dispatcher.dispatchDue(now: now) }])
+        try await ServiceRunner.run(server: server, loops: [WorkLoop(loop) { now in try await dispatcher.dispatchDue(now: now) }], logger: logger)
     }
 }

@@ -32,9 +32,9 @@ enum Runtime {
 
     /// Runs services until SIGTERM/SIGINT, then shuts them down gracefully.
     static func run(_ services: [any Service], pool: PostgresPool, logger: Logger) async throws {
+        // The pool first: services shut down in reverse order, so it closes after all of them.
         let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: ([pool] + services).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
-        await pool.shutdown()
     }
 }

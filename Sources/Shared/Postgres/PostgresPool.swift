@@ -1,4 +1,5 @@
 import Logging
+import ServiceLifecycle
 import NIOConcurrencyHelpers
 import NIOPosix
 
@@ -20,7 +21,7 @@ public enum IsolationLevel: String, Sendable {
 
 /// Blocking libpq connections behind an async interface: each use runs on the pool's own
 /// threads, so neither NIO event loops nor Swift's cooperative threads ever wait on the database.
-public final class PostgresPool: Sendable {
+public final class PostgresPool: Service, Sendable {
     public let configuration: PostgresConfiguration
     private let threads: NIOThreadPool
     private let logger: Logger
@@ -42,6 +43,14 @@ public final class PostgresPool: Sendable {
 
     public convenience init(url: String, logger: Logger) {
         self.init(configuration: PostgresConfiguration(url: url), logger: logger)
+    }
+
+    /// As a member of the process's ServiceGroup (listed first, so shut down last): closes every
+    /// connection on graceful shutdown, and also when the group is cancelled because a service
+    /// failed, so the shutdown is never skipped.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
     }
 
     public func shutdown() async {

@@ -1,8 +1,10 @@
+import Logging
 import KlaxonDomain
 import ServiceLifecycle
 
-/// A work loop and the step it runs (see `DueWorkLoop`).
-public struct WorkLoop: Sendable {
+/// One due-work manager (outbox relay, timers, dispatch) as a Service: its step runs on its
+/// loop until graceful shutdown or cancellation.
+public struct WorkLoop: Service {
     public var loop: DueWorkLoop
     public var step: @Sendable (_ now: Millis) async throws -> Millis?
 
@@ -10,16 +12,19 @@ public struct WorkLoop: Sendable {
         self.loop = loop
         self.step = step
     }
+
+    public func run() async throws {
+        await loop.run(step)
+    }
 }
 
 /// How every Klaxon service runs: its binary-protocol server, its work loops and any other
-/// long-running parts, together, until graceful shutdown or cancellation ends them all.
+/// long-running parts, as one ServiceGroup: graceful shutdown reaches each (the server stops
+/// reading and answers what it read; loops finish their step), and one part failing ends them all.
+/// Inside `klaxon serve` these groups are members of the process's group, beside the pool.
 public enum ServiceRunner {
-    public static func run(server: RPCServer, loops: [WorkLoop], others: [any Service] = []) async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.run() }
-            for other in others { group.addTask { try await other.run() } }
-            for work in loops { group.addTask { await work.loop.run(work.step) } }
-        }
+    public static func run(server: RPCServer, loops: [WorkLoop], others: [any Service] = [], logger: Logger) async throws {
+        let services: [any Service] = loops + others + [server]  // the server is shut down first
+        try await ServiceGroup(services: services, logger: logger).run()
     }
 }
