@@ -270,9 +270,9 @@ public struct AdminAPI: Sendable {
             guard let policy = try IncidentStore.policy(connection, id: Int64(request.policyID)) else {
                 throw RPCError(.notFound, "escalation policy \(request.policyID) does not exist")
             }
-            let resolve = try ScheduleStore.resolver(connection, for: policy)
-            let levels = policy.levels.enumerated().map { index, level in
-                WhoIsOnCallReply.Level(level: UInt32(index + 1), userIDs: EscalationCore.assignees(of: level, at: at, resolve: resolve))
+            let core = IncidentCore(policy: policy, settings: IncidentSettings(), schedules: try ScheduleStore.schedules(connection, for: policy))
+            let levels = policy.levels.indices.map { index in
+                WhoIsOnCallReply.Level(level: UInt32(index + 1), userIDs: core.assignees(ofLevel: index + 1, at: at))
             }
             return WhoIsOnCallReply(userIDs: levels.first?.userIDs ?? [], levels: levels)
         }

@@ -68,36 +68,12 @@ public struct TimerManager: Sendable {
         }
     }
 
-    /// Every timer of one incident due at `now`, earliest first (an escalation and an
-    /// auto-resolve may both be due after a long outage).
+    /// Every timer of one incident due at `now`: one load, the incident rules decide (which
+    /// timer is due, what a stale one means), one save.
     static func fire(incidentID: Int64, connection: PGConnection, now: Millis) throws -> Int {
-        var notified = 0
-        for _ in 0..<64 {
-            guard let record = try IncidentStore.lock(connection, id: incidentID), record.state.status != .resolved else { break }
-            let state = record.state
-            let candidates: [(Millis?, IncidentCommand)] = [
-                (state.escalateAt, .escalationTimerFired), (state.ackTimeoutAt, .ackTimeoutFired),
-                (state.autoResolveAt, .autoResolveTimerFired),
-            ]
-            guard let (_, command) = candidates.compactMap({ at, command in at.map { ($0, command) } })
-                .filter({ $0.0 <= now }).min(by: { $0.0 < $1.0 })
-            else { break }
-            // Fired at the real time: after an outage the timeline shows when paging actually
-            // happened, and follow-up timers count from then.
-            guard let outcome = try IncidentStore.run(command, incidentID: incidentID, connection: connection, now: now) else { break }
-            if outcome.transition.state == state {
-                // The rules declined a due timer, so it is stale (state edited by hand, say): clear it,
-                // or it would stay due and the loop would spin on it.
-                let column = switch command {
-                case .escalationTimerFired: "escalate_at_ms"
-                case .ackTimeoutFired: "ack_timeout_at_ms"
-                default: "auto_resolve_at_ms"
-                }
-                try connection.query("UPDATE incidents SET \(column) = NULL WHERE id = $1", [incidentID])
-                continue
-            }
-            notified += outcome.notified
+        let outcome = try IncidentStore.run(incidentID: incidentID, connection: connection, now: now) { core, state in
+            try core.fireDueTimers(state, now: now)
         }
-        return notified
+        return outcome?.notified ?? 0
     }
 }

@@ -7,7 +7,7 @@ import Testing
     static func trigger(_ levels: [[EscalationTarget]], loops: Int = 0) throws -> IncidentTransition {
         let core = IncidentCore(
             policy: EscalationPolicy(levels: levels.map { EscalationLevel(delaySeconds: 300, targets: $0) }, numLoops: loops),
-            settings: IncidentSettings(), resolve: { target, _ in if case let .user(id) = target { [id] } else { [] } })
+            settings: IncidentSettings())
         return try core.apply(.trigger, to: IncidentState(urgency: .high), now: now)
     }
 

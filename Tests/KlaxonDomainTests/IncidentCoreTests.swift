@@ -17,11 +17,7 @@ import Testing
     ) -> IncidentCore {
         IncidentCore(
             policy: EscalationPolicy(levels: levels.map { EscalationLevel(delaySeconds: delay, targets: $0) }, numLoops: loops),
-            settings: IncidentSettings(ackTimeoutSeconds: ackTimeout, autoResolveSeconds: autoResolve),
-            resolve: { target, _ in
-                if case let .user(id) = target { return [id] }
-                return []  // schedules: nobody on call in these tests
-            })
+            settings: IncidentSettings(ackTimeoutSeconds: ackTimeout, autoResolveSeconds: autoResolve))  // no schedules: nobody on call
     }
 
     static func notified(_ transition: IncidentTransition) -> [UInt64] {

@@ -26,14 +26,11 @@ import Testing
             let settings = IncidentSettings(
                 ackTimeoutSeconds: Bool.random(using: &rng) ? 0 : UInt32.random(in: 1...1800, using: &rng),
                 autoResolveSeconds: Int.random(in: 0..<4, using: &rng) == 0 ? UInt32.random(in: 60...7200, using: &rng) : 0)
-            // Schedule 1 has someone on call in even hours only; 2 and 3 never.
-            let core = IncidentCore(policy: policy, settings: settings) { target, at in
-                switch target {
-                case let .user(id): return [id]
-                case .schedule(1): return (at / 3_600_000) % 2 == 0 ? [100] : []
-                case .schedule: return []
-                }
-            }
+            // Schedule 1 (UTC): user 100 in every even hour of the day; 2 and 3 are unknown.
+            let evenHours = Schedule(timeZone: "UTC", layers: [ScheduleLayer(
+                users: [100], rotationVirtualStart: 0, turnLengthSeconds: 86_400,
+                restrictions: stride(from: 0, to: 24, by: 2).map { .daily(startSecondOfDay: $0 * 3600, durationSeconds: 3600) })])
+            let core = IncidentCore(policy: policy, settings: settings, schedules: [1: evenHours])
             var now: Millis = 1_800_000_000_000 + Millis.random(in: 0..<86_400_000, using: &rng)
             var state = try core.apply(.trigger, to: IncidentState(urgency: Bool.random(using: &rng) ? .high : .low), now: now).state
             try check(state, core: core, lifecycle: lifecycle)

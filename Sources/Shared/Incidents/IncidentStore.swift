@@ -40,11 +40,24 @@ public enum IncidentStore {
         _ command: IncidentCommand, incidentID: Int64, connection: PGConnection, now: Millis,
         when: (IncidentRecord) -> Bool = { _ in true }
     ) throws -> Outcome? {
+        try run(incidentID: incidentID, connection: connection, now: now, when: when) { core, state in
+            try core.apply(command, to: state, now: now)
+        }
+    }
+
+    /// Loads and locks the incident once, builds its rules (policy and schedules as data), runs
+    /// `rule`, and saves the transition; nothing is written when the rule changes nothing.
+    public static func run(
+        incidentID: Int64, connection: PGConnection, now: Millis, when: (IncidentRecord) -> Bool = { _ in true },
+        rule: (IncidentCore, IncidentState) throws -> IncidentTransition
+    ) throws -> Outcome? {
         guard let record = try lock(connection, id: incidentID), when(record) else { return nil }
         let policy = try record.policyID.flatMap { try self.policy(connection, id: $0) } ?? EscalationPolicy(levels: [])
-        let core = IncidentCore(
-            policy: policy, settings: record.settings, resolve: try ScheduleStore.resolver(connection, for: policy))
-        let transition = try core.apply(command, to: record.state, now: now)
+        let core = IncidentCore(policy: policy, settings: record.settings, schedules: try ScheduleStore.schedules(connection, for: policy))
+        let transition = try rule(core, record.state)
+        if transition.state == record.state && transition.effects.isEmpty {
+            return Outcome(record: record, transition: transition, notified: 0)
+        }
         let notified = try save(record, transition, connection: connection, now: now)
         return Outcome(record: record, transition: transition, notified: notified)
     }

@@ -81,20 +81,13 @@ public enum ScheduleStore {
         return schedules
     }
 
-    /// A target resolver for `IncidentCore`: users as themselves, schedules to whoever is on call.
-    public static func resolver(_ connection: PGConnection, for policy: EscalationPolicy) throws
-        -> @Sendable (EscalationTarget, Millis) -> [UInt64]
-    {
+    /// The schedules `policy` names, by id, as data for `IncidentCore`.
+    public static func schedules(_ connection: PGConnection, for policy: EscalationPolicy) throws -> [UInt64: Schedule] {
         let ids = policy.levels.flatMap(\.targets).compactMap { target -> Int64? in
             if case let .schedule(id) = target { return Int64(id) }
             return nil
         }
-        let schedules = try load(connection, ids: Array(Set(ids))).mapValues(\.schedule)
-        return { target, instant in
-            switch target {
-            case let .user(id): return [id]
-            case let .schedule(id): return schedules[Int64(id)]?.onCall(at: instant) ?? []
-            }
-        }
+        let loaded = try load(connection, ids: Array(Set(ids)))
+        return Dictionary(uniqueKeysWithValues: loaded.map { (UInt64($0.key), $0.value.schedule) })
     }
 }
