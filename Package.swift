@@ -37,19 +37,21 @@ let package = Package(
                 "KlaxonProto", "CProtobufC", "CLibPQ", "KlaxonDomain",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Migrations")]),
+        // The incident rules' shell: loads an incident, runs KlaxonDomain's IncidentCore, saves
+        // the transition with its timeline and notify requests (used by Ingest and Assignment).
+        .target(name: "IncidentEngine", dependencies: ["Shared", "KlaxonDomain"]),
         .target(
             name: "IngestService",
             dependencies: [
-                "Shared", "KlaxonDomain",
+                "Shared", "KlaxonDomain", "IncidentEngine",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]),
-        .target(name: "AssignmentService", dependencies: ["Shared", "KlaxonDomain"]),
+        .target(name: "AssignmentService", dependencies: ["Shared", "KlaxonDomain", "IncidentEngine"]),
         .target(
             name: "NotifierService",
             dependencies: [

@@ -1,3 +1,4 @@
+import IncidentEngine
 import KlaxonDomain
 import Shared
 

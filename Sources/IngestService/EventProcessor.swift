@@ -1,3 +1,4 @@
+import IncidentEngine
 import Foundation
 import KlaxonDomain
 import Logging

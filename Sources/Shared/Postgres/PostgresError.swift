@@ -1,5 +1,5 @@
 /// A PostgreSQL failure, classified by SQLSTATE.
-public struct PostgresError: RPCStatusConvertible, Sendable, CustomStringConvertible {
+public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var sqlState: String?
     public var message: String
 
@@ -24,17 +24,4 @@ public struct PostgresError: RPCStatusConvertible, Sendable, CustomStringConvert
         return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P0")
     }
 
-    /// How the RPC layer reports it.
-    public var rpcError: RPCError {
-        switch sqlState {
-        case "40001"?, "40P01"?: RPCError(.aborted, "the transaction conflicted with another; retry")
-        case "23505"?: RPCError(.alreadyExists, "already exists")
-        case "23503"?: RPCError(.failedPrecondition, "refers to something that does not exist or is in use")
-        case "23514"?, "22P02"?, "22001"?: RPCError(.invalidArgument, "value rejected by the database: \(message)")
-        case "57014"?: RPCError(.deadlineExceeded, "statement timed out")
-        default:
-            isConnectionFailure
-                ? RPCError(.unavailable, "database unavailable") : RPCError(.internalError, "database error")
-        }
-    }
 }

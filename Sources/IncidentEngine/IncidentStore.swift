@@ -1,3 +1,4 @@
+import Shared
 import KlaxonDomain
 
 /// An incident row with its assignment state, as the incident rules need it.
