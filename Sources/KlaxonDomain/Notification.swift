@@ -63,4 +63,52 @@ public enum NotificationCore {
         case .triggered: return userStillAssigned ? .sendCurrent : .skip(reason: "reassigned")
         }
     }
+
+    /// What follows a failed delivery attempt: retried with backoff (or the endpoint's
+    /// Retry-After) until the delivery window, counted from the first attempt, has passed; the
+    /// last retry happens at the window's end at the latest. A permanent refusal fails at once.
+    public static func afterFailedAttempt(
+        _ failure: DeliveryFailure, attempts: Int, firstAttemptAt: Millis, finishedAt: Millis, window: DeliveryWindow
+    ) -> DeliveryOutcome {
+        if failure.permanent { return .fail(reason: failure.description) }
+        let windowEnd = firstAttemptAt + window.lengthMs
+        if finishedAt >= windowEnd {
+            return .fail(reason: "\(failure.description); delivery window of \(window.lengthMs / 1000) s passed")
+        }
+        let backoff = failure.retryAfterMs ?? Backoff.delay(afterFailures: attempts, first: window.firstBackoffMs, cap: window.maxBackoffMs)
+        return .retry(at: min(finishedAt + max(backoff, 0), windowEnd))
+    }
+}
+
+/// One failed attempt, as the delivery rule needs it.
+public struct DeliveryFailure: Sendable, Equatable {
+    public var description: String
+    /// The endpoint will keep refusing this message (a 4xx other than 408 and 429).
+    public var permanent: Bool
+    /// The endpoint's own Retry-After, honoured instead of the backoff.
+    public var retryAfterMs: Millis?
+
+    public init(description: String, permanent: Bool = false, retryAfterMs: Millis? = nil) {
+        self.description = description
+        self.permanent = permanent
+        self.retryAfterMs = retryAfterMs
+    }
+}
+
+/// How long a page keeps trying and how its retries back off.
+public struct DeliveryWindow: Sendable, Equatable {
+    public var lengthMs: Millis
+    public var firstBackoffMs: Millis
+    public var maxBackoffMs: Millis
+
+    public init(lengthMs: Millis, firstBackoffMs: Millis = 1_000, maxBackoffMs: Millis = 60_000) {
+        self.lengthMs = lengthMs
+        self.firstBackoffMs = firstBackoffMs
+        self.maxBackoffMs = maxBackoffMs
+    }
+}
+
+public enum DeliveryOutcome: Sendable, Equatable {
+    case retry(at: Millis)
+    case fail(reason: String)
 }

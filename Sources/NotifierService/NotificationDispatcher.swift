@@ -173,21 +173,19 @@ public struct NotificationDispatcher: Sendable {
         } catch {
             let description = "\(error)"
             let delivery = error as? DeliveryError
-            let finishedAt = clock.nowMs()
-            let windowEnd = notification.firstAttemptAt + deliveryWindowMs
-            let backoff = delivery?.retryAfterMs ?? Backoff.delay(afterFailures: attempts, first: baseBackoffMs, cap: maxBackoffMs)
-            let retryAt = finishedAt + max(backoff, 0)
             logger.warning("delivery failed", metadata: [
                 "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)",
                 "notification.attempt": "\(attempts)", "error": "\(description)"])
-            if delivery?.permanent == true || finishedAt >= windowEnd {
-                let why = delivery?.permanent == true ? description : "\(description); delivery window of \(deliveryWindowMs / 1000) s passed"
+            let outcome = NotificationCore.afterFailedAttempt(
+                DeliveryFailure(description: description, permanent: delivery?.permanent ?? false, retryAfterMs: delivery?.retryAfterMs),
+                attempts: attempts, firstAttemptAt: notification.firstAttemptAt, finishedAt: clock.nowMs(),
+                window: DeliveryWindow(lengthMs: deliveryWindowMs, firstBackoffMs: baseBackoffMs, maxBackoffMs: maxBackoffMs))
+            switch outcome {
+            case let .fail(why):
                 await finish(notification, status: "failed", attempts: attempts, at: attemptAt, timeline: TimelineEntry(
                     at: attemptAt, type: .notifyFailed, actor: "notifier",
                     details: details(notification, attempts: attempts, ["error": why])))
-            } else {
-                // The last retry happens at the window's end at the latest.
-                let nextAt = min(retryAt, windowEnd)
+            case let .retry(nextAt):
                 let entry = TimelineEntry(
                     at: attemptAt, type: .notifyRetry, actor: "notifier",
                     details: details(notification, attempts: attempts, ["error": description, "retry_at_ms": String(nextAt)]))
