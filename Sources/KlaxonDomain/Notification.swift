@@ -64,6 +64,15 @@ public enum NotificationCore {
         }
     }
 
+    /// The waiting notifications a newer notify request (`requestID`, requested at `requestedAt`)
+    /// for the same incident and user supersedes: the delayed ones of older requests that are
+    /// not being sent right now (lease passed). Minute zero never is: it always goes out.
+    public static func superseded(_ waiting: [WaitingNotification], byRequest requestID: String, requestedAt: Millis, now: Millis)
+        -> [WaitingNotification]
+    {
+        waiting.filter { !$0.minuteZero && $0.requestID != requestID && $0.requestedAt <= requestedAt && $0.leaseUntil <= now }
+    }
+
     /// What follows a failed delivery attempt: retried with backoff (or the endpoint's
     /// Retry-After) until the delivery window, counted from the first attempt, has passed; the
     /// last retry happens at the window's end at the latest. A permanent refusal fails at once.
@@ -111,4 +120,23 @@ public struct DeliveryWindow: Sendable, Equatable {
 public enum DeliveryOutcome: Sendable, Equatable {
     case retry(at: Millis)
     case fail(reason: String)
+}
+
+/// A pending notification, as the supersede rule needs it.
+public struct WaitingNotification: Sendable, Equatable {
+    public var id: String
+    public var ruleID: UInt64
+    public var requestID: String
+    public var minuteZero: Bool
+    public var requestedAt: Millis
+    public var leaseUntil: Millis
+
+    public init(id: String, ruleID: UInt64, requestID: String, minuteZero: Bool, requestedAt: Millis, leaseUntil: Millis) {
+        self.id = id
+        self.ruleID = ruleID
+        self.requestID = requestID
+        self.minuteZero = minuteZero
+        self.requestedAt = requestedAt
+        self.leaseUntil = leaseUntil
+    }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import NIOPosix
 import Shared
 
 /// A fresh, migrated database per test on the throwaway cluster that scripts/test starts
@@ -26,8 +27,9 @@ public struct TestDatabase: Sendable {
     public static func create(logger: Logger = Logger(label: "test"), migrate: Bool = true) async throws -> TestDatabase {
         let admin = try adminURL
         let name = "klaxon_t_\(getpid())_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased())"
-        let adminConnection = try PGConnection(url: admin)
-        await leftovers.once { Self.dropLeftovers(adminConnection) }
+        // libpq calls block: they run on NIO's thread pool, never on the two cooperative threads
+        // every test's async code (and the services under test) share.
+        if await leftovers.first() { _ = try? await blocking { Self.dropLeftovers(try PGConnection(url: admin)) } }
         if migrate {
             // An emptied database a finished test gave back, or a copy of one migrated once: no
             // test pays for nine migrations, few for a CREATE DATABASE (≈ 0.2 s of a busy cluster).
@@ -36,9 +38,9 @@ public struct TestDatabase: Sendable {
                 return TestDatabase(name: reused, url: url, pool: PostgresPool(url: url, logger: logger), recyclable: true)
             }
             let template = try await migratedTemplate(admin: admin, logger: logger)
-            try adminConnection.execute("CREATE DATABASE \(name) TEMPLATE \(template)")
+            try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name) TEMPLATE \(template)") }
         } else {
-            try adminConnection.execute("CREATE DATABASE \(name)")
+            try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name)") }
         }
         let url = Self.url(admin, database: name)
         return TestDatabase(name: name, url: url, pool: PostgresPool(url: url, logger: logger), recyclable: migrate)
@@ -71,17 +73,24 @@ public struct TestDatabase: Sendable {
                 for byte in (migration.version + migration.sql).utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
             }
             let name = "klaxon_tpl_\(String(hash, radix: 16))"
-            let connection = try PGConnection(url: admin)
-            if try connection.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]).count == 1 { return name }
             let building = "\(name)_\(UUID().uuidString.prefix(8).lowercased())"
-            try connection.execute("CREATE DATABASE \(building)")
+            let exists = try await blocking { () -> Bool in
+                let connection = try PGConnection(url: admin)
+                if try connection.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]).count == 1 { return true }
+                try connection.execute("CREATE DATABASE \(building)")
+                return false
+            }
+            if exists { return name }
             let pool = PostgresPool(url: Self.url(admin, database: building), logger: logger)
             try await Migrator.migrate(pool, now: 0, logger: logger)
             await pool.shutdown()
-            do {
-                try connection.execute("ALTER DATABASE \(building) RENAME TO \(name)")
-            } catch {
-                _ = try? connection.execute("DROP DATABASE IF EXISTS \(building) WITH (FORCE)")  // another process won
+            try await blocking {
+                let connection = try PGConnection(url: admin)
+                do {
+                    try connection.execute("ALTER DATABASE \(building) RENAME TO \(name)")
+                } catch {
+                    _ = try? connection.execute("DROP DATABASE IF EXISTS \(building) WITH (FORCE)")  // another process won
+                }
             }
             return name
         }
@@ -96,12 +105,19 @@ public struct TestDatabase: Sendable {
 
     public func drop() async {
         await pool.shutdown()
-        if recyclable, (try? emptyForReuse()) == true {
+        if recyclable, (try? await Self.blocking { try emptyForReuse() }) == true {
             await Self.recycled.give(name)
             return
         }
-        guard let admin = try? Self.adminURL, let connection = try? PGConnection(url: admin) else { return }
-        _ = try? connection.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        let name = self.name
+        _ = try? await Self.blocking {
+            try PGConnection(url: try Self.adminURL).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        }
+    }
+
+    /// Runs blocking libpq work on NIO's thread pool.
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await NIOThreadPool.singleton.runIfActive(work)
     }
 
     /// Empties every table but the migrations' record and restarts the sequences, unless someone
@@ -150,10 +166,10 @@ actor TemplateOnce {
 actor Recycled {
     private var names: [String] = []
     private var ran = false
-    func once(_ body: () -> Void) {
-        if ran { return }
-        ran = true
-        body()
+    /// True the first time only.
+    func first() -> Bool {
+        defer { ran = true }
+        return !ran
     }
     func take() -> String? { names.popLast() }
     func give(_ name: String) { names.append(name) }

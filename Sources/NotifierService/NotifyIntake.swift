@@ -57,21 +57,30 @@ public struct NotifyIntake: Sendable {
             }
             let plan = NotificationCore.expand(rules: rules, urgency: urgency, requestedAt: request.requestedAtMs)
             let incidentID = Int64(request.incidentID)
-            // A newer request for this incident and user supersedes the delayed notifications of
-            // older ones that are still waiting (not being sent right now); minute zero never is.
-            let superseded = try connection.query(
+            // The supersede rule is NotificationCore's; here: load what waits, mark what it names.
+            let pending = try connection.query(
                 """
-                UPDATE notifications SET status = 'skipped', finished_at_ms = $4, last_error = 'superseded'
-                WHERE incident_id = $1 AND user_id = $2 AND request_id <> $3 AND status = 'pending'
-                  AND NOT minute_zero AND requested_at_ms <= $5 AND lease_until_ms <= $4
-                RETURNING id::text AS id, rule_id
-                """, [incidentID, Int64(request.userID), request.requestID, now, request.requestedAtMs])
-            for row in 0..<superseded.count {
+                SELECT id::text AS id, rule_id, request_id, minute_zero, requested_at_ms, lease_until_ms FROM notifications
+                WHERE incident_id = $1 AND user_id = $2 AND status = 'pending' FOR UPDATE
+                """, [incidentID, Int64(request.userID)])
+            let waiting = (0..<pending.count).map { row in
+                WaitingNotification(
+                    id: pending.string(row, "id")!, ruleID: pending.uint64(row, "rule_id")!, requestID: pending.string(row, "request_id")!,
+                    minuteZero: pending.bool(row, "minute_zero")!, requestedAt: pending.int64(row, "requested_at_ms")!,
+                    leaseUntil: pending.int64(row, "lease_until_ms")!)
+            }
+            let superseded = NotificationCore.superseded(waiting, byRequest: request.requestID, requestedAt: request.requestedAtMs, now: now)
+            if !superseded.isEmpty {
+                try connection.query(
+                    "UPDATE notifications SET status = 'skipped', finished_at_ms = $2, last_error = 'superseded' WHERE id = ANY($1::text[]::uuid[])",
+                    [PGArray(superseded.map(\.id)), now])
+            }
+            for notification in superseded {
                 try Timeline.append(
                     connection, incidentID: incidentID,
                     TimelineEntry(at: now, type: .notifySkipped, actor: "notifier", details: [
-                        "notification": superseded.string(row, "id")!, "user": String(request.userID),
-                        "rule": superseded.string(row, "rule_id")!, "reason": "superseded", "by_request": request.requestID,
+                        "notification": notification.id, "user": String(request.userID),
+                        "rule": String(notification.ruleID), "reason": "superseded", "by_request": request.requestID,
                     ]))
             }
             if plan.isEmpty {

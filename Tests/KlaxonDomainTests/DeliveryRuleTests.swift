@@ -30,3 +30,23 @@ import Testing
             == .retry(at: 30_005))
     }
 }
+
+/// PRODUCT.md: a newer notify request for the same incident and user supersedes the waiting
+/// delayed notifications of older ones; minute zero never is, nor one being sent right now.
+@Suite struct SupersedeRuleTests {
+    static func waiting(_ id: String, request: String, minuteZero: Bool = false, requestedAt: Millis = 0, leaseUntil: Millis = 0) -> WaitingNotification {
+        WaitingNotification(id: id, ruleID: 1, requestID: request, minuteZero: minuteZero, requestedAt: requestedAt, leaseUntil: leaseUntil)
+    }
+
+    @Test func onlyOlderWaitingDelayedOnesAreSuperseded() {
+        let waiting = [
+            Self.waiting("delayed-old", request: "r1"),
+            Self.waiting("minute-zero-old", request: "r1", minuteZero: true),
+            Self.waiting("being-sent", request: "r1", leaseUntil: 10_000),
+            Self.waiting("own", request: "r2", requestedAt: 5_000),
+            Self.waiting("newer", request: "r3", requestedAt: 9_000),
+        ]
+        let superseded = NotificationCore.superseded(waiting, byRequest: "r2", requestedAt: 5_000, now: 6_000)
+        #expect(superseded.map(\.id) == ["delayed-old"])
+    }
+}
