@@ -33,3 +33,10 @@ public func eventually(timeout: Duration = .seconds(5), _ condition: () async th
     }
     return try await condition()
 }
+
+/// Runs blocking work (a child process, a blocking read) on NIO's thread pool, never on the
+/// cooperative threads: the suite runs in parallel on two of them, and one test blocking both
+/// would stall every other test's async code for as long.
+public func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await NIOThreadPool.singleton.runIfActive(work)
+}

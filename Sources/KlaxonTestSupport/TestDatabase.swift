@@ -35,7 +35,7 @@ public struct TestDatabase: Sendable {
             // test pays for nine migrations, few for a CREATE DATABASE (≈ 0.2 s of a busy cluster).
             if let reused = await recycled.take() {
                 let url = Self.url(admin, database: reused)
-                return TestDatabase(name: reused, url: url, pool: PostgresPool(url: url, logger: logger), recyclable: true)
+                return TestDatabase(name: reused, url: url, pool: Self.pool(url, logger), recyclable: true)
             }
             let template = try await migratedTemplate(admin: admin, logger: logger)
             try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name) TEMPLATE \(template)") }
@@ -43,7 +43,7 @@ public struct TestDatabase: Sendable {
             try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name)") }
         }
         let url = Self.url(admin, database: name)
-        return TestDatabase(name: name, url: url, pool: PostgresPool(url: url, logger: logger), recyclable: migrate)
+        return TestDatabase(name: name, url: url, pool: Self.pool(url, logger), recyclable: migrate)
     }
 
     private static let recycled = Recycled()
@@ -113,6 +113,14 @@ public struct TestDatabase: Sendable {
         _ = try? await Self.blocking {
             try PGConnection(url: try Self.adminURL).execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
         }
+    }
+
+    /// A test's pool: four connections are plenty for one test, and every PostgreSQL backend
+    /// started costs the cluster CPU the tests running beside it need.
+    static func pool(_ url: String, _ logger: Logger) -> PostgresPool {
+        var configuration = PostgresConfiguration(url: url)
+        configuration.maxConnections = 4
+        return PostgresPool(configuration: configuration, logger: logger)
     }
 
     /// Runs blocking libpq work on NIO's thread pool.

@@ -10,9 +10,16 @@ import Testing
 /// PRODUCT.md, "Notifications": only a 2xx is a delivery; redirects are not followed (307/308 at
 /// most, same method and body); failures retry with backoff for a delivery window; 4xx other
 /// than 408/429 fail at once; 429 honours Retry-After; timeline instants are the attempt's.
-/// The pipeline's Notifier backs off from 100 ms instead of 1 s, so windows fit in a test.
+/// On a clock the test moves: retries, Retry-After and the window are clock instants, checked
+/// exactly (the pipeline's Notifier backs off from 100 ms instead of 1 s).
 @Suite struct DeliveryRetryTests {
     static let sendEvent = Ingest.SendEvent
+
+    static func millis(_ iso8601: String) -> Millis? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: iso8601).map { Millis(($0.timeIntervalSince1970 * 1000).rounded()) }
+    }
 
     static func timelineCount(_ pipeline: Pipeline, _ incident: UInt64, _ type: String) async throws -> Int64? {
         try await pipeline.db.scalar(
@@ -22,19 +29,21 @@ import Testing
     /// A sink answering 500 twice then 200 gets exactly three attempts and one success, each
     /// attempt in the timeline; the sent notification keeps no last_error.
     @Test func twoFailuresThenSuccess() async throws {
-        let pipeline = try await Pipeline()
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock)
         let service = try await pipeline.seed(users: ["Alice"])
         pipeline.sink.respond([500, 500])
         let ingest = pipeline.client(.ingest)
         let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
-        let attempts = await pipeline.sink.waitForRequests(3, timeout: .seconds(15))
+        #expect(await pipeline.runClock { pipeline.sink.requests.count >= 3 })
+        let attempts = pipeline.sink.requests
         #expect(attempts.count == 3)
         #expect(Set(attempts.compactMap { $0.header("Idempotency-Key") }).count == 1, "one idempotency key for every attempt")
         let sent = try await eventually(timeout: .seconds(5)) {
             try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'sent' AND attempts = 3 AND last_error IS NULL") == 1
         }
         #expect(sent)
-        try await Task.sleep(for: .milliseconds(1_000))
+        await pipeline.move(to: clock.nowMs() + 3_600_000)
         #expect(pipeline.sink.requests.count == 3)
         let incident = Int64(created.incidentID)
         #expect(try await Self.timelineCount(pipeline, created.incidentID, "notify_retry") == 2)
@@ -49,12 +58,13 @@ import Testing
     /// Retry by time, not by count: an endpoint that fails ten attempts in a row (today's main
     /// gave up after three) still gets both pages once it is back, inside the 15-minute window.
     @Test func anOutageShorterThanTheWindowLosesNothing() async throws {
-        let pipeline = try await Pipeline()
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock)
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
         pipeline.sink.respond(Array(repeating: 503, count: 10))
         let ingest = pipeline.client(.ingest)
         let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
-        let sent = try await eventually(timeout: .seconds(30)) {
+        let sent = try await pipeline.runClock {
             try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE incident_id = $1 AND status = 'sent'", [Int64(created.incidentID)]) == 2
         }
         #expect(sent, "both pages delivered after the outage")
@@ -66,23 +76,25 @@ import Testing
         await pipeline.shutdown()
     }
 
-    /// Past the window, the page is failed, naming the window; every attempt is in the timeline.
+    /// Past the window, the page is failed, naming the window; every attempt is in the timeline,
+    /// and the last one is exactly at the window's end.
     @Test func aPageFailsWhenItsDeliveryWindowHasPassed() async throws {
-        let pipeline = try await Pipeline { config, _ in config.notifyDeliveryWindowSeconds = 2 }
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock) { config, _ in config.notifyDeliveryWindowSeconds = 2 }
         let service = try await pipeline.seed(users: ["Alice"])
         pipeline.sink.failFor(.seconds(60), status: 500)
         let ingest = pipeline.client(.ingest)
         let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
-        let failed = try await eventually(timeout: .seconds(15)) {
+        let failed = try await pipeline.runClock {
             try await Self.timelineCount(pipeline, created.incidentID, "notify_failed") == 1
         }
         #expect(failed)
         let requests = pipeline.sink.requests
         #expect(requests.count > 3, "retried by time, not stopped after 3 attempts")
-        if let first = requests.first, let last = requests.last {
-            let span = (last.receivedAt - first.receivedAt).nanoseconds / 1_000_000
-            #expect(span >= 1_500, "attempts go on to the end of the 2 s window, got \(span) ms")
-        }
+        let span = try await pipeline.db.scalar(
+            "SELECT max(at_ms) - min(at_ms) FROM timeline_entries WHERE incident_id = $1 AND type IN ('notify_retry', 'notify_failed')",
+            [Int64(created.incidentID)])
+        #expect(span == 2_000, "attempts go on to the end of the 2 s window, the last at its end")
         #expect(try await pipeline.db.scalar(
             "SELECT count(*) FROM notifications WHERE status = 'failed' AND last_error LIKE '%delivery window of 2 s passed%'") == 1)
         let retries = try await Self.timelineCount(pipeline, created.incidentID, "notify_retry") ?? 0
@@ -93,7 +105,8 @@ import Testing
 
     /// A 404 will not get better: failed after one attempt, status named.
     @Test func aPermanentRefusalFailsAtOnce() async throws {
-        let pipeline = try await Pipeline()
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock)
         let service = try await pipeline.seed(users: ["Alice"])
         pipeline.sink.respond([404])
         let ingest = pipeline.client(.ingest)
@@ -102,7 +115,7 @@ import Testing
             try await Self.timelineCount(pipeline, created.incidentID, "notify_failed") == 1
         }
         #expect(failed)
-        try await Task.sleep(for: .milliseconds(500))
+        await pipeline.move(to: clock.nowMs() + 3_600_000)
         #expect(pipeline.sink.requests.count == 1)
         #expect(try await pipeline.db.scalar(
             "SELECT count(*) FROM notifications WHERE status = 'failed' AND attempts = 1 AND last_error LIKE '%HTTP 404%'") == 1)
@@ -112,15 +125,18 @@ import Testing
 
     /// 429 with Retry-After: 1 → the next attempt waits a second, not the 100 ms backoff.
     @Test func rateLimitedAttemptHonoursRetryAfter() async throws {
-        let pipeline = try await Pipeline()
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock)
         let service = try await pipeline.seed(users: ["Alice"])
         pipeline.sink.respond([HTTPSink.Answer(429, headers: [("Retry-After", "1")])])
         let ingest = pipeline.client(.ingest)
         let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
-        let requests = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
+        #expect(await pipeline.runClock { pipeline.sink.requests.count >= 2 })
+        let requests = pipeline.sink.requests
         try #require(requests.count == 2)
-        let gap = (requests[1].receivedAt - requests[0].receivedAt).nanoseconds / 1_000_000
-        #expect(gap >= 950, "Retry-After honoured, got \(gap) ms")
+        let sentAt = requests.compactMap(\.webhook?.sentAt)
+        let first = try #require(requests.first?.webhook?.sentAt)
+        #expect(sentAt == [first, WebhookMessage.iso8601(try #require(Self.millis(first)) + 1_000)], "Retry-After: the next attempt 1 s later on the clock")
         let sent = try await eventually(timeout: .seconds(5)) {
             try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'sent' AND attempts = 2") == 1
         }

@@ -48,11 +48,15 @@ import Testing
             try? input.fileHandleForWriting.close()
             process.waitUntilExit()
         }
-        var ready = ""
-        while !ready.contains("ready") {
-            let chunk = output.fileHandleForReading.availableData
-            if chunk.isEmpty { break }  // EOF: the server exited
-            ready += String(decoding: chunk, as: UTF8.self)
+        let reader = output.fileHandleForReading
+        let ready = try await offCooperativePool { () -> String in
+            var ready = ""
+            while !ready.contains("ready") {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }  // EOF: the server exited
+                ready += String(decoding: chunk, as: UTF8.self)
+            }
+            return ready
         }
         try #require(ready.contains("ready"), "SMTP server did not start (pip install aiosmtpd): \(ready)")
 

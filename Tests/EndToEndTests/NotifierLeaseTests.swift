@@ -38,7 +38,9 @@ final class StuckChannel: DeliveryChannel, @unchecked Sendable {
         try await stuck.entered.wait()  // claimed, and sending
         doomedTask.cancel()  // its listener closes; its send never comes back, nor does its record
 
-        try await pipeline.start(.notifier)
+        // Its listener closes as it is cancelled: start the replacement on the same port once free.
+        let replaced = await eventually(timeout: .seconds(10)) { (try? await pipeline.start(.notifier)) != nil }
+        try #require(replaced)
         await pipeline.move(to: claimedAt + 12_000 - 1)
         #expect(pipeline.sink.requests.isEmpty, "still leased by the killed Notifier")
         clock.set(claimedAt + 12_000)

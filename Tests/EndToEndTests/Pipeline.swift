@@ -89,6 +89,19 @@ final class Pipeline: @unchecked Sendable {
         await settle()
     }
 
+    /// With a ManualClock: lets the loops settle, then moves the clock to the earliest instant
+    /// anyone sleeps until (a retry, a lease, a poll), again and again until `done` holds.
+    func runClock(until done: () async throws -> Bool, maxMoves: Int = 400) async rethrows -> Bool {
+        let manual = clock as! ManualClock
+        for _ in 0..<maxMoves {
+            if try await done() { return true }
+            await settle()
+            if try await done() { return true }
+            if let next = manual.nextWakeUp { manual.set(max(next, manual.nowMs())) }
+        }
+        return try await done()
+    }
+
     func stop(_ part: Part) async {
         running[part]?.cancel()
         _ = await running[part]?.result

@@ -17,12 +17,12 @@ import Testing
 
         let protos = try FileManager.default.subpathsOfDirectory(atPath: Self.root.appendingPathComponent("proto").path)
             .filter { $0.hasSuffix(".proto") }
-        let generated = try run("protoc", ["-I", Self.root.appendingPathComponent("proto").path, "--python_out=\(work.path)"] + protos)
+        let generated = try await run("protoc", ["-I", Self.root.appendingPathComponent("proto").path, "--python_out=\(work.path)"] + protos)
         try #require(generated.status == 0, "protoc failed (is protobuf-compiler installed?): \(generated.output)")
         let script = work.appendingPathComponent("client.py")
         try Self.client.write(to: script, atomically: true, encoding: .utf8)
 
-        let result = try run("python3", [script.path, String(pipeline.config.ingestListen.port), service.routingKey])
+        let result = try await run("python3", [script.path, String(pipeline.config.ingestListen.port), service.routingKey])
         try #require(result.status == 0, "python client failed: \(result.output)")
         let lines = result.output.split(separator: "\n").map(String.init)
         #expect(lines.contains("created outcome=1 dedup=py-1"))
@@ -34,7 +34,11 @@ import Testing
         await pipeline.shutdown()
     }
 
-    func run(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    func run(_ tool: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await offCooperativePool { try Self.runBlocking(tool, arguments) }
+    }
+
+    static func runBlocking(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [tool] + arguments

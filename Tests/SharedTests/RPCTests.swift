@@ -13,6 +13,7 @@ import Testing
     static let echo = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/Echo")
     static let slow = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/Slow")
     static let loopSlow = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/LoopSlow")
+    static let held = RPCMethod<Event, EventResult>("klaxon.test.v1.Test/Held")
 
     /// A server whose Echo returns the request's routing key as the result's dedup key, and whose
     /// Slow sleeps `timestamp_ms` milliseconds first. Tracks the most calls seen running at once.
@@ -20,6 +21,8 @@ import Testing
         let server: RPCServer
         let task: Task<Void, Error>
         let running = NIOLockedValueBox((now: 0, max: 0))
+        /// Calls to Held, on the event loop, answered when the test says so.
+        let heldCalls = NIOLockedValueBox<[(key: String, promise: EventLoopPromise<EventResult>)]>([])
         var port: Int { get async throws { try await server.localAddress().port! } }
 
         init(
@@ -49,9 +52,25 @@ import Testing
                     return EventResult(dedupKey: event.routingKey, incidentID: 3, outcome: .created)
                 }.futureResult
             }
+            let heldCalls = self.heldCalls
+            router.registerOnLoop(RPCTests.held) { (event: Event, _, loop) in
+                running.withLockedValue { $0.now += 1; $0.max = max($0.max, $0.now) }
+                let promise = loop.makePromise(of: EventResult.self)
+                heldCalls.withLockedValue { $0.append((event.routingKey, promise)) }
+                return promise.futureResult.map { result in
+                    running.withLockedValue { $0.now -= 1 }
+                    return result
+                }
+            }
             server = RPCServer(configuration: configuration, router: router, logger: Logger(label: "test"), authenticate: authenticate)
             let server = self.server
             task = Task { try await server.run() }
+        }
+
+        func releaseHeld() {
+            for call in heldCalls.withLockedValue({ calls in defer { calls.removeAll() }; return calls }) {
+                call.promise.succeed(EventResult(dedupKey: call.key, incidentID: 3, outcome: .created))
+            }
         }
 
         func client(timeout: TimeAmount = .seconds(5)) async throws -> RPCClient {
@@ -171,17 +190,26 @@ import Testing
         let client = try await harness.client()
         let order = NIOLockedValueBox<[String]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<9 {
+            // l0 is held on the server until the test releases it; l1…l8 answer after 60 ms,
+            // two at a time beside it (three in flight). Nothing here depends on timing.
+            group.addTask {
+                let result: EventResult = try await client.call(Self.held, Self.event("l0"))
+                #expect(result == EventResult(dedupKey: "l0", incidentID: 3, outcome: .created))
+                order.withLockedValue { $0.append("l0") }
+            }
+            #expect(await eventually { harness.heldCalls.withLockedValue { $0.count } == 1 })
+            for index in 1..<9 {
                 group.addTask {
-                    let sleep: Int64 = index == 0 ? 400 : 60
-                    let result: EventResult = try await client.call(Self.loopSlow, Self.event("l\(index)", sleepMs: sleep))
+                    let result: EventResult = try await client.call(Self.loopSlow, Self.event("l\(index)", sleepMs: 60))
                     #expect(result == EventResult(dedupKey: "l\(index)", incidentID: 3, outcome: .created))
                     order.withLockedValue { $0.append("l\(index)") }
                 }
             }
+            #expect(await eventually(timeout: .seconds(20)) { order.withLockedValue { $0.count } == 8 }, "answered while l0 is still running")
+            harness.releaseHeld()
             try await group.waitForAll()
         }
-        #expect(order.withLockedValue { $0.last } == "l0")  // the slow first call finished last
+        #expect(order.withLockedValue { $0.last } == "l0")  // the first call finished last
         #expect(harness.running.withLockedValue { $0.max } == 3)
         await client.close()
         await harness.stop()

@@ -39,8 +39,8 @@ public final class RPCClient: Sendable {
 
     private enum ConnectionState {
         case idle
-        case connecting(EventLoopFuture<Channel>)
-        case connected(Channel)
+        case connecting(EventLoopFuture<Connection>)
+        case connected(Channel, PendingCalls)
         case backingOff(until: NIODeadline, failures: Int, error: String)
         case closed
     }
@@ -83,7 +83,7 @@ public final class RPCClient: Sendable {
         // The deadline belongs to the call, not to the connection handler's write: it runs from
         // here, whatever happens to the connection (still connecting, closing, already gone).
         let active = activeChannel()
-        let loop = active?.eventLoop ?? group.any()
+        let loop = active?.channel.eventLoop ?? group.any()
         let promise = loop.makePromise(of: Envelope.self)
         let milliseconds = timeout.nanoseconds / 1_000_000
         let timer = loop.scheduleTask(in: timeout) {
@@ -116,17 +116,31 @@ public final class RPCClient: Sendable {
         return reply
     }
 
-    /// A write that fails (the connection closed meanwhile) fails the call at once.
-    private func send(_ call: PendingCall, on channel: Channel) {
+    /// Registers the call in the connection's pending table, then writes it; a write that fails
+    /// (the connection closed meanwhile) fails the call at once. However the call ends (reply,
+    /// deadline, failed write, connection lost), its entry goes.
+    private func send(_ call: PendingCall, on connection: Connection) {
         let method = call.envelope.method
-        channel.writeAndFlush(call).whenFailure { error in
+        let id = call.envelope.id
+        guard connection.pending.add(id, call.promise) else {
+            call.promise.fail(RPCError(.unavailable, "connection closed before \(method) was sent"))
+            return
+        }
+        call.promise.futureResult.whenComplete { _ in connection.pending.remove(id) }
+        connection.channel.writeAndFlush(call.envelope.frameBuffer(allocator: connection.channel.allocator)).whenFailure { error in
             call.promise.fail(RPCError(.unavailable, "cannot send \(method): \(error)"))
         }
     }
 
-    private func activeChannel() -> Channel? {
+    /// A live connection and its calls waiting for replies.
+    struct Connection: Sendable {
+        let channel: Channel
+        let pending: PendingCalls
+    }
+
+    private func activeChannel() -> Connection? {
         state.withLockedValue { state in
-            if case let .connected(channel) = state, channel.isActive { return channel }
+            if case let .connected(channel, pending) = state, channel.isActive { return Connection(channel: channel, pending: pending) }
             return nil
         }
     }
@@ -134,24 +148,24 @@ public final class RPCClient: Sendable {
     public func close() async {
         let channel = state.withLockedValue { state -> Channel? in
             defer { state = .closed }
-            if case let .connected(channel) = state { return channel }
+            if case let .connected(channel, _) = state { return channel }
             return nil
         }
         try? await channel?.close()
     }
 
     private enum Step {
-        case use(Channel)
-        case wait(EventLoopFuture<Channel>, started: Bool, failures: Int)
+        case use(Connection)
+        case wait(EventLoopFuture<Connection>, started: Bool, failures: Int)
         case fail(RPCError)
     }
 
-    private func connectedChannel() async throws -> Channel {
+    private func connectedChannel() async throws -> Connection {
         let step = state.withLockedValue { state -> Step in
             var failures = 0
             switch state {
-            case let .connected(channel) where channel.isActive:
-                return .use(channel)
+            case let .connected(channel, pending) where channel.isActive:
+                return .use(Connection(channel: channel, pending: pending))
             case let .connecting(future):
                 return .wait(future, started: false, failures: 0)
             case let .backingOff(until, previous, error):
@@ -164,13 +178,15 @@ public final class RPCClient: Sendable {
             case .idle, .connected:
                 break
             }
-            let future = makeBootstrap().connect(host: configuration.host, port: configuration.port)
+            let pending = PendingCalls()
+            let future = makeBootstrap(pending).connect(host: configuration.host, port: configuration.port)
+                .map { Connection(channel: $0, pending: pending) }
             state = .connecting(future)
             return .wait(future, started: true, failures: failures)
         }
         switch step {
-        case let .use(channel):
-            return channel
+        case let .use(connection):
+            return connection
         case let .fail(error):
             throw error
         case let .wait(future, started, failures):
@@ -183,19 +199,20 @@ public final class RPCClient: Sendable {
         }
     }
 
-    private func observe(_ future: EventLoopFuture<Channel>, failures: Int) {
+    private func observe(_ future: EventLoopFuture<Connection>, failures: Int) {
         future.whenComplete { result in
             switch result {
-            case let .success(channel):
+            case let .success(connection):
+                let channel = connection.channel
                 let kept = self.state.withLockedValue { state -> Bool in
                     guard case .connecting = state else { return false }
-                    state = .connected(channel)
+                    state = .connected(channel, connection.pending)
                     return true
                 }
                 if !kept { channel.close(promise: nil); return }
                 channel.closeFuture.whenComplete { _ in
                     self.state.withLockedValue { state in
-                        if case let .connected(current) = state, current === channel { state = .idle }
+                        if case let .connected(current, _) = state, current === channel { state = .idle }
                     }
                 }
             case let .failure(error):
@@ -215,7 +232,7 @@ public final class RPCClient: Sendable {
         return .nanoseconds(delay > 0 ? delay : configuration.maxBackoff.nanoseconds)
     }
 
-    private func makeBootstrap() -> ClientBootstrap {
+    private func makeBootstrap(_ pending: PendingCalls) -> ClientBootstrap {
         let maxFrameBytes = configuration.maxFrameBytes
         return ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
@@ -226,7 +243,7 @@ public final class RPCClient: Sendable {
                     try pipeline.addHandler(FlushCoalescer())
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
-                    try pipeline.addHandler(RPCClientHandler())
+                    try pipeline.addHandler(RPCClientHandler(pending: pending))
                 }
             }
     }
@@ -238,24 +255,52 @@ struct PendingCall: Sendable {
     var promise: EventLoopPromise<Envelope>
 }
 
-/// Matches replies to calls by id; lives on the channel's event loop.
-final class RPCClientHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = PendingCall
-    typealias OutboundOut = ByteBuffer
+/// One connection's calls waiting for replies, by envelope id. Filled by the client before it
+/// writes, emptied by replies, deadlines and the connection's end; the channel handler only reads it.
+final class PendingCalls: Sendable {
+    private struct State {
+        var calls: [UInt64: EventLoopPromise<Envelope>] = [:]
+        var closed = false
+    }
 
-    private var pending: [UInt64: EventLoopPromise<Envelope>] = [:]
+    private let state = NIOLockedValueBox(State())
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let call = unwrapOutboundIn(data)
-        let id = call.envelope.id
-        pending[id] = call.promise
-        // However the call ends (reply, deadline, failed write), its entry goes.
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        call.promise.futureResult.hop(to: context.eventLoop).whenComplete { _ in
-            loopBound.value.pending.removeValue(forKey: id)
+    /// False when the connection already ended.
+    func add(_ id: UInt64, _ promise: EventLoopPromise<Envelope>) -> Bool {
+        state.withLockedValue { state in
+            guard !state.closed else { return false }
+            state.calls[id] = promise
+            return true
         }
-        context.write(wrapOutboundOut(call.envelope.frameBuffer(allocator: context.channel.allocator)), promise: promise)
+    }
+
+    func remove(_ id: UInt64) {
+        _ = state.withLockedValue { $0.calls.removeValue(forKey: id) }
+    }
+
+    func complete(_ reply: Envelope) {
+        state.withLockedValue { $0.calls.removeValue(forKey: reply.id) }?.succeed(reply)
+    }
+
+    /// Fails every waiting call; with `closing`, later ones too.
+    func failAll(_ error: RPCError, closing: Bool) {
+        let calls = state.withLockedValue { state -> [EventLoopPromise<Envelope>] in
+            if closing { state.closed = true }
+            defer { state.calls.removeAll() }
+            return Array(state.calls.values)
+        }
+        for promise in calls { promise.fail(error) }
+    }
+}
+
+/// Matches replies to calls through the connection's pending table; lives on the channel's event loop.
+final class RPCClientHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let pending: PendingCalls
+
+    init(pending: PendingCalls) {
+        self.pending = pending
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -264,31 +309,25 @@ final class RPCClientHandler: ChannelDuplexHandler {
         do {
             reply = try Envelope(frame: frame)
         } catch {
-            failAll(RPCError(.internalError, "malformed reply from server: \(error)"))
+            pending.failAll(RPCError(.internalError, "malformed reply from server: \(error)"), closing: true)
             context.close(promise: nil)
             return
         }
         if reply.id == 0, let status = reply.status, status.code != .ok {
             // The server refused the connection or a frame (it closes next): every call gets its reason.
-            failAll(RPCError(status: status))
+            pending.failAll(RPCError(status: status), closing: false)
             return
         }
-        pending.removeValue(forKey: reply.id)?.succeed(reply)
+        pending.complete(reply)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(RPCError(.unavailable, "connection closed before the reply"))
+        pending.failAll(RPCError(.unavailable, "connection closed before the reply"), closing: true)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failAll(RPCError(.unavailable, "connection failed: \(error)"))
+        pending.failAll(RPCError(.unavailable, "connection failed: \(error)"), closing: true)
         context.close(promise: nil)
-    }
-
-    private func failAll(_ error: RPCError) {
-        let calls = pending
-        pending.removeAll()
-        for promise in calls.values { promise.fail(error) }
     }
 }
