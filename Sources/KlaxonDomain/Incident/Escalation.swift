@@ -54,7 +54,7 @@ extension IncidentCore {
                 level = 1
                 step.timeline(.repeatEscalationPath, "system", ["loop": String(loop)])
             }
-            let users = EscalationCore.assignees(of: policy.levels[level - 1], at: now) { resolve($0, at: $1) }
+            let users = assignees(ofLevel: level, at: now)
             if users.isEmpty {
                 step.timeline(.escalate, "system", ["level": String(level), "reason": "empty level"])
                 emptyInARow += 1

@@ -20,7 +20,7 @@ public struct IncidentCore: Sendable {
     }
 
     /// Who a target means at an instant.
-    func resolve(_ target: EscalationTarget, at instant: Millis) -> [UInt64] {
+    func onCall(_ target: EscalationTarget, at instant: Millis) -> [UInt64] {
         switch target {
         case let .user(id): [id]
         case let .schedule(id): schedules[id]?.onCall(at: instant) ?? []
@@ -30,7 +30,7 @@ public struct IncidentCore: Sendable {
     /// Who level `level` (1-based) of the policy means at `instant`: each target's users, in order, once.
     public func assignees(ofLevel level: Int, at instant: Millis) -> [UInt64] {
         guard policy.levels.indices.contains(level - 1) else { return [] }
-        return EscalationCore.assignees(of: policy.levels[level - 1], at: instant) { resolve($0, at: $1) }
+        return EscalationCore.assignees(of: policy.levels[level - 1], at: instant) { onCall($0, at: $1) }
     }
 
     public func apply(_ command: IncidentCommand, to state: IncidentState, now: Millis) throws(IncidentCommandError)

@@ -18,7 +18,7 @@ extension HTTPClient {
 func post(
     _ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], timeout: TimeAmount, what: String, bearer: String = ""
 ) async throws {
-    let deadline = NIODeadline.now() + timeout
+    let deadline = NIODeadline.now() + timeout  // monotonic network timeout, not a domain instant
     var target = url
     for hop in 0...maxRedirects {
         var request = HTTPClientRequest(url: target)

@@ -11,8 +11,6 @@ public final class HTTPSink: Sendable {
         public var uri: String
         public var headers: [(String, String)]
         public var body: [UInt8]
-        /// When it arrived (monotonic).
-        public var receivedAt: NIODeadline = .now()
 
         public func header(_ name: String) -> String? {
             headers.first { $0.0.lowercased() == name.lowercased() }?.1
@@ -81,7 +79,8 @@ public final class HTTPSink: Sendable {
         state.withLockedValue { $0.scripted.append(contentsOf: answers) }
     }
 
-    /// An outage: every request is answered `status` for `duration` from now.
+    /// An outage: every request is answered `status` for `duration` from now (the sink's own
+    /// monotonic time, not the services' clock: an endpoint is down in real time).
     public func failFor(_ duration: TimeAmount, status: Int = 503) {
         state.withLockedValue { $0.outage = (.now() + duration, status) }
     }

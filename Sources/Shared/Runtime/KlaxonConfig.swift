@@ -74,14 +74,15 @@ public struct KlaxonConfig: Sendable {
         let read: @Sendable (inout KlaxonConfig, String) throws -> Void
         let show: @Sendable (KlaxonConfig) -> String
 
-        public var variable: String { "KLAXON_" + key.uppercased().replacingOccurrences(of: ".", with: "_") }
+        public var variable: String { Self.variable(key) }
+        static func variable(_ key: String) -> String { "KLAXON_" + key.uppercased().replacingOccurrences(of: ".", with: "_") }
         /// The default, as text ("" when there is none).
         public var defaultValue: String { show(KlaxonConfig(databaseURL: "")) }
 
         static func number(_ key: String, _ path: WritableKeyPath<KlaxonConfig, Int> & Sendable, minimum: Int, _ help: String) -> Setting {
             Setting(key: key, help: help, read: { config, text in
                 guard let value = Int(text), value >= minimum else {
-                    throw ConfigError(description: "KLAXON_\(key.uppercased().replacingOccurrences(of: ".", with: "_"))=\(text) must be an integer ≥ \(minimum)")
+                    throw ConfigError(description: "\(variable(key))=\(text) must be an integer ≥ \(minimum)")
                 }
                 config[keyPath: path] = value
             }, show: { "\($0[keyPath: path])" })
@@ -90,7 +91,7 @@ public struct KlaxonConfig: Sendable {
         static func address(_ key: String, _ path: WritableKeyPath<KlaxonConfig, HostPort> & Sendable, _ help: String) -> Setting {
             Setting(key: key, help: help, read: { config, text in
                 guard let value = HostPort(text) else {
-                    throw ConfigError(description: "KLAXON_\(key.uppercased().replacingOccurrences(of: ".", with: "_"))=\(text) is not host:port")
+                    throw ConfigError(description: "\(variable(key))=\(text) is not host:port")
                 }
                 config[keyPath: path] = value
             }, show: { "\($0[keyPath: path])" })
@@ -102,7 +103,7 @@ public struct KlaxonConfig: Sendable {
         ) -> Setting {
             Setting(key: key, help: help, read: { config, text in
                 if let problem = check(text) {
-                    throw ConfigError(description: "KLAXON_\(key.uppercased().replacingOccurrences(of: ".", with: "_"))=\(text) \(problem)")
+                    throw ConfigError(description: "\(variable(key))=\(text) \(problem)")
                 }
                 config[keyPath: path] = text
             }, show: { $0[keyPath: path] })

@@ -74,10 +74,12 @@ public struct LoggingMiddleware: RPCMiddleware {
     public init() {}
 
     public func handle(_ call: RPCCall, next: @escaping @Sendable (RPCCall) -> EventLoopFuture<[UInt8]>) -> EventLoopFuture<[UInt8]> {
+        // Checked on the server's logger first: most calls never log, and building the call's
+        // logger (its metadata) on the hot path costs.
+        guard call.context.baseLogger.logLevel <= .debug else { return next(call) }
         var logger = call.context.logger
-        guard logger.logLevel <= .debug else { return next(call) }
         if let requestID = call.context.headers["x-request-id"] { logger[metadataKey: "request.id"] = "\(requestID)" }
-        let started = NIODeadline.now()
+        let started = NIODeadline.now()  // monotonic, for the duration only; not a domain instant
         let result = next(call)
         result.whenComplete { outcome in
             let micros = (NIODeadline.now() - started).nanoseconds / 1000
