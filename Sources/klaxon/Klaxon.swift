@@ -6,6 +6,6 @@ struct Klaxon: AsyncParsableCommand {
         abstract: "Klaxon incident alerting: services and tools.",
         subcommands: [
             DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self, IncidentCommand.self,
-            BenchIngestCommand.self,
+            BenchIngestCommand.self, BenchE2ECommand.self,
         ])
 }

@@ -17,6 +17,9 @@ struct LoadGenerator {
     var port: Int
     var connections: Int
     var inFlight: Int
+    /// Open loop: call i is sent at start + i / rate (never before), whatever the replies do.
+    /// nil: closed loop, as fast as the window allows.
+    var rate: Double? = nil
 
     struct Report {
         var seconds: Double
@@ -26,6 +29,10 @@ struct LoadGenerator {
         var firstError: String?
         /// Counts of what `inspect` returned for each OK reply.
         var outcomes: [String: Int]
+        /// When the run started and when each call's reply arrived (monotonic nanoseconds;
+        /// 0 = no OK reply).
+        var startNanos: UInt64 = 0
+        var replyNanos: [UInt64] = []
 
         var rate: Double { Double(calls) / seconds }
         func ms(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1000 }
@@ -44,10 +51,11 @@ struct LoadGenerator {
         let results = NIOLockedValueBox([Worker.Result?](repeating: nil, count: connections))
         let finished = DispatchGroup()
         let start = Self.nanos()
+        let replies = ReplyTimes(count: calls)
         for c in 0..<connections {
             let worker = Worker(
                 fd: sockets[c], connection: c, connections: connections, calls: calls, inFlight: inFlight,
-                frames: frames, inspect: inspect)
+                frames: frames, inspect: inspect, start: start, intervalNanos: rate.map { 1e9 / $0 }, replies: replies)
             finished.enter()
             let thread = Thread {
                 let result = worker.run()
@@ -60,7 +68,9 @@ struct LoadGenerator {
         }
         finished.wait()
         let seconds = Double(Self.nanos() - start) / 1e9
-        var report = Report(seconds: seconds, calls: calls, histogram: Worker.Result().histogram, errors: 0, firstError: nil, outcomes: [:])
+        var report = Report(
+            seconds: seconds, calls: calls, histogram: Worker.Result().histogram, errors: 0, firstError: nil, outcomes: [:],
+            startNanos: start, replyNanos: replies.values)
         for result in results.withLockedValue({ $0 }).compactMap({ $0 }) {
             report.histogram.add(result.histogram)
             report.errors += result.errors
@@ -97,6 +107,15 @@ struct LoadGenerator {
         return fd
     }
 
+    /// Reply instants by call index, written by the connection threads (each its own indexes).
+    final class ReplyTimes: @unchecked Sendable {
+        private var storage: UnsafeMutableBufferPointer<UInt64>
+        init(count: Int) { storage = .allocate(capacity: count); storage.initialize(repeating: 0) }
+        deinit { storage.deallocate() }
+        func set(_ index: Int, _ value: UInt64) { storage[index] = value }
+        var values: [UInt64] { Array(storage) }
+    }
+
     struct LoadError: Error, CustomStringConvertible {
         var description: String
         init(_ description: String) { self.description = description }
@@ -111,6 +130,12 @@ struct LoadGenerator {
         var inFlight: Int
         var frames: [[UInt8]]
         var inspect: @Sendable ([UInt8]) -> String
+        var start: UInt64
+        var intervalNanos: Double?
+        var replies: ReplyTimes
+
+        /// When call `index` may be sent.
+        func due(_ index: Int) -> UInt64 { start + UInt64(Double(index) * (intervalNanos ?? 0)) }
 
         struct Result {
             var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
@@ -134,7 +159,7 @@ struct LoadGenerator {
             while answered < mine.count {
                 output.removeAll(keepingCapacity: true)
                 let now = LoadGenerator.nanos()
-                while outstanding < inFlight, next < mine.count {
+                while outstanding < inFlight, next < mine.count, intervalNanos == nil || due(mine[next]) <= now {
                     output.append(contentsOf: frames[mine[next]])
                     sentAt[next] = now
                     next += 1
@@ -143,6 +168,16 @@ struct LoadGenerator {
                 if !output.isEmpty, !writeAll(output) {
                     fail("write: \(String(cString: strerror(errno)))")
                     return result
+                }
+                if intervalNanos != nil, next < mine.count {
+                    // Open loop: wait for a reply, but no later than the next call's send time.
+                    let wait = due(mine[next]) > now ? Int32((due(mine[next]) - now + 999_999) / 1_000_000) : 0
+                    if outstanding == 0 {
+                        if wait > 0 { usleep(UInt32(wait) * 1000) }
+                        continue
+                    }
+                    var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    if poll(&descriptor, 1, wait) <= 0 { continue }
                 }
                 let count = input.writeWithUnsafeMutableBytes(minimumWritableBytes: 64 * 1024) { read(fd, $0.baseAddress!, $0.count) }
                 guard count > 0 else {
@@ -165,6 +200,7 @@ struct LoadGenerator {
                         result.firstError = result.firstError ?? "\(status.code): \(status.message)"
                     } else {
                         result.outcomes[inspect(reply.body), default: 0] += 1
+                        replies.set(mine[local], arrived)
                     }
                 }
                 input.discardReadBytes()

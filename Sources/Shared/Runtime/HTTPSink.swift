@@ -30,6 +30,7 @@ public final class HTTPSink: Sendable {
 
     private struct State {
         var requests: [Request] = []
+        var count = 0
         var scripted: [Answer] = []
         /// Every request is answered `outage.status` until this instant (monotonic).
         var outage: (until: NIODeadline, status: Int)?
@@ -40,16 +41,18 @@ public final class HTTPSink: Sendable {
     private let state = NIOLockedValueBox(State())
     private let channel: Channel
     private let onRequest: (@Sendable (Request) -> Void)?
+    private let keepRequests: Bool
 
     public var port: Int { channel.localAddress?.port ?? 0 }
 
-    private init(channel: Channel, onRequest: (@Sendable (Request) -> Void)?) {
+    private init(channel: Channel, onRequest: (@Sendable (Request) -> Void)?, keepRequests: Bool) {
         self.channel = channel
         self.onRequest = onRequest
+        self.keepRequests = keepRequests
     }
 
     public static func start(
-        host: String = "127.0.0.1", port: Int = 0, onRequest: (@Sendable (Request) -> Void)? = nil
+        host: String = "127.0.0.1", port: Int = 0, keepRequests: Bool = true, onRequest: (@Sendable (Request) -> Void)? = nil
     ) async throws -> HTTPSink {
         let box = NIOLockedValueBox<HTTPSink?>(nil)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -62,7 +65,7 @@ public final class HTTPSink: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        let sink = HTTPSink(channel: channel, onRequest: onRequest)
+        let sink = HTTPSink(channel: channel, onRequest: onRequest, keepRequests: keepRequests)
         box.withLockedValue { $0 = sink }
         return sink
     }
@@ -87,6 +90,9 @@ public final class HTTPSink: Sendable {
 
     public var requests: [Request] { state.withLockedValue { $0.requests } }
 
+    /// How many requests arrived (also when they are not kept).
+    public var count: Int { state.withLockedValue { $0.count } }
+
     /// Waits until at least `count` requests arrived or `timeout` passed; returns the requests.
     public func waitForRequests(_ count: Int, timeout: Duration) async -> [Request] {
         let id = state.withLockedValue { state in
@@ -101,7 +107,7 @@ public final class HTTPSink: Sendable {
         defer { timer.cancel() }
         await withCheckedContinuation { continuation in
             let ready = state.withLockedValue { state -> Bool in
-                if state.requests.count >= count { return true }
+                if state.count >= count { return true }
                 state.waiters.append((id, count, continuation))
                 return false
             }
@@ -117,7 +123,8 @@ public final class HTTPSink: Sendable {
 
     private func record(_ request: Request) -> Answer {
         let answer = state.withLockedValue { state -> Answer in
-            state.requests.append(request)
+            if keepRequests { state.requests.append(request) }
+            state.count += 1
             if let outage = state.outage, NIODeadline.now() < outage.until { return Answer(outage.status) }
             return state.scripted.isEmpty ? Answer(200) : state.scripted.removeFirst()
         }
@@ -129,7 +136,7 @@ public final class HTTPSink: Sendable {
     /// Resumes every wait whose count is reached, and those `force` picks (by wait id).
     private func releaseWaiters(force: (Int) -> Bool) {
         let ready = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-            let count = state.requests.count
+            let count = state.count
             let done = { (waiter: (id: Int, count: Int, continuation: CheckedContinuation<Void, Never>)) in
                 force(waiter.id) || count >= waiter.count
             }

@@ -1,0 +1,426 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import KlaxonDomain
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Shared
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What users feel, end to end: a trigger sent over the binary protocol until the page arrives
+/// at a webhook sink. The services run as child processes (one `klaxon serve`, or one process
+/// per service); this process is the load generator, the sink and the stopwatch, on the same
+/// machine. `scripts/bench-e2e` runs it against a fresh, durable PostgreSQL.
+struct BenchE2ECommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-e2e",
+        abstract: "Measure trigger → page end to end, beside Alertmanager (scripts/bench-e2e runs this).")
+
+    enum Layout: String, ExpressibleByArgument, CaseIterable { case serve, separate }
+
+    @Option(help: "serve: all three services in one `klaxon serve`; separate: one process per service.")
+    var layout: Layout = .serve
+    @Option(help: "Scenarios: surge, latency, isolation, timers, alertmanager (comma-separated).")
+    var scenarios = "surge,latency,isolation,timers,alertmanager"
+    @Option(help: "New incidents sent at full speed in the surge (each pages two users).")
+    var surge = 10_000
+    @Option(help: "Open-loop trigger rates for the latency scenario (comma-separated, per second).")
+    var rates = "100,1000"
+    @Option(help: "Seconds each open-loop rate runs.")
+    var seconds = 10
+    @Option(help: "Triggers per second in the isolation scenario.")
+    var isolationRate = 100
+    @Option(help: "Pending ack timeouts in the timers scenario.")
+    var timers = 100_000
+    @Option(help: "Seconds over which those timers fall due.")
+    var timerSpreadSeconds = 600
+    @Option(help: "Timers due at the same instant.")
+    var dueAtOnce = 10_000
+    @Option(help: "Database connections per service process.")
+    var poolSize = 8
+    @Option(help: "Append the result table (Markdown) to this file.")
+    var output: String?
+
+    var chosen: Set<String> { Set(scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
+
+    func validate() throws {
+        let unknown = chosen.subtracting(["surge", "latency", "isolation", "timers", "alertmanager"])
+        guard unknown.isEmpty else { throw ValidationError("unknown scenario \(unknown.sorted().joined(separator: ", "))") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "bench-e2e")
+        logger.logLevel = .error
+        let config = try Runtime.config()
+        let runID = String(UUID().uuidString.prefix(8)).lowercased()
+        var table = ResultTable()
+
+        let sink = try await ArrivalSink.start()
+        defer { Task { await sink.shutdown() } }
+        let blackhole = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let refusedPort = try await BenchIngestCommand.freePort()  // nobody listens there
+        let sinkRate = try await offThread { try HTTPLoad.capacity(port: sink.port, requests: 40_000, connections: 4) }
+        print(String(format: "webhook sink capacity: %.0f requests/s (4 keep-alive connections, measured before the run)", sinkRate))
+        table.note("webhook sink capacity", String(format: "%.0f requests/s", sinkRate))
+
+        let pool = PostgresPool(url: config.databaseURL, logger: logger)
+        try await Migrator.migrate(pool, now: SystemWallClock().nowMs(), logger: logger)
+        let services = try await seed(pool, runID: runID, sink: sink.url, blackhole: blackhole.localAddress!.port!, refused: refusedPort)
+
+        var cluster = try await ServiceCluster.start(layout: layout, databaseURL: config.databaseURL, poolSize: poolSize)
+        defer { cluster.stop() }
+        print("services: \(layout.rawValue) — " + cluster.processes.map { "\($0.name) pid \($0.process.processIdentifier)" }.joined(separator: ", "))
+
+        if chosen.contains("surge") {
+            try await runSurge(services.surge, sink: sink, cluster: cluster, runID: runID, table: &table)
+        }
+        if chosen.contains("latency") {
+            for rate in rates.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
+                let result = try await openLoop(
+                    routingKey: services.surge, rate: rate, prefix: "lat\(rate)-\(runID)", paths: nil, sink: sink, port: cluster.ingestPort)
+                table.row("Klaxon latency at \(rate) triggers/s (ingest reply → page)", result.describe)
+            }
+        }
+        if chosen.contains("isolation") {
+            for (name, key) in [("never answers", services.isolationDead), ("refuses connections", services.isolationRefused)] {
+                let result = try await openLoop(
+                    routingKey: key, rate: isolationRate, prefix: "iso-\(name.prefix(5))-\(runID)", paths: ["/iso/a", "/iso/b"],
+                    sink: sink, port: cluster.ingestPort)
+                table.row("Isolation, a third endpoint that \(name), \(isolationRate) triggers/s: others' pages", result.describe)
+            }
+        }
+        for process in cluster.processes {
+            table.row("Peak RSS, \(process.name)", String(format: "%.0f MiB", Double(process.peakRSSKiB()) / 1024))
+        }
+        if chosen.contains("timers") {
+            try await cluster.addAssignmentReplica()
+            try await runTimers(pool, service: services.timersServiceID, users: services.timersUsers, runID: runID, table: &table)
+        }
+        cluster.stop()
+        if chosen.contains("alertmanager") {
+            try await runAlertmanager(sink: sink, runID: runID, table: &table)
+        }
+        await pool.shutdown()
+        print("")
+        print(table.markdown(layout: layout))
+        if let output {
+            let text = table.markdown(layout: layout) + "\n"
+            if let handle = FileHandle(forWritingAtPath: output) {
+                handle.seekToEndOfFile()
+                handle.write(Data(text.utf8))
+                try handle.close()
+            } else {
+                try text.write(toFile: output, atomically: true, encoding: .utf8)
+            }
+        }
+    }
+
+    // MARK: Scenarios
+
+    func runSurge(_ routingKey: String, sink: ArrivalSink, cluster: ServiceCluster, runID: String, table: inout ResultTable) async throws {
+        let prefix = "surge-\(runID)"
+        print("surge: \(surge) new incidents at full speed (8 connections × 64 in flight)…")
+        let report = try await offThread {
+            try LoadGenerator(port: cluster.ingestPort, connections: 8, inFlight: 64)
+                .run(calls: surge, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0) }, inspect: Self.outcome)
+        }
+        guard report.errors == 0 else { throw BenchError("surge: \(report.errors) calls failed: \(report.firstError ?? "")") }
+        let lastReply = report.startNanos + UInt64(report.seconds * 1e9)
+        let expected = surge * 2
+        let arrived = await sink.wait(prefix: prefix, pages: expected, timeout: .seconds(300))
+        let lastPage = arrived.max() ?? 0
+        let afterLastReply = Double(Int64(lastPage) - Int64(lastReply)) / 1e9
+        let pagesPerSecond = Double(arrived.count) / (Double(lastPage - report.startNanos) / 1e9)
+        print(String(
+            format: "surge: Ingest %.0f events/s; %d of %d pages, the last %.2f s after the last ingest reply; %.0f pages/s end to end",
+            report.rate, arrived.count, expected, afterLastReply, pagesPerSecond))
+        table.row("Surge: Ingest's rate with the pipeline running", String(format: "%.0f events/s (%d new incidents)", report.rate, surge))
+        table.row(
+            "Surge: pages end to end", String(
+                format: "%.0f pages/s; %d of %d pages, the last %.2f s after the last ingest reply", pagesPerSecond, arrived.count,
+                expected, afterLastReply))
+    }
+
+    struct LatencyResult {
+        var rate: Int
+        var sent: Int
+        var pages: Int
+        var expected: Int
+        var histogram: Histogram<UInt64>
+        var describe: String {
+            String(
+                format: "p50 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (%d of %d pages)", ms(50), ms(99), ms(99.9), pages, expected)
+        }
+        func ms(_ percentile: Double) -> Double { Double(histogram.valueAtPercentile(percentile)) / 1000 }
+    }
+
+    /// Triggers at `rate` per second for `seconds`; latency from each ingest reply to each page of
+    /// that incident (only those sent to `paths`, when given).
+    func openLoop(
+        routingKey: String, rate: Int, prefix: String, paths: Set<String>?, sink: ArrivalSink, port: Int
+    ) async throws -> LatencyResult {
+        let calls = rate * seconds
+        print("open loop: \(rate) triggers/s for \(seconds) s (\(prefix))…")
+        let report = try await offThread {
+            try LoadGenerator(port: port, connections: 4, inFlight: 64, rate: Double(rate))
+                .run(calls: calls, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0) }, inspect: Self.outcome)
+        }
+        guard report.errors == 0 else { throw BenchError("\(prefix): \(report.errors) calls failed: \(report.firstError ?? "")") }
+        let expected = calls * 2
+        _ = await sink.wait(prefix: prefix, pages: expected, timeout: .seconds(60), paths: paths)
+        var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+        var pages = 0
+        for (key, arrivals) in sink.arrivals(prefix: prefix, paths: paths) {
+            guard let index = Int(key.split(separator: "-").last ?? ""), index < calls else { continue }
+            let reply = report.replyNanos[index]
+            for arrival in arrivals {
+                pages += 1
+                _ = histogram.record(UInt64(max(Int64(arrival) - Int64(reply), 1_000) / 1000))
+            }
+        }
+        let result = LatencyResult(rate: rate, sent: calls, pages: pages, expected: expected, histogram: histogram)
+        print("  \(result.describe)")
+        return result
+    }
+
+    func runTimers(_ pool: PostgresPool, service: Int64, users: [Int64], runID: String, table: inout ResultTable) async throws {
+        let start = SystemWallClock().nowMs() + 10_000
+        let spreadMs = Int64(timerSpreadSeconds) * 1000
+        let timers = self.timers, dueAtOnce = self.dueAtOnce
+        print("timers: seeding \(timers) acknowledged incidents with ack timeouts over \(timerSpreadSeconds) s, and \(dueAtOnce) due at once…")
+        try await pool.transaction { connection in
+            try Self.seedTimers(connection, service: service, users: users, prefix: "spread-\(runID)", count: timers, firstDue: start, spreadMs: spreadMs)
+            try Self.seedTimers(connection, service: service, users: users, prefix: "once-\(runID)", count: dueAtOnce, firstDue: start + 5_000, spreadMs: 0)
+        }
+        print("timers: two Assignment replicas fire them; waiting \(timerSpreadSeconds + 15) s…")
+        let deadline = start + spreadMs + 15_000
+        while SystemWallClock().nowMs() < deadline {
+            try await Task.sleep(for: .seconds(5))
+            let fired = try await pool.withConnection { connection in
+                try connection.query(
+                    "SELECT count(*) AS n FROM incidents WHERE service_id = $1 AND status = 'triggered'", [service]).int(0, "n")!
+            }
+            if fired >= timers + dueAtOnce { break }
+        }
+        for (label, prefix) in [("spread", "spread-\(runID)"), ("once", "once-\(runID)")] {
+            let rows = try await pool.withConnection { connection in
+                try connection.query(
+                    """
+                    SELECT i.id, (i.details->>'due')::bigint AS due, count(t.id) AS fired, min(t.at_ms) AS at
+                    FROM incidents i LEFT JOIN timeline_entries t ON t.incident_id = i.id AND t.type = 'ack_timeout'
+                    WHERE i.service_id = $1 AND i.dedup_key LIKE $2 GROUP BY i.id
+                    """, [service, prefix + "-%"])
+            }
+            var histogram = Histogram<UInt64>(highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: .three)
+            var twice = 0, never = 0, last: Int64 = 0
+            for row in 0..<rows.count {
+                let fired = rows.int(row, "fired")!
+                if fired == 0 { never += 1; continue }
+                if fired > 1 { twice += 1 }
+                let lag = rows.int64(row, "at")! - rows.int64(row, "due")!
+                last = max(last, lag)
+                _ = histogram.record(UInt64(max(lag, 0)))
+            }
+            if label == "spread" {
+                table.row(
+                    "Timers: \(timers) ack timeouts over \(timerSpreadSeconds) s, two Assignment replicas",
+                    "lag p50 \(histogram.valueAtPercentile(50)) ms, p99 \(histogram.valueAtPercentile(99)) ms, max \(histogram.max) ms; fired twice: \(twice); not fired: \(never)")
+            } else {
+                table.row(
+                    "Timers: \(dueAtOnce) due at the same instant", "all fired within \(last) ms of due; fired twice: \(twice); not fired: \(never)")
+            }
+            print("timers \(label): p99 lag \(histogram.valueAtPercentile(99)) ms, max \(last) ms, twice \(twice), never \(never)")
+        }
+    }
+
+    /// Acknowledged incidents whose ack timeout falls due between `firstDue` and `firstDue + spreadMs`.
+    static func seedTimers(
+        _ connection: PGConnection, service: Int64, users: [Int64], prefix: String, count: Int, firstDue: Millis, spreadMs: Millis
+    ) throws {
+        try connection.query(
+            """
+            WITH made AS (
+                INSERT INTO incidents (service_id, title, status, urgency, dedup_key, details, current_level, created_at_ms,
+                                       updated_at_ms, ack_timeout_at_ms, trigger_applied)
+                SELECT $1, 'timer ' || g, 'acknowledged', 'high', $2 || '-' || g,
+                       jsonb_build_object('due', ($3::bigint + g * $4::bigint / $5::bigint)::text), 1, $6, $6,
+                       $3::bigint + g * $4::bigint / $5::bigint, true
+                FROM generate_series(0, $5::bigint - 1) AS g
+                RETURNING id),
+            assigned AS (
+                INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)
+                SELECT made.id, u, $6 FROM made, unnest($7::bigint[]) AS u)
+            INSERT INTO acknowledgements (incident_id, user_id, actor, at_ms)
+            SELECT made.id, $8, 'user', $6 FROM made
+            """, [service, prefix, firstDue, spreadMs, Int64(count), SystemWallClock().nowMs(), PGArray(users), users[0]])
+    }
+
+    func runAlertmanager(sink: ArrivalSink, runID: String, table: inout ResultTable) async throws {
+        let binary = "/usr/bin/prometheus-alertmanager"
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw BenchError("\(binary) is not installed (apt-get install prometheus-alertmanager)")
+        }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-am-\(runID)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: work) }
+        let port = try await BenchIngestCommand.freePort()
+        try """
+        route:
+          receiver: sink
+          group_by: ['...']
+          group_wait: 0s
+          group_interval: 1s
+          repeat_interval: 24h
+        receivers:
+          - name: sink
+            webhook_configs:
+              - url: \(sink.url)/am
+                send_resolved: false
+        """.write(to: work.appendingPathComponent("alertmanager.yml"), atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = [
+            "--config.file=\(work.path)/alertmanager.yml", "--storage.path=\(work.path)/data",
+            "--web.listen-address=127.0.0.1:\(port)", "--cluster.listen-address=", "--log.level=error",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { process.terminate(); process.waitUntilExit() }
+        try await ServiceCluster.waitForPort(port, what: "alertmanager")
+        try await Task.sleep(for: .seconds(1))
+
+        // Surge: alerts posted at full speed by 8 connections.
+        let surgePrefix = "amsurge-\(runID)"
+        let surge = try await offThread {
+            try HTTPLoad.post(port: port, path: "/api/v2/alerts", count: self.surge, connections: 8, rate: nil) {
+                Self.alertBody(key: "\(surgePrefix)-\($0)")
+            }
+        }
+        let arrived = await sink.wait(prefix: surgePrefix, pages: self.surge, timeout: .seconds(120))
+        let lastPage = arrived.max() ?? surge.startNanos
+        let lastReply = surge.startNanos + UInt64(surge.seconds * 1e9)
+        table.row(
+            "Alertmanager surge: accepted alerts", String(format: "%.0f alerts/s (%d alerts, %d errors)", surge.rate, self.surge, surge.errors))
+        table.row(
+            "Alertmanager surge: webhooks end to end", String(
+                format: "%.0f webhooks/s; %d of %d, the last %.2f s after the last accepted alert", Double(arrived.count) / (Double(lastPage - surge.startNanos) / 1e9),
+                arrived.count, self.surge, Double(Int64(lastPage) - Int64(lastReply)) / 1e9))
+        for rate in rates.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
+            let prefix = "am\(rate)-\(runID)"
+            let calls = rate * seconds
+            let report = try await offThread {
+                try HTTPLoad.post(port: port, path: "/api/v2/alerts", count: calls, connections: 8, rate: Double(rate)) {
+                    Self.alertBody(key: "\(prefix)-\($0)")
+                }
+            }
+            _ = await sink.wait(prefix: prefix, pages: calls, timeout: .seconds(60))
+            var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+            var pages = 0
+            for (key, arrivals) in sink.arrivals(prefix: prefix, paths: nil) {
+                guard let index = Int(key.split(separator: "-").last ?? ""), index < calls, report.replyNanos[index] > 0 else { continue }
+                for arrival in arrivals {
+                    pages += 1
+                    _ = histogram.record(UInt64(max(Int64(arrival) - Int64(report.replyNanos[index]), 1_000) / 1000))
+                }
+            }
+            let result = LatencyResult(rate: rate, sent: calls, pages: pages, expected: calls, histogram: histogram)
+            print("alertmanager at \(rate)/s: \(result.describe)")
+            table.row("Alertmanager latency at \(rate) alerts/s (accepted → webhook)", result.describe)
+        }
+    }
+
+    static func alertBody(key: String) -> String {
+        #"[{"labels":{"alertname":"BenchSurge","seq":"\#(key)","severity":"critical"},"annotations":{"summary":"Benchmark alert \#(key)"}}]"#
+    }
+
+    // MARK: Setup
+
+    struct Services {
+        var surge: String
+        var isolationDead: String
+        var isolationRefused: String
+        var timersServiceID: Int64
+        var timersUsers: [Int64]
+    }
+
+    /// Services for each scenario, each with its own users (two per incident, one zero-delay
+    /// webhook rule each). Rate limits off: the benchmark sends far more than 120 events/min.
+    func seed(_ pool: PostgresPool, runID: String, sink: String, blackhole: Int, refused: Int) async throws -> Services {
+        try await pool.transaction { connection in
+            func user(_ name: String, _ url: String) -> Seed.User {
+                Seed.User(name: "\(name) \(runID)", email: "\(name)-\(runID)@bench.invalid", webhookURL: url)
+            }
+            func service(_ name: String, _ users: [Seed.User], ackTimeout: UInt32 = 1800) throws -> Seed.Service {
+                let made = try Seed.service(
+                    connection, name: "\(name) \(runID)", routingKey: Seed.newRoutingKey(), users: users, escalationDelaySeconds: 3600,
+                    ackTimeoutSeconds: ackTimeout)
+                try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [made.serviceID])
+                return made
+            }
+            let surge = try service("surge", [user("Ann", "\(sink)/surge/a"), user("Bob", "\(sink)/surge/b")])
+            let dead = try service("isolation-dead", [
+                user("Ada", "\(sink)/iso/a"), user("Ben", "\(sink)/iso/b"), user("Cat", "http://127.0.0.1:\(blackhole)/never"),
+            ])
+            let refusing = try service("isolation-refused", [
+                user("Ava", "\(sink)/iso/a"), user("Bea", "\(sink)/iso/b"), user("Cid", "http://127.0.0.1:\(refused)/refused"),
+            ])
+            let timers = try service("timers", [user("Tia", "\(sink)/timers/a"), user("Tom", "\(sink)/timers/b")], ackTimeout: 300)
+            return Services(
+                surge: surge.routingKey, isolationDead: dead.routingKey, isolationRefused: refusing.routingKey,
+                timersServiceID: timers.serviceID, timersUsers: timers.userIDs)
+        }
+    }
+
+    static func triggerFrame(_ routingKey: String, key: String, index: Int) -> [UInt8] {
+        let event = Event(
+            routingKey: routingKey, eventAction: .trigger, dedupKey: key,
+            payload: Payload(summary: "Benchmark incident \(index)", source: "bench-\(index % 50)", severity: .critical))
+        var frame = ByteBuffer()
+        Framing.writeFrame(Envelope(id: UInt64(index + 1), method: Ingest.SendEvent.name, body: event.wireBytes()).wireBytes(), into: &frame)
+        return Array(frame.readableBytesView)
+    }
+
+    static let outcome: @Sendable ([UInt8]) -> String = { body in
+        (try? EventResult(wire: body))?.outcome.map { "\($0)" } ?? "undecodable"
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs blocking work on its own thread, never on one of Swift's cooperative threads.
+func offThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread { continuation.resume(with: Result { try work() }) }
+        thread.stackSize = 1 << 22
+        thread.start()
+    }
+}
+
+/// The result table, printed and written to docs/PERFORMANCE.md.
+struct ResultTable {
+    var rows: [(String, String)] = []
+    var notes: [(String, String)] = []
+    mutating func row(_ name: String, _ value: String) { rows.append((name, value)) }
+    mutating func note(_ name: String, _ value: String) { notes.append((name, value)) }
+
+    func markdown(layout: BenchE2ECommand.Layout) -> String {
+        var lines = [
+            "Layout: \(layout == .serve ? "one `klaxon serve` process" : "one process per service") · "
+                + notes.map { "\($0.0): \($0.1)" }.joined(separator: " · "),
+            "", "| Measure | Result |", "|---|---|",
+        ]
+        lines += rows.map { "| \($0.0) | \($0.1) |" }
+        return lines.joined(separator: "\n")
+    }
+}

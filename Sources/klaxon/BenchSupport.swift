@@ -1,0 +1,316 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Shared
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The webhook sink of the end-to-end benchmark: records when each page arrives (monotonic
+/// nanoseconds, the load generator's clock), keyed by the incident's dedup key (Klaxon's
+/// webhook) or the alert's `seq` label (Alertmanager's webhook). Bodies are not kept.
+final class ArrivalSink: Sendable {
+    struct Arrival: Sendable {
+        var key: String
+        var path: String
+        var nanos: UInt64
+    }
+
+    private let sink: HTTPSink
+    /// Key prefix (the key up to its last "-") → arrivals.
+    private let arrived: NIOLockedValueBox<[String: [Arrival]]>
+
+    private init(sink: HTTPSink, arrived: NIOLockedValueBox<[String: [Arrival]]>) {
+        self.sink = sink
+        self.arrived = arrived
+    }
+
+    static func start() async throws -> ArrivalSink {
+        let arrived = NIOLockedValueBox([String: [Arrival]]())
+        let sink = try await HTTPSink.start(keepRequests: false) { request in
+            let now = LoadGenerator.nanos()
+            guard let key = Self.key(in: request.body) else { return }
+            let prefix = key.lastIndex(of: "-").map { String(key[..<$0]) } ?? key
+            arrived.withLockedValue { $0[prefix, default: []].append(Arrival(key: key, path: request.uri, nanos: now)) }
+        }
+        return ArrivalSink(sink: sink, arrived: arrived)
+    }
+
+    var port: Int { sink.port }
+    var url: String { sink.url }
+
+    func shutdown() async { await sink.shutdown() }
+
+    /// Waits until `pages` arrivals with this prefix (at `paths`, when given) or the timeout;
+    /// returns their instants.
+    func wait(prefix: String, pages: Int, timeout: Duration, paths: Set<String>? = nil) async -> [UInt64] {
+        let end = ContinuousClock.now + timeout
+        while true {
+            let found = arrivals(prefix: prefix, paths: paths).flatMap(\.value)
+            if found.count >= pages || ContinuousClock.now >= end { return found }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Key → arrival instants.
+    func arrivals(prefix: String, paths: Set<String>?) -> [String: [UInt64]] {
+        let list = arrived.withLockedValue { $0[prefix] ?? [] }
+        var byKey: [String: [UInt64]] = [:]
+        for arrival in list where paths?.contains(arrival.path) ?? true {
+            byKey[arrival.key, default: []].append(arrival.nanos)
+        }
+        return byKey
+    }
+
+    /// The value of `"dedup_key":"…"` or `"seq":"…"` in a JSON body, without parsing it all.
+    static func key(in body: [UInt8]) -> String? {
+        for marker in [Array(#""dedup_key":""#.utf8), Array(#""seq":""#.utf8)] {
+            guard let start = find(marker, in: body) else { continue }
+            var end = start
+            while end < body.count, body[end] != UInt8(ascii: "\"") { end += 1 }
+            return String(decoding: body[start..<end], as: UTF8.self)
+        }
+        return nil
+    }
+
+    /// The index just past the first occurrence of `marker`.
+    private static func find(_ marker: [UInt8], in body: [UInt8]) -> Int? {
+        guard body.count >= marker.count else { return nil }
+        var i = 0
+        while i <= body.count - marker.count {
+            if body[i] == marker[0], Array(body[i..<(i + marker.count)]) == marker { return i + marker.count }
+            i += 1
+        }
+        return nil
+    }
+}
+
+/// The services under test, as child processes of the benchmark.
+final class ServiceCluster: @unchecked Sendable {
+    struct Child {
+        var name: String
+        var process: Process
+
+        /// VmHWM: the most resident memory the process has held.
+        func peakRSSKiB() -> Int {
+            guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return 0 }
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+            return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        }
+    }
+
+    private(set) var processes: [Child] = []
+    let ingestPort: Int
+    let environment: [String: String]
+
+    private init(ingestPort: Int, environment: [String: String]) {
+        self.ingestPort = ingestPort
+        self.environment = environment
+    }
+
+    static func start(layout: BenchE2ECommand.Layout, databaseURL: String, poolSize: Int) async throws -> ServiceCluster {
+        var ports: [Int] = []
+        for _ in 0..<4 { ports.append(try await BenchIngestCommand.freePort()) }
+        var environment = ProcessInfo.processInfo.environment
+        environment["KLAXON_DATABASE_URL"] = databaseURL
+        environment["KLAXON_DATABASE_POOL_SIZE"] = String(poolSize)
+        environment["KLAXON_INGEST_LISTEN"] = "127.0.0.1:\(ports[0])"
+        environment["KLAXON_INGEST_HTTP_LISTEN"] = "127.0.0.1:\(ports[1])"
+        environment["KLAXON_ASSIGNMENT_LISTEN"] = "127.0.0.1:\(ports[2])"
+        environment["KLAXON_NOTIFIER_LISTEN"] = "127.0.0.1:\(ports[3])"
+        environment["KLAXON_ASSIGNMENT_ADDRESS"] = "127.0.0.1:\(ports[2])"
+        environment["KLAXON_NOTIFIER_ADDRESS"] = "127.0.0.1:\(ports[3])"
+        environment["KLAXON_LOG_LEVEL"] = environment["KLAXON_BENCH_LOG_LEVEL"] ?? "error"
+        let cluster = ServiceCluster(ingestPort: ports[0], environment: environment)
+        switch layout {
+        case .serve:
+            try cluster.spawn("klaxon serve", ["serve"], environment)
+        case .separate:
+            try cluster.spawn("ingest", ["serve", "ingest"], environment)
+            try cluster.spawn("assignment", ["serve", "assignment"], environment)
+            try cluster.spawn("notifier", ["serve", "notifier"], environment)
+        }
+        for port in [ports[0], ports[2], ports[3]] { try await waitForPort(port, what: "klaxon") }
+        return cluster
+    }
+
+    /// A second Assignment process: timers are claimed with SKIP LOCKED, so none fires twice.
+    func addAssignmentReplica() async throws {
+        var environment = self.environment
+        let port = try await BenchIngestCommand.freePort()
+        environment["KLAXON_ASSIGNMENT_LISTEN"] = "127.0.0.1:\(port)"
+        try spawn("assignment replica", ["serve", "assignment"], environment)
+        try await Self.waitForPort(port, what: "the Assignment replica")
+    }
+
+    private func spawn(_ name: String, _ arguments: [String], _ environment: [String: String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = arguments
+        process.environment = environment
+        try process.run()
+        processes.append(Child(name: name, process: process))
+    }
+
+    func stop() {
+        for child in processes where child.process.isRunning { child.process.terminate() }
+        for child in processes {
+            let end = Date().addingTimeInterval(20)
+            while child.process.isRunning, Date() < end { usleep(50_000) }
+            if child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
+        }
+        processes.removeAll()
+    }
+
+    static func waitForPort(_ port: Int, what: String) async throws {
+        let end = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < end {
+            if let fd = try? LoadGenerator.connect(port: port) {
+                close(fd)
+                return
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw BenchError("\(what) did not listen on 127.0.0.1:\(port) within 60 s")
+    }
+}
+
+/// A plain HTTP/1.1 client on blocking sockets with keep-alive, for the sink's capacity and for
+/// Alertmanager's API.
+enum HTTPLoad {
+    struct Report {
+        var startNanos: UInt64
+        var seconds: Double
+        var errors: Int
+        var replyNanos: [UInt64]
+        var rate: Double { Double(replyNanos.count) / seconds }
+    }
+
+    static func request(path: String, body: String) -> [UInt8] {
+        Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+    }
+
+    /// Requests/s the sink answers: `connections` connections, 32 requests pipelined at a time,
+    /// each a page-sized body.
+    static func capacity(port: Int, requests: Int, connections: Int) throws -> Double {
+        let body = #"{"dedup_key":"capacity-0","padding":""# + String(repeating: "x", count: 900) + #""}"#
+        let one = request(path: "/capacity", body: body)
+        let window = 32
+        let batch = Array((0..<window).map { _ in one }.joined())
+        let start = LoadGenerator.nanos()
+        let done = DispatchGroup()
+        let failures = NIOLockedValueBox(0)
+        for _ in 0..<connections {
+            done.enter()
+            let thread = Thread {
+                defer { done.leave() }
+                guard let fd = try? LoadGenerator.connect(port: port) else { failures.withLockedValue { $0 += 1 }; return }
+                defer { close(fd) }
+                var reader = ResponseReader(fd: fd)
+                for _ in 0..<(requests / connections / window) {
+                    guard writeAll(fd, batch) else { failures.withLockedValue { $0 += 1 }; return }
+                    for _ in 0..<window where reader.next() == nil { failures.withLockedValue { $0 += 1 }; return }
+                }
+            }
+            thread.start()
+        }
+        done.wait()
+        guard failures.withLockedValue({ $0 }) == 0 else { throw BenchError("the sink's capacity run failed") }
+        return Double(requests / connections / window * connections * window) / (Double(LoadGenerator.nanos() - start) / 1e9)
+    }
+
+    /// POSTs `count` bodies over `connections` keep-alive connections, one request at a time on
+    /// each; with a rate, request i is sent no earlier than start + i / rate (open loop).
+    static func post(
+        port: Int, path: String, count: Int, connections: Int, rate: Double?, body: @escaping @Sendable (Int) -> String
+    ) throws -> Report {
+        let requests = (0..<count).map { request(path: path, body: body($0)) }
+        let replies = LoadGenerator.ReplyTimes(count: count)
+        let errors = NIOLockedValueBox(0)
+        let start = LoadGenerator.nanos()
+        let done = DispatchGroup()
+        for c in 0..<connections {
+            done.enter()
+            let thread = Thread {
+                defer { done.leave() }
+                guard let fd = try? LoadGenerator.connect(port: port) else { errors.withLockedValue { $0 += 1 }; return }
+                defer { close(fd) }
+                var reader = ResponseReader(fd: fd)
+                for index in stride(from: c, to: count, by: connections) {
+                    if let rate {
+                        let due = start + UInt64(Double(index) / rate * 1e9)
+                        let now = LoadGenerator.nanos()
+                        if due > now { usleep(UInt32((due - now) / 1000)) }
+                    }
+                    guard writeAll(fd, requests[index]), let status = reader.next() else {
+                        errors.withLockedValue { $0 += 1 }
+                        return
+                    }
+                    if (200..<300).contains(status) { replies.set(index, LoadGenerator.nanos()) } else { errors.withLockedValue { $0 += 1 } }
+                }
+            }
+            thread.start()
+        }
+        done.wait()
+        let seconds = Double(LoadGenerator.nanos() - start) / 1e9
+        let values = replies.values
+        return Report(startNanos: start, seconds: seconds, errors: errors.withLockedValue { $0 }, replyNanos: values)
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                offset += written
+            }
+            return true
+        }
+    }
+
+    /// Reads HTTP/1.1 responses (Content-Length framed) off a keep-alive connection.
+    struct ResponseReader {
+        var fd: Int32
+        var buffer: [UInt8] = []
+
+        init(fd: Int32) { self.fd = fd }
+
+        /// The next response's status, or nil when the connection failed.
+        mutating func next() -> Int? {
+            while true {
+                if let end = headerEnd() {
+                    let head = String(decoding: buffer[0..<end], as: UTF8.self)
+                    let lines = head.split(separator: "\r\n")
+                    let status = lines.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+                    let length = lines.dropFirst().compactMap { line -> Int? in
+                        let parts = line.split(separator: ":", maxSplits: 1)
+                        guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
+                        return Int(parts[1].trimmingCharacters(in: .whitespaces))
+                    }.first ?? 0
+                    let total = end + 4 + length
+                    if buffer.count >= total {
+                        buffer.removeFirst(total)
+                        return status
+                    }
+                }
+                var chunk = [UInt8](repeating: 0, count: 65_536)
+                let count = read(fd, &chunk, chunk.count)
+                if count <= 0 { return nil }
+                buffer.append(contentsOf: chunk[0..<count])
+            }
+        }
+
+        private func headerEnd() -> Int? {
+            guard buffer.count >= 4 else { return nil }
+            for i in 0...(buffer.count - 4)
+            where buffer[i] == 13 && buffer[i + 1] == 10 && buffer[i + 2] == 13 && buffer[i + 3] == 10 {
+                return i
+            }
+            return nil
+        }
+    }
+}
