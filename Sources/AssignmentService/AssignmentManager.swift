@@ -46,6 +46,32 @@ public struct AssignmentManager: Sendable {
         timers.poke()
     }
 
+    /// A batch of new incidents (one outbox bundle from Ingest): one transaction for all of them
+    /// — the inbox claims, the loads, the saves and one bundle of notify requests — or, if that
+    /// fails, each on its own so one bad incident never holds up the others.
+    public func incidentsTriggered(_ batch: IncidentTriggeredBatch) async throws -> BatchReply {
+        let requests = batch.requests
+        var notified = 0
+        let reply = try await BatchCall.apply(requests, logger: logger, together: { requests in
+            guard requests.allSatisfy({ !$0.messageID.isEmpty }) else {
+                throw RPCError.invalidArgument([FieldViolation(field: "message_id", description: "is required")])
+            }
+            let now = clock.nowMs()
+            notified = try await pool.transaction { connection -> Int in
+                let fresh = try Inbox.claim(connection, consumer: Self.consumer, messageIDs: requests.map(\.messageID), now: now)
+                let ids = requests.filter { fresh.contains($0.messageID) }.map { Int64($0.incidentID) }
+                return try IncidentStore.runBatch(incidentIDs: ids, connection: connection, now: now) { core, state in
+                    try core.apply(.trigger, to: state, now: now)
+                }.reduce(0) { $0 + $1.notified }
+            }
+        }, alone: { request in
+            try await incidentTriggered(request)
+        })
+        if notified > 0 { notifierOutbox.poke() }
+        timers.poke()
+        return reply
+    }
+
     private func triggered(_ request: IncidentTriggeredRequest, now: Millis) async throws -> Int {
         try await pool.transaction { connection -> Int in
             guard try Inbox.claim(connection, consumer: Self.consumer, messageID: request.messageID, now: now) else { return 0 }

@@ -42,6 +42,9 @@ public struct AssignmentService: Service {
             try await manager.incidentTriggered(request)
             return Empty()
         }
+        router.register(Assignment.IncidentsTriggered) { (batch: IncidentTriggeredBatch, _) in
+            try await manager.incidentsTriggered(batch)
+        }
         return router
     }
 

@@ -52,15 +52,45 @@ public enum IncidentStore {
         incidentID: Int64, connection: PGConnection, now: Millis, when: (IncidentRecord) -> Bool = { _ in true },
         rule: (IncidentCore, IncidentState) throws -> IncidentTransition
     ) throws -> Outcome? {
-        guard let record = try lock(connection, id: incidentID), when(record) else { return nil }
-        let policy = try record.policyID.flatMap { try self.policy(connection, id: $0) } ?? EscalationPolicy(levels: [])
-        let core = IncidentCore(policy: policy, settings: record.settings, schedules: try ScheduleStore.schedules(connection, for: policy))
-        let transition = try rule(core, record.state)
-        if transition.state == record.state && transition.effects.isEmpty {
-            return Outcome(record: record, transition: transition, notified: 0)
+        try runBatch(incidentIDs: [incidentID], connection: connection, now: now, when: when, rule: rule).first
+    }
+
+    /// The batch form: loads and locks every incident at once (in id order, so concurrent
+    /// batches never deadlock), loads each policy and its schedules once, runs `rule` on each
+    /// incident, and saves the transitions with pipelined writes; the notify requests of the
+    /// whole batch go to Notifier's outbox as one row (a bundle). A throw leaves the transaction
+    /// to be rolled back by the caller (who may then run the incidents one by one).
+    public static func runBatch(
+        incidentIDs: [Int64], connection: PGConnection, now: Millis, when: (IncidentRecord) -> Bool = { _ in true },
+        rule: (IncidentCore, IncidentState) throws -> IncidentTransition
+    ) throws -> [Outcome] {
+        var seen = Set<Int64>()
+        let ids = incidentIDs.filter { seen.insert($0).inserted }
+        guard !ids.isEmpty else { return [] }
+        var rules: [Int64: IncidentCore] = [:]  // policy id (0: none) → rules
+        var outcomes: [Outcome] = []
+        var notifies: [(method: String, body: [UInt8])] = []
+        for record in try loadMany(connection, ids: ids, forUpdate: true) where when(record) {
+            let key = record.policyID ?? 0
+            if rules[key] == nil {
+                let policy = try record.policyID.flatMap { try self.policy(connection, id: $0) } ?? EscalationPolicy(levels: [])
+                rules[key] = IncidentCore(
+                    policy: policy, settings: IncidentSettings(ackTimeoutSeconds: 0, autoResolveSeconds: 0),
+                    schedules: try ScheduleStore.schedules(connection, for: policy))
+            }
+            // Settings are the incident's service's; the policy and schedules are shared.
+            let core = IncidentCore(policy: rules[key]!.policy, settings: record.settings, schedules: rules[key]!.schedules)
+            let transition = try rule(core, record.state)
+            if transition.state == record.state && transition.effects.isEmpty {
+                outcomes.append(Outcome(record: record, transition: transition, notified: 0))
+                continue
+            }
+            let requests = try save(record, transition, connection: connection, now: now)
+            notifies += requests
+            outcomes.append(Outcome(record: record, transition: transition, notified: requests.count))
         }
-        let notified = try save(record, transition, connection: connection, now: now)
-        return Outcome(record: record, transition: transition, notified: notified)
+        try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, notifies, now: now)
+        return outcomes
     }
 
     /// Loads the incident and locks its row until the transaction ends.
@@ -70,6 +100,11 @@ public enum IncidentStore {
 
     /// Loads the incident; queries read without locking.
     public static func load(_ connection: PGConnection, id: Int64, forUpdate: Bool = false) throws -> IncidentRecord? {
+        try loadMany(connection, ids: [id], forUpdate: forUpdate).first
+    }
+
+    /// Loads the incidents that exist among `ids`, in id order: three queries whatever the count.
+    public static func loadMany(_ connection: PGConnection, ids: [Int64], forUpdate: Bool = false) throws -> [IncidentRecord] {
         let rows = try connection.query(
             """
             SELECT i.id, i.number, i.service_id, s.name AS service_name,
@@ -78,27 +113,39 @@ public enum IncidentStore {
                    i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
                    i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied
             FROM incidents i JOIN services s ON s.id = i.service_id
-            WHERE i.id = $1 \(forUpdate ? "FOR UPDATE OF i" : "")
-            """, [id])
-        guard !rows.isEmpty else { return nil }
-        var state = Self.state(rows, 0)
+            WHERE i.id = ANY($1::bigint[]) ORDER BY i.id \(forUpdate ? "FOR UPDATE OF i" : "")
+            """, [PGArray(ids)])
+        guard !rows.isEmpty else { return [] }
         let assignees = try connection.query(
-            "SELECT user_id FROM incident_assignments WHERE incident_id = $1 ORDER BY assigned_at_ms, user_id", [id])
-        state.assignees = (0..<assignees.count).map { assignees.uint64($0, "user_id")! }
+            """
+            SELECT incident_id, user_id FROM incident_assignments WHERE incident_id = ANY($1::bigint[])
+            ORDER BY incident_id, assigned_at_ms, user_id
+            """, [PGArray(ids)])
+        var assigned: [Int64: [UInt64]] = [:]
+        for row in 0..<assignees.count { assigned[assignees.int64(row, "incident_id")!, default: []].append(assignees.uint64(row, "user_id")!) }
         let acks = try connection.query(
-            "SELECT user_id, actor, at_ms, closed_at_ms FROM acknowledgements WHERE incident_id = $1 ORDER BY id", [id])
-        state.acknowledgements = (0..<acks.count).map { row in
-            Acknowledgement(user: acks.uint64(row, "user_id"), actor: acks.string(row, "actor")!, at: acks.int64(row, "at_ms")!,
-                            closedAt: acks.int64(row, "closed_at_ms"))
+            "SELECT incident_id, user_id, actor, at_ms, closed_at_ms FROM acknowledgements WHERE incident_id = ANY($1::bigint[]) ORDER BY id",
+            [PGArray(ids)])
+        var acknowledged: [Int64: [Acknowledgement]] = [:]
+        for row in 0..<acks.count {
+            acknowledged[acks.int64(row, "incident_id")!, default: []].append(Acknowledgement(
+                user: acks.uint64(row, "user_id"), actor: acks.string(row, "actor")!, at: acks.int64(row, "at_ms")!,
+                closedAt: acks.int64(row, "closed_at_ms")))
         }
-        return IncidentRecord(
-            id: rows.int64(0, "id")!, number: rows.int64(0, "number")!, serviceID: rows.int64(0, "service_id")!,
-            serviceName: rows.string(0, "service_name")!, policyID: rows.int64(0, "escalation_policy_id"),
-            settings: IncidentSettings(
-                ackTimeoutSeconds: UInt32(rows.int(0, "ack_timeout_seconds")!),
-                autoResolveSeconds: UInt32(rows.int(0, "auto_resolve_timeout_seconds")!)),
-            title: rows.string(0, "title")!, severity: rows.string(0, "severity")!, dedupKey: rows.string(0, "dedup_key")!,
-            details: JSON.stringMap(rows.string(0, "details")!), createdAtMs: rows.int64(0, "created_at_ms")!, state: state)
+        return (0..<rows.count).map { row in
+            let id = rows.int64(row, "id")!
+            var state = Self.state(rows, row)
+            state.assignees = assigned[id] ?? []
+            state.acknowledgements = acknowledged[id] ?? []
+            return IncidentRecord(
+                id: id, number: rows.int64(row, "number")!, serviceID: rows.int64(row, "service_id")!,
+                serviceName: rows.string(row, "service_name")!, policyID: rows.int64(row, "escalation_policy_id"),
+                settings: IncidentSettings(
+                    ackTimeoutSeconds: UInt32(rows.int(row, "ack_timeout_seconds")!),
+                    autoResolveSeconds: UInt32(rows.int(row, "auto_resolve_timeout_seconds")!)),
+                title: rows.string(row, "title")!, severity: rows.string(row, "severity")!, dedupKey: rows.string(row, "dedup_key")!,
+                details: JSON.stringMap(rows.string(row, "details")!), createdAtMs: rows.int64(row, "created_at_ms")!, state: state)
+        }
     }
 
     /// The assignment state held in an incidents row (status, urgency, current_level, current_loop,
@@ -144,11 +191,14 @@ public enum IncidentStore {
         return EscalationPolicy(levels: levels, numLoops: numLoops)
     }
 
-    /// Writes the new state, the timeline and the notify requests; returns how many notifies.
-    static func save(_ record: IncidentRecord, _ transition: IncidentTransition, connection: PGConnection, now: Millis) throws -> Int {
+    /// Writes the new state and the timeline (queued: they go out with the transaction's next
+    /// statement, in one round trip) and returns the notify requests for Notifier's outbox.
+    static func save(
+        _ record: IncidentRecord, _ transition: IncidentTransition, connection: PGConnection, now: Millis
+    ) throws -> [(method: String, body: [UInt8])] {
         let old = record.state
         let new = transition.state
-        try connection.query(
+        try connection.enqueue(
             """
             UPDATE incidents SET status = $2, current_level = $3, current_loop = $4, escalate_at_ms = $5,
                    ack_timeout_at_ms = $6, snoozed_until_ms = $7, auto_resolve_at_ms = $8, exhausted = $9,
@@ -159,10 +209,10 @@ public enum IncidentStore {
             [record.id, new.status.rawValue, new.level, new.loop, new.escalateAt, new.ackTimeoutAt, new.snoozedUntil,
              new.autoResolveAt, new.exhausted, now, new.triggerApplied])
         if new.assignees != old.assignees {
-            try connection.query(
+            try connection.enqueue(
                 "DELETE FROM incident_assignments WHERE incident_id = $1 AND NOT (user_id = ANY($2::bigint[]))",
                 [record.id, PGArray(new.assignees.map(Int64.init))])
-            try connection.query(
+            try connection.enqueue(
                 """
                 INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)
                 SELECT $1, u.user_id, $3 FROM unnest($2::bigint[]) AS u(user_id)
@@ -170,31 +220,28 @@ public enum IncidentStore {
                 """, [record.id, PGArray(new.assignees.map(Int64.init)), now])
         }
         for ack in new.acknowledgements.dropFirst(old.acknowledgements.count) {
-            try connection.query(
+            try connection.enqueue(
                 "INSERT INTO acknowledgements (incident_id, user_id, actor, at_ms, closed_at_ms) VALUES ($1, $2, $3, $4, $5)",
                 [record.id, ack.user.map(Int64.init), ack.actor, ack.at, ack.closedAt])
         }
         if let closedAt = new.acknowledgements.compactMap(\.closedAt).max(), old.openAcknowledgements.count > new.openAcknowledgements.count {
-            try connection.query(
+            try connection.enqueue(
                 "UPDATE acknowledgements SET closed_at_ms = $2 WHERE incident_id = $1 AND closed_at_ms IS NULL", [record.id, closedAt])
         }
-        var notified = 0
+        var notifies: [(method: String, body: [UInt8])] = []
         for effect in transition.effects {
             switch effect {
             case let .timeline(entry):
-                try Timeline.append(connection, incidentID: record.id, entry)
+                try Timeline.enqueue(connection, incidentID: record.id, entry)
             case let .notify(user, reason, status):
                 let requestID = Outbox.newMessageID()
                 let request = NotifyRequest(
                     requestID: requestID, incidentID: UInt64(record.id), userID: user, reason: reason,
                     snapshot: record.snapshot(at: now, status: status), requestedAtMs: now)
-                try Outbox.enqueue(
-                    connection, destination: Outbox.Destination.notifier, method: Notifier.Notify.name, messageID: requestID,
-                    body: request.wireBytes(), now: now)
-                notified += 1
+                notifies.append((Notifier.Notify.name, request.wireBytes()))
             }
         }
-        return notified
+        return notifies
     }
 }
 

@@ -52,6 +52,51 @@ void   klaxon__assignment__v1__incident_triggered_request__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__incident_triggered_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__incident_triggered_batch__init
+                     (Klaxon__Assignment__V1__IncidentTriggeredBatch         *message)
+{
+  static const Klaxon__Assignment__V1__IncidentTriggeredBatch init_value = KLAXON__ASSIGNMENT__V1__INCIDENT_TRIGGERED_BATCH__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__incident_triggered_batch__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentTriggeredBatch *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_triggered_batch__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__incident_triggered_batch__pack
+                     (const Klaxon__Assignment__V1__IncidentTriggeredBatch *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_triggered_batch__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__incident_triggered_batch__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentTriggeredBatch *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_triggered_batch__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__IncidentTriggeredBatch *
+       klaxon__assignment__v1__incident_triggered_batch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__IncidentTriggeredBatch *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__incident_triggered_batch__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__incident_triggered_batch__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentTriggeredBatch *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_triggered_batch__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__assignment__v1__incident_action_request__init
                      (Klaxon__Assignment__V1__IncidentActionRequest         *message)
 {
@@ -1071,6 +1116,44 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_requ
   klaxon__assignment__v1__incident_triggered_request__field_indices_by_name,
   1,  klaxon__assignment__v1__incident_triggered_request__number_ranges,
   (ProtobufCMessageInit) klaxon__assignment__v1__incident_triggered_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_batch__field_descriptors[1] =
+{
+  {
+    "requests",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__IncidentTriggeredBatch, n_requests),
+    offsetof(Klaxon__Assignment__V1__IncidentTriggeredBatch, requests),
+    &klaxon__assignment__v1__incident_triggered_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__incident_triggered_batch__field_indices_by_name[] = {
+  0,   /* field[0] = requests */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__incident_triggered_batch__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_batch__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.IncidentTriggeredBatch",
+  "IncidentTriggeredBatch",
+  "Klaxon__Assignment__V1__IncidentTriggeredBatch",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__IncidentTriggeredBatch),
+  1,
+  klaxon__assignment__v1__incident_triggered_batch__field_descriptors,
+  klaxon__assignment__v1__incident_triggered_batch__field_indices_by_name,
+  1,  klaxon__assignment__v1__incident_triggered_batch__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__incident_triggered_batch__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_action_request__field_descriptors[8] =
@@ -2783,9 +2866,10 @@ const ProtobufCEnumDescriptor klaxon__assignment__v1__restriction_kind__descript
   klaxon__assignment__v1__restriction_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[10] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[11] =
 {
   { "IncidentTriggered", &klaxon__assignment__v1__incident_triggered_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "IncidentsTriggered", &klaxon__assignment__v1__incident_triggered_batch__descriptor, &klaxon__rpc__v1__batch_reply__descriptor },
   { "Acknowledge", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
   { "Resolve", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
   { "Reassign", &klaxon__assignment__v1__incident_action_request__descriptor, &klaxon__assignment__v1__incident_view__descriptor },
@@ -2797,16 +2881,17 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__metho
   { "GetTimeline", &klaxon__assignment__v1__get_incident_request__descriptor, &klaxon__assignment__v1__get_timeline_reply__descriptor },
 };
 const unsigned klaxon__assignment__v1__assignment__method_indices_by_name[] = {
-  1,        /* Acknowledge */
-  6,        /* AddNote */
-  4,        /* Escalate */
-  7,        /* GetIncident */
-  9,        /* GetTimeline */
+  2,        /* Acknowledge */
+  7,        /* AddNote */
+  5,        /* Escalate */
+  8,        /* GetIncident */
+  10,        /* GetTimeline */
   0,        /* IncidentTriggered */
-  8,        /* ListIncidents */
-  3,        /* Reassign */
-  2,        /* Resolve */
-  5         /* Snooze */
+  1,        /* IncidentsTriggered */
+  9,        /* ListIncidents */
+  4,        /* Reassign */
+  3,        /* Resolve */
+  6         /* Snooze */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor =
 {
@@ -2815,7 +2900,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor 
   "Assignment",
   "Klaxon__Assignment__V1__Assignment",
   "klaxon.assignment.v1",
-  10,
+  11,
   klaxon__assignment__v1__assignment__method_descriptors,
   klaxon__assignment__v1__assignment__method_indices_by_name
 };
@@ -2827,13 +2912,21 @@ void klaxon__assignment__v1__assignment__incident_triggered(ProtobufCService *se
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void klaxon__assignment__v1__assignment__incidents_triggered(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__IncidentTriggeredBatch *input,
+                                                             Klaxon__Rpc__V1__BatchReply_Closure closure,
+                                                             void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void klaxon__assignment__v1__assignment__acknowledge(ProtobufCService *service,
                                                      const Klaxon__Assignment__V1__IncidentActionRequest *input,
                                                      Klaxon__Assignment__V1__IncidentView_Closure closure,
                                                      void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__resolve(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__IncidentActionRequest *input,
@@ -2841,7 +2934,7 @@ void klaxon__assignment__v1__assignment__resolve(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__reassign(ProtobufCService *service,
                                                   const Klaxon__Assignment__V1__IncidentActionRequest *input,
@@ -2849,7 +2942,7 @@ void klaxon__assignment__v1__assignment__reassign(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__escalate(ProtobufCService *service,
                                                   const Klaxon__Assignment__V1__IncidentActionRequest *input,
@@ -2857,7 +2950,7 @@ void klaxon__assignment__v1__assignment__escalate(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__snooze(ProtobufCService *service,
                                                 const Klaxon__Assignment__V1__IncidentActionRequest *input,
@@ -2865,7 +2958,7 @@ void klaxon__assignment__v1__assignment__snooze(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__add_note(ProtobufCService *service,
                                                   const Klaxon__Assignment__V1__IncidentActionRequest *input,
@@ -2873,7 +2966,7 @@ void klaxon__assignment__v1__assignment__add_note(ProtobufCService *service,
                                                   void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__get_incident(ProtobufCService *service,
                                                       const Klaxon__Assignment__V1__GetIncidentRequest *input,
@@ -2881,7 +2974,7 @@ void klaxon__assignment__v1__assignment__get_incident(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 7, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__list_incidents(ProtobufCService *service,
                                                         const Klaxon__Assignment__V1__ListIncidentsRequest *input,
@@ -2889,7 +2982,7 @@ void klaxon__assignment__v1__assignment__list_incidents(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__get_timeline(ProtobufCService *service,
                                                       const Klaxon__Assignment__V1__GetIncidentRequest *input,
@@ -2897,7 +2990,7 @@ void klaxon__assignment__v1__assignment__get_timeline(ProtobufCService *service,
                                                       void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
-  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
                                                Klaxon__Assignment__V1__Assignment_ServiceDestroy destroy)

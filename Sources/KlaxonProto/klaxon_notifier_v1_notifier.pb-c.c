@@ -52,6 +52,51 @@ void   klaxon__notifier__v1__notify_request__free_unpacked
   assert(message->base.descriptor == &klaxon__notifier__v1__notify_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__notifier__v1__notify_batch_request__init
+                     (Klaxon__Notifier__V1__NotifyBatchRequest         *message)
+{
+  static const Klaxon__Notifier__V1__NotifyBatchRequest init_value = KLAXON__NOTIFIER__V1__NOTIFY_BATCH_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__notify_batch_request__get_packed_size
+                     (const Klaxon__Notifier__V1__NotifyBatchRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notify_batch_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__notify_batch_request__pack
+                     (const Klaxon__Notifier__V1__NotifyBatchRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notify_batch_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__notify_batch_request__pack_to_buffer
+                     (const Klaxon__Notifier__V1__NotifyBatchRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__notify_batch_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__NotifyBatchRequest *
+       klaxon__notifier__v1__notify_batch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__NotifyBatchRequest *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__notify_batch_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__notify_batch_request__free_unpacked
+                     (Klaxon__Notifier__V1__NotifyBatchRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__notify_batch_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__notifier__v1__user__init
                      (Klaxon__Notifier__V1__User         *message)
 {
@@ -468,6 +513,44 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_request__descripto
   klaxon__notifier__v1__notify_request__field_indices_by_name,
   1,  klaxon__notifier__v1__notify_request__number_ranges,
   (ProtobufCMessageInit) klaxon__notifier__v1__notify_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__notify_batch_request__field_descriptors[1] =
+{
+  {
+    "requests",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Notifier__V1__NotifyBatchRequest, n_requests),
+    offsetof(Klaxon__Notifier__V1__NotifyBatchRequest, requests),
+    &klaxon__notifier__v1__notify_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__notify_batch_request__field_indices_by_name[] = {
+  0,   /* field[0] = requests */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__notify_batch_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_batch_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.NotifyBatchRequest",
+  "NotifyBatchRequest",
+  "Klaxon__Notifier__V1__NotifyBatchRequest",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__NotifyBatchRequest),
+  1,
+  klaxon__notifier__v1__notify_batch_request__field_descriptors,
+  klaxon__notifier__v1__notify_batch_request__field_indices_by_name,
+  1,  klaxon__notifier__v1__notify_batch_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__notify_batch_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor klaxon__notifier__v1__user__field_descriptors[7] =
@@ -1097,12 +1180,14 @@ const ProtobufCEnumDescriptor klaxon__notifier__v1__notify_reason__descriptor =
   klaxon__notifier__v1__notify_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor klaxon__notifier__v1__notifier__method_descriptors[1] =
+static const ProtobufCMethodDescriptor klaxon__notifier__v1__notifier__method_descriptors[2] =
 {
   { "Notify", &klaxon__notifier__v1__notify_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "NotifyBatch", &klaxon__notifier__v1__notify_batch_request__descriptor, &klaxon__rpc__v1__batch_reply__descriptor },
 };
 const unsigned klaxon__notifier__v1__notifier__method_indices_by_name[] = {
-  0         /* Notify */
+  0,        /* Notify */
+  1         /* NotifyBatch */
 };
 const ProtobufCServiceDescriptor klaxon__notifier__v1__notifier__descriptor =
 {
@@ -1111,7 +1196,7 @@ const ProtobufCServiceDescriptor klaxon__notifier__v1__notifier__descriptor =
   "Notifier",
   "Klaxon__Notifier__V1__Notifier",
   "klaxon.notifier.v1",
-  1,
+  2,
   klaxon__notifier__v1__notifier__method_descriptors,
   klaxon__notifier__v1__notifier__method_indices_by_name
 };
@@ -1122,6 +1207,14 @@ void klaxon__notifier__v1__notifier__notify(ProtobufCService *service,
 {
   assert(service->descriptor == &klaxon__notifier__v1__notifier__descriptor);
   service->invoke(service, 0, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__notifier__notify_batch(ProtobufCService *service,
+                                                  const Klaxon__Notifier__V1__NotifyBatchRequest *input,
+                                                  Klaxon__Rpc__V1__BatchReply_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__notifier__descriptor);
+  service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Service *service,
                                            Klaxon__Notifier__V1__Notifier_ServiceDestroy destroy)

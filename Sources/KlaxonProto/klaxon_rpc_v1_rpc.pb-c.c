@@ -193,6 +193,96 @@ void   klaxon__rpc__v1__empty__free_unpacked
   assert(message->base.descriptor == &klaxon__rpc__v1__empty__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__rpc__v1__batch_item_failure__init
+                     (Klaxon__Rpc__V1__BatchItemFailure         *message)
+{
+  static const Klaxon__Rpc__V1__BatchItemFailure init_value = KLAXON__RPC__V1__BATCH_ITEM_FAILURE__INIT;
+  *message = init_value;
+}
+size_t klaxon__rpc__v1__batch_item_failure__get_packed_size
+                     (const Klaxon__Rpc__V1__BatchItemFailure *message)
+{
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_item_failure__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__rpc__v1__batch_item_failure__pack
+                     (const Klaxon__Rpc__V1__BatchItemFailure *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_item_failure__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__rpc__v1__batch_item_failure__pack_to_buffer
+                     (const Klaxon__Rpc__V1__BatchItemFailure *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_item_failure__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Rpc__V1__BatchItemFailure *
+       klaxon__rpc__v1__batch_item_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Rpc__V1__BatchItemFailure *)
+     protobuf_c_message_unpack (&klaxon__rpc__v1__batch_item_failure__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__rpc__v1__batch_item_failure__free_unpacked
+                     (Klaxon__Rpc__V1__BatchItemFailure *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_item_failure__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__rpc__v1__batch_reply__init
+                     (Klaxon__Rpc__V1__BatchReply         *message)
+{
+  static const Klaxon__Rpc__V1__BatchReply init_value = KLAXON__RPC__V1__BATCH_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__rpc__v1__batch_reply__get_packed_size
+                     (const Klaxon__Rpc__V1__BatchReply *message)
+{
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__rpc__v1__batch_reply__pack
+                     (const Klaxon__Rpc__V1__BatchReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__rpc__v1__batch_reply__pack_to_buffer
+                     (const Klaxon__Rpc__V1__BatchReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Rpc__V1__BatchReply *
+       klaxon__rpc__v1__batch_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Rpc__V1__BatchReply *)
+     protobuf_c_message_unpack (&klaxon__rpc__v1__batch_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__rpc__v1__batch_reply__free_unpacked
+                     (Klaxon__Rpc__V1__BatchReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__rpc__v1__batch_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__rpc__v1__field_violation__field_descriptors[2] =
 {
   {
@@ -465,5 +555,94 @@ const ProtobufCMessageDescriptor klaxon__rpc__v1__empty__descriptor =
   klaxon__rpc__v1__empty__field_indices_by_name,
   0,  klaxon__rpc__v1__empty__number_ranges,
   (ProtobufCMessageInit) klaxon__rpc__v1__empty__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__rpc__v1__batch_item_failure__field_descriptors[2] =
+{
+  {
+    "index",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Rpc__V1__BatchItemFailure, index),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Rpc__V1__BatchItemFailure, status),
+    &klaxon__rpc__v1__status__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__rpc__v1__batch_item_failure__field_indices_by_name[] = {
+  0,   /* field[0] = index */
+  1,   /* field[1] = status */
+};
+static const ProtobufCIntRange klaxon__rpc__v1__batch_item_failure__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__rpc__v1__batch_item_failure__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.rpc.v1.BatchItemFailure",
+  "BatchItemFailure",
+  "Klaxon__Rpc__V1__BatchItemFailure",
+  "klaxon.rpc.v1",
+  sizeof(Klaxon__Rpc__V1__BatchItemFailure),
+  2,
+  klaxon__rpc__v1__batch_item_failure__field_descriptors,
+  klaxon__rpc__v1__batch_item_failure__field_indices_by_name,
+  1,  klaxon__rpc__v1__batch_item_failure__number_ranges,
+  (ProtobufCMessageInit) klaxon__rpc__v1__batch_item_failure__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__rpc__v1__batch_reply__field_descriptors[1] =
+{
+  {
+    "failures",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Rpc__V1__BatchReply, n_failures),
+    offsetof(Klaxon__Rpc__V1__BatchReply, failures),
+    &klaxon__rpc__v1__batch_item_failure__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__rpc__v1__batch_reply__field_indices_by_name[] = {
+  0,   /* field[0] = failures */
+};
+static const ProtobufCIntRange klaxon__rpc__v1__batch_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__rpc__v1__batch_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.rpc.v1.BatchReply",
+  "BatchReply",
+  "Klaxon__Rpc__V1__BatchReply",
+  "klaxon.rpc.v1",
+  sizeof(Klaxon__Rpc__V1__BatchReply),
+  1,
+  klaxon__rpc__v1__batch_reply__field_descriptors,
+  klaxon__rpc__v1__batch_reply__field_indices_by_name,
+  1,  klaxon__rpc__v1__batch_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__rpc__v1__batch_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

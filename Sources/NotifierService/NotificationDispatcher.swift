@@ -1,5 +1,6 @@
 import KlaxonDomain
 import Logging
+import NIOConcurrencyHelpers
 import Shared
 
 /// Sends due notifications: claims them (FOR UPDATE SKIP LOCKED, with a lease so replicas never
@@ -8,12 +9,23 @@ import Shared
 /// retried with exponential backoff (from 1 s, doubling, capped at 60 s; a 429's Retry-After
 /// instead) until the delivery window after the first attempt has passed, then the notification
 /// is failed; a permanent refusal (4xx other than 408 and 429) fails it at once.
+///
+/// Sending is continuous (`run`): the loop claims whenever a sending slot is free and each page
+/// goes out on its own task, so no page waits for a slower one. At most `maxInFlight` pages are
+/// in flight, and at most `maxPerDestination` to one address: an endpoint that never answers
+/// holds its own slots only, and its pages are not even claimed while they are full. Outcomes
+/// are recorded by group commit (`OutcomeWriter`): one transaction for every attempt that ended
+/// meanwhile.
 public struct NotificationDispatcher: Sendable {
     let pool: PostgresPool
     let channels: [String: any DeliveryChannel]
     let clock: any WallClock
     let deliveryWindowMs: Millis
-    let batchSize = 32
+    let batchSize = 128
+    public var maxInFlight = 256
+    public var maxPerDestination = 16
+    let slots = Slots()
+    let writer: OutcomeWriter
     /// How long a claimed notification is invisible to other dispatchers: one attempt's timeout
     /// plus a margin, so a killed Notifier's pages are taken over soon after.
     let leaseMs: Millis
@@ -37,6 +49,7 @@ public struct NotificationDispatcher: Sendable {
         self.leaseMs = sendTimeoutMs + Self.leaseMarginMs
         self.baseBackoffMs = baseBackoffMs
         self.logger = logger
+        self.writer = OutcomeWriter(pool: pool, logger: logger)
     }
 
     struct Claimed: Sendable {
@@ -49,7 +62,8 @@ public struct NotificationDispatcher: Sendable {
         var snapshot: IncidentSnapshot
         /// Attempts made before this one.
         var attempts: Int
-        var firstAttemptAt: Millis
+        /// nil until an attempt was made (then the delivery window counts from it).
+        var firstAttemptAt: Millis?
         var channel: String
         var address: String
         var userName: String
@@ -57,38 +71,77 @@ public struct NotificationDispatcher: Sendable {
         var startDelaySeconds: UInt32
         var decision: NotificationDecision
         var current: IncidentSnapshot
+        var claimedAt: Millis
     }
 
-    /// Sends what is due at `now`; returns when the next pending notification is due.
+    /// Sends what is due at `now` and waits for those sends and their outcomes; returns when the
+    /// next pending notification is due. (The service sends continuously with `run`.)
     public func dispatchDue(now: Millis) async throws -> Millis? {
-        let claimed = try await claim(now: now)
-        if !claimed.isEmpty {
-            await withTaskGroup(of: Void.self) { group in
-                for notification in claimed {
-                    group.addTask { await self.process(notification, now: now) }
+        let claimed = try await claim(now: now, limit: batchSize)
+        await withTaskGroup(of: Void.self) { group in
+            for notification in claimed {
+                group.addTask {
+                    await self.process(notification, now: now)
+                    self.slots.release(notification.address)
                 }
             }
-            if claimed.count == batchSize { return now }
         }
-        return try await pool.withConnection { connection in
+        if claimed.count == batchSize { return now }
+        return try await nextDue()
+    }
+
+    /// The service's sending: `loop` claims whenever a slot is free (a finished send pokes it),
+    /// each claimed page is sent on its own task. Ends when the loop ends (graceful shutdown),
+    /// after the sends in flight have finished and their outcomes are recorded.
+    public func run(_ loop: DueWorkLoop) async {
+        let (stream, continuation) = AsyncStream.makeStream(of: Claimed.self)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await loop.run { now in
+                    let free = self.slots.free(self.maxInFlight)
+                    guard free > 0 else { return nil }  // a finished send pokes the loop
+                    let claimed = try await self.claim(now: now, limit: min(free, self.batchSize))
+                    for notification in claimed { continuation.yield(notification) }
+                    if claimed.count == min(free, self.batchSize) { return now }
+                    return try await self.nextDue()
+                }
+                continuation.finish()
+            }
+            for await notification in stream {
+                group.addTask {
+                    await self.process(notification, now: notification.claimedAt)
+                    self.slots.release(notification.address)
+                    loop.waker.poke()
+                }
+            }
+        }
+    }
+
+    private func nextDue() async throws -> Millis? {
+        try await pool.withConnection { connection in
             try connection.query(
                 "SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM notifications WHERE status = 'pending'"
             ).int64(0, "next")
         }
     }
 
-    private func claim(now: Millis) async throws -> [Claimed] {
-        let batchSize = self.batchSize
+    /// Claims up to `limit` due notifications whose address has a free slot; those over their
+    /// address's limit are put back in the same transaction (never seen as claimed).
+    private func claim(now: Millis, limit: Int) async throws -> [Claimed] {
+        let batchSize = limit
         let leaseMs = self.leaseMs
         let logger = self.logger
-        return try await pool.transaction { connection in
+        let counts = slots.snapshot()
+        let perDestination = maxPerDestination
+        let saturated = counts.filter { $0.value >= perDestination }.map(\.key)
+        let claimed = try await pool.transaction { connection -> [Claimed] in
             let rows = try connection.query(
                 """
                 WITH due AS (
-                    SELECT id FROM notifications
-                    WHERE status = 'pending' AND due_at_ms <= $1 AND lease_until_ms <= $1
-                    ORDER BY due_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
-                UPDATE notifications n SET lease_until_ms = $1 + $3, first_attempt_at_ms = coalesce(n.first_attempt_at_ms, $1)
+                    SELECT n.id FROM notifications n JOIN contact_methods c ON c.id = n.contact_method_id
+                    WHERE n.status = 'pending' AND n.due_at_ms <= $1 AND n.lease_until_ms <= $1 AND NOT (c.address = ANY($4::text[]))
+                    ORDER BY n.due_at_ms LIMIT $2 FOR UPDATE OF n SKIP LOCKED)
+                UPDATE notifications n SET lease_until_ms = $1 + $3
                 FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
                 WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
                   AND i.id = n.incident_id AND s.id = i.service_id
@@ -97,9 +150,16 @@ public struct NotificationDispatcher: Sendable {
                           i.status, i.title, i.urgency, i.number, s.name AS service_name,
                           EXISTS (SELECT 1 FROM incident_assignments a
                                   WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id) AS assigned
-                """, [now, batchSize, leaseMs])
+                """, [now, batchSize, leaseMs, PGArray(saturated)])
             var claimed: [Claimed] = []
+            var taken = counts
+            var putBack: [String] = []
             for row in 0..<rows.count {
+                let address = rows.string(row, "address")!
+                guard taken[address, default: 0] < perDestination else {
+                    putBack.append(rows.string(row, "id")!)
+                    continue
+                }
                 guard let snapshot = try? IncidentSnapshot(wire: rows.bytes(row, "snapshot") ?? []) else {
                     // One bad notification never stalls the others: fail it, say why, go on.
                     let id = rows.string(row, "id")!, incidentID = rows.int64(row, "incident_id")!
@@ -113,6 +173,7 @@ public struct NotificationDispatcher: Sendable {
                         details: ["notification": id, "error": "the notification's snapshot cannot be decoded"]))
                     continue
                 }
+                taken[address, default: 0] += 1
                 let status = IncidentStatus(rawValue: rows.string(row, "status")!) ?? .triggered
                 let minuteZero = rows.bool(row, "minute_zero")!
                 var current = snapshot
@@ -125,15 +186,21 @@ public struct NotificationDispatcher: Sendable {
                     id: rows.string(row, "id")!, incidentID: rows.int64(row, "incident_id")!, userID: rows.int64(row, "user_id")!,
                     ruleID: rows.int64(row, "rule_id")!, minuteZero: minuteZero,
                     reason: NotifyReason(rawValue: rows.string(row, "reason")!) ?? .assigned, snapshot: snapshot,
-                    attempts: rows.int(row, "attempts")!, firstAttemptAt: rows.int64(row, "first_attempt_at_ms") ?? now, channel: rows.string(row, "type")!, address: rows.string(row, "address")!,
+                    attempts: rows.int(row, "attempts")!, firstAttemptAt: rows.int64(row, "first_attempt_at_ms"),
+                    channel: rows.string(row, "type")!, address: address,
                     userName: rows.string(row, "name")!, userEmail: rows.string(row, "email")!,
                     startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!),
                     decision: NotificationCore.decide(
                         minuteZero: minuteZero, currentStatus: status, userStillAssigned: rows.bool(row, "assigned")!),
-                    current: current))
+                    current: current, claimedAt: now))
+            }
+            if !putBack.isEmpty {
+                try connection.enqueue("UPDATE notifications SET lease_until_ms = 0 WHERE id = ANY($1::text[]::uuid[])", [PGArray(putBack)])
             }
             return claimed
         }
+        slots.take(claimed.map(\.address))
+        return claimed
     }
 
     private func process(_ notification: Claimed, now: Millis) async {
@@ -178,7 +245,7 @@ public struct NotificationDispatcher: Sendable {
                 "notification.attempt": "\(attempts)", "error": "\(description)"])
             let outcome = NotificationCore.afterFailedAttempt(
                 DeliveryFailure(description: description, permanent: delivery?.permanent ?? false, retryAfterMs: delivery?.retryAfterMs),
-                attempts: attempts, firstAttemptAt: notification.firstAttemptAt, finishedAt: clock.nowMs(),
+                attempts: attempts, firstAttemptAt: notification.firstAttemptAt ?? attemptAt, finishedAt: clock.nowMs(),
                 window: DeliveryWindow(lengthMs: deliveryWindowMs, firstBackoffMs: baseBackoffMs, maxBackoffMs: maxBackoffMs))
             switch outcome {
             case let .fail(why):
@@ -189,14 +256,16 @@ public struct NotificationDispatcher: Sendable {
                 let entry = TimelineEntry(
                     at: attemptAt, type: .notifyRetry, actor: "notifier",
                     details: details(notification, attempts: attempts, ["error": description, "retry_at_ms": String(nextAt)]))
+                let firstAttemptAt = notification.firstAttemptAt ?? attemptAt
                 do {
-                    try await pool.transaction { connection in
-                        try connection.query(
+                    try await writer.write { connection in
+                        try connection.enqueue(
                             """
-                            UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3, attempts = $4
+                            UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3, attempts = $4,
+                                   first_attempt_at_ms = coalesce(first_attempt_at_ms, $5)
                             WHERE id = $1::uuid
-                            """, [notification.id, nextAt, description, attempts])
-                        try Timeline.append(connection, incidentID: notification.incidentID, entry)
+                            """, [notification.id, nextAt, description, attempts, firstAttemptAt])
+                        try Timeline.enqueue(connection, incidentID: notification.incidentID, entry)
                     }
                 } catch {
                     logger.error("cannot record a failed attempt; the lease will expire", metadata: [
@@ -220,19 +289,100 @@ public struct NotificationDispatcher: Sendable {
     /// `last_error`; a sent notification keeps none (its failed attempts are in the timeline).
     private func finish(_ notification: Claimed, status: String, attempts: Int, at: Millis, timeline: TimelineEntry) async {
         let why = status == "sent" ? nil : (timeline.details["reason"] ?? timeline.details["error"])
+        let firstAttemptAt: Millis? = attempts > notification.attempts ? (notification.firstAttemptAt ?? at) : nil
         do {
-            try await pool.transaction { connection in
-                try connection.query(
+            try await writer.write { connection in
+                try connection.enqueue(
                     """
-                    UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0, last_error = $4, attempts = $5
+                    UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0, last_error = $4, attempts = $5,
+                           first_attempt_at_ms = coalesce(first_attempt_at_ms, $6)
                     WHERE id = $1::uuid
-                    """, [notification.id, status, at, why, attempts])
-                try Timeline.append(connection, incidentID: notification.incidentID, timeline)
+                    """, [notification.id, status, at, why, attempts, firstAttemptAt])
+                try Timeline.enqueue(connection, incidentID: notification.incidentID, timeline)
             }
         } catch {
             // The lease runs out and the notification is tried again: at-least-once, never lost.
             logger.error("cannot record notification outcome", metadata: [
                 "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Sending slots: pages in flight, in total and per address.
+final class Slots: Sendable {
+    private let counts = NIOLockedValueBox([String: Int]())
+
+    func snapshot() -> [String: Int] { counts.withLockedValue { $0 } }
+    func free(_ limit: Int) -> Int { limit - counts.withLockedValue { $0.values.reduce(0, +) } }
+    func take(_ addresses: [String]) {
+        counts.withLockedValue { counts in for address in addresses { counts[address, default: 0] += 1 } }
+    }
+    func release(_ address: String) {
+        counts.withLockedValue { counts in
+            counts[address, default: 1] -= 1
+            if counts[address] == 0 { counts[address] = nil }
+        }
+    }
+}
+
+/// Group commit for outcomes: writes submitted while a transaction is running go together in the
+/// next one. A batch that fails is retried item by item, so one bad write fails alone.
+final class OutcomeWriter: Sendable {
+    typealias Work = @Sendable (PGConnection) throws -> Void
+    private struct State {
+        var pending: [(work: Work, done: CheckedContinuation<Void, Error>)] = []
+        var writing = false
+    }
+
+    private let pool: PostgresPool
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    init(pool: PostgresPool, logger: Logger) {
+        self.pool = pool
+        self.logger = logger
+    }
+
+    /// Returns once `work` is committed (or throws its error).
+    func write(_ work: @escaping Work) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            let lead = state.withLockedValue { state -> Bool in
+                state.pending.append((work, continuation))
+                if state.writing { return false }
+                state.writing = true
+                return true
+            }
+            if lead { Task { await self.drain() } }
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let batch = state.withLockedValue { state -> [(work: Work, done: CheckedContinuation<Void, Error>)] in
+                let batch = state.pending
+                state.pending = []
+                if batch.isEmpty { state.writing = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            let works = batch.map(\.work)
+            do {
+                try await pool.transaction { connection in for work in works { try work(connection) } }
+                for item in batch { item.done.resume() }
+            } catch {
+                if batch.count > 1 {
+                    logger.warning("outcome batch failed; writing its items one by one", metadata: ["error": "\(error)"])
+                }
+                for item in batch {
+                    let work = item.work
+                    do {
+                        try await pool.transaction { connection in try work(connection) }
+                        item.done.resume()
+                    } catch {
+                        item.done.resume(throwing: error)
+                    }
+                }
+            }
         }
     }
 }

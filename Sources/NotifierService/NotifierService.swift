@@ -37,14 +37,24 @@ public struct NotifierService: Service {
             try await intake.notify(request)
             return Empty()
         }
+        router.register(Notifier.NotifyBatch) { (batch: NotifyBatchRequest, _) in
+            try await intake.notifyBatch(batch)
+        }
         return router
     }
 
     public func run() async throws {
-        // Wakes at the next due notification, on a poke, and at least every second for
-        // notifications written by other replicas: each goes out within a second of due.
+        // Wakes at the next due notification, on a poke (new work, or a send that freed a slot),
+        // and at least every second for notifications written by other replicas.
         var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
         loop.maxSleep = .seconds(1)
-        try await ServiceRunner.run(server: server, loops: [WorkLoop(loop) { now in try await dispatcher.dispatchDue(now: now) }], logger: logger)
+        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop)], logger: logger)
+    }
+
+    /// The dispatcher's continuous sending, as a Service.
+    struct Sending: Service {
+        let dispatcher: NotificationDispatcher
+        let loop: DueWorkLoop
+        func run() async throws { await dispatcher.run(loop) }
     }
 }

@@ -19,19 +19,10 @@ public struct NotifyIntake: Sendable {
     }
 
     public func notify(_ request: NotifyRequest) async throws {
-        var violations: [FieldViolation] = []
-        if request.requestID.isEmpty { violations.append(FieldViolation(field: "request_id", description: "is required")) }
-        if request.incidentID == 0 { violations.append(FieldViolation(field: "incident_id", description: "is required")) }
-        if request.userID == 0 { violations.append(FieldViolation(field: "user_id", description: "is required")) }
-        if request.snapshot == nil { violations.append(FieldViolation(field: "snapshot", description: "is required")) }
-        guard violations.isEmpty, let snapshot = request.snapshot else { throw RPCError.invalidArgument(violations) }
-        let now = clock.nowMs()
-        let reason = request.reason ?? .assigned
-        let urgency = snapshot.urgency ?? .high
-        let snapshotBytes = snapshot.wireBytes()
+        try Self.validate(request)
         let scheduled: Int
         do {
-            scheduled = try await schedule(request, snapshot: snapshot, now: now, reason: reason, urgency: urgency, snapshotBytes: snapshotBytes)
+            scheduled = try await schedule([request])
         } catch {
             // The sender's outbox retries this request with backoff; other requests go on.
             logger.error("notify request failed; retried by the sender with backoff", metadata: [
@@ -41,74 +32,130 @@ public struct NotifyIntake: Sendable {
         if scheduled > 0 { dispatcherWaker.poke() }
     }
 
-    private func schedule(
-        _ request: NotifyRequest, snapshot: IncidentSnapshot, now: Millis, reason: NotifyReason, urgency: Urgency, snapshotBytes: [UInt8]
-    ) async throws -> Int {
-        try await pool.transaction { connection -> Int in
-            guard try Inbox.claim(connection, consumer: Self.consumer, messageID: request.requestID, now: now) else { return 0 }
-            let rows = try connection.query(
-                "SELECT id, contact_method_id, start_delay_seconds, urgency FROM notification_rules WHERE user_id = $1 ORDER BY id",
-                [request.userID])
-            let rules = (0..<rows.count).map { row in
-                NotificationRule(
-                    id: rows.uint64(row, "id")!, contactMethodID: rows.uint64(row, "contact_method_id")!,
-                    startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!),
-                    urgency: Urgency(rawValue: rows.string(row, "urgency")!) ?? .high)
-            }
-            let plan = NotificationCore.expand(rules: rules, urgency: urgency, requestedAt: request.requestedAtMs)
-            let incidentID = Int64(request.incidentID)
-            // The supersede rule is NotificationCore's; here: load what waits, mark what it names.
-            let pending = try connection.query(
+    /// A batch of notify requests (one outbox bundle from Assignment): one transaction for all,
+    /// or each on its own if that fails, so one bad request never holds up the others.
+    public func notifyBatch(_ batch: NotifyBatchRequest) async throws -> BatchReply {
+        var scheduled = 0
+        let reply = try await BatchCall.apply(batch.requests, logger: logger, together: { requests in
+            for request in requests { try Self.validate(request) }
+            scheduled = try await schedule(requests)
+        }, alone: { request in
+            try await notify(request)
+        })
+        if scheduled > 0 { dispatcherWaker.poke() }
+        return reply
+    }
+
+    static func validate(_ request: NotifyRequest) throws {
+        var violations: [FieldViolation] = []
+        if request.requestID.isEmpty { violations.append(FieldViolation(field: "request_id", description: "is required")) }
+        if request.incidentID == 0 { violations.append(FieldViolation(field: "incident_id", description: "is required")) }
+        if request.userID == 0 { violations.append(FieldViolation(field: "user_id", description: "is required")) }
+        if request.snapshot == nil { violations.append(FieldViolation(field: "snapshot", description: "is required")) }
+        guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+    }
+
+    struct Pair: Hashable {
+        var incident: Int64
+        var user: Int64
+    }
+
+    /// Expands the requests into notifications in one transaction: one inbox statement, one
+    /// query for every user's rules, one for what still waits, then pipelined writes.
+    private func schedule(_ requests: [NotifyRequest]) async throws -> Int {
+        let now = clock.nowMs()
+        return try await pool.transaction { connection -> Int in
+            let fresh = try Inbox.claim(connection, consumer: Self.consumer, messageIDs: requests.map(\.requestID), now: now)
+            var seen = Set<String>()
+            let todo = requests.filter { fresh.contains($0.requestID) && seen.insert($0.requestID).inserted }
+            guard !todo.isEmpty else { return 0 }
+            let users = Array(Set(todo.map { Int64($0.userID) }))
+            let ruleRows = try connection.query(
                 """
-                SELECT id::text AS id, rule_id, request_id, minute_zero, requested_at_ms, lease_until_ms FROM notifications
-                WHERE incident_id = $1 AND user_id = $2 AND status = 'pending' FOR UPDATE
-                """, [incidentID, Int64(request.userID)])
-            let waiting = (0..<pending.count).map { row in
-                WaitingNotification(
-                    id: pending.string(row, "id")!, ruleID: pending.uint64(row, "rule_id")!, requestID: pending.string(row, "request_id")!,
-                    minuteZero: pending.bool(row, "minute_zero")!, requestedAt: pending.int64(row, "requested_at_ms")!,
-                    leaseUntil: pending.int64(row, "lease_until_ms")!)
+                SELECT id, user_id, contact_method_id, start_delay_seconds, urgency FROM notification_rules
+                WHERE user_id = ANY($1::bigint[]) ORDER BY id
+                """, [PGArray(users)])
+            var rules: [Int64: [NotificationRule]] = [:]
+            for row in 0..<ruleRows.count {
+                rules[ruleRows.int64(row, "user_id")!, default: []].append(NotificationRule(
+                    id: ruleRows.uint64(row, "id")!, contactMethodID: ruleRows.uint64(row, "contact_method_id")!,
+                    startDelaySeconds: UInt32(ruleRows.int(row, "start_delay_seconds")!),
+                    urgency: Urgency(rawValue: ruleRows.string(row, "urgency")!) ?? .high))
             }
-            let superseded = NotificationCore.superseded(waiting, byRequest: request.requestID, requestedAt: request.requestedAtMs, now: now)
-            if !superseded.isEmpty {
-                try connection.query(
-                    "UPDATE notifications SET status = 'skipped', finished_at_ms = $2, last_error = 'superseded' WHERE id = ANY($1::text[]::uuid[])",
-                    [PGArray(superseded.map(\.id)), now])
+            // The supersede rule is NotificationCore's; here: load what waits, mark what it names.
+            let pairs = todo.map { Pair(incident: Int64($0.incidentID), user: Int64($0.userID)) }
+            let pendingRows = try connection.query(
+                """
+                SELECT id::text AS id, incident_id, user_id, rule_id, request_id, minute_zero, requested_at_ms, lease_until_ms
+                FROM notifications
+                WHERE status = 'pending' AND (incident_id, user_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
+                ORDER BY id FOR UPDATE
+                """, [PGArray(pairs.map(\.incident)), PGArray(pairs.map(\.user))])
+            var waiting: [Pair: [WaitingNotification]] = [:]
+            for row in 0..<pendingRows.count {
+                waiting[Pair(incident: pendingRows.int64(row, "incident_id")!, user: pendingRows.int64(row, "user_id")!), default: []].append(
+                    WaitingNotification(
+                        id: pendingRows.string(row, "id")!, ruleID: pendingRows.uint64(row, "rule_id")!,
+                        requestID: pendingRows.string(row, "request_id")!, minuteZero: pendingRows.bool(row, "minute_zero")!,
+                        requestedAt: pendingRows.int64(row, "requested_at_ms")!, leaseUntil: pendingRows.int64(row, "lease_until_ms")!))
             }
-            for notification in superseded {
-                try Timeline.append(
-                    connection, incidentID: incidentID,
-                    TimelineEntry(at: now, type: .notifySkipped, actor: "notifier", details: [
-                        "notification": notification.id, "user": String(request.userID),
-                        "rule": String(notification.ruleID), "reason": "superseded", "by_request": request.requestID,
-                    ]))
+            var scheduled = 0
+            for request in todo {
+                let snapshot = request.snapshot!
+                let reason = request.reason ?? .assigned
+                let urgency = snapshot.urgency ?? .high
+                let pair = Pair(incident: Int64(request.incidentID), user: Int64(request.userID))
+                let incidentID = pair.incident
+                let superseded = NotificationCore.superseded(
+                    waiting[pair] ?? [], byRequest: request.requestID, requestedAt: request.requestedAtMs, now: now)
+                if !superseded.isEmpty {
+                    let ids = Set(superseded.map(\.id))
+                    waiting[pair]?.removeAll { ids.contains($0.id) }
+                    try connection.enqueue(
+                        "UPDATE notifications SET status = 'skipped', finished_at_ms = $2, last_error = 'superseded' WHERE id = ANY($1::text[]::uuid[])",
+                        [PGArray(superseded.map(\.id)), now])
+                }
+                for notification in superseded {
+                    try Timeline.enqueue(
+                        connection, incidentID: incidentID,
+                        TimelineEntry(at: now, type: .notifySkipped, actor: "notifier", details: [
+                            "notification": notification.id, "user": String(request.userID),
+                            "rule": String(notification.ruleID), "reason": "superseded", "by_request": request.requestID,
+                        ]))
+                }
+                let plan = NotificationCore.expand(rules: rules[pair.user] ?? [], urgency: urgency, requestedAt: request.requestedAtMs)
+                if plan.isEmpty {
+                    try Timeline.enqueue(
+                        connection, incidentID: incidentID,
+                        TimelineEntry(at: now, type: .notifySkipped, actor: "notifier",
+                                      details: ["user": String(request.userID), "reason": "no notification rule for \(urgency.rawValue) urgency"]))
+                    continue
+                }
+                let snapshotBytes = snapshot.wireBytes()
+                for item in plan {
+                    let id = RandomID.uuid()
+                    // Never a conflict here (the inbox admitted this request once); kept as a guard.
+                    try connection.enqueue(
+                        """
+                        INSERT INTO notifications (id, request_id, rule_id, incident_id, user_id, contact_method_id, reason,
+                                                   minute_zero, snapshot, requested_at_ms, due_at_ms)
+                        VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                        ON CONFLICT (request_id, rule_id) DO NOTHING
+                        """,
+                        [id, request.requestID, item.ruleID, incidentID, request.userID, item.contactMethodID, reason.rawValue,
+                         item.minuteZero, snapshotBytes, request.requestedAtMs, item.dueAt])
+                    try Timeline.enqueue(
+                        connection, incidentID: incidentID,
+                        TimelineEntry(at: now, type: .notifyScheduled, actor: "notifier",
+                                      details: ["user": String(request.userID), "rule": String(item.ruleID), "notification": id,
+                                                "due_at_ms": String(item.dueAt)]))
+                    waiting[pair, default: []].append(WaitingNotification(
+                        id: id, ruleID: item.ruleID, requestID: request.requestID, minuteZero: item.minuteZero,
+                        requestedAt: request.requestedAtMs, leaseUntil: 0))
+                }
+                scheduled += plan.count
             }
-            if plan.isEmpty {
-                try Timeline.append(
-                    connection, incidentID: incidentID,
-                    TimelineEntry(at: now, type: .notifySkipped, actor: "notifier",
-                                  details: ["user": String(request.userID), "reason": "no notification rule for \(urgency.rawValue) urgency"]))
-                return 0
-            }
-            for item in plan {
-                let id = RandomID.uuid()
-                let inserted = try connection.query(
-                    """
-                    INSERT INTO notifications (id, request_id, rule_id, incident_id, user_id, contact_method_id, reason,
-                                               minute_zero, snapshot, requested_at_ms, due_at_ms)
-                    VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                    ON CONFLICT (request_id, rule_id) DO NOTHING
-                    """,
-                    [id, request.requestID, item.ruleID, incidentID, request.userID, item.contactMethodID, reason.rawValue,
-                     item.minuteZero, snapshotBytes, request.requestedAtMs, item.dueAt])
-                guard inserted.affectedRows == 1 else { continue }
-                try Timeline.append(
-                    connection, incidentID: incidentID,
-                    TimelineEntry(at: now, type: .notifyScheduled, actor: "notifier",
-                                  details: ["user": String(request.userID), "rule": String(item.ruleID), "notification": id,
-                                            "due_at_ms": String(item.dueAt)]))
-            }
-            return plan.count
+            return scheduled
         }
     }
 }

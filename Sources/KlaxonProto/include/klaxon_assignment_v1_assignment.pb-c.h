@@ -18,6 +18,7 @@ PROTOBUF_C__BEGIN_DECLS
 #include "klaxon_incident_v1_incident.pb-c.h"
 
 typedef struct Klaxon__Assignment__V1__IncidentTriggeredRequest Klaxon__Assignment__V1__IncidentTriggeredRequest;
+typedef struct Klaxon__Assignment__V1__IncidentTriggeredBatch Klaxon__Assignment__V1__IncidentTriggeredBatch;
 typedef struct Klaxon__Assignment__V1__IncidentActionRequest Klaxon__Assignment__V1__IncidentActionRequest;
 typedef struct Klaxon__Assignment__V1__Acknowledgement Klaxon__Assignment__V1__Acknowledgement;
 typedef struct Klaxon__Assignment__V1__IncidentView Klaxon__Assignment__V1__IncidentView;
@@ -67,6 +68,21 @@ struct  Klaxon__Assignment__V1__IncidentTriggeredRequest
 #define KLAXON__ASSIGNMENT__V1__INCIDENT_TRIGGERED_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_triggered_request__descriptor) \
     , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+/*
+ * Several IncidentTriggered messages in one call (an outbox bundle): applied in one
+ * transaction, each idempotent by its message_id; the reply names those that failed.
+ */
+struct  Klaxon__Assignment__V1__IncidentTriggeredBatch
+{
+  ProtobufCMessage base;
+  size_t n_requests;
+  Klaxon__Assignment__V1__IncidentTriggeredRequest **requests;
+};
+#define KLAXON__ASSIGNMENT__V1__INCIDENT_TRIGGERED_BATCH__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_triggered_batch__descriptor) \
+    , 0,NULL }
 
 
 /*
@@ -512,6 +528,25 @@ Klaxon__Assignment__V1__IncidentTriggeredRequest *
 void   klaxon__assignment__v1__incident_triggered_request__free_unpacked
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__IncidentTriggeredBatch methods */
+void   klaxon__assignment__v1__incident_triggered_batch__init
+                     (Klaxon__Assignment__V1__IncidentTriggeredBatch         *message);
+size_t klaxon__assignment__v1__incident_triggered_batch__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentTriggeredBatch   *message);
+size_t klaxon__assignment__v1__incident_triggered_batch__pack
+                     (const Klaxon__Assignment__V1__IncidentTriggeredBatch   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__incident_triggered_batch__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentTriggeredBatch   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__IncidentTriggeredBatch *
+       klaxon__assignment__v1__incident_triggered_batch__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__incident_triggered_batch__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentTriggeredBatch *message,
+                      ProtobufCAllocator *allocator);
 /* Klaxon__Assignment__V1__IncidentActionRequest methods */
 void   klaxon__assignment__v1__incident_action_request__init
                      (Klaxon__Assignment__V1__IncidentActionRequest         *message);
@@ -922,6 +957,9 @@ void   klaxon__assignment__v1__who_is_on_call_reply__free_unpacked
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
                  (const Klaxon__Assignment__V1__IncidentTriggeredRequest *message,
                   void *closure_data);
+typedef void (*Klaxon__Assignment__V1__IncidentTriggeredBatch_Closure)
+                 (const Klaxon__Assignment__V1__IncidentTriggeredBatch *message,
+                  void *closure_data);
 typedef void (*Klaxon__Assignment__V1__IncidentActionRequest_Closure)
                  (const Klaxon__Assignment__V1__IncidentActionRequest *message,
                   void *closure_data);
@@ -1002,6 +1040,10 @@ struct Klaxon__Assignment__V1__Assignment_Service
                              const Klaxon__Assignment__V1__IncidentTriggeredRequest *input,
                              Klaxon__Rpc__V1__Empty_Closure closure,
                              void *closure_data);
+  void (*incidents_triggered)(Klaxon__Assignment__V1__Assignment_Service *service,
+                              const Klaxon__Assignment__V1__IncidentTriggeredBatch *input,
+                              Klaxon__Rpc__V1__BatchReply_Closure closure,
+                              void *closure_data);
   void (*acknowledge)(Klaxon__Assignment__V1__Assignment_Service *service,
                       const Klaxon__Assignment__V1__IncidentActionRequest *input,
                       Klaxon__Assignment__V1__IncidentView_Closure closure,
@@ -1047,6 +1089,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
 #define KLAXON__ASSIGNMENT__V1__ASSIGNMENT__INIT(function_prefix__) \
     { KLAXON__ASSIGNMENT__V1__ASSIGNMENT__BASE_INIT,\
       function_prefix__ ## incident_triggered,\
+      function_prefix__ ## incidents_triggered,\
       function_prefix__ ## acknowledge,\
       function_prefix__ ## resolve,\
       function_prefix__ ## reassign,\
@@ -1060,6 +1103,10 @@ void klaxon__assignment__v1__assignment__incident_triggered(ProtobufCService *se
                                                             const Klaxon__Assignment__V1__IncidentTriggeredRequest *input,
                                                             Klaxon__Rpc__V1__Empty_Closure closure,
                                                             void *closure_data);
+void klaxon__assignment__v1__assignment__incidents_triggered(ProtobufCService *service,
+                                                             const Klaxon__Assignment__V1__IncidentTriggeredBatch *input,
+                                                             Klaxon__Rpc__V1__BatchReply_Closure closure,
+                                                             void *closure_data);
 void klaxon__assignment__v1__assignment__acknowledge(ProtobufCService *service,
                                                      const Klaxon__Assignment__V1__IncidentActionRequest *input,
                                                      Klaxon__Assignment__V1__IncidentView_Closure closure,
@@ -1212,6 +1259,7 @@ void klaxon__assignment__v1__admin__who_is_on_call(ProtobufCService *service,
 
 extern const ProtobufCEnumDescriptor    klaxon__assignment__v1__restriction_kind__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_triggered_batch__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_action_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor;

@@ -18,6 +18,7 @@ PROTOBUF_C__BEGIN_DECLS
 #include "klaxon_incident_v1_incident.pb-c.h"
 
 typedef struct Klaxon__Notifier__V1__NotifyRequest Klaxon__Notifier__V1__NotifyRequest;
+typedef struct Klaxon__Notifier__V1__NotifyBatchRequest Klaxon__Notifier__V1__NotifyBatchRequest;
 typedef struct Klaxon__Notifier__V1__User Klaxon__Notifier__V1__User;
 typedef struct Klaxon__Notifier__V1__ContactMethod Klaxon__Notifier__V1__ContactMethod;
 typedef struct Klaxon__Notifier__V1__NotificationRule Klaxon__Notifier__V1__NotificationRule;
@@ -58,6 +59,21 @@ struct  Klaxon__Notifier__V1__NotifyRequest
 #define KLAXON__NOTIFIER__V1__NOTIFY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__notify_request__descriptor) \
     , (char *)protobuf_c_empty_string, 0, 0, KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_UNSPECIFIED, NULL, 0 }
+
+
+/*
+ * Several notify requests in one call (an outbox bundle): applied in one transaction, each
+ * idempotent by its request_id; the reply names those that failed.
+ */
+struct  Klaxon__Notifier__V1__NotifyBatchRequest
+{
+  ProtobufCMessage base;
+  size_t n_requests;
+  Klaxon__Notifier__V1__NotifyRequest **requests;
+};
+#define KLAXON__NOTIFIER__V1__NOTIFY_BATCH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__notify_batch_request__descriptor) \
+    , 0,NULL }
 
 
 struct  Klaxon__Notifier__V1__User
@@ -211,6 +227,25 @@ Klaxon__Notifier__V1__NotifyRequest *
 void   klaxon__notifier__v1__notify_request__free_unpacked
                      (Klaxon__Notifier__V1__NotifyRequest *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__NotifyBatchRequest methods */
+void   klaxon__notifier__v1__notify_batch_request__init
+                     (Klaxon__Notifier__V1__NotifyBatchRequest         *message);
+size_t klaxon__notifier__v1__notify_batch_request__get_packed_size
+                     (const Klaxon__Notifier__V1__NotifyBatchRequest   *message);
+size_t klaxon__notifier__v1__notify_batch_request__pack
+                     (const Klaxon__Notifier__V1__NotifyBatchRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__notify_batch_request__pack_to_buffer
+                     (const Klaxon__Notifier__V1__NotifyBatchRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__NotifyBatchRequest *
+       klaxon__notifier__v1__notify_batch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__notify_batch_request__free_unpacked
+                     (Klaxon__Notifier__V1__NotifyBatchRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Klaxon__Notifier__V1__User methods */
 void   klaxon__notifier__v1__user__init
                      (Klaxon__Notifier__V1__User         *message);
@@ -349,6 +384,9 @@ void   klaxon__notifier__v1__notification_list__free_unpacked
 typedef void (*Klaxon__Notifier__V1__NotifyRequest_Closure)
                  (const Klaxon__Notifier__V1__NotifyRequest *message,
                   void *closure_data);
+typedef void (*Klaxon__Notifier__V1__NotifyBatchRequest_Closure)
+                 (const Klaxon__Notifier__V1__NotifyBatchRequest *message,
+                  void *closure_data);
 typedef void (*Klaxon__Notifier__V1__User_Closure)
                  (const Klaxon__Notifier__V1__User *message,
                   void *closure_data);
@@ -381,6 +419,10 @@ struct Klaxon__Notifier__V1__Notifier_Service
                  const Klaxon__Notifier__V1__NotifyRequest *input,
                  Klaxon__Rpc__V1__Empty_Closure closure,
                  void *closure_data);
+  void (*notify_batch)(Klaxon__Notifier__V1__Notifier_Service *service,
+                       const Klaxon__Notifier__V1__NotifyBatchRequest *input,
+                       Klaxon__Rpc__V1__BatchReply_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Klaxon__Notifier__V1__Notifier_ServiceDestroy)(Klaxon__Notifier__V1__Notifier_Service *);
 void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Service *service,
@@ -389,11 +431,16 @@ void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Servic
     { &klaxon__notifier__v1__notifier__descriptor, protobuf_c_service_invoke_internal, NULL }
 #define KLAXON__NOTIFIER__V1__NOTIFIER__INIT(function_prefix__) \
     { KLAXON__NOTIFIER__V1__NOTIFIER__BASE_INIT,\
-      function_prefix__ ## notify  }
+      function_prefix__ ## notify,\
+      function_prefix__ ## notify_batch  }
 void klaxon__notifier__v1__notifier__notify(ProtobufCService *service,
                                             const Klaxon__Notifier__V1__NotifyRequest *input,
                                             Klaxon__Rpc__V1__Empty_Closure closure,
                                             void *closure_data);
+void klaxon__notifier__v1__notifier__notify_batch(ProtobufCService *service,
+                                                  const Klaxon__Notifier__V1__NotifyBatchRequest *input,
+                                                  Klaxon__Rpc__V1__BatchReply_Closure closure,
+                                                  void *closure_data);
 typedef struct Klaxon__Notifier__V1__People_Service Klaxon__Notifier__V1__People_Service;
 struct Klaxon__Notifier__V1__People_Service
 {
@@ -492,6 +539,7 @@ void klaxon__notifier__v1__people__list_incident_notifications(ProtobufCService 
 
 extern const ProtobufCEnumDescriptor    klaxon__notifier__v1__notify_reason__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_batch_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_rule__descriptor;

@@ -20,6 +20,8 @@ typedef struct Klaxon__Rpc__V1__Status Klaxon__Rpc__V1__Status;
 typedef struct Klaxon__Rpc__V1__Envelope Klaxon__Rpc__V1__Envelope;
 typedef struct Klaxon__Rpc__V1__Envelope__HeadersEntry Klaxon__Rpc__V1__Envelope__HeadersEntry;
 typedef struct Klaxon__Rpc__V1__Empty Klaxon__Rpc__V1__Empty;
+typedef struct Klaxon__Rpc__V1__BatchItemFailure Klaxon__Rpc__V1__BatchItemFailure;
+typedef struct Klaxon__Rpc__V1__BatchReply Klaxon__Rpc__V1__BatchReply;
 
 
 /* --- enums --- */
@@ -109,6 +111,33 @@ struct  Klaxon__Rpc__V1__Empty
      }
 
 
+/*
+ * The reply to a batch call (service-to-service): the call succeeds when the batch was read;
+ * each item that failed is named by its index in the request, with its own status. Items not
+ * named were applied (committed) — the sender retries only the failed ones.
+ */
+struct  Klaxon__Rpc__V1__BatchItemFailure
+{
+  ProtobufCMessage base;
+  uint32_t index;
+  Klaxon__Rpc__V1__Status *status;
+};
+#define KLAXON__RPC__V1__BATCH_ITEM_FAILURE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__rpc__v1__batch_item_failure__descriptor) \
+    , 0, NULL }
+
+
+struct  Klaxon__Rpc__V1__BatchReply
+{
+  ProtobufCMessage base;
+  size_t n_failures;
+  Klaxon__Rpc__V1__BatchItemFailure **failures;
+};
+#define KLAXON__RPC__V1__BATCH_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__rpc__v1__batch_reply__descriptor) \
+    , 0,NULL }
+
+
 /* Klaxon__Rpc__V1__FieldViolation methods */
 void   klaxon__rpc__v1__field_violation__init
                      (Klaxon__Rpc__V1__FieldViolation         *message);
@@ -188,6 +217,44 @@ Klaxon__Rpc__V1__Empty *
 void   klaxon__rpc__v1__empty__free_unpacked
                      (Klaxon__Rpc__V1__Empty *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Rpc__V1__BatchItemFailure methods */
+void   klaxon__rpc__v1__batch_item_failure__init
+                     (Klaxon__Rpc__V1__BatchItemFailure         *message);
+size_t klaxon__rpc__v1__batch_item_failure__get_packed_size
+                     (const Klaxon__Rpc__V1__BatchItemFailure   *message);
+size_t klaxon__rpc__v1__batch_item_failure__pack
+                     (const Klaxon__Rpc__V1__BatchItemFailure   *message,
+                      uint8_t             *out);
+size_t klaxon__rpc__v1__batch_item_failure__pack_to_buffer
+                     (const Klaxon__Rpc__V1__BatchItemFailure   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Rpc__V1__BatchItemFailure *
+       klaxon__rpc__v1__batch_item_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__rpc__v1__batch_item_failure__free_unpacked
+                     (Klaxon__Rpc__V1__BatchItemFailure *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Rpc__V1__BatchReply methods */
+void   klaxon__rpc__v1__batch_reply__init
+                     (Klaxon__Rpc__V1__BatchReply         *message);
+size_t klaxon__rpc__v1__batch_reply__get_packed_size
+                     (const Klaxon__Rpc__V1__BatchReply   *message);
+size_t klaxon__rpc__v1__batch_reply__pack
+                     (const Klaxon__Rpc__V1__BatchReply   *message,
+                      uint8_t             *out);
+size_t klaxon__rpc__v1__batch_reply__pack_to_buffer
+                     (const Klaxon__Rpc__V1__BatchReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Rpc__V1__BatchReply *
+       klaxon__rpc__v1__batch_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__rpc__v1__batch_reply__free_unpacked
+                     (Klaxon__Rpc__V1__BatchReply *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Rpc__V1__FieldViolation_Closure)
@@ -205,6 +272,12 @@ typedef void (*Klaxon__Rpc__V1__Envelope_Closure)
 typedef void (*Klaxon__Rpc__V1__Empty_Closure)
                  (const Klaxon__Rpc__V1__Empty *message,
                   void *closure_data);
+typedef void (*Klaxon__Rpc__V1__BatchItemFailure_Closure)
+                 (const Klaxon__Rpc__V1__BatchItemFailure *message,
+                  void *closure_data);
+typedef void (*Klaxon__Rpc__V1__BatchReply_Closure)
+                 (const Klaxon__Rpc__V1__BatchReply *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -216,6 +289,8 @@ extern const ProtobufCMessageDescriptor klaxon__rpc__v1__status__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__rpc__v1__envelope__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__rpc__v1__envelope__headers_entry__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__rpc__v1__empty__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__rpc__v1__batch_item_failure__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__rpc__v1__batch_reply__descriptor;
 
 PROTOBUF_C__END_DECLS
 

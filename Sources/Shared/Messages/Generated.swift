@@ -433,6 +433,29 @@ public struct IncidentActionRequest: GeneratedMessage, CBridged {
     }
 }
 
+/// Several IncidentTriggered messages in one call (an outbox bundle): applied in one
+/// transaction, each idempotent by its message_id; the reply names those that failed.
+public struct IncidentTriggeredBatch: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.IncidentTriggeredBatch"
+    public var requests: [IncidentTriggeredRequest]
+
+    public init(requests: [IncidentTriggeredRequest] = []) {
+        self.requests = requests
+    }
+
+    public static var sample: Self { Self(requests: [IncidentTriggeredRequest.sample, IncidentTriggeredRequest.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident_triggered_batch__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__IncidentTriggeredBatch>) throws(WireError) {
+        requests = try CRead.messages(c.pointee.n_requests, c.pointee.requests, field: "requests")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__IncidentTriggeredBatch>, arena: CArena) {
+        (c.pointee.n_requests, c.pointee.requests) = arena.messages(self.requests)
+    }
+}
+
 /// Sent by Ingest's outbox after a new incident commits. Idempotent by message_id.
 public struct IncidentTriggeredRequest: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.IncidentTriggeredRequest"
@@ -1447,6 +1470,29 @@ public struct NotificationRuleMessage: GeneratedMessage, CBridged {
     }
 }
 
+/// Several notify requests in one call (an outbox bundle): applied in one transaction, each
+/// idempotent by its request_id; the reply names those that failed.
+public struct NotifyBatchRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.notifier.v1.NotifyBatchRequest"
+    public var requests: [NotifyRequest]
+
+    public init(requests: [NotifyRequest] = []) {
+        self.requests = requests
+    }
+
+    public static var sample: Self { Self(requests: [NotifyRequest.sample, NotifyRequest.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__notify_batch_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Notifier__V1__NotifyBatchRequest>) throws(WireError) {
+        requests = try CRead.messages(c.pointee.n_requests, c.pointee.requests, field: "requests")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__NotifyBatchRequest>, arena: CArena) {
+        (c.pointee.n_requests, c.pointee.requests) = arena.messages(self.requests)
+    }
+}
+
 /// Page one user about one incident. Sent by Assignment's outbox; idempotent per
 /// (request_id, notification rule).
 public struct NotifyRequest: GeneratedMessage, CBridged {
@@ -1557,6 +1603,55 @@ public struct UserListMessage: GeneratedMessage, CBridged {
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__UserList>, arena: CArena) {
         (c.pointee.n_users, c.pointee.users) = arena.messages(self.users)
+    }
+}
+
+/// The reply to a batch call (service-to-service): the call succeeds when the batch was read;
+/// each item that failed is named by its index in the request, with its own status. Items not
+/// named were applied (committed) — the sender retries only the failed ones.
+public struct BatchItemFailure: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.rpc.v1.BatchItemFailure"
+    public var index: UInt32
+    public var status: RPCStatus?
+
+    public init(index: UInt32 = 0, status: RPCStatus? = nil) {
+        self.index = index
+        self.status = status
+    }
+
+    public static var sample: Self { Self(index: 1_000_009, status: RPCStatus.sample) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__rpc__v1__batch_item_failure__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Rpc__V1__BatchItemFailure>) throws(WireError) {
+        index = c.pointee.index
+        status = try CRead.nested(c.pointee.status, field: "status")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Rpc__V1__BatchItemFailure>, arena: CArena) {
+        c.pointee.index = self.index
+        c.pointee.status = self.status?.makeC(arena: arena)
+    }
+}
+
+public struct BatchReply: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.rpc.v1.BatchReply"
+    public var failures: [BatchItemFailure]
+
+    public init(failures: [BatchItemFailure] = []) {
+        self.failures = failures
+    }
+
+    public static var sample: Self { Self(failures: [BatchItemFailure.sample, BatchItemFailure.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__rpc__v1__batch_reply__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Rpc__V1__BatchReply>) throws(WireError) {
+        failures = try CRead.messages(c.pointee.n_failures, c.pointee.failures, field: "failures")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Rpc__V1__BatchReply>, arena: CArena) {
+        (c.pointee.n_failures, c.pointee.failures) = arena.messages(self.failures)
     }
 }
 
@@ -1691,6 +1786,7 @@ public enum WireMessages {
         GetTimelineReply.self,
         IncidentInfo.self,
         IncidentActionRequest.self,
+        IncidentTriggeredBatch.self,
         IncidentTriggeredRequest.self,
         IncidentView.self,
         ListIncidentsReply.self,
@@ -1720,9 +1816,12 @@ public enum WireMessages {
         NotificationMessage.self,
         NotificationListMessage.self,
         NotificationRuleMessage.self,
+        NotifyBatchRequest.self,
         NotifyRequest.self,
         UserMessage.self,
         UserListMessage.self,
+        BatchItemFailure.self,
+        BatchReply.self,
         Empty.self,
         Envelope.self,
         FieldViolation.self,
@@ -1749,6 +1848,7 @@ public enum Admin {
 /// The methods of `klaxon.assignment.v1.Assignment`.
 public enum Assignment {
     public static let IncidentTriggered = RPCMethod<IncidentTriggeredRequest, Empty>("klaxon.assignment.v1.Assignment/IncidentTriggered")
+    public static let IncidentsTriggered = RPCMethod<IncidentTriggeredBatch, BatchReply>("klaxon.assignment.v1.Assignment/IncidentsTriggered")
     public static let Acknowledge = RPCMethod<IncidentActionRequest, IncidentView>("klaxon.assignment.v1.Assignment/Acknowledge")
     public static let Resolve = RPCMethod<IncidentActionRequest, IncidentView>("klaxon.assignment.v1.Assignment/Resolve")
     public static let Reassign = RPCMethod<IncidentActionRequest, IncidentView>("klaxon.assignment.v1.Assignment/Reassign")
@@ -1758,7 +1858,7 @@ public enum Assignment {
     public static let GetIncident = RPCMethod<GetIncidentRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/GetIncident")
     public static let ListIncidents = RPCMethod<ListIncidentsRequest, ListIncidentsReply>("klaxon.assignment.v1.Assignment/ListIncidents")
     public static let GetTimeline = RPCMethod<GetIncidentRequest, GetTimelineReply>("klaxon.assignment.v1.Assignment/GetTimeline")
-    public static let all: [String] = [IncidentTriggered.name, Acknowledge.name, Resolve.name, Reassign.name, Escalate.name, Snooze.name, AddNote.name, GetIncident.name, ListIncidents.name, GetTimeline.name]
+    public static let all: [String] = [IncidentTriggered.name, IncidentsTriggered.name, Acknowledge.name, Resolve.name, Reassign.name, Escalate.name, Snooze.name, AddNote.name, GetIncident.name, ListIncidents.name, GetTimeline.name]
 }
 
 /// The methods of `klaxon.ingest.v1.Ingest`.
@@ -1771,7 +1871,8 @@ public enum Ingest {
 /// The methods of `klaxon.notifier.v1.Notifier`.
 public enum Notifier {
     public static let Notify = RPCMethod<NotifyRequest, Empty>("klaxon.notifier.v1.Notifier/Notify")
-    public static let all: [String] = [Notify.name]
+    public static let NotifyBatch = RPCMethod<NotifyBatchRequest, BatchReply>("klaxon.notifier.v1.Notifier/NotifyBatch")
+    public static let all: [String] = [Notify.name, NotifyBatch.name]
 }
 
 /// The methods of `klaxon.notifier.v1.People`.

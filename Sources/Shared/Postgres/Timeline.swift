@@ -9,6 +9,13 @@ public enum Timeline {
             [incidentID, entry.at, entry.type.rawValue, entry.actor, JSON.object(entry.details)])
     }
 
+    /// `append`, queued: sent with the transaction's next statement (one round trip for many).
+    public static func enqueue(_ connection: PGConnection, incidentID: Int64, _ entry: TimelineEntry) throws {
+        try connection.enqueue(
+            "INSERT INTO timeline_entries (incident_id, at_ms, type, actor, details) VALUES ($1, $2, $3, $4, $5::jsonb)",
+            [incidentID, entry.at, entry.type.rawValue, entry.actor, JSON.object(entry.details)])
+    }
+
     public static func entries(_ connection: PGConnection, incidentID: Int64) throws -> [TimelineEntry] {
         let rows = try connection.query(
             "SELECT at_ms, type, actor, details::text AS details FROM timeline_entries WHERE incident_id = $1 ORDER BY id",

@@ -9,4 +9,14 @@ public enum Inbox {
             [consumer, messageID, now]
         ).affectedRows == 1
     }
+
+    /// The batch form: which of `messageIDs` are seen for the first time (one statement).
+    public static func claim(_ connection: PGConnection, consumer: String, messageIDs: [String], now: Millis) throws -> Set<String> {
+        let rows = try connection.query(
+            """
+            INSERT INTO inbox (consumer, message_id, received_at_ms) SELECT $1, m, $3 FROM unnest($2::text[]) AS m
+            ON CONFLICT DO NOTHING RETURNING message_id
+            """, [consumer, PGArray(messageIDs), now])
+        return Set((0..<rows.count).map { rows.string($0, "message_id")! })
+    }
 }

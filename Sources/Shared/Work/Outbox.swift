@@ -54,6 +54,17 @@ public enum Outbox {
         VALUES ($1, $2, $3, $4, $5, $5)
         """
 
+    /// Queues `messages` for `destination` as one row: the message itself when there is one, a
+    /// bundle otherwise (the relay sends a bundle as one batch call where the receiver has one).
+    /// The write is pipelined: it goes out with the transaction's next statement.
+    public static func enqueueAll(
+        _ connection: PGConnection, destination: String, _ messages: [(method: String, body: [UInt8])], now: Millis
+    ) throws {
+        guard let first = messages.first else { return }
+        let (method, body) = messages.count == 1 ? first : (bundleMethod, bundle(messages))
+        try connection.enqueue(insert, [newMessageID(), destination, method, body, now])
+    }
+
     public static func enqueue(
         _ connection: PGConnection, destination: String, method: String, messageID: String, body: [UInt8], now: Millis
     ) throws {

@@ -33,6 +33,33 @@ public struct OutboxRelay: Sendable {
         var attempts: Int
     }
 
+    /// Makes one call; returns the (row, message index, error) of each message that failed.
+    private static func send(_ call: Call, client: RPCClient, timeout: TimeAmount) async -> [(Int, Int, String)] {
+        do {
+            let reply = try await client.callRaw(call.method, body: call.body, timeout: timeout)
+            guard call.single != nil else { return [] }
+            let batch = try BatchReply(wire: reply.body)
+            return batch.failures.compactMap { failure in
+                guard Int(failure.index) < call.indexes.count else { return nil }
+                let status = failure.status ?? RPCStatus(code: .unknown)
+                return (call.row, call.indexes[Int(failure.index)], "\(status.code): \(status.message)")
+            }
+        } catch let error as RPCError where error.code == .unimplemented && call.single != nil {
+            // A peer from before batch calls: one call per message.
+            var failed: [(Int, Int, String)] = []
+            for (position, body) in call.bodies.enumerated() {
+                do {
+                    _ = try await client.callRaw(call.single!, body: body, timeout: timeout)
+                } catch {
+                    failed.append((call.row, call.indexes[position], "\(error)"))
+                }
+            }
+            return failed
+        } catch {
+            return call.indexes.map { (call.row, $0, "\(error)") }
+        }
+    }
+
     /// Delivers what is due at `now`; returns the next instant something will be due.
     public func deliverDue(now: Millis) async throws -> Millis? {
         let destination = self.destination
@@ -63,18 +90,42 @@ public struct OutboxRelay: Sendable {
         }
     }
 
-    /// Sends every message of the claimed rows (each message of a bundle as its own call), at
-    /// most `maxConcurrentCalls` at once. Rows whose messages were all answered OK are deleted
-    /// together. A row with failures is rescheduled with backoff holding only the messages that
-    /// failed, so one bad message never makes its batch's neighbours go round again.
+    /// One call to make: a message on its own, or a bundle's messages as one batch call.
+    struct Call: Sendable {
+        var row: Int
+        /// The row's message indexes this call carries.
+        var indexes: [Int]
+        var method: String
+        var body: [UInt8]
+        /// For a batch call: the single method to fall back to when the peer lacks the batch one.
+        var single: String?
+        var bodies: [[UInt8]] = []
+    }
+
+    /// Sends every message of the claimed rows, at most `maxConcurrentCalls` calls at once: a
+    /// bundle whose messages share a method with a batch counterpart as one batch call
+    /// (`BatchCall`), any other message as its own call. Rows whose messages were all answered
+    /// OK are deleted together. A row with failures is rescheduled with backoff holding only the
+    /// messages that failed, so one bad message never makes its batch's neighbours go round again.
     private func deliver(_ claimed: [Claimed], now: Millis) async {
         var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
-        var calls: [(row: Int, index: Int, method: String, body: [UInt8])] = []
+        var calls: [Call] = []
         var parsed = Array(repeating: [(method: String, body: [UInt8])](), count: claimed.count)
         for (row, claimedRow) in claimed.enumerated() {
             do {
-                parsed[row] = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
-                for (index, message) in parsed[row].enumerated() { calls.append((row, index, message.method, message.body)) }
+                let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
+                parsed[row] = messages
+                if messages.count > 1, let first = messages.first?.method, let batch = BatchCall.batchMethods[first],
+                   messages.allSatisfy({ $0.method == first }) {
+                    let bodies = messages.map(\.body)
+                    calls.append(Call(
+                        row: row, indexes: Array(messages.indices), method: batch, body: BatchCall.body(bodies), single: first,
+                        bodies: bodies))
+                } else {
+                    for (index, message) in messages.enumerated() {
+                        calls.append(Call(row: row, indexes: [index], method: message.method, body: message.body))
+                    }
+                }
             } catch {
                 failures[row] = "\(error)"  // kept and retried, never dropped: a person can look at it
             }
@@ -83,7 +134,7 @@ public struct OutboxRelay: Sendable {
         let callTimeout = self.callTimeout
         let limit = max(1, maxConcurrentCalls)
         // claimed index → (message index → error)
-        let callFailures = await withTaskGroup(of: (Int, Int, String?).self) { group -> [Int: [Int: String]] in
+        let callFailures = await withTaskGroup(of: [(Int, Int, String)].self) { group -> [Int: [Int: String]] in
             var failed: [Int: [Int: String]] = [:]
             var next = 0
             var running = 0
@@ -92,18 +143,11 @@ public struct OutboxRelay: Sendable {
                     let call = calls[next]
                     next += 1
                     running += 1
-                    group.addTask {
-                        do {
-                            _ = try await client.callRaw(call.method, body: call.body, timeout: callTimeout)
-                            return (call.row, call.index, nil)
-                        } catch {
-                            return (call.row, call.index, "\(error)")
-                        }
-                    }
+                    group.addTask { await Self.send(call, client: client, timeout: callTimeout) }
                 }
-                if let (row, index, error) = await group.next() {
+                if let failedMessages = await group.next() {
                     running -= 1
-                    if let error { failed[row, default: [:]][index] = error }
+                    for (row, index, error) in failedMessages { failed[row, default: [:]][index] = error }
                 }
             }
             return failed
