@@ -209,9 +209,11 @@ public enum IncidentStore {
             [record.id, new.status.rawValue, new.level, new.loop, new.escalateAt, new.ackTimeoutAt, new.snoozedUntil,
              new.autoResolveAt, new.exhausted, now, new.triggerApplied])
         if new.assignees != old.assignees {
-            try connection.enqueue(
-                "DELETE FROM incident_assignments WHERE incident_id = $1 AND NOT (user_id = ANY($2::bigint[]))",
-                [record.id, PGArray(new.assignees.map(Int64.init))])
+            if !old.assignees.isEmpty {
+                try connection.enqueue(
+                    "DELETE FROM incident_assignments WHERE incident_id = $1 AND NOT (user_id = ANY($2::bigint[]))",
+                    [record.id, PGArray(new.assignees.map(Int64.init))])
+            }
             try connection.enqueue(
                 """
                 INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)

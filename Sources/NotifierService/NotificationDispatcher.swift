@@ -22,8 +22,11 @@ public struct NotificationDispatcher: Sendable {
     let clock: any WallClock
     let deliveryWindowMs: Millis
     let batchSize = 128
-    public var maxInFlight = 256
-    public var maxPerDestination = 16
+    public var maxInFlight = 512
+    public var maxPerDestination = 64
+    /// The loop claims again once this many slots are free (or nothing is in flight): each claim
+    /// is a transaction, so it should carry a worthwhile number of pages.
+    public var claimWhenFree = 32
     let slots = Slots()
     let writer: OutcomeWriter
     /// How long a claimed notification is invisible to other dispatchers: one attempt's timeout
@@ -77,7 +80,7 @@ public struct NotificationDispatcher: Sendable {
     /// Sends what is due at `now` and waits for those sends and their outcomes; returns when the
     /// next pending notification is due. (The service sends continuously with `run`.)
     public func dispatchDue(now: Millis) async throws -> Millis? {
-        let claimed = try await claim(now: now, limit: batchSize)
+        let (claimed, _) = try await claim(now: now, limit: batchSize)
         await withTaskGroup(of: Void.self) { group in
             for notification in claimed {
                 group.addTask {
@@ -99,10 +102,13 @@ public struct NotificationDispatcher: Sendable {
             group.addTask {
                 await loop.run { now in
                     let free = self.slots.free(self.maxInFlight)
-                    guard free > 0 else { return nil }  // a finished send pokes the loop
-                    let claimed = try await self.claim(now: now, limit: min(free, self.batchSize))
+                    // A finished send pokes the loop.
+                    guard free >= min(self.claimWhenFree, self.maxInFlight) || free == self.maxInFlight else { return nil }
+                    let (claimed, saturated) = try await self.claim(now: now, limit: min(free, self.batchSize))
                     for notification in claimed { continuation.yield(notification) }
                     if claimed.count == min(free, self.batchSize) { return now }
+                    // Pages wait for a full address: its next finished send pokes the loop.
+                    if saturated { return nil }
                     return try await self.nextDue()
                 }
                 continuation.finish()
@@ -117,35 +123,52 @@ public struct NotificationDispatcher: Sendable {
         }
     }
 
+    /// The earliest instant a pending notification can be claimed: the first due one not leased
+    /// (index order), or the end of the earliest lease. Two index lookups, whatever the backlog.
     private func nextDue() async throws -> Millis? {
-        try await pool.withConnection { connection in
-            try connection.query(
-                "SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM notifications WHERE status = 'pending'"
-            ).int64(0, "next")
+        let now = clock.nowMs()
+        return try await pool.withConnection { connection in
+            let due = try connection.query(
+                """
+                SELECT due_at_ms AS next FROM notifications WHERE status = 'pending' AND lease_until_ms <= $1
+                ORDER BY due_at_ms LIMIT 1
+                """, [now]).int64(0, "next")
+            let leased = try connection.query(
+                """
+                SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM notifications
+                WHERE status = 'pending' AND lease_until_ms > $1
+                """, [now]).int64(0, "next")
+            return [due, leased].compactMap { $0 }.min()
         }
     }
 
     /// Claims up to `limit` due notifications whose address has a free slot; those over their
-    /// address's limit are put back in the same transaction (never seen as claimed).
-    private func claim(now: Millis, limit: Int) async throws -> [Claimed] {
+    /// address's limit are put back in the same transaction (never seen as claimed). Also says
+    /// whether some address was full (its pages were passed over).
+    private func claim(now: Millis, limit: Int) async throws -> (claimed: [Claimed], saturated: Bool) {
         let batchSize = limit
         let leaseMs = self.leaseMs
         let logger = self.logger
         let counts = slots.snapshot()
         let perDestination = maxPerDestination
-        let saturated = counts.filter { $0.value >= perDestination }.map(\.key)
-        let claimed = try await pool.transaction { connection -> [Claimed] in
+        // Contact methods of full addresses: their pages are passed over by the claim (by id, so
+        // the claim stays an index scan in due order).
+        let saturated = slots.methods(ofAddresses: Set(counts.filter { $0.value >= perDestination }.map(\.key)))
+        // A lease need not survive a crash (the page is claimed again after one): no WAL flush.
+        let claimed = try await pool.transaction(durable: false) { connection -> ([Claimed], [(String, Int64)], Bool) in
+            var methods: [(String, Int64)] = []
             let rows = try connection.query(
                 """
                 WITH due AS (
-                    SELECT n.id FROM notifications n JOIN contact_methods c ON c.id = n.contact_method_id
-                    WHERE n.status = 'pending' AND n.due_at_ms <= $1 AND n.lease_until_ms <= $1 AND NOT (c.address = ANY($4::text[]))
-                    ORDER BY n.due_at_ms LIMIT $2 FOR UPDATE OF n SKIP LOCKED)
+                    SELECT n.id FROM notifications n
+                    WHERE n.status = 'pending' AND n.due_at_ms <= $1 AND n.lease_until_ms <= $1
+                      AND NOT (n.contact_method_id = ANY($4::bigint[]))
+                    ORDER BY n.due_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
                 UPDATE notifications n SET lease_until_ms = $1 + $3
                 FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
                 WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
                   AND i.id = n.incident_id AND s.id = i.service_id
-                RETURNING n.id::text AS id, n.incident_id, n.user_id, n.rule_id, n.minute_zero, n.reason, n.snapshot,
+                RETURNING n.id::text AS id, n.incident_id, n.user_id, n.rule_id, n.contact_method_id, n.minute_zero, n.reason, n.snapshot,
                           n.attempts, n.first_attempt_at_ms, c.type, c.address, u.name, u.email, r.start_delay_seconds,
                           i.status, i.title, i.urgency, i.number, s.name AS service_name,
                           EXISTS (SELECT 1 FROM incident_assignments a
@@ -156,6 +179,7 @@ public struct NotificationDispatcher: Sendable {
             var putBack: [String] = []
             for row in 0..<rows.count {
                 let address = rows.string(row, "address")!
+                methods.append((address, rows.int64(row, "contact_method_id")!))
                 guard taken[address, default: 0] < perDestination else {
                     putBack.append(rows.string(row, "id")!)
                     continue
@@ -197,10 +221,11 @@ public struct NotificationDispatcher: Sendable {
             if !putBack.isEmpty {
                 try connection.enqueue("UPDATE notifications SET lease_until_ms = 0 WHERE id = ANY($1::text[]::uuid[])", [PGArray(putBack)])
             }
-            return claimed
+            return (claimed, methods, !putBack.isEmpty)
         }
-        slots.take(claimed.map(\.address))
-        return claimed
+        slots.learn(claimed.1)
+        slots.take(claimed.0.map(\.address))
+        return (claimed.0, !saturated.isEmpty || claimed.2)
     }
 
     private func process(_ notification: Claimed, now: Millis) async {
@@ -311,6 +336,16 @@ public struct NotificationDispatcher: Sendable {
 /// Sending slots: pages in flight, in total and per address.
 final class Slots: Sendable {
     private let counts = NIOLockedValueBox([String: Int]())
+    /// Which contact methods send to each address (learnt from claims).
+    private let addressMethods = NIOLockedValueBox([String: Set<Int64>]())
+
+    func learn(_ pairs: [(String, Int64)]) {
+        addressMethods.withLockedValue { map in for (address, method) in pairs { map[address, default: []].insert(method) } }
+    }
+    func methods(ofAddresses addresses: Set<String>) -> [Int64] {
+        guard !addresses.isEmpty else { return [] }
+        return addressMethods.withLockedValue { map in addresses.flatMap { map[$0] ?? [] } }
+    }
 
     func snapshot() -> [String: Int] { counts.withLockedValue { $0 } }
     func free(_ limit: Int) -> Int { limit - counts.withLockedValue { $0.values.reduce(0, +) } }

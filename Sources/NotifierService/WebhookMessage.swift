@@ -79,9 +79,6 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
 
     /// RFC 3339 UTC with milliseconds.
     public static func iso8601(_ millis: Millis) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
+        RFC3339.string(millis: millis)
     }
 }

@@ -67,7 +67,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
             .bind(host: "127.0.0.1", port: 0).get()
         let refusedPort = try await BenchIngestCommand.freePort()  // nobody listens there
         let sinkRate = try await offThread { try HTTPLoad.capacity(port: sink.port, requests: 40_000, connections: 4) }
-        print(String(format: "webhook sink capacity: %.0f requests/s (4 keep-alive connections, measured before the run)", sinkRate))
+        say(String(format: "webhook sink capacity: %.0f requests/s (4 keep-alive connections, measured before the run)", sinkRate))
         table.note("webhook sink capacity", String(format: "%.0f requests/s", sinkRate))
 
         let pool = PostgresPool(url: config.databaseURL, logger: logger)
@@ -76,7 +76,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
 
         var cluster = try await ServiceCluster.start(layout: layout, databaseURL: config.databaseURL, poolSize: poolSize)
         defer { cluster.stop() }
-        print("services: \(layout.rawValue) — " + cluster.processes.map { "\($0.name) pid \($0.process.processIdentifier)" }.joined(separator: ", "))
+        say("services: \(layout.rawValue) — " + cluster.processes.map { "\($0.name) pid \($0.process.processIdentifier)" }.joined(separator: ", "))
 
         if chosen.contains("surge") {
             try await runSurge(services.surge, sink: sink, cluster: cluster, runID: runID, table: &table)
@@ -108,8 +108,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
             try await runAlertmanager(sink: sink, runID: runID, table: &table)
         }
         await pool.shutdown()
-        print("")
-        print(table.markdown(layout: layout))
+        say("")
+        say(table.markdown(layout: layout))
         if let output {
             let text = table.markdown(layout: layout) + "\n"
             if let handle = FileHandle(forWritingAtPath: output) {
@@ -126,7 +126,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
 
     func runSurge(_ routingKey: String, sink: ArrivalSink, cluster: ServiceCluster, runID: String, table: inout ResultTable) async throws {
         let prefix = "surge-\(runID)"
-        print("surge: \(surge) new incidents at full speed (8 connections × 64 in flight)…")
+        say("surge: \(surge) new incidents at full speed (8 connections × 64 in flight)…")
         let report = try await offThread {
             try LoadGenerator(port: cluster.ingestPort, connections: 8, inFlight: 64)
                 .run(calls: surge, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0) }, inspect: Self.outcome)
@@ -138,7 +138,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         let lastPage = arrived.max() ?? 0
         let afterLastReply = Double(Int64(lastPage) - Int64(lastReply)) / 1e9
         let pagesPerSecond = Double(arrived.count) / (Double(lastPage - report.startNanos) / 1e9)
-        print(String(
+        say(String(
             format: "surge: Ingest %.0f events/s; %d of %d pages, the last %.2f s after the last ingest reply; %.0f pages/s end to end",
             report.rate, arrived.count, expected, afterLastReply, pagesPerSecond))
         table.row("Surge: Ingest's rate with the pipeline running", String(format: "%.0f events/s (%d new incidents)", report.rate, surge))
@@ -167,7 +167,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         routingKey: String, rate: Int, prefix: String, paths: Set<String>?, sink: ArrivalSink, port: Int
     ) async throws -> LatencyResult {
         let calls = rate * seconds
-        print("open loop: \(rate) triggers/s for \(seconds) s (\(prefix))…")
+        say("open loop: \(rate) triggers/s for \(seconds) s (\(prefix))…")
         let report = try await offThread {
             try LoadGenerator(port: port, connections: 4, inFlight: 64, rate: Double(rate))
                 .run(calls: calls, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0) }, inspect: Self.outcome)
@@ -186,7 +186,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
             }
         }
         let result = LatencyResult(rate: rate, sent: calls, pages: pages, expected: expected, histogram: histogram)
-        print("  \(result.describe)")
+        say("  \(result.describe)")
         return result
     }
 
@@ -194,12 +194,12 @@ struct BenchE2ECommand: AsyncParsableCommand {
         let start = SystemWallClock().nowMs() + 10_000
         let spreadMs = Int64(timerSpreadSeconds) * 1000
         let timers = self.timers, dueAtOnce = self.dueAtOnce
-        print("timers: seeding \(timers) acknowledged incidents with ack timeouts over \(timerSpreadSeconds) s, and \(dueAtOnce) due at once…")
+        say("timers: seeding \(timers) acknowledged incidents with ack timeouts over \(timerSpreadSeconds) s, and \(dueAtOnce) due at once…")
         try await pool.transaction { connection in
             try Self.seedTimers(connection, service: service, users: users, prefix: "spread-\(runID)", count: timers, firstDue: start, spreadMs: spreadMs)
             try Self.seedTimers(connection, service: service, users: users, prefix: "once-\(runID)", count: dueAtOnce, firstDue: start + 5_000, spreadMs: 0)
         }
-        print("timers: two Assignment replicas fire them; waiting \(timerSpreadSeconds + 15) s…")
+        say("timers: two Assignment replicas fire them; waiting \(timerSpreadSeconds + 15) s…")
         let deadline = start + spreadMs + 15_000
         while SystemWallClock().nowMs() < deadline {
             try await Task.sleep(for: .seconds(5))
@@ -236,7 +236,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 table.row(
                     "Timers: \(dueAtOnce) due at the same instant", "all fired within \(last) ms of due; fired twice: \(twice); not fired: \(never)")
             }
-            print("timers \(label): p99 lag \(histogram.valueAtPercentile(99)) ms, max \(last) ms, twice \(twice), never \(never)")
+            say("timers \(label): p99 lag \(histogram.valueAtPercentile(99)) ms, max \(last) ms, twice \(twice), never \(never)")
         }
     }
 
@@ -332,7 +332,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 }
             }
             let result = LatencyResult(rate: rate, sent: calls, pages: pages, expected: calls, histogram: histogram)
-            print("alertmanager at \(rate)/s: \(result.describe)")
+            say("alertmanager at \(rate)/s: \(result.describe)")
             table.row("Alertmanager latency at \(rate) alerts/s (accepted → webhook)", result.describe)
         }
     }
@@ -423,4 +423,9 @@ struct ResultTable {
         lines += rows.map { "| \($0.0) | \($0.1) |" }
         return lines.joined(separator: "\n")
     }
+}
+
+/// A progress line, written at once (print buffers when stdout is a pipe or a file).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

@@ -7,11 +7,11 @@ import Shared
 extension HTTPClient {
     /// The client pages go out through: it never follows a redirect by itself (AsyncHTTPClient
     /// would turn a POST answered 301/302/303 into a GET without body and call that delivered).
-    /// Up to 64 connections per host: the dispatcher bounds pages in flight per address (16), so
+    /// Up to 256 connections per host: the dispatcher bounds pages in flight per address (64), so
     /// an address that never answers holds at most its own share of its host's connections.
     public static let pages: HTTPClient = {
         var configuration = Configuration(redirectConfiguration: .disallow)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()
 }

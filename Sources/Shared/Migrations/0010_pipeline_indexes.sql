@@ -9,3 +9,6 @@ CREATE INDEX incidents_work_retry ON incidents (work_retry_at_ms) WHERE work_ret
 -- The notify intake looks up what still waits for (incident, user): an index, not a scan of
 -- every notification ever sent.
 CREATE INDEX notifications_pending_incident_user ON notifications (incident_id, user_id) WHERE status = 'pending';
+-- Leased notifications (being sent now): few, found by index when the dispatcher asks when the
+-- next lease ends.
+CREATE INDEX notifications_leased ON notifications (lease_until_ms) WHERE status = 'pending' AND lease_until_ms > 0;

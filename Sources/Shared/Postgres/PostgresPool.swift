@@ -105,9 +105,12 @@ public final class PostgresPool: Service, Sendable {
 
     /// Runs `body` in a transaction and commits; rolls back on any error. Serialization failures
     /// and deadlocks run the whole body again, so it must not have effects outside the database.
+    /// `durable: false` commits without waiting for the WAL flush (synchronous_commit off): for
+    /// writes a crash may lose without harm, such as a dispatcher's lease (a lost lease means the
+    /// page is claimed again: at-least-once, as after any crash).
     @discardableResult
     public func transaction<T: Sendable>(
-        _ isolation: IsolationLevel = .readCommitted, _ body: @escaping @Sendable (PGConnection) throws -> T
+        _ isolation: IsolationLevel = .readCommitted, durable: Bool = true, _ body: @escaping @Sendable (PGConnection) throws -> T
     ) async throws -> T {
         var attempt = 1
         while true {
@@ -116,6 +119,7 @@ public final class PostgresPool: Service, Sendable {
                     // BEGIN goes out with the body's first statement and COMMIT with its queued
                     // writes: a transaction costs no round trip of its own.
                     try connection.enqueue("BEGIN ISOLATION LEVEL \(isolation.rawValue)")
+                    if !durable { try connection.enqueue("SET LOCAL synchronous_commit = off") }
                     do {
                         let result = try body(connection)
                         try connection.query("COMMIT")

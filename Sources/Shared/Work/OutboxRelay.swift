@@ -65,7 +65,9 @@ public struct OutboxRelay: Sendable {
         let destination = self.destination
         let batchSize = self.batchSize
         let leaseMs = self.leaseMs
-        let claimed = try await pool.transaction { connection -> [Claimed] in
+        // A claim is a lease: a crash that loses it only means the rows are claimed again (the
+        // receivers are idempotent), so it does not wait for the WAL flush.
+        let claimed = try await pool.transaction(durable: false) { connection -> [Claimed] in
             let rows = try connection.query(
                 """
                 UPDATE outbox SET attempts = attempts + 1, next_attempt_at_ms = $2 + $4
