@@ -16,6 +16,8 @@ public final class ManualClock: WallClock {
         var now: Millis
         var sleepers: [Int: Sleeper] = [:]
         var nextID = 0
+        /// Work in flight outside the loops (pages being sent).
+        var working = 0
     }
 
     private let state: NIOLockedValueBox<State>
@@ -28,6 +30,9 @@ public final class ManualClock: WallClock {
 
     /// How many are asleep on this clock right now.
     public var sleeperCount: Int { state.withLockedValue { $0.sleepers.count } }
+
+    public func workBegan(_ count: Int) { state.withLockedValue { $0.working += count } }
+    public func workEnded() { state.withLockedValue { $0.working -= 1 } }
 
     /// The earliest instant someone sleeps until.
     public var nextWakeUp: Millis? { state.withLockedValue { $0.sleepers.values.map(\.until).min() } }
@@ -69,13 +74,14 @@ public final class ManualClock: WallClock {
     }
 
     /// Waits (in real time, up to `timeout`) until at least `count` are asleep and stay so for a
-    /// moment: the loops woken by a move have finished their step. False on timeout.
+    /// moment, with no work in flight: the loops woken by a move have finished their step and
+    /// what they started (pages being sent). False on timeout.
     @discardableResult
     public func waitForSleepers(_ count: Int, timeout: Duration = .seconds(10)) async -> Bool {
         let start = ContinuousClock.now
         var stableSince: ContinuousClock.Instant?
         while ContinuousClock.now - start < timeout {
-            if sleeperCount >= count {
+            if state.withLockedValue({ $0.sleepers.count >= count && $0.working == 0 }) {
                 if let since = stableSince {
                     if ContinuousClock.now - since >= .milliseconds(30) { return true }
                 } else {

@@ -105,6 +105,7 @@ public struct NotificationDispatcher: Sendable {
                     // A finished send pokes the loop.
                     guard free >= min(self.claimWhenFree, self.maxInFlight) || free == self.maxInFlight else { return nil }
                     let (claimed, saturated) = try await self.claim(now: now, limit: min(free, self.batchSize))
+                    self.clock.workBegan(claimed.count)
                     for notification in claimed { continuation.yield(notification) }
                     if claimed.count == min(free, self.batchSize) { return now }
                     // Pages wait for a full address: its next finished send pokes the loop.
@@ -118,6 +119,7 @@ public struct NotificationDispatcher: Sendable {
                     await self.process(notification, now: notification.claimedAt)
                     self.slots.release(notification.address)
                     loop.waker.poke()
+                    self.clock.workEnded()
                 }
             }
         }

@@ -40,6 +40,7 @@ import Testing
         #expect(acked.status == .acknowledged)
         try await pipeline.start(.notifier)
         // Assignment's relay backs off while Notifier is down (200 ms, 400 ms, …): its retry comes.
+        await pipeline.settle()  // work in flight finishes at the old instant
         clock.set(start + 10_000)
 
         let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
@@ -134,6 +135,7 @@ import Testing
         #expect(await pipeline.sink.waitForRequests(2, timeout: .seconds(10)).count == 2)
         await pipeline.move(to: start + 240_000 - 1)
         #expect(pipeline.sink.requests.count == 2)
+        await pipeline.settle()  // work in flight finishes at the old instant
         clock.set(start + 240_000)
         let pages = await pipeline.sink.waitForRequests(3, timeout: .seconds(10))
         #expect(pages.compactMap(\.webhook).map(\.reason) == ["assigned", "reassigned", "reassigned"])

@@ -13,9 +13,16 @@ public protocol WallClock: Sendable {
     func nowMs() -> Millis
     /// Returns once the clock reads `instant` or later; throws CancellationError when cancelled.
     func sleep(untilMs instant: Millis) async throws
+    /// Work that runs while its loop sleeps (a page being sent on its own task) begins and ends:
+    /// a test clock counts it as not settled. The system clock ignores it.
+    func workBegan(_ count: Int)
+    func workEnded()
 }
 
 extension WallClock {
+    public func workBegan(_ count: Int) {}
+    public func workEnded() {}
+
     public func sleep(for duration: Duration) async throws {
         try await sleep(untilMs: nowMs() + duration.milliseconds)
     }
