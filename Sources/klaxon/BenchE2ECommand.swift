@@ -85,6 +85,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
             for rate in rates.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
                 let result = try await openLoop(
                     routingKey: services.surge, rate: rate, prefix: "lat\(rate)-\(runID)", paths: nil, sink: sink, port: cluster.ingestPort)
+                table.figures["klaxon.p50.\(rate)"] = result.ms(50)
+                table.figures["klaxon.p99.\(rate)"] = result.ms(99)
                 table.row("Klaxon latency at \(rate) triggers/s (ingest reply → page)", result.describe)
             }
         }
@@ -141,6 +143,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         say(String(
             format: "surge: Ingest %.0f events/s; %d of %d pages, the last %.2f s after the last ingest reply; %.0f pages/s end to end",
             report.rate, arrived.count, expected, afterLastReply, pagesPerSecond))
+        table.figures["klaxon.surge"] = pagesPerSecond
         table.row("Surge: Ingest's rate with the pipeline running", String(format: "%.0f events/s (%d new incidents)", report.rate, surge))
         table.row(
             "Surge: pages end to end", String(
@@ -313,6 +316,10 @@ struct BenchE2ECommand: AsyncParsableCommand {
             "Alertmanager surge: webhooks end to end", String(
                 format: "%.0f webhooks/s; %d of %d, the last %.2f s after the last accepted alert", Double(arrived.count) / (Double(lastPage - surge.startNanos) / 1e9),
                 arrived.count, self.surge, Double(Int64(lastPage) - Int64(lastReply)) / 1e9))
+        let amSurge = Double(arrived.count) / (Double(lastPage - surge.startNanos) / 1e9)
+        if let klaxon = table.figures["klaxon.surge"] {
+            table.row("Klaxon ÷ Alertmanager surge throughput", String(format: "%.2f× (pages/s ÷ webhooks/s)", klaxon / amSurge))
+        }
         for rate in rates.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
             let prefix = "am\(rate)-\(runID)"
             let calls = rate * seconds
@@ -334,6 +341,12 @@ struct BenchE2ECommand: AsyncParsableCommand {
             let result = LatencyResult(rate: rate, sent: calls, pages: pages, expected: calls, histogram: histogram)
             say("alertmanager at \(rate)/s: \(result.describe)")
             table.row("Alertmanager latency at \(rate) alerts/s (accepted → webhook)", result.describe)
+            if let p50 = table.figures["klaxon.p50.\(rate)"], let p99 = table.figures["klaxon.p99.\(rate)"] {
+                table.row(
+                    "Klaxon ÷ Alertmanager latency at \(rate)/s", String(
+                        format: "p50 %.1f×, p99 %.1f× (Klaxon commits every step and pages two people per incident)",
+                        p50 / max(result.ms(50), 0.001), p99 / max(result.ms(99), 0.001)))
+            }
         }
     }
 
@@ -410,6 +423,8 @@ func offThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async th
 /// The result table, printed and written to docs/PERFORMANCE.md.
 struct ResultTable {
     var rows: [(String, String)] = []
+    /// Figures kept for the Klaxon ÷ Alertmanager ratios.
+    var figures: [String: Double] = [:]
     var notes: [(String, String)] = []
     mutating func row(_ name: String, _ value: String) { rows.append((name, value)) }
     mutating func note(_ name: String, _ value: String) { notes.append((name, value)) }
