@@ -208,19 +208,6 @@ struct LoadGenerator {
             return result
         }
 
-        private func writeAll(_ bytes: [UInt8]) -> Bool {
-            bytes.withUnsafeBytes { raw in
-                var offset = 0
-                while offset < raw.count {
-                    let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                    if written < 0 {
-                        if errno == EINTR { continue }
-                        return false
-                    }
-                    offset += written
-                }
-                return true
-            }
-        }
+        private func writeAll(_ bytes: [UInt8]) -> Bool { HTTPLoad.writeAll(fd, bytes) }
     }
 }
