@@ -3,8 +3,9 @@ import Logging
 import NIOCore
 
 /// Delivers one destination's outbox rows over the binary protocol: claims due rows in batches
-/// (FOR UPDATE SKIP LOCKED, so replicas share the work), sends them concurrently, deletes each on
-/// OK and reschedules it with exponential backoff otherwise. Receivers are idempotent, so a crash
+/// (FOR UPDATE SKIP LOCKED, so replicas share the work), sends them concurrently (a bundle of
+/// messages that have a batch method as one batch call, `BatchCall`), deletes each row on OK and
+/// reschedules what failed with exponential backoff. Receivers are idempotent, so a crash
 /// between a delivery and its delete only means one more delivery.
 public struct OutboxRelay: Sendable {
     public var destination: String
