@@ -67,19 +67,18 @@ public enum IncidentStore {
         var seen = Set<Int64>()
         let ids = incidentIDs.filter { seen.insert($0).inserted }
         guard !ids.isEmpty else { return [] }
-        var rules: [Int64: IncidentCore] = [:]  // policy id (0: none) → rules
+        var policies: [Int64: (EscalationPolicy, [UInt64: Schedule])] = [:]  // policy id (0: none) → policy, schedules
         var outcomes: [Outcome] = []
         var notifies: [(method: String, body: [UInt8])] = []
         for record in try loadMany(connection, ids: ids, forUpdate: true) where when(record) {
             let key = record.policyID ?? 0
-            if rules[key] == nil {
+            if policies[key] == nil {
                 let policy = try record.policyID.flatMap { try self.policy(connection, id: $0) } ?? EscalationPolicy(levels: [])
-                rules[key] = IncidentCore(
-                    policy: policy, settings: IncidentSettings(ackTimeoutSeconds: 0, autoResolveSeconds: 0),
-                    schedules: try ScheduleStore.schedules(connection, for: policy))
+                policies[key] = (policy, try ScheduleStore.schedules(connection, for: policy))
             }
             // Settings are the incident's service's; the policy and schedules are shared.
-            let core = IncidentCore(policy: rules[key]!.policy, settings: record.settings, schedules: rules[key]!.schedules)
+            let (policy, schedules) = policies[key]!
+            let core = IncidentCore(policy: policy, settings: record.settings, schedules: schedules)
             let transition = try rule(core, record.state)
             if transition.state == record.state && transition.effects.isEmpty {
                 outcomes.append(Outcome(record: record, transition: transition, notified: 0))

@@ -56,8 +56,7 @@ import Testing
         #expect(pipeline.sink.requests.count == 2)
 
         // At 02:09: triggered again, both paged with reason ack_timeout.
-        await pipeline.settle()  // work in flight finishes at the old instant
-        clock.set(Self.at(minutes: 9))
+        await pipeline.jump(to: Self.at(minutes: 9))
         let again = await pipeline.sink.waitForRequests(4, timeout: .seconds(10))
         let repaged = again.dropFirst(2).compactMap(\.webhook)
         #expect(Set(repaged.map(\.user.name)) == ["Alice", "Bob"])
@@ -70,8 +69,7 @@ import Testing
         // Nobody acknowledges: level 1's 10 min run from 02:09; at 02:19 level 2 (Carol) is paged.
         await pipeline.move(to: Self.at(minutes: 19) - 1)
         #expect(pipeline.sink.requests.count == 4)
-        await pipeline.settle()  // work in flight finishes at the old instant
-        clock.set(Self.at(minutes: 19))
+        await pipeline.jump(to: Self.at(minutes: 19))
         let escalated = await pipeline.sink.waitForRequests(5, timeout: .seconds(10))
         let carolPage = try #require(escalated.dropFirst(4).first?.webhook)
         #expect(carolPage.user.id == carol)
