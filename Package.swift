@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries (pkg-config libprotobuf-c / libpq).
@@ -40,6 +42,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             resources: [.copy("Migrations")]),
         // The incident rules' shell: loads an incident, runs KlaxonDomain's IncidentCore, saves
@@ -51,7 +54,12 @@ let package = Package(
                 "Shared", "KlaxonDomain", "IncidentEngine",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]),
-        .target(name: "AssignmentService", dependencies: ["Shared", "KlaxonDomain", "IncidentEngine"]),
+        .target(
+            name: "AssignmentService",
+            dependencies: [
+                "Shared", "KlaxonDomain", "IncidentEngine", "NotifierService",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
         .target(
             name: "NotifierService",
             dependencies: [
@@ -66,6 +74,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Yams", package: "Yams"),
             ]),
         // libFuzzer entry point for frame + Envelope + Event decoding (see README, Development).
         .executableTarget(name: "KlaxonFuzz", dependencies: ["Shared"]),

@@ -28,6 +28,8 @@ MESSAGE_NAMES = {
     "klaxon.assignment.v1.ScheduleOverride": "OverrideMessage",
     "klaxon.assignment.v1.Schedule": "ScheduleMessage",
     "klaxon.assignment.v1.ScheduleList": "ScheduleListMessage",
+    "klaxon.assignment.v1.Service": "ServiceMessage",
+    "klaxon.assignment.v1.ServiceList": "ServiceListMessage",
     "klaxon.assignment.v1.Acknowledgement": "AcknowledgementView",
     "klaxon.assignment.v1.Incident": "IncidentInfo",
     "klaxon.assignment.v1.TimelineEntry": "TimelineEntryView",

@@ -7,13 +7,19 @@ import Shared
 public struct AdminAPI: Sendable {
     let pool: PostgresPool
     let clock: any WallClock
+    let authenticator: TokenAuthenticator?
 
-    public init(pool: PostgresPool, clock: any WallClock) {
+    public init(pool: PostgresPool, clock: any WallClock, authenticator: TokenAuthenticator? = nil) {
         self.pool = pool
         self.clock = clock
+        self.authenticator = authenticator
     }
 
     public func register(into router: inout RPCRouter) {
+        registerServices(into: &router)
+        registerTokens(into: &router)
+        registerConfiguration(into: &router)
+        registerFeeds(into: &router)
         router.register(Admin.CreateEscalationPolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: true) }
         router.register(Admin.UpdateEscalationPolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: false) }
         router.register(Admin.GetEscalationPolicy) { (request: AdminIDRequest, _) in
@@ -111,7 +117,15 @@ public struct AdminAPI: Sendable {
     func savePolicy(_ message: PolicyMessage, create: Bool) async throws -> PolicyMessage {
         let policy = try Self.domainPolicy(message)
         if !create, message.id == 0 { throw RPCError.invalidArgument([FieldViolation(field: "id", description: "is required")]) }
-        let id = try await pool.transaction { connection -> Int64 in
+        let id = try await pool.transaction { connection in try Self.writePolicy(connection, message, create: create) }
+        var saved = message
+        saved.id = UInt64(id)
+        return saved
+    }
+
+    /// Writes a policy (validated again here) in the caller's transaction; returns its id.
+    static func writePolicy(_ connection: PGConnection, _ message: PolicyMessage, create: Bool) throws -> Int64 {
+            let policy = try Self.domainPolicy(message)
             try Self.checkTargetsExist(policy, connection: connection)
             let id: Int64
             if create {
@@ -140,10 +154,6 @@ public struct AdminAPI: Sendable {
                 }
             }
             return id
-        }
-        var saved = message
-        saved.id = UInt64(id)
-        return saved
     }
 
     static func checkTargetsExist(_ policy: EscalationPolicy, connection: PGConnection) throws {

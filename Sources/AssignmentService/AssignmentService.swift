@@ -1,4 +1,5 @@
 import Logging
+import NotifierService
 import ServiceLifecycle
 import KlaxonDomain
 import Shared
@@ -8,9 +9,13 @@ public struct AssignmentService: Service {
     public let server: RPCServer
     let relay: OutboxRelay
     let relayWaker: Waker
+    let credentials: ServiceCredentials
+    let pool: PostgresPool
     let timers: TimerManager
     /// Poked after an action that may have set an earlier timer.
     let timerWaker: Waker
+    let http: any Service
+    private let httpPortLatch = Latch<Int>()
     let clock: any WallClock
     let logger: Logger
 
@@ -19,11 +24,21 @@ public struct AssignmentService: Service {
         let timerWaker = Waker()
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)
         let actions = IncidentActions(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker)
+        let authenticator = TokenAuthenticator(pool: pool)
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(
-                manager, actions: actions, queries: IncidentQueries(pool: pool), admin: AdminAPI(pool: pool, clock: clock)),
-            logger: logger)
-        self.relay = OutboxRelay(destination: Outbox.Destination.notifier, client: config.rpcClient(config.notifierAddress), pool: pool, logger: logger)
+                manager, actions: actions, queries: IncidentQueries(pool: pool),
+                admin: AdminAPI(pool: pool, clock: clock, authenticator: authenticator), people: PeopleAPI(pool: pool)),
+            logger: logger, middleware: [AccessMiddleware(authenticator)])
+        let httpPort = httpPortLatch
+        self.http = AssignmentHTTP.application(
+            pool: pool, clock: clock, listen: config.assignmentHTTPListen, logger: logger, onRunning: { httpPort.resolve(.success($0)) })
+        let credentials = ServiceCredentials(service: "assignment")
+        self.credentials = credentials
+        self.pool = pool
+        self.relay = OutboxRelay(
+            destination: Outbox.Destination.notifier, client: config.rpcClient(config.notifierAddress, credentials: credentials),
+            pool: pool, logger: logger)
         self.relayWaker = waker
         self.timers = TimerManager(pool: pool, notifierOutbox: waker, logger: logger)
         self.timerWaker = timerWaker
@@ -32,9 +47,11 @@ public struct AssignmentService: Service {
     }
 
     public static func router(
-        _ manager: AssignmentManager, actions: IncidentActions, queries: IncidentQueries, admin: AdminAPI
+        _ manager: AssignmentManager, actions: IncidentActions, queries: IncidentQueries, admin: AdminAPI, people: PeopleAPI
     ) -> RPCRouter {
         var router = RPCRouter()
+        // People too, so one address (the CLI's) serves every operator call; Notifier still does.
+        people.register(into: &router)
         actions.register(into: &router)
         queries.register(into: &router)
         admin.register(into: &router)
@@ -48,16 +65,29 @@ public struct AssignmentService: Service {
         return router
     }
 
+    /// The HTTP port (schedule feeds, health), once listening (useful with port 0).
+    public func httpPort() async throws -> Int {
+        try await httpPortLatch.wait()
+    }
+
     public func run() async throws {
+        defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
         // Timers: wake at the earliest due one, on a poke, and at least every second for timers
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
         timerLoop.maxSleep = .seconds(1)
-        try await ServiceRunner.run(server: server, loops: [
-            WorkLoop(DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
-                try await relay.deliverDue(now: now)
-            },
-            WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
-        ], logger: logger)
+        try await credentials.issue(pool: pool, now: clock.nowMs())
+        do {
+            try await ServiceRunner.run(server: server, loops: [
+                WorkLoop(DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
+                    try await relay.deliverDue(now: now)
+                },
+                WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
+            ], others: [http], logger: logger)
+        } catch {
+            await credentials.revoke(pool: pool, now: clock.nowMs())
+            throw error
+        }
+        await credentials.revoke(pool: pool, now: clock.nowMs())
     }
 }

@@ -11,6 +11,8 @@ public struct IngestService: Service {
     private let httpPortLatch = Latch<Int>()
     let relay: OutboxRelay
     let relayWaker: Waker
+    let credentials: ServiceCredentials
+    let pool: PostgresPool
     let clock: any WallClock
     let logger: Logger
 
@@ -25,8 +27,14 @@ public struct IngestService: Service {
             processor: processor, pool: pool, listen: config.ingestHTTPListen, logger: logger,
             onRunning: { httpPort.resolve(.success($0)) })
         self.server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger)
-        self.relay = OutboxRelay(destination: Outbox.Destination.assignment, client: config.rpcClient(config.assignmentAddress), pool: pool, logger: logger)
+            configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger,
+            middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
+        let credentials = ServiceCredentials(service: "ingest")
+        self.credentials = credentials
+        self.pool = pool
+        self.relay = OutboxRelay(
+            destination: Outbox.Destination.assignment, client: config.rpcClient(config.assignmentAddress, credentials: credentials),
+            pool: pool, logger: logger)
         self.relayWaker = waker
         self.clock = clock
         self.logger = logger
@@ -56,11 +64,18 @@ public struct IngestService: Service {
 
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
-        try await ServiceRunner.run(
-            server: server,
-            loops: [WorkLoop(DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
-                try await relay.deliverDue(now: now)
-            }],
-            others: [http], logger: logger)
+        try await credentials.issue(pool: pool, now: clock.nowMs())
+        do {
+            try await ServiceRunner.run(
+                server: server,
+                loops: [WorkLoop(DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
+                    try await relay.deliverDue(now: now)
+                }],
+                others: [http], logger: logger)
+        } catch {
+            await credentials.revoke(pool: pool, now: clock.nowMs())
+            throw error
+        }
+        await credentials.revoke(pool: pool, now: clock.nowMs())
     }
 }

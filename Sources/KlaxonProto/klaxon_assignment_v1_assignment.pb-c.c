@@ -1054,6 +1054,501 @@ void   klaxon__assignment__v1__who_is_on_call_reply__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__who_is_on_call_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__routing_key__init
+                     (Klaxon__Assignment__V1__RoutingKey         *message)
+{
+  static const Klaxon__Assignment__V1__RoutingKey init_value = KLAXON__ASSIGNMENT__V1__ROUTING_KEY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__routing_key__get_packed_size
+                     (const Klaxon__Assignment__V1__RoutingKey *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__routing_key__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__routing_key__pack
+                     (const Klaxon__Assignment__V1__RoutingKey *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__routing_key__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__routing_key__pack_to_buffer
+                     (const Klaxon__Assignment__V1__RoutingKey *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__routing_key__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__RoutingKey *
+       klaxon__assignment__v1__routing_key__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__RoutingKey *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__routing_key__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__routing_key__free_unpacked
+                     (Klaxon__Assignment__V1__RoutingKey *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__routing_key__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__service__init
+                     (Klaxon__Assignment__V1__Service         *message)
+{
+  static const Klaxon__Assignment__V1__Service init_value = KLAXON__ASSIGNMENT__V1__SERVICE__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__service__get_packed_size
+                     (const Klaxon__Assignment__V1__Service *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__service__pack
+                     (const Klaxon__Assignment__V1__Service *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__service__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Service *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__Service *
+       klaxon__assignment__v1__service__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__Service *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__service__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__service__free_unpacked
+                     (Klaxon__Assignment__V1__Service *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__service__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__service_list__init
+                     (Klaxon__Assignment__V1__ServiceList         *message)
+{
+  static const Klaxon__Assignment__V1__ServiceList init_value = KLAXON__ASSIGNMENT__V1__SERVICE_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__service_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ServiceList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__service_list__pack
+                     (const Klaxon__Assignment__V1__ServiceList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__service_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ServiceList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ServiceList *
+       klaxon__assignment__v1__service_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ServiceList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__service_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__service_list__free_unpacked
+                     (Klaxon__Assignment__V1__ServiceList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__create_routing_key_request__init
+                     (Klaxon__Assignment__V1__CreateRoutingKeyRequest         *message)
+{
+  static const Klaxon__Assignment__V1__CreateRoutingKeyRequest init_value = KLAXON__ASSIGNMENT__V1__CREATE_ROUTING_KEY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__create_routing_key_request__get_packed_size
+                     (const Klaxon__Assignment__V1__CreateRoutingKeyRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__create_routing_key_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__create_routing_key_request__pack
+                     (const Klaxon__Assignment__V1__CreateRoutingKeyRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__create_routing_key_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__create_routing_key_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__CreateRoutingKeyRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__create_routing_key_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__CreateRoutingKeyRequest *
+       klaxon__assignment__v1__create_routing_key_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__CreateRoutingKeyRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__create_routing_key_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__create_routing_key_request__free_unpacked
+                     (Klaxon__Assignment__V1__CreateRoutingKeyRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__create_routing_key_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__delete_routing_key_request__init
+                     (Klaxon__Assignment__V1__DeleteRoutingKeyRequest         *message)
+{
+  static const Klaxon__Assignment__V1__DeleteRoutingKeyRequest init_value = KLAXON__ASSIGNMENT__V1__DELETE_ROUTING_KEY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__delete_routing_key_request__get_packed_size
+                     (const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__delete_routing_key_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__delete_routing_key_request__pack
+                     (const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__delete_routing_key_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__delete_routing_key_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__delete_routing_key_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__DeleteRoutingKeyRequest *
+       klaxon__assignment__v1__delete_routing_key_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__DeleteRoutingKeyRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__delete_routing_key_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__delete_routing_key_request__free_unpacked
+                     (Klaxon__Assignment__V1__DeleteRoutingKeyRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__delete_routing_key_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__api_token__init
+                     (Klaxon__Assignment__V1__ApiToken         *message)
+{
+  static const Klaxon__Assignment__V1__ApiToken init_value = KLAXON__ASSIGNMENT__V1__API_TOKEN__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__api_token__get_packed_size
+                     (const Klaxon__Assignment__V1__ApiToken *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__api_token__pack
+                     (const Klaxon__Assignment__V1__ApiToken *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__api_token__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ApiToken *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ApiToken *
+       klaxon__assignment__v1__api_token__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ApiToken *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__api_token__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__api_token__free_unpacked
+                     (Klaxon__Assignment__V1__ApiToken *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__api_token_list__init
+                     (Klaxon__Assignment__V1__ApiTokenList         *message)
+{
+  static const Klaxon__Assignment__V1__ApiTokenList init_value = KLAXON__ASSIGNMENT__V1__API_TOKEN_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__api_token_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ApiTokenList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__api_token_list__pack
+                     (const Klaxon__Assignment__V1__ApiTokenList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__api_token_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ApiTokenList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ApiTokenList *
+       klaxon__assignment__v1__api_token_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ApiTokenList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__api_token_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__api_token_list__free_unpacked
+                     (Klaxon__Assignment__V1__ApiTokenList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__api_token_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__config_document__init
+                     (Klaxon__Assignment__V1__ConfigDocument         *message)
+{
+  static const Klaxon__Assignment__V1__ConfigDocument init_value = KLAXON__ASSIGNMENT__V1__CONFIG_DOCUMENT__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__config_document__get_packed_size
+                     (const Klaxon__Assignment__V1__ConfigDocument *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__config_document__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__config_document__pack
+                     (const Klaxon__Assignment__V1__ConfigDocument *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__config_document__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__config_document__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ConfigDocument *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__config_document__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ConfigDocument *
+       klaxon__assignment__v1__config_document__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ConfigDocument *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__config_document__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__config_document__free_unpacked
+                     (Klaxon__Assignment__V1__ConfigDocument *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__config_document__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__plan_change__init
+                     (Klaxon__Assignment__V1__PlanChange         *message)
+{
+  static const Klaxon__Assignment__V1__PlanChange init_value = KLAXON__ASSIGNMENT__V1__PLAN_CHANGE__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__plan_change__get_packed_size
+                     (const Klaxon__Assignment__V1__PlanChange *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__plan_change__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__plan_change__pack
+                     (const Klaxon__Assignment__V1__PlanChange *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__plan_change__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__plan_change__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PlanChange *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__plan_change__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__PlanChange *
+       klaxon__assignment__v1__plan_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__PlanChange *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__plan_change__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__plan_change__free_unpacked
+                     (Klaxon__Assignment__V1__PlanChange *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__plan_change__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__apply_reply__init
+                     (Klaxon__Assignment__V1__ApplyReply         *message)
+{
+  static const Klaxon__Assignment__V1__ApplyReply init_value = KLAXON__ASSIGNMENT__V1__APPLY_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__apply_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ApplyReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__apply_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__apply_reply__pack
+                     (const Klaxon__Assignment__V1__ApplyReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__apply_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__apply_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ApplyReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__apply_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ApplyReply *
+       klaxon__assignment__v1__apply_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ApplyReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__apply_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__apply_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ApplyReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__apply_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__schedule_feed__init
+                     (Klaxon__Assignment__V1__ScheduleFeed         *message)
+{
+  static const Klaxon__Assignment__V1__ScheduleFeed init_value = KLAXON__ASSIGNMENT__V1__SCHEDULE_FEED__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__schedule_feed__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleFeed *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_feed__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__schedule_feed__pack
+                     (const Klaxon__Assignment__V1__ScheduleFeed *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_feed__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__schedule_feed__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleFeed *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_feed__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ScheduleFeed *
+       klaxon__assignment__v1__schedule_feed__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ScheduleFeed *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__schedule_feed__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__schedule_feed__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleFeed *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__schedule_feed__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -2836,6 +3331,814 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_reply__d
   (ProtobufCMessageInit) klaxon__assignment__v1__who_is_on_call_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__routing_key__field_descriptors[4] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoutingKey, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoutingKey, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoutingKey, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoutingKey, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__routing_key__field_indices_by_name[] = {
+  3,   /* field[3] = created_at_ms */
+  0,   /* field[0] = key */
+  1,   /* field[1] = name */
+  2,   /* field[2] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__routing_key__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__routing_key__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.RoutingKey",
+  "RoutingKey",
+  "Klaxon__Assignment__V1__RoutingKey",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__RoutingKey),
+  4,
+  klaxon__assignment__v1__routing_key__field_descriptors,
+  klaxon__assignment__v1__routing_key__field_indices_by_name,
+  1,  klaxon__assignment__v1__routing_key__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__routing_key__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__service__field_descriptors[9] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "escalation_policy_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, escalation_policy_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ack_timeout_seconds",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, ack_timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "auto_resolve_timeout_seconds",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, auto_resolve_timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "urgency_rule",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, urgency_rule),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "events_per_minute",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, events_per_minute),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "events_burst",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, events_burst),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "routing_keys",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__Service, n_routing_keys),
+    offsetof(Klaxon__Assignment__V1__Service, routing_keys),
+    &klaxon__assignment__v1__routing_key__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__service__field_indices_by_name[] = {
+  3,   /* field[3] = ack_timeout_seconds */
+  4,   /* field[4] = auto_resolve_timeout_seconds */
+  2,   /* field[2] = escalation_policy_id */
+  7,   /* field[7] = events_burst */
+  6,   /* field[6] = events_per_minute */
+  0,   /* field[0] = id */
+  1,   /* field[1] = name */
+  8,   /* field[8] = routing_keys */
+  5,   /* field[5] = urgency_rule */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__service__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__service__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.Service",
+  "Service",
+  "Klaxon__Assignment__V1__Service",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__Service),
+  9,
+  klaxon__assignment__v1__service__field_descriptors,
+  klaxon__assignment__v1__service__field_indices_by_name,
+  1,  klaxon__assignment__v1__service__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__service__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__service_list__field_descriptors[1] =
+{
+  {
+    "services",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ServiceList, n_services),
+    offsetof(Klaxon__Assignment__V1__ServiceList, services),
+    &klaxon__assignment__v1__service__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__service_list__field_indices_by_name[] = {
+  0,   /* field[0] = services */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__service_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__service_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ServiceList",
+  "ServiceList",
+  "Klaxon__Assignment__V1__ServiceList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ServiceList),
+  1,
+  klaxon__assignment__v1__service_list__field_descriptors,
+  klaxon__assignment__v1__service_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__service_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__service_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__create_routing_key_request__field_descriptors[3] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__CreateRoutingKeyRequest, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__CreateRoutingKeyRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "key",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__CreateRoutingKeyRequest, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__create_routing_key_request__field_indices_by_name[] = {
+  2,   /* field[2] = key */
+  1,   /* field[1] = name */
+  0,   /* field[0] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__create_routing_key_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__create_routing_key_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.CreateRoutingKeyRequest",
+  "CreateRoutingKeyRequest",
+  "Klaxon__Assignment__V1__CreateRoutingKeyRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__CreateRoutingKeyRequest),
+  3,
+  klaxon__assignment__v1__create_routing_key_request__field_descriptors,
+  klaxon__assignment__v1__create_routing_key_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__create_routing_key_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__create_routing_key_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__delete_routing_key_request__field_descriptors[2] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__DeleteRoutingKeyRequest, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__DeleteRoutingKeyRequest, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__delete_routing_key_request__field_indices_by_name[] = {
+  1,   /* field[1] = name */
+  0,   /* field[0] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__delete_routing_key_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__delete_routing_key_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.DeleteRoutingKeyRequest",
+  "DeleteRoutingKeyRequest",
+  "Klaxon__Assignment__V1__DeleteRoutingKeyRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__DeleteRoutingKeyRequest),
+  2,
+  klaxon__assignment__v1__delete_routing_key_request__field_descriptors,
+  klaxon__assignment__v1__delete_routing_key_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__delete_routing_key_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__delete_routing_key_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__api_token__field_descriptors[8] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "token",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prefix",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, prefix),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "revoked_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApiToken, revoked_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__api_token__field_indices_by_name[] = {
+  6,   /* field[6] = created_at_ms */
+  0,   /* field[0] = id */
+  1,   /* field[1] = name */
+  5,   /* field[5] = prefix */
+  7,   /* field[7] = revoked_at_ms */
+  2,   /* field[2] = role */
+  4,   /* field[4] = token */
+  3,   /* field[3] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__api_token__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__api_token__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ApiToken",
+  "ApiToken",
+  "Klaxon__Assignment__V1__ApiToken",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ApiToken),
+  8,
+  klaxon__assignment__v1__api_token__field_descriptors,
+  klaxon__assignment__v1__api_token__field_indices_by_name,
+  1,  klaxon__assignment__v1__api_token__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__api_token__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__api_token_list__field_descriptors[1] =
+{
+  {
+    "tokens",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ApiTokenList, n_tokens),
+    offsetof(Klaxon__Assignment__V1__ApiTokenList, tokens),
+    &klaxon__assignment__v1__api_token__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__api_token_list__field_indices_by_name[] = {
+  0,   /* field[0] = tokens */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__api_token_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__api_token_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ApiTokenList",
+  "ApiTokenList",
+  "Klaxon__Assignment__V1__ApiTokenList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ApiTokenList),
+  1,
+  klaxon__assignment__v1__api_token_list__field_descriptors,
+  klaxon__assignment__v1__api_token_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__api_token_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__api_token_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__config_document__field_descriptors[3] =
+{
+  {
+    "json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ConfigDocument, json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dry_run",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ConfigDocument, dry_run),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "prune",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ConfigDocument, prune),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__config_document__field_indices_by_name[] = {
+  1,   /* field[1] = dry_run */
+  0,   /* field[0] = json */
+  2,   /* field[2] = prune */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__config_document__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__config_document__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ConfigDocument",
+  "ConfigDocument",
+  "Klaxon__Assignment__V1__ConfigDocument",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ConfigDocument),
+  3,
+  klaxon__assignment__v1__config_document__field_descriptors,
+  klaxon__assignment__v1__config_document__field_indices_by_name,
+  1,  klaxon__assignment__v1__config_document__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__config_document__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__plan_change__field_descriptors[4] =
+{
+  {
+    "op",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PlanChange, op),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PlanChange, kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PlanChange, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PlanChange, detail),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__plan_change__field_indices_by_name[] = {
+  3,   /* field[3] = detail */
+  1,   /* field[1] = kind */
+  2,   /* field[2] = name */
+  0,   /* field[0] = op */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__plan_change__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__plan_change__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.PlanChange",
+  "PlanChange",
+  "Klaxon__Assignment__V1__PlanChange",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__PlanChange),
+  4,
+  klaxon__assignment__v1__plan_change__field_descriptors,
+  klaxon__assignment__v1__plan_change__field_indices_by_name,
+  1,  klaxon__assignment__v1__plan_change__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__plan_change__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__apply_reply__field_descriptors[3] =
+{
+  {
+    "changes",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ApplyReply, n_changes),
+    offsetof(Klaxon__Assignment__V1__ApplyReply, changes),
+    &klaxon__assignment__v1__plan_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "applied",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ApplyReply, applied),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_keys",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ApplyReply, n_created_keys),
+    offsetof(Klaxon__Assignment__V1__ApplyReply, created_keys),
+    &klaxon__assignment__v1__routing_key__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__apply_reply__field_indices_by_name[] = {
+  1,   /* field[1] = applied */
+  0,   /* field[0] = changes */
+  2,   /* field[2] = created_keys */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__apply_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__apply_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ApplyReply",
+  "ApplyReply",
+  "Klaxon__Assignment__V1__ApplyReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ApplyReply),
+  3,
+  klaxon__assignment__v1__apply_reply__field_descriptors,
+  klaxon__assignment__v1__apply_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__apply_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__apply_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__schedule_feed__field_descriptors[3] =
+{
+  {
+    "schedule_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleFeed, schedule_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "path",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleFeed, path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "token",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ScheduleFeed, token),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__schedule_feed__field_indices_by_name[] = {
+  1,   /* field[1] = path */
+  0,   /* field[0] = schedule_id */
+  2,   /* field[2] = token */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__schedule_feed__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_feed__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ScheduleFeed",
+  "ScheduleFeed",
+  "Klaxon__Assignment__V1__ScheduleFeed",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ScheduleFeed),
+  3,
+  klaxon__assignment__v1__schedule_feed__field_descriptors,
+  klaxon__assignment__v1__schedule_feed__field_indices_by_name,
+  1,  klaxon__assignment__v1__schedule_feed__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__schedule_feed__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue klaxon__assignment__v1__restriction_kind__enum_values_by_number[3] =
 {
   { "RESTRICTION_KIND_UNSPECIFIED", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED", 0 },
@@ -2999,7 +4302,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
                                      &klaxon__assignment__v1__assignment__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[11] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[25] =
 {
   { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
   { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
@@ -3012,18 +4315,46 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "ListSchedules", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__schedule_list__descriptor },
   { "DeleteSchedule", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "WhoIsOnCall", &klaxon__assignment__v1__who_is_on_call_request__descriptor, &klaxon__assignment__v1__who_is_on_call_reply__descriptor },
+  { "CreateService", &klaxon__assignment__v1__service__descriptor, &klaxon__assignment__v1__service__descriptor },
+  { "UpdateService", &klaxon__assignment__v1__service__descriptor, &klaxon__assignment__v1__service__descriptor },
+  { "GetService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__service__descriptor },
+  { "ListServices", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__service_list__descriptor },
+  { "DeleteService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "CreateRoutingKey", &klaxon__assignment__v1__create_routing_key_request__descriptor, &klaxon__assignment__v1__routing_key__descriptor },
+  { "DeleteRoutingKey", &klaxon__assignment__v1__delete_routing_key_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "CreateToken", &klaxon__assignment__v1__api_token__descriptor, &klaxon__assignment__v1__api_token__descriptor },
+  { "ListTokens", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__api_token_list__descriptor },
+  { "RevokeToken", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__api_token__descriptor },
+  { "WhoAmI", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__api_token__descriptor },
+  { "ApplyConfiguration", &klaxon__assignment__v1__config_document__descriptor, &klaxon__assignment__v1__apply_reply__descriptor },
+  { "ExportConfiguration", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__config_document__descriptor },
+  { "RotateScheduleFeed", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__schedule_feed__descriptor },
 };
 const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
+  22,        /* ApplyConfiguration */
   0,        /* CreateEscalationPolicy */
+  16,        /* CreateRoutingKey */
   5,        /* CreateSchedule */
+  11,        /* CreateService */
+  18,        /* CreateToken */
   4,        /* DeleteEscalationPolicy */
+  17,        /* DeleteRoutingKey */
   9,        /* DeleteSchedule */
+  15,        /* DeleteService */
+  23,        /* ExportConfiguration */
   2,        /* GetEscalationPolicy */
   7,        /* GetSchedule */
+  13,        /* GetService */
   3,        /* ListEscalationPolicies */
   8,        /* ListSchedules */
+  14,        /* ListServices */
+  19,        /* ListTokens */
+  20,        /* RevokeToken */
+  24,        /* RotateScheduleFeed */
   1,        /* UpdateEscalationPolicy */
   6,        /* UpdateSchedule */
+  12,        /* UpdateService */
+  21,        /* WhoAmI */
   10         /* WhoIsOnCall */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
@@ -3033,7 +4364,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
   "Admin",
   "Klaxon__Assignment__V1__Admin",
   "klaxon.assignment.v1",
-  11,
+  25,
   klaxon__assignment__v1__admin__method_descriptors,
   klaxon__assignment__v1__admin__method_indices_by_name
 };
@@ -3124,6 +4455,118 @@ void klaxon__assignment__v1__admin__who_is_on_call(ProtobufCService *service,
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__create_service(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__Service *input,
+                                                   Klaxon__Assignment__V1__Service_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__update_service(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__Service *input,
+                                                   Klaxon__Assignment__V1__Service_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__get_service(ProtobufCService *service,
+                                                const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                Klaxon__Assignment__V1__Service_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_services(ProtobufCService *service,
+                                                  const Klaxon__Rpc__V1__Empty *input,
+                                                  Klaxon__Assignment__V1__ServiceList_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                   Klaxon__Rpc__V1__Empty_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__CreateRoutingKeyRequest *input,
+                                                       Klaxon__Assignment__V1__RoutingKey_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *input,
+                                                       Klaxon__Rpc__V1__Empty_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__ApiToken *input,
+                                                 Klaxon__Assignment__V1__ApiToken_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
+                                                const Klaxon__Rpc__V1__Empty *input,
+                                                Klaxon__Assignment__V1__ApiTokenList_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                 Klaxon__Assignment__V1__ApiToken_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
+                                             const Klaxon__Rpc__V1__Empty *input,
+                                             Klaxon__Assignment__V1__ApiToken_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *service,
+                                                        const Klaxon__Assignment__V1__ConfigDocument *input,
+                                                        Klaxon__Assignment__V1__ApplyReply_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *service,
+                                                         const Klaxon__Rpc__V1__Empty *input,
+                                                         Klaxon__Assignment__V1__ConfigDocument_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *service,
+                                                         const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                         Klaxon__Assignment__V1__ScheduleFeed_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
                                           Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)

@@ -20,7 +20,8 @@ public struct NotifierService: Service {
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.notifierListen),
-            router: Self.router(intake, people: PeopleAPI(pool: pool)), logger: logger)
+            router: Self.router(intake, people: PeopleAPI(pool: pool)), logger: logger,
+            middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
         self.dispatcher = NotificationDispatcher(
             pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,

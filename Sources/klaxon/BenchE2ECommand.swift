@@ -367,29 +367,23 @@ struct BenchE2ECommand: AsyncParsableCommand {
     /// Services for each scenario, each with its own users (two per incident, one zero-delay
     /// webhook rule each). Rate limits off: the benchmark sends far more than 120 events/min.
     func seed(_ pool: PostgresPool, runID: String, sink: String, blackhole: Int, refused: Int) async throws -> Services {
-        try await pool.transaction { connection in
-            func user(_ name: String, _ url: String) -> Seed.User {
-                Seed.User(name: "\(name) \(runID)", email: "\(name)-\(runID)@bench.invalid", webhookURL: url)
-            }
-            func service(_ name: String, _ users: [Seed.User], ackTimeout: UInt32 = 1800) throws -> Seed.Service {
-                let made = try Seed.service(
-                    connection, name: "\(name) \(runID)", routingKey: Seed.newRoutingKey(), users: users, escalationDelaySeconds: 3600,
-                    ackTimeoutSeconds: ackTimeout)
-                try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [made.serviceID])
-                return made
-            }
-            let surge = try service("surge", [user("Ann", "\(sink)/surge/a"), user("Bob", "\(sink)/surge/b")])
-            let dead = try service("isolation-dead", [
-                user("Ada", "\(sink)/iso/a"), user("Ben", "\(sink)/iso/b"), user("Cat", "http://127.0.0.1:\(blackhole)/never"),
-            ])
-            let refusing = try service("isolation-refused", [
-                user("Ava", "\(sink)/iso/a"), user("Bea", "\(sink)/iso/b"), user("Cid", "http://127.0.0.1:\(refused)/refused"),
-            ])
-            let timers = try service("timers", [user("Tia", "\(sink)/timers/a"), user("Tom", "\(sink)/timers/b")], ackTimeout: 300)
-            return Services(
-                surge: surge.routingKey, isolationDead: dead.routingKey, isolationRefused: refusing.routingKey,
-                timersServiceID: timers.serviceID, timersUsers: timers.userIDs)
+        func person(_ name: String, _ url: String) -> BenchConfig.Person {
+            BenchConfig.Person(name: "\(name) \(runID)", email: "\(name.lowercased())-\(runID)@bench.invalid", webhook: url)
         }
+        let made = try await BenchConfig.apply(pool, services: [
+            ("surge \(runID)", [person("Ann", "\(sink)/surge/a"), person("Bob", "\(sink)/surge/b")], 1800),
+            ("isolation-dead \(runID)", [
+                person("Ada", "\(sink)/iso/a"), person("Ben", "\(sink)/iso/b"), person("Cat", "http://127.0.0.1:\(blackhole)/never"),
+            ], 1800),
+            ("isolation-refused \(runID)", [
+                person("Ava", "\(sink)/iso/a"), person("Bea", "\(sink)/iso/b"), person("Cid", "http://127.0.0.1:\(refused)/refused"),
+            ], 1800),
+            ("timers \(runID)", [person("Tia", "\(sink)/timers/a"), person("Tom", "\(sink)/timers/b")], 300),
+        ], now: SystemWallClock().nowMs())
+        let timers = made["timers \(runID)"]!
+        return Services(
+            surge: made["surge \(runID)"]!.routingKey, isolationDead: made["isolation-dead \(runID)"]!.routingKey,
+            isolationRefused: made["isolation-refused \(runID)"]!.routingKey, timersServiceID: timers.serviceID, timersUsers: timers.userIDs)
     }
 
     static func triggerFrame(_ routingKey: String, key: String, index: Int) -> [UInt8] {

@@ -46,11 +46,10 @@ struct BenchIngestCommand: AsyncParsableCommand {
         poolConfiguration.maxConnections = config.databasePoolSize
         let pool = PostgresPool(configuration: poolConfiguration, logger: logger)
         try await Migrator.migrate(pool, now: clock.nowMs(), logger: logger)
-        let routingKey = Seed.newRoutingKey()
-        try await pool.transaction { connection in
-            let service = try Seed.service(connection, name: "bench", routingKey: routingKey, users: [])
-            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [service.serviceID])
-        }
+        let benchID = Secrets.text(count: 6)
+        let routingKey = try await BenchConfig.apply(pool, services: [
+            ("bench \(benchID)", [BenchConfig.Person(name: "Bench", email: "bench-\(benchID)@bench.invalid", webhook: nil)], 1800),
+        ], now: clock.nowMs())["bench \(benchID)"]!.routingKey
         let port = try await Self.freePort()
         config.ingestListen = HostPort(host: "127.0.0.1", port: port)
         config.assignmentAddress = HostPort(host: "127.0.0.1", port: 1)  // Assignment is not part of this measurement

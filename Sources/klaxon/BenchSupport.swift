@@ -1,4 +1,5 @@
 import Foundation
+import AssignmentService
 import NIOConcurrencyHelpers
 import Shared
 
@@ -312,5 +313,64 @@ enum HTTPLoad {
             }
             return nil
         }
+    }
+}
+
+/// The benchmarks' services, made through the configuration API like any other: each with its
+/// own users (one zero-delay webhook rule each) on a one-level policy, rate limit off.
+enum BenchConfig {
+    struct Person {
+        var name: String
+        var email: String
+        var webhook: String?
+    }
+
+    struct Made {
+        var routingKey: String
+        var serviceID: Int64
+        var userIDs: [Int64]
+    }
+
+    static func apply(
+        _ pool: PostgresPool, services: [(name: String, people: [Person], ackTimeoutSeconds: Int)], now: Int64
+    ) async throws -> [String: Made] {
+        var users: [[String: Any]] = []
+        var entries: [[String: Any]] = []
+        var policies: [[String: Any]] = []
+        var keys: [String: String] = [:]
+        for service in services {
+            for person in service.people {
+                var user: [String: Any] = ["name": person.name, "email": person.email]
+                if let webhook = person.webhook {
+                    user["contact_methods"] = [["name": "hook", "type": "webhook", "address": webhook]]
+                    user["notification_rules"] = [["contact_method": "hook", "start_delay_seconds": 0, "urgency": "high"]]
+                }
+                users.append(user)
+            }
+            policies.append([
+                "name": "\(service.name) policy",
+                "levels": [["escalation_delay_seconds": 3600, "targets": service.people.map { ["user": $0.email] }]],
+            ])
+            let key = Secrets.routingKey()
+            keys[service.name] = key
+            entries.append([
+                "name": service.name, "escalation_policy": "\(service.name) policy", "ack_timeout_seconds": service.ackTimeoutSeconds,
+                "events_per_minute": 0, "routing_keys": [["name": "bench", "key": key]],
+            ])
+        }
+        let document: [String: Any] = ["users": users, "escalation_policies": policies, "services": entries]
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: document), as: UTF8.self)
+        _ = try await Configuration.apply(pool, json: json, now: now)
+        var made: [String: Made] = [:]
+        for service in services {
+            let key = keys[service.name]!
+            made[service.name] = try await pool.withConnection { connection in
+                let serviceID = try connection.query("SELECT service_id FROM routing_keys WHERE key = $1", [key]).int64(0, "service_id")!
+                let emails = PGArray(service.people.map(\.email))
+                let rows = try connection.query("SELECT id FROM users WHERE email = ANY($1::text[]) ORDER BY id", [emails])
+                return Made(routingKey: key, serviceID: serviceID, userIDs: (0..<rows.count).map { rows.int64($0, "id")! })
+            }
+        }
+        return made
     }
 }

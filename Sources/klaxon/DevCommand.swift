@@ -16,6 +16,8 @@ struct DevCommand: AsyncParsableCommand {
 
     @Option(help: "Port of the demo webhook receiver that prints pages.")
     var webhookPort = 8499
+    @Option(help: "The configuration applied at start (its webhooks at 127.0.0.1:8499 are pointed at the page printer).")
+    var exampleFile = "examples/klaxon.yaml"
 
     func run() async throws {
         let logger = Runtime.bootstrapLogging()
@@ -33,26 +35,20 @@ struct DevCommand: AsyncParsableCommand {
                 """)
             fflush(nil)
         }
-        let webhookURL = "\(sink.url)/pages"
-        let key = Self.demoRoutingKey
-        try await pool.transaction { connection in
-            guard try connection.query("SELECT 1 FROM routing_keys WHERE key = $1", [key]).isEmpty else {
-                // Already seeded: point the demo users' webhooks at this run's page printer.
-                try connection.query(
-                    """
-                    UPDATE contact_methods SET address = $2 WHERE type = 'webhook' AND user_id IN (
-                        SELECT t.user_id FROM routing_keys k JOIN services s ON s.id = k.service_id
-                        JOIN escalation_targets t ON t.policy_id = s.escalation_policy_id WHERE k.key = $1)
-                    """, [key, webhookURL])
-                return
-            }
-            _ = try Seed.service(
-                connection, name: "Demo service", routingKey: key,
-                users: [
-                    Seed.User(name: "Alice", email: "alice@example.com", webhookURL: webhookURL),
-                    Seed.User(name: "Bob", email: "bob@example.com", webhookURL: webhookURL),
-                ])
+        // The demo is the example configuration file, applied like any other (its webhooks point
+        // at this process's page printer).
+        let examplePath = exampleFile
+        guard var text = try? String(contentsOfFile: examplePath, encoding: .utf8) else {
+            throw CLIError(code: CLIExit.failed, message: "\(examplePath): cannot read the demo configuration")
         }
+        text = text.replacingOccurrences(of: "http://127.0.0.1:8499/", with: "\(sink.url)/")
+        let file = try ConfigFile.parse(text, path: examplePath)
+        let applied = try await Configuration.apply(pool, json: file.json, now: clock.nowMs())
+        for change in applied.changes { print("config: \(change.op) \(change.kind) \(change.name)") }
+        if let token = try await Configuration.bootstrapAdmin(pool, token: config.bootstrapToken, now: clock.nowMs()) {
+            print("First start: an admin token was created (shown this once; keep it): \(token)")
+        }
+        let key = Self.demoRoutingKey
         print("""
             Klaxon is up: ingest \(config.ingestListen), assignment \(config.assignmentListen), notifier \(config.notifierListen).
             Demo routing key: \(key); pages for Alice and Bob print here.

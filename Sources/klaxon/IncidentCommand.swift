@@ -7,29 +7,7 @@ import Shared
 struct IncidentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "incident", abstract: "List, show and act on incidents.",
-        subcommands: [List.self, Show.self, Timeline.self, Ack.self, Resolve.self, Note.self])
-
-    struct Connection: ParsableArguments {
-        @Option(help: "Assignment's binary protocol address.")
-        var address = "127.0.0.1:7402"
-
-        func client() throws -> RPCClient {
-            guard let hostPort = HostPort(address) else { throw ValidationError("--address must be host:port") }
-            return RPCClient(host: hostPort.host, port: hostPort.port)
-        }
-    }
-
-    /// Runs one call, printing an RPC error the way a person reads it.
-    static func call<Request, Reply>(_ connection: Connection, _ method: RPCMethod<Request, Reply>, _ request: Request) async throws -> Reply {
-        let client = try connection.client()
-        defer { Task { await client.close() } }
-        do {
-            return try await client.call(method, request)
-        } catch let error as RPCError {
-            print("error: \(error)")
-            throw ExitCode(2)
-        }
-    }
+        subcommands: [List.self, Show.self, Timeline.self, Ack.self, Resolve.self, Note.self, Reassign.self, Escalate.self, Snooze.self])
 
     static func time(_ millis: Int64) -> String {
         millis == 0 ? "-" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
@@ -37,29 +15,35 @@ struct IncidentCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Open incidents, newest first (--all for every status).")
-        @OptionGroup var connection: Connection
+        @OptionGroup var connection: ClientOptions
         @Flag(help: "Include resolved incidents.") var all = false
 
         func run() async throws {
-            let reply: ListIncidentsReply = try await IncidentCommand.call(
-                connection, Assignment.ListIncidents, ListIncidentsRequest(statuses: all ? [] : [.triggered, .acknowledged]))
-            for incident in reply.incidents {
-                let state = incident.state
-                print("#\(incident.number) [\(state?.status?.rawValue ?? "?")] \(incident.title) — \(incident.serviceName), "
-                    + "level \(state?.level ?? 0), assigned \(state?.assigneeIDs.map(String.init).joined(separator: ",") ?? "")  (id \(incident.id))")
+            let reply: ListIncidentsReply = try await connection.call(
+                Assignment.ListIncidents, ListIncidentsRequest(statuses: all ? [] : [.triggered, .acknowledged]))
+            connection.output(reply.incidents) {
+                var table = Table("ID", "NUMBER", "STATUS", "URGENCY", "SERVICE", "LEVEL", "ASSIGNED", "TITLE")
+                for incident in reply.incidents {
+                    let state = incident.state
+                    table.add(
+                        "\(incident.id)", "#\(incident.number)", state?.status?.rawValue ?? "?", incident.urgency?.rawValue ?? "?",
+                        incident.serviceName, "\(state?.level ?? 0)", state?.assigneeIDs.map(String.init).joined(separator: ",") ?? "",
+                        incident.title)
+                }
+                table.print(empty: all ? "no incidents" : "no open incidents")
             }
-            if reply.incidents.isEmpty { print(all ? "no incidents" : "no open incidents") }
         }
     }
 
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One incident: state, assignees, acknowledgements, timers.")
-        @OptionGroup var connection: Connection
+        @OptionGroup var connection: ClientOptions
         @Argument(help: "Incident id.") var id: UInt64
 
         func run() async throws {
-            let incident: IncidentInfo = try await IncidentCommand.call(connection, Assignment.GetIncident, GetIncidentRequest(incidentID: id))
+            let incident: IncidentInfo = try await connection.call(Assignment.GetIncident, GetIncidentRequest(incidentID: id))
             let state = incident.state
+            if connection.json { return print(JSONOut.text(incident)) }
             print("""
                 #\(incident.number) \(incident.title)
                   service \(incident.serviceName), urgency \(incident.urgency?.rawValue ?? "?"), status \(state?.status?.rawValue ?? "?")
@@ -73,12 +57,12 @@ struct IncidentCommand: AsyncParsableCommand {
 
     struct Timeline: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "An incident's timeline (text, json or markdown).")
-        @OptionGroup var connection: Connection
+        @OptionGroup var connection: ClientOptions
         @Argument(help: "Incident id.") var id: UInt64
         @Option(help: "text, json or markdown.") var format = "text"
 
         func run() async throws {
-            let reply: GetTimelineReply = try await IncidentCommand.call(connection, Assignment.GetTimeline, GetIncidentRequest(incidentID: id))
+            let reply: GetTimelineReply = try await connection.call(Assignment.GetTimeline, GetIncidentRequest(incidentID: id))
             switch format {
             case "json":
                 let entries = reply.entries.map { ["at": IncidentCommand.time($0.atMs), "type": $0.type, "actor": $0.actor, "details": $0.details] as [String: Any] }
@@ -103,42 +87,91 @@ struct IncidentCommand: AsyncParsableCommand {
 
     struct Ack: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Acknowledge an incident as a user.")
-        @OptionGroup var connection: Connection
+        @OptionGroup var connection: ClientOptions
         @Argument(help: "Incident id.") var id: UInt64
-        @Option(help: "The acknowledging user's id.") var user: UInt64
+        @Option(help: "Act as this user (admin tokens only; a responder token acts as its own user).") var user: UInt64 = 0
 
         func run() async throws {
-            let view: IncidentView = try await IncidentCommand.call(
-                connection, Assignment.Acknowledge, IncidentActionRequest(incidentID: id, userID: user))
-            print("acknowledged; ack timeout at \(IncidentCommand.time(view.ackTimeoutAtMs))")
+            let view: IncidentView = try await connection.call(
+                Assignment.Acknowledge, IncidentActionRequest(incidentID: id, userID: user))
+            connection.output(view) { print("acknowledged; ack timeout at \(IncidentCommand.time(view.ackTimeoutAtMs))") }
         }
     }
 
     struct Resolve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Resolve an incident as a user.")
-        @OptionGroup var connection: Connection
+        @OptionGroup var connection: ClientOptions
         @Argument(help: "Incident id.") var id: UInt64
-        @Option(help: "The resolving user's id.") var user: UInt64
+        @Option(help: "Act as this user (admin tokens only; a responder token acts as its own user).") var user: UInt64 = 0
         @Option(help: "Why (recorded in the timeline).") var reason = ""
 
         func run() async throws {
-            let _: IncidentView = try await IncidentCommand.call(
-                connection, Assignment.Resolve, IncidentActionRequest(incidentID: id, userID: user, text: reason))
+            let _: IncidentView = try await connection.call(
+                Assignment.Resolve, IncidentActionRequest(incidentID: id, userID: user, text: reason))
             print("resolved")
         }
     }
 
     struct Note: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a note to an incident's timeline.")
-        @OptionGroup var connection: Connection
+        @OptionGroup var connection: ClientOptions
         @Argument(help: "Incident id.") var id: UInt64
-        @Option(help: "The author's user id.") var user: UInt64
+        @Option(help: "Act as this user (admin tokens only; a responder token acts as its own user).") var user: UInt64 = 0
         @Argument(help: "The note.") var text: String
 
         func run() async throws {
-            let _: IncidentView = try await IncidentCommand.call(
-                connection, Assignment.AddNote, IncidentActionRequest(incidentID: id, userID: user, text: text))
+            let _: IncidentView = try await connection.call(
+                Assignment.AddNote, IncidentActionRequest(incidentID: id, userID: user, text: text))
             print("noted")
+        }
+    }
+
+    struct Reassign: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Reassign an incident to users, or to an escalation policy from its level 1.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "Incident id.") var id: UInt64
+        @Option(help: "The new assignees: user ids, comma-separated (1–10).") var users: String?
+        @Option(help: "Reassign to this escalation policy (the incident follows it from now on).") var policy: UInt64?
+        @Flag(help: "Restart the incident's own escalation policy at level 1.") var restart = false
+        @Option(help: "Act as this user (admin tokens only).") var user: UInt64 = 0
+
+        func run() async throws {
+            guard [users != nil, policy != nil, restart].filter({ $0 }).count == 1 else {
+                throw CLIError(code: CLIExit.usage, message: "give exactly one of --users, --policy and --restart")
+            }
+            let request = IncidentActionRequest(
+                incidentID: id, userID: user, userIDs: try users.map { try idList($0, "--users") } ?? [], toPolicy: restart,
+                policyID: policy ?? 0)
+            let view: IncidentView = try await connection.call(Assignment.Reassign, request)
+            connection.output(view) { print("reassigned; assigned \(view.assigneeIDs.map(String.init).joined(separator: ", "))") }
+        }
+    }
+
+    struct Escalate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Escalate an incident to a level of its policy by hand.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "Incident id.") var id: UInt64
+        @Option(help: "The level to move to (1-based).") var level: UInt32
+        @Option(help: "Act as this user (admin tokens only).") var user: UInt64 = 0
+
+        func run() async throws {
+            let view: IncidentView = try await connection.call(Assignment.Escalate, IncidentActionRequest(incidentID: id, userID: user, level: level))
+            connection.output(view) { print("escalated to level \(view.level); assigned \(view.assigneeIDs.map(String.init).joined(separator: ", "))") }
+        }
+    }
+
+    struct Snooze: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Snooze an acknowledged incident (1 s – 7 days).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "Incident id.") var id: UInt64
+        @Option(name: .customLong("for"), help: "How long: seconds or 30s, 15m, 4h, 2d.") var duration: String
+        @Option(help: "Act as this user (admin tokens only).") var user: UInt64 = 0
+
+        func run() async throws {
+            let seconds = try CLITime.duration(duration)
+            let view: IncidentView = try await connection.call(
+                Assignment.Snooze, IncidentActionRequest(incidentID: id, userID: user, durationSeconds: seconds))
+            connection.output(view) { print("snoozed until \(IncidentCommand.time(view.snoozedUntilMs))") }
         }
     }
 }

@@ -23,6 +23,9 @@ struct ServiceCommand: AsyncParsableCommand {
         let clock = SystemWallClock()
         let pool = try await Runtime.openDatabase(config, clock: clock, logger: logger)
         let names = services.isEmpty ? Name.allCases : services
+        if let token = try await Configuration.bootstrapAdmin(pool, token: config.bootstrapToken, now: clock.nowMs()) {
+            print("First start: no admin token existed; created one (shown this once, keep it): \(token)")
+        }
         let running: [any Service] = names.map { name in
             switch name {
             case .ingest: IngestService(config: config, pool: pool, clock: clock, logger: logger)

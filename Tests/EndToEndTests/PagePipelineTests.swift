@@ -119,7 +119,7 @@ import Testing
         #expect(Set(announced) == incidents)
 
         try await pipeline.start(.assignment)
-        let assignment = pipeline.client(.assignment)
+        let assignment = pipeline.client(.assignment, token: pipeline.serviceToken)
         _ = try await assignment.callRaw(messages[0].method, body: messages[0].body)  // before the relay's bundle
         let pages = await pipeline.sink.waitForRequests(3, timeout: .seconds(20))
         #expect(Set(pages.compactMap { $0.webhook?.incident.id }) == incidents)
@@ -148,7 +148,7 @@ import Testing
         #expect(messages.map(\.method) == [Assignment.IncidentTriggered.name])
         try await pipeline.start(.assignment)
         // The relay delivers it too: three deliveries of one message.
-        let assignment = pipeline.client(.assignment)
+        let assignment = pipeline.client(.assignment, token: pipeline.serviceToken)
         _ = try await assignment.callRaw(messages[0].method, body: messages[0].body)
         _ = try await assignment.callRaw(messages[0].method, body: messages[0].body)
 
@@ -162,7 +162,7 @@ import Testing
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE incident_id = $1", [incident]) == 1)
 
         // The same notify request twice: one notification.
-        let notifier = pipeline.client(.notifier)
+        let notifier = pipeline.client(.notifier, token: pipeline.serviceToken)
         let snapshot = IncidentSnapshot(
             incidentID: created.incidentID, number: 1, title: "again", status: .triggered, urgency: .high,
             serviceID: UInt64(service.serviceID), serviceName: "Checkout", severity: "critical", dedupKey: created.dedupKey,

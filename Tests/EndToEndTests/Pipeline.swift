@@ -22,6 +22,12 @@ final class Pipeline: @unchecked Sendable {
     private var servers: [Part: RPCServer] = [:]
     /// Ingest's HTTP port (PagerDuty Events v2), once Ingest runs.
     private(set) var ingestHTTPPort = 0
+    /// Assignment's HTTP port (schedule feeds), once Assignment runs.
+    private(set) var assignmentHTTPPort = 0
+    /// An admin token (no user of its own) that `client(_:)` sends on every call.
+    private(set) var adminToken = ""
+    /// A service token, for tests that stand in for one service calling another.
+    private(set) var serviceToken = ""
 
     /// `configure` adjusts the configuration; it gets the sink's base URL.
     init(
@@ -37,12 +43,15 @@ final class Pipeline: @unchecked Sendable {
         var config = KlaxonConfig(databaseURL: db.url)
         config.ingestListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: 0)
+        config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: 0)
         config.assignmentListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.notifierListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.assignmentAddress = config.assignmentListen
         config.notifierAddress = config.notifierListen
         configure(&config, sink.url)
         self.config = config
+        adminToken = try await Self.issueToken(db.pool, name: "test admin", role: .admin, userID: nil)
+        serviceToken = try await Self.issueToken(db.pool, name: "test service", role: .service, userID: nil)
         for part in parts { try await start(part) }
     }
 
@@ -59,6 +68,7 @@ final class Pipeline: @unchecked Sendable {
             let service = AssignmentService(config: config, pool: db.pool, clock: clock, logger: logger)
             server = service.server
             task = Task { try await service.run() }
+            assignmentHTTPPort = try await service.httpPort()
         case .notifier:
             let service = NotifierService(config: config, pool: db.pool, clock: clock, logger: logger, baseBackoffMs: 100)
             server = service.server
@@ -116,12 +126,23 @@ final class Pipeline: @unchecked Sendable {
         running[part] = nil
     }
 
-    func client(_ part: Part) -> RPCClient {
-        switch part {
-        case .ingest: RPCClient(host: "127.0.0.1", port: config.ingestListen.port)
-        case .assignment: RPCClient(host: "127.0.0.1", port: config.assignmentListen.port)
-        case .notifier: RPCClient(host: "127.0.0.1", port: config.notifierListen.port)
+    /// A client of one part that sends `token` (default: the admin token; nil: none).
+    func client(_ part: Part, token: String?? = .none) -> RPCClient {
+        let port = switch part {
+        case .ingest: config.ingestListen.port
+        case .assignment: config.assignmentListen.port
+        case .notifier: config.notifierListen.port
         }
+        var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port)
+        let bearer: String? = token ?? adminToken
+        configuration.interceptors.append(BearerInterceptor { bearer })
+        return RPCClient(configuration: configuration)
+    }
+
+    /// Issues a token straight in the database (how a test gets its first one; the product's
+    /// way is `KLAXON_BOOTSTRAP_TOKEN` or the token printed at first start).
+    static func issueToken(_ pool: PostgresPool, name: String, role: TokenRole, userID: Int64?) async throws -> String {
+        try await pool.transaction { try TokenStore.issue($0, name: name, role: role, userID: userID, now: 0).token }
     }
 
     /// A service whose one-level policy targets `users`, each with a webhook to the sink.

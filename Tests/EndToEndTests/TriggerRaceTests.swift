@@ -52,7 +52,7 @@ import Testing
 
         // The hand-off resumes: Ingest's outbox reaches Assignment; the triggers find themselves applied.
         let relay = OutboxRelay(
-            destination: Outbox.Destination.assignment, client: pipeline.client(.assignment), pool: pipeline.db.pool, logger: pipeline.logger)
+            destination: Outbox.Destination.assignment, client: pipeline.client(.assignment, token: pipeline.serviceToken), pool: pipeline.db.pool, logger: pipeline.logger)
         let delivered = try await eventually(timeout: .seconds(10)) {
             _ = try await relay.deliverDue(now: start + 3_600_000)
             return try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0

@@ -42,6 +42,17 @@ typedef struct Klaxon__Assignment__V1__ScheduleList Klaxon__Assignment__V1__Sche
 typedef struct Klaxon__Assignment__V1__WhoIsOnCallRequest Klaxon__Assignment__V1__WhoIsOnCallRequest;
 typedef struct Klaxon__Assignment__V1__WhoIsOnCallReply Klaxon__Assignment__V1__WhoIsOnCallReply;
 typedef struct Klaxon__Assignment__V1__WhoIsOnCallReply__Level Klaxon__Assignment__V1__WhoIsOnCallReply__Level;
+typedef struct Klaxon__Assignment__V1__RoutingKey Klaxon__Assignment__V1__RoutingKey;
+typedef struct Klaxon__Assignment__V1__Service Klaxon__Assignment__V1__Service;
+typedef struct Klaxon__Assignment__V1__ServiceList Klaxon__Assignment__V1__ServiceList;
+typedef struct Klaxon__Assignment__V1__CreateRoutingKeyRequest Klaxon__Assignment__V1__CreateRoutingKeyRequest;
+typedef struct Klaxon__Assignment__V1__DeleteRoutingKeyRequest Klaxon__Assignment__V1__DeleteRoutingKeyRequest;
+typedef struct Klaxon__Assignment__V1__ApiToken Klaxon__Assignment__V1__ApiToken;
+typedef struct Klaxon__Assignment__V1__ApiTokenList Klaxon__Assignment__V1__ApiTokenList;
+typedef struct Klaxon__Assignment__V1__ConfigDocument Klaxon__Assignment__V1__ConfigDocument;
+typedef struct Klaxon__Assignment__V1__PlanChange Klaxon__Assignment__V1__PlanChange;
+typedef struct Klaxon__Assignment__V1__ApplyReply Klaxon__Assignment__V1__ApplyReply;
+typedef struct Klaxon__Assignment__V1__ScheduleFeed Klaxon__Assignment__V1__ScheduleFeed;
 
 
 /* --- enums --- */
@@ -509,6 +520,229 @@ struct  Klaxon__Assignment__V1__WhoIsOnCallReply
     , 0,NULL, 0,NULL }
 
 
+struct  Klaxon__Assignment__V1__RoutingKey
+{
+  ProtobufCMessage base;
+  /*
+   * 32 characters; in full only in the reply that created it, masked elsewhere
+   */
+  char *key;
+  /*
+   * unique within the service, e.g. "default", "prometheus"
+   */
+  char *name;
+  uint64_t service_id;
+  int64_t created_at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__ROUTING_KEY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__routing_key__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__Service
+{
+  ProtobufCMessage base;
+  /*
+   * 0 when creating
+   */
+  uint64_t id;
+  /*
+   * unique among services
+   */
+  char *name;
+  uint64_t escalation_policy_id;
+  /*
+   * 0 = off
+   */
+  uint32_t ack_timeout_seconds;
+  /*
+   * 0 = off
+   */
+  uint32_t auto_resolve_timeout_seconds;
+  /*
+   * high | low | severity
+   */
+  char *urgency_rule;
+  /*
+   * 0 = no rate limit
+   */
+  uint32_t events_per_minute;
+  /*
+   * >= 1
+   */
+  uint32_t events_burst;
+  /*
+   * CreateService: the keys to make (none: one "default"); replies: the keys
+   */
+  size_t n_routing_keys;
+  Klaxon__Assignment__V1__RoutingKey **routing_keys;
+};
+#define KLAXON__ASSIGNMENT__V1__SERVICE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__service__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__ServiceList
+{
+  ProtobufCMessage base;
+  size_t n_services;
+  Klaxon__Assignment__V1__Service **services;
+};
+#define KLAXON__ASSIGNMENT__V1__SERVICE_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__service_list__descriptor) \
+    , 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__CreateRoutingKeyRequest
+{
+  ProtobufCMessage base;
+  uint64_t service_id;
+  char *name;
+  /*
+   * empty: generated (32 characters from the system CSPRNG); else an existing key being moved in
+   */
+  char *key;
+};
+#define KLAXON__ASSIGNMENT__V1__CREATE_ROUTING_KEY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__create_routing_key_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__DeleteRoutingKeyRequest
+{
+  ProtobufCMessage base;
+  uint64_t service_id;
+  char *name;
+};
+#define KLAXON__ASSIGNMENT__V1__DELETE_ROUTING_KEY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__delete_routing_key_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Bearer tokens for the binary protocol.
+ */
+struct  Klaxon__Assignment__V1__ApiToken
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  char *name;
+  /*
+   * admin | responder | observer (service: issued by the services themselves)
+   */
+  char *role;
+  /*
+   * responder: required, the user it acts as; admin: optional
+   */
+  uint64_t user_id;
+  /*
+   * in full only in CreateToken's reply; never stored
+   */
+  char *token;
+  /*
+   * the first characters, to recognise it
+   */
+  char *prefix;
+  int64_t created_at_ms;
+  /*
+   * 0 while valid
+   */
+  int64_t revoked_at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__API_TOKEN__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__api_token__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ApiTokenList
+{
+  ProtobufCMessage base;
+  size_t n_tokens;
+  Klaxon__Assignment__V1__ApiToken **tokens;
+};
+#define KLAXON__ASSIGNMENT__V1__API_TOKEN_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__api_token_list__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * Configuration as code: the document is JSON (klaxon apply turns YAML into it).
+ */
+struct  Klaxon__Assignment__V1__ConfigDocument
+{
+  ProtobufCMessage base;
+  char *json;
+  /*
+   * ApplyConfiguration: plan only
+   */
+  protobuf_c_boolean dry_run;
+  /*
+   * ApplyConfiguration: delete what the document does not name
+   */
+  protobuf_c_boolean prune;
+};
+#define KLAXON__ASSIGNMENT__V1__CONFIG_DOCUMENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__config_document__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__PlanChange
+{
+  ProtobufCMessage base;
+  /*
+   * + create, ~ change, - delete
+   */
+  char *op;
+  /*
+   * user, contact_method, notification_rule, schedule, escalation_policy, service, routing_key
+   */
+  char *kind;
+  char *name;
+  char *detail;
+};
+#define KLAXON__ASSIGNMENT__V1__PLAN_CHANGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__plan_change__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__ApplyReply
+{
+  ProtobufCMessage base;
+  size_t n_changes;
+  Klaxon__Assignment__V1__PlanChange **changes;
+  protobuf_c_boolean applied;
+  /*
+   * generated keys, in full, shown this once
+   */
+  size_t n_created_keys;
+  Klaxon__Assignment__V1__RoutingKey **created_keys;
+};
+#define KLAXON__ASSIGNMENT__V1__APPLY_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__apply_reply__descriptor) \
+    , 0,NULL, 0, 0,NULL }
+
+
+/*
+ * A schedule's iCal feed: GET <http listener>/schedules/<id>.ics?token=<token>.
+ */
+struct  Klaxon__Assignment__V1__ScheduleFeed
+{
+  ProtobufCMessage base;
+  uint64_t schedule_id;
+  /*
+   * /schedules/<id>.ics?token=<token>
+   */
+  char *path;
+  /*
+   * shown once; rotating makes the old one stop working
+   */
+  char *token;
+};
+#define KLAXON__ASSIGNMENT__V1__SCHEDULE_FEED__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__schedule_feed__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
 void   klaxon__assignment__v1__incident_triggered_request__init
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest         *message);
@@ -952,6 +1186,215 @@ Klaxon__Assignment__V1__WhoIsOnCallReply *
 void   klaxon__assignment__v1__who_is_on_call_reply__free_unpacked
                      (Klaxon__Assignment__V1__WhoIsOnCallReply *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__RoutingKey methods */
+void   klaxon__assignment__v1__routing_key__init
+                     (Klaxon__Assignment__V1__RoutingKey         *message);
+size_t klaxon__assignment__v1__routing_key__get_packed_size
+                     (const Klaxon__Assignment__V1__RoutingKey   *message);
+size_t klaxon__assignment__v1__routing_key__pack
+                     (const Klaxon__Assignment__V1__RoutingKey   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__routing_key__pack_to_buffer
+                     (const Klaxon__Assignment__V1__RoutingKey   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__RoutingKey *
+       klaxon__assignment__v1__routing_key__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__routing_key__free_unpacked
+                     (Klaxon__Assignment__V1__RoutingKey *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__Service methods */
+void   klaxon__assignment__v1__service__init
+                     (Klaxon__Assignment__V1__Service         *message);
+size_t klaxon__assignment__v1__service__get_packed_size
+                     (const Klaxon__Assignment__V1__Service   *message);
+size_t klaxon__assignment__v1__service__pack
+                     (const Klaxon__Assignment__V1__Service   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__service__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Service   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__Service *
+       klaxon__assignment__v1__service__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__service__free_unpacked
+                     (Klaxon__Assignment__V1__Service *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ServiceList methods */
+void   klaxon__assignment__v1__service_list__init
+                     (Klaxon__Assignment__V1__ServiceList         *message);
+size_t klaxon__assignment__v1__service_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ServiceList   *message);
+size_t klaxon__assignment__v1__service_list__pack
+                     (const Klaxon__Assignment__V1__ServiceList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__service_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ServiceList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ServiceList *
+       klaxon__assignment__v1__service_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__service_list__free_unpacked
+                     (Klaxon__Assignment__V1__ServiceList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__CreateRoutingKeyRequest methods */
+void   klaxon__assignment__v1__create_routing_key_request__init
+                     (Klaxon__Assignment__V1__CreateRoutingKeyRequest         *message);
+size_t klaxon__assignment__v1__create_routing_key_request__get_packed_size
+                     (const Klaxon__Assignment__V1__CreateRoutingKeyRequest   *message);
+size_t klaxon__assignment__v1__create_routing_key_request__pack
+                     (const Klaxon__Assignment__V1__CreateRoutingKeyRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__create_routing_key_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__CreateRoutingKeyRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__CreateRoutingKeyRequest *
+       klaxon__assignment__v1__create_routing_key_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__create_routing_key_request__free_unpacked
+                     (Klaxon__Assignment__V1__CreateRoutingKeyRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__DeleteRoutingKeyRequest methods */
+void   klaxon__assignment__v1__delete_routing_key_request__init
+                     (Klaxon__Assignment__V1__DeleteRoutingKeyRequest         *message);
+size_t klaxon__assignment__v1__delete_routing_key_request__get_packed_size
+                     (const Klaxon__Assignment__V1__DeleteRoutingKeyRequest   *message);
+size_t klaxon__assignment__v1__delete_routing_key_request__pack
+                     (const Klaxon__Assignment__V1__DeleteRoutingKeyRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__delete_routing_key_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__DeleteRoutingKeyRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__DeleteRoutingKeyRequest *
+       klaxon__assignment__v1__delete_routing_key_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__delete_routing_key_request__free_unpacked
+                     (Klaxon__Assignment__V1__DeleteRoutingKeyRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ApiToken methods */
+void   klaxon__assignment__v1__api_token__init
+                     (Klaxon__Assignment__V1__ApiToken         *message);
+size_t klaxon__assignment__v1__api_token__get_packed_size
+                     (const Klaxon__Assignment__V1__ApiToken   *message);
+size_t klaxon__assignment__v1__api_token__pack
+                     (const Klaxon__Assignment__V1__ApiToken   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__api_token__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ApiToken   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ApiToken *
+       klaxon__assignment__v1__api_token__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__api_token__free_unpacked
+                     (Klaxon__Assignment__V1__ApiToken *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ApiTokenList methods */
+void   klaxon__assignment__v1__api_token_list__init
+                     (Klaxon__Assignment__V1__ApiTokenList         *message);
+size_t klaxon__assignment__v1__api_token_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ApiTokenList   *message);
+size_t klaxon__assignment__v1__api_token_list__pack
+                     (const Klaxon__Assignment__V1__ApiTokenList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__api_token_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ApiTokenList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ApiTokenList *
+       klaxon__assignment__v1__api_token_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__api_token_list__free_unpacked
+                     (Klaxon__Assignment__V1__ApiTokenList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ConfigDocument methods */
+void   klaxon__assignment__v1__config_document__init
+                     (Klaxon__Assignment__V1__ConfigDocument         *message);
+size_t klaxon__assignment__v1__config_document__get_packed_size
+                     (const Klaxon__Assignment__V1__ConfigDocument   *message);
+size_t klaxon__assignment__v1__config_document__pack
+                     (const Klaxon__Assignment__V1__ConfigDocument   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__config_document__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ConfigDocument   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ConfigDocument *
+       klaxon__assignment__v1__config_document__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__config_document__free_unpacked
+                     (Klaxon__Assignment__V1__ConfigDocument *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__PlanChange methods */
+void   klaxon__assignment__v1__plan_change__init
+                     (Klaxon__Assignment__V1__PlanChange         *message);
+size_t klaxon__assignment__v1__plan_change__get_packed_size
+                     (const Klaxon__Assignment__V1__PlanChange   *message);
+size_t klaxon__assignment__v1__plan_change__pack
+                     (const Klaxon__Assignment__V1__PlanChange   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__plan_change__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PlanChange   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__PlanChange *
+       klaxon__assignment__v1__plan_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__plan_change__free_unpacked
+                     (Klaxon__Assignment__V1__PlanChange *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ApplyReply methods */
+void   klaxon__assignment__v1__apply_reply__init
+                     (Klaxon__Assignment__V1__ApplyReply         *message);
+size_t klaxon__assignment__v1__apply_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ApplyReply   *message);
+size_t klaxon__assignment__v1__apply_reply__pack
+                     (const Klaxon__Assignment__V1__ApplyReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__apply_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ApplyReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ApplyReply *
+       klaxon__assignment__v1__apply_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__apply_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ApplyReply *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ScheduleFeed methods */
+void   klaxon__assignment__v1__schedule_feed__init
+                     (Klaxon__Assignment__V1__ScheduleFeed         *message);
+size_t klaxon__assignment__v1__schedule_feed__get_packed_size
+                     (const Klaxon__Assignment__V1__ScheduleFeed   *message);
+size_t klaxon__assignment__v1__schedule_feed__pack
+                     (const Klaxon__Assignment__V1__ScheduleFeed   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__schedule_feed__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ScheduleFeed   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ScheduleFeed *
+       klaxon__assignment__v1__schedule_feed__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__schedule_feed__free_unpacked
+                     (Klaxon__Assignment__V1__ScheduleFeed *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -1028,6 +1471,39 @@ typedef void (*Klaxon__Assignment__V1__WhoIsOnCallReply__Level_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__WhoIsOnCallReply_Closure)
                  (const Klaxon__Assignment__V1__WhoIsOnCallReply *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__RoutingKey_Closure)
+                 (const Klaxon__Assignment__V1__RoutingKey *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__Service_Closure)
+                 (const Klaxon__Assignment__V1__Service *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ServiceList_Closure)
+                 (const Klaxon__Assignment__V1__ServiceList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__CreateRoutingKeyRequest_Closure)
+                 (const Klaxon__Assignment__V1__CreateRoutingKeyRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__DeleteRoutingKeyRequest_Closure)
+                 (const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ApiToken_Closure)
+                 (const Klaxon__Assignment__V1__ApiToken *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ApiTokenList_Closure)
+                 (const Klaxon__Assignment__V1__ApiTokenList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ConfigDocument_Closure)
+                 (const Klaxon__Assignment__V1__ConfigDocument *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__PlanChange_Closure)
+                 (const Klaxon__Assignment__V1__PlanChange *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ApplyReply_Closure)
+                 (const Klaxon__Assignment__V1__ApplyReply *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ScheduleFeed_Closure)
+                 (const Klaxon__Assignment__V1__ScheduleFeed *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -1191,6 +1667,62 @@ struct Klaxon__Assignment__V1__Admin_Service
                          const Klaxon__Assignment__V1__WhoIsOnCallRequest *input,
                          Klaxon__Assignment__V1__WhoIsOnCallReply_Closure closure,
                          void *closure_data);
+  void (*create_service)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Assignment__V1__Service *input,
+                         Klaxon__Assignment__V1__Service_Closure closure,
+                         void *closure_data);
+  void (*update_service)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Assignment__V1__Service *input,
+                         Klaxon__Assignment__V1__Service_Closure closure,
+                         void *closure_data);
+  void (*get_service)(Klaxon__Assignment__V1__Admin_Service *service,
+                      const Klaxon__Assignment__V1__AdminIdRequest *input,
+                      Klaxon__Assignment__V1__Service_Closure closure,
+                      void *closure_data);
+  void (*list_services)(Klaxon__Assignment__V1__Admin_Service *service,
+                        const Klaxon__Rpc__V1__Empty *input,
+                        Klaxon__Assignment__V1__ServiceList_Closure closure,
+                        void *closure_data);
+  void (*delete_service)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Assignment__V1__AdminIdRequest *input,
+                         Klaxon__Rpc__V1__Empty_Closure closure,
+                         void *closure_data);
+  void (*create_routing_key)(Klaxon__Assignment__V1__Admin_Service *service,
+                             const Klaxon__Assignment__V1__CreateRoutingKeyRequest *input,
+                             Klaxon__Assignment__V1__RoutingKey_Closure closure,
+                             void *closure_data);
+  void (*delete_routing_key)(Klaxon__Assignment__V1__Admin_Service *service,
+                             const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *input,
+                             Klaxon__Rpc__V1__Empty_Closure closure,
+                             void *closure_data);
+  void (*create_token)(Klaxon__Assignment__V1__Admin_Service *service,
+                       const Klaxon__Assignment__V1__ApiToken *input,
+                       Klaxon__Assignment__V1__ApiToken_Closure closure,
+                       void *closure_data);
+  void (*list_tokens)(Klaxon__Assignment__V1__Admin_Service *service,
+                      const Klaxon__Rpc__V1__Empty *input,
+                      Klaxon__Assignment__V1__ApiTokenList_Closure closure,
+                      void *closure_data);
+  void (*revoke_token)(Klaxon__Assignment__V1__Admin_Service *service,
+                       const Klaxon__Assignment__V1__AdminIdRequest *input,
+                       Klaxon__Assignment__V1__ApiToken_Closure closure,
+                       void *closure_data);
+  void (*who_am_i)(Klaxon__Assignment__V1__Admin_Service *service,
+                   const Klaxon__Rpc__V1__Empty *input,
+                   Klaxon__Assignment__V1__ApiToken_Closure closure,
+                   void *closure_data);
+  void (*apply_configuration)(Klaxon__Assignment__V1__Admin_Service *service,
+                              const Klaxon__Assignment__V1__ConfigDocument *input,
+                              Klaxon__Assignment__V1__ApplyReply_Closure closure,
+                              void *closure_data);
+  void (*export_configuration)(Klaxon__Assignment__V1__Admin_Service *service,
+                               const Klaxon__Rpc__V1__Empty *input,
+                               Klaxon__Assignment__V1__ConfigDocument_Closure closure,
+                               void *closure_data);
+  void (*rotate_schedule_feed)(Klaxon__Assignment__V1__Admin_Service *service,
+                               const Klaxon__Assignment__V1__AdminIdRequest *input,
+                               Klaxon__Assignment__V1__ScheduleFeed_Closure closure,
+                               void *closure_data);
 };
 typedef void (*Klaxon__Assignment__V1__Admin_ServiceDestroy)(Klaxon__Assignment__V1__Admin_Service *);
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
@@ -1209,7 +1741,21 @@ void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service 
       function_prefix__ ## get_schedule,\
       function_prefix__ ## list_schedules,\
       function_prefix__ ## delete_schedule,\
-      function_prefix__ ## who_is_on_call  }
+      function_prefix__ ## who_is_on_call,\
+      function_prefix__ ## create_service,\
+      function_prefix__ ## update_service,\
+      function_prefix__ ## get_service,\
+      function_prefix__ ## list_services,\
+      function_prefix__ ## delete_service,\
+      function_prefix__ ## create_routing_key,\
+      function_prefix__ ## delete_routing_key,\
+      function_prefix__ ## create_token,\
+      function_prefix__ ## list_tokens,\
+      function_prefix__ ## revoke_token,\
+      function_prefix__ ## who_am_i,\
+      function_prefix__ ## apply_configuration,\
+      function_prefix__ ## export_configuration,\
+      function_prefix__ ## rotate_schedule_feed  }
 void klaxon__assignment__v1__admin__create_escalation_policy(ProtobufCService *service,
                                                              const Klaxon__Assignment__V1__EscalationPolicy *input,
                                                              Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
@@ -1254,6 +1800,62 @@ void klaxon__assignment__v1__admin__who_is_on_call(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__WhoIsOnCallRequest *input,
                                                    Klaxon__Assignment__V1__WhoIsOnCallReply_Closure closure,
                                                    void *closure_data);
+void klaxon__assignment__v1__admin__create_service(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__Service *input,
+                                                   Klaxon__Assignment__V1__Service_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__admin__update_service(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__Service *input,
+                                                   Klaxon__Assignment__V1__Service_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__admin__get_service(ProtobufCService *service,
+                                                const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                Klaxon__Assignment__V1__Service_Closure closure,
+                                                void *closure_data);
+void klaxon__assignment__v1__admin__list_services(ProtobufCService *service,
+                                                  const Klaxon__Rpc__V1__Empty *input,
+                                                  Klaxon__Assignment__V1__ServiceList_Closure closure,
+                                                  void *closure_data);
+void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                   Klaxon__Rpc__V1__Empty_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__CreateRoutingKeyRequest *input,
+                                                       Klaxon__Assignment__V1__RoutingKey_Closure closure,
+                                                       void *closure_data);
+void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *input,
+                                                       Klaxon__Rpc__V1__Empty_Closure closure,
+                                                       void *closure_data);
+void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__ApiToken *input,
+                                                 Klaxon__Assignment__V1__ApiToken_Closure closure,
+                                                 void *closure_data);
+void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
+                                                const Klaxon__Rpc__V1__Empty *input,
+                                                Klaxon__Assignment__V1__ApiTokenList_Closure closure,
+                                                void *closure_data);
+void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                 Klaxon__Assignment__V1__ApiToken_Closure closure,
+                                                 void *closure_data);
+void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
+                                             const Klaxon__Rpc__V1__Empty *input,
+                                             Klaxon__Assignment__V1__ApiToken_Closure closure,
+                                             void *closure_data);
+void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *service,
+                                                        const Klaxon__Assignment__V1__ConfigDocument *input,
+                                                        Klaxon__Assignment__V1__ApplyReply_Closure closure,
+                                                        void *closure_data);
+void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *service,
+                                                         const Klaxon__Rpc__V1__Empty *input,
+                                                         Klaxon__Assignment__V1__ConfigDocument_Closure closure,
+                                                         void *closure_data);
+void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *service,
+                                                         const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                         Klaxon__Assignment__V1__ScheduleFeed_Closure closure,
+                                                         void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1283,6 +1885,17 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_list__d
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_reply__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__who_is_on_call_reply__level__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__routing_key__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__service__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__service_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__create_routing_key_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__delete_routing_key_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__api_token__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__api_token_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__config_document__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__plan_change__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__apply_reply__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_feed__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor;
 

@@ -51,7 +51,7 @@ public struct ChannelKind: Sendable {
 }
 
 /// The address checks and masks the kinds share.
-enum Address {
+public enum Address {
     static func httpURLProblem(_ address: String) -> String? {
         guard let url = URL(string: address), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
               url.host?.isEmpty == false
@@ -59,7 +59,7 @@ enum Address {
         return nil
     }
 
-    static func isEmail(_ text: String) -> Bool {
+    public static func isEmail(_ text: String) -> Bool {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
         return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
             && !text.contains(where: \.isWhitespace) && text.count <= 254

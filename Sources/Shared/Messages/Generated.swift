@@ -209,6 +209,199 @@ public struct AdminIDRequest: GeneratedMessage, CBridged {
     }
 }
 
+/// Bearer tokens for the binary protocol.
+public struct ApiToken: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ApiToken"
+    public var id: UInt64
+    public var name: String
+    /// admin | responder | observer (service: issued by the services themselves)
+    public var role: String
+    /// responder: required, the user it acts as; admin: optional
+    public var userID: UInt64
+    /// in full only in CreateToken's reply; never stored
+    public var token: String
+    /// the first characters, to recognise it
+    public var prefix: String
+    public var createdAtMs: Int64
+    /// 0 while valid
+    public var revokedAtMs: Int64
+
+    public init(id: UInt64 = 0, name: String = "", role: String = "", userID: UInt64 = 0, token: String = "", prefix: String = "", createdAtMs: Int64 = 0, revokedAtMs: Int64 = 0) {
+        self.id = id
+        self.name = name
+        self.role = role
+        self.userID = userID
+        self.token = token
+        self.prefix = prefix
+        self.createdAtMs = createdAtMs
+        self.revokedAtMs = revokedAtMs
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", role: "role 3 é", userID: 4_000_000_000_321, token: "token 5 é", prefix: "prefix 6 é", createdAtMs: -7_000_000_000_123, revokedAtMs: -8_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__api_token__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ApiToken>) {
+        id = c.pointee.id
+        name = CRead.string(c.pointee.name)
+        role = CRead.string(c.pointee.role)
+        userID = c.pointee.user_id
+        token = CRead.string(c.pointee.token)
+        prefix = CRead.string(c.pointee.prefix)
+        createdAtMs = c.pointee.created_at_ms
+        revokedAtMs = c.pointee.revoked_at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ApiToken>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.name = arena.string(self.name)
+        c.pointee.role = arena.string(self.role)
+        c.pointee.user_id = self.userID
+        c.pointee.token = arena.string(self.token)
+        c.pointee.prefix = arena.string(self.prefix)
+        c.pointee.created_at_ms = self.createdAtMs
+        c.pointee.revoked_at_ms = self.revokedAtMs
+    }
+}
+
+public struct ApiTokenList: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ApiTokenList"
+    public var tokens: [ApiToken]
+
+    public init(tokens: [ApiToken] = []) {
+        self.tokens = tokens
+    }
+
+    public static var sample: Self { Self(tokens: [ApiToken.sample, ApiToken.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__api_token_list__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ApiTokenList>) throws(WireError) {
+        tokens = try CRead.messages(c.pointee.n_tokens, c.pointee.tokens, field: "tokens")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ApiTokenList>, arena: CArena) {
+        (c.pointee.n_tokens, c.pointee.tokens) = arena.messages(self.tokens)
+    }
+}
+
+public struct ApplyReply: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ApplyReply"
+    public var changes: [PlanChange]
+    public var applied: Bool
+    /// generated keys, in full, shown this once
+    public var createdKeys: [RoutingKey]
+
+    public init(changes: [PlanChange] = [], applied: Bool = false, createdKeys: [RoutingKey] = []) {
+        self.changes = changes
+        self.applied = applied
+        self.createdKeys = createdKeys
+    }
+
+    public static var sample: Self { Self(changes: [PlanChange.sample, PlanChange.sample], applied: true, createdKeys: [RoutingKey.sample, RoutingKey.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__apply_reply__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ApplyReply>) throws(WireError) {
+        changes = try CRead.messages(c.pointee.n_changes, c.pointee.changes, field: "changes")
+        applied = c.pointee.applied != 0
+        createdKeys = try CRead.messages(c.pointee.n_created_keys, c.pointee.created_keys, field: "created_keys")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ApplyReply>, arena: CArena) {
+        (c.pointee.n_changes, c.pointee.changes) = arena.messages(self.changes)
+        c.pointee.applied = self.applied ? 1 : 0
+        (c.pointee.n_created_keys, c.pointee.created_keys) = arena.messages(self.createdKeys)
+    }
+}
+
+/// Configuration as code: the document is JSON (klaxon apply turns YAML into it).
+public struct ConfigDocument: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ConfigDocument"
+    public var json: String
+    /// ApplyConfiguration: plan only
+    public var dryRun: Bool
+    /// ApplyConfiguration: delete what the document does not name
+    public var prune: Bool
+
+    public init(json: String = "", dryRun: Bool = false, prune: Bool = false) {
+        self.json = json
+        self.dryRun = dryRun
+        self.prune = prune
+    }
+
+    public static var sample: Self { Self(json: "json 1 é", dryRun: true, prune: true) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__config_document__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ConfigDocument>) {
+        json = CRead.string(c.pointee.json)
+        dryRun = c.pointee.dry_run != 0
+        prune = c.pointee.prune != 0
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ConfigDocument>, arena: CArena) {
+        c.pointee.json = arena.string(self.json)
+        c.pointee.dry_run = self.dryRun ? 1 : 0
+        c.pointee.prune = self.prune ? 1 : 0
+    }
+}
+
+public struct CreateRoutingKeyRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.CreateRoutingKeyRequest"
+    public var serviceID: UInt64
+    public var name: String
+    /// empty: generated (32 characters from the system CSPRNG); else an existing key being moved in
+    public var key: String
+
+    public init(serviceID: UInt64 = 0, name: String = "", key: String = "") {
+        self.serviceID = serviceID
+        self.name = name
+        self.key = key
+    }
+
+    public static var sample: Self { Self(serviceID: 1_000_000_000_321, name: "name 2 é", key: "key 3 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__create_routing_key_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__CreateRoutingKeyRequest>) {
+        serviceID = c.pointee.service_id
+        name = CRead.string(c.pointee.name)
+        key = CRead.string(c.pointee.key)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__CreateRoutingKeyRequest>, arena: CArena) {
+        c.pointee.service_id = self.serviceID
+        c.pointee.name = arena.string(self.name)
+        c.pointee.key = arena.string(self.key)
+    }
+}
+
+public struct DeleteRoutingKeyRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.DeleteRoutingKeyRequest"
+    public var serviceID: UInt64
+    public var name: String
+
+    public init(serviceID: UInt64 = 0, name: String = "") {
+        self.serviceID = serviceID
+        self.name = name
+    }
+
+    public static var sample: Self { Self(serviceID: 1_000_000_000_321, name: "name 2 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__delete_routing_key_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__DeleteRoutingKeyRequest>) {
+        serviceID = c.pointee.service_id
+        name = CRead.string(c.pointee.name)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__DeleteRoutingKeyRequest>, arena: CArena) {
+        c.pointee.service_id = self.serviceID
+        c.pointee.name = arena.string(self.name)
+    }
+}
+
 public struct PolicyMessage: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.EscalationPolicy"
     /// 0 when creating
@@ -612,6 +805,41 @@ public struct ListIncidentsRequest: GeneratedMessage, CBridged {
     }
 }
 
+public struct PlanChange: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.PlanChange"
+    /// + create, ~ change, - delete
+    public var op: String
+    /// user, contact_method, notification_rule, schedule, escalation_policy, service, routing_key
+    public var kind: String
+    public var name: String
+    public var detail: String
+
+    public init(op: String = "", kind: String = "", name: String = "", detail: String = "") {
+        self.op = op
+        self.kind = kind
+        self.name = name
+        self.detail = detail
+    }
+
+    public static var sample: Self { Self(op: "op 1 é", kind: "kind 2 é", name: "name 3 é", detail: "detail 4 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__plan_change__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__PlanChange>) {
+        op = CRead.string(c.pointee.op)
+        kind = CRead.string(c.pointee.kind)
+        name = CRead.string(c.pointee.name)
+        detail = CRead.string(c.pointee.detail)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__PlanChange>, arena: CArena) {
+        c.pointee.op = arena.string(self.op)
+        c.pointee.kind = arena.string(self.kind)
+        c.pointee.name = arena.string(self.name)
+        c.pointee.detail = arena.string(self.detail)
+    }
+}
+
 public struct PolicyLevelMessage: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.PolicyLevel"
     public var escalationDelaySeconds: UInt32
@@ -664,6 +892,41 @@ public struct PolicyTargetMessage: GeneratedMessage, CBridged {
     }
 }
 
+public struct RoutingKey: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.RoutingKey"
+    /// 32 characters; in full only in the reply that created it, masked elsewhere
+    public var key: String
+    /// unique within the service, e.g. "default", "prometheus"
+    public var name: String
+    public var serviceID: UInt64
+    public var createdAtMs: Int64
+
+    public init(key: String = "", name: String = "", serviceID: UInt64 = 0, createdAtMs: Int64 = 0) {
+        self.key = key
+        self.name = name
+        self.serviceID = serviceID
+        self.createdAtMs = createdAtMs
+    }
+
+    public static var sample: Self { Self(key: "key 1 é", name: "name 2 é", serviceID: 3_000_000_000_321, createdAtMs: -4_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__routing_key__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__RoutingKey>) {
+        key = CRead.string(c.pointee.key)
+        name = CRead.string(c.pointee.name)
+        serviceID = c.pointee.service_id
+        createdAtMs = c.pointee.created_at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__RoutingKey>, arena: CArena) {
+        c.pointee.key = arena.string(self.key)
+        c.pointee.name = arena.string(self.name)
+        c.pointee.service_id = self.serviceID
+        c.pointee.created_at_ms = self.createdAtMs
+    }
+}
+
 public struct ScheduleMessage: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.Schedule"
     /// 0 when creating
@@ -702,6 +965,38 @@ public struct ScheduleMessage: GeneratedMessage, CBridged {
         c.pointee.time_zone = arena.string(self.timeZone)
         (c.pointee.n_layers, c.pointee.layers) = arena.messages(self.layers)
         (c.pointee.n_overrides, c.pointee.overrides) = arena.messages(self.overrides)
+    }
+}
+
+/// A schedule's iCal feed: GET <http listener>/schedules/<id>.ics?token=<token>.
+public struct ScheduleFeed: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ScheduleFeed"
+    public var scheduleID: UInt64
+    /// /schedules/<id>.ics?token=<token>
+    public var path: String
+    /// shown once; rotating makes the old one stop working
+    public var token: String
+
+    public init(scheduleID: UInt64 = 0, path: String = "", token: String = "") {
+        self.scheduleID = scheduleID
+        self.path = path
+        self.token = token
+    }
+
+    public static var sample: Self { Self(scheduleID: 1_000_000_000_321, path: "path 2 é", token: "token 3 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__schedule_feed__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ScheduleFeed>) {
+        scheduleID = c.pointee.schedule_id
+        path = CRead.string(c.pointee.path)
+        token = CRead.string(c.pointee.token)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ScheduleFeed>, arena: CArena) {
+        c.pointee.schedule_id = self.scheduleID
+        c.pointee.path = arena.string(self.path)
+        c.pointee.token = arena.string(self.token)
     }
 }
 
@@ -831,6 +1126,88 @@ public struct RestrictionMessage: GeneratedMessage, CBridged {
         c.pointee.weekday = self.weekday
         c.pointee.start_second_of_day = self.startSecondOfDay
         c.pointee.duration_seconds = self.durationSeconds
+    }
+}
+
+public struct ServiceMessage: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.Service"
+    /// 0 when creating
+    public var id: UInt64
+    /// unique among services
+    public var name: String
+    public var escalationPolicyID: UInt64
+    /// 0 = off
+    public var ackTimeoutSeconds: UInt32
+    /// 0 = off
+    public var autoResolveTimeoutSeconds: UInt32
+    /// high | low | severity
+    public var urgencyRule: String
+    /// 0 = no rate limit
+    public var eventsPerMinute: UInt32
+    /// >= 1
+    public var eventsBurst: UInt32
+    /// CreateService: the keys to make (none: one "default"); replies: the keys
+    public var routingKeys: [RoutingKey]
+
+    public init(id: UInt64 = 0, name: String = "", escalationPolicyID: UInt64 = 0, ackTimeoutSeconds: UInt32 = 0, autoResolveTimeoutSeconds: UInt32 = 0, urgencyRule: String = "", eventsPerMinute: UInt32 = 0, eventsBurst: UInt32 = 0, routingKeys: [RoutingKey] = []) {
+        self.id = id
+        self.name = name
+        self.escalationPolicyID = escalationPolicyID
+        self.ackTimeoutSeconds = ackTimeoutSeconds
+        self.autoResolveTimeoutSeconds = autoResolveTimeoutSeconds
+        self.urgencyRule = urgencyRule
+        self.eventsPerMinute = eventsPerMinute
+        self.eventsBurst = eventsBurst
+        self.routingKeys = routingKeys
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", escalationPolicyID: 3_000_000_000_321, ackTimeoutSeconds: 4_000_009, autoResolveTimeoutSeconds: 5_000_009, urgencyRule: "urgency_rule 6 é", eventsPerMinute: 7_000_009, eventsBurst: 8_000_009, routingKeys: [RoutingKey.sample, RoutingKey.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__service__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__Service>) throws(WireError) {
+        id = c.pointee.id
+        name = CRead.string(c.pointee.name)
+        escalationPolicyID = c.pointee.escalation_policy_id
+        ackTimeoutSeconds = c.pointee.ack_timeout_seconds
+        autoResolveTimeoutSeconds = c.pointee.auto_resolve_timeout_seconds
+        urgencyRule = CRead.string(c.pointee.urgency_rule)
+        eventsPerMinute = c.pointee.events_per_minute
+        eventsBurst = c.pointee.events_burst
+        routingKeys = try CRead.messages(c.pointee.n_routing_keys, c.pointee.routing_keys, field: "routing_keys")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__Service>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.name = arena.string(self.name)
+        c.pointee.escalation_policy_id = self.escalationPolicyID
+        c.pointee.ack_timeout_seconds = self.ackTimeoutSeconds
+        c.pointee.auto_resolve_timeout_seconds = self.autoResolveTimeoutSeconds
+        c.pointee.urgency_rule = arena.string(self.urgencyRule)
+        c.pointee.events_per_minute = self.eventsPerMinute
+        c.pointee.events_burst = self.eventsBurst
+        (c.pointee.n_routing_keys, c.pointee.routing_keys) = arena.messages(self.routingKeys)
+    }
+}
+
+public struct ServiceListMessage: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ServiceList"
+    public var services: [ServiceMessage]
+
+    public init(services: [ServiceMessage] = []) {
+        self.services = services
+    }
+
+    public static var sample: Self { Self(services: [ServiceMessage.sample, ServiceMessage.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__service_list__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ServiceList>) throws(WireError) {
+        services = try CRead.messages(c.pointee.n_services, c.pointee.services, field: "services")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ServiceList>, arena: CArena) {
+        (c.pointee.n_services, c.pointee.services) = arena.messages(self.services)
     }
 }
 
@@ -1780,6 +2157,12 @@ public enum WireMessages {
     public static let all: [any GeneratedMessage.Type] = [
         AcknowledgementView.self,
         AdminIDRequest.self,
+        ApiToken.self,
+        ApiTokenList.self,
+        ApplyReply.self,
+        ConfigDocument.self,
+        CreateRoutingKeyRequest.self,
+        DeleteRoutingKeyRequest.self,
         PolicyMessage.self,
         PolicyListMessage.self,
         GetIncidentRequest.self,
@@ -1791,13 +2174,18 @@ public enum WireMessages {
         IncidentView.self,
         ListIncidentsReply.self,
         ListIncidentsRequest.self,
+        PlanChange.self,
         PolicyLevelMessage.self,
         PolicyTargetMessage.self,
+        RoutingKey.self,
         ScheduleMessage.self,
+        ScheduleFeed.self,
         LayerMessage.self,
         ScheduleListMessage.self,
         OverrideMessage.self,
         RestrictionMessage.self,
+        ServiceMessage.self,
+        ServiceListMessage.self,
         TimelineEntryView.self,
         WhoIsOnCallReply.self,
         WhoIsOnCallReply.Level.self,
@@ -1842,7 +2230,21 @@ public enum Admin {
     public static let ListSchedules = RPCMethod<Empty, ScheduleListMessage>("klaxon.assignment.v1.Admin/ListSchedules")
     public static let DeleteSchedule = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteSchedule")
     public static let WhoIsOnCall = RPCMethod<WhoIsOnCallRequest, WhoIsOnCallReply>("klaxon.assignment.v1.Admin/WhoIsOnCall")
-    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name]
+    public static let CreateService = RPCMethod<ServiceMessage, ServiceMessage>("klaxon.assignment.v1.Admin/CreateService")
+    public static let UpdateService = RPCMethod<ServiceMessage, ServiceMessage>("klaxon.assignment.v1.Admin/UpdateService")
+    public static let GetService = RPCMethod<AdminIDRequest, ServiceMessage>("klaxon.assignment.v1.Admin/GetService")
+    public static let ListServices = RPCMethod<Empty, ServiceListMessage>("klaxon.assignment.v1.Admin/ListServices")
+    public static let DeleteService = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteService")
+    public static let CreateRoutingKey = RPCMethod<CreateRoutingKeyRequest, RoutingKey>("klaxon.assignment.v1.Admin/CreateRoutingKey")
+    public static let DeleteRoutingKey = RPCMethod<DeleteRoutingKeyRequest, Empty>("klaxon.assignment.v1.Admin/DeleteRoutingKey")
+    public static let CreateToken = RPCMethod<ApiToken, ApiToken>("klaxon.assignment.v1.Admin/CreateToken")
+    public static let ListTokens = RPCMethod<Empty, ApiTokenList>("klaxon.assignment.v1.Admin/ListTokens")
+    public static let RevokeToken = RPCMethod<AdminIDRequest, ApiToken>("klaxon.assignment.v1.Admin/RevokeToken")
+    public static let WhoAmI = RPCMethod<Empty, ApiToken>("klaxon.assignment.v1.Admin/WhoAmI")
+    public static let ApplyConfiguration = RPCMethod<ConfigDocument, ApplyReply>("klaxon.assignment.v1.Admin/ApplyConfiguration")
+    public static let ExportConfiguration = RPCMethod<Empty, ConfigDocument>("klaxon.assignment.v1.Admin/ExportConfiguration")
+    public static let RotateScheduleFeed = RPCMethod<AdminIDRequest, ScheduleFeed>("klaxon.assignment.v1.Admin/RotateScheduleFeed")
+    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name]
 }
 
 /// The methods of `klaxon.assignment.v1.Assignment`.

@@ -35,6 +35,10 @@ public struct KlaxonConfig: Sendable {
     /// PagerDuty Events API v2 and health endpoints.
     public var ingestHTTPListen = HostPort(host: "127.0.0.1", port: 8401)
     public var assignmentListen = HostPort(host: "127.0.0.1", port: 7402)
+    /// Schedules' iCal feeds and health endpoints.
+    public var assignmentHTTPListen = HostPort(host: "127.0.0.1", port: 8402)
+    /// `KLAXON_BOOTSTRAP_TOKEN`: made an admin token at start (idempotent).
+    public var bootstrapToken = ""
     public var notifierListen = HostPort(host: "127.0.0.1", port: 7403)
     /// Where Ingest's outbox reaches Assignment, and Assignment's reaches Notifier.
     public var assignmentAddress = HostPort(host: "127.0.0.1", port: 7402)
@@ -116,6 +120,9 @@ public struct KlaxonConfig: Sendable {
         .address("ingest.listen", \.ingestListen, "Ingest binary protocol"),
         .address("ingest.http_listen", \.ingestHTTPListen, "Ingest HTTP: PagerDuty Events v2, /healthz, /readyz"),
         .address("assignment.listen", \.assignmentListen, "Assignment binary protocol"),
+        .address("assignment.http_listen", \.assignmentHTTPListen, "Assignment HTTP: schedule iCal feeds, /healthz, /readyz"),
+        .text("bootstrap_token", \.bootstrapToken, "made an admin token at start (idempotent)",
+              check: { $0.count < 32 ? "is too short: use at least 32 random characters" : nil }),
         .address("notifier.listen", \.notifierListen, "Notifier binary protocol"),
         .address("assignment.address", \.assignmentAddress, "where Ingest reaches Assignment (default: assignment.listen)"),
         .address("notifier.address", \.notifierAddress, "where Assignment reaches Notifier (default: notifier.listen)"),
@@ -156,9 +163,11 @@ public struct KlaxonConfig: Sendable {
         return configuration
     }
 
-    public func rpcClient(_ address: HostPort) -> RPCClient {
+    /// A client for another Klaxon service; with `credentials`, its calls carry the service token.
+    public func rpcClient(_ address: HostPort, credentials: ServiceCredentials? = nil) -> RPCClient {
         var configuration = RPCClientConfiguration(host: address.host, port: address.port)
         configuration.maxFrameBytes = maxFrameBytes
+        if let credentials { configuration.interceptors.append(credentials.interceptor) }
         return RPCClient(configuration: configuration)
     }
 }

@@ -11,6 +11,8 @@ public struct RPCContext: Sendable {
     public var requestBytes: Int = 0
     /// The envelope id of the call.
     public var id: UInt64 = 0
+    /// Who is calling, set by the access middleware from the bearer token (nil: no token needed).
+    public var principal: Principal?
     let baseLogger: Logger
 
     public init(method: String, headers: [String: String], logger: Logger, deadlineBudgetMs: Int64? = nil, id: UInt64 = 0) {

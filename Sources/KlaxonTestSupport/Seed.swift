@@ -1,8 +1,10 @@
 import KlaxonDomain
+import Shared
 
-/// Creates a service with a one-level escalation policy whose targets are the given users, each
-/// with a webhook contact method and notification rules. Used by `klaxon dev` and the tests
-/// until the admin API arrives.
+/// A test fixture: creates a service with a one-level escalation policy whose targets are the
+/// given users, each with a webhook contact method and notification rules, straight in the test's
+/// database. The product itself writes configuration only through the Admin and People APIs
+/// (`klaxon apply -f`); `ConfigurationTests` covers those.
 public enum Seed {
     public struct User: Sendable {
         public var name: String
@@ -68,8 +70,5 @@ public enum Seed {
     }
 
     /// 32 random characters, the routing key format.
-    public static func newRoutingKey() -> String {
-        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        return String((0..<32).map { _ in alphabet.randomElement()! })
-    }
+    public static func newRoutingKey() -> String { Secrets.routingKey() }
 }

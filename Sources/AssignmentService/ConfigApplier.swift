@@ -1,0 +1,360 @@
+import Foundation
+import IncidentEngine
+import KlaxonDomain
+import NotifierService
+import Shared
+
+/// Makes the database match a configuration document, inside the caller's transaction, and
+/// records each change as a plan line. Order: users (and their contact methods and rules),
+/// schedules, escalation policies, services (and routing keys); with `prune`, what the document
+/// does not name is deleted in the reverse order. Any error throws: the transaction rolls back.
+struct ConfigApplier {
+    let connection: PGConnection
+    let document: ConfigModel
+    let prune: Bool
+    let now: Millis
+    private(set) var changes: [PlanChange] = []
+    private(set) var createdKeys: [RoutingKey] = []
+    private var userIDs: [String: Int64] = [:]      // by lowercased email
+    private var scheduleIDs: [String: Int64] = [:]
+    private var policyIDs: [String: Int64] = [:]
+
+    init(connection: PGConnection, document: ConfigModel, prune: Bool, now: Millis) {
+        self.connection = connection
+        self.document = document
+        self.prune = prune
+        self.now = now
+    }
+
+    mutating func note(_ op: String, _ kind: String, _ name: String, _ detail: String = "") {
+        changes.append(PlanChange(op: op, kind: kind, name: name, detail: detail))
+    }
+
+    func invalid(_ path: String, _ description: String) -> RPCError {
+        RPCError.invalidArgument([FieldViolation(field: path, description: description)])
+    }
+
+    mutating func apply() throws {
+        // One apply at a time: two at once would each plan against what the other is changing.
+        try connection.query("SELECT pg_advisory_xact_lock(7_402_012)")
+        try applyUsers()
+        try applySchedules()
+        try applyPolicies()
+        try applyServices()
+        if prune { try pruneUnnamed() }
+    }
+
+    // MARK: Users
+
+    mutating func applyUsers() throws {
+        let rows = try connection.query("SELECT id, name, email, time_zone, role FROM users ORDER BY id")
+        var existing: [String: [Int]] = [:]
+        for row in 0..<rows.count { existing[rows.string(row, "email")!.lowercased(), default: []].append(row) }
+        for (email, matches) in existing { if matches.count == 1 { userIDs[email] = rows.int64(matches[0], "id")! } }
+        for user in document.users {
+            var violations: [FieldViolation] = []
+            if !Address.isEmail(user.email) { violations.append(FieldViolation(field: user.path + ".email", description: "must be an email address")) }
+            if TimeZone(identifier: user.timeZone) == nil {
+                violations.append(FieldViolation(field: user.path + ".time_zone", description: "unknown time zone \"\(user.timeZone)\""))
+            }
+            for contact in user.contactMethods {
+                if let kind = ChannelKind.named(contact.type), let problem = kind.addressProblem(contact.address) {
+                    violations.append(FieldViolation(field: contact.path + ".address", description: problem))
+                }
+            }
+            guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+            let key = user.email.lowercased()
+            if (existing[key]?.count ?? 0) > 1 {
+                throw invalid(user.path + ".email", "\(existing[key]!.count) users in Klaxon have this email; make them unique first")
+            }
+            let id: Int64
+            if let found = userIDs[key], let row = existing[key]?.first {
+                id = found
+                var changed: [String] = []
+                if rows.string(row, "name") != user.name { changed.append("name") }
+                if rows.string(row, "time_zone") != user.timeZone { changed.append("time_zone") }
+                if rows.string(row, "role") != user.role { changed.append("role") }
+                if !changed.isEmpty {
+                    try connection.query(
+                        "UPDATE users SET name = $2, time_zone = $3, role = $4 WHERE id = $1", [id, user.name, user.timeZone, user.role])
+                    note("~", "user", user.email, changed.joined(separator: ", "))
+                }
+            } else {
+                id = try connection.query(
+                    "INSERT INTO users (name, email, time_zone, role) VALUES ($1, $2, $3, $4) RETURNING id",
+                    [user.name, user.email, user.timeZone, user.role]).int64(0, "id")!
+                userIDs[key] = id
+                note("+", "user", user.email, user.name)
+            }
+            try applyContacts(user, userID: id)
+        }
+    }
+
+    mutating func applyContacts(_ user: ConfigModel.User, userID: Int64) throws {
+        let rows = try connection.query("SELECT id, type, address, label FROM contact_methods WHERE user_id = $1 ORDER BY id", [userID])
+        var byLabel: [String: Int] = [:]
+        for row in 0..<rows.count where byLabel[rows.string(row, "label")!] == nil { byLabel[rows.string(row, "label")!] = row }
+        var contactIDs: [String: Int64] = [:]
+        for contact in user.contactMethods {
+            let name = "\(user.email)/\(contact.name)"
+            if let row = byLabel[contact.name] {
+                let id = rows.int64(row, "id")!
+                contactIDs[contact.name] = id
+                if rows.string(row, "type") != contact.type || rows.string(row, "address") != contact.address {
+                    try connection.query("UPDATE contact_methods SET type = $2, address = $3 WHERE id = $1", [id, contact.type, contact.address])
+                    note("~", "contact_method", name, rows.string(row, "type") != contact.type ? "type, address" : "address")
+                }
+            } else {
+                contactIDs[contact.name] = try connection.query(
+                    "INSERT INTO contact_methods (user_id, type, address, label) VALUES ($1, $2, $3, $4) RETURNING id",
+                    [userID, contact.type, contact.address, contact.name]).int64(0, "id")!
+                note("+", "contact_method", name, contact.type)
+            }
+        }
+        // Rules are identified by what they are: contact method, delay, urgency.
+        let ruleRows = try connection.query(
+            "SELECT id, contact_method_id, start_delay_seconds, urgency FROM notification_rules WHERE user_id = $1 ORDER BY id", [userID])
+        var existingRules: [String: [Int64]] = [:]
+        for row in 0..<ruleRows.count {
+            let key = "\(ruleRows.int64(row, "contact_method_id")!)/\(ruleRows.int(row, "start_delay_seconds")!)/\(ruleRows.string(row, "urgency")!)"
+            existingRules[key, default: []].append(ruleRows.int64(row, "id")!)
+        }
+        var keptRules = Set<Int64>()
+        for rule in user.rules {
+            guard let contactID = contactIDs[rule.contactMethod] else { continue }  // checked when parsed
+            let key = "\(contactID)/\(rule.delaySeconds)/\(rule.urgency)"
+            if var ids = existingRules[key], !ids.isEmpty {
+                keptRules.insert(ids.removeFirst())
+                existingRules[key] = ids
+            } else {
+                let id = try connection.query(
+                    "INSERT INTO notification_rules (user_id, contact_method_id, start_delay_seconds, urgency) VALUES ($1, $2, $3, $4) RETURNING id",
+                    [userID, contactID, rule.delaySeconds, rule.urgency]).int64(0, "id")!
+                keptRules.insert(id)
+                note("+", "notification_rule", "\(user.email)/\(rule.contactMethod)", "after \(rule.delaySeconds) s, \(rule.urgency) urgency")
+            }
+        }
+        if prune {
+            for row in 0..<ruleRows.count where !keptRules.contains(ruleRows.int64(row, "id")!) {
+                try connection.query("DELETE FROM notification_rules WHERE id = $1", [ruleRows.int64(row, "id")!])
+                note("-", "notification_rule", "\(user.email)/rule \(ruleRows.int64(row, "id")!)",
+                     "after \(ruleRows.int(row, "start_delay_seconds")!) s, \(ruleRows.string(row, "urgency")!) urgency")
+            }
+            let kept = Set(contactIDs.values)
+            for row in 0..<rows.count where !kept.contains(rows.int64(row, "id")!) {
+                let id = rows.int64(row, "id")!
+                do {
+                    try connection.savepoint { _ = try connection.query("DELETE FROM contact_methods WHERE id = $1", [id]) }
+                } catch {
+                    throw RPCError(.failedPrecondition, "\(user.path): contact method \"\(rows.string(row, "label")!)\" of \(user.email) cannot be deleted: pages were sent through it (their history refers to it)")
+                }
+                note("-", "contact_method", "\(user.email)/\(rows.string(row, "label")!)", rows.string(row, "type")!)
+            }
+        }
+    }
+
+    func userID(_ email: String, path: String) throws -> Int64 {
+        guard let id = userIDs[email.lowercased()] else {
+            throw invalid(path, "user \"\(email)\" is neither in the document nor in Klaxon (users are named by email)")
+        }
+        return id
+    }
+
+    // MARK: Schedules
+
+    mutating func applySchedules() throws {
+        let rows = try connection.query("SELECT id, name FROM schedules ORDER BY id")
+        for row in 0..<rows.count where scheduleIDs[rows.string(row, "name")!] == nil { scheduleIDs[rows.string(row, "name")!] = rows.int64(row, "id")! }
+        let loaded = try ScheduleStore.load(connection, ids: Array(scheduleIDs.values))
+        for schedule in document.schedules {
+            var layers: [KlaxonDomain.ScheduleLayer] = []
+            for (index, layer) in schedule.layers.enumerated() {
+                let users = try layer.users.enumerated().map { UInt64(try userID($1, path: "\(layer.path).users[\($0)]")) }
+                layers.append(KlaxonDomain.ScheduleLayer(
+                    users: users, rotationVirtualStart: layer.rotationStart, turnLengthSeconds: layer.turnLengthSeconds,
+                    restrictions: layer.restrictions, start: layer.start, end: layer.end))
+                _ = index
+            }
+            let overrides = try schedule.overrides.map { override in
+                ScheduleOverride(user: UInt64(try userID(override.user, path: override.path + ".user")), start: override.start, end: override.end)
+            }
+            let domain = KlaxonDomain.Schedule(timeZone: schedule.timeZone, layers: layers, overrides: overrides)
+            let problems = domain.violations()
+            if !problems.isEmpty {
+                throw RPCError.invalidArgument(problems.map { FieldViolation(field: "\(schedule.path).\($0.field)", description: $0.description) })
+            }
+            if let id = scheduleIDs[schedule.name] {
+                if loaded[id]?.schedule != domain {
+                    try connection.query(
+                        "UPDATE schedules SET time_zone = $2, definition = $3::jsonb WHERE id = $1",
+                        [id, domain.timeZone, ScheduleStore.encode(domain)])
+                    note("~", "schedule", schedule.name, "layers, overrides or time zone")
+                }
+            } else {
+                scheduleIDs[schedule.name] = try connection.query(
+                    "INSERT INTO schedules (name, time_zone, definition) VALUES ($1, $2, $3::jsonb) RETURNING id",
+                    [schedule.name, domain.timeZone, ScheduleStore.encode(domain)]).int64(0, "id")!
+                note("+", "schedule", schedule.name)
+            }
+        }
+    }
+
+    // MARK: Escalation policies
+
+    mutating func applyPolicies() throws {
+        let rows = try connection.query("SELECT id, name FROM escalation_policies ORDER BY id")
+        for row in 0..<rows.count where policyIDs[rows.string(row, "name")!] == nil { policyIDs[rows.string(row, "name")!] = rows.int64(row, "id")! }
+        for policy in document.policies {
+            let message = PolicyMessage(
+                id: 0, name: policy.name,
+                levels: try policy.levels.map { level in
+                    PolicyLevelMessage(escalationDelaySeconds: level.delaySeconds, targets: try level.targets.map { target in
+                        if let user = target.user { return PolicyTargetMessage(userID: UInt64(try userID(user, path: target.path + ".user"))) }
+                        let name = target.schedule ?? ""
+                        guard let schedule = scheduleIDs[name] else {
+                            throw invalid(target.path + ".schedule", "schedule \"\(name)\" is neither in the document nor in Klaxon")
+                        }
+                        return PolicyTargetMessage(scheduleID: UInt64(schedule))
+                    })
+                },
+                numLoops: policy.numLoops)
+            do {
+                _ = try AdminAPI.domainPolicy(message)
+            } catch let error as RPCError {
+                throw RPCError.invalidArgument(error.status.violations.map { FieldViolation(field: "\(policy.path).\($0.field)", description: $0.description) })
+            }
+            if let id = policyIDs[policy.name] {
+                var current = try AdminAPI.policyMessage(connection, id: id)
+                current?.id = 0
+                if current != message {
+                    var update = message
+                    update.id = UInt64(id)
+                    _ = try AdminAPI.writePolicy(connection, update, create: false)
+                    note("~", "escalation_policy", policy.name, "levels or loops")
+                }
+            } else {
+                policyIDs[policy.name] = try AdminAPI.writePolicy(connection, message, create: true)
+                note("+", "escalation_policy", policy.name, "\(policy.levels.count) level(s)")
+            }
+        }
+    }
+
+    // MARK: Services
+
+    mutating func applyServices() throws {
+        let existing = try ServiceStore.load(connection)
+        var byName: [String: ServiceMessage] = [:]
+        for service in existing where byName[service.name] == nil { byName[service.name] = service }
+        for service in document.services {
+            guard let policyID = policyIDs[service.policy] else {
+                throw invalid(service.path + ".escalation_policy", "escalation policy \"\(service.policy)\" is neither in the document nor in Klaxon")
+            }
+            var message = ServiceMessage(
+                id: 0, name: service.name, escalationPolicyID: UInt64(policyID), ackTimeoutSeconds: service.ackTimeoutSeconds,
+                autoResolveTimeoutSeconds: service.autoResolveSeconds, urgencyRule: service.urgencyRule,
+                eventsPerMinute: service.eventsPerMinute, eventsBurst: service.eventsBurst,
+                routingKeys: service.keys.map { RoutingKey(key: $0.key ?? "", name: $0.name) })
+            let violations = ServiceStore.violations(message, prefix: service.path + ".")
+                .map { FieldViolation(field: $0.field.replacingOccurrences(of: "escalation_policy_id", with: "escalation_policy"), description: $0.description) }
+            guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+            if let current = byName[service.name] {
+                message.id = current.id
+                var changed: [String] = []
+                if current.escalationPolicyID != message.escalationPolicyID { changed.append("escalation_policy") }
+                if current.ackTimeoutSeconds != message.ackTimeoutSeconds { changed.append("ack_timeout_seconds") }
+                if current.autoResolveTimeoutSeconds != message.autoResolveTimeoutSeconds { changed.append("auto_resolve_timeout_seconds") }
+                if current.urgencyRule != message.urgencyRule { changed.append("urgency_rule") }
+                if current.eventsPerMinute != message.eventsPerMinute { changed.append("events_per_minute") }
+                if current.eventsBurst != message.eventsBurst { changed.append("events_burst") }
+                if !changed.isEmpty {
+                    try ServiceStore.update(connection, message)
+                    note("~", "service", service.name, changed.joined(separator: ", "))
+                }
+                try applyKeys(service, serviceID: Int64(current.id), current: current.routingKeys)
+            } else {
+                message.routingKeys = []
+                let created = try ServiceStore.create(connection, message, now: now)
+                // ServiceStore.create made a "default" key when none were asked for; here the
+                // document decides: keys are added below.
+                try connection.query("DELETE FROM routing_keys WHERE service_id = $1", [Int64(created.id)])
+                note("+", "service", service.name)
+                try applyKeys(service, serviceID: Int64(created.id), current: [])
+            }
+        }
+    }
+
+    mutating func applyKeys(_ service: ConfigModel.Service, serviceID: Int64, current: [RoutingKey]) throws {
+        let currentNames = Set(current.map(\.name))
+        for key in service.keys {
+            if currentNames.contains(key.name) {
+                guard let wanted = key.key else { continue }
+                let stored = try connection.query(
+                    "SELECT key FROM routing_keys WHERE service_id = $1 AND name = $2", [serviceID, key.name]).string(0, "key")
+                if stored != wanted {
+                    try connection.query("DELETE FROM routing_keys WHERE service_id = $1 AND name = $2", [serviceID, key.name])
+                    _ = try ServiceStore.addKey(connection, serviceID: serviceID, name: key.name, key: wanted, now: now, field: key.path + ".key")
+                    note("~", "routing_key", "\(service.name)/\(key.name)", "replaced by the key in the document")
+                }
+            } else {
+                let added = try ServiceStore.addKey(
+                    connection, serviceID: serviceID, name: key.name, key: key.key ?? "", now: now, field: key.path + ".key")
+                if key.key == nil { createdKeys.append(added) }
+                note("+", "routing_key", "\(service.name)/\(key.name)", key.key == nil ? "generated" : "from the document")
+            }
+        }
+        if prune {
+            let named = Set(service.keys.map(\.name))
+            for key in current where !named.contains(key.name) {
+                try connection.query("DELETE FROM routing_keys WHERE service_id = $1 AND name = $2", [serviceID, key.name])
+                note("-", "routing_key", "\(service.name)/\(key.name)", key.key)
+            }
+        }
+    }
+
+    // MARK: Prune
+
+    mutating func pruneUnnamed() throws {
+        let services = Set(document.services.map(\.name))
+        for service in try ServiceStore.load(connection) where !services.contains(service.name) {
+            try ServiceStore.delete(connection, id: Int64(service.id), now: now)
+            note("-", "service", service.name)
+        }
+        let policies = Set(document.policies.map(\.name))
+        for (name, id) in policyIDs.sorted(by: { $0.value < $1.value }) where !policies.contains(name) {
+            let used = try connection.query("SELECT name FROM services WHERE escalation_policy_id = $1 AND deleted_at_ms IS NULL", [id])
+            guard used.isEmpty else {
+                throw RPCError(.failedPrecondition, "escalation policy \"\(name)\" is not in the document but service \"\(used.string(0, "name")!)\" uses it")
+            }
+            try connection.query("DELETE FROM escalation_policies WHERE id = $1", [id])
+            note("-", "escalation_policy", name)
+        }
+        let schedules = Set(document.schedules.map(\.name))
+        for (name, id) in scheduleIDs.sorted(by: { $0.value < $1.value }) where !schedules.contains(name) {
+            try connection.query("DELETE FROM schedules WHERE id = $1", [id])
+            note("-", "schedule", name)
+        }
+        let emails = Set(document.users.map { $0.email.lowercased() })
+        let users = try connection.query("SELECT id, email FROM users ORDER BY id")
+        for row in 0..<users.count where !emails.contains(users.string(row, "email")!.lowercased()) {
+            let id = users.int64(row, "id")!
+            let open = try connection.query(
+                """
+                SELECT i.number FROM incidents i JOIN incident_assignments a ON a.incident_id = i.id
+                WHERE a.user_id = $1 AND i.status <> 'resolved' LIMIT 1
+                """, [id])
+            if !open.isEmpty {
+                throw RPCError(.failedPrecondition, "user \(users.string(row, "email")!) is not in the document but is assigned to open incident #\(open.string(0, "number")!)")
+            }
+            do {
+                try connection.savepoint {
+                    try connection.query("DELETE FROM api_tokens WHERE user_id = $1", [id])
+                    try connection.query("DELETE FROM notification_rules WHERE user_id = $1", [id])
+                    _ = try connection.query("DELETE FROM users WHERE id = $1", [id])
+                }
+            } catch {
+                throw RPCError(.failedPrecondition, "user \(users.string(row, "email")!) is not in the document but cannot be deleted: \(error)")
+            }
+            note("-", "user", users.string(row, "email")!)
+        }
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import IncidentEngine
+import KlaxonDomain
+import Shared
+
+/// The current configuration as a document `ConfigApplier` reads (JSON; the CLI writes YAML).
+/// Applying an export changes nothing. Routing keys are exported by name only: a key is a secret
+/// shown once.
+enum ConfigExporter {
+    static func export(_ connection: PGConnection) throws -> String {
+        var emails: [UInt64: String] = [:]
+        var users: [[String: Any]] = []
+        let userRows = try connection.query("SELECT id, name, email, time_zone, role FROM users ORDER BY id")
+        let contactRows = try connection.query("SELECT id, user_id, type, address, label FROM contact_methods ORDER BY id")
+        let ruleRows = try connection.query(
+            "SELECT user_id, contact_method_id, start_delay_seconds, urgency FROM notification_rules ORDER BY user_id, start_delay_seconds, id")
+        for row in 0..<userRows.count {
+            let id = userRows.int64(row, "id")!
+            emails[UInt64(id)] = userRows.string(row, "email")!
+            var labels: [Int64: String] = [:]
+            var contacts: [[String: Any]] = []
+            var used = Set<String>()
+            for contact in 0..<contactRows.count where contactRows.int64(contact, "user_id") == id {
+                // A contact method made by the API without a (unique) label gets one made of its
+                // type and id, so the rules can name it.
+                var label = contactRows.string(contact, "label")!
+                if label.isEmpty || used.contains(label) { label = "\(contactRows.string(contact, "type")!)-\(contactRows.int64(contact, "id")!)" }
+                used.insert(label)
+                labels[contactRows.int64(contact, "id")!] = label
+                contacts.append(["name": label, "type": contactRows.string(contact, "type")!, "address": contactRows.string(contact, "address")!])
+            }
+            var rules: [[String: Any]] = []
+            for rule in 0..<ruleRows.count where ruleRows.int64(rule, "user_id") == id {
+                rules.append([
+                    "contact_method": labels[ruleRows.int64(rule, "contact_method_id")!] ?? "?",
+                    "start_delay_seconds": ruleRows.int(rule, "start_delay_seconds")!, "urgency": ruleRows.string(rule, "urgency")!,
+                ])
+            }
+            var user: [String: Any] = [
+                "name": userRows.string(row, "name")!, "email": userRows.string(row, "email")!,
+                "time_zone": userRows.string(row, "time_zone")!, "role": userRows.string(row, "role")!,
+            ]
+            if !contacts.isEmpty { user["contact_methods"] = contacts }
+            if !rules.isEmpty { user["notification_rules"] = rules }
+            users.append(user)
+        }
+        let email = { (id: UInt64) in emails[id] ?? "user-\(id)" }
+
+        var schedules: [[String: Any]] = []
+        var scheduleNames: [UInt64: String] = [:]
+        let scheduleRows = try connection.query("SELECT id FROM schedules ORDER BY id")
+        let ids = (0..<scheduleRows.count).map { scheduleRows.int64($0, "id")! }
+        let loaded = try ScheduleStore.load(connection, ids: ids)
+        for id in ids {
+            guard let (name, schedule) = loaded[id] else { continue }
+            scheduleNames[UInt64(id)] = name
+            var entry: [String: Any] = ["name": name, "time_zone": schedule.timeZone]
+            entry["layers"] = schedule.layers.map { layer -> [String: Any] in
+                var out: [String: Any] = [
+                    "users": layer.users.map(email), "rotation_virtual_start": RFC3339.string(millis: layer.rotationVirtualStart),
+                    "rotation_turn_length_seconds": layer.turnLengthSeconds,
+                ]
+                if !layer.restrictions.isEmpty {
+                    out["restrictions"] = layer.restrictions.map { restriction -> [String: Any] in
+                        switch restriction {
+                        case let .daily(start, duration):
+                            ["kind": "daily", "start": timeOfDay(start), "duration_seconds": duration]
+                        case let .weekly(weekday, start, duration):
+                            ["kind": "weekly", "weekday": ConfigModel.weekdays[weekday - 1], "start": timeOfDay(start), "duration_seconds": duration]
+                        }
+                    }
+                }
+                if let start = layer.start { out["start"] = RFC3339.string(millis: start) }
+                if let end = layer.end { out["end"] = RFC3339.string(millis: end) }
+                return out
+            }
+            if !schedule.overrides.isEmpty {
+                entry["overrides"] = schedule.overrides.map {
+                    ["user": email($0.user), "start": RFC3339.string(millis: $0.start), "end": RFC3339.string(millis: $0.end)]
+                }
+            }
+            schedules.append(entry)
+        }
+
+        var policies: [[String: Any]] = []
+        var policyNames: [UInt64: String] = [:]
+        let policyRows = try connection.query("SELECT id FROM escalation_policies ORDER BY id")
+        for row in 0..<policyRows.count {
+            guard let policy = try AdminAPI.policyMessage(connection, id: policyRows.int64(row, "id")!) else { continue }
+            policyNames[policy.id] = policy.name
+            policies.append([
+                "name": policy.name, "num_loops": policy.numLoops,
+                "levels": policy.levels.map { level -> [String: Any] in
+                    ["escalation_delay_seconds": level.escalationDelaySeconds, "targets": level.targets.map { target -> [String: Any] in
+                        target.userID != 0 ? ["user": email(target.userID)] : ["schedule": scheduleNames[target.scheduleID] ?? "schedule-\(target.scheduleID)"]
+                    }]
+                },
+            ])
+        }
+
+        let services = try ServiceStore.load(connection).map { service -> [String: Any] in
+            var entry: [String: Any] = [
+                "name": service.name, "urgency_rule": service.urgencyRule, "ack_timeout_seconds": service.ackTimeoutSeconds,
+                "auto_resolve_timeout_seconds": service.autoResolveTimeoutSeconds, "events_per_minute": service.eventsPerMinute,
+                "events_burst": service.eventsBurst, "routing_keys": service.routingKeys.map { ["name": $0.name] },
+            ]
+            if let policy = policyNames[service.escalationPolicyID] { entry["escalation_policy"] = policy }
+            return entry
+        }
+        let document: [String: Any] = ["users": users, "schedules": schedules, "escalation_policies": policies, "services": services]
+        let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func timeOfDay(_ seconds: Int) -> String {
+        let two = { (value: Int) in (value < 10 ? "0" : "") + "\(value)" }
+        let text = two(seconds / 3600) + ":" + two(seconds % 3600 / 60)
+        return seconds % 60 == 0 ? text : text + ":" + two(seconds % 60)
+    }
+}

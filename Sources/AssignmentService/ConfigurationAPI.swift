@@ -1,0 +1,389 @@
+import Foundation
+import IncidentEngine
+import KlaxonDomain
+import NotifierService
+import Shared
+
+/// Configuration as code (`klaxon apply -f`, `klaxon export`): the whole configuration as one
+/// document — users with their contact methods and rules, schedules, escalation policies,
+/// services with their routing keys — referring to each other by name (users by email).
+/// Applying compares the document with what Klaxon holds and makes the difference in one
+/// transaction: everything or, on any error, nothing. Things Klaxon holds that the document does
+/// not name are kept unless `prune` is asked for. A dry run is the same transaction rolled back,
+/// so its plan is exactly what applying would do.
+extension AdminAPI {
+    func registerConfiguration(into router: inout RPCRouter) {
+        let pool = self.pool
+        let clock = self.clock
+        router.register(Admin.ApplyConfiguration) { (request: ConfigDocument, _) in
+            try await Configuration.apply(pool, json: request.json, prune: request.prune, dryRun: request.dryRun, now: clock.nowMs())
+        }
+        router.register(Admin.ExportConfiguration) { (_: Empty, _) in
+            try await pool.withConnection { connection in ConfigDocument(json: try ConfigExporter.export(connection)) }
+        }
+    }
+}
+
+struct DryRun: Error {
+    var changes: [PlanChange]
+}
+
+// MARK: - The document
+
+/// The document as read: every value with the path it came from (`services[1].escalation_policy`),
+/// so each error names where it is (the CLI turns the path into a file line).
+struct ConfigModel: Sendable {
+    struct User: Sendable { var path: String; var name, email, timeZone, role: String; var contactMethods: [Contact]; var rules: [Rule] }
+    struct Contact: Sendable { var path: String; var name, type, address: String }
+    struct Rule: Sendable { var path: String; var contactMethod: String; var delaySeconds: UInt32; var urgency: String }
+    struct Schedule: Sendable { var path: String; var name, timeZone: String; var layers: [Layer]; var overrides: [Override] }
+    struct Layer: Sendable {
+        var path: String; var users: [String]; var rotationStart: Millis; var turnLengthSeconds: UInt32
+        var restrictions: [KlaxonDomain.ScheduleRestriction]; var start: Millis?; var end: Millis?
+    }
+    struct Override: Sendable { var path: String; var user: String; var start, end: Millis }
+    struct Policy: Sendable { var path: String; var name: String; var numLoops: UInt32; var levels: [Level] }
+    struct Level: Sendable { var path: String; var delaySeconds: UInt32; var targets: [Target] }
+    struct Target: Sendable { var path: String; var user: String?; var schedule: String? }
+    struct Service: Sendable {
+        var path: String; var name, policy, urgencyRule: String
+        var ackTimeoutSeconds, autoResolveSeconds, eventsPerMinute, eventsBurst: UInt32; var keys: [Key]
+    }
+    struct Key: Sendable { var path: String; var name: String; var key: String? }
+
+    var users: [User] = []
+    var schedules: [Schedule] = []
+    var policies: [Policy] = []
+    var services: [Service] = []
+
+    static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+    static func parse(json: String) throws -> ConfigModel {
+        let root: JSONValue
+        do {
+            root = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+        } catch {
+            throw RPCError.invalidArgument([FieldViolation(field: "json", description: "is not JSON: \(error.localizedDescription)")])
+        }
+        var reader = Reader()
+        var model = ConfigModel()
+        reader.object(root, path: "", keys: ["users", "schedules", "escalation_policies", "services"]) { top in
+            model.users = top.list("users") { user in
+                let path = user.path
+                return User(
+                    path: path, name: user.string("name", required: true) ?? "", email: user.string("email", required: true) ?? "",
+                    timeZone: user.string("time_zone") ?? "UTC", role: user.choice("role", ["admin", "responder", "observer"]) ?? "responder",
+                    contactMethods: user.list("contact_methods") { contact in
+                        Contact(
+                            path: contact.path, name: contact.string("name", required: true) ?? "",
+                            type: contact.choice("type", PeopleAPI.contactTypes, required: true) ?? "",
+                            address: contact.string("address", required: true) ?? "")
+                    },
+                    rules: user.list("notification_rules") { rule in
+                        Rule(
+                            path: rule.path, contactMethod: rule.string("contact_method", required: true) ?? "",
+                            delaySeconds: rule.uint("start_delay_seconds") ?? 0, urgency: rule.choice("urgency", ["high", "low"]) ?? "high")
+                    })
+            }
+            model.schedules = top.list("schedules") { schedule in
+                Schedule(
+                    path: schedule.path, name: schedule.string("name", required: true) ?? "",
+                    timeZone: schedule.string("time_zone") ?? "UTC",
+                    layers: schedule.list("layers") { layer in
+                        Layer(
+                            path: layer.path, users: layer.strings("users"),
+                            rotationStart: layer.instant("rotation_virtual_start", required: true) ?? 0,
+                            turnLengthSeconds: layer.uint("rotation_turn_length_seconds", required: true) ?? 0,
+                            restrictions: layer.list("restrictions") { restriction in
+                                let start = restriction.timeOfDay("start", required: true) ?? 0
+                                let duration = Int(restriction.uint("duration_seconds", required: true) ?? 0)
+                                switch restriction.choice("kind", ["daily", "weekly"], required: true) {
+                                case "weekly":
+                                    let day = restriction.choice("weekday", weekdays, required: true).flatMap { weekdays.firstIndex(of: $0) } ?? 0
+                                    return .weekly(weekday: day + 1, startSecondOfDay: start, durationSeconds: duration)
+                                default:
+                                    return .daily(startSecondOfDay: start, durationSeconds: duration)
+                                }
+                            },
+                            start: layer.instant("start"), end: layer.instant("end"))
+                    },
+                    overrides: schedule.list("overrides") { override in
+                        Override(
+                            path: override.path, user: override.string("user", required: true) ?? "",
+                            start: override.instant("start", required: true) ?? 0, end: override.instant("end", required: true) ?? 0)
+                    })
+            }
+            model.policies = top.list("escalation_policies") { policy in
+                Policy(
+                    path: policy.path, name: policy.string("name", required: true) ?? "", numLoops: policy.uint("num_loops") ?? 0,
+                    levels: policy.list("levels") { level in
+                        Level(
+                            path: level.path, delaySeconds: level.uint("escalation_delay_seconds", required: true) ?? 0,
+                            targets: level.list("targets") { target in
+                                let user = target.string("user")
+                                let schedule = target.string("schedule")
+                                if (user == nil) == (schedule == nil) { target.fail("", "set exactly one of user and schedule") }
+                                return Target(path: target.path, user: user, schedule: schedule)
+                            })
+                    })
+            }
+            model.services = top.list("services") { service in
+                Service(
+                    path: service.path, name: service.string("name", required: true) ?? "",
+                    policy: service.string("escalation_policy", required: true) ?? "",
+                    urgencyRule: service.choice("urgency_rule", ["high", "low", "severity"]) ?? "high",
+                    ackTimeoutSeconds: service.uint("ack_timeout_seconds") ?? 1800,
+                    autoResolveSeconds: service.uint("auto_resolve_timeout_seconds") ?? 14400,
+                    eventsPerMinute: service.uint("events_per_minute") ?? 120, eventsBurst: service.uint("events_burst") ?? 60,
+                    keys: service.list("routing_keys") { key in
+                        Key(path: key.path, name: key.string("name", required: true) ?? "", key: key.string("key"))
+                    })
+            }
+        }
+        model.checkNames(&reader)
+        guard reader.violations.isEmpty else { throw RPCError.invalidArgument(reader.violations) }
+        return model
+    }
+
+    /// Names must be unique where they are references.
+    func checkNames(_ reader: inout Reader) {
+        func unique<T>(_ items: [T], _ key: (T) -> String, _ path: (T) -> String, field: String, what: String) {
+            var seen: [String: String] = [:]
+            for item in items {
+                let name = key(item)
+                if let first = seen[name] { reader.fail(path(item) + "." + field, "\(what) \"\(name)\" is already defined at \(first)") }
+                else { seen[name] = path(item) }
+            }
+        }
+        unique(users, { $0.email.lowercased() }, \.path, field: "email", what: "a user with email")
+        unique(schedules, \.name, \.path, field: "name", what: "schedule")
+        unique(policies, \.name, \.path, field: "name", what: "escalation policy")
+        unique(services, \.name, \.path, field: "name", what: "service")
+        for user in users {
+            unique(user.contactMethods, \.name, \.path, field: "name", what: "contact method")
+            if user.rules.count > PeopleAPI.maxRulesPerUser {
+                reader.fail(user.path + ".notification_rules", "at most \(PeopleAPI.maxRulesPerUser) rules per user, got \(user.rules.count)")
+            }
+            for rule in user.rules where !user.contactMethods.contains(where: { $0.name == rule.contactMethod }) {
+                reader.fail(rule.path + ".contact_method", "\"\(rule.contactMethod)\" is not one of this user's contact methods")
+            }
+        }
+        for service in services { unique(service.keys, \.name, \.path, field: "name", what: "routing key") }
+    }
+}
+
+/// Reads untyped JSON with paths, collecting every problem instead of stopping at the first.
+struct Reader {
+    var violations: [FieldViolation] = []
+
+    mutating func fail(_ path: String, _ description: String) {
+        violations.append(FieldViolation(field: path.isEmpty ? "document" : path, description: description))
+    }
+
+    mutating func object(_ value: JSONValue, path: String, keys: Set<String>, _ body: (inout Object) -> Void) {
+        guard case let .object(dictionary) = value else {
+            fail(path, "must be a mapping")
+            return
+        }
+        for key in dictionary.keys.sorted() where !keys.contains(key) {
+            fail(Object.join(path, key), "unknown field (expected one of \(keys.sorted().joined(separator: ", ")))")
+        }
+        var object = Object(values: dictionary, path: path, reader: self)
+        body(&object)
+        self = object.reader
+    }
+
+    struct Object {
+        let values: [String: JSONValue]
+        let path: String
+        var reader: Reader
+
+        static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+        mutating func fail(_ key: String, _ description: String) { reader.fail(key.isEmpty ? path : Self.join(path, key), description) }
+
+        mutating func value(_ key: String, required: Bool) -> JSONValue? {
+            guard let value = values[key], value != .null else {
+                if required { fail(key, "is required") }
+                return nil
+            }
+            return value
+        }
+
+        mutating func string(_ key: String, required: Bool = false) -> String? {
+            guard let value = value(key, required: required) else { return nil }
+            guard case let .string(text) = value else {
+                fail(key, "must be a string")
+                return nil
+            }
+            if text.isEmpty || text.unicodeScalars.count > 255 { fail(key, "must be 1–255 characters") }
+            if text.contains("\u{0}") { fail(key, "contains a NUL character") }
+            return text
+        }
+
+        mutating func choice(_ key: String, _ allowed: [String], required: Bool = false) -> String? {
+            guard let text = string(key, required: required) else { return nil }
+            guard allowed.contains(text) else {
+                fail(key, "must be \(allowed.dropLast().joined(separator: ", ")) or \(allowed.last!), got \"\(text)\"")
+                return nil
+            }
+            return text
+        }
+
+        mutating func uint(_ key: String, required: Bool = false) -> UInt32? {
+            guard let value = value(key, required: required) else { return nil }
+            guard case let .number(number) = value, number >= 0, number <= Double(UInt32.max), number.rounded() == number else {
+                fail(key, "must be a whole number ≥ 0")
+                return nil
+            }
+            return UInt32(number)
+        }
+
+        mutating func strings(_ key: String) -> [String] {
+            guard let value = value(key, required: true) else { return [] }
+            guard case let .array(list) = value else {
+                fail(key, "must be a list")
+                return []
+            }
+            return list.enumerated().compactMap { index, item in
+                guard case let .string(text) = item, !text.isEmpty else {
+                    fail("\(key)[\(index)]", "must be a non-empty string")
+                    return nil
+                }
+                return text
+            }
+        }
+
+        /// An instant: RFC 3339 text (`2026-01-05T09:00:00Z`).
+        mutating func instant(_ key: String, required: Bool = false) -> Millis? {
+            guard let text = string(key, required: required) else { return nil }
+            guard let millis = RFC3339Parser.millis(text) else {
+                fail(key, "must be an RFC 3339 instant such as 2026-01-05T09:00:00Z, got \"\(text)\"")
+                return nil
+            }
+            return millis
+        }
+
+        /// A local time of day, "HH:MM" → seconds.
+        mutating func timeOfDay(_ key: String, required: Bool) -> Int? {
+            guard let text = string(key, required: required) else { return nil }
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            let numbers = parts.map { $0.count == 2 ? Int($0) : nil }
+            guard (2...3).contains(parts.count), let hours = numbers[0], let minutes = numbers[1], (0..<24).contains(hours),
+                (0..<60).contains(minutes), parts.count == 2 || (numbers[2].map { (0..<60).contains($0) } ?? false)
+            else {
+                fail(key, "must be a time of day HH:MM or HH:MM:SS, got \"\(text)\"")
+                return nil
+            }
+            return hours * 3600 + minutes * 60 + (parts.count == 3 ? numbers[2]! : 0)
+        }
+
+        mutating func list<T>(_ key: String, _ element: (inout Object) -> T) -> [T] {
+            guard let value = value(key, required: false) else { return [] }
+            guard case let .array(items) = value else {
+                fail(key, "must be a list")
+                return []
+            }
+            var out: [T] = []
+            for (index, item) in items.enumerated() {
+                let itemPath = "\(Self.join(path, key))[\(index)]"
+                guard case let .object(dictionary) = item else {
+                    reader.fail(itemPath, "must be a mapping")
+                    continue
+                }
+                let allowed = Set(ConfigKeys.allowed[key] ?? [])
+                for unknown in dictionary.keys.sorted() where !allowed.contains(unknown) {
+                    reader.fail(Self.join(itemPath, unknown), "unknown field (expected one of \(allowed.sorted().joined(separator: ", ")))")
+                }
+                var object = Object(values: dictionary, path: itemPath, reader: reader)
+                out.append(element(&object))
+                reader = object.reader
+            }
+            return out
+        }
+    }
+}
+
+/// The fields each list's items may have (also the order `klaxon export` writes them in).
+public enum ConfigKeys {
+    public static let allowed: [String: [String]] = [
+        "users": ["name", "email", "time_zone", "role", "contact_methods", "notification_rules"],
+        "contact_methods": ["name", "type", "address"],
+        "notification_rules": ["contact_method", "start_delay_seconds", "urgency"],
+        "schedules": ["name", "time_zone", "layers", "overrides"],
+        "layers": ["users", "rotation_virtual_start", "rotation_turn_length_seconds", "restrictions", "start", "end"],
+        "restrictions": ["kind", "weekday", "start", "duration_seconds"],
+        "overrides": ["user", "start", "end"],
+        "escalation_policies": ["name", "num_loops", "levels"],
+        "levels": ["escalation_delay_seconds", "targets"],
+        "targets": ["user", "schedule"],
+        "services": [
+            "name", "escalation_policy", "urgency_rule", "ack_timeout_seconds", "auto_resolve_timeout_seconds", "events_per_minute",
+            "events_burst", "routing_keys",
+        ],
+        "routing_keys": ["name", "key"],
+    ]
+    public static let topLevel = ["users", "schedules", "escalation_policies", "services"]
+}
+
+enum RFC3339Parser {
+    static func millis(_ text: String) -> Millis? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return Millis((date.timeIntervalSince1970 * 1000).rounded()) }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text).map { Millis(($0.timeIntervalSince1970 * 1000).rounded()) }
+    }
+}
+
+/// JSON as read, keeping booleans apart from numbers.
+enum JSONValue: Decodable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(Double.self) { self = .number(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+}
+
+/// Applying a configuration document in-process (what `klaxon dev` does with the example file,
+/// and the benchmarks with theirs): the same code the Admin API runs.
+public enum Configuration {
+    public static func apply(_ pool: PostgresPool, json: String, prune: Bool = false, dryRun: Bool = false, now: Millis) async throws -> ApplyReply {
+        let document = try ConfigModel.parse(json: json)
+        do {
+            return try await pool.transaction { connection in
+                var applier = ConfigApplier(connection: connection, document: document, prune: prune, now: now)
+                try applier.apply()
+                if dryRun { throw DryRun(changes: applier.changes) }
+                return ApplyReply(changes: applier.changes, applied: true, createdKeys: applier.createdKeys)
+            }
+        } catch let dryRun as DryRun {
+            return ApplyReply(changes: dryRun.changes, applied: false)
+        }
+    }
+
+    /// The first admin token: `KLAXON_BOOTSTRAP_TOKEN` made an admin token (idempotent), or,
+    /// when no admin token exists, a new one returned to be printed once. nil: nothing to show.
+    public static func bootstrapAdmin(_ pool: PostgresPool, token: String, now: Millis) async throws -> String? {
+        try await pool.transaction { connection in
+            if !token.isEmpty {
+                try TokenStore.bootstrap(connection, token: token, now: now)
+                return nil
+            }
+            try connection.query("SELECT pg_advisory_xact_lock(7_402_013)")  // two first starts print one token
+            guard try !TokenStore.hasAdmin(connection) else { return nil }
+            return try TokenStore.issue(connection, name: "first admin", role: .admin, userID: nil, now: now).token
+        }
+    }
+}
