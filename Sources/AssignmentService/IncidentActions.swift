@@ -32,8 +32,11 @@ public struct IncidentActions: Sendable {
 
     public func register(into router: inout RPCRouter) {
         for (method, command) in Self.actions {
-            router.register(method) { request, _ in
-                try await perform(request, reassign: method.name == Assignment.Reassign.name) { command(request, $0) }
+            router.register(method) { request, context in
+                // Who acts comes from the token (a responder acts as its own user), not the request.
+                var request = request
+                if request.incidentID != 0 { request.userID = try context.actingUser(requested: request.userID) }
+                return try await perform(request, reassign: method.name == Assignment.Reassign.name) { [request] in command(request, $0) }
             }
         }
     }

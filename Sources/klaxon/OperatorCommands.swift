@@ -77,7 +77,7 @@ struct ContactCommand: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         @Option(help: "User id.") var user: UInt64
         @Option(help: "webhook, slack, email, sms, phone or push.") var type: String
-        @Option(help: "URL, email address, +phone number or push token.") var address: String
+        @Option(name: .customLong("to"), help: "Where pages go: URL, email address, +phone number or push token.") var address: String
         @Option(help: "Its name (rules in a YAML file refer to it by this).") var label = ""
         func run() async throws {
             let method: ContactMethodMessage = try await client.call(
