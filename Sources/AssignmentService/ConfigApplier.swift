@@ -36,7 +36,7 @@ struct ConfigApplier {
 
     mutating func apply() throws {
         // One apply at a time: two at once would each plan against what the other is changing.
-        try connection.query("SELECT pg_advisory_xact_lock(7_402_012)")
+        try connection.query("SELECT pg_advisory_xact_lock(7402012)")
         try applyUsers()
         try applySchedules()
         try applyPolicies()

@@ -381,7 +381,7 @@ public enum Configuration {
                 try TokenStore.bootstrap(connection, token: token, now: now)
                 return nil
             }
-            try connection.query("SELECT pg_advisory_xact_lock(7_402_013)")  // two first starts print one token
+            try connection.query("SELECT pg_advisory_xact_lock(7402013)")  // two first starts print one token
             guard try !TokenStore.hasAdmin(connection) else { return nil }
             return try TokenStore.issue(connection, name: "first admin", role: .admin, userID: nil, now: now).token
         }

@@ -38,13 +38,15 @@ struct ConfigFile {
         if let mark = node.mark, lines[path] == nil { lines[path] = mark.line }
         switch node {
         case let .scalar(scalar):
-            switch scalar.tag.rawValue {
-            case Tag.Name.null.rawValue: return NSNull()
-            case Tag.Name.bool.rawValue: return node.bool ?? scalar.string
-            case Tag.Name.int.rawValue: return node.int ?? scalar.string
-            case Tag.Name.float.rawValue: return node.float ?? scalar.string
-            default: return scalar.string
-            }
+            // Unquoted scalars are typed as YAML reads them; quoted ones are strings.
+            let text = scalar.string
+            guard scalar.style == .plain || scalar.style == .any else { return text }
+            if ["", "~", "null", "Null", "NULL"].contains(text) { return NSNull() }
+            if ["true", "True", "TRUE"].contains(text) { return true }
+            if ["false", "False", "FALSE"].contains(text) { return false }
+            if let number = Int(text) { return number }
+            if let number = Double(text), text.contains(".") { return number }
+            return text
         case let .mapping(mapping):
             var out: [String: Any] = [:]
             for (key, value) in mapping {
@@ -147,8 +149,10 @@ struct ApplyCommand: AsyncParsableCommand {
     /// The server's violations with the file's line numbers.
     static func locate(_ error: CLIError, _ config: ConfigFile) async throws -> String {
         var lines: [String] = []
-        for line in error.message.split(separator: "\n", omittingEmptySubsequences: false) {
-            let text = String(line)
+        var messageLines = error.message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        // With violations, the first line only lists their fields: each gets its own line below.
+        if messageLines.count > 1 { messageLines.removeFirst() }
+        for text in messageLines {
             guard text.hasPrefix("  "), let colon = text.dropFirst(2).firstIndex(of: ":") else {
                 lines.append("\(config.path): \(text)")
                 continue

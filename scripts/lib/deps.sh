@@ -29,11 +29,12 @@ klaxon_ensure_test_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
 }
 
-# Python packages the tests use: protobuf (an independent implementation of the wire contract)
-# and aiosmtpd (a real SMTP server for the email channel).
+# Python packages the tests use: protobuf (an independent implementation of the wire contract),
+# aiosmtpd (a real SMTP server for the email channel) and icalendar (a real iCal parser for the
+# schedule feeds).
 klaxon_ensure_python_protobuf() {
   local module package
-  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd; do
+  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd icalendar:icalendar; do
     module=${pair%%:*}; package=${pair##*:}
     python3 -c "import $module" 2>/dev/null && continue
     echo "==> installing the Python $package package"
