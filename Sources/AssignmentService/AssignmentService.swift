@@ -76,18 +76,13 @@ public struct AssignmentService: Service {
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
         timerLoop.maxSleep = .seconds(1)
-        try await credentials.issue(pool: pool, now: clock.nowMs())
-        do {
+        try await credentials.whileIssued(pool: pool, clock: clock) {
             try await ServiceRunner.run(server: server, loops: [
                 WorkLoop(DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
                     try await relay.deliverDue(now: now)
                 },
                 WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
             ], others: [http], logger: logger)
-        } catch {
-            await credentials.revoke(pool: pool, now: clock.nowMs())
-            throw error
         }
-        await credentials.revoke(pool: pool, now: clock.nowMs())
     }
 }

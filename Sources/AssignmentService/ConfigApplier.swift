@@ -168,12 +168,11 @@ struct ConfigApplier {
         let loaded = try ScheduleStore.load(connection, ids: Array(scheduleIDs.values))
         for schedule in document.schedules {
             var layers: [KlaxonDomain.ScheduleLayer] = []
-            for (index, layer) in schedule.layers.enumerated() {
+            for layer in schedule.layers {
                 let users = try layer.users.enumerated().map { UInt64(try userID($1, path: "\(layer.path).users[\($0)]")) }
                 layers.append(KlaxonDomain.ScheduleLayer(
                     users: users, rotationVirtualStart: layer.rotationStart, turnLengthSeconds: layer.turnLengthSeconds,
                     restrictions: layer.restrictions, start: layer.start, end: layer.end))
-                _ = index
             }
             let overrides = try schedule.overrides.map { override in
                 ScheduleOverride(user: UInt64(try userID(override.user, path: override.path + ".user")), start: override.start, end: override.end)
@@ -272,11 +271,8 @@ struct ConfigApplier {
                 }
                 try applyKeys(service, serviceID: Int64(current.id), current: current.routingKeys)
             } else {
-                message.routingKeys = []
-                let created = try ServiceStore.create(connection, message, now: now)
-                // ServiceStore.create made a "default" key when none were asked for; here the
-                // document decides: keys are added below.
-                try connection.query("DELETE FROM routing_keys WHERE service_id = $1", [Int64(created.id)])
+                message.routingKeys = []  // the document's keys are added below, each on its plan line
+                let created = try ServiceStore.create(connection, message, now: now, defaultKey: false)
                 note("+", "service", service.name)
                 try applyKeys(service, serviceID: Int64(created.id), current: [])
             }

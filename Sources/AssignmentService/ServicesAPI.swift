@@ -58,7 +58,7 @@ public enum ServiceStore {
 
     /// Creates the service and its routing keys (none asked for: one named "default"); the reply
     /// holds the keys in full, the only time they are shown.
-    static func create(_ connection: PGConnection, _ service: ServiceMessage, now: Millis) throws -> ServiceMessage {
+    static func create(_ connection: PGConnection, _ service: ServiceMessage, now: Millis, defaultKey: Bool = true) throws -> ServiceMessage {
         let id = try connection.query(
             """
             INSERT INTO services (name, escalation_policy_id, ack_timeout_seconds, auto_resolve_timeout_seconds, urgency_rule,
@@ -69,7 +69,7 @@ public enum ServiceStore {
              service.urgencyRule, service.eventsPerMinute, service.eventsBurst]).int64(0, "id")!
         var created = service
         created.id = UInt64(id)
-        let wanted = service.routingKeys.isEmpty ? [RoutingKey(name: "default")] : service.routingKeys
+        let wanted = service.routingKeys.isEmpty && defaultKey ? [RoutingKey(name: "default")] : service.routingKeys
         created.routingKeys = try wanted.enumerated().map { index, key in
             try addKey(connection, serviceID: id, name: key.name, key: key.key, now: now, field: "routing_keys[\(index)].key")
         }

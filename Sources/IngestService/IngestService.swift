@@ -64,18 +64,13 @@ public struct IngestService: Service {
 
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
-        try await credentials.issue(pool: pool, now: clock.nowMs())
-        do {
+        try await credentials.whileIssued(pool: pool, clock: clock) {
             try await ServiceRunner.run(
                 server: server,
                 loops: [WorkLoop(DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
                     try await relay.deliverDue(now: now)
                 }],
                 others: [http], logger: logger)
-        } catch {
-            await credentials.revoke(pool: pool, now: clock.nowMs())
-            throw error
         }
-        await credentials.revoke(pool: pool, now: clock.nowMs())
     }
 }

@@ -35,4 +35,17 @@ public final class ServiceCredentials: Sendable {
             try connection.query("UPDATE api_tokens SET revoked_at_ms = $2 WHERE id = $1", [id, now])
         }
     }
+
+    /// Runs `body` (the service) with a token issued before it starts and revoked after it ends,
+    /// however it ends.
+    public func whileIssued(pool: PostgresPool, clock: any WallClock, _ body: () async throws -> Void) async throws {
+        try await issue(pool: pool, now: clock.nowMs())
+        do {
+            try await body()
+        } catch {
+            await revoke(pool: pool, now: clock.nowMs())
+            throw error
+        }
+        await revoke(pool: pool, now: clock.nowMs())
+    }
 }
