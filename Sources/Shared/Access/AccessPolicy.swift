@@ -103,7 +103,8 @@ public struct AccessMiddleware: RPCMiddleware {
         let method = call.context.method
         let access = AccessPolicy.access(for: method)
         if access == .monitor { return next(call) }
-        guard let header = call.context.headers["authorization"], header.hasPrefix("Bearer "), header.count > 7 else {
+        // The scheme is case-insensitive (RFC 9110), the token is not.
+        guard let header = call.context.headers["authorization"], header.count > 7, header.prefix(7).lowercased() == "bearer " else {
             return call.eventLoop.makeFailedFuture(RPCError(
                 .unauthenticated, "\(method) needs a token: send the header `authorization: Bearer <token>` (klaxon token create)"))
         }

@@ -1,4 +1,6 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import KlaxonDomain
 import NIOConcurrencyHelpers
 
@@ -12,8 +14,10 @@ public final class ServiceCredentials: Sendable {
     public let name: String
 
     public init(service: String) {
-        let host = ProcessInfo.processInfo.hostName
-        self.name = "service \(service)@\(host) pid \(ProcessInfo.processInfo.processIdentifier)"
+        // gethostname(2), not ProcessInfo.hostName: that one may wait on DNS for a canonical name.
+        var buffer = [CChar](repeating: 0, count: 256)
+        let host = gethostname(&buffer, buffer.count) == 0 ? String(cString: buffer) : "unknown-host"
+        self.name = "service \(service)@\(host) pid \(getpid())"
     }
 
     public var token: String? { state.withLockedValue { $0.token } }
