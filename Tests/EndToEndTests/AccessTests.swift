@@ -1,3 +1,4 @@
+import AssignmentService
 import KlaxonDomain
 import KlaxonTestSupport
 import Shared
@@ -109,7 +110,18 @@ import Testing
             #expect(try TokenStore.principal(connection, token: bootstrap + "x") == nil)
         }
         #expect(Secrets.constantTimeEquals([1, 2, 3], [1, 2, 3]) && !Secrets.constantTimeEquals([1, 2, 3], [1, 2, 4]))
-        #expect(Secrets.mask("abcdefghijklmnopqrstuvwxyz012345") == "abcd************************2345")
+        // With a bootstrap token configured, starting again prints nothing new.
+        #expect(try await Configuration.bootstrapAdmin(db.pool, token: bootstrap, now: 3) == nil)
         await db.drop()
+
+        // Without one: the first start makes an admin token and returns it (to print once); the next does not.
+        let fresh = try await TestDatabase.create()
+        let printed = try #require(try await Configuration.bootstrapAdmin(fresh.pool, token: "", now: 1))
+        #expect(printed.hasPrefix("klx_") && printed.count == 47)
+        #expect(try await Configuration.bootstrapAdmin(fresh.pool, token: "", now: 2) == nil)
+        let principal = try await fresh.pool.withConnection { try TokenStore.principal($0, token: printed) }
+        #expect(principal?.role == .admin && principal?.name == "first admin")
+        await fresh.drop()
+        #expect(Secrets.mask("abcdefghijklmnopqrstuvwxyz012345") == "abcd************************2345")
     }
 }

@@ -116,6 +116,11 @@ import Testing
         let noToken = try KlaxonCLI(address: cli.address, token: nil)
         let anonymous = try await noToken("incident", "list")
         #expect(anonymous.status == 5 && anonymous.err.contains("set KLAXON_TOKEN"))
+        // The address and token from the CLI config file when neither flag nor environment gives them.
+        let fileCLI = try KlaxonCLI(address: "", token: nil)
+        let config = try fileCLI.write("cli.yaml", "address: \(cli.address)\ntoken: \(pipeline.adminToken)\n")
+        let fromFile = try await fileCLI("token", "whoami", environment: ["KLAXON_ADDRESS": "", "KLAXON_CLI_CONFIG": config])
+        #expect(fromFile.status == 0 && fromFile.out.contains("\"test admin\", role admin"), "\(fromFile.err)")
         let typo = try await cli("inciden", "list")
         #expect(typo.status == 64 && typo.err.contains("did you mean \"incident\""))
         let typo2 = try await cli("incident", "lst")
