@@ -95,9 +95,12 @@ struct ConfigApplier {
         var byLabel: [String: Int] = [:]
         for row in 0..<rows.count where byLabel[rows.string(row, "label")!] == nil { byLabel[rows.string(row, "label")!] = row }
         var contactIDs: [String: Int64] = [:]
+        // An export names a contact method without a unique label "<type>-<id>" (ConfigExporter).
+        var byExportName: [String: Int] = [:]
+        for row in 0..<rows.count { byExportName["\(rows.string(row, "type")!)-\(rows.int64(row, "id")!)"] = row }
         for contact in user.contactMethods {
             let name = "\(user.email)/\(contact.name)"
-            if let row = byLabel[contact.name] {
+            if let row = byLabel[contact.name] ?? byExportName[contact.name] {
                 let id = rows.int64(row, "id")!
                 contactIDs[contact.name] = id
                 if rows.string(row, "type") != contact.type || rows.string(row, "address") != contact.address {

@@ -21,8 +21,8 @@ enum ConfigExporter {
             var contacts: [[String: Any]] = []
             var used = Set<String>()
             for contact in 0..<contactRows.count where contactRows.int64(contact, "user_id") == id {
-                // A contact method made by the API without a (unique) label gets one made of its
-                // type and id, so the rules can name it.
+                // A contact method made by the API without a (unique) label is named by its type
+                // and id, so the rules can name it (ConfigApplier knows that name too).
                 var label = contactRows.string(contact, "label")!
                 if label.isEmpty || used.contains(label) { label = "\(contactRows.string(contact, "type")!)-\(contactRows.int64(contact, "id")!)" }
                 used.insert(label)

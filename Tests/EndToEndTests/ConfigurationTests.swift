@@ -53,6 +53,12 @@ import Testing
         #expect(event.outcome == .created)
         #expect(await pipeline.sink.waitForRequests(2, timeout: .seconds(10)).compactMap(\.webhook).map(\.user.name).sorted() == ["Alice", "Bob"])
 
+        // Two contact methods added by the CLI without a name share the default label "webhook":
+        // the export names them apart, and applying it still changes nothing.
+        let alice = try #require(try await pipeline.db.scalar("SELECT id FROM users WHERE email = 'alice@example.com'"))
+        for _ in 0..<2 {
+            #expect(try await cli("contact", "add", "--user", "\(alice)", "--type", "webhook", "--to", "https://hooks.example/alice").status == 0)
+        }
         // Export, then apply the export: nothing changes; exporting again gives the same text.
         let exported = try await cli("export")
         #expect(exported.status == 0 && exported.out.contains("name: Demo service") && !exported.out.contains("klaxondemo0000"))
