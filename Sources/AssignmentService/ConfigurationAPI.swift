@@ -77,7 +77,7 @@ struct ConfigModel: Sendable {
                         Contact(
                             path: contact.path, name: contact.string("name", required: true) ?? "",
                             type: contact.choice("type", PeopleAPI.contactTypes, required: true) ?? "",
-                            address: contact.string("address", required: true) ?? "")
+                            address: contact.string("address", required: true, maxLength: 2048) ?? "")
                     },
                     rules: user.list("notification_rules") { rule in
                         Rule(
@@ -210,13 +210,13 @@ struct Reader {
             return value
         }
 
-        mutating func string(_ key: String, required: Bool = false) -> String? {
+        mutating func string(_ key: String, required: Bool = false, maxLength: Int = 255) -> String? {
             guard let value = value(key, required: required) else { return nil }
             guard case let .string(text) = value else {
                 fail(key, "must be a string")
                 return nil
             }
-            if text.isEmpty || text.unicodeScalars.count > 255 { fail(key, "must be 1–255 characters") }
+            if text.isEmpty || text.unicodeScalars.count > maxLength { fail(key, "must be 1–\(maxLength) characters") }
             if text.contains("\u{0}") { fail(key, "contains a NUL character") }
             return text
         }
