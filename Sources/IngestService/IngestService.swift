@@ -42,6 +42,8 @@ public struct IngestService: Service {
 
     public static func router(_ processor: EventProcessor) -> RPCRouter {
         var router = RPCRouter()
+        // An event over 512 KiB is invalid anyway: refused before its body is decoded.
+        router.limit(Ingest.SendEvent, maxBytes: EventValidation.maxEncodedEventBytes, field: "event")
         router.registerOnLoop(Ingest.SendEvent) { (event: Event, context, loop) in
             processor.process(IngestRequest(event: event, encodedSize: context.requestBytes), on: loop)
         }

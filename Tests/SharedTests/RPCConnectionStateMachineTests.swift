@@ -24,6 +24,19 @@ import Testing
         #expect(reads)
     }
 
+    @Test func aPeerThatDoesNotReadItsRepliesIsNotReadFrom() {
+        var state = RPCConnectionStateMachine(maxInFlight: 64)
+        #expect(state.received(Self.request(1)).start.map(\.id) == [1])
+        // Replies pile up unread: the outbound buffer passes its high watermark.
+        #expect(state.writabilityChanged(false) == .init())
+        let reads = state.readRequested()
+        #expect(reads == false, "not writable: stop reading though slots are free")
+        // The peer reads: below the low watermark, reading resumes.
+        #expect(state.writabilityChanged(true).read)
+        let again = state.readRequested()
+        #expect(again)
+    }
+
     @Test func aRefusalIsAnsweredOnceAndClosesAfterTheCallsInFlight() {
         var state = RPCConnectionStateMachine(maxInFlight: 1)
         _ = state.received(Self.request(1))

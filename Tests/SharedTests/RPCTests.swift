@@ -21,23 +21,31 @@ import Testing
         let server: RPCServer
         let task: Task<Void, Error>
         let running = NIOLockedValueBox((now: 0, max: 0))
+        /// Echo calls answered.
+        let echoed = NIOLockedValueBox(0)
         /// Calls to Held, on the event loop, answered when the test says so.
         let heldCalls = NIOLockedValueBox<[(key: String, promise: EventLoopPromise<EventResult>)]>([])
         var port: Int { get async throws { try await server.localAddress().port! } }
 
         init(
             maxInFlight: Int = 64, maxFrameBytes: Int = 64 * 1024, idleTimeout: TimeAmount = .seconds(300),
-            authenticate: RPCAuthenticator? = nil, port: Int = 0
+            authenticate: RPCAuthenticator? = nil, port: Int = 0, frameDeadline: TimeAmount = .seconds(10), maxPerPeer: Int = 512,
+            echoLimit: Int? = nil
         ) {
             var configuration = RPCServerConfiguration(host: "127.0.0.1", port: port)
             configuration.idleTimeout = idleTimeout
+            configuration.frameDeadline = frameDeadline
+            configuration.maxConnectionsPerPeer = maxPerPeer
             configuration.maxInFlightPerConnection = maxInFlight
             configuration.maxFrameBytes = maxFrameBytes
             let running = self.running
             var router = RPCRouter()
+            let echoed = self.echoed
             router.register(RPCTests.echo) { (event: Event, _) in
-                EventResult(dedupKey: event.routingKey, incidentID: 1, outcome: .created)
+                echoed.withLockedValue { $0 += 1 }
+                return EventResult(dedupKey: event.routingKey, incidentID: 1, outcome: .created)
             }
+            if let echoLimit { router.limit(RPCTests.echo, maxBytes: echoLimit, field: "event") }
             router.register(RPCTests.slow) { (event: Event, _) in
                 running.withLockedValue { $0.now += 1; $0.max = max($0.max, $0.now) }
                 defer { running.withLockedValue { $0.now -= 1 } }
@@ -352,6 +360,95 @@ import Testing
         // The well-behaved connection never noticed.
         let result: EventResult = try await client.call(Self.echo, Self.event("after"))
         #expect(result.dedupKey == "after")
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func aFrameTrickledTooSlowlyIsRefusedAndOnlyItsConnectionClosed() async throws {
+        let harness = Harness(frameDeadline: .milliseconds(300))
+        let port = try await harness.port
+        let client = try await harness.client()
+        // A header announcing 100 bytes, then silence: the frame never completes.
+        let slow = try await RawConnection.exchange(port: port, send: [0, 0, 0, 100, 1, 2], timeout: .seconds(5))
+        #expect(slow.closed)
+        #expect(slow.replies.first?.status?.code == .deadlineExceeded)
+        #expect(slow.replies.first?.status?.message == "a frame was begun but not completed within 300 ms")
+        let result: EventResult = try await client.call(Self.echo, Self.event("unharmed"))
+        #expect(result.dedupKey == "unharmed")
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func onePeerCannotTakeEveryConnection() async throws {
+        let harness = Harness(maxPerPeer: 2)
+        let port = try await harness.port
+        let first = try await harness.client(), second = try await harness.client()
+        let _: EventResult = try await first.call(Self.echo, Self.event("1"))
+        let _: EventResult = try await second.call(Self.echo, Self.event("2"))
+        let third = try await RawConnection.exchange(port: port, send: [])
+        #expect(third.closed)
+        #expect(third.replies.first?.status?.code == .resourceExhausted)
+        #expect(third.replies.first?.status?.message == "too many connections from 127.0.0.1 (limit 2 per address)")
+        // One closes: a new connection is admitted again.
+        await first.close()
+        let admitted = await eventually(timeout: .seconds(5)) {
+            let client = try? await harness.client()
+            defer { if let client { Task { await client.close() } } }
+            return (try? await client?.call(Self.echo, Self.event("3"))) != nil
+        }
+        #expect(admitted)
+        await second.close()
+        await harness.stop()
+    }
+
+    @Test func aRequestOverItsMethodsLimitIsRefusedBeforeDecoding() async throws {
+        let harness = Harness(maxFrameBytes: 1 << 20, echoLimit: 1_000)
+        let client = try await harness.client()
+        var big = Self.event("big")
+        big.links = Array(repeating: Link(href: ""), count: 2_000)  // ≈ 4 KB of empty links
+        let refused = await client.failure(Self.echo, big)
+        #expect(refused?.code == .invalidArgument)
+        #expect(refused?.status.violations.first?.field == "event")
+        #expect(harness.echoed.withLockedValue { $0 } == 0)
+        let fine: EventResult = try await client.call(Self.echo, Self.event("small"))
+        #expect(fine.dedupKey == "small")
+        await client.close()
+        await harness.stop()
+    }
+
+    @Test func aPeerThatNeverReadsItsRepliesStopsBeingRead() async throws {
+        let harness = Harness()
+        let port = try await harness.port
+        // Write 400,000 echo requests (≈ 20 MB) and never read a reply.
+        let frame = Envelope(id: 1, method: Self.echo.name, body: Self.event(String(repeating: "k", count: 32)).wireBytes())
+        var one = ByteBuffer()
+        Framing.writeFrame(frame.wireBytes(), into: &one)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.socketOption(.so_rcvbuf), value: 16 * 1024)  // a small window: the server's side fills sooner
+            .connect(host: "127.0.0.1", port: port).get()
+        let total = 400_000
+        for _ in 0..<(total / 1_000) {
+            var batch = ByteBuffer()
+            for _ in 0..<1_000 { batch.writeImmutableBuffer(one) }
+            channel.writeAndFlush(batch, promise: nil)
+        }
+        // The server answers until its outbound buffer and the socket buffers fill, then stops
+        // reading: the count settles far below what was sent.
+        var last = -1
+        for _ in 0..<50 {
+            try await Task.sleep(for: .milliseconds(200))
+            let now = harness.echoed.withLockedValue { $0 }
+            if now == last { break }
+            last = now
+        }
+        #expect(last < total / 2, "answered \(last) of \(total) requests whose replies nobody reads")
+        print("non-reading peer: \(last) of \(total) requests answered before the server stopped reading")
+        // Another client is served meanwhile.
+        let client = try await harness.client()
+        let result: EventResult = try await client.call(Self.echo, Self.event("other"))
+        #expect(result.dedupKey == "other")
+        try await channel.close()
         await client.close()
         await harness.stop()
     }

@@ -49,6 +49,8 @@ public struct KlaxonConfig: Sendable {
     public var maxFrameBytes = Framing.defaultMaxFrameBytes
     public var maxInFlightPerConnection = 64
     public var idleTimeoutSeconds = 300
+    public var frameDeadlineSeconds = 10
+    public var maxConnectionsPerPeer = 512
     /// A page keeps retrying (backoff from 1 s, doubling, capped at 60 s) this long after its
     /// first attempt before it is failed.
     public var notifyDeliveryWindowSeconds = 900
@@ -131,6 +133,8 @@ public struct KlaxonConfig: Sendable {
         .number("rpc.max_frame_bytes", \.maxFrameBytes, minimum: 1024, "largest accepted frame"),
         .number("rpc.max_in_flight", \.maxInFlightPerConnection, minimum: 1, "concurrent requests per connection"),
         .number("rpc.idle_timeout_seconds", \.idleTimeoutSeconds, minimum: 1, "idle connection close"),
+        .number("rpc.frame_deadline_seconds", \.frameDeadlineSeconds, minimum: 1, "a frame begun must complete within this"),
+        .number("rpc.max_connections_per_peer", \.maxConnectionsPerPeer, minimum: 1, "connections one peer address may hold"),
         .number("notify.delivery_window_seconds", \.notifyDeliveryWindowSeconds, minimum: 1, "how long a page keeps retrying"),
         .number("notify.timeout_seconds", \.notifyTimeoutSeconds, minimum: 1, "timeout of one delivery"),
         .text("notify.provider_url", \.notifyProviderURL, "provider webhook for sms, phone and push"),
@@ -160,6 +164,8 @@ public struct KlaxonConfig: Sendable {
         configuration.maxFrameBytes = maxFrameBytes
         configuration.maxInFlightPerConnection = maxInFlightPerConnection
         configuration.idleTimeout = .seconds(Int64(idleTimeoutSeconds))
+        configuration.frameDeadline = .seconds(Int64(frameDeadlineSeconds))
+        configuration.maxConnectionsPerPeer = maxConnectionsPerPeer
         return configuration
     }
 

@@ -4,11 +4,14 @@ import NIOCore
 public enum FrameError: Error, Equatable, Sendable, CustomStringConvertible {
     case empty
     case tooLarge(length: UInt32, limit: Int)
+    /// A frame begun but not completed within the deadline (a slow or stalled sender).
+    case incomplete(milliseconds: Int64)
 
     public var description: String {
         switch self {
         case .empty: "frame length 0 is invalid"
         case let .tooLarge(length, limit): "frame of \(length) bytes exceeds the limit of \(limit) bytes"
+        case let .incomplete(ms): "a frame was begun but not completed within " + (ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms")
         }
     }
 
@@ -16,6 +19,7 @@ public enum FrameError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .empty: RPCStatus(code: .invalidArgument, message: description)
         case .tooLarge: RPCStatus(code: .resourceExhausted, message: description)
+        case .incomplete: RPCStatus(code: .deadlineExceeded, message: description)
         }
     }
 }
@@ -45,18 +49,53 @@ public enum Framing {
 }
 
 /// Splits the byte stream into frames: 4-byte big-endian length N (0 < N ≤ limit), N bytes.
+/// With a `frameDeadline`, a frame begun must be complete within it, or `FrameError.incomplete`
+/// is raised down the pipeline (the connection handler answers and closes): a client trickling
+/// bytes cannot hold a connection forever.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = ByteBuffer
     public let maxFrameBytes: Int
+    public let frameDeadline: TimeAmount?
+    private var deadline: Scheduled<Void>?
+    private var armedAt: NIODeadline?
 
-    public init(maxFrameBytes: Int = Framing.defaultMaxFrameBytes) {
+    public init(maxFrameBytes: Int = Framing.defaultMaxFrameBytes, frameDeadline: TimeAmount? = nil) {
         self.maxFrameBytes = maxFrameBytes
+        self.frameDeadline = frameDeadline
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try Framing.readFrame(&buffer, maxFrameBytes: maxFrameBytes) else { return .needMoreData }
+        guard let frame = try Framing.readFrame(&buffer, maxFrameBytes: maxFrameBytes) else {
+            armDeadline(context: context, partial: buffer.readableBytes > 0)
+            return .needMoreData
+        }
+        deadline?.cancel()
+        deadline = nil
         context.fireChannelRead(Self.wrapInboundOut(frame))
         return .continue
+    }
+
+    private mutating func armDeadline(context: ChannelHandlerContext, partial: Bool) {
+        guard let frameDeadline else { return }
+        guard partial else {
+            deadline?.cancel()
+            deadline = nil
+            return
+        }
+        // Armed and not yet due: keep it. (One that fired while the server held reading back is
+        // not the peer's fault: it is armed again from now.)
+        if deadline != nil, let armedAt, NIODeadline.now() < armedAt + frameDeadline { return }
+        armedAt = NIODeadline.now()
+        let milliseconds = frameDeadline.nanoseconds / 1_000_000
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadline = context.eventLoop.scheduleTask(in: frameDeadline) {
+            bound.value.fireErrorCaught(FrameError.incomplete(milliseconds: milliseconds))
+        }
+    }
+
+    public mutating func decoderRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws

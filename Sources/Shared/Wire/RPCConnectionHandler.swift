@@ -78,6 +78,11 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if case .incomplete = error as? FrameError, state.readHeld {
+            // We stopped reading (backpressure), not the peer: its frame is not late. The decoder
+            // starts the clock again when it next reads.
+            return
+        }
         if let error = error as? FrameError {
             logger.info("closing connection after a bad frame", metadata: ["rpc.error": "\(error)"])
             apply(state.refuse(error.status), context: context)
@@ -86,6 +91,11 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
             state.closed()
             context.close(promise: nil)
         }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        apply(state.writabilityChanged(context.channel.isWritable), context: context)
+        context.fireChannelWritabilityChanged()
     }
 
     func read(context: ChannelHandlerContext) {
@@ -112,6 +122,9 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
         let reply: EventLoopFuture<[UInt8]>
         if request.method.isEmpty {
             reply = loop.makeFailedFuture(RPCError(.invalidArgument, "request has no method"))
+        } else if let tooLarge = router.oversized(request.method, bytes: request.body.count) {
+            logger.info("request refused: over its method's size limit", metadata: ["rpc.method": "\(request.method)", "rpc.bytes": "\(request.body.count)"])
+            reply = loop.makeFailedFuture(tooLarge)
         } else if let handler = router.handler(for: request.method) {
             let call = RPCCall(
                 context: RPCContext(

@@ -9,6 +9,8 @@ import NIOCore
 /// connection stops reading (backpressure, nothing dropped). A refusal (malformed envelope or
 /// frame, too many connections) is answered once, reading stops, and the connection closes when
 /// the calls before it are answered. Graceful shutdown: stop reading, answer what was read, close.
+/// A peer that does not read its replies (the channel is not writable: replies pile up in its
+/// outbound buffer) is not read from until it does, so unread replies cannot grow without bound.
 struct RPCConnectionStateMachine {
     struct Actions: Equatable {
         /// Calls to start now, in order.
@@ -25,6 +27,7 @@ struct RPCConnectionStateMachine {
     private(set) var inFlight = 0
     private(set) var readHeld = false
     private(set) var closing = false
+    private(set) var writable = true
 
     init(maxInFlight: Int) {
         self.maxInFlight = max(1, maxInFlight)
@@ -47,11 +50,17 @@ struct RPCConnectionStateMachine {
     /// The channel asks whether to read: true to read now; otherwise reading resumes when a slot frees.
     mutating func readRequested() -> Bool {
         if closing { return false }
-        if inFlight >= maxInFlight || !pending.isEmpty {
+        if inFlight >= maxInFlight || !pending.isEmpty || !writable {
             readHeld = true
             return false
         }
         return true
+    }
+
+    /// The channel's outbound buffer crossed its high (false) or low (true) watermark.
+    mutating func writabilityChanged(_ writable: Bool) -> Actions {
+        self.writable = writable
+        return startPending()
     }
 
     mutating func finished() -> Actions {
@@ -78,7 +87,7 @@ struct RPCConnectionStateMachine {
             inFlight += 1
             actions.start.append(request)
         }
-        if readHeld, inFlight < maxInFlight, pending.isEmpty, !closing {
+        if readHeld, inFlight < maxInFlight, pending.isEmpty, writable, !closing {
             readHeld = false
             actions.read = true
         }

@@ -48,6 +48,20 @@ public struct RPCRouter: Sendable {
     }
 
     private(set) var handlers: [String: Handler] = [:]
+    /// Per-method request size limits, checked before the body is decoded: (bytes, field named).
+    private(set) var limits: [String: (bytes: Int, field: String)] = [:]
+
+    /// Requests of `method` larger than `maxBytes` are refused with INVALID_ARGUMENT naming
+    /// `field`, before their body is decoded (decoding a huge body costs the event loop).
+    public mutating func limit<Request, Reply>(_ method: RPCMethod<Request, Reply>, maxBytes: Int, field: String) {
+        limits[method.name] = (maxBytes, field)
+    }
+
+    /// The refusal for a request body over its method's limit, if any.
+    public func oversized(_ method: String, bytes: Int) -> RPCError? {
+        guard let limit = limits[method], bytes > limit.bytes else { return nil }
+        return RPCError.invalidArgument([FieldViolation(field: limit.field, description: "is \(bytes) bytes encoded; the limit is \(limit.bytes)")])
+    }
 
     public init() {}
 
@@ -90,6 +104,7 @@ public struct RPCRouter: Sendable {
 
     public mutating func merge(_ other: RPCRouter) {
         handlers.merge(other.handlers) { _, new in new }
+        limits.merge(other.limits) { _, new in new }
     }
 
     public func handler(for method: String) -> Handler? { handlers[method] }

@@ -12,6 +12,10 @@ public struct RPCServerConfiguration: Sendable {
     /// that connection until one finishes (backpressure, nothing is dropped).
     public var maxInFlightPerConnection: Int = 64
     public var maxConnections: Int = 4096
+    /// Connections one peer address may hold at once, so one client cannot take them all.
+    public var maxConnectionsPerPeer: Int = 512
+    /// A frame begun must be complete within this, or its connection is closed (slow senders).
+    public var frameDeadline: TimeAmount = .seconds(10)
     /// A connection with no traffic either way for this long is closed.
     public var idleTimeout: TimeAmount = .seconds(300)
 
@@ -37,6 +41,7 @@ public final class RPCServer: Service, Sendable {
     private let group: EventLoopGroup
     private let listening = Latch<SocketAddress>()
     private let connectionCount = NIOLockedValueBox(0)
+    private let peerCounts = NIOLockedValueBox<[String: Int]>([:])
 
     public init(
         configuration: RPCServerConfiguration, router: RPCRouter, logger: Logger,
@@ -64,6 +69,7 @@ public final class RPCServer: Service, Sendable {
         let middleware = self.middleware
         let logger = self.logger
         let connectionCount = self.connectionCount
+        let peerCounts = self.peerCounts
         let serverChannel: NIOAsyncChannel<RPCConnection, Never>
         do {
             serverChannel = try await ServerBootstrap(group: group)
@@ -85,7 +91,7 @@ public final class RPCServer: Service, Sendable {
                         do {
                             return try Self.setUp(
                                 channel, configuration: configuration, router: router, middleware: middleware,
-                                connectionCount: connectionCount, logger: logger)
+                                connectionCount: connectionCount, peerCounts: peerCounts, logger: logger)
                         } catch {
                             logger.warning("connection setup failed; that connection is closed", metadata: ["error": "\(error)"])
                             channel.close(promise: nil)
@@ -114,29 +120,48 @@ public final class RPCServer: Service, Sendable {
     /// The pipeline of one accepted connection (called on its event loop).
     private static func setUp(
         _ channel: Channel, configuration: RPCServerConfiguration, router: RPCRouter, middleware: [any RPCMiddleware],
-        connectionCount: NIOLockedValueBox<Int>, logger: Logger
+        connectionCount: NIOLockedValueBox<Int>, peerCounts: NIOLockedValueBox<[String: Int]>, logger: Logger
     ) throws -> RPCConnection {
-        let admitted = connectionCount.withLockedValue { count in
+        let peer = channel.remoteAddress?.ipAddress ?? "?"
+        var refusal: String?
+        if connectionCount.withLockedValue({ count in
             guard count < configuration.maxConnections else { return false }
             count += 1
             return true
-        }
-        if admitted {
+        }) {
             channel.closeFuture.whenComplete { _ in connectionCount.withLockedValue { $0 -= 1 } }
+            if peerCounts.withLockedValue({ counts in
+                guard counts[peer, default: 0] < configuration.maxConnectionsPerPeer else { return false }
+                counts[peer, default: 0] += 1
+                return true
+            }) {
+                channel.closeFuture.whenComplete { _ in
+                    peerCounts.withLockedValue { counts in
+                        counts[peer, default: 1] -= 1
+                        if counts[peer] == 0 { counts[peer] = nil }
+                    }
+                }
+            } else {
+                refusal = "too many connections from \(peer) (limit \(configuration.maxConnectionsPerPeer) per address)"
+            }
+        } else {
+            refusal = "too many connections (limit \(configuration.maxConnections))"
         }
         var connectionLogger = logger
         connectionLogger[metadataKey: "rpc.peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
+        if let refusal { connectionLogger.warning("connection refused", metadata: ["rpc.refusal": "\(refusal)"]) }
         let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
         let handler = RPCConnectionHandler(
             router: router, middleware: middleware, maxInFlight: configuration.maxInFlightPerConnection,
-            refusal: admitted ? nil : "too many connections (limit \(configuration.maxConnections))",
+            refusal: refusal,
             jobs: sink, logger: connectionLogger)
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
         try pipeline.addHandler(IdleConnectionCloser())
         try pipeline.addHandler(FlushCoalescer())
         try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
-        try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: configuration.maxFrameBytes)))
+        try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(
+            maxFrameBytes: configuration.maxFrameBytes, frameDeadline: configuration.frameDeadline)))
         try pipeline.addHandler(handler)
         let quiesce = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         return RPCConnection(channel: channel, jobs: jobs) {
