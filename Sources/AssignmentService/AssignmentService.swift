@@ -40,7 +40,8 @@ public struct AssignmentService: Service {
             destination: Outbox.Destination.notifier, client: config.rpcClient(config.notifierAddress, credentials: credentials),
             pool: pool, logger: logger)
         self.relayWaker = waker
-        self.timers = TimerManager(pool: pool, notifierOutbox: waker, logger: logger)
+        self.timers = TimerManager(
+            pool: pool, notifierOutbox: waker, inboxRetentionMs: Millis(config.inboxRetentionHours) * 3_600_000, logger: logger)
         self.timerWaker = timerWaker
         self.clock = clock
         self.logger = logger

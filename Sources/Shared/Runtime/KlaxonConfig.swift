@@ -50,6 +50,8 @@ public struct KlaxonConfig: Sendable {
     public var maxInFlightPerConnection = 64
     public var idleTimeoutSeconds = 300
     public var frameDeadlineSeconds = 10
+    /// How long the inbox remembers a received message id (redeliveries within it have no effect).
+    public var inboxRetentionHours = 168
     public var maxConnectionsPerPeer = 512
     /// A page keeps retrying (backoff from 1 s, doubling, capped at 60 s) this long after its
     /// first attempt before it is failed.
@@ -135,6 +137,7 @@ public struct KlaxonConfig: Sendable {
         .number("rpc.idle_timeout_seconds", \.idleTimeoutSeconds, minimum: 1, "idle connection close"),
         .number("rpc.frame_deadline_seconds", \.frameDeadlineSeconds, minimum: 1, "a frame begun must complete within this"),
         .number("rpc.max_connections_per_peer", \.maxConnectionsPerPeer, minimum: 1, "connections one peer address may hold"),
+        .number("inbox.retention_hours", \.inboxRetentionHours, minimum: 1, "how long received message ids are remembered"),
         .number("notify.delivery_window_seconds", \.notifyDeliveryWindowSeconds, minimum: 1, "how long a page keeps retrying"),
         .number("notify.timeout_seconds", \.notifyTimeoutSeconds, minimum: 1, "timeout of one delivery"),
         .text("notify.provider_url", \.notifyProviderURL, "provider webhook for sms, phone and push"),

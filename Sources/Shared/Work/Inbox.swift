@@ -19,4 +19,16 @@ public enum Inbox {
             """, [consumer, PGArray(messageIDs), now])
         return Set((0..<rows.count).map { rows.string($0, "message_id")! })
     }
+
+    /// Forgets messages received before `before` (at most `limit` rows a call), returning how
+    /// many. A message is remembered so a redelivery has no second effect; outboxes redeliver
+    /// within minutes, so a retention of days keeps that promise while the table stops growing.
+    @discardableResult
+    public static func prune(_ connection: PGConnection, before: Millis, limit: Int = 10_000) throws -> Int {
+        try connection.query(
+            """
+            DELETE FROM inbox WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM inbox WHERE received_at_ms < $1 LIMIT $2))
+            """, [before, limit]).affectedRows
+    }
 }
