@@ -44,7 +44,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            resources: [.copy("Migrations")]),
+            // The SQL files are embedded by scripts/gen-migrations (Postgres/EmbeddedMigrations.swift).
+            exclude: ["Migrations"]),
         // The incident rules' shell: loads an incident, runs KlaxonDomain's IncidentCore, saves
         // the transition with its timeline and notify requests (used by Ingest and Assignment).
         .target(name: "IncidentEngine", dependencies: ["Shared", "KlaxonDomain"]),

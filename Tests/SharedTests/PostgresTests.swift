@@ -1,3 +1,4 @@
+import Foundation
 import KlaxonTestSupport
 import Logging
 import NIOConcurrencyHelpers
@@ -201,6 +202,21 @@ import Glibc
         #expect(try await db.scalar("SELECT count(*) FROM schema_migrations") == Int64(all.count))
         #expect(try await Migrator.migrate(db.pool, now: 43, logger: logger).isEmpty)
         await db.drop()
+    }
+
+    /// The binary carries its migrations (a copied binary needs nothing beside it): the embedded
+    /// list is exactly Sources/Shared/Migrations/*.sql — run scripts/gen-migrations after adding one.
+    @Test func embeddedMigrationsAreTheSQLFiles() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/Shared/Migrations")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".sql") }.sorted()
+        let embedded = try Migrator.bundled()
+        #expect(embedded.map(\.version) == files.map { String($0.dropLast(4)) }, "stale: run scripts/gen-migrations")
+        for (migration, file) in zip(embedded, files) {
+            let sql = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+            #expect(migration.sql.trimmingCharacters(in: .whitespacesAndNewlines) == sql.trimmingCharacters(in: .whitespacesAndNewlines),
+                    "\(file) differs from its embedded copy: run scripts/gen-migrations")
+        }
     }
 
     @Test func poolServesMoreCallersThanConnections() async throws {

@@ -1,4 +1,3 @@
-import Foundation
 import KlaxonDomain
 import Logging
 
@@ -12,17 +11,9 @@ public enum Migrator {
         public var sql: String
     }
 
-    public static func bundled() throws -> [Migration] {
-        guard let folder = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
-            throw PostgresError(sqlState: nil, message: "migrations folder missing from the Shared bundle")
-        }
-        let files = try FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)
-            .filter { $0.pathExtension == "sql" }
-            .sorted { $0.lastPathComponent < $1.lastPathComponent }
-        return try files.map { file in
-            Migration(version: file.deletingPathExtension().lastPathComponent, sql: try String(contentsOf: file, encoding: .utf8))
-        }
-    }
+    /// The migrations embedded in the binary (scripts/gen-migrations), so a copied binary needs
+    /// nothing beside it.
+    public static func bundled() throws -> [Migration] { embedded }
 
     /// Returns the versions applied by this call.
     @discardableResult
