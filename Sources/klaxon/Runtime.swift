@@ -8,14 +8,42 @@ import Shared
 
 /// Process wiring shared by the subcommands: logging, config, database, migrations.
 enum Runtime {
+    /// `KLAXON_LOG_LEVEL` (default info) and `KLAXON_LOG_FORMAT`: plain (default) or json (one
+    /// object a line). A value that is neither stops the process, naming the variable.
     static func bootstrapLogging() -> Logger {
-        let level = ProcessInfo.processInfo.environment["KLAXON_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        let environment = ProcessInfo.processInfo.environment
+        let levelText = environment["KLAXON_LOG_LEVEL"].flatMap { $0.isEmpty ? nil : $0 } ?? "info"
+        guard let level = Logger.Level(rawValue: levelText) else {
+            FileHandle.standardError.write(Data("error: KLAXON_LOG_LEVEL=\(levelText) is not trace, debug, info, notice, warning, error or critical\n".utf8))
+            exit(CLIExit.usage)
+        }
+        let format = environment["KLAXON_LOG_FORMAT"].flatMap { $0.isEmpty ? nil : $0 } ?? "plain"
+        switch format {
+        case "json":
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        case "plain":
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        default:
+            FileHandle.standardError.write(Data("error: KLAXON_LOG_FORMAT=\(format) is not plain or json\n".utf8))
+            exit(CLIExit.usage)
         }
         return Logger(label: "klaxon")
+    }
+
+    /// `KLAXON_SHUTDOWN_GRACE_SECONDS` (default 20): how long a graceful shutdown may take before
+    /// what is left is cancelled.
+    static func shutdownGrace() -> Duration {
+        let text = ProcessInfo.processInfo.environment["KLAXON_SHUTDOWN_GRACE_SECONDS"] ?? ""
+        guard !text.isEmpty else { return .seconds(20) }
+        guard let seconds = Int(text), seconds >= 1 else {
+            FileHandle.standardError.write(Data("error: KLAXON_SHUTDOWN_GRACE_SECONDS=\(text) is not a whole number of seconds ≥ 1\n".utf8))
+            exit(CLIExit.usage)
+        }
+        return .seconds(seconds)
     }
 
     static func config() throws -> KlaxonConfig {
@@ -33,8 +61,12 @@ enum Runtime {
     /// Runs services until SIGTERM/SIGINT, then shuts them down gracefully.
     static func run(_ services: [any Service], pool: PostgresPool, logger: Logger) async throws {
         // The pool first: services shut down in reverse order, so it closes after all of them.
-        let group = ServiceGroup(configuration: .init(
-            services: ([pool] + services).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var configuration = ServiceGroupConfiguration(
+            services: ([pool] + services).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Past the grace, what is left is cancelled (claimed pages are released by their lease).
+        configuration.maximumGracefulShutdownDuration = shutdownGrace()
+        configuration.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: configuration)
         try await group.run()
     }
 }
