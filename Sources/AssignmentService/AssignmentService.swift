@@ -20,6 +20,7 @@ public struct AssignmentService: Service {
     let logger: Logger
 
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
+        KlaxonMetrics.bootstrap()
         let waker = Waker()
         let timerWaker = Waker()
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)

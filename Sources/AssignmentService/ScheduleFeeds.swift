@@ -87,6 +87,11 @@ public enum AssignmentHTTP {
             case let .unauthorized(message): return text(.unauthorized, message + "\n")
             }
         }
+        router.get("/metrics") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: KlaxonMetrics.exposition())))
+        }
         router.get("/healthz") { _, _ in text(.ok, "ok\n") }
         router.get("/readyz") { _, _ -> Response in
             do {

@@ -17,6 +17,7 @@ public struct IngestService: Service {
     let logger: Logger
 
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
+        KlaxonMetrics.bootstrap()
         let waker = Waker()
         let processor = EventProcessor(
             pool: pool, clock: clock, assignmentOutbox: waker, logger: logger, maxBatch: config.ingestBatchMax,

@@ -9,6 +9,8 @@ public struct NotifierService: Service {
     public let server: RPCServer
     let dispatcher: NotificationDispatcher
     let waker: Waker
+    let http: any Service
+    private let httpPortLatch = Latch<Int>()
     let clock: any WallClock
     let logger: Logger
 
@@ -16,7 +18,11 @@ public struct NotifierService: Service {
         config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger,
         channels: [String: any DeliveryChannel]? = nil, baseBackoffMs: Int64 = 1_000
     ) {
+        KlaxonMetrics.bootstrap()
         let waker = Waker()
+        let httpPort = httpPortLatch
+        self.http = NotifierHTTP.application(
+            pool: pool, listen: config.notifierHTTPListen, logger: logger, onRunning: { httpPort.resolve(.success($0)) })
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
         self.server = RPCServer(
             configuration: config.rpcServerConfiguration(config.notifierListen),
@@ -44,12 +50,18 @@ public struct NotifierService: Service {
         return router
     }
 
+    /// The HTTP port (health, metrics), once listening (useful with port 0).
+    public func httpPort() async throws -> Int {
+        try await httpPortLatch.wait()
+    }
+
     public func run() async throws {
+        defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
         // Wakes at the next due notification, on a poke (new work, or a send that freed a slot),
         // and at least every second for notifications written by other replicas.
         var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
         loop.maxSleep = .seconds(1)
-        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop)], logger: logger)
+        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), http], logger: logger)
     }
 
     /// The dispatcher's continuous sending, as a Service.

@@ -121,6 +121,9 @@ final class ServiceCluster: @unchecked Sendable {
         environment["KLAXON_NOTIFIER_LISTEN"] = "127.0.0.1:\(ports[3])"
         environment["KLAXON_ASSIGNMENT_ADDRESS"] = "127.0.0.1:\(ports[2])"
         environment["KLAXON_NOTIFIER_ADDRESS"] = "127.0.0.1:\(ports[3])"
+        // HTTP listeners the benchmark does not use: any free port (replicas must not collide).
+        environment["KLAXON_ASSIGNMENT_HTTP_LISTEN"] = "127.0.0.1:0"
+        environment["KLAXON_NOTIFIER_HTTP_LISTEN"] = "127.0.0.1:0"
         environment["KLAXON_LOG_LEVEL"] = environment["KLAXON_BENCH_LOG_LEVEL"] ?? "error"
         let cluster = ServiceCluster(ingestPort: ports[0], environment: environment)
         switch layout {

@@ -24,6 +24,8 @@ final class Pipeline: @unchecked Sendable {
     private(set) var ingestHTTPPort = 0
     /// Assignment's HTTP port (schedule feeds), once Assignment runs.
     private(set) var assignmentHTTPPort = 0
+    /// Notifier's HTTP port (health, metrics), once Notifier runs.
+    private(set) var notifierHTTPPort = 0
     /// An admin token (no user of its own) that `client(_:)` sends on every call.
     private(set) var adminToken = ""
     /// A service token, for tests that stand in for one service calling another.
@@ -44,6 +46,7 @@ final class Pipeline: @unchecked Sendable {
         config.ingestListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: 0)
         config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: 0)
+        config.notifierHTTPListen = HostPort(host: "127.0.0.1", port: 0)
         config.assignmentListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.notifierListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.assignmentAddress = config.assignmentListen
@@ -73,6 +76,7 @@ final class Pipeline: @unchecked Sendable {
             let service = NotifierService(config: config, pool: db.pool, clock: clock, logger: logger, baseBackoffMs: 100)
             server = service.server
             task = Task { try await service.run() }
+            notifierHTTPPort = try await service.httpPort()
         }
         running[part] = task
         servers[part] = server

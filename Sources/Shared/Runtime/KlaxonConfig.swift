@@ -40,6 +40,8 @@ public struct KlaxonConfig: Sendable {
     /// `KLAXON_BOOTSTRAP_TOKEN`: made an admin token at start (idempotent).
     public var bootstrapToken = ""
     public var notifierListen = HostPort(host: "127.0.0.1", port: 7403)
+    /// Notifier's health and metrics endpoints.
+    public var notifierHTTPListen = HostPort(host: "127.0.0.1", port: 8403)
     /// Where Ingest's outbox reaches Assignment, and Assignment's reaches Notifier.
     public var assignmentAddress = HostPort(host: "127.0.0.1", port: 7402)
     public var notifierAddress = HostPort(host: "127.0.0.1", port: 7403)
@@ -128,6 +130,7 @@ public struct KlaxonConfig: Sendable {
         .text("bootstrap_token", \.bootstrapToken, "made an admin token at start (idempotent)",
               check: { $0.count < 32 ? "is too short: use at least 32 random characters" : nil }),
         .address("notifier.listen", \.notifierListen, "Notifier binary protocol"),
+        .address("notifier.http_listen", \.notifierHTTPListen, "Notifier HTTP: /healthz, /readyz, /metrics"),
         .address("assignment.address", \.assignmentAddress, "where Ingest reaches Assignment (default: assignment.listen)"),
         .address("notifier.address", \.notifierAddress, "where Assignment reaches Notifier (default: notifier.listen)"),
         .number("ingest.batch_max", \.ingestBatchMax, minimum: 1, "most triggers per group-commit transaction"),

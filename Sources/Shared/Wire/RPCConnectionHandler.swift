@@ -85,6 +85,12 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
         }
         if let error = error as? FrameError {
             logger.info("closing connection after a bad frame", metadata: ["rpc.error": "\(error)"])
+            let reason = switch error {
+            case .empty: "frame_empty"
+            case .tooLarge: "frame_too_large"
+            case .incomplete: "frame_deadline"
+            }
+            KlaxonMetrics.refused(reason)
             apply(state.refuse(error.status), context: context)
         } else {
             logger.debug("connection failed", metadata: ["rpc.error": "\(error)"])
@@ -124,6 +130,7 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
             reply = loop.makeFailedFuture(RPCError(.invalidArgument, "request has no method"))
         } else if let tooLarge = router.oversized(request.method, bytes: request.body.count) {
             logger.info("request refused: over its method's size limit", metadata: ["rpc.method": "\(request.method)", "rpc.bytes": "\(request.body.count)"])
+            KlaxonMetrics.refused("request_size")
             reply = loop.makeFailedFuture(tooLarge)
         } else if let handler = router.handler(for: request.method) {
             let call = RPCCall(

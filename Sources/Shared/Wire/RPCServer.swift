@@ -52,7 +52,7 @@ public final class RPCServer: Service, Sendable {
         self.router = router
         // Outermost first: every call is logged (refusals too), then authenticated, then held to
         // the caller's deadline; the service's own middleware (metrics, …) wraps the handler.
-        self.middleware = [LoggingMiddleware()] + (authenticate.map { [AuthenticationMiddleware($0)] } ?? [])
+        self.middleware = [LoggingMiddleware(), MetricsMiddleware()] + (authenticate.map { [AuthenticationMiddleware($0)] } ?? [])
             + [DeadlineMiddleware()] + middleware
         self.logger = logger
         self.group = group
@@ -149,7 +149,14 @@ public final class RPCServer: Service, Sendable {
         }
         var connectionLogger = logger
         connectionLogger[metadataKey: "rpc.peer"] = "\(channel.remoteAddress.map { "\($0)" } ?? "?")"
-        if let refusal { connectionLogger.warning("connection refused", metadata: ["rpc.refusal": "\(refusal)"]) }
+        let listener = "\(configuration.host):\(configuration.port)"
+        if let refusal {
+            connectionLogger.warning("connection refused", metadata: ["rpc.refusal": "\(refusal)"])
+            KlaxonMetrics.refused(refusal.contains("per address") ? "connections_per_peer" : "connections")
+        } else {
+            KlaxonMetrics.connectionOpened(listener: listener)
+            channel.closeFuture.whenComplete { _ in KlaxonMetrics.connectionClosed(listener: listener) }
+        }
         let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
         let handler = RPCConnectionHandler(
             router: router, middleware: middleware, maxInFlight: configuration.maxInFlightPerConnection,
