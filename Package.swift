@@ -53,22 +53,24 @@ let package = Package(
         // The incident rules' shell: loads an incident, runs KlaxonDomain's IncidentCore, saves
         // the transition with its timeline and notify requests (used by Ingest and Assignment).
         .target(name: "IncidentEngine", dependencies: ["Shared", "KlaxonDomain"]),
+        // What every service's HTTP listener answers for operators: health, readiness, metrics.
+        .target(name: "HTTPOperations", dependencies: ["Shared", .product(name: "Hummingbird", package: "hummingbird")]),
         .target(
             name: "IngestService",
             dependencies: [
-                "Shared", "KlaxonDomain", "IncidentEngine",
+                "Shared", "KlaxonDomain", "IncidentEngine", "HTTPOperations",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]),
         .target(
             name: "AssignmentService",
             dependencies: [
-                "Shared", "KlaxonDomain", "IncidentEngine", "NotifierService",
+                "Shared", "KlaxonDomain", "IncidentEngine", "NotifierService", "HTTPOperations",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]),
         .target(
             name: "NotifierService",
             dependencies: [
-                "Shared", "KlaxonDomain",
+                "Shared", "KlaxonDomain", "HTTPOperations",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPOperations
 import Hummingbird
 import IncidentEngine
 import KlaxonDomain
@@ -87,28 +88,11 @@ public enum AssignmentHTTP {
             case let .unauthorized(message): return text(.unauthorized, message + "\n")
             }
         }
-        router.get("/metrics") { _, _ -> Response in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: KlaxonMetrics.exposition())))
-        }
-        router.get("/healthz") { _, _ in text(.ok, "ok\n") }
-        router.get("/readyz") { _, _ -> Response in
-            do {
-                try await pool.withConnection { try $0.query("SELECT 1") }
-                return text(.ok, "ready\n")
-            } catch {
-                return text(.serviceUnavailable, "database unavailable\n")
-            }
-        }
+        OperationsRoutes.add(to: router, pool: pool)
         return Application(
             router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-assignment"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 
-    static func text(_ status: HTTPResponse.Status, _ body: String) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "text/plain; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
+    static func text(_ status: HTTPResponse.Status, _ body: String) -> Response { OperationsRoutes.text(status, body) }
 }

@@ -1,3 +1,4 @@
+import HTTPOperations
 import Hummingbird
 import Logging
 import NIOCore
@@ -19,11 +20,7 @@ public enum IngestHTTP {
         }
         router.post("/v2/enqueue", use: enqueue)
         router.post("/v2/events", use: enqueue)
-        router.get("/metrics") { _, _ -> Response in
-            var headers = HTTPFields()
-            headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: KlaxonMetrics.exposition())))
-        }
+        OperationsRoutes.addMetrics(to: router)
         router.get("/healthz") { _, _ in Self.json(.ok, PagerDutyEvents.body(["status": "ok"])) }
         router.get("/readyz") { _, _ -> Response in
             do {
