@@ -176,7 +176,10 @@ enum JSONOut {
 
 enum CLITime {
     static func text(_ millis: Int64) -> String {
-        millis == 0 ? "-" : RFC3339Text.string(millis)
+        guard millis != 0 else { return "-" }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 
     /// RFC 3339 or "now".
@@ -203,14 +206,6 @@ enum CLITime {
             throw CLIError(code: CLIExit.usage, message: "\"\(text)\" is not a duration: use seconds or 30s, 15m, 4h, 7d")
         }
         return value * unit
-    }
-}
-
-enum RFC3339Text {
-    static func string(_ millis: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
     }
 }
 

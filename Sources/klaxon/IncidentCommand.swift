@@ -9,10 +9,6 @@ struct IncidentCommand: AsyncParsableCommand {
         commandName: "incident", abstract: "List, show and act on incidents.",
         subcommands: [List.self, Show.self, Timeline.self, Ack.self, Resolve.self, Note.self, Reassign.self, Escalate.self, Snooze.self])
 
-    static func time(_ millis: Int64) -> String {
-        millis == 0 ? "-" : ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: Double(millis) / 1000))
-    }
-
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Open incidents, newest first (--all for every status).")
         @OptionGroup var connection: ClientOptions
@@ -47,10 +43,10 @@ struct IncidentCommand: AsyncParsableCommand {
             print("""
                 #\(incident.number) \(incident.title)
                   service \(incident.serviceName), urgency \(incident.urgency?.rawValue ?? "?"), status \(state?.status?.rawValue ?? "?")
-                  dedup key \(incident.dedupKey), alerts \(incident.alertCount), created \(IncidentCommand.time(incident.createdAtMs))
+                  dedup key \(incident.dedupKey), alerts \(incident.alertCount), created \(CLITime.text(incident.createdAtMs))
                   level \(state?.level ?? 0) loop \(state?.loop ?? 0)\(state?.exhausted == true ? " (escalation path exhausted)" : ""), assigned \(state?.assigneeIDs.map(String.init).joined(separator: ", ") ?? "")
-                  acknowledged by \(state?.acknowledgements.map { "\($0.actor) at \(IncidentCommand.time($0.atMs))\($0.closedAtMs != 0 ? " (closed)" : "")" }.joined(separator: "; ") ?? "")
-                  escalates at \(IncidentCommand.time(state?.escalateAtMs ?? 0)), ack timeout at \(IncidentCommand.time(state?.ackTimeoutAtMs ?? 0)), auto-resolve at \(IncidentCommand.time(state?.autoResolveAtMs ?? 0))
+                  acknowledged by \(state?.acknowledgements.map { "\($0.actor) at \(CLITime.text($0.atMs))\($0.closedAtMs != 0 ? " (closed)" : "")" }.joined(separator: "; ") ?? "")
+                  escalates at \(CLITime.text(state?.escalateAtMs ?? 0)), ack timeout at \(CLITime.text(state?.ackTimeoutAtMs ?? 0)), auto-resolve at \(CLITime.text(state?.autoResolveAtMs ?? 0))
                 """)
         }
     }
@@ -65,19 +61,19 @@ struct IncidentCommand: AsyncParsableCommand {
             let reply: GetTimelineReply = try await connection.call(Assignment.GetTimeline, GetIncidentRequest(incidentID: id))
             switch format {
             case "json":
-                let entries = reply.entries.map { ["at": IncidentCommand.time($0.atMs), "type": $0.type, "actor": $0.actor, "details": $0.details] as [String: Any] }
+                let entries = reply.entries.map { ["at": CLITime.text($0.atMs), "type": $0.type, "actor": $0.actor, "details": $0.details] as [String: Any] }
                 let data = try JSONSerialization.data(withJSONObject: entries, options: [.prettyPrinted, .sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
             case "markdown":
                 print("| at | type | actor | details |\n|---|---|---|---|")
                 for entry in reply.entries {
                     let details = entry.details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")
-                    print("| \(IncidentCommand.time(entry.atMs)) | \(entry.type) | \(entry.actor) | \(details.replacingOccurrences(of: "|", with: "\\|")) |")
+                    print("| \(CLITime.text(entry.atMs)) | \(entry.type) | \(entry.actor) | \(details.replacingOccurrences(of: "|", with: "\\|")) |")
                 }
             case "text":
                 for entry in reply.entries {
                     let details = entry.details.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-                    print("\(IncidentCommand.time(entry.atMs))  \(entry.type.padding(toLength: 20, withPad: " ", startingAt: 0)) \(entry.actor)  \(details)")
+                    print("\(CLITime.text(entry.atMs))  \(entry.type.padding(toLength: 20, withPad: " ", startingAt: 0)) \(entry.actor)  \(details)")
                 }
             default:
                 throw ValidationError("--format must be text, json or markdown")
@@ -94,7 +90,7 @@ struct IncidentCommand: AsyncParsableCommand {
         func run() async throws {
             let view: IncidentView = try await connection.call(
                 Assignment.Acknowledge, IncidentActionRequest(incidentID: id, userID: user))
-            connection.output(view) { print("acknowledged; ack timeout at \(IncidentCommand.time(view.ackTimeoutAtMs))") }
+            connection.output(view) { print("acknowledged; ack timeout at \(CLITime.text(view.ackTimeoutAtMs))") }
         }
     }
 
@@ -171,7 +167,7 @@ struct IncidentCommand: AsyncParsableCommand {
             let seconds = try CLITime.duration(duration)
             let view: IncidentView = try await connection.call(
                 Assignment.Snooze, IncidentActionRequest(incidentID: id, userID: user, durationSeconds: seconds))
-            connection.output(view) { print("snoozed until \(IncidentCommand.time(view.snoozedUntilMs))") }
+            connection.output(view) { print("snoozed until \(CLITime.text(view.snoozedUntilMs))") }
         }
     }
 }

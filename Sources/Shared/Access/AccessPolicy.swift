@@ -71,7 +71,11 @@ public final class TokenAuthenticator: Sendable {
     }
 
     public func principal(for token: String) async throws -> Principal? {
-        let hash = Secrets.sha256(token)
+        try await principal(for: token, hash: Secrets.sha256(token))
+    }
+
+    /// `hash` is the token's SHA-256, when the caller has it already.
+    func principal(for token: String, hash: [UInt8]) async throws -> Principal? {
         if let hit = cached(hash) { return hit }
         let principal = try await pool.withConnection { try TokenStore.principal($0, token: token) }
         let until = NIODeadline.now() + ttl
@@ -121,10 +125,11 @@ public struct AccessMiddleware: RPCMiddleware {
             call.context.principal = principal
             return next(call)
         }
-        if let hit = authenticator.cached(Secrets.sha256(token)) { return admit(hit) }
+        let hash = Secrets.sha256(token)
+        if let hit = authenticator.cached(hash) { return admit(hit) }
         let promise = call.eventLoop.makePromise(of: Principal?.self)
         let authenticator = self.authenticator
-        promise.completeWithTask { try await authenticator.principal(for: token) }
+        promise.completeWithTask { try await authenticator.principal(for: token, hash: hash) }
         return promise.futureResult.flatMapError { error in
             call.eventLoop.makeFailedFuture(RPCError(.unavailable, "cannot check the token: \(error)"))
         }.flatMap(admit)

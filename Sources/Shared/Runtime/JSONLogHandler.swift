@@ -1,4 +1,5 @@
 import Foundation
+import KlaxonDomain
 import Logging
 
 /// One JSON object a line on stderr (`KLAXON_LOG_FORMAT=json`), for log collectors:
@@ -26,7 +27,8 @@ public struct JSONLogHandler: LogHandler {
     ) {
         var object: [String: Any] = [:]
         for (key, value) in metadata.merging(explicit ?? [:], uniquingKeysWith: { _, new in new }) { object[key] = Self.json(value) }
-        object["ts"] = RFC3339Clock.now()
+        // The log line's own wall-clock time (not a domain instant), formatted without an ICU formatter.
+        object["ts"] = RFC3339.string(millis: Millis((Date().timeIntervalSince1970 * 1000).rounded(.down)))
         object["level"] = level.rawValue
         object["label"] = label
         object["message"] = message.description
@@ -47,10 +49,3 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
-enum RFC3339Clock {
-    static func now() -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: Date())
-    }
-}
