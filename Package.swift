@@ -83,6 +83,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
         // libFuzzer entry point for frame + Envelope + Event decoding (see README, Development).
         .executableTarget(name: "KlaxonFuzz", dependencies: ["Shared"]),
@@ -112,6 +113,7 @@ let package = Package(
                 "Shared", "IngestService", "AssignmentService", "NotifierService",
                 "KlaxonTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
     ],
     swiftLanguageModes: [.v6]

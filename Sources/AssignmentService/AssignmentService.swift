@@ -1,3 +1,4 @@
+import HTTPOperations
 import Logging
 import NotifierService
 import ServiceLifecycle
@@ -26,14 +27,15 @@ public struct AssignmentService: Service {
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)
         let actions = IncidentActions(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker)
         let authenticator = TokenAuthenticator(pool: pool)
-        self.server = RPCServer(
+        let server = RPCServer(
             configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(
                 manager, actions: actions, queries: IncidentQueries(pool: pool),
                 admin: AdminAPI(pool: pool, clock: clock, authenticator: authenticator), people: PeopleAPI(pool: pool)),
             logger: logger, middleware: [AccessMiddleware(authenticator)])
+        self.server = server
         let httpPort = httpPortLatch
         self.http = AssignmentHTTP.application(
-            pool: pool, clock: clock, listen: config.assignmentHTTPListen, logger: logger, onRunning: { httpPort.resolve(.success($0)) })
+            pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen, logger: logger, onRunning: { httpPort.resolve(.success($0)) })
         let credentials = ServiceCredentials(service: "assignment")
         self.credentials = credentials
         self.pool = pool
@@ -78,13 +80,15 @@ public struct AssignmentService: Service {
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
         timerLoop.maxSleep = .seconds(1)
+        var relayLoop = DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)
+        relayLoop.finalStepOnShutdown = true
         try await credentials.whileIssued(pool: pool, clock: clock) {
             try await ServiceRunner.run(server: server, loops: [
-                WorkLoop(DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
+                WorkLoop(relayLoop) { now in
                     try await relay.deliverDue(now: now)
                 },
                 WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
-            ], others: [http], logger: logger)
+            ], others: [http], collector: KlaxonMetrics.databaseCollector(pool, destinations: [Outbox.Destination.notifier]), logger: logger)
         }
     }
 }

@@ -64,7 +64,7 @@ extension AdminAPI {
 /// Assignment's HTTP listener: schedule feeds, /healthz, /readyz.
 public enum AssignmentHTTP {
     public static func application(
-        pool: PostgresPool, clock: any WallClock, listen: HostPort, logger: Logger,
+        pool: PostgresPool, readiness: Readiness, clock: any WallClock, listen: HostPort, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
@@ -88,7 +88,7 @@ public enum AssignmentHTTP {
             case let .unauthorized(message): return text(.unauthorized, message + "\n")
             }
         }
-        OperationsRoutes.add(to: router, pool: pool)
+        OperationsRoutes.add(to: router, readiness: readiness)
         return Application(
             router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-assignment"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)

@@ -54,23 +54,24 @@ public struct TimerManager: Sendable {
         try await pruneInboxIfDue(now: now)
         let batchSize = self.batchSize
         let logger = self.logger
-        let (fired, notified) = try await pool.transaction { connection -> (Int, Int) in
+        let (fired, notified, lags) = try await pool.transaction { connection -> (Int, Int, [Int64]) in
             let due = try connection.query(
                 """
-                SELECT id, work_attempts FROM incidents
+                SELECT id, work_attempts, next_timer_at_ms FROM incidents
                 WHERE status <> 'resolved' AND next_timer_at_ms <= $1
                   AND (work_retry_at_ms IS NULL OR work_retry_at_ms <= $1)
                 ORDER BY next_timer_at_ms
                 LIMIT $2 FOR UPDATE SKIP LOCKED
                 """, [now, batchSize])
             let ids = (0..<due.count).map { due.int64($0, "id")! }
+            let lags = (0..<due.count).map { now - due.int64($0, "next_timer_at_ms")! }
             do {
                 let outcomes = try connection.savepoint {
                     try IncidentStore.runBatch(incidentIDs: ids, connection: connection, now: now) { core, state in
                         try core.fireDueTimers(state, now: now)
                     }
                 }
-                return (due.count, outcomes.reduce(0) { $0 + $1.notified })
+                return (due.count, outcomes.reduce(0) { $0 + $1.notified }, lags)
             } catch let error as PostgresError where error.isConnectionFailure || error.isRetryable {
                 throw error
             } catch {
@@ -90,8 +91,9 @@ public struct TimerManager: Sendable {
                         work: "timer", logger: logger)
                 }
             }
-            return (due.count, notified)
+            return (due.count, notified, lags)
         }
+        for lag in lags { KlaxonMetrics.timerFired(lagMs: lag) }
         if notified > 0 { notifierOutbox.poke() }
         if fired > 0 {
             logger.debug("fired incident timers", metadata: ["timers.incidents": "\(fired)"])

@@ -2,18 +2,43 @@ import Hummingbird
 import NIOCore
 import Shared
 
+/// Whether a service can take traffic: PostgreSQL reachable, its schema at least this binary's
+/// migrations, and its binary-protocol listener accepting (false before the bind and from the
+/// start of a graceful shutdown, so a load balancer stops sending before the process stops).
+public struct Readiness: Sendable {
+    public let pool: PostgresPool
+    public let listeners: [RPCServer]
+
+    public init(pool: PostgresPool, listeners: [RPCServer]) {
+        self.pool = pool
+        self.listeners = listeners
+    }
+
+    /// nil when ready, else what is wrong (one line, for the probe's body and the operator).
+    public func problem() async -> String? {
+        for server in listeners where !server.isAccepting {
+            return "the binary listener \(server.configuration.host):\(server.configuration.port) is not accepting connections"
+        }
+        do {
+            let pending = try await pool.withConnection { try Migrator.pending($0) }
+            if !pending.isEmpty {
+                return "the database lacks migrations \(pending.joined(separator: ", ")): run `klaxon migrate`"
+            }
+        } catch {
+            return "database unavailable"
+        }
+        return nil
+    }
+}
+
 /// What every service's HTTP listener answers for operators: `/healthz` (the process answers),
-/// `/readyz` (PostgreSQL reachable) and `/metrics` (Prometheus text).
+/// `/readyz` (`Readiness`) and `/metrics` (Prometheus text).
 public enum OperationsRoutes {
-    public static func add(to router: Router<BasicRequestContext>, pool: PostgresPool) {
+    public static func add(to router: Router<BasicRequestContext>, readiness: Readiness) {
         router.get("/healthz") { _, _ in text(.ok, "ok\n") }
         router.get("/readyz") { _, _ -> Response in
-            do {
-                try await pool.withConnection { try $0.query("SELECT 1") }
-                return text(.ok, "ready\n")
-            } catch {
-                return text(.serviceUnavailable, "database unavailable\n")
-            }
+            if let problem = await readiness.problem() { return text(.serviceUnavailable, problem + "\n") }
+            return text(.ok, "ready\n")
         }
         addMetrics(to: router)
     }
@@ -22,6 +47,7 @@ public enum OperationsRoutes {
         router.get("/metrics") { _, _ -> Response in
             var headers = HTTPFields()
             headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+            await KlaxonMetrics.collect()
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: KlaxonMetrics.exposition())))
         }
     }

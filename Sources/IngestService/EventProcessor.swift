@@ -85,7 +85,18 @@ public struct EventProcessor: Sendable {
             }
         }
         await flush()
-        return results.map { $0! }
+        let answers = results.map { $0! }
+        for answer in answers { Self.count(answer) }
+        return answers
+    }
+
+    /// `klaxon_events_total` by outcome (and `klaxon_incidents_created_total`): every event
+    /// answered, over either protocol, is counted here once.
+    static func count(_ result: Result<EventResult, RPCError>) {
+        switch result {
+        case let .success(value): KlaxonMetrics.event(outcome: value.outcome?.rawValue ?? "unknown")
+        case let .failure(error): KlaxonMetrics.event(outcome: "\(error.code)".lowercased())
+        }
     }
 
     /// The hot path for one event, on the caller's event loop and without a task: validation,
@@ -99,10 +110,14 @@ public struct EventProcessor: Sendable {
             if let target = directory.cachedTarget(for: request.event.routingKey, now: now),
                case let .trigger(trigger) = try admit(request, action: action, target: target, now: now)
             {
-                return batcher.enqueue(trigger, on: loop)  // its errors know their status (RPCStatusConvertible)
+                let answer = batcher.enqueue(trigger, on: loop)  // its errors know their status (RPCStatusConvertible)
+                answer.whenComplete { Self.count($0.mapError(Self.rpcError)) }
+                return answer
             }
         } catch {
-            return loop.makeFailedFuture(Self.rpcError(error))
+            let refusal = Self.rpcError(error)
+            Self.count(.failure(refusal))
+            return loop.makeFailedFuture(refusal)
         }
         return loop.makeFutureWithTask { try await self.process([request])[0].get() }
     }

@@ -11,7 +11,7 @@ public enum IngestHTTP {
     public static let maxBodyBytes = 1024 * 1024
 
     public static func application(
-        processor: EventProcessor, pool: PostgresPool, listen: HostPort, logger: Logger,
+        processor: EventProcessor, readiness: Readiness, listen: HostPort, logger: Logger,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
@@ -23,12 +23,10 @@ public enum IngestHTTP {
         OperationsRoutes.addMetrics(to: router)
         router.get("/healthz") { _, _ in Self.json(.ok, PagerDutyEvents.body(["status": "ok"])) }
         router.get("/readyz") { _, _ -> Response in
-            do {
-                try await pool.withConnection { try $0.query("SELECT 1") }
-                return Self.json(.ok, PagerDutyEvents.body(["status": "ready"]))
-            } catch {
-                return Self.json(.serviceUnavailable, PagerDutyEvents.body(["status": "database unavailable"]))
+            if let problem = await readiness.problem() {
+                return Self.json(.serviceUnavailable, PagerDutyEvents.body(["status": problem]))
             }
+            return Self.json(.ok, PagerDutyEvents.body(["status": "ready"]))
         }
         return Application(
             router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-ingest"),

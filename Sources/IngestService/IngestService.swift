@@ -1,3 +1,4 @@
+import HTTPOperations
 import Logging
 import ServiceLifecycle
 import Shared
@@ -24,12 +25,13 @@ public struct IngestService: Service {
             maxConcurrentBatches: config.ingestBatchConcurrency)
         self.processor = processor
         let httpPort = httpPortLatch
-        self.http = IngestHTTP.application(
-            processor: processor, pool: pool, listen: config.ingestHTTPListen, logger: logger,
-            onRunning: { httpPort.resolve(.success($0)) })
-        self.server = RPCServer(
+        let server = RPCServer(
             configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger,
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
+        self.server = server
+        self.http = IngestHTTP.application(
+            processor: processor, readiness: Readiness(pool: pool, listeners: [server]), listen: config.ingestHTTPListen, logger: logger,
+            onRunning: { httpPort.resolve(.success($0)) })
         let credentials = ServiceCredentials(service: "ingest")
         self.credentials = credentials
         self.pool = pool
@@ -67,13 +69,16 @@ public struct IngestService: Service {
 
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
+        var relayLoop = DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)
+        relayLoop.finalStepOnShutdown = true
         try await credentials.whileIssued(pool: pool, clock: clock) {
             try await ServiceRunner.run(
                 server: server,
-                loops: [WorkLoop(DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)) { now in
+                loops: [WorkLoop(relayLoop) { now in
                     try await relay.deliverDue(now: now)
                 }],
-                others: [http], logger: logger)
+                others: [http], collector: KlaxonMetrics.databaseCollector(pool, destinations: [Outbox.Destination.assignment]),
+                logger: logger)
         }
     }
 }

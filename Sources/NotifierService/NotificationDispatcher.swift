@@ -75,6 +75,8 @@ public struct NotificationDispatcher: Sendable {
         var decision: NotificationDecision
         var current: IncidentSnapshot
         var claimedAt: Millis
+        /// When this attempt was due (the page latency counts from it).
+        var dueAt: Millis
     }
 
     /// Sends what is due at `now` and waits for those sends and their outcomes; returns when the
@@ -170,7 +172,7 @@ public struct NotificationDispatcher: Sendable {
                 FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
                 WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
                   AND i.id = n.incident_id AND s.id = i.service_id
-                RETURNING n.id::text AS id, n.incident_id, n.user_id, n.rule_id, n.contact_method_id, n.minute_zero, n.reason, n.snapshot,
+                RETURNING n.id::text AS id, n.due_at_ms, n.incident_id, n.user_id, n.rule_id, n.contact_method_id, n.minute_zero, n.reason, n.snapshot,
                           n.attempts, n.first_attempt_at_ms, c.type, c.address, u.name, u.email, r.start_delay_seconds,
                           i.status, i.title, i.urgency, i.number, s.name AS service_name,
                           EXISTS (SELECT 1 FROM incident_assignments a
@@ -218,7 +220,7 @@ public struct NotificationDispatcher: Sendable {
                     startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!),
                     decision: NotificationCore.decide(
                         minuteZero: minuteZero, currentStatus: status, userStillAssigned: rows.bool(row, "assigned")!),
-                    current: current, claimedAt: now))
+                    current: current, claimedAt: now, dueAt: rows.int64(row, "due_at_ms")!))
             }
             if !putBack.isEmpty {
                 try connection.enqueue("UPDATE notifications SET lease_until_ms = 0 WHERE id = ANY($1::text[]::uuid[])", [PGArray(putBack)])
@@ -242,6 +244,9 @@ public struct NotificationDispatcher: Sendable {
         case .sendCurrent: content = notification.current
         }
         guard let channel = channels[notification.channel] else {
+            logger.error("page failed", metadata: [
+                "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)", "channel": "\(notification.channel)",
+                "reason": "\(ChannelKind.named(notification.channel)?.notConfigured ?? "unknown channel")"])
             await finish(notification, status: "failed", attempts: notification.attempts, at: now, timeline: TimelineEntry(
                 at: now, type: .notifyFailed, actor: "notifier",
                 details: details(notification, attempts: notification.attempts, [
@@ -267,19 +272,23 @@ public struct NotificationDispatcher: Sendable {
         } catch {
             let description = "\(error)"
             let delivery = error as? DeliveryError
-            logger.warning("delivery failed", metadata: [
-                "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)",
-                "notification.attempt": "\(attempts)", "error": "\(description)"])
             let outcome = NotificationCore.afterFailedAttempt(
                 DeliveryFailure(description: description, permanent: delivery?.permanent ?? false, retryAfterMs: delivery?.retryAfterMs),
                 attempts: attempts, firstAttemptAt: notification.firstAttemptAt ?? attemptAt, finishedAt: clock.nowMs(),
                 window: DeliveryWindow(lengthMs: deliveryWindowMs, firstBackoffMs: baseBackoffMs, maxBackoffMs: maxBackoffMs))
             switch outcome {
             case let .fail(why):
+                logger.error("page failed", metadata: [
+                    "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)", "channel": "\(notification.channel)",
+                    "notification.attempt": "\(attempts)", "reason": "\(redacted(why, notification))"])
                 await finish(notification, status: "failed", attempts: attempts, at: attemptAt, timeline: TimelineEntry(
                     at: attemptAt, type: .notifyFailed, actor: "notifier",
                     details: details(notification, attempts: attempts, ["error": why])))
             case let .retry(nextAt):
+                logger.warning("page attempt failed; retrying", metadata: [
+                    "notification.id": "\(notification.id)", "incident.id": "\(notification.incidentID)", "channel": "\(notification.channel)",
+                    "notification.attempt": "\(attempts)", "reason": "\(redacted(description, notification))", "retry_in_ms": "\(nextAt - attemptAt)"])
+                KlaxonMetrics.notification(channel: notification.channel, outcome: "retried")
                 let entry = TimelineEntry(
                     at: attemptAt, type: .notifyRetry, actor: "notifier",
                     details: details(notification, attempts: attempts, ["error": description, "retry_at_ms": String(nextAt)]))
@@ -302,6 +311,12 @@ public struct NotificationDispatcher: Sendable {
         }
     }
 
+    /// Logs never carry a contact address (a webhook URL may hold a secret, an email or phone
+    /// number is personal): where an error repeats it, it is masked.
+    private func redacted(_ text: String, _ notification: Claimed) -> String {
+        text.replacingOccurrences(of: notification.address, with: AddressMask.mask(notification.address, channel: notification.channel))
+    }
+
     private func details(_ notification: Claimed, attempts: Int, _ extra: [String: String]) -> [String: String] {
         var details = [
             "notification": notification.id, "user": String(notification.userID), "rule": String(notification.ruleID),
@@ -315,6 +330,8 @@ public struct NotificationDispatcher: Sendable {
     /// Records the outcome at the attempt's instant. A skip or a failure keeps its reason in
     /// `last_error`; a sent notification keeps none (its failed attempts are in the timeline).
     private func finish(_ notification: Claimed, status: String, attempts: Int, at: Millis, timeline: TimelineEntry) async {
+        KlaxonMetrics.notification(channel: notification.channel, outcome: status)
+        if status == "sent" { KlaxonMetrics.pageSent(channel: notification.channel, latencyMs: at - notification.dueAt) }
         let why = status == "sent" ? nil : (timeline.details["reason"] ?? timeline.details["error"])
         let firstAttemptAt: Millis? = attempts > notification.attempts ? (notification.firstAttemptAt ?? at) : nil
         do {

@@ -3,13 +3,13 @@ import Hummingbird
 import Logging
 import Shared
 
-/// Notifier's HTTP listener: /healthz, /readyz (PostgreSQL reachable) and /metrics.
+/// Notifier's HTTP listener: /healthz, /readyz and /metrics.
 public enum NotifierHTTP {
     public static func application(
-        pool: PostgresPool, listen: HostPort, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        readiness: Readiness, listen: HostPort, logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
-        OperationsRoutes.add(to: router, pool: pool)
+        OperationsRoutes.add(to: router, readiness: readiness)
         return Application(
             router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-notifier"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)

@@ -1,3 +1,4 @@
+import HTTPOperations
 import AsyncHTTPClient
 import Logging
 import NIOCore
@@ -13,6 +14,7 @@ public struct NotifierService: Service {
     private let httpPortLatch = Latch<Int>()
     let clock: any WallClock
     let logger: Logger
+    let pool: PostgresPool
 
     public init(
         config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger,
@@ -21,18 +23,21 @@ public struct NotifierService: Service {
         KlaxonMetrics.bootstrap()
         let waker = Waker()
         let httpPort = httpPortLatch
-        self.http = NotifierHTTP.application(
-            pool: pool, listen: config.notifierHTTPListen, logger: logger, onRunning: { httpPort.resolve(.success($0)) })
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
-        self.server = RPCServer(
+        let server = RPCServer(
             configuration: config.rpcServerConfiguration(config.notifierListen),
             router: Self.router(intake, people: PeopleAPI(pool: pool)), logger: logger,
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
+        self.server = server
+        self.http = NotifierHTTP.application(
+            readiness: Readiness(pool: pool, listeners: [server]), listen: config.notifierHTTPListen, logger: logger,
+            onRunning: { httpPort.resolve(.success($0)) })
         self.dispatcher = NotificationDispatcher(
             pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
             baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, logger: logger)
         self.waker = waker
+        self.pool = pool
         self.clock = clock
         self.logger = logger
     }
@@ -61,7 +66,8 @@ public struct NotifierService: Service {
         // and at least every second for notifications written by other replicas.
         var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
         loop.maxSleep = .seconds(1)
-        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), http], logger: logger)
+        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), http],
+            collector: KlaxonMetrics.databaseCollector(pool, destinations: []), logger: logger)
     }
 
     /// The dispatcher's continuous sending, as a Service.

@@ -61,8 +61,11 @@ enum Runtime {
     /// Runs services until SIGTERM/SIGINT, then shuts them down gracefully.
     static func run(_ services: [any Service], pool: PostgresPool, logger: Logger) async throws {
         // The pool first: services shut down in reverse order, so it closes after all of them.
+        // Callers list services upstream first (ingest, assignment, notifier); reversed here, so
+        // on SIGTERM Ingest stops first and its relay's last step still reaches Assignment, and
+        // Assignment's still reaches Notifier, which stops last, finishing the pages in flight.
         var configuration = ServiceGroupConfiguration(
-            services: ([pool] + services).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: ([pool] + services.reversed()).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Past the grace, what is left is cancelled (claimed pages are released by their lease).
         configuration.maximumGracefulShutdownDuration = shutdownGrace()
         configuration.maximumCancellationDuration = .seconds(5)

@@ -37,4 +37,58 @@ import Testing
         await ingest.close()
         await pipeline.shutdown()
     }
+
+    /// The domain metrics (issue 13, point 3): events by outcome, incidents created, notifications
+    /// by channel and outcome, page latency and timer lag histograms, outbox depth and oldest age
+    /// per destination, pool usage, refusals — on all three /metrics endpoints, during a real run.
+    @Test func domainMetricsAppearOnEveryEndpoint() async throws {
+        let pipeline = try await Pipeline()
+        // Two levels one second apart: the escalation is a timer that fires during the test.
+        let url = "\(pipeline.sink.url)/hooks"
+        let service = try await pipeline.db.pool.transaction { connection in
+            try Seed.service(
+                connection, name: "Metrics", routingKey: Seed.newRoutingKey(),
+                users: ["Alice", "Bob"].map { Seed.User(name: $0, email: "\($0.lowercased())@example.com", webhookURL: url) },
+                levels: [[0], [1]], escalationDelaySeconds: 1)
+        }
+        let ingest = pipeline.client(.ingest, token: nil)
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "m-1"))
+        #expect(created.outcome == .created)
+        let again: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "m-1"))
+        #expect(again.outcome == .deduplicated)
+        let unknown = Pipeline.trigger(Seed.newRoutingKey(), dedupKey: "m-2")
+        #expect(await ingest.failure(Ingest.SendEvent, unknown)?.code == .invalidArgument)
+        // Over SendEvent's size limit: refused before decoding, counted as a refusal.
+        var huge = Pipeline.trigger(service.routingKey, dedupKey: "m-3")
+        huge.payload?.customDetails = ["blob": String(repeating: "x", count: 600 * 1024)]
+        #expect(await ingest.failure(Ingest.SendEvent, huge)?.code == .invalidArgument)
+        // Alice at once, then Bob when the escalation timer fires a second later.
+        let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(15))
+        #expect(pages.count >= 2, "the escalation did not page Bob")
+        try await Task.sleep(for: .milliseconds(300))  // the outcome write after the last send
+        for port in [pipeline.ingestHTTPPort, pipeline.assignmentHTTPPort, pipeline.notifierHTTPPort] {
+            let body = try await Self.get(port, "/metrics").body
+            let lines = body.split(separator: "\n").map(String.init)
+            func has(_ prefix: String, _ parts: String...) -> Bool {
+                lines.contains { line in line.hasPrefix(prefix) && parts.allSatisfy { line.contains($0) } }
+            }
+            #expect(has("klaxon_events_total{", "outcome=\"created\""), "port \(port)")
+            #expect(has("klaxon_events_total{", "outcome=\"deduplicated\""))
+            #expect(has("klaxon_events_total{", "outcome=\"invalid_argument\""))
+            #expect(has("klaxon_incidents_created_total"))
+            #expect(has("klaxon_notifications_total{", "channel=\"webhook\"", "outcome=\"sent\""))
+            #expect(has("klaxon_page_latency_seconds_bucket{", "channel=\"webhook\""))
+            #expect(has("klaxon_page_latency_seconds_count{", "channel=\"webhook\""))
+            #expect(has("klaxon_timer_lag_seconds_bucket{"))
+            #expect(has("klaxon_timer_lag_seconds_count"))
+            #expect(has("klaxon_outbox_depth{", "destination=\"assignment\""))
+            #expect(has("klaxon_outbox_depth{", "destination=\"notifier\""))
+            #expect(has("klaxon_outbox_oldest_age_seconds{", "destination=\"notifier\""))
+            #expect(has("klaxon_database_pool_connections{", "state=\"open\""))
+            #expect(has("klaxon_database_pool_waiting"))
+            #expect(has("klaxon_rpc_refusals_total{", "reason=\"request_size\""))
+        }
+        await ingest.close()
+        await pipeline.shutdown()
+    }
 }

@@ -5,6 +5,7 @@ import KlaxonTestSupport
 import KlaxonDomain
 import Logging
 import NotifierService
+import ServiceLifecycle
 import Shared
 
 /// The three services on their own loopback ports, one fresh database, one HTTP sink standing in
@@ -20,6 +21,7 @@ final class Pipeline: @unchecked Sendable {
     let clock: any WallClock
     private var running: [Part: Task<Void, Error>] = [:]
     private var servers: [Part: RPCServer] = [:]
+    private var groups: [Part: ServiceGroup] = [:]
     /// Ingest's HTTP port (PagerDuty Events v2), once Ingest runs.
     private(set) var ingestHTTPPort = 0
     /// Assignment's HTTP port (schedule feeds), once Assignment runs.
@@ -65,17 +67,17 @@ final class Pipeline: @unchecked Sendable {
         case .ingest:
             let service = IngestService(config: config, pool: db.pool, clock: clock, logger: logger)
             server = service.server
-            task = Task { try await service.run() }
+            task = Self.run(service, logger: logger, groups: &groups, part: part)
             ingestHTTPPort = try await service.httpPort()
         case .assignment:
             let service = AssignmentService(config: config, pool: db.pool, clock: clock, logger: logger)
             server = service.server
-            task = Task { try await service.run() }
+            task = Self.run(service, logger: logger, groups: &groups, part: part)
             assignmentHTTPPort = try await service.httpPort()
         case .notifier:
             let service = NotifierService(config: config, pool: db.pool, clock: clock, logger: logger, baseBackoffMs: 100)
             server = service.server
-            task = Task { try await service.run() }
+            task = Self.run(service, logger: logger, groups: &groups, part: part)
             notifierHTTPPort = try await service.httpPort()
         }
         running[part] = task
@@ -124,10 +126,24 @@ final class Pipeline: @unchecked Sendable {
         return try await done()
     }
 
+    /// Runs a part in its own ServiceGroup, so `stop` shuts it down as SIGTERM would.
+    private static func run(
+        _ service: some Service, logger: Logger, groups: inout [Part: ServiceGroup], part: Part
+    ) -> Task<Void, Error> {
+        var configuration = ServiceGroupConfiguration(services: [.init(service: service)], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(3)
+        let group = ServiceGroup(configuration: configuration)
+        groups[part] = group
+        return Task { try await group.run() }
+    }
+
+    /// A graceful shutdown, as on SIGTERM (listener closed, calls and sends in flight finished,
+    /// claims released); past 3 s what is left is cancelled.
     func stop(_ part: Part) async {
-        running[part]?.cancel()
+        await groups[part]?.triggerGracefulShutdown()
         _ = await running[part]?.result
         running[part] = nil
+        groups[part] = nil
     }
 
     /// A client of one part that sends `token` (default: the admin token; nil: none).

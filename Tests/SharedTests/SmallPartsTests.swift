@@ -37,6 +37,53 @@ import Testing
     }
 }
 
+/// The configuration reference and the code agree both ways (issue 13, point 7): every
+/// `KLAXON_*` variable the sources read is documented in README.md (a service's in the
+/// configuration table), and every variable in that table is one the code reads.
+@Suite struct ConfigurationReferenceTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Variables named in the sources (string literals and `variable(key)`-made names of settings).
+    static func variablesInSources() throws -> Set<String> {
+        var found = Set(KlaxonConfig.settings.map(\.variable))
+        let pattern = try NSRegularExpression(pattern: #"KLAXON_[A-Z0-9_]*[A-Z0-9]"#)
+        let sources = root.appendingPathComponent("Sources")
+        let files = FileManager.default.enumerator(at: sources, includingPropertiesForKeys: nil)!
+        for case let file as URL in files where file.pathExtension == "swift" {
+            // Test fixtures are not the product.
+            if file.path.contains("/KlaxonTestSupport/") { continue }
+            let text = try String(contentsOf: file, encoding: .utf8)
+            for match in pattern.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                found.insert(String(text[Range(match.range, in: text)!]))
+            }
+        }
+        return found
+    }
+
+    @Test func readmeDocumentsEveryVariableTheCodeReadsAndNoOther() throws {
+        let readme = try String(contentsOf: Self.root.appendingPathComponent("README.md"), encoding: .utf8)
+        let inCode = try Self.variablesInSources()
+        // The CLI's own (documented in the CLI section) and the benchmarks' are not service settings.
+        let clientSide: Set<String> = ["KLAXON_ADDRESS", "KLAXON_TOKEN", "KLAXON_CLI_CONFIG", "KLAXON_BENCH_LOG_LEVEL"]
+        let tableRows = readme.split(separator: "\n").filter { $0.hasPrefix("| `KLAXON_") }
+        let inTable = Set(tableRows.compactMap { row -> String? in
+            let name = row.dropFirst(3).prefix { $0 != "`" }
+            return name.isEmpty ? nil : String(name)
+        })
+        #expect(inCode.count > 25, "the scan found too little: \(inCode.sorted())")
+        for variable in inCode.sorted() {
+            if clientSide.contains(variable) {
+                #expect(readme.contains("`\(variable)`") || readme.contains("$\(variable)"), "README does not mention \(variable), which the code reads")
+            } else {
+                #expect(inTable.contains(variable), "README's configuration reference lacks \(variable), which the code reads")
+            }
+        }
+        for variable in inTable.sorted() {
+            #expect(inCode.contains(variable), "README documents \(variable), which no code reads")
+        }
+    }
+}
+
 /// Settings live in one table (KlaxonConfig.settings): environment parsing and the README's
 /// configuration reference both follow it.
 @Suite struct KlaxonConfigTests {

@@ -15,6 +15,16 @@ public enum Migrator {
     /// nothing beside it.
     public static func bundled() throws -> [Migration] { embedded }
 
+    /// The embedded migrations the database has not applied (readiness: a binary is not ready on
+    /// a schema older than its own).
+    public static func pending(_ connection: PGConnection) throws -> [String] {
+        let exists = try connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL AS present").bool(0, "present") ?? false
+        guard exists else { return try bundled().map(\.version) }
+        let done = try connection.query("SELECT version FROM schema_migrations")
+        let versions = Set((0..<done.count).compactMap { done.string($0, "version") })
+        return try bundled().map(\.version).filter { !versions.contains($0) }
+    }
+
     /// Returns the versions applied by this call.
     @discardableResult
     public static func migrate(_ pool: PostgresPool, now: Millis, logger: Logger) async throws -> [String] {

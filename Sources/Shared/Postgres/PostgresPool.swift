@@ -41,6 +41,11 @@ public final class PostgresPool: Service, Sendable {
         threads.start()
     }
 
+    /// Connections open (lent or idle), idle, and callers waiting for one (`klaxon_database_pool_*`).
+    public var usage: (open: Int, idle: Int, waiting: Int) {
+        state.withLockedValue { ($0.open, $0.idle.count, $0.waiters.count) }
+    }
+
     public convenience init(url: String, logger: Logger) {
         self.init(configuration: PostgresConfiguration(url: url), logger: logger)
     }

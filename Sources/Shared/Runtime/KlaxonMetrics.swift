@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
@@ -26,6 +27,92 @@ public enum KlaxonMetrics {
 
     /// The Prometheus text exposition of every metric.
     public static func exposition() -> String { registry.emitToString() }
+
+    // MARK: Gauges read at scrape time
+
+    public typealias Collector = @Sendable () async -> Void
+    private static let collectors = NIOLockedValueBox<[Int: Collector]>([:])
+    private static let nextCollector = NIOLockedValueBox(0)
+
+    /// Runs `body` while `collector` updates gauges before each scrape (outbox depth, pool usage:
+    /// what is cheaper to read when asked than to track on every change).
+    public static func whileCollecting<T: Sendable>(_ collector: @escaping Collector, _ body: () async throws -> T) async rethrows -> T {
+        let key = nextCollector.withLockedValue { next in
+            next += 1
+            return next
+        }
+        collectors.withLockedValue { $0[key] = collector }
+        defer { _ = collectors.withLockedValue { $0.removeValue(forKey: key) } }
+        return try await body()
+    }
+
+    /// Brings the scrape-time gauges up to date (each collector bounded to 2 s).
+    public static func collect() async {
+        let all = collectors.withLockedValue { Array($0.values) }
+        await withTaskGroup(of: Void.self) { group in
+            for collector in all {
+                group.addTask {
+                    await withTaskGroup(of: Void.self) { race in
+                        race.addTask { await collector() }
+                        race.addTask { try? await Task.sleep(for: .seconds(2)) }
+                        await race.next()
+                        race.cancelAll()
+                    }
+                }
+            }
+        }
+    }
+
+    /// The collector a service registers: its outbox destinations' depth and oldest row, and its
+    /// connection pool's usage.
+    public static func databaseCollector(_ pool: PostgresPool, destinations: [String]) -> Collector {
+        { @Sendable in
+            let usage = pool.usage
+            Gauge(label: "klaxon_database_pool_connections", dimensions: [("state", "open")]).record(usage.open)
+            Gauge(label: "klaxon_database_pool_connections", dimensions: [("state", "idle")]).record(usage.idle)
+            Gauge(label: "klaxon_database_pool_waiting", dimensions: []).record(usage.waiting)
+            guard !destinations.isEmpty else { return }
+            let rows = try? await pool.withConnection { connection -> [(String, Int, Int64?)] in
+                let result = try connection.query(
+                    """
+                    SELECT d AS destination, count(o.id)::bigint AS depth, min(o.created_at_ms) AS oldest
+                    FROM unnest($1::text[]) AS d LEFT JOIN outbox o ON o.destination = d GROUP BY d
+                    """, [PGArray(destinations)])
+                return (0..<result.count).map { (result.string($0, "destination")!, result.int($0, "depth")!, result.int64($0, "oldest")) }
+            }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            for (destination, depth, oldest) in rows ?? [] {
+                Gauge(label: "klaxon_outbox_depth", dimensions: [("destination", destination)]).record(depth)
+                Gauge(label: "klaxon_outbox_oldest_age_seconds", dimensions: [("destination", destination)])
+                    .record(Double(oldest.map { max(0, now - $0) } ?? 0) / 1000)
+            }
+        }
+    }
+
+    // MARK: Domain
+
+    /// One monitor event's outcome: created, deduplicated, acknowledged, resolved, ignored, or the
+    /// refusal's status code (invalid_argument, resource_exhausted, …).
+    public static func event(outcome: String) {
+        Counter(label: "klaxon_events_total", dimensions: [("outcome", outcome)]).increment()
+        if outcome == "created" { Counter(label: "klaxon_incidents_created_total", dimensions: []).increment() }
+    }
+
+    /// A page's end: sent, skipped, failed, or retried (an attempt that failed and will be tried again).
+    public static func notification(channel: String, outcome: String) {
+        Counter(label: "klaxon_notifications_total", dimensions: [("channel", channel), ("outcome", outcome)]).increment()
+    }
+
+    /// Page latency: from the instant the page was due to the instant it was sent.
+    public static func pageSent(channel: String, latencyMs: Int64) {
+        Metrics.Timer(label: "klaxon_page_latency_seconds", dimensions: [("channel", channel)])
+            .recordMilliseconds(max(0, latencyMs))
+    }
+
+    /// Timer lag: from the instant an incident timer was due to the instant it fired.
+    public static func timerFired(lagMs: Int64) {
+        Metrics.Timer(label: "klaxon_timer_lag_seconds", dimensions: []).recordMilliseconds(max(0, lagMs))
+    }
 
     // The metrics themselves (names follow Prometheus conventions).
     public static func rpcCall(method: String, code: StatusCode, nanoseconds: Int64) {

@@ -40,6 +40,7 @@ public final class RPCServer: Service, Sendable {
     private let logger: Logger
     private let group: EventLoopGroup
     private let listening = Latch<SocketAddress>()
+    private let accepting = NIOLockedValueBox(false)
     private let connectionCount = NIOLockedValueBox(0)
     private let peerCounts = NIOLockedValueBox<[String: Int]>([:])
 
@@ -58,6 +59,10 @@ public final class RPCServer: Service, Sendable {
         self.group = group
     }
 
+    /// True while the listener accepts connections (readiness: false before the bind and from
+    /// the start of a graceful shutdown).
+    public var isAccepting: Bool { accepting.withLockedValue { $0 } }
+
     /// The address bound, once listening (useful with port 0).
     public func localAddress() async throws -> SocketAddress {
         try await listening.wait()
@@ -70,6 +75,7 @@ public final class RPCServer: Service, Sendable {
         let logger = self.logger
         let connectionCount = self.connectionCount
         let peerCounts = self.peerCounts
+        let accepting = self.accepting
         let serverChannel: NIOAsyncChannel<RPCConnection, Never>
         do {
             serverChannel = try await ServerBootstrap(group: group)
@@ -106,6 +112,8 @@ public final class RPCServer: Service, Sendable {
             throw error
         }
         if let address = serverChannel.channel.localAddress { listening.resolve(.success(address)) }
+        accepting.withLockedValue { $0 = true }
+        defer { accepting.withLockedValue { $0 = false } }
         logger.info("listening", metadata: ["rpc.address": "\(serverChannel.channel.localAddress.map { "\($0)" } ?? "?")"])
 
         try await withThrowingDiscardingTaskGroup { connections in
@@ -113,6 +121,7 @@ public final class RPCServer: Service, Sendable {
                 for try await connection in inbound.cancelOnGracefulShutdown() {
                     connections.addTask { await Self.serve(connection) }
                 }
+                accepting.withLockedValue { $0 = false }
             }
         }
     }

@@ -11,6 +11,9 @@ public struct DueWorkLoop: Sendable {
     public var waker: Waker
     public var maxSleep: Duration = .seconds(2)
     public var errorBackoff: Duration = .milliseconds(500)
+    /// Run the step once more after a graceful shutdown began (an outbox relay delivers what the
+    /// last calls wrote, as far as its peer still answers; what it cannot stays for the next start).
+    public var finalStepOnShutdown = false
     public var logger: Logger
 
     public init(name: String, clock: any WallClock, waker: Waker, logger: Logger) {
@@ -37,6 +40,14 @@ public struct DueWorkLoop: Sendable {
                 }
                 if wakeAt > clock.nowMs() { await waker.wait(until: wakeAt, on: clock) }
             }
+        }
+        // Graceful shutdown (not cancellation): one last step, if asked.
+        guard finalStepOnShutdown, !Task.isCancelled else { return }
+        do {
+            _ = try await step(clock.nowMs())
+        } catch {
+            logger.info("final step at shutdown did not complete; its work stays for the next start", metadata: [
+                "loop": "\(name)", "error": "\(error)"])
         }
     }
 }

@@ -23,8 +23,13 @@ public struct WorkLoop: Service {
 /// reading and answers what it read; loops finish their step), and one part failing ends them all.
 /// Inside `klaxon serve` these groups are members of the process's group, beside the pool.
 public enum ServiceRunner {
-    public static func run(server: RPCServer, loops: [WorkLoop], others: [any Service] = [], logger: Logger) async throws {
+    /// `collector` updates the service's scrape-time gauges (outbox depth, pool usage) while it runs.
+    public static func run(
+        server: RPCServer, loops: [WorkLoop], others: [any Service] = [], collector: KlaxonMetrics.Collector? = nil, logger: Logger
+    ) async throws {
         let services: [any Service] = loops + others + [server]  // the server is shut down first
-        try await ServiceGroup(services: services, logger: logger).run()
+        try await KlaxonMetrics.whileCollecting(collector ?? {}) {
+            try await ServiceGroup(services: services, logger: logger).run()
+        }
     }
 }
