@@ -23,7 +23,11 @@ struct ServiceCommand: AsyncParsableCommand {
         let clock = SystemWallClock()
         let pool = try await Runtime.openDatabase(config, clock: clock, logger: logger)
         let names = services.isEmpty ? Name.allCases : services
-        if let token = try await Configuration.bootstrapAdmin(pool, token: config.bootstrapToken, now: clock.nowMs()) {
+        // Tokens are Assignment's business (it serves Admin): a process without it (an Ingest or
+        // Notifier container) neither reads KLAXON_BOOTSTRAP_TOKEN nor makes a first admin token.
+        if names.contains(.assignment),
+           let token = try await Configuration.bootstrapAdmin(pool, token: config.bootstrapToken, now: clock.nowMs())
+        {
             print("First start: no admin token existed; created one (shown this once, keep it): \(token)")
         }
         let running: [any Service] = names.map { name in
