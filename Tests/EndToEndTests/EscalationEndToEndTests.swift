@@ -154,7 +154,7 @@ import Testing
         var second = pipeline.config
         second.assignmentListen = HostPort(host: "127.0.0.1", port: try await freePort())
         let replica = AssignmentService(config: second, pool: pipeline.db.pool, clock: clock, logger: pipeline.logger)
-        let replicaTask = Task { try await replica.run() }
+        let replicaRun = RunningService(replica, logger: pipeline.logger)
         pipeline.extraLoops = 2
         try await pipeline.start(.assignment)
 
@@ -167,8 +167,7 @@ import Testing
         for second in 1...3 { await pipeline.move(to: EscalationEndToEndTests.at(minutes: 30, seconds: second)) }
         #expect(pipeline.sink.requests.count == 2, "paged once, not once per replica")
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries WHERE type = 'escalate'") == 1)
-        replicaTask.cancel()
-        _ = await replicaTask.result
+        await replicaRun.stop()
         await ingest.close()
         await pipeline.shutdown()
     }

@@ -130,11 +130,9 @@ final class Pipeline: @unchecked Sendable {
     private static func run(
         _ service: some Service, logger: Logger, groups: inout [Part: ServiceGroup], part: Part
     ) -> Task<Void, Error> {
-        var configuration = ServiceGroupConfiguration(services: [.init(service: service)], logger: logger)
-        configuration.maximumGracefulShutdownDuration = .seconds(3)
-        let group = ServiceGroup(configuration: configuration)
-        groups[part] = group
-        return Task { try await group.run() }
+        let running = RunningService(service, logger: logger)
+        groups[part] = running.group
+        return running.task
     }
 
     /// A graceful shutdown, as on SIGTERM (listener closed, calls and sends in flight finished,
@@ -190,4 +188,24 @@ final class Pipeline: @unchecked Sendable {
 
 extension HTTPSink.Request {
     var webhook: WebhookMessage? { try? JSONDecoder().decode(WebhookMessage.self, from: Data(body)) }
+}
+
+/// A service run in its own ServiceGroup; `stop()` is a graceful shutdown, as on SIGTERM (past
+/// 3 s, what is left is cancelled).
+struct RunningService: Sendable {
+    let group: ServiceGroup
+    let task: Task<Void, Error>
+
+    init(_ service: some Service, logger: Logger) {
+        var configuration = ServiceGroupConfiguration(services: [.init(service: service)], logger: logger)
+        configuration.maximumGracefulShutdownDuration = .seconds(3)
+        let group = ServiceGroup(configuration: configuration)
+        self.group = group
+        task = Task { try await group.run() }
+    }
+
+    func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = await task.result
+    }
 }
