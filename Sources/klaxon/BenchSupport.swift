@@ -112,18 +112,18 @@ final class ServiceCluster: @unchecked Sendable {
     static func start(layout: BenchE2ECommand.Layout, databaseURL: String, poolSize: Int) async throws -> ServiceCluster {
         var ports: [Int] = []
         for _ in 0..<4 { ports.append(try await BenchIngestCommand.freePort()) }
-        var environment = ProcessInfo.processInfo.environment
-        environment["KLAXON_DATABASE_URL"] = databaseURL
-        environment["KLAXON_DATABASE_POOL_SIZE"] = String(poolSize)
-        environment["KLAXON_INGEST_LISTEN"] = "127.0.0.1:\(ports[0])"
-        environment["KLAXON_INGEST_HTTP_LISTEN"] = "127.0.0.1:\(ports[1])"
-        environment["KLAXON_ASSIGNMENT_LISTEN"] = "127.0.0.1:\(ports[2])"
-        environment["KLAXON_NOTIFIER_LISTEN"] = "127.0.0.1:\(ports[3])"
-        environment["KLAXON_ASSIGNMENT_ADDRESS"] = "127.0.0.1:\(ports[2])"
-        environment["KLAXON_NOTIFIER_ADDRESS"] = "127.0.0.1:\(ports[3])"
+        var config = KlaxonConfig(databaseURL: databaseURL)
+        config.databasePoolSize = poolSize
+        config.ingestListen = HostPort(host: "127.0.0.1", port: ports[0])
+        config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: ports[1])
+        config.assignmentListen = HostPort(host: "127.0.0.1", port: ports[2])
+        config.notifierListen = HostPort(host: "127.0.0.1", port: ports[3])
+        config.assignmentAddress = config.assignmentListen
+        config.notifierAddress = config.notifierListen
         // HTTP listeners the benchmark does not use: any free port (replicas must not collide).
-        environment["KLAXON_ASSIGNMENT_HTTP_LISTEN"] = "127.0.0.1:0"
-        environment["KLAXON_NOTIFIER_HTTP_LISTEN"] = "127.0.0.1:0"
+        config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: 0)
+        config.notifierHTTPListen = HostPort(host: "127.0.0.1", port: 0)
+        var environment = ProcessInfo.processInfo.environment.merging(config.environment) { _, new in new }
         environment["KLAXON_LOG_LEVEL"] = environment["KLAXON_BENCH_LOG_LEVEL"] ?? "error"
         let cluster = ServiceCluster(ingestPort: ports[0], environment: environment)
         switch layout {

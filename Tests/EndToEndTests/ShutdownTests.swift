@@ -18,15 +18,7 @@ import Testing
         init(_ pipeline: Pipeline, grace: Int) throws {
             log = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-serve-\(UUID().uuidString).log")
             FileManager.default.createFile(atPath: log.path, contents: nil)
-            let config = pipeline.config
-            var environment = ProcessInfo.processInfo.environment
-            environment["KLAXON_DATABASE_URL"] = config.databaseURL
-            environment["KLAXON_INGEST_LISTEN"] = "\(config.ingestListen)"
-            environment["KLAXON_INGEST_HTTP_LISTEN"] = "\(config.ingestHTTPListen)"
-            environment["KLAXON_ASSIGNMENT_LISTEN"] = "\(config.assignmentListen)"
-            environment["KLAXON_ASSIGNMENT_HTTP_LISTEN"] = "\(config.assignmentHTTPListen)"
-            environment["KLAXON_NOTIFIER_LISTEN"] = "\(config.notifierListen)"
-            environment["KLAXON_NOTIFIER_HTTP_LISTEN"] = "\(config.notifierHTTPListen)"
+            var environment = ProcessInfo.processInfo.environment.merging(pipeline.config.environment) { _, new in new }
             environment["KLAXON_SHUTDOWN_GRACE_SECONDS"] = "\(grace)"
             environment["KLAXON_LOG_LEVEL"] = "info"
             process.executableURL = URL(fileURLWithPath: KlaxonCLI.binary)

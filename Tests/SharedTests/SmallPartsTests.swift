@@ -105,5 +105,15 @@ import Testing
         #expect(config.smtpServer == "mail:25")
         #expect(throws: ConfigError.self) { try KlaxonConfig.fromEnvironment(["KLAXON_DATABASE_URL": "x", "KLAXON_RPC_MAX_IN_FLIGHT": "0"]) }
         #expect(throws: ConfigError.self) { try KlaxonConfig.fromEnvironment(["KLAXON_DATABASE_URL": "x", "KLAXON_SMTP_SERVER": "nope"]) }
+        // `environment` is the inverse: another process configured by it reads the same settings.
+        var original = config
+        original.ingestHTTPListen = HostPort(host: "127.0.0.1", port: 0)
+        original.notifierAddress = HostPort(host: "notifier", port: 7403)
+        original.frameDeadlineSeconds = 3
+        let copy = try KlaxonConfig.fromEnvironment(original.environment)
+        for setting in KlaxonConfig.settings {
+            #expect(copy.environment[setting.variable] == original.environment[setting.variable], "\(setting.variable)")
+        }
+        #expect(copy.notifierAddress == HostPort(host: "notifier", port: 7403) && copy.frameDeadlineSeconds == 3)
     }
 }

@@ -165,6 +165,17 @@ public struct KlaxonConfig: Sendable {
         return config
     }
 
+    /// The environment that configures another process exactly like this one (every setting,
+    /// empty ones left out): what a test or benchmark passes to the `klaxon` binary it starts.
+    public var environment: [String: String] {
+        var variables: [String: String] = [:]
+        for setting in Self.settings {
+            let value = setting.show(self)
+            if !value.isEmpty { variables[setting.variable] = value }
+        }
+        return variables
+    }
+
     public func rpcServerConfiguration(_ listen: HostPort) -> RPCServerConfiguration {
         var configuration = RPCServerConfiguration(host: listen.host, port: listen.port)
         configuration.maxFrameBytes = maxFrameBytes
