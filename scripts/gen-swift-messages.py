@@ -30,6 +30,7 @@ MESSAGE_NAMES = {
     "klaxon.assignment.v1.ScheduleList": "ScheduleListMessage",
     "klaxon.assignment.v1.Service": "ServiceMessage",
     "klaxon.assignment.v1.ServiceList": "ServiceListMessage",
+    "klaxon.assignment.v1.SurgeSettings": "SurgeSettingsMessage",
     "klaxon.assignment.v1.Acknowledgement": "AcknowledgementView",
     "klaxon.assignment.v1.Incident": "IncidentInfo",
     "klaxon.assignment.v1.TimelineEntry": "TimelineEntryView",

@@ -59,6 +59,7 @@ public struct AssignmentService: Service {
         actions.register(into: &router)
         queries.register(into: &router)
         admin.register(into: &router)
+        MajorIncidentsAPI(pool: actions.pool, clock: actions.clock).register(into: &router)
         router.register(Assignment.IncidentTriggered) { (request: IncidentTriggeredRequest, _) in
             try await manager.incidentTriggered(request)
             return Empty()
@@ -80,6 +81,10 @@ public struct AssignmentService: Service {
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
         timerLoop.maxSleep = .seconds(1)
+        // Surge detection: evaluated every second (by one replica at a time).
+        var surgeLoop = DueWorkLoop(name: "assignment.surge", clock: clock, waker: Waker(), logger: logger)
+        surgeLoop.maxSleep = .seconds(1)
+        let surge = SurgeWatcher(pool: pool, logger: logger)
         var relayLoop = DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)
         relayLoop.finalStepOnShutdown = true
         try await credentials.whileIssued(pool: pool, clock: clock) {
@@ -88,6 +93,7 @@ public struct AssignmentService: Service {
                     try await relay.deliverDue(now: now)
                 },
                 WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
+                WorkLoop(surgeLoop) { now in try await surge.step(now: now) },
             ], others: [http], collector: KlaxonMetrics.databaseCollector(pool, destinations: [Outbox.Destination.notifier]), logger: logger)
         }
     }

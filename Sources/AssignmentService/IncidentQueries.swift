@@ -75,7 +75,8 @@ public struct IncidentQueries: Sendable {
             """
             SELECT i.id, i.number, i.service_id, s.name AS service_name, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.created_at_ms, i.resolved_at_ms, i.current_level, i.current_loop, i.escalate_at_ms, i.ack_timeout_at_ms,
-                   i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied
+                   i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.priority, i.major, i.major_incident_id,
+                   CASE WHEN i.major THEN (SELECT count(*) FROM incidents c WHERE c.major_incident_id = i.id) ELSE 0 END AS child_count
             FROM incidents i JOIN services s ON s.id = i.service_id
             WHERE i.id = ANY($1::bigint[]) ORDER BY i.id DESC
             """, [idArray])
@@ -107,7 +108,9 @@ public struct IncidentQueries: Sendable {
                 serviceID: rows.uint64(row, "service_id")!, serviceName: rows.string(row, "service_name")!,
                 dedupKey: rows.string(row, "dedup_key")!, severity: rows.string(row, "severity")!,
                 createdAtMs: rows.int64(row, "created_at_ms")!, resolvedAtMs: rows.int64(row, "resolved_at_ms") ?? 0,
-                alertCount: UInt32(alertCounts[id] ?? 0), state: IncidentView(incidentID: UInt64(id), state: state))
+                alertCount: UInt32(alertCounts[id] ?? 0), state: IncidentView(incidentID: UInt64(id), state: state),
+                priority: rows.string(row, "priority") ?? "", major: rows.bool(row, "major")!,
+                majorIncidentID: rows.uint64(row, "major_incident_id") ?? 0, childCount: UInt32(rows.int(row, "child_count") ?? 0))
         }
     }
 

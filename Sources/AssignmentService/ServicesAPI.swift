@@ -120,12 +120,13 @@ public enum ServiceStore {
         try connection.query("UPDATE services SET deleted_at_ms = $2, escalation_policy_id = NULL WHERE id = $1", [id, now])
     }
 
-    /// Services not deleted, with their keys masked.
+    /// Services not deleted, with their keys masked; Klaxon's own (`system`, e.g. "Major
+    /// incidents") only when asked for by id, so they are never listed, exported or pruned.
     static func load(_ connection: PGConnection, id: Int64? = nil) throws -> [ServiceMessage] {
         let rows = try connection.query(
             """
             SELECT id, name, escalation_policy_id, ack_timeout_seconds, auto_resolve_timeout_seconds, urgency_rule, events_per_minute, events_burst
-            FROM services WHERE deleted_at_ms IS NULL AND ($1::bigint IS NULL OR id = $1) ORDER BY id
+            FROM services WHERE deleted_at_ms IS NULL AND ($1::bigint IS NULL AND NOT system OR id = $1) ORDER BY id
             """, [id])
         let keys = try connection.query(
             """

@@ -57,6 +57,10 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     case repeatEscalationPath = "repeat_escalation_path"
     case exhaustEscalationPath = "exhaust_escalation_path"
     case reassign, snooze, resolve, note
+    /// Major incident response (issue 14): an incident became major (by hand or by surge
+    /// detection); a child was linked to its major incident; the surge ended.
+    case majorDeclared = "major_declared", linked
+    case surgeEnded = "surge_ended"
 }
 
 public struct TimelineEntry: Sendable, Equatable {

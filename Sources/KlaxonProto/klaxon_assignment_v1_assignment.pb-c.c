@@ -322,6 +322,141 @@ void   klaxon__assignment__v1__incident__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__incident__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__set_priority_request__init
+                     (Klaxon__Assignment__V1__SetPriorityRequest         *message)
+{
+  static const Klaxon__Assignment__V1__SetPriorityRequest init_value = KLAXON__ASSIGNMENT__V1__SET_PRIORITY_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__set_priority_request__get_packed_size
+                     (const Klaxon__Assignment__V1__SetPriorityRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__set_priority_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__set_priority_request__pack
+                     (const Klaxon__Assignment__V1__SetPriorityRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__set_priority_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__set_priority_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__SetPriorityRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__set_priority_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__SetPriorityRequest *
+       klaxon__assignment__v1__set_priority_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__SetPriorityRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__set_priority_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__set_priority_request__free_unpacked
+                     (Klaxon__Assignment__V1__SetPriorityRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__set_priority_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__declare_major_request__init
+                     (Klaxon__Assignment__V1__DeclareMajorRequest         *message)
+{
+  static const Klaxon__Assignment__V1__DeclareMajorRequest init_value = KLAXON__ASSIGNMENT__V1__DECLARE_MAJOR_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__declare_major_request__get_packed_size
+                     (const Klaxon__Assignment__V1__DeclareMajorRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__declare_major_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__declare_major_request__pack
+                     (const Klaxon__Assignment__V1__DeclareMajorRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__declare_major_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__declare_major_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__DeclareMajorRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__declare_major_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__DeclareMajorRequest *
+       klaxon__assignment__v1__declare_major_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__DeclareMajorRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__declare_major_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__declare_major_request__free_unpacked
+                     (Klaxon__Assignment__V1__DeclareMajorRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__declare_major_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__link_incidents_request__init
+                     (Klaxon__Assignment__V1__LinkIncidentsRequest         *message)
+{
+  static const Klaxon__Assignment__V1__LinkIncidentsRequest init_value = KLAXON__ASSIGNMENT__V1__LINK_INCIDENTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__link_incidents_request__get_packed_size
+                     (const Klaxon__Assignment__V1__LinkIncidentsRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__link_incidents_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__link_incidents_request__pack
+                     (const Klaxon__Assignment__V1__LinkIncidentsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__link_incidents_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__link_incidents_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__LinkIncidentsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__link_incidents_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__LinkIncidentsRequest *
+       klaxon__assignment__v1__link_incidents_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__LinkIncidentsRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__link_incidents_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__link_incidents_request__free_unpacked
+                     (Klaxon__Assignment__V1__LinkIncidentsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__link_incidents_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__assignment__v1__list_incidents_request__init
                      (Klaxon__Assignment__V1__ListIncidentsRequest         *message)
 {
@@ -1549,6 +1684,51 @@ void   klaxon__assignment__v1__schedule_feed__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__schedule_feed__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__surge_settings__init
+                     (Klaxon__Assignment__V1__SurgeSettings         *message)
+{
+  static const Klaxon__Assignment__V1__SurgeSettings init_value = KLAXON__ASSIGNMENT__V1__SURGE_SETTINGS__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__surge_settings__get_packed_size
+                     (const Klaxon__Assignment__V1__SurgeSettings *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__surge_settings__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__surge_settings__pack
+                     (const Klaxon__Assignment__V1__SurgeSettings *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__surge_settings__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__surge_settings__pack_to_buffer
+                     (const Klaxon__Assignment__V1__SurgeSettings *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__surge_settings__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__SurgeSettings *
+       klaxon__assignment__v1__surge_settings__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__SurgeSettings *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__surge_settings__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__surge_settings__free_unpacked
+                     (Klaxon__Assignment__V1__SurgeSettings *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__surge_settings__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -2063,7 +2243,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__d
   (ProtobufCMessageInit) klaxon__assignment__v1__get_incident_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[12] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[16] =
 {
   {
     "id",
@@ -2209,13 +2389,65 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "priority",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, priority),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "major",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, major),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "major_incident_id",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, major_incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "child_count",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, child_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] = {
   10,   /* field[10] = alert_count */
+  15,   /* field[15] = child_count */
   8,   /* field[8] = created_at_ms */
   6,   /* field[6] = dedup_key */
   0,   /* field[0] = id */
+  13,   /* field[13] = major */
+  14,   /* field[14] = major_incident_id */
   1,   /* field[1] = number */
+  12,   /* field[12] = priority */
   9,   /* field[9] = resolved_at_ms */
   4,   /* field[4] = service_id */
   5,   /* field[5] = service_name */
@@ -2227,7 +2459,7 @@ static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] 
 static const ProtobufCIntRange klaxon__assignment__v1__incident__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
 {
@@ -2237,11 +2469,190 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
   "Klaxon__Assignment__V1__Incident",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__Incident),
-  12,
+  16,
   klaxon__assignment__v1__incident__field_descriptors,
   klaxon__assignment__v1__incident__field_indices_by_name,
   1,  klaxon__assignment__v1__incident__number_ranges,
   (ProtobufCMessageInit) klaxon__assignment__v1__incident__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__set_priority_request__field_descriptors[2] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SetPriorityRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "priority",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SetPriorityRequest, priority),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__set_priority_request__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+  1,   /* field[1] = priority */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__set_priority_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__set_priority_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.SetPriorityRequest",
+  "SetPriorityRequest",
+  "Klaxon__Assignment__V1__SetPriorityRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__SetPriorityRequest),
+  2,
+  klaxon__assignment__v1__set_priority_request__field_descriptors,
+  klaxon__assignment__v1__set_priority_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__set_priority_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__set_priority_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__declare_major_request__field_descriptors[3] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__DeclareMajorRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "title",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__DeclareMajorRequest, title),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "priority",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__DeclareMajorRequest, priority),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__declare_major_request__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+  2,   /* field[2] = priority */
+  1,   /* field[1] = title */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__declare_major_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__declare_major_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.DeclareMajorRequest",
+  "DeclareMajorRequest",
+  "Klaxon__Assignment__V1__DeclareMajorRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__DeclareMajorRequest),
+  3,
+  klaxon__assignment__v1__declare_major_request__field_descriptors,
+  klaxon__assignment__v1__declare_major_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__declare_major_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__declare_major_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__link_incidents_request__field_descriptors[3] =
+{
+  {
+    "major_incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__LinkIncidentsRequest, major_incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "incident_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__LinkIncidentsRequest, n_incident_ids),
+    offsetof(Klaxon__Assignment__V1__LinkIncidentsRequest, incident_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "merge",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__LinkIncidentsRequest, merge),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__link_incidents_request__field_indices_by_name[] = {
+  1,   /* field[1] = incident_ids */
+  0,   /* field[0] = major_incident_id */
+  2,   /* field[2] = merge */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__link_incidents_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__link_incidents_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.LinkIncidentsRequest",
+  "LinkIncidentsRequest",
+  "Klaxon__Assignment__V1__LinkIncidentsRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__LinkIncidentsRequest),
+  3,
+  klaxon__assignment__v1__link_incidents_request__field_descriptors,
+  klaxon__assignment__v1__link_incidents_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__link_incidents_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__link_incidents_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_incidents_request__field_descriptors[4] =
@@ -4139,6 +4550,148 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_feed__descript
   (ProtobufCMessageInit) klaxon__assignment__v1__schedule_feed__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__surge_settings__field_descriptors[9] =
+{
+  {
+    "enabled",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, enabled),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "window_seconds",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, window_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_incidents",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, min_incidents),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rate_factor",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, rate_factor),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "min_services",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, min_services),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "quiet_period_seconds",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, quiet_period_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "surging",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, surging),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "surge_since_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, surge_since_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "major_incident_id",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, major_incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__surge_settings__field_indices_by_name[] = {
+  0,   /* field[0] = enabled */
+  8,   /* field[8] = major_incident_id */
+  2,   /* field[2] = min_incidents */
+  4,   /* field[4] = min_services */
+  5,   /* field[5] = quiet_period_seconds */
+  3,   /* field[3] = rate_factor */
+  7,   /* field[7] = surge_since_ms */
+  6,   /* field[6] = surging */
+  1,   /* field[1] = window_seconds */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__surge_settings__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__surge_settings__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.SurgeSettings",
+  "SurgeSettings",
+  "Klaxon__Assignment__V1__SurgeSettings",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__SurgeSettings),
+  9,
+  klaxon__assignment__v1__surge_settings__field_descriptors,
+  klaxon__assignment__v1__surge_settings__field_indices_by_name,
+  1,  klaxon__assignment__v1__surge_settings__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__surge_settings__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue klaxon__assignment__v1__restriction_kind__enum_values_by_number[3] =
 {
   { "RESTRICTION_KIND_UNSPECIFIED", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED", 0 },
@@ -4169,7 +4722,7 @@ const ProtobufCEnumDescriptor klaxon__assignment__v1__restriction_kind__descript
   klaxon__assignment__v1__restriction_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[11] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[14] =
 {
   { "IncidentTriggered", &klaxon__assignment__v1__incident_triggered_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "IncidentsTriggered", &klaxon__assignment__v1__incident_triggered_batch__descriptor, &klaxon__rpc__v1__batch_reply__descriptor },
@@ -4182,18 +4735,24 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__metho
   { "GetIncident", &klaxon__assignment__v1__get_incident_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
   { "ListIncidents", &klaxon__assignment__v1__list_incidents_request__descriptor, &klaxon__assignment__v1__list_incidents_reply__descriptor },
   { "GetTimeline", &klaxon__assignment__v1__get_incident_request__descriptor, &klaxon__assignment__v1__get_timeline_reply__descriptor },
+  { "SetPriority", &klaxon__assignment__v1__set_priority_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
+  { "DeclareMajor", &klaxon__assignment__v1__declare_major_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
+  { "LinkIncidents", &klaxon__assignment__v1__link_incidents_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
 };
 const unsigned klaxon__assignment__v1__assignment__method_indices_by_name[] = {
   2,        /* Acknowledge */
   7,        /* AddNote */
+  12,        /* DeclareMajor */
   5,        /* Escalate */
   8,        /* GetIncident */
   10,        /* GetTimeline */
   0,        /* IncidentTriggered */
   1,        /* IncidentsTriggered */
+  13,        /* LinkIncidents */
   9,        /* ListIncidents */
   4,        /* Reassign */
   3,        /* Resolve */
+  11,        /* SetPriority */
   6         /* Snooze */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor =
@@ -4203,7 +4762,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor 
   "Assignment",
   "Klaxon__Assignment__V1__Assignment",
   "klaxon.assignment.v1",
-  11,
+  14,
   klaxon__assignment__v1__assignment__method_descriptors,
   klaxon__assignment__v1__assignment__method_indices_by_name
 };
@@ -4295,6 +4854,30 @@ void klaxon__assignment__v1__assignment__get_timeline(ProtobufCService *service,
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
   service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void klaxon__assignment__v1__assignment__set_priority(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__SetPriorityRequest *input,
+                                                      Klaxon__Assignment__V1__Incident_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__declare_major(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__DeclareMajorRequest *input,
+                                                       Klaxon__Assignment__V1__Incident_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 12, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__link_incidents(ProtobufCService *service,
+                                                        const Klaxon__Assignment__V1__LinkIncidentsRequest *input,
+                                                        Klaxon__Assignment__V1__Incident_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
                                                Klaxon__Assignment__V1__Assignment_ServiceDestroy destroy)
 {
@@ -4302,7 +4885,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
                                      &klaxon__assignment__v1__assignment__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[25] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[27] =
 {
   { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
   { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
@@ -4329,6 +4912,8 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "ApplyConfiguration", &klaxon__assignment__v1__config_document__descriptor, &klaxon__assignment__v1__apply_reply__descriptor },
   { "ExportConfiguration", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__config_document__descriptor },
   { "RotateScheduleFeed", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__schedule_feed__descriptor },
+  { "GetSurgeSettings", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__surge_settings__descriptor },
+  { "UpdateSurgeSettings", &klaxon__assignment__v1__surge_settings__descriptor, &klaxon__assignment__v1__surge_settings__descriptor },
 };
 const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
   22,        /* ApplyConfiguration */
@@ -4345,6 +4930,7 @@ const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
   2,        /* GetEscalationPolicy */
   7,        /* GetSchedule */
   13,        /* GetService */
+  25,        /* GetSurgeSettings */
   3,        /* ListEscalationPolicies */
   8,        /* ListSchedules */
   14,        /* ListServices */
@@ -4354,6 +4940,7 @@ const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
   1,        /* UpdateEscalationPolicy */
   6,        /* UpdateSchedule */
   12,        /* UpdateService */
+  26,        /* UpdateSurgeSettings */
   21,        /* WhoAmI */
   10         /* WhoIsOnCall */
 };
@@ -4364,7 +4951,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
   "Admin",
   "Klaxon__Assignment__V1__Admin",
   "klaxon.assignment.v1",
-  25,
+  27,
   klaxon__assignment__v1__admin__method_descriptors,
   klaxon__assignment__v1__admin__method_indices_by_name
 };
@@ -4567,6 +5154,22 @@ void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *servi
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
   service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service,
+                                                       const Klaxon__Rpc__V1__Empty *input,
+                                                       Klaxon__Assignment__V1__SurgeSettings_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *service,
+                                                          const Klaxon__Assignment__V1__SurgeSettings *input,
+                                                          Klaxon__Assignment__V1__SurgeSettings_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
                                           Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)

@@ -7,7 +7,10 @@ import Shared
 struct IncidentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "incident", abstract: "List, show and act on incidents.",
-        subcommands: [List.self, Show.self, Timeline.self, Ack.self, Resolve.self, Note.self, Reassign.self, Escalate.self, Snooze.self])
+        subcommands: [
+            List.self, Show.self, Timeline.self, Ack.self, Resolve.self, Note.self, Reassign.self, Escalate.self, Snooze.self,
+            Priority.self, Declare.self, Link.self,
+        ])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Open incidents, newest first (--all for every status).")
@@ -18,11 +21,13 @@ struct IncidentCommand: AsyncParsableCommand {
             let reply: ListIncidentsReply = try await connection.call(
                 Assignment.ListIncidents, ListIncidentsRequest(statuses: all ? [] : [.triggered, .acknowledged]))
             connection.output(reply.incidents) {
-                var table = Table("ID", "NUMBER", "STATUS", "URGENCY", "SERVICE", "LEVEL", "ASSIGNED", "TITLE")
+                var table = Table("ID", "NUMBER", "STATUS", "URGENCY", "PRIORITY", "SERVICE", "LEVEL", "ASSIGNED", "TITLE")
                 for incident in reply.incidents {
                     let state = incident.state
+                    let priority = (incident.priority.isEmpty ? "-" : incident.priority) + (incident.major ? " MAJOR" : "")
+                        + (incident.majorIncidentID != 0 ? " → \(incident.majorIncidentID)" : "")
                     table.add(
-                        "\(incident.id)", "#\(incident.number)", state?.status?.rawValue ?? "?", incident.urgency?.rawValue ?? "?",
+                        "\(incident.id)", "#\(incident.number)", state?.status?.rawValue ?? "?", incident.urgency?.rawValue ?? "?", priority,
                         incident.serviceName, "\(state?.level ?? 0)", state?.assigneeIDs.map(String.init).joined(separator: ",") ?? "",
                         incident.title)
                 }
@@ -47,6 +52,7 @@ struct IncidentCommand: AsyncParsableCommand {
                   level \(state?.level ?? 0) loop \(state?.loop ?? 0)\(state?.exhausted == true ? " (escalation path exhausted)" : ""), assigned \(state?.assigneeIDs.map(String.init).joined(separator: ", ") ?? "")
                   acknowledged by \(state?.acknowledgements.map { "\($0.actor) at \(CLITime.text($0.atMs))\($0.closedAtMs != 0 ? " (closed)" : "")" }.joined(separator: "; ") ?? "")
                   escalates at \(CLITime.text(state?.escalateAtMs ?? 0)), ack timeout at \(CLITime.text(state?.ackTimeoutAtMs ?? 0)), auto-resolve at \(CLITime.text(state?.autoResolveAtMs ?? 0))
+                  priority \(incident.priority.isEmpty ? "none" : incident.priority)\(incident.major ? ", MAJOR incident with \(incident.childCount) linked" : "")\(incident.majorIncidentID != 0 ? ", linked to major incident \(incident.majorIncidentID)" : "")
                 """)
         }
     }
@@ -168,6 +174,108 @@ struct IncidentCommand: AsyncParsableCommand {
             let view: IncidentView = try await connection.call(
                 Assignment.Snooze, IncidentActionRequest(incidentID: id, userID: user, durationSeconds: seconds))
             connection.output(view) { print("snoozed until \(CLITime.text(view.snoozedUntilMs))") }
+        }
+    }
+
+    struct Priority: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set an incident's priority: P1–P5, or none.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "Incident id.") var id: UInt64
+        @Argument(help: "P1, P2, P3, P4, P5 or none.") var priority: String
+
+        func run() async throws {
+            let value = priority.lowercased() == "none" ? "" : priority.uppercased()
+            let incident: IncidentInfo = try await connection.call(Assignment.SetPriority, SetPriorityRequest(incidentID: id, priority: value))
+            connection.output(incident) { print("incident \(incident.id): priority \(incident.priority.isEmpty ? "none" : incident.priority)") }
+        }
+    }
+
+    struct Declare: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Declare a major incident: an existing incident (ID), or a new one (--title).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "Incident id (leave out with --title).") var id: UInt64?
+        @Option(help: "Title of a new major incident.") var title: String?
+        @Option(help: "P1–P5 (default P1).") var priority = "P1"
+
+        func validate() throws {
+            if (id == nil) == (title == nil) { throw ValidationError("give an incident id, or --title for a new major incident (not both)") }
+        }
+
+        func run() async throws {
+            let incident: IncidentInfo = try await connection.call(
+                Assignment.DeclareMajor, DeclareMajorRequest(incidentID: id ?? 0, title: title ?? "", priority: priority.uppercased()))
+            connection.output(incident) { print("major incident \(incident.id) (#\(incident.number), \(incident.priority)): \(incident.title)") }
+        }
+    }
+
+    struct Link: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Link incidents to a major incident (--merge: move their alerts to it and resolve them).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The major incident's id.") var major: UInt64
+        @Argument(help: "Incident ids to link.") var ids: [UInt64]
+        @Flag(help: "Move their alerts to the major incident and resolve them.") var merge = false
+
+        func run() async throws {
+            let incident: IncidentInfo = try await connection.call(
+                Assignment.LinkIncidents, LinkIncidentsRequest(majorIncidentID: major, incidentIDs: ids, merge: merge))
+            connection.output(incident) {
+                print("\(merge ? "merged" : "linked") \(ids.count) into major incident \(incident.id) (\(incident.childCount) linked, \(incident.alertCount) alerts)")
+            }
+        }
+    }
+}
+
+/// `klaxon surge show|set`: surge detection's settings and state.
+struct SurgeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "surge", abstract: "Surge detection: show or change its settings.", subcommands: [Show.self, Set.self])
+
+    static func print(_ settings: SurgeSettingsMessage) {
+        Swift.print("""
+            surge detection \(settings.enabled ? "on" : "off"): ≥ \(settings.minIncidents) new incidents, or ≥ \(settings.rateFactor)× the trailing hour's rate, \
+            in \(settings.windowSeconds) s across ≥ \(settings.minServices) services; ends after \(settings.quietPeriodSeconds) s below
+            \(settings.surging ? "surging since \(CLITime.text(settings.surgeSinceMs)): major incident \(settings.majorIncidentID)" : "no surge now")
+            """)
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Settings and whether a surge is going on.")
+        @OptionGroup var connection: ClientOptions
+
+        func run() async throws {
+            let settings: SurgeSettingsMessage = try await connection.call(Admin.GetSurgeSettings, Empty())
+            connection.output(settings) { SurgeCommand.print(settings) }
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change settings (those not given stay).")
+        @OptionGroup var connection: ClientOptions
+        @Option(help: "on or off.") var enabled: String?
+        @Option(help: "Window, seconds (10–3600).") var window: UInt32?
+        @Option(name: .customLong("min-incidents"), help: "N: new incidents in the window (0: rate test only).") var minIncidents: UInt32?
+        @Option(name: .customLong("rate-factor"), help: "K: times the trailing hour's rate (0: count test only).") var rateFactor: UInt32?
+        @Option(name: .customLong("min-services"), help: "S: services the incidents must span.") var minServices: UInt32?
+        @Option(name: .customLong("quiet-period"), help: "Seconds below the threshold before a surge ends.") var quietPeriod: UInt32?
+
+        func run() async throws {
+            var settings: SurgeSettingsMessage = try await connection.call(Admin.GetSurgeSettings, Empty())
+            if let enabled {
+                switch enabled.lowercased() {
+                case "on", "true", "yes": settings.enabled = true
+                case "off", "false", "no": settings.enabled = false
+                default: throw CLIError(code: CLIExit.usage, message: "--enabled takes on or off, not \"\(enabled)\"")
+                }
+            }
+            if let window { settings.windowSeconds = window }
+            if let minIncidents { settings.minIncidents = minIncidents }
+            if let rateFactor { settings.rateFactor = rateFactor }
+            if let minServices { settings.minServices = minServices }
+            if let quietPeriod { settings.quietPeriodSeconds = quietPeriod }
+            let updated: SurgeSettingsMessage = try await connection.call(Admin.UpdateSurgeSettings, settings)
+            connection.output(updated) { SurgeCommand.print(updated) }
         }
     }
 }

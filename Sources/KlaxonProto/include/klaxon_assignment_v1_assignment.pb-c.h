@@ -24,6 +24,9 @@ typedef struct Klaxon__Assignment__V1__Acknowledgement Klaxon__Assignment__V1__A
 typedef struct Klaxon__Assignment__V1__IncidentView Klaxon__Assignment__V1__IncidentView;
 typedef struct Klaxon__Assignment__V1__GetIncidentRequest Klaxon__Assignment__V1__GetIncidentRequest;
 typedef struct Klaxon__Assignment__V1__Incident Klaxon__Assignment__V1__Incident;
+typedef struct Klaxon__Assignment__V1__SetPriorityRequest Klaxon__Assignment__V1__SetPriorityRequest;
+typedef struct Klaxon__Assignment__V1__DeclareMajorRequest Klaxon__Assignment__V1__DeclareMajorRequest;
+typedef struct Klaxon__Assignment__V1__LinkIncidentsRequest Klaxon__Assignment__V1__LinkIncidentsRequest;
 typedef struct Klaxon__Assignment__V1__ListIncidentsRequest Klaxon__Assignment__V1__ListIncidentsRequest;
 typedef struct Klaxon__Assignment__V1__ListIncidentsReply Klaxon__Assignment__V1__ListIncidentsReply;
 typedef struct Klaxon__Assignment__V1__TimelineEntry Klaxon__Assignment__V1__TimelineEntry;
@@ -53,6 +56,7 @@ typedef struct Klaxon__Assignment__V1__ConfigDocument Klaxon__Assignment__V1__Co
 typedef struct Klaxon__Assignment__V1__PlanChange Klaxon__Assignment__V1__PlanChange;
 typedef struct Klaxon__Assignment__V1__ApplyReply Klaxon__Assignment__V1__ApplyReply;
 typedef struct Klaxon__Assignment__V1__ScheduleFeed Klaxon__Assignment__V1__ScheduleFeed;
+typedef struct Klaxon__Assignment__V1__SurgeSettings Klaxon__Assignment__V1__SurgeSettings;
 
 
 /* --- enums --- */
@@ -213,10 +217,76 @@ struct  Klaxon__Assignment__V1__Incident
    * status, level, assignees, acknowledgements, pending timers
    */
   Klaxon__Assignment__V1__IncidentView *state;
+  /*
+   * P1–P5, "" when not set
+   */
+  char *priority;
+  /*
+   * a major incident (declared, or opened by surge detection)
+   */
+  protobuf_c_boolean major;
+  /*
+   * the major incident this one is linked to, 0 if none
+   */
+  uint64_t major_incident_id;
+  /*
+   * a major incident: how many incidents are linked to it
+   */
+  uint32_t child_count;
 };
 #define KLAXON__ASSIGNMENT__V1__INCIDENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL }
+    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+/*
+ * SetPriority: "P1"–"P5", or "" to clear.
+ */
+struct  Klaxon__Assignment__V1__SetPriorityRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  char *priority;
+};
+#define KLAXON__ASSIGNMENT__V1__SET_PRIORITY_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__set_priority_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * DeclareMajor: makes incident_id a major incident, or (incident_id 0) opens a new major
+ * incident titled `title` on Klaxon's own "Major incidents" service.
+ */
+struct  Klaxon__Assignment__V1__DeclareMajorRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  char *title;
+  /*
+   * default P1
+   */
+  char *priority;
+};
+#define KLAXON__ASSIGNMENT__V1__DECLARE_MAJOR_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__declare_major_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * LinkIncidents: links children to a major incident (each keeps its own timeline); with merge,
+ * a child's alerts move to the major incident and the child is resolved.
+ */
+struct  Klaxon__Assignment__V1__LinkIncidentsRequest
+{
+  ProtobufCMessage base;
+  uint64_t major_incident_id;
+  size_t n_incident_ids;
+  uint64_t *incident_ids;
+  protobuf_c_boolean merge;
+};
+#define KLAXON__ASSIGNMENT__V1__LINK_INCIDENTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__link_incidents_request__descriptor) \
+    , 0, 0,NULL, 0 }
 
 
 struct  Klaxon__Assignment__V1__ListIncidentsRequest
@@ -743,6 +813,53 @@ struct  Klaxon__Assignment__V1__ScheduleFeed
     , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
+/*
+ * Surge detection: new incidents in the last window_seconds ≥ min_incidents, or ≥ rate_factor ×
+ * the trailing hour's rate, across ≥ min_services services, open one major incident; the surge
+ * ends after quiet_period_seconds below that. The state fields are read-only.
+ */
+struct  Klaxon__Assignment__V1__SurgeSettings
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean enabled;
+  /*
+   * 10–3600
+   */
+  uint32_t window_seconds;
+  /*
+   * N; 0: only the rate test
+   */
+  uint32_t min_incidents;
+  /*
+   * K; 0: only the count test
+   */
+  uint32_t rate_factor;
+  /*
+   * S, ≥ 1
+   */
+  uint32_t min_services;
+  /*
+   * 0–86400
+   */
+  uint32_t quiet_period_seconds;
+  /*
+   * read-only: a surge is going on
+   */
+  protobuf_c_boolean surging;
+  /*
+   * read-only
+   */
+  int64_t surge_since_ms;
+  /*
+   * read-only: the surge's major incident
+   */
+  uint64_t major_incident_id;
+};
+#define KLAXON__ASSIGNMENT__V1__SURGE_SETTINGS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__surge_settings__descriptor) \
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+
+
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
 void   klaxon__assignment__v1__incident_triggered_request__init
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest         *message);
@@ -875,6 +992,63 @@ Klaxon__Assignment__V1__Incident *
                       const uint8_t       *data);
 void   klaxon__assignment__v1__incident__free_unpacked
                      (Klaxon__Assignment__V1__Incident *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__SetPriorityRequest methods */
+void   klaxon__assignment__v1__set_priority_request__init
+                     (Klaxon__Assignment__V1__SetPriorityRequest         *message);
+size_t klaxon__assignment__v1__set_priority_request__get_packed_size
+                     (const Klaxon__Assignment__V1__SetPriorityRequest   *message);
+size_t klaxon__assignment__v1__set_priority_request__pack
+                     (const Klaxon__Assignment__V1__SetPriorityRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__set_priority_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__SetPriorityRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__SetPriorityRequest *
+       klaxon__assignment__v1__set_priority_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__set_priority_request__free_unpacked
+                     (Klaxon__Assignment__V1__SetPriorityRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__DeclareMajorRequest methods */
+void   klaxon__assignment__v1__declare_major_request__init
+                     (Klaxon__Assignment__V1__DeclareMajorRequest         *message);
+size_t klaxon__assignment__v1__declare_major_request__get_packed_size
+                     (const Klaxon__Assignment__V1__DeclareMajorRequest   *message);
+size_t klaxon__assignment__v1__declare_major_request__pack
+                     (const Klaxon__Assignment__V1__DeclareMajorRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__declare_major_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__DeclareMajorRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__DeclareMajorRequest *
+       klaxon__assignment__v1__declare_major_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__declare_major_request__free_unpacked
+                     (Klaxon__Assignment__V1__DeclareMajorRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__LinkIncidentsRequest methods */
+void   klaxon__assignment__v1__link_incidents_request__init
+                     (Klaxon__Assignment__V1__LinkIncidentsRequest         *message);
+size_t klaxon__assignment__v1__link_incidents_request__get_packed_size
+                     (const Klaxon__Assignment__V1__LinkIncidentsRequest   *message);
+size_t klaxon__assignment__v1__link_incidents_request__pack
+                     (const Klaxon__Assignment__V1__LinkIncidentsRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__link_incidents_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__LinkIncidentsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__LinkIncidentsRequest *
+       klaxon__assignment__v1__link_incidents_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__link_incidents_request__free_unpacked
+                     (Klaxon__Assignment__V1__LinkIncidentsRequest *message,
                       ProtobufCAllocator *allocator);
 /* Klaxon__Assignment__V1__ListIncidentsRequest methods */
 void   klaxon__assignment__v1__list_incidents_request__init
@@ -1395,6 +1569,25 @@ Klaxon__Assignment__V1__ScheduleFeed *
 void   klaxon__assignment__v1__schedule_feed__free_unpacked
                      (Klaxon__Assignment__V1__ScheduleFeed *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__SurgeSettings methods */
+void   klaxon__assignment__v1__surge_settings__init
+                     (Klaxon__Assignment__V1__SurgeSettings         *message);
+size_t klaxon__assignment__v1__surge_settings__get_packed_size
+                     (const Klaxon__Assignment__V1__SurgeSettings   *message);
+size_t klaxon__assignment__v1__surge_settings__pack
+                     (const Klaxon__Assignment__V1__SurgeSettings   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__surge_settings__pack_to_buffer
+                     (const Klaxon__Assignment__V1__SurgeSettings   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__SurgeSettings *
+       klaxon__assignment__v1__surge_settings__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__surge_settings__free_unpacked
+                     (Klaxon__Assignment__V1__SurgeSettings *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -1417,6 +1610,15 @@ typedef void (*Klaxon__Assignment__V1__GetIncidentRequest_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__Incident_Closure)
                  (const Klaxon__Assignment__V1__Incident *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__SetPriorityRequest_Closure)
+                 (const Klaxon__Assignment__V1__SetPriorityRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__DeclareMajorRequest_Closure)
+                 (const Klaxon__Assignment__V1__DeclareMajorRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__LinkIncidentsRequest_Closure)
+                 (const Klaxon__Assignment__V1__LinkIncidentsRequest *message,
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__ListIncidentsRequest_Closure)
                  (const Klaxon__Assignment__V1__ListIncidentsRequest *message,
@@ -1505,6 +1707,9 @@ typedef void (*Klaxon__Assignment__V1__ApplyReply_Closure)
 typedef void (*Klaxon__Assignment__V1__ScheduleFeed_Closure)
                  (const Klaxon__Assignment__V1__ScheduleFeed *message,
                   void *closure_data);
+typedef void (*Klaxon__Assignment__V1__SurgeSettings_Closure)
+                 (const Klaxon__Assignment__V1__SurgeSettings *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1556,6 +1761,18 @@ struct Klaxon__Assignment__V1__Assignment_Service
                        const Klaxon__Assignment__V1__GetIncidentRequest *input,
                        Klaxon__Assignment__V1__GetTimelineReply_Closure closure,
                        void *closure_data);
+  void (*set_priority)(Klaxon__Assignment__V1__Assignment_Service *service,
+                       const Klaxon__Assignment__V1__SetPriorityRequest *input,
+                       Klaxon__Assignment__V1__Incident_Closure closure,
+                       void *closure_data);
+  void (*declare_major)(Klaxon__Assignment__V1__Assignment_Service *service,
+                        const Klaxon__Assignment__V1__DeclareMajorRequest *input,
+                        Klaxon__Assignment__V1__Incident_Closure closure,
+                        void *closure_data);
+  void (*link_incidents)(Klaxon__Assignment__V1__Assignment_Service *service,
+                         const Klaxon__Assignment__V1__LinkIncidentsRequest *input,
+                         Klaxon__Assignment__V1__Incident_Closure closure,
+                         void *closure_data);
 };
 typedef void (*Klaxon__Assignment__V1__Assignment_ServiceDestroy)(Klaxon__Assignment__V1__Assignment_Service *);
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
@@ -1574,7 +1791,10 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
       function_prefix__ ## add_note,\
       function_prefix__ ## get_incident,\
       function_prefix__ ## list_incidents,\
-      function_prefix__ ## get_timeline  }
+      function_prefix__ ## get_timeline,\
+      function_prefix__ ## set_priority,\
+      function_prefix__ ## declare_major,\
+      function_prefix__ ## link_incidents  }
 void klaxon__assignment__v1__assignment__incident_triggered(ProtobufCService *service,
                                                             const Klaxon__Assignment__V1__IncidentTriggeredRequest *input,
                                                             Klaxon__Rpc__V1__Empty_Closure closure,
@@ -1619,6 +1839,18 @@ void klaxon__assignment__v1__assignment__get_timeline(ProtobufCService *service,
                                                       const Klaxon__Assignment__V1__GetIncidentRequest *input,
                                                       Klaxon__Assignment__V1__GetTimelineReply_Closure closure,
                                                       void *closure_data);
+void klaxon__assignment__v1__assignment__set_priority(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__SetPriorityRequest *input,
+                                                      Klaxon__Assignment__V1__Incident_Closure closure,
+                                                      void *closure_data);
+void klaxon__assignment__v1__assignment__declare_major(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__DeclareMajorRequest *input,
+                                                       Klaxon__Assignment__V1__Incident_Closure closure,
+                                                       void *closure_data);
+void klaxon__assignment__v1__assignment__link_incidents(ProtobufCService *service,
+                                                        const Klaxon__Assignment__V1__LinkIncidentsRequest *input,
+                                                        Klaxon__Assignment__V1__Incident_Closure closure,
+                                                        void *closure_data);
 typedef struct Klaxon__Assignment__V1__Admin_Service Klaxon__Assignment__V1__Admin_Service;
 struct Klaxon__Assignment__V1__Admin_Service
 {
@@ -1723,6 +1955,14 @@ struct Klaxon__Assignment__V1__Admin_Service
                                const Klaxon__Assignment__V1__AdminIdRequest *input,
                                Klaxon__Assignment__V1__ScheduleFeed_Closure closure,
                                void *closure_data);
+  void (*get_surge_settings)(Klaxon__Assignment__V1__Admin_Service *service,
+                             const Klaxon__Rpc__V1__Empty *input,
+                             Klaxon__Assignment__V1__SurgeSettings_Closure closure,
+                             void *closure_data);
+  void (*update_surge_settings)(Klaxon__Assignment__V1__Admin_Service *service,
+                                const Klaxon__Assignment__V1__SurgeSettings *input,
+                                Klaxon__Assignment__V1__SurgeSettings_Closure closure,
+                                void *closure_data);
 };
 typedef void (*Klaxon__Assignment__V1__Admin_ServiceDestroy)(Klaxon__Assignment__V1__Admin_Service *);
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
@@ -1755,7 +1995,9 @@ void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service 
       function_prefix__ ## who_am_i,\
       function_prefix__ ## apply_configuration,\
       function_prefix__ ## export_configuration,\
-      function_prefix__ ## rotate_schedule_feed  }
+      function_prefix__ ## rotate_schedule_feed,\
+      function_prefix__ ## get_surge_settings,\
+      function_prefix__ ## update_surge_settings  }
 void klaxon__assignment__v1__admin__create_escalation_policy(ProtobufCService *service,
                                                              const Klaxon__Assignment__V1__EscalationPolicy *input,
                                                              Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
@@ -1856,6 +2098,14 @@ void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *servi
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                          Klaxon__Assignment__V1__ScheduleFeed_Closure closure,
                                                          void *closure_data);
+void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service,
+                                                       const Klaxon__Rpc__V1__Empty *input,
+                                                       Klaxon__Assignment__V1__SurgeSettings_Closure closure,
+                                                       void *closure_data);
+void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *service,
+                                                          const Klaxon__Assignment__V1__SurgeSettings *input,
+                                                          Klaxon__Assignment__V1__SurgeSettings_Closure closure,
+                                                          void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1867,6 +2117,9 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement_
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__set_priority_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__declare_major_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__link_incidents_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_reply__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__timeline_entry__descriptor;
@@ -1896,6 +2149,7 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__config_document_
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__plan_change__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__apply_reply__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_feed__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__surge_settings__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor;
 

@@ -37,11 +37,12 @@ public enum AccessPolicy {
         for method in [
             Assignment.Acknowledge.name, Assignment.Resolve.name, Assignment.Reassign.name, Assignment.Escalate.name,
             Assignment.Snooze.name, Assignment.AddNote.name,
+            Assignment.SetPriority.name, Assignment.DeclareMajor.name, Assignment.LinkIncidents.name,
         ] { table[method] = .incidentAction }
         for method in [
             Assignment.GetIncident.name, Assignment.ListIncidents.name, Assignment.GetTimeline.name,
             Admin.GetEscalationPolicy.name, Admin.ListEscalationPolicies.name, Admin.GetSchedule.name, Admin.ListSchedules.name,
-            Admin.WhoIsOnCall.name, Admin.GetService.name, Admin.ListServices.name, Admin.WhoAmI.name,
+            Admin.WhoIsOnCall.name, Admin.GetService.name, Admin.ListServices.name, Admin.WhoAmI.name, Admin.GetSurgeSettings.name,
             People.GetUser.name, People.ListUsers.name, People.ListIncidentNotifications.name,
         ] { table[method] = .read }
         return table

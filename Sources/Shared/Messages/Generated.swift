@@ -377,6 +377,38 @@ public struct CreateRoutingKeyRequest: GeneratedMessage, CBridged {
     }
 }
 
+/// DeclareMajor: makes incident_id a major incident, or (incident_id 0) opens a new major
+/// incident titled `title` on Klaxon's own "Major incidents" service.
+public struct DeclareMajorRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.DeclareMajorRequest"
+    public var incidentID: UInt64
+    public var title: String
+    /// default P1
+    public var priority: String
+
+    public init(incidentID: UInt64 = 0, title: String = "", priority: String = "") {
+        self.incidentID = incidentID
+        self.title = title
+        self.priority = priority
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, title: "title 2 é", priority: "priority 3 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__declare_major_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__DeclareMajorRequest>) {
+        incidentID = c.pointee.incident_id
+        title = CRead.string(c.pointee.title)
+        priority = CRead.string(c.pointee.priority)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__DeclareMajorRequest>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        c.pointee.title = arena.string(self.title)
+        c.pointee.priority = arena.string(self.priority)
+    }
+}
+
 public struct DeleteRoutingKeyRequest: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.DeleteRoutingKeyRequest"
     public var serviceID: UInt64
@@ -518,8 +550,16 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
     public var alertCount: UInt32
     /// status, level, assignees, acknowledgements, pending timers
     public var state: IncidentView?
+    /// P1–P5, "" when not set
+    public var priority: String
+    /// a major incident (declared, or opened by surge detection)
+    public var major: Bool
+    /// the major incident this one is linked to, 0 if none
+    public var majorIncidentID: UInt64
+    /// a major incident: how many incidents are linked to it
+    public var childCount: UInt32
 
-    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil) {
+    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil, priority: String = "", major: Bool = false, majorIncidentID: UInt64 = 0, childCount: UInt32 = 0) {
         self.id = id
         self.number = number
         self.title = title
@@ -532,9 +572,13 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         self.resolvedAtMs = resolvedAtMs
         self.alertCount = alertCount
         self.state = state
+        self.priority = priority
+        self.major = major
+        self.majorIncidentID = majorIncidentID
+        self.childCount = childCount
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample) }
+    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample, priority: "priority 13 é", major: true, majorIncidentID: 15_000_000_000_321, childCount: 16_000_009) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident__init($0) }
 
@@ -551,6 +595,10 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         resolvedAtMs = c.pointee.resolved_at_ms
         alertCount = c.pointee.alert_count
         state = try CRead.nested(c.pointee.state, field: "state")
+        priority = CRead.string(c.pointee.priority)
+        major = c.pointee.major != 0
+        majorIncidentID = c.pointee.major_incident_id
+        childCount = c.pointee.child_count
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__Incident>, arena: CArena) {
@@ -566,6 +614,10 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         c.pointee.resolved_at_ms = self.resolvedAtMs
         c.pointee.alert_count = self.alertCount
         c.pointee.state = self.state?.makeC(arena: arena)
+        c.pointee.priority = arena.string(self.priority)
+        c.pointee.major = self.major ? 1 : 0
+        c.pointee.major_incident_id = self.majorIncidentID
+        c.pointee.child_count = self.childCount
     }
 }
 
@@ -738,6 +790,37 @@ public struct IncidentView: GeneratedMessage, CBridged {
         c.pointee.snoozed_until_ms = self.snoozedUntilMs
         c.pointee.auto_resolve_at_ms = self.autoResolveAtMs
         c.pointee.exhausted = self.exhausted ? 1 : 0
+    }
+}
+
+/// LinkIncidents: links children to a major incident (each keeps its own timeline); with merge,
+/// a child's alerts move to the major incident and the child is resolved.
+public struct LinkIncidentsRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.LinkIncidentsRequest"
+    public var majorIncidentID: UInt64
+    public var incidentIDs: [UInt64]
+    public var merge: Bool
+
+    public init(majorIncidentID: UInt64 = 0, incidentIDs: [UInt64] = [], merge: Bool = false) {
+        self.majorIncidentID = majorIncidentID
+        self.incidentIDs = incidentIDs
+        self.merge = merge
+    }
+
+    public static var sample: Self { Self(majorIncidentID: 1_000_000_000_321, incidentIDs: [2_000_000_000_321, 2_000_000_000_321], merge: true) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__link_incidents_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__LinkIncidentsRequest>) {
+        majorIncidentID = c.pointee.major_incident_id
+        incidentIDs = CRead.scalars(c.pointee.n_incident_ids, c.pointee.incident_ids)
+        merge = c.pointee.merge != 0
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__LinkIncidentsRequest>, arena: CArena) {
+        c.pointee.major_incident_id = self.majorIncidentID
+        (c.pointee.n_incident_ids, c.pointee.incident_ids) = arena.scalars(self.incidentIDs)
+        c.pointee.merge = self.merge ? 1 : 0
     }
 }
 
@@ -1208,6 +1291,96 @@ public struct ServiceListMessage: GeneratedMessage, CBridged {
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ServiceList>, arena: CArena) {
         (c.pointee.n_services, c.pointee.services) = arena.messages(self.services)
+    }
+}
+
+/// SetPriority: "P1"–"P5", or "" to clear.
+public struct SetPriorityRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.SetPriorityRequest"
+    public var incidentID: UInt64
+    public var priority: String
+
+    public init(incidentID: UInt64 = 0, priority: String = "") {
+        self.incidentID = incidentID
+        self.priority = priority
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, priority: "priority 2 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__set_priority_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__SetPriorityRequest>) {
+        incidentID = c.pointee.incident_id
+        priority = CRead.string(c.pointee.priority)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__SetPriorityRequest>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        c.pointee.priority = arena.string(self.priority)
+    }
+}
+
+/// Surge detection: new incidents in the last window_seconds ≥ min_incidents, or ≥ rate_factor ×
+/// the trailing hour's rate, across ≥ min_services services, open one major incident; the surge
+/// ends after quiet_period_seconds below that. The state fields are read-only.
+public struct SurgeSettingsMessage: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.SurgeSettings"
+    public var enabled: Bool
+    /// 10–3600
+    public var windowSeconds: UInt32
+    /// N; 0: only the rate test
+    public var minIncidents: UInt32
+    /// K; 0: only the count test
+    public var rateFactor: UInt32
+    /// S, ≥ 1
+    public var minServices: UInt32
+    /// 0–86400
+    public var quietPeriodSeconds: UInt32
+    /// read-only: a surge is going on
+    public var surging: Bool
+    /// read-only
+    public var surgeSinceMs: Int64
+    /// read-only: the surge's major incident
+    public var majorIncidentID: UInt64
+
+    public init(enabled: Bool = false, windowSeconds: UInt32 = 0, minIncidents: UInt32 = 0, rateFactor: UInt32 = 0, minServices: UInt32 = 0, quietPeriodSeconds: UInt32 = 0, surging: Bool = false, surgeSinceMs: Int64 = 0, majorIncidentID: UInt64 = 0) {
+        self.enabled = enabled
+        self.windowSeconds = windowSeconds
+        self.minIncidents = minIncidents
+        self.rateFactor = rateFactor
+        self.minServices = minServices
+        self.quietPeriodSeconds = quietPeriodSeconds
+        self.surging = surging
+        self.surgeSinceMs = surgeSinceMs
+        self.majorIncidentID = majorIncidentID
+    }
+
+    public static var sample: Self { Self(enabled: true, windowSeconds: 2_000_009, minIncidents: 3_000_009, rateFactor: 4_000_009, minServices: 5_000_009, quietPeriodSeconds: 6_000_009, surging: true, surgeSinceMs: -8_000_000_000_123, majorIncidentID: 9_000_000_000_321) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__surge_settings__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__SurgeSettings>) {
+        enabled = c.pointee.enabled != 0
+        windowSeconds = c.pointee.window_seconds
+        minIncidents = c.pointee.min_incidents
+        rateFactor = c.pointee.rate_factor
+        minServices = c.pointee.min_services
+        quietPeriodSeconds = c.pointee.quiet_period_seconds
+        surging = c.pointee.surging != 0
+        surgeSinceMs = c.pointee.surge_since_ms
+        majorIncidentID = c.pointee.major_incident_id
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__SurgeSettings>, arena: CArena) {
+        c.pointee.enabled = self.enabled ? 1 : 0
+        c.pointee.window_seconds = self.windowSeconds
+        c.pointee.min_incidents = self.minIncidents
+        c.pointee.rate_factor = self.rateFactor
+        c.pointee.min_services = self.minServices
+        c.pointee.quiet_period_seconds = self.quietPeriodSeconds
+        c.pointee.surging = self.surging ? 1 : 0
+        c.pointee.surge_since_ms = self.surgeSinceMs
+        c.pointee.major_incident_id = self.majorIncidentID
     }
 }
 
@@ -2162,6 +2335,7 @@ public enum WireMessages {
         ApplyReply.self,
         ConfigDocument.self,
         CreateRoutingKeyRequest.self,
+        DeclareMajorRequest.self,
         DeleteRoutingKeyRequest.self,
         PolicyMessage.self,
         PolicyListMessage.self,
@@ -2172,6 +2346,7 @@ public enum WireMessages {
         IncidentTriggeredBatch.self,
         IncidentTriggeredRequest.self,
         IncidentView.self,
+        LinkIncidentsRequest.self,
         ListIncidentsReply.self,
         ListIncidentsRequest.self,
         PlanChange.self,
@@ -2186,6 +2361,8 @@ public enum WireMessages {
         RestrictionMessage.self,
         ServiceMessage.self,
         ServiceListMessage.self,
+        SetPriorityRequest.self,
+        SurgeSettingsMessage.self,
         TimelineEntryView.self,
         WhoIsOnCallReply.self,
         WhoIsOnCallReply.Level.self,
@@ -2244,7 +2421,9 @@ public enum Admin {
     public static let ApplyConfiguration = RPCMethod<ConfigDocument, ApplyReply>("klaxon.assignment.v1.Admin/ApplyConfiguration")
     public static let ExportConfiguration = RPCMethod<Empty, ConfigDocument>("klaxon.assignment.v1.Admin/ExportConfiguration")
     public static let RotateScheduleFeed = RPCMethod<AdminIDRequest, ScheduleFeed>("klaxon.assignment.v1.Admin/RotateScheduleFeed")
-    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name]
+    public static let GetSurgeSettings = RPCMethod<Empty, SurgeSettingsMessage>("klaxon.assignment.v1.Admin/GetSurgeSettings")
+    public static let UpdateSurgeSettings = RPCMethod<SurgeSettingsMessage, SurgeSettingsMessage>("klaxon.assignment.v1.Admin/UpdateSurgeSettings")
+    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name]
 }
 
 /// The methods of `klaxon.assignment.v1.Assignment`.
@@ -2260,7 +2439,10 @@ public enum Assignment {
     public static let GetIncident = RPCMethod<GetIncidentRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/GetIncident")
     public static let ListIncidents = RPCMethod<ListIncidentsRequest, ListIncidentsReply>("klaxon.assignment.v1.Assignment/ListIncidents")
     public static let GetTimeline = RPCMethod<GetIncidentRequest, GetTimelineReply>("klaxon.assignment.v1.Assignment/GetTimeline")
-    public static let all: [String] = [IncidentTriggered.name, IncidentsTriggered.name, Acknowledge.name, Resolve.name, Reassign.name, Escalate.name, Snooze.name, AddNote.name, GetIncident.name, ListIncidents.name, GetTimeline.name]
+    public static let SetPriority = RPCMethod<SetPriorityRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/SetPriority")
+    public static let DeclareMajor = RPCMethod<DeclareMajorRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/DeclareMajor")
+    public static let LinkIncidents = RPCMethod<LinkIncidentsRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/LinkIncidents")
+    public static let all: [String] = [IncidentTriggered.name, IncidentsTriggered.name, Acknowledge.name, Resolve.name, Reassign.name, Escalate.name, Snooze.name, AddNote.name, GetIncident.name, ListIncidents.name, GetTimeline.name, SetPriority.name, DeclareMajor.name, LinkIncidents.name]
 }
 
 /// The methods of `klaxon.ingest.v1.Ingest`.

@@ -288,6 +288,7 @@ public final class PGResult: @unchecked Sendable {
     public func uint64(_ row: Int, _ name: String) -> UInt64? { string(row, name).flatMap { UInt64($0) } }
     public func int(_ row: Int, _ name: String) -> Int? { string(row, name).flatMap { Int($0) } }
     public func bool(_ row: Int, _ name: String) -> Bool? { string(row, name).map { $0 == "t" } }
+    public func double(_ row: Int, _ name: String) -> Double? { string(row, name).flatMap { Double($0) } }
 
     /// A bytea column (text format, hex-escaped by the server).
     public func bytes(_ row: Int, _ name: String) -> [UInt8]? {

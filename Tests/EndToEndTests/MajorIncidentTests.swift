@@ -1,0 +1,125 @@
+import Foundation
+import KlaxonDomain
+import KlaxonTestSupport
+import Shared
+import Testing
+
+/// Priorities, major incidents, links and merges, surge settings (issue 14, points 1, 2 and 10 in
+/// part), over the binary protocol with role checks, and through the `klaxon` CLI.
+@Suite struct MajorIncidentTests {
+    @Test func declareLinkMergeAndPriorityWithRoles() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice"])
+        let ingest = pipeline.client(.ingest, token: nil)
+        var ids: [UInt64] = []
+        for key in ["db-1", "db-2", "db-3", "db-4"] {
+            let result: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: key, summary: "\(key) down"))
+            ids.append(result.incidentID)
+        }
+        // A second alert on db-4: merging moves both alerts.
+        let again: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "db-4", summary: "db-4 down"))
+        #expect(again.outcome == .deduplicated)
+
+        let responderToken = try await Pipeline.issueToken(pipeline.db.pool, name: "alice", role: .responder, userID: Int64(service.userIDs[0]))
+        let observerToken = try await Pipeline.issueToken(pipeline.db.pool, name: "watcher", role: .observer, userID: nil)
+        let asAlice = pipeline.client(.assignment, token: responderToken)
+        let asObserver = pipeline.client(.assignment, token: observerToken)
+
+        // Priority: P1–P5 or none; a responder may set it, an observer may not.
+        let prioritized: IncidentInfo = try await asAlice.call(Assignment.SetPriority, SetPriorityRequest(incidentID: ids[1], priority: "P2"))
+        #expect(prioritized.priority == "P2")
+        let bad = await asAlice.failure(Assignment.SetPriority, SetPriorityRequest(incidentID: ids[1], priority: "P9"))
+        #expect(bad?.code == .invalidArgument && bad?.status.violations.first?.field == "priority")
+        #expect(await asObserver.failure(Assignment.SetPriority, SetPriorityRequest(incidentID: ids[1], priority: "P3"))?.code == .permissionDenied)
+        #expect(await asAlice.failure(Assignment.SetPriority, SetPriorityRequest(incidentID: 999_999, priority: "P3"))?.code == .notFound)
+
+        // Declare the first incident major (P1 by default), once.
+        let major: IncidentInfo = try await asAlice.call(Assignment.DeclareMajor, DeclareMajorRequest(incidentID: ids[0]))
+        #expect(major.major && major.priority == "P1" && major.childCount == 0)
+        let twice = await asAlice.failure(Assignment.DeclareMajor, DeclareMajorRequest(incidentID: ids[0]))
+        #expect(twice?.code == .failedPrecondition && twice?.message == "incident \(ids[0]) is already major")
+
+        // Link two, merge one: children keep their timelines; a merged child's alerts move and it is resolved.
+        let linked: IncidentInfo = try await asAlice.call(Assignment.LinkIncidents, LinkIncidentsRequest(majorIncidentID: ids[0], incidentIDs: [ids[1], ids[2]]))
+        #expect(linked.childCount == 2)
+        let merged: IncidentInfo = try await asAlice.call(
+            Assignment.LinkIncidents, LinkIncidentsRequest(majorIncidentID: ids[0], incidentIDs: [ids[3]], merge: true))
+        #expect(merged.childCount == 3)
+        #expect(merged.alertCount == 3, "its own alert and db-4's two")
+        let child: IncidentInfo = try await asAlice.call(Assignment.GetIncident, GetIncidentRequest(incidentID: ids[3]))
+        #expect(child.majorIncidentID == ids[0] && child.state?.status == .resolved && child.alertCount == 0)
+        let childTimeline: GetTimelineReply = try await asAlice.call(Assignment.GetTimeline, GetIncidentRequest(incidentID: ids[1]))
+        #expect(childTimeline.entries.contains { $0.type == "linked" && $0.details["major_incident"] == String(ids[0]) })
+        #expect(childTimeline.entries.first?.type == "trigger", "the child keeps its own timeline")
+
+        // A second major incident, new, with a title: on Klaxon's own service, not listed.
+        let bridge: IncidentInfo = try await asAlice.call(Assignment.DeclareMajor, DeclareMajorRequest(title: "Checkout down in every region", priority: "P2"))
+        #expect(bridge.major && bridge.priority == "P2" && bridge.serviceName == "Major incidents")
+        let taken = await asAlice.failure(Assignment.LinkIncidents, LinkIncidentsRequest(majorIncidentID: bridge.id, incidentIDs: [ids[1]]))
+        #expect(taken?.code == .failedPrecondition && taken?.message == "incident \(ids[1]) is linked to major incident \(ids[0])")
+        let notMajor = await asAlice.failure(Assignment.LinkIncidents, LinkIncidentsRequest(majorIncidentID: ids[1], incidentIDs: [ids[2]]))
+        #expect(notMajor?.code == .failedPrecondition)
+        let services: ServiceListMessage = try await pipeline.client(.assignment).call(Admin.ListServices, Empty())
+        #expect(services.services.map(\.name) == ["Checkout"])
+
+        // Surge settings: anyone may read them; only an admin changes them, within bounds.
+        let defaults: SurgeSettingsMessage = try await asObserver.call(Admin.GetSurgeSettings, Empty())
+        #expect(defaults == SurgeSettingsMessage(
+            enabled: true, windowSeconds: 300, minIncidents: 50, rateFactor: 10, minServices: 3, quietPeriodSeconds: 600))
+        var changed = defaults
+        changed.minIncidents = 20
+        #expect(await asAlice.failure(Admin.UpdateSurgeSettings, changed)?.code == .permissionDenied)
+        let admin = pipeline.client(.assignment)
+        let updated: SurgeSettingsMessage = try await admin.call(Admin.UpdateSurgeSettings, changed)
+        #expect(updated.minIncidents == 20)
+        var invalid = defaults
+        invalid.windowSeconds = 5
+        invalid.minServices = 0
+        let refused = await admin.failure(Admin.UpdateSurgeSettings, invalid)
+        #expect(refused?.code == .invalidArgument && refused?.status.violations.map(\.field) == ["window_seconds", "min_services"])
+        let stored: SurgeSettingsMessage = try await admin.call(Admin.GetSurgeSettings, Empty())
+        #expect(stored.minIncidents == 20 && stored.windowSeconds == 300, "a refused update writes nothing")
+
+        for client in [ingest, asAlice, asObserver, admin] { await client.close() }
+        await pipeline.shutdown()
+    }
+
+    @Test func theCLIDeclaresLinksAndSetsSurgeDetection() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice"])
+        let ingest = pipeline.client(.ingest, token: nil)
+        let first: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "a"))
+        let second: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "b"))
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+
+        let declared = try await cli("incident", "declare", "--title", "EU outage")
+        #expect(declared.status == 0, "\(declared.err)")
+        let majorID = try #require(declared.out.split(separator: " ").dropFirst(2).first.flatMap { UInt64($0) }, "\(declared.out)")
+        let number = try await Self.number(pipeline, majorID)
+        #expect(declared.out == "major incident \(majorID) (#\(number), P1): EU outage\n")
+        let linked = try await cli("incident", "link", "\(majorID)", "\(first.incidentID)", "\(second.incidentID)")
+        #expect(linked.out == "linked 2 into major incident \(majorID) (2 linked, 0 alerts)\n", "\(linked.err)")
+        let priority = try await cli("incident", "priority", "\(first.incidentID)", "p3")
+        #expect(priority.out == "incident \(first.incidentID): priority P3\n")
+        let list = try await cli("incident", "list")
+        #expect(list.lines.contains { $0.contains("P1 MAJOR") && $0.contains("EU outage") })
+        #expect(list.lines.contains { $0.hasPrefix("\(first.incidentID) ") && $0.contains("P3 → \(majorID)") })
+        let usage = try await cli("incident", "declare")
+        #expect(usage.status == 64)
+
+        let set = try await cli("surge", "set", "--min-incidents", "20", "--window", "120")
+        #expect(set.status == 0, "\(set.err)")
+        #expect(set.out.contains("surge detection on: ≥ 20 new incidents, or ≥ 10× the trailing hour's rate, in 120 s across ≥ 3 services"))
+        let wrong = try await cli("surge", "set", "--window", "5")
+        #expect(wrong.status == 3 && wrong.err.contains("window_seconds"))
+        let shown = try await cli("surge", "show", "--json")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(shown.out.utf8)) as? [String: Any], "\(shown.out)")
+        #expect(json["window_seconds"] as? Int == 120 && json["min_incidents"] as? Int == 20 && json["surging"] as? Bool == false)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    static func number(_ pipeline: Pipeline, _ id: UInt64) async throws -> UInt64 {
+        UInt64(try #require(try await pipeline.db.scalar("SELECT number FROM incidents WHERE id = \(id)")))
+    }
+}
