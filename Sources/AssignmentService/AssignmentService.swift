@@ -59,7 +59,8 @@ public struct AssignmentService: Service {
         actions.register(into: &router)
         queries.register(into: &router)
         admin.register(into: &router)
-        MajorIncidentsAPI(pool: actions.pool, clock: actions.clock).register(into: &router)
+        MajorIncidentsAPI(pool: actions.pool, clock: actions.clock, notifierOutbox: actions.notifierOutbox).register(into: &router)
+        ResponseAPI(pool: actions.pool, clock: actions.clock, notifierOutbox: actions.notifierOutbox).register(into: &router)
         router.register(Assignment.IncidentTriggered) { (request: IncidentTriggeredRequest, _) in
             try await manager.incidentTriggered(request)
             return Empty()
@@ -84,7 +85,7 @@ public struct AssignmentService: Service {
         // Surge detection: evaluated every second (by one replica at a time).
         var surgeLoop = DueWorkLoop(name: "assignment.surge", clock: clock, waker: Waker(), logger: logger)
         surgeLoop.maxSleep = .seconds(1)
-        let surge = SurgeWatcher(pool: pool, logger: logger)
+        let surge = SurgeWatcher(pool: pool, notifierOutbox: relayWaker, logger: logger)
         var relayLoop = DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)
         relayLoop.finalStepOnShutdown = true
         try await credentials.whileIssued(pool: pool, clock: clock) {

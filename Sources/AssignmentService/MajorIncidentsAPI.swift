@@ -8,10 +8,12 @@ import Shared
 public struct MajorIncidentsAPI: Sendable {
     let pool: PostgresPool
     let clock: any WallClock
+    let notifierOutbox: Waker
 
-    public init(pool: PostgresPool, clock: any WallClock) {
+    public init(pool: PostgresPool, clock: any WallClock, notifierOutbox: Waker) {
         self.pool = pool
         self.clock = clock
+        self.notifierOutbox = notifierOutbox
     }
 
     static let priorities: Set<String> = ["P1", "P2", "P3", "P4", "P5"]
@@ -23,7 +25,7 @@ public struct MajorIncidentsAPI: Sendable {
     }
 
     public func register(into router: inout RPCRouter) {
-        let pool = self.pool, clock = self.clock
+        let pool = self.pool, clock = self.clock, outbox = self.notifierOutbox
         router.register(Assignment.SetPriority) { (request: SetPriorityRequest, context) in
             guard request.priority.isEmpty || Self.priorities.contains(request.priority) else {
                 throw RPCError.invalidArgument([FieldViolation(field: "priority", description: "must be P1, P2, P3, P4, P5 or empty")])
@@ -45,7 +47,7 @@ public struct MajorIncidentsAPI: Sendable {
                 throw RPCError.invalidArgument([FieldViolation(field: "priority", description: "must be P1, P2, P3, P4 or P5")])
             }
             let now = clock.nowMs(), actor = Self.actor(context)
-            return try await pool.transaction { connection in
+            let (info, paged) = try await pool.transaction { connection in
                 let id: Int64
                 if request.incidentID == 0 {
                     let title = request.title.trimmingCharacters(in: .whitespaces)
@@ -69,8 +71,12 @@ public struct MajorIncidentsAPI: Sendable {
                     try Timeline.append(connection, incidentID: id, TimelineEntry(
                         at: now, type: .majorDeclared, actor: actor, details: ["priority": priority]))
                 }
-                return try IncidentQueries.info(connection, id: id)!
+                let paged = request.responsePlan.isEmpty
+                    ? 0 : try ResponseAPI.applyPlan(connection, incidentID: id, planName: request.responsePlan, actor: actor, now: now)
+                return (try IncidentQueries.info(connection, id: id)!, paged)
             }
+            if paged > 0 { outbox.poke() }
+            return info
         }
         router.register(Assignment.LinkIncidents) { (request: LinkIncidentsRequest, context) in
             guard !request.incidentIDs.isEmpty, request.incidentIDs.count <= 500 else {
@@ -123,6 +129,20 @@ public struct MajorIncidentsAPI: Sendable {
                 return try IncidentQueries.info(connection, id: majorID)!
             }
         }
+        router.register(Admin.CreateResponsePlan) { (plan: ResponsePlan, _) in
+            let now = clock.nowMs()
+            return try await pool.transaction { connection in try Self.createPlan(connection, plan, now: now) }
+        }
+        router.register(Admin.ListResponsePlans) { (_: Empty, _) in
+            try await pool.withConnection { connection in ResponsePlanList(plans: try Self.plans(connection)) }
+        }
+        router.register(Admin.DeleteResponsePlan) { (request: AdminIDRequest, _) in
+            try await pool.transaction { connection in
+                let deleted = try connection.query("DELETE FROM response_plans WHERE id = $1 RETURNING id", [Int64(request.id)])
+                guard deleted.count == 1 else { throw RPCError(.notFound, "response plan \(request.id) does not exist") }
+                return Empty()
+            }
+        }
         router.register(Admin.GetSurgeSettings) { (_: Empty, _) in
             try await pool.withConnection { try Self.surgeSettings($0) }
         }
@@ -137,8 +157,88 @@ public struct MajorIncidentsAPI: Sendable {
             }
             return try await pool.transaction { connection in
                 try Self.storeSurgeSettings(connection, settings)
+                var planID: Int64?
+                if !request.responsePlan.isEmpty {
+                    planID = try connection.query("SELECT id FROM response_plans WHERE name = $1", [request.responsePlan]).int64(0, "id")
+                    guard planID != nil else {
+                        throw RPCError.invalidArgument([FieldViolation(
+                            field: "response_plan", description: "response plan \"\(request.responsePlan)\" does not exist")])
+                    }
+                }
+                try connection.query("UPDATE surge SET response_plan_id = $1", [planID])
                 return try Self.surgeSettings(connection)
             }
+        }
+    }
+
+    static func createPlan(_ connection: PGConnection, _ plan: ResponsePlan, now: Millis) throws -> ResponsePlan {
+        var violations: [FieldViolation] = []
+        let name = plan.name.trimmingCharacters(in: .whitespaces)
+        if name.isEmpty || name.count > 255 { violations.append(FieldViolation(field: "name", description: "is required (1–255 characters)")) }
+        if plan.responders.count > 50 { violations.append(FieldViolation(field: "responders", description: "at most 50")) }
+        for (index, responder) in plan.responders.enumerated() {
+            let set = [responder.userID, responder.scheduleID, responder.policyID].filter { $0 != 0 }.count
+            if set != 1 {
+                violations.append(FieldViolation(field: "responders[\(index)]", description: "set exactly one of user_id, schedule_id, policy_id"))
+            }
+            if !responder.role.isEmpty, !ResponseAPI.roles.contains(responder.role) {
+                violations.append(FieldViolation(field: "responders[\(index)].role", description: "must be one of \(ResponseAPI.roles.joined(separator: ", "))"))
+            }
+        }
+        for (field, value) in [("conference_url", plan.conferenceURL), ("conference_phone", plan.conferencePhone), ("chat_channel", plan.chatChannel)]
+        where value.count > 1024 {
+            violations.append(FieldViolation(field: field, description: "at most 1024 characters"))
+        }
+        if !plan.conferenceURL.isEmpty, !(plan.conferenceURL.hasPrefix("https://") || plan.conferenceURL.hasPrefix("http://")) {
+            violations.append(FieldViolation(field: "conference_url", description: "must be an http(s) URL"))
+        }
+        if plan.requestTimeoutSeconds != 0, !(5...86_400).contains(plan.requestTimeoutSeconds) {
+            violations.append(FieldViolation(field: "request_timeout_seconds", description: "must be 5 to 86400"))
+        }
+        guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+        guard try connection.query("SELECT 1 FROM response_plans WHERE name = $1", [name]).isEmpty else {
+            throw RPCError(.alreadyExists, "a response plan named \"\(name)\" exists")
+        }
+        let id = try connection.query(
+            """
+            INSERT INTO response_plans (name, conference_url, conference_phone, chat_channel, message, request_timeout_seconds, created_at_ms)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+            """, [name, plan.conferenceURL, plan.conferencePhone, plan.chatChannel, plan.message,
+                  Int(plan.requestTimeoutSeconds == 0 ? ResponseAPI.defaultTimeoutSeconds : plan.requestTimeoutSeconds), now]).int64(0, "id")!
+        do {
+            for (index, responder) in plan.responders.enumerated() {
+                try connection.query(
+                    """
+                    INSERT INTO response_plan_responders (plan_id, position, user_id, schedule_id, policy_id, role)
+                    VALUES ($1, $2, nullif($3, 0), nullif($4, 0), nullif($5, 0), nullif($6, ''))
+                    """, [id, index + 1, Int64(responder.userID), Int64(responder.scheduleID), Int64(responder.policyID), responder.role])
+            }
+            for user in Set(plan.subscriberIDs) {
+                try connection.query("INSERT INTO response_plan_subscribers (plan_id, user_id) VALUES ($1, $2)", [id, Int64(user)])
+            }
+        } catch let error as PostgresError where error.sqlState == "23503" {
+            throw RPCError.invalidArgument([FieldViolation(field: "responders", description: "a user, schedule or policy named does not exist")])
+        }
+        return try plans(connection).first { $0.id == UInt64(id) }!
+    }
+
+    static func plans(_ connection: PGConnection) throws -> [ResponsePlan] {
+        let rows = try connection.query("SELECT * FROM response_plans ORDER BY id")
+        let responders = try connection.query("SELECT * FROM response_plan_responders ORDER BY plan_id, position")
+        let subscribers = try connection.query("SELECT * FROM response_plan_subscribers ORDER BY plan_id, user_id")
+        return (0..<rows.count).map { row in
+            let id = rows.int64(row, "id")!
+            return ResponsePlan(
+                id: UInt64(id), name: rows.string(row, "name")!,
+                responders: (0..<responders.count).filter { responders.int64($0, "plan_id") == id }.map { r in
+                    ResponsePlanResponder(
+                        userID: responders.uint64(r, "user_id") ?? 0, scheduleID: responders.uint64(r, "schedule_id") ?? 0,
+                        policyID: responders.uint64(r, "policy_id") ?? 0, role: responders.string(r, "role") ?? "")
+                },
+                subscriberIDs: (0..<subscribers.count).filter { subscribers.int64($0, "plan_id") == id }.map { subscribers.uint64($0, "user_id")! },
+                conferenceURL: rows.string(row, "conference_url")!, conferencePhone: rows.string(row, "conference_phone")!,
+                chatChannel: rows.string(row, "chat_channel")!, message: rows.string(row, "message")!,
+                requestTimeoutSeconds: UInt32(rows.int(row, "request_timeout_seconds")!))
         }
     }
 
@@ -153,12 +253,14 @@ public struct MajorIncidentsAPI: Sendable {
     }
 
     static func surgeSettings(_ connection: PGConnection) throws -> SurgeSettingsMessage {
-        let row = try connection.query("SELECT * FROM surge")
+        let row = try connection.query(
+            "SELECT s.*, coalesce(p.name, '') AS plan FROM surge s LEFT JOIN response_plans p ON p.id = s.response_plan_id")
         let settings = SurgeWatcher.settings(row)
         return SurgeSettingsMessage(
             enabled: settings.enabled, windowSeconds: UInt32(settings.windowMs / 1000), minIncidents: UInt32(settings.minIncidents),
             rateFactor: UInt32(settings.rateFactor), minServices: UInt32(settings.minServices),
             quietPeriodSeconds: UInt32(settings.quietPeriodMs / 1000), surging: row.int64(0, "since_ms") != nil,
-            surgeSinceMs: row.int64(0, "since_ms") ?? 0, majorIncidentID: row.uint64(0, "major_incident_id") ?? 0)
+            surgeSinceMs: row.int64(0, "since_ms") ?? 0, majorIncidentID: row.uint64(0, "major_incident_id") ?? 0,
+            responsePlan: row.string(0, "plan")!)
     }
 }

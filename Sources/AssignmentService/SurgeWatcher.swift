@@ -16,10 +16,12 @@ public struct SurgeWatcher: Sendable {
     public static let serviceName = "Major incidents"
     static let lateCommitMarginMs: Millis = 60_000
     let pool: PostgresPool
+    let notifierOutbox: Waker
     let logger: Logger
 
-    public init(pool: PostgresPool, logger: Logger) {
+    public init(pool: PostgresPool, notifierOutbox: Waker, logger: Logger) {
         self.pool = pool
+        self.notifierOutbox = notifierOutbox
         self.logger = logger
     }
 
@@ -33,16 +35,18 @@ public struct SurgeWatcher: Sendable {
     /// One evaluation at `now`; the loop runs it again within a second.
     public func step(now: Millis) async throws -> Millis? {
         let logger = self.logger
-        try await pool.transaction { connection in
+        // Responder requests past their timeout: no answer.
+        try await pool.transaction { try ResponseAPI.expireRequests($0, now: now) }
+        let paged = try await pool.transaction { connection -> Int in
             let row = try connection.query("SELECT * FROM surge FOR UPDATE SKIP LOCKED")
-            guard row.count == 1 else { return }  // another replica is evaluating right now
+            guard row.count == 1 else { return 0 }  // another replica is evaluating right now
             let settings = Self.settings(row)
             let state: SurgeState = if let since = row.int64(0, "since_ms") {
                 .surging(since: since, lastAboveAt: row.int64(0, "last_above_at_ms") ?? since)
             } else {
                 .quiet
             }
-            guard settings.enabled || state != .quiet else { return }
+            guard settings.enabled || state != .quiet else { return 0 }
             let counted = try connection.query(
                 """
                 SELECT count(*) FILTER (WHERE created_at_ms > $1::bigint - $2::bigint)::bigint AS in_window,
@@ -57,7 +61,7 @@ public struct SurgeWatcher: Sendable {
             let (decision, next) = SurgeDetector.evaluate(counts, state: state, settings: settings, now: now)
             switch decision {
             case .none:
-                return
+                return 0
             case let .open(summary):
                 let majorID = try Self.openMajorIncident(connection, title: summary, now: now)
                 let linked = try Self.link(connection, majorID: majorID, after: now - settings.windowMs, upTo: now, now: now)
@@ -67,13 +71,20 @@ public struct SurgeWatcher: Sendable {
                 logger.warning("surge: major incident opened", metadata: [
                     "incident.id": "\(majorID)", "surge.incidents": "\(counts.inWindow)", "surge.services": "\(counts.servicesInWindow)",
                     "surge.linked": "\(linked)"])
+                // The configured response plan, at once: its responders are paged in this transaction.
+                if let planID = row.int64(0, "response_plan_id"),
+                   let plan = try connection.query("SELECT name FROM response_plans WHERE id = $1", [planID]).string(0, "name") {
+                    return try ResponseAPI.applyPlan(connection, incidentID: majorID, planName: plan, actor: "surge detection", now: now)
+                }
+                return 0
             case .continues:
-                guard case let .surging(_, lastAboveAt) = next, let majorID = row.int64(0, "major_incident_id") else { return }
+                guard case let .surging(_, lastAboveAt) = next, let majorID = row.int64(0, "major_incident_id") else { return 0 }
                 // From a minute before the last step: an incident's instant is taken when its
                 // transaction starts, so one may commit after a step that already passed it.
                 let from = (row.int64(0, "linked_until_ms") ?? now) - Self.lateCommitMarginMs
                 _ = try Self.link(connection, majorID: majorID, after: from, upTo: now, now: now)
                 try connection.query("UPDATE surge SET last_above_at_ms = $1, linked_until_ms = $2", [lastAboveAt, now])
+                return 0
             case .end:
                 if let majorID = row.int64(0, "major_incident_id") {
                     _ = try Self.link(
@@ -85,8 +96,10 @@ public struct SurgeWatcher: Sendable {
                 }
                 try connection.query(
                     "UPDATE surge SET since_ms = NULL, last_above_at_ms = NULL, major_incident_id = NULL, linked_until_ms = NULL")
+                return 0
             }
         }
+        if paged > 0 { notifierOutbox.poke() }
         return nil
     }
 

@@ -44,6 +44,8 @@ public enum EventOutcome: String, Sendable, CaseIterable {
 /// Why a user is being paged; carried in the notify request and the webhook message.
 public enum NotifyReason: String, Sendable, Codable, CaseIterable {
     case assigned, escalated, ackTimeout = "ack_timeout", reassigned, manual
+    /// Major incident response: asked to join; told of a status update.
+    case responderRequest = "responder_request", statusUpdate = "status_update"
 }
 
 /// The kinds of incident timeline entries (PRODUCT.md, Timeline entry).
@@ -61,6 +63,13 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     /// detection); a child was linked to its major incident; the surge ended.
     case majorDeclared = "major_declared", linked
     case surgeEnded = "surge_ended"
+    /// The response: a plan applied; responders asked, joining, declining, not answering;
+    /// roles given, handed over, given up; status updates.
+    case responsePlanApplied = "response_plan_applied"
+    case responderRequested = "responder_requested", responderJoined = "responder_joined"
+    case responderDeclined = "responder_declined", responderNoAnswer = "responder_no_answer"
+    case roleAssigned = "role_assigned", roleHandedOver = "role_handed_over", roleRelinquished = "role_relinquished"
+    case statusUpdate = "status_update"
 }
 
 public struct TimelineEntry: Sendable, Equatable {

@@ -412,6 +412,411 @@ void   klaxon__assignment__v1__declare_major_request__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__declare_major_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__request_responders_request__init
+                     (Klaxon__Assignment__V1__RequestRespondersRequest         *message)
+{
+  static const Klaxon__Assignment__V1__RequestRespondersRequest init_value = KLAXON__ASSIGNMENT__V1__REQUEST_RESPONDERS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__request_responders_request__get_packed_size
+                     (const Klaxon__Assignment__V1__RequestRespondersRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__request_responders_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__request_responders_request__pack
+                     (const Klaxon__Assignment__V1__RequestRespondersRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__request_responders_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__request_responders_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__RequestRespondersRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__request_responders_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__RequestRespondersRequest *
+       klaxon__assignment__v1__request_responders_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__RequestRespondersRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__request_responders_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__request_responders_request__free_unpacked
+                     (Klaxon__Assignment__V1__RequestRespondersRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__request_responders_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__responder_answer__init
+                     (Klaxon__Assignment__V1__ResponderAnswer         *message)
+{
+  static const Klaxon__Assignment__V1__ResponderAnswer init_value = KLAXON__ASSIGNMENT__V1__RESPONDER_ANSWER__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__responder_answer__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponderAnswer *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_answer__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__responder_answer__pack
+                     (const Klaxon__Assignment__V1__ResponderAnswer *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_answer__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__responder_answer__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponderAnswer *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_answer__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ResponderAnswer *
+       klaxon__assignment__v1__responder_answer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ResponderAnswer *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__responder_answer__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__responder_answer__free_unpacked
+                     (Klaxon__Assignment__V1__ResponderAnswer *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_answer__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__assign_role_request__init
+                     (Klaxon__Assignment__V1__AssignRoleRequest         *message)
+{
+  static const Klaxon__Assignment__V1__AssignRoleRequest init_value = KLAXON__ASSIGNMENT__V1__ASSIGN_ROLE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__assign_role_request__get_packed_size
+                     (const Klaxon__Assignment__V1__AssignRoleRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__assign_role_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__assign_role_request__pack
+                     (const Klaxon__Assignment__V1__AssignRoleRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__assign_role_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__assign_role_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__AssignRoleRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__assign_role_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__AssignRoleRequest *
+       klaxon__assignment__v1__assign_role_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__AssignRoleRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__assign_role_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__assign_role_request__free_unpacked
+                     (Klaxon__Assignment__V1__AssignRoleRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__assign_role_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__post_status_update_request__init
+                     (Klaxon__Assignment__V1__PostStatusUpdateRequest         *message)
+{
+  static const Klaxon__Assignment__V1__PostStatusUpdateRequest init_value = KLAXON__ASSIGNMENT__V1__POST_STATUS_UPDATE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__post_status_update_request__get_packed_size
+                     (const Klaxon__Assignment__V1__PostStatusUpdateRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__post_status_update_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__post_status_update_request__pack
+                     (const Klaxon__Assignment__V1__PostStatusUpdateRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__post_status_update_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__post_status_update_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PostStatusUpdateRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__post_status_update_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__PostStatusUpdateRequest *
+       klaxon__assignment__v1__post_status_update_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__PostStatusUpdateRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__post_status_update_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__post_status_update_request__free_unpacked
+                     (Klaxon__Assignment__V1__PostStatusUpdateRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__post_status_update_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__subscribe_request__init
+                     (Klaxon__Assignment__V1__SubscribeRequest         *message)
+{
+  static const Klaxon__Assignment__V1__SubscribeRequest init_value = KLAXON__ASSIGNMENT__V1__SUBSCRIBE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__subscribe_request__get_packed_size
+                     (const Klaxon__Assignment__V1__SubscribeRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__subscribe_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__subscribe_request__pack
+                     (const Klaxon__Assignment__V1__SubscribeRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__subscribe_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__subscribe_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__SubscribeRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__subscribe_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__SubscribeRequest *
+       klaxon__assignment__v1__subscribe_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__SubscribeRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__subscribe_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__subscribe_request__free_unpacked
+                     (Klaxon__Assignment__V1__SubscribeRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__subscribe_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__responder_request_view__init
+                     (Klaxon__Assignment__V1__ResponderRequestView         *message)
+{
+  static const Klaxon__Assignment__V1__ResponderRequestView init_value = KLAXON__ASSIGNMENT__V1__RESPONDER_REQUEST_VIEW__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__responder_request_view__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponderRequestView *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_request_view__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__responder_request_view__pack
+                     (const Klaxon__Assignment__V1__ResponderRequestView *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_request_view__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__responder_request_view__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponderRequestView *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_request_view__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ResponderRequestView *
+       klaxon__assignment__v1__responder_request_view__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ResponderRequestView *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__responder_request_view__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__responder_request_view__free_unpacked
+                     (Klaxon__Assignment__V1__ResponderRequestView *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__responder_request_view__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__role_holder__init
+                     (Klaxon__Assignment__V1__RoleHolder         *message)
+{
+  static const Klaxon__Assignment__V1__RoleHolder init_value = KLAXON__ASSIGNMENT__V1__ROLE_HOLDER__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__role_holder__get_packed_size
+                     (const Klaxon__Assignment__V1__RoleHolder *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__role_holder__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__role_holder__pack
+                     (const Klaxon__Assignment__V1__RoleHolder *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__role_holder__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__role_holder__pack_to_buffer
+                     (const Klaxon__Assignment__V1__RoleHolder *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__role_holder__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__RoleHolder *
+       klaxon__assignment__v1__role_holder__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__RoleHolder *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__role_holder__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__role_holder__free_unpacked
+                     (Klaxon__Assignment__V1__RoleHolder *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__role_holder__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__status_update_view__init
+                     (Klaxon__Assignment__V1__StatusUpdateView         *message)
+{
+  static const Klaxon__Assignment__V1__StatusUpdateView init_value = KLAXON__ASSIGNMENT__V1__STATUS_UPDATE_VIEW__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__status_update_view__get_packed_size
+                     (const Klaxon__Assignment__V1__StatusUpdateView *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__status_update_view__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__status_update_view__pack
+                     (const Klaxon__Assignment__V1__StatusUpdateView *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__status_update_view__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__status_update_view__pack_to_buffer
+                     (const Klaxon__Assignment__V1__StatusUpdateView *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__status_update_view__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__StatusUpdateView *
+       klaxon__assignment__v1__status_update_view__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__StatusUpdateView *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__status_update_view__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__status_update_view__free_unpacked
+                     (Klaxon__Assignment__V1__StatusUpdateView *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__status_update_view__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__incident_response__init
+                     (Klaxon__Assignment__V1__IncidentResponse         *message)
+{
+  static const Klaxon__Assignment__V1__IncidentResponse init_value = KLAXON__ASSIGNMENT__V1__INCIDENT_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__incident_response__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentResponse *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__incident_response__pack
+                     (const Klaxon__Assignment__V1__IncidentResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__incident_response__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__IncidentResponse *
+       klaxon__assignment__v1__incident_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__IncidentResponse *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__incident_response__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__incident_response__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__incident_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__assignment__v1__link_incidents_request__init
                      (Klaxon__Assignment__V1__LinkIncidentsRequest         *message)
 {
@@ -1729,6 +2134,141 @@ void   klaxon__assignment__v1__surge_settings__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__surge_settings__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__response_plan_responder__init
+                     (Klaxon__Assignment__V1__ResponsePlanResponder         *message)
+{
+  static const Klaxon__Assignment__V1__ResponsePlanResponder init_value = KLAXON__ASSIGNMENT__V1__RESPONSE_PLAN_RESPONDER__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__response_plan_responder__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponsePlanResponder *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_responder__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__response_plan_responder__pack
+                     (const Klaxon__Assignment__V1__ResponsePlanResponder *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_responder__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__response_plan_responder__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponsePlanResponder *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_responder__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ResponsePlanResponder *
+       klaxon__assignment__v1__response_plan_responder__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ResponsePlanResponder *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__response_plan_responder__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__response_plan_responder__free_unpacked
+                     (Klaxon__Assignment__V1__ResponsePlanResponder *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_responder__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__response_plan__init
+                     (Klaxon__Assignment__V1__ResponsePlan         *message)
+{
+  static const Klaxon__Assignment__V1__ResponsePlan init_value = KLAXON__ASSIGNMENT__V1__RESPONSE_PLAN__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__response_plan__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponsePlan *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__response_plan__pack
+                     (const Klaxon__Assignment__V1__ResponsePlan *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__response_plan__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponsePlan *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ResponsePlan *
+       klaxon__assignment__v1__response_plan__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ResponsePlan *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__response_plan__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__response_plan__free_unpacked
+                     (Klaxon__Assignment__V1__ResponsePlan *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__response_plan_list__init
+                     (Klaxon__Assignment__V1__ResponsePlanList         *message)
+{
+  static const Klaxon__Assignment__V1__ResponsePlanList init_value = KLAXON__ASSIGNMENT__V1__RESPONSE_PLAN_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__response_plan_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponsePlanList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__response_plan_list__pack
+                     (const Klaxon__Assignment__V1__ResponsePlanList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__response_plan_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponsePlanList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ResponsePlanList *
+       klaxon__assignment__v1__response_plan_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ResponsePlanList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__response_plan_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__response_plan_list__free_unpacked
+                     (Klaxon__Assignment__V1__ResponsePlanList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -2527,7 +3067,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__set_priority_request__d
   (ProtobufCMessageInit) klaxon__assignment__v1__set_priority_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__declare_major_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__declare_major_request__field_descriptors[4] =
 {
   {
     "incident_id",
@@ -2565,16 +3105,29 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__declare_major_requ
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "response_plan",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__DeclareMajorRequest, response_plan),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__declare_major_request__field_indices_by_name[] = {
   0,   /* field[0] = incident_id */
   2,   /* field[2] = priority */
+  3,   /* field[3] = response_plan */
   1,   /* field[1] = title */
 };
 static const ProtobufCIntRange klaxon__assignment__v1__declare_major_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__declare_major_request__descriptor =
 {
@@ -2584,11 +3137,795 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__declare_major_request__
   "Klaxon__Assignment__V1__DeclareMajorRequest",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__DeclareMajorRequest),
-  3,
+  4,
   klaxon__assignment__v1__declare_major_request__field_descriptors,
   klaxon__assignment__v1__declare_major_request__field_indices_by_name,
   1,  klaxon__assignment__v1__declare_major_request__number_ranges,
   (ProtobufCMessageInit) klaxon__assignment__v1__declare_major_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__request_responders_request__field_descriptors[7] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, n_user_ids),
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, user_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "schedule_ids",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, n_schedule_ids),
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, schedule_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "policy_ids",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, n_policy_ids),
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, policy_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_seconds",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RequestRespondersRequest, timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__request_responders_request__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+  4,   /* field[4] = message */
+  3,   /* field[3] = policy_ids */
+  5,   /* field[5] = role */
+  2,   /* field[2] = schedule_ids */
+  6,   /* field[6] = timeout_seconds */
+  1,   /* field[1] = user_ids */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__request_responders_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 7 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__request_responders_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.RequestRespondersRequest",
+  "RequestRespondersRequest",
+  "Klaxon__Assignment__V1__RequestRespondersRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__RequestRespondersRequest),
+  7,
+  klaxon__assignment__v1__request_responders_request__field_descriptors,
+  klaxon__assignment__v1__request_responders_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__request_responders_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__request_responders_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__responder_answer__field_descriptors[3] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderAnswer, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderAnswer, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "join",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderAnswer, join),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__responder_answer__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+  2,   /* field[2] = join */
+  1,   /* field[1] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__responder_answer__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__responder_answer__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ResponderAnswer",
+  "ResponderAnswer",
+  "Klaxon__Assignment__V1__ResponderAnswer",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ResponderAnswer),
+  3,
+  klaxon__assignment__v1__responder_answer__field_descriptors,
+  klaxon__assignment__v1__responder_answer__field_indices_by_name,
+  1,  klaxon__assignment__v1__responder_answer__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__responder_answer__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__assign_role_request__field_descriptors[4] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AssignRoleRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AssignRoleRequest, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AssignRoleRequest, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "relinquish",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AssignRoleRequest, relinquish),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__assign_role_request__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+  3,   /* field[3] = relinquish */
+  1,   /* field[1] = role */
+  2,   /* field[2] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__assign_role_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__assign_role_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.AssignRoleRequest",
+  "AssignRoleRequest",
+  "Klaxon__Assignment__V1__AssignRoleRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__AssignRoleRequest),
+  4,
+  klaxon__assignment__v1__assign_role_request__field_descriptors,
+  klaxon__assignment__v1__assign_role_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__assign_role_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__assign_role_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__post_status_update_request__field_descriptors[2] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PostStatusUpdateRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__PostStatusUpdateRequest, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__post_status_update_request__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+  1,   /* field[1] = text */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__post_status_update_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__post_status_update_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.PostStatusUpdateRequest",
+  "PostStatusUpdateRequest",
+  "Klaxon__Assignment__V1__PostStatusUpdateRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__PostStatusUpdateRequest),
+  2,
+  klaxon__assignment__v1__post_status_update_request__field_descriptors,
+  klaxon__assignment__v1__post_status_update_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__post_status_update_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__post_status_update_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__subscribe_request__field_descriptors[3] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SubscribeRequest, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_ids",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__SubscribeRequest, n_user_ids),
+    offsetof(Klaxon__Assignment__V1__SubscribeRequest, user_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remove",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SubscribeRequest, remove),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__subscribe_request__field_indices_by_name[] = {
+  0,   /* field[0] = incident_id */
+  2,   /* field[2] = remove */
+  1,   /* field[1] = user_ids */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__subscribe_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__subscribe_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.SubscribeRequest",
+  "SubscribeRequest",
+  "Klaxon__Assignment__V1__SubscribeRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__SubscribeRequest),
+  3,
+  klaxon__assignment__v1__subscribe_request__field_descriptors,
+  klaxon__assignment__v1__subscribe_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__subscribe_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__subscribe_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__responder_request_view__field_descriptors[8] =
+{
+  {
+    "user_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, state),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested_by",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, requested_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested_at_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, requested_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "answered_at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, answered_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponderRequestView, timeout_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__responder_request_view__field_indices_by_name[] = {
+  6,   /* field[6] = answered_at_ms */
+  3,   /* field[3] = message */
+  5,   /* field[5] = requested_at_ms */
+  4,   /* field[4] = requested_by */
+  2,   /* field[2] = role */
+  1,   /* field[1] = state */
+  7,   /* field[7] = timeout_at_ms */
+  0,   /* field[0] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__responder_request_view__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__responder_request_view__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ResponderRequestView",
+  "ResponderRequestView",
+  "Klaxon__Assignment__V1__ResponderRequestView",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ResponderRequestView),
+  8,
+  klaxon__assignment__v1__responder_request_view__field_descriptors,
+  klaxon__assignment__v1__responder_request_view__field_indices_by_name,
+  1,  klaxon__assignment__v1__responder_request_view__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__responder_request_view__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__role_holder__field_descriptors[4] =
+{
+  {
+    "role",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoleHolder, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoleHolder, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assigned_at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoleHolder, assigned_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assigned_by",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__RoleHolder, assigned_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__role_holder__field_indices_by_name[] = {
+  2,   /* field[2] = assigned_at_ms */
+  3,   /* field[3] = assigned_by */
+  0,   /* field[0] = role */
+  1,   /* field[1] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__role_holder__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__role_holder__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.RoleHolder",
+  "RoleHolder",
+  "Klaxon__Assignment__V1__RoleHolder",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__RoleHolder),
+  4,
+  klaxon__assignment__v1__role_holder__field_descriptors,
+  klaxon__assignment__v1__role_holder__field_indices_by_name,
+  1,  klaxon__assignment__v1__role_holder__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__role_holder__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__status_update_view__field_descriptors[3] =
+{
+  {
+    "author",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__StatusUpdateView, author),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__StatusUpdateView, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__StatusUpdateView, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__status_update_view__field_indices_by_name[] = {
+  2,   /* field[2] = at_ms */
+  0,   /* field[0] = author */
+  1,   /* field[1] = text */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__status_update_view__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__status_update_view__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.StatusUpdateView",
+  "StatusUpdateView",
+  "Klaxon__Assignment__V1__StatusUpdateView",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__StatusUpdateView),
+  3,
+  klaxon__assignment__v1__status_update_view__field_descriptors,
+  klaxon__assignment__v1__status_update_view__field_indices_by_name,
+  1,  klaxon__assignment__v1__status_update_view__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__status_update_view__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_response__field_descriptors[9] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "response_plan",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, response_plan),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conference_url",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, conference_url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conference_phone",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, conference_phone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chat_channel",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, chat_channel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requests",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, n_requests),
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, requests),
+    &klaxon__assignment__v1__responder_request_view__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "roles",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, n_roles),
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, roles),
+    &klaxon__assignment__v1__role_holder__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updates",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, n_updates),
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, updates),
+    &klaxon__assignment__v1__status_update_view__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subscriber_ids",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, n_subscriber_ids),
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, subscriber_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__incident_response__field_indices_by_name[] = {
+  4,   /* field[4] = chat_channel */
+  3,   /* field[3] = conference_phone */
+  2,   /* field[2] = conference_url */
+  0,   /* field[0] = incident_id */
+  5,   /* field[5] = requests */
+  1,   /* field[1] = response_plan */
+  6,   /* field[6] = roles */
+  8,   /* field[8] = subscriber_ids */
+  7,   /* field[7] = updates */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__incident_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.IncidentResponse",
+  "IncidentResponse",
+  "Klaxon__Assignment__V1__IncidentResponse",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__IncidentResponse),
+  9,
+  klaxon__assignment__v1__incident_response__field_descriptors,
+  klaxon__assignment__v1__incident_response__field_indices_by_name,
+  1,  klaxon__assignment__v1__incident_response__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__incident_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__link_incidents_request__field_descriptors[3] =
@@ -4550,7 +5887,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_feed__descript
   (ProtobufCMessageInit) klaxon__assignment__v1__schedule_feed__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__surge_settings__field_descriptors[9] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__surge_settings__field_descriptors[10] =
 {
   {
     "enabled",
@@ -4660,6 +5997,18 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__surge_settings__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "response_plan",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__SurgeSettings, response_plan),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__surge_settings__field_indices_by_name[] = {
   0,   /* field[0] = enabled */
@@ -4668,6 +6017,7 @@ static const unsigned klaxon__assignment__v1__surge_settings__field_indices_by_n
   4,   /* field[4] = min_services */
   5,   /* field[5] = quiet_period_seconds */
   3,   /* field[3] = rate_factor */
+  9,   /* field[9] = response_plan */
   7,   /* field[7] = surge_since_ms */
   6,   /* field[6] = surging */
   1,   /* field[1] = window_seconds */
@@ -4675,7 +6025,7 @@ static const unsigned klaxon__assignment__v1__surge_settings__field_indices_by_n
 static const ProtobufCIntRange klaxon__assignment__v1__surge_settings__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__surge_settings__descriptor =
 {
@@ -4685,11 +6035,268 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__surge_settings__descrip
   "Klaxon__Assignment__V1__SurgeSettings",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__SurgeSettings),
-  9,
+  10,
   klaxon__assignment__v1__surge_settings__field_descriptors,
   klaxon__assignment__v1__surge_settings__field_indices_by_name,
   1,  klaxon__assignment__v1__surge_settings__number_ranges,
   (ProtobufCMessageInit) klaxon__assignment__v1__surge_settings__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__response_plan_responder__field_descriptors[4] =
+{
+  {
+    "user_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlanResponder, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "schedule_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlanResponder, schedule_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "policy_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlanResponder, policy_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "role",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlanResponder, role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__response_plan_responder__field_indices_by_name[] = {
+  2,   /* field[2] = policy_id */
+  3,   /* field[3] = role */
+  1,   /* field[1] = schedule_id */
+  0,   /* field[0] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__response_plan_responder__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_responder__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ResponsePlanResponder",
+  "ResponsePlanResponder",
+  "Klaxon__Assignment__V1__ResponsePlanResponder",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ResponsePlanResponder),
+  4,
+  klaxon__assignment__v1__response_plan_responder__field_descriptors,
+  klaxon__assignment__v1__response_plan_responder__field_indices_by_name,
+  1,  klaxon__assignment__v1__response_plan_responder__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__response_plan_responder__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__response_plan__field_descriptors[9] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "responders",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, n_responders),
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, responders),
+    &klaxon__assignment__v1__response_plan_responder__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subscriber_ids",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, n_subscriber_ids),
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, subscriber_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conference_url",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, conference_url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conference_phone",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, conference_phone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "chat_channel",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, chat_channel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, message),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "request_timeout_seconds",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, request_timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__response_plan__field_indices_by_name[] = {
+  6,   /* field[6] = chat_channel */
+  5,   /* field[5] = conference_phone */
+  4,   /* field[4] = conference_url */
+  0,   /* field[0] = id */
+  7,   /* field[7] = message */
+  1,   /* field[1] = name */
+  8,   /* field[8] = request_timeout_seconds */
+  2,   /* field[2] = responders */
+  3,   /* field[3] = subscriber_ids */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__response_plan__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 9 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ResponsePlan",
+  "ResponsePlan",
+  "Klaxon__Assignment__V1__ResponsePlan",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ResponsePlan),
+  9,
+  klaxon__assignment__v1__response_plan__field_descriptors,
+  klaxon__assignment__v1__response_plan__field_indices_by_name,
+  1,  klaxon__assignment__v1__response_plan__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__response_plan__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__response_plan_list__field_descriptors[1] =
+{
+  {
+    "plans",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ResponsePlanList, n_plans),
+    offsetof(Klaxon__Assignment__V1__ResponsePlanList, plans),
+    &klaxon__assignment__v1__response_plan__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__response_plan_list__field_indices_by_name[] = {
+  0,   /* field[0] = plans */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__response_plan_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ResponsePlanList",
+  "ResponsePlanList",
+  "Klaxon__Assignment__V1__ResponsePlanList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ResponsePlanList),
+  1,
+  klaxon__assignment__v1__response_plan_list__field_descriptors,
+  klaxon__assignment__v1__response_plan_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__response_plan_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__response_plan_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue klaxon__assignment__v1__restriction_kind__enum_values_by_number[3] =
@@ -4722,7 +6329,7 @@ const ProtobufCEnumDescriptor klaxon__assignment__v1__restriction_kind__descript
   klaxon__assignment__v1__restriction_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[14] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__method_descriptors[20] =
 {
   { "IncidentTriggered", &klaxon__assignment__v1__incident_triggered_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "IncidentsTriggered", &klaxon__assignment__v1__incident_triggered_batch__descriptor, &klaxon__rpc__v1__batch_reply__descriptor },
@@ -4738,22 +6345,34 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__assignment__metho
   { "SetPriority", &klaxon__assignment__v1__set_priority_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
   { "DeclareMajor", &klaxon__assignment__v1__declare_major_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
   { "LinkIncidents", &klaxon__assignment__v1__link_incidents_request__descriptor, &klaxon__assignment__v1__incident__descriptor },
+  { "RequestResponders", &klaxon__assignment__v1__request_responders_request__descriptor, &klaxon__assignment__v1__incident_response__descriptor },
+  { "AnswerResponderRequest", &klaxon__assignment__v1__responder_answer__descriptor, &klaxon__assignment__v1__incident_response__descriptor },
+  { "AssignRole", &klaxon__assignment__v1__assign_role_request__descriptor, &klaxon__assignment__v1__incident_response__descriptor },
+  { "PostStatusUpdate", &klaxon__assignment__v1__post_status_update_request__descriptor, &klaxon__assignment__v1__incident_response__descriptor },
+  { "Subscribe", &klaxon__assignment__v1__subscribe_request__descriptor, &klaxon__assignment__v1__incident_response__descriptor },
+  { "GetResponse", &klaxon__assignment__v1__get_incident_request__descriptor, &klaxon__assignment__v1__incident_response__descriptor },
 };
 const unsigned klaxon__assignment__v1__assignment__method_indices_by_name[] = {
   2,        /* Acknowledge */
   7,        /* AddNote */
+  15,        /* AnswerResponderRequest */
+  16,        /* AssignRole */
   12,        /* DeclareMajor */
   5,        /* Escalate */
   8,        /* GetIncident */
+  19,        /* GetResponse */
   10,        /* GetTimeline */
   0,        /* IncidentTriggered */
   1,        /* IncidentsTriggered */
   13,        /* LinkIncidents */
   9,        /* ListIncidents */
+  17,        /* PostStatusUpdate */
   4,        /* Reassign */
+  14,        /* RequestResponders */
   3,        /* Resolve */
   11,        /* SetPriority */
-  6         /* Snooze */
+  6,        /* Snooze */
+  18         /* Subscribe */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor =
 {
@@ -4762,7 +6381,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor 
   "Assignment",
   "Klaxon__Assignment__V1__Assignment",
   "klaxon.assignment.v1",
-  14,
+  20,
   klaxon__assignment__v1__assignment__method_descriptors,
   klaxon__assignment__v1__assignment__method_indices_by_name
 };
@@ -4878,6 +6497,54 @@ void klaxon__assignment__v1__assignment__link_incidents(ProtobufCService *servic
   assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void klaxon__assignment__v1__assignment__request_responders(ProtobufCService *service,
+                                                            const Klaxon__Assignment__V1__RequestRespondersRequest *input,
+                                                            Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__answer_responder_request(ProtobufCService *service,
+                                                                  const Klaxon__Assignment__V1__ResponderAnswer *input,
+                                                                  Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__assign_role(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__AssignRoleRequest *input,
+                                                     Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__post_status_update(ProtobufCService *service,
+                                                            const Klaxon__Assignment__V1__PostStatusUpdateRequest *input,
+                                                            Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__subscribe(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__SubscribeRequest *input,
+                                                   Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__assignment__get_response(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                                                      Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__assignment__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
                                                Klaxon__Assignment__V1__Assignment_ServiceDestroy destroy)
 {
@@ -4885,7 +6552,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
                                      &klaxon__assignment__v1__assignment__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[27] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[30] =
 {
   { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
   { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
@@ -4914,15 +6581,20 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "RotateScheduleFeed", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__schedule_feed__descriptor },
   { "GetSurgeSettings", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__surge_settings__descriptor },
   { "UpdateSurgeSettings", &klaxon__assignment__v1__surge_settings__descriptor, &klaxon__assignment__v1__surge_settings__descriptor },
+  { "CreateResponsePlan", &klaxon__assignment__v1__response_plan__descriptor, &klaxon__assignment__v1__response_plan__descriptor },
+  { "ListResponsePlans", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__response_plan_list__descriptor },
+  { "DeleteResponsePlan", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
 };
 const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
   22,        /* ApplyConfiguration */
   0,        /* CreateEscalationPolicy */
+  27,        /* CreateResponsePlan */
   16,        /* CreateRoutingKey */
   5,        /* CreateSchedule */
   11,        /* CreateService */
   18,        /* CreateToken */
   4,        /* DeleteEscalationPolicy */
+  29,        /* DeleteResponsePlan */
   17,        /* DeleteRoutingKey */
   9,        /* DeleteSchedule */
   15,        /* DeleteService */
@@ -4932,6 +6604,7 @@ const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
   13,        /* GetService */
   25,        /* GetSurgeSettings */
   3,        /* ListEscalationPolicies */
+  28,        /* ListResponsePlans */
   8,        /* ListSchedules */
   14,        /* ListServices */
   19,        /* ListTokens */
@@ -4951,7 +6624,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
   "Admin",
   "Klaxon__Assignment__V1__Admin",
   "klaxon.assignment.v1",
-  27,
+  30,
   klaxon__assignment__v1__admin__method_descriptors,
   klaxon__assignment__v1__admin__method_indices_by_name
 };
@@ -5170,6 +6843,30 @@ void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *serv
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
   service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *service,
+                                                         const Klaxon__Assignment__V1__ResponsePlan *input,
+                                                         Klaxon__Assignment__V1__ResponsePlan_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *service,
+                                                        const Klaxon__Rpc__V1__Empty *input,
+                                                        Klaxon__Assignment__V1__ResponsePlanList_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *service,
+                                                         const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                         Klaxon__Rpc__V1__Empty_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
                                           Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)

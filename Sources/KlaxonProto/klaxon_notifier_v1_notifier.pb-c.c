@@ -1144,7 +1144,7 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_list__descri
   (ProtobufCMessageInit) klaxon__notifier__v1__notification_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue klaxon__notifier__v1__notify_reason__enum_values_by_number[6] =
+static const ProtobufCEnumValue klaxon__notifier__v1__notify_reason__enum_values_by_number[8] =
 {
   { "NOTIFY_REASON_UNSPECIFIED", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_UNSPECIFIED", 0 },
   { "NOTIFY_REASON_ASSIGNED", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_ASSIGNED", 1 },
@@ -1152,17 +1152,21 @@ static const ProtobufCEnumValue klaxon__notifier__v1__notify_reason__enum_values
   { "NOTIFY_REASON_ACK_TIMEOUT", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_ACK_TIMEOUT", 3 },
   { "NOTIFY_REASON_REASSIGNED", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_REASSIGNED", 4 },
   { "NOTIFY_REASON_MANUAL", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_MANUAL", 5 },
+  { "NOTIFY_REASON_RESPONDER_REQUEST", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_RESPONDER_REQUEST", 6 },
+  { "NOTIFY_REASON_STATUS_UPDATE", "KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_STATUS_UPDATE", 7 },
 };
 static const ProtobufCIntRange klaxon__notifier__v1__notify_reason__value_ranges[] = {
-{0, 0},{0, 6}
+{0, 0},{0, 8}
 };
-static const ProtobufCEnumValueIndex klaxon__notifier__v1__notify_reason__enum_values_by_name[6] =
+static const ProtobufCEnumValueIndex klaxon__notifier__v1__notify_reason__enum_values_by_name[8] =
 {
   { "NOTIFY_REASON_ACK_TIMEOUT", 3 },
   { "NOTIFY_REASON_ASSIGNED", 1 },
   { "NOTIFY_REASON_ESCALATED", 2 },
   { "NOTIFY_REASON_MANUAL", 5 },
   { "NOTIFY_REASON_REASSIGNED", 4 },
+  { "NOTIFY_REASON_RESPONDER_REQUEST", 6 },
+  { "NOTIFY_REASON_STATUS_UPDATE", 7 },
   { "NOTIFY_REASON_UNSPECIFIED", 0 },
 };
 const ProtobufCEnumDescriptor klaxon__notifier__v1__notify_reason__descriptor =
@@ -1172,9 +1176,9 @@ const ProtobufCEnumDescriptor klaxon__notifier__v1__notify_reason__descriptor =
   "NotifyReason",
   "Klaxon__Notifier__V1__NotifyReason",
   "klaxon.notifier.v1",
-  6,
+  8,
   klaxon__notifier__v1__notify_reason__enum_values_by_number,
-  6,
+  8,
   klaxon__notifier__v1__notify_reason__enum_values_by_name,
   1,
   klaxon__notifier__v1__notify_reason__value_ranges,

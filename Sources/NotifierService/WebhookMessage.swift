@@ -49,9 +49,13 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
     public var user: UserRef
     public var rule: RuleRef
     public var sentAt: String
+    /// A major incident's response, present only on its pages: `conference_url`,
+    /// `conference_phone`, `chat_channel`, `priority`, `role.<role>` (user ids), and for a
+    /// responder request `message` and `requested_role`, for a status update `status_update`.
+    public var response: [String: String]?
 
     enum CodingKeys: String, CodingKey {
-        case notificationID = "notification_id", reason, snapshot, incident, user, rule, sentAt = "sent_at"
+        case notificationID = "notification_id", reason, snapshot, incident, user, rule, sentAt = "sent_at", response
     }
 
     public init(
@@ -69,6 +73,9 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
         self.user = user
         self.rule = rule
         self.sentAt = Self.iso8601(sentAt)
+        var response: [String: String] = [:]
+        for (key, value) in incident.details where key.hasPrefix("response.") { response[String(key.dropFirst(9))] = value }
+        self.response = response.isEmpty ? nil : response
     }
 
     public func jsonBytes() -> [UInt8] {

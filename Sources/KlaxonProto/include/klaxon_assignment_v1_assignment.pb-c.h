@@ -26,6 +26,15 @@ typedef struct Klaxon__Assignment__V1__GetIncidentRequest Klaxon__Assignment__V1
 typedef struct Klaxon__Assignment__V1__Incident Klaxon__Assignment__V1__Incident;
 typedef struct Klaxon__Assignment__V1__SetPriorityRequest Klaxon__Assignment__V1__SetPriorityRequest;
 typedef struct Klaxon__Assignment__V1__DeclareMajorRequest Klaxon__Assignment__V1__DeclareMajorRequest;
+typedef struct Klaxon__Assignment__V1__RequestRespondersRequest Klaxon__Assignment__V1__RequestRespondersRequest;
+typedef struct Klaxon__Assignment__V1__ResponderAnswer Klaxon__Assignment__V1__ResponderAnswer;
+typedef struct Klaxon__Assignment__V1__AssignRoleRequest Klaxon__Assignment__V1__AssignRoleRequest;
+typedef struct Klaxon__Assignment__V1__PostStatusUpdateRequest Klaxon__Assignment__V1__PostStatusUpdateRequest;
+typedef struct Klaxon__Assignment__V1__SubscribeRequest Klaxon__Assignment__V1__SubscribeRequest;
+typedef struct Klaxon__Assignment__V1__ResponderRequestView Klaxon__Assignment__V1__ResponderRequestView;
+typedef struct Klaxon__Assignment__V1__RoleHolder Klaxon__Assignment__V1__RoleHolder;
+typedef struct Klaxon__Assignment__V1__StatusUpdateView Klaxon__Assignment__V1__StatusUpdateView;
+typedef struct Klaxon__Assignment__V1__IncidentResponse Klaxon__Assignment__V1__IncidentResponse;
 typedef struct Klaxon__Assignment__V1__LinkIncidentsRequest Klaxon__Assignment__V1__LinkIncidentsRequest;
 typedef struct Klaxon__Assignment__V1__ListIncidentsRequest Klaxon__Assignment__V1__ListIncidentsRequest;
 typedef struct Klaxon__Assignment__V1__ListIncidentsReply Klaxon__Assignment__V1__ListIncidentsReply;
@@ -57,6 +66,9 @@ typedef struct Klaxon__Assignment__V1__PlanChange Klaxon__Assignment__V1__PlanCh
 typedef struct Klaxon__Assignment__V1__ApplyReply Klaxon__Assignment__V1__ApplyReply;
 typedef struct Klaxon__Assignment__V1__ScheduleFeed Klaxon__Assignment__V1__ScheduleFeed;
 typedef struct Klaxon__Assignment__V1__SurgeSettings Klaxon__Assignment__V1__SurgeSettings;
+typedef struct Klaxon__Assignment__V1__ResponsePlanResponder Klaxon__Assignment__V1__ResponsePlanResponder;
+typedef struct Klaxon__Assignment__V1__ResponsePlan Klaxon__Assignment__V1__ResponsePlan;
+typedef struct Klaxon__Assignment__V1__ResponsePlanList Klaxon__Assignment__V1__ResponsePlanList;
 
 
 /* --- enums --- */
@@ -266,10 +278,181 @@ struct  Klaxon__Assignment__V1__DeclareMajorRequest
    * default P1
    */
   char *priority;
+  /*
+   * a response plan's name: applied at once (responders paged, bridge set, subscribers added)
+   */
+  char *response_plan;
 };
 #define KLAXON__ASSIGNMENT__V1__DECLARE_MAJOR_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__declare_major_request__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * RequestResponders: asks users (and whoever is on call on the schedules / at the first level of
+ * the policies) to join; each is paged with reason responder_request.
+ */
+struct  Klaxon__Assignment__V1__RequestRespondersRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  size_t n_user_ids;
+  uint64_t *user_ids;
+  size_t n_schedule_ids;
+  uint64_t *schedule_ids;
+  size_t n_policy_ids;
+  uint64_t *policy_ids;
+  char *message;
+  /*
+   * the role they are asked to take, "" for none
+   */
+  char *role;
+  /*
+   * pending → no_answer after this (default 300, 5–86400)
+   */
+  uint32_t timeout_seconds;
+};
+#define KLAXON__ASSIGNMENT__V1__REQUEST_RESPONDERS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__request_responders_request__descriptor) \
+    , 0, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * AnswerResponderRequest: the acting user joins (join = true) or declines.
+ */
+struct  Klaxon__Assignment__V1__ResponderAnswer
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  /*
+   * who answers (a responder token answers for its own user)
+   */
+  uint64_t user_id;
+  protobuf_c_boolean join;
+};
+#define KLAXON__ASSIGNMENT__V1__RESPONDER_ANSWER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__responder_answer__descriptor) \
+    , 0, 0, 0 }
+
+
+/*
+ * AssignRole: gives `role` to `user_id` (a new commander hands over: the previous one loses
+ * it); relinquish removes it.
+ */
+struct  Klaxon__Assignment__V1__AssignRoleRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  char *role;
+  uint64_t user_id;
+  protobuf_c_boolean relinquish;
+};
+#define KLAXON__ASSIGNMENT__V1__ASSIGN_ROLE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__assign_role_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__PostStatusUpdateRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  /*
+   * 1–4000 characters
+   */
+  char *text;
+};
+#define KLAXON__ASSIGNMENT__V1__POST_STATUS_UPDATE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__post_status_update_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Subscribe: adds (or with remove, removes) subscribers: users told of every status update.
+ */
+struct  Klaxon__Assignment__V1__SubscribeRequest
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  size_t n_user_ids;
+  uint64_t *user_ids;
+  protobuf_c_boolean remove;
+};
+#define KLAXON__ASSIGNMENT__V1__SUBSCRIBE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__subscribe_request__descriptor) \
+    , 0, 0,NULL, 0 }
+
+
+struct  Klaxon__Assignment__V1__ResponderRequestView
+{
+  ProtobufCMessage base;
+  uint64_t user_id;
+  /*
+   * pending | joined | declined | no_answer
+   */
+  char *state;
+  char *role;
+  char *message;
+  char *requested_by;
+  int64_t requested_at_ms;
+  /*
+   * 0 while pending (and for no_answer)
+   */
+  int64_t answered_at_ms;
+  int64_t timeout_at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__RESPONDER_REQUEST_VIEW__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__responder_request_view__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__RoleHolder
+{
+  ProtobufCMessage base;
+  char *role;
+  uint64_t user_id;
+  int64_t assigned_at_ms;
+  char *assigned_by;
+};
+#define KLAXON__ASSIGNMENT__V1__ROLE_HOLDER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__role_holder__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__StatusUpdateView
+{
+  ProtobufCMessage base;
+  char *author;
+  char *text;
+  int64_t at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__STATUS_UPDATE_VIEW__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__status_update_view__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * A major incident's response: bridge, requests and who joined, roles, updates, subscribers.
+ */
+struct  Klaxon__Assignment__V1__IncidentResponse
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  char *response_plan;
+  char *conference_url;
+  char *conference_phone;
+  char *chat_channel;
+  size_t n_requests;
+  Klaxon__Assignment__V1__ResponderRequestView **requests;
+  size_t n_roles;
+  Klaxon__Assignment__V1__RoleHolder **roles;
+  size_t n_updates;
+  Klaxon__Assignment__V1__StatusUpdateView **updates;
+  size_t n_subscriber_ids;
+  uint64_t *subscriber_ids;
+};
+#define KLAXON__ASSIGNMENT__V1__INCIDENT_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_response__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*
@@ -854,10 +1037,76 @@ struct  Klaxon__Assignment__V1__SurgeSettings
    * read-only: the surge's major incident
    */
   uint64_t major_incident_id;
+  /*
+   * the plan a surge runs ("": none)
+   */
+  char *response_plan;
 };
 #define KLAXON__ASSIGNMENT__V1__SURGE_SETTINGS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__surge_settings__descriptor) \
-    , 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__ResponsePlanResponder
+{
+  ProtobufCMessage base;
+  /*
+   * exactly one of user_id, schedule_id, policy_id
+   */
+  uint64_t user_id;
+  uint64_t schedule_id;
+  uint64_t policy_id;
+  /*
+   * the role they are asked to take, "" for none
+   */
+  char *role;
+};
+#define KLAXON__ASSIGNMENT__V1__RESPONSE_PLAN_RESPONDER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__response_plan_responder__descriptor) \
+    , 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A response plan: applied when an incident is declared major (by hand or by surge detection).
+ */
+struct  Klaxon__Assignment__V1__ResponsePlan
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  char *name;
+  size_t n_responders;
+  Klaxon__Assignment__V1__ResponsePlanResponder **responders;
+  /*
+   * users told of status updates
+   */
+  size_t n_subscriber_ids;
+  uint64_t *subscriber_ids;
+  char *conference_url;
+  char *conference_phone;
+  char *chat_channel;
+  /*
+   * sent with the responder requests
+   */
+  char *message;
+  /*
+   * a request not answered within this is no_answer (default 300, 5–86400)
+   */
+  uint32_t request_timeout_seconds;
+};
+#define KLAXON__ASSIGNMENT__V1__RESPONSE_PLAN__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__response_plan__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Klaxon__Assignment__V1__ResponsePlanList
+{
+  ProtobufCMessage base;
+  size_t n_plans;
+  Klaxon__Assignment__V1__ResponsePlan **plans;
+};
+#define KLAXON__ASSIGNMENT__V1__RESPONSE_PLAN_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__response_plan_list__descriptor) \
+    , 0,NULL }
 
 
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
@@ -1030,6 +1279,177 @@ Klaxon__Assignment__V1__DeclareMajorRequest *
                       const uint8_t       *data);
 void   klaxon__assignment__v1__declare_major_request__free_unpacked
                      (Klaxon__Assignment__V1__DeclareMajorRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__RequestRespondersRequest methods */
+void   klaxon__assignment__v1__request_responders_request__init
+                     (Klaxon__Assignment__V1__RequestRespondersRequest         *message);
+size_t klaxon__assignment__v1__request_responders_request__get_packed_size
+                     (const Klaxon__Assignment__V1__RequestRespondersRequest   *message);
+size_t klaxon__assignment__v1__request_responders_request__pack
+                     (const Klaxon__Assignment__V1__RequestRespondersRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__request_responders_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__RequestRespondersRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__RequestRespondersRequest *
+       klaxon__assignment__v1__request_responders_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__request_responders_request__free_unpacked
+                     (Klaxon__Assignment__V1__RequestRespondersRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ResponderAnswer methods */
+void   klaxon__assignment__v1__responder_answer__init
+                     (Klaxon__Assignment__V1__ResponderAnswer         *message);
+size_t klaxon__assignment__v1__responder_answer__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponderAnswer   *message);
+size_t klaxon__assignment__v1__responder_answer__pack
+                     (const Klaxon__Assignment__V1__ResponderAnswer   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__responder_answer__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponderAnswer   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ResponderAnswer *
+       klaxon__assignment__v1__responder_answer__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__responder_answer__free_unpacked
+                     (Klaxon__Assignment__V1__ResponderAnswer *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__AssignRoleRequest methods */
+void   klaxon__assignment__v1__assign_role_request__init
+                     (Klaxon__Assignment__V1__AssignRoleRequest         *message);
+size_t klaxon__assignment__v1__assign_role_request__get_packed_size
+                     (const Klaxon__Assignment__V1__AssignRoleRequest   *message);
+size_t klaxon__assignment__v1__assign_role_request__pack
+                     (const Klaxon__Assignment__V1__AssignRoleRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__assign_role_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__AssignRoleRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__AssignRoleRequest *
+       klaxon__assignment__v1__assign_role_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__assign_role_request__free_unpacked
+                     (Klaxon__Assignment__V1__AssignRoleRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__PostStatusUpdateRequest methods */
+void   klaxon__assignment__v1__post_status_update_request__init
+                     (Klaxon__Assignment__V1__PostStatusUpdateRequest         *message);
+size_t klaxon__assignment__v1__post_status_update_request__get_packed_size
+                     (const Klaxon__Assignment__V1__PostStatusUpdateRequest   *message);
+size_t klaxon__assignment__v1__post_status_update_request__pack
+                     (const Klaxon__Assignment__V1__PostStatusUpdateRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__post_status_update_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__PostStatusUpdateRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__PostStatusUpdateRequest *
+       klaxon__assignment__v1__post_status_update_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__post_status_update_request__free_unpacked
+                     (Klaxon__Assignment__V1__PostStatusUpdateRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__SubscribeRequest methods */
+void   klaxon__assignment__v1__subscribe_request__init
+                     (Klaxon__Assignment__V1__SubscribeRequest         *message);
+size_t klaxon__assignment__v1__subscribe_request__get_packed_size
+                     (const Klaxon__Assignment__V1__SubscribeRequest   *message);
+size_t klaxon__assignment__v1__subscribe_request__pack
+                     (const Klaxon__Assignment__V1__SubscribeRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__subscribe_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__SubscribeRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__SubscribeRequest *
+       klaxon__assignment__v1__subscribe_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__subscribe_request__free_unpacked
+                     (Klaxon__Assignment__V1__SubscribeRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ResponderRequestView methods */
+void   klaxon__assignment__v1__responder_request_view__init
+                     (Klaxon__Assignment__V1__ResponderRequestView         *message);
+size_t klaxon__assignment__v1__responder_request_view__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponderRequestView   *message);
+size_t klaxon__assignment__v1__responder_request_view__pack
+                     (const Klaxon__Assignment__V1__ResponderRequestView   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__responder_request_view__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponderRequestView   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ResponderRequestView *
+       klaxon__assignment__v1__responder_request_view__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__responder_request_view__free_unpacked
+                     (Klaxon__Assignment__V1__ResponderRequestView *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__RoleHolder methods */
+void   klaxon__assignment__v1__role_holder__init
+                     (Klaxon__Assignment__V1__RoleHolder         *message);
+size_t klaxon__assignment__v1__role_holder__get_packed_size
+                     (const Klaxon__Assignment__V1__RoleHolder   *message);
+size_t klaxon__assignment__v1__role_holder__pack
+                     (const Klaxon__Assignment__V1__RoleHolder   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__role_holder__pack_to_buffer
+                     (const Klaxon__Assignment__V1__RoleHolder   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__RoleHolder *
+       klaxon__assignment__v1__role_holder__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__role_holder__free_unpacked
+                     (Klaxon__Assignment__V1__RoleHolder *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__StatusUpdateView methods */
+void   klaxon__assignment__v1__status_update_view__init
+                     (Klaxon__Assignment__V1__StatusUpdateView         *message);
+size_t klaxon__assignment__v1__status_update_view__get_packed_size
+                     (const Klaxon__Assignment__V1__StatusUpdateView   *message);
+size_t klaxon__assignment__v1__status_update_view__pack
+                     (const Klaxon__Assignment__V1__StatusUpdateView   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__status_update_view__pack_to_buffer
+                     (const Klaxon__Assignment__V1__StatusUpdateView   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__StatusUpdateView *
+       klaxon__assignment__v1__status_update_view__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__status_update_view__free_unpacked
+                     (Klaxon__Assignment__V1__StatusUpdateView *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__IncidentResponse methods */
+void   klaxon__assignment__v1__incident_response__init
+                     (Klaxon__Assignment__V1__IncidentResponse         *message);
+size_t klaxon__assignment__v1__incident_response__get_packed_size
+                     (const Klaxon__Assignment__V1__IncidentResponse   *message);
+size_t klaxon__assignment__v1__incident_response__pack
+                     (const Klaxon__Assignment__V1__IncidentResponse   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__incident_response__pack_to_buffer
+                     (const Klaxon__Assignment__V1__IncidentResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__IncidentResponse *
+       klaxon__assignment__v1__incident_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__incident_response__free_unpacked
+                     (Klaxon__Assignment__V1__IncidentResponse *message,
                       ProtobufCAllocator *allocator);
 /* Klaxon__Assignment__V1__LinkIncidentsRequest methods */
 void   klaxon__assignment__v1__link_incidents_request__init
@@ -1588,6 +2008,63 @@ Klaxon__Assignment__V1__SurgeSettings *
 void   klaxon__assignment__v1__surge_settings__free_unpacked
                      (Klaxon__Assignment__V1__SurgeSettings *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ResponsePlanResponder methods */
+void   klaxon__assignment__v1__response_plan_responder__init
+                     (Klaxon__Assignment__V1__ResponsePlanResponder         *message);
+size_t klaxon__assignment__v1__response_plan_responder__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponsePlanResponder   *message);
+size_t klaxon__assignment__v1__response_plan_responder__pack
+                     (const Klaxon__Assignment__V1__ResponsePlanResponder   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__response_plan_responder__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponsePlanResponder   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ResponsePlanResponder *
+       klaxon__assignment__v1__response_plan_responder__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__response_plan_responder__free_unpacked
+                     (Klaxon__Assignment__V1__ResponsePlanResponder *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ResponsePlan methods */
+void   klaxon__assignment__v1__response_plan__init
+                     (Klaxon__Assignment__V1__ResponsePlan         *message);
+size_t klaxon__assignment__v1__response_plan__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponsePlan   *message);
+size_t klaxon__assignment__v1__response_plan__pack
+                     (const Klaxon__Assignment__V1__ResponsePlan   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__response_plan__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponsePlan   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ResponsePlan *
+       klaxon__assignment__v1__response_plan__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__response_plan__free_unpacked
+                     (Klaxon__Assignment__V1__ResponsePlan *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ResponsePlanList methods */
+void   klaxon__assignment__v1__response_plan_list__init
+                     (Klaxon__Assignment__V1__ResponsePlanList         *message);
+size_t klaxon__assignment__v1__response_plan_list__get_packed_size
+                     (const Klaxon__Assignment__V1__ResponsePlanList   *message);
+size_t klaxon__assignment__v1__response_plan_list__pack
+                     (const Klaxon__Assignment__V1__ResponsePlanList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__response_plan_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ResponsePlanList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ResponsePlanList *
+       klaxon__assignment__v1__response_plan_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__response_plan_list__free_unpacked
+                     (Klaxon__Assignment__V1__ResponsePlanList *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -1616,6 +2093,33 @@ typedef void (*Klaxon__Assignment__V1__SetPriorityRequest_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__DeclareMajorRequest_Closure)
                  (const Klaxon__Assignment__V1__DeclareMajorRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__RequestRespondersRequest_Closure)
+                 (const Klaxon__Assignment__V1__RequestRespondersRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ResponderAnswer_Closure)
+                 (const Klaxon__Assignment__V1__ResponderAnswer *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__AssignRoleRequest_Closure)
+                 (const Klaxon__Assignment__V1__AssignRoleRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__PostStatusUpdateRequest_Closure)
+                 (const Klaxon__Assignment__V1__PostStatusUpdateRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__SubscribeRequest_Closure)
+                 (const Klaxon__Assignment__V1__SubscribeRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ResponderRequestView_Closure)
+                 (const Klaxon__Assignment__V1__ResponderRequestView *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__RoleHolder_Closure)
+                 (const Klaxon__Assignment__V1__RoleHolder *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__StatusUpdateView_Closure)
+                 (const Klaxon__Assignment__V1__StatusUpdateView *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__IncidentResponse_Closure)
+                 (const Klaxon__Assignment__V1__IncidentResponse *message,
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__LinkIncidentsRequest_Closure)
                  (const Klaxon__Assignment__V1__LinkIncidentsRequest *message,
@@ -1710,6 +2214,15 @@ typedef void (*Klaxon__Assignment__V1__ScheduleFeed_Closure)
 typedef void (*Klaxon__Assignment__V1__SurgeSettings_Closure)
                  (const Klaxon__Assignment__V1__SurgeSettings *message,
                   void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ResponsePlanResponder_Closure)
+                 (const Klaxon__Assignment__V1__ResponsePlanResponder *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ResponsePlan_Closure)
+                 (const Klaxon__Assignment__V1__ResponsePlan *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ResponsePlanList_Closure)
+                 (const Klaxon__Assignment__V1__ResponsePlanList *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1773,6 +2286,30 @@ struct Klaxon__Assignment__V1__Assignment_Service
                          const Klaxon__Assignment__V1__LinkIncidentsRequest *input,
                          Klaxon__Assignment__V1__Incident_Closure closure,
                          void *closure_data);
+  void (*request_responders)(Klaxon__Assignment__V1__Assignment_Service *service,
+                             const Klaxon__Assignment__V1__RequestRespondersRequest *input,
+                             Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                             void *closure_data);
+  void (*answer_responder_request)(Klaxon__Assignment__V1__Assignment_Service *service,
+                                   const Klaxon__Assignment__V1__ResponderAnswer *input,
+                                   Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                   void *closure_data);
+  void (*assign_role)(Klaxon__Assignment__V1__Assignment_Service *service,
+                      const Klaxon__Assignment__V1__AssignRoleRequest *input,
+                      Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                      void *closure_data);
+  void (*post_status_update)(Klaxon__Assignment__V1__Assignment_Service *service,
+                             const Klaxon__Assignment__V1__PostStatusUpdateRequest *input,
+                             Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                             void *closure_data);
+  void (*subscribe)(Klaxon__Assignment__V1__Assignment_Service *service,
+                    const Klaxon__Assignment__V1__SubscribeRequest *input,
+                    Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                    void *closure_data);
+  void (*get_response)(Klaxon__Assignment__V1__Assignment_Service *service,
+                       const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                       Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                       void *closure_data);
 };
 typedef void (*Klaxon__Assignment__V1__Assignment_ServiceDestroy)(Klaxon__Assignment__V1__Assignment_Service *);
 void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignment_Service *service,
@@ -1794,7 +2331,13 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
       function_prefix__ ## get_timeline,\
       function_prefix__ ## set_priority,\
       function_prefix__ ## declare_major,\
-      function_prefix__ ## link_incidents  }
+      function_prefix__ ## link_incidents,\
+      function_prefix__ ## request_responders,\
+      function_prefix__ ## answer_responder_request,\
+      function_prefix__ ## assign_role,\
+      function_prefix__ ## post_status_update,\
+      function_prefix__ ## subscribe,\
+      function_prefix__ ## get_response  }
 void klaxon__assignment__v1__assignment__incident_triggered(ProtobufCService *service,
                                                             const Klaxon__Assignment__V1__IncidentTriggeredRequest *input,
                                                             Klaxon__Rpc__V1__Empty_Closure closure,
@@ -1851,6 +2394,30 @@ void klaxon__assignment__v1__assignment__link_incidents(ProtobufCService *servic
                                                         const Klaxon__Assignment__V1__LinkIncidentsRequest *input,
                                                         Klaxon__Assignment__V1__Incident_Closure closure,
                                                         void *closure_data);
+void klaxon__assignment__v1__assignment__request_responders(ProtobufCService *service,
+                                                            const Klaxon__Assignment__V1__RequestRespondersRequest *input,
+                                                            Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                            void *closure_data);
+void klaxon__assignment__v1__assignment__answer_responder_request(ProtobufCService *service,
+                                                                  const Klaxon__Assignment__V1__ResponderAnswer *input,
+                                                                  Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                                  void *closure_data);
+void klaxon__assignment__v1__assignment__assign_role(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__AssignRoleRequest *input,
+                                                     Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                     void *closure_data);
+void klaxon__assignment__v1__assignment__post_status_update(ProtobufCService *service,
+                                                            const Klaxon__Assignment__V1__PostStatusUpdateRequest *input,
+                                                            Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                            void *closure_data);
+void klaxon__assignment__v1__assignment__subscribe(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__SubscribeRequest *input,
+                                                   Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__assignment__get_response(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__GetIncidentRequest *input,
+                                                      Klaxon__Assignment__V1__IncidentResponse_Closure closure,
+                                                      void *closure_data);
 typedef struct Klaxon__Assignment__V1__Admin_Service Klaxon__Assignment__V1__Admin_Service;
 struct Klaxon__Assignment__V1__Admin_Service
 {
@@ -1963,6 +2530,18 @@ struct Klaxon__Assignment__V1__Admin_Service
                                 const Klaxon__Assignment__V1__SurgeSettings *input,
                                 Klaxon__Assignment__V1__SurgeSettings_Closure closure,
                                 void *closure_data);
+  void (*create_response_plan)(Klaxon__Assignment__V1__Admin_Service *service,
+                               const Klaxon__Assignment__V1__ResponsePlan *input,
+                               Klaxon__Assignment__V1__ResponsePlan_Closure closure,
+                               void *closure_data);
+  void (*list_response_plans)(Klaxon__Assignment__V1__Admin_Service *service,
+                              const Klaxon__Rpc__V1__Empty *input,
+                              Klaxon__Assignment__V1__ResponsePlanList_Closure closure,
+                              void *closure_data);
+  void (*delete_response_plan)(Klaxon__Assignment__V1__Admin_Service *service,
+                               const Klaxon__Assignment__V1__AdminIdRequest *input,
+                               Klaxon__Rpc__V1__Empty_Closure closure,
+                               void *closure_data);
 };
 typedef void (*Klaxon__Assignment__V1__Admin_ServiceDestroy)(Klaxon__Assignment__V1__Admin_Service *);
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
@@ -1997,7 +2576,10 @@ void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service 
       function_prefix__ ## export_configuration,\
       function_prefix__ ## rotate_schedule_feed,\
       function_prefix__ ## get_surge_settings,\
-      function_prefix__ ## update_surge_settings  }
+      function_prefix__ ## update_surge_settings,\
+      function_prefix__ ## create_response_plan,\
+      function_prefix__ ## list_response_plans,\
+      function_prefix__ ## delete_response_plan  }
 void klaxon__assignment__v1__admin__create_escalation_policy(ProtobufCService *service,
                                                              const Klaxon__Assignment__V1__EscalationPolicy *input,
                                                              Klaxon__Assignment__V1__EscalationPolicy_Closure closure,
@@ -2106,6 +2688,18 @@ void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *serv
                                                           const Klaxon__Assignment__V1__SurgeSettings *input,
                                                           Klaxon__Assignment__V1__SurgeSettings_Closure closure,
                                                           void *closure_data);
+void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *service,
+                                                         const Klaxon__Assignment__V1__ResponsePlan *input,
+                                                         Klaxon__Assignment__V1__ResponsePlan_Closure closure,
+                                                         void *closure_data);
+void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *service,
+                                                        const Klaxon__Rpc__V1__Empty *input,
+                                                        Klaxon__Assignment__V1__ResponsePlanList_Closure closure,
+                                                        void *closure_data);
+void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *service,
+                                                         const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                         Klaxon__Rpc__V1__Empty_Closure closure,
+                                                         void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2119,6 +2713,15 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_req
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__set_priority_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__declare_major_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__request_responders_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__responder_answer__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__assign_role_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__post_status_update_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__subscribe_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__responder_request_view__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__role_holder__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__status_update_view__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_response__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__link_incidents_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_reply__descriptor;
@@ -2150,6 +2753,9 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__plan_change__des
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__apply_reply__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__schedule_feed__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__surge_settings__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_responder__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_list__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor;
 

@@ -38,11 +38,14 @@ public enum AccessPolicy {
             Assignment.Acknowledge.name, Assignment.Resolve.name, Assignment.Reassign.name, Assignment.Escalate.name,
             Assignment.Snooze.name, Assignment.AddNote.name,
             Assignment.SetPriority.name, Assignment.DeclareMajor.name, Assignment.LinkIncidents.name,
+            Assignment.RequestResponders.name, Assignment.AnswerResponderRequest.name, Assignment.AssignRole.name,
+            Assignment.PostStatusUpdate.name, Assignment.Subscribe.name,
         ] { table[method] = .incidentAction }
         for method in [
             Assignment.GetIncident.name, Assignment.ListIncidents.name, Assignment.GetTimeline.name,
             Admin.GetEscalationPolicy.name, Admin.ListEscalationPolicies.name, Admin.GetSchedule.name, Admin.ListSchedules.name,
             Admin.WhoIsOnCall.name, Admin.GetService.name, Admin.ListServices.name, Admin.WhoAmI.name, Admin.GetSurgeSettings.name,
+            Assignment.GetResponse.name, Admin.ListResponsePlans.name,
             People.GetUser.name, People.ListUsers.name, People.ListIncidentNotifications.name,
         ] { table[method] = .read }
         return table

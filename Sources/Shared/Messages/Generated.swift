@@ -138,6 +138,8 @@ extension NotifyReason: ProtoEnum {
         case 3: self = .ackTimeout
         case 4: self = .reassigned
         case 5: self = .manual
+        case 6: self = .responderRequest
+        case 7: self = .statusUpdate
         default: return nil
         }
     }
@@ -149,6 +151,8 @@ extension NotifyReason: ProtoEnum {
         case .ackTimeout: 3
         case .reassigned: 4
         case .manual: 5
+        case .responderRequest: 6
+        case .statusUpdate: 7
         }
     }
 }
@@ -315,6 +319,41 @@ public struct ApplyReply: GeneratedMessage, CBridged {
     }
 }
 
+/// AssignRole: gives `role` to `user_id` (a new commander hands over: the previous one loses
+/// it); relinquish removes it.
+public struct AssignRoleRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.AssignRoleRequest"
+    public var incidentID: UInt64
+    public var role: String
+    public var userID: UInt64
+    public var relinquish: Bool
+
+    public init(incidentID: UInt64 = 0, role: String = "", userID: UInt64 = 0, relinquish: Bool = false) {
+        self.incidentID = incidentID
+        self.role = role
+        self.userID = userID
+        self.relinquish = relinquish
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, role: "role 2 é", userID: 3_000_000_000_321, relinquish: true) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__assign_role_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__AssignRoleRequest>) {
+        incidentID = c.pointee.incident_id
+        role = CRead.string(c.pointee.role)
+        userID = c.pointee.user_id
+        relinquish = c.pointee.relinquish != 0
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__AssignRoleRequest>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        c.pointee.role = arena.string(self.role)
+        c.pointee.user_id = self.userID
+        c.pointee.relinquish = self.relinquish ? 1 : 0
+    }
+}
+
 /// Configuration as code: the document is JSON (klaxon apply turns YAML into it).
 public struct ConfigDocument: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.ConfigDocument"
@@ -385,14 +424,17 @@ public struct DeclareMajorRequest: GeneratedMessage, CBridged {
     public var title: String
     /// default P1
     public var priority: String
+    /// a response plan's name: applied at once (responders paged, bridge set, subscribers added)
+    public var responsePlan: String
 
-    public init(incidentID: UInt64 = 0, title: String = "", priority: String = "") {
+    public init(incidentID: UInt64 = 0, title: String = "", priority: String = "", responsePlan: String = "") {
         self.incidentID = incidentID
         self.title = title
         self.priority = priority
+        self.responsePlan = responsePlan
     }
 
-    public static var sample: Self { Self(incidentID: 1_000_000_000_321, title: "title 2 é", priority: "priority 3 é") }
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, title: "title 2 é", priority: "priority 3 é", responsePlan: "response_plan 4 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__declare_major_request__init($0) }
 
@@ -400,12 +442,14 @@ public struct DeclareMajorRequest: GeneratedMessage, CBridged {
         incidentID = c.pointee.incident_id
         title = CRead.string(c.pointee.title)
         priority = CRead.string(c.pointee.priority)
+        responsePlan = CRead.string(c.pointee.response_plan)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__DeclareMajorRequest>, arena: CArena) {
         c.pointee.incident_id = self.incidentID
         c.pointee.title = arena.string(self.title)
         c.pointee.priority = arena.string(self.priority)
+        c.pointee.response_plan = arena.string(self.responsePlan)
     }
 }
 
@@ -675,6 +719,60 @@ public struct IncidentActionRequest: GeneratedMessage, CBridged {
         c.pointee.duration_seconds = self.durationSeconds
         c.pointee.text = arena.string(self.text)
         c.pointee.policy_id = self.policyID
+    }
+}
+
+/// A major incident's response: bridge, requests and who joined, roles, updates, subscribers.
+public struct IncidentResponse: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.IncidentResponse"
+    public var incidentID: UInt64
+    public var responsePlan: String
+    public var conferenceURL: String
+    public var conferencePhone: String
+    public var chatChannel: String
+    public var requests: [ResponderRequestView]
+    public var roles: [RoleHolder]
+    public var updates: [StatusUpdateView]
+    public var subscriberIDs: [UInt64]
+
+    public init(incidentID: UInt64 = 0, responsePlan: String = "", conferenceURL: String = "", conferencePhone: String = "", chatChannel: String = "", requests: [ResponderRequestView] = [], roles: [RoleHolder] = [], updates: [StatusUpdateView] = [], subscriberIDs: [UInt64] = []) {
+        self.incidentID = incidentID
+        self.responsePlan = responsePlan
+        self.conferenceURL = conferenceURL
+        self.conferencePhone = conferencePhone
+        self.chatChannel = chatChannel
+        self.requests = requests
+        self.roles = roles
+        self.updates = updates
+        self.subscriberIDs = subscriberIDs
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, responsePlan: "response_plan 2 é", conferenceURL: "conference_url 3 é", conferencePhone: "conference_phone 4 é", chatChannel: "chat_channel 5 é", requests: [ResponderRequestView.sample, ResponderRequestView.sample], roles: [RoleHolder.sample, RoleHolder.sample], updates: [StatusUpdateView.sample, StatusUpdateView.sample], subscriberIDs: [9_000_000_000_321, 9_000_000_000_321]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident_response__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__IncidentResponse>) throws(WireError) {
+        incidentID = c.pointee.incident_id
+        responsePlan = CRead.string(c.pointee.response_plan)
+        conferenceURL = CRead.string(c.pointee.conference_url)
+        conferencePhone = CRead.string(c.pointee.conference_phone)
+        chatChannel = CRead.string(c.pointee.chat_channel)
+        requests = try CRead.messages(c.pointee.n_requests, c.pointee.requests, field: "requests")
+        roles = try CRead.messages(c.pointee.n_roles, c.pointee.roles, field: "roles")
+        updates = try CRead.messages(c.pointee.n_updates, c.pointee.updates, field: "updates")
+        subscriberIDs = CRead.scalars(c.pointee.n_subscriber_ids, c.pointee.subscriber_ids)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__IncidentResponse>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        c.pointee.response_plan = arena.string(self.responsePlan)
+        c.pointee.conference_url = arena.string(self.conferenceURL)
+        c.pointee.conference_phone = arena.string(self.conferencePhone)
+        c.pointee.chat_channel = arena.string(self.chatChannel)
+        (c.pointee.n_requests, c.pointee.requests) = arena.messages(self.requests)
+        (c.pointee.n_roles, c.pointee.roles) = arena.messages(self.roles)
+        (c.pointee.n_updates, c.pointee.updates) = arena.messages(self.updates)
+        (c.pointee.n_subscriber_ids, c.pointee.subscriber_ids) = arena.scalars(self.subscriberIDs)
     }
 }
 
@@ -972,6 +1070,309 @@ public struct PolicyTargetMessage: GeneratedMessage, CBridged {
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__PolicyTarget>, arena: CArena) {
         c.pointee.user_id = self.userID
         c.pointee.schedule_id = self.scheduleID
+    }
+}
+
+public struct PostStatusUpdateRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.PostStatusUpdateRequest"
+    public var incidentID: UInt64
+    /// 1–4000 characters
+    public var text: String
+
+    public init(incidentID: UInt64 = 0, text: String = "") {
+        self.incidentID = incidentID
+        self.text = text
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, text: "text 2 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__post_status_update_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__PostStatusUpdateRequest>) {
+        incidentID = c.pointee.incident_id
+        text = CRead.string(c.pointee.text)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__PostStatusUpdateRequest>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        c.pointee.text = arena.string(self.text)
+    }
+}
+
+/// RequestResponders: asks users (and whoever is on call on the schedules / at the first level of
+/// the policies) to join; each is paged with reason responder_request.
+public struct RequestRespondersRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.RequestRespondersRequest"
+    public var incidentID: UInt64
+    public var userIDs: [UInt64]
+    public var scheduleIDs: [UInt64]
+    public var policyIDs: [UInt64]
+    public var message: String
+    /// the role they are asked to take, "" for none
+    public var role: String
+    /// pending → no_answer after this (default 300, 5–86400)
+    public var timeoutSeconds: UInt32
+
+    public init(incidentID: UInt64 = 0, userIDs: [UInt64] = [], scheduleIDs: [UInt64] = [], policyIDs: [UInt64] = [], message: String = "", role: String = "", timeoutSeconds: UInt32 = 0) {
+        self.incidentID = incidentID
+        self.userIDs = userIDs
+        self.scheduleIDs = scheduleIDs
+        self.policyIDs = policyIDs
+        self.message = message
+        self.role = role
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, userIDs: [2_000_000_000_321, 2_000_000_000_321], scheduleIDs: [3_000_000_000_321, 3_000_000_000_321], policyIDs: [4_000_000_000_321, 4_000_000_000_321], message: "message 5 é", role: "role 6 é", timeoutSeconds: 7_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__request_responders_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__RequestRespondersRequest>) {
+        incidentID = c.pointee.incident_id
+        userIDs = CRead.scalars(c.pointee.n_user_ids, c.pointee.user_ids)
+        scheduleIDs = CRead.scalars(c.pointee.n_schedule_ids, c.pointee.schedule_ids)
+        policyIDs = CRead.scalars(c.pointee.n_policy_ids, c.pointee.policy_ids)
+        message = CRead.string(c.pointee.message)
+        role = CRead.string(c.pointee.role)
+        timeoutSeconds = c.pointee.timeout_seconds
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__RequestRespondersRequest>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        (c.pointee.n_user_ids, c.pointee.user_ids) = arena.scalars(self.userIDs)
+        (c.pointee.n_schedule_ids, c.pointee.schedule_ids) = arena.scalars(self.scheduleIDs)
+        (c.pointee.n_policy_ids, c.pointee.policy_ids) = arena.scalars(self.policyIDs)
+        c.pointee.message = arena.string(self.message)
+        c.pointee.role = arena.string(self.role)
+        c.pointee.timeout_seconds = self.timeoutSeconds
+    }
+}
+
+/// AnswerResponderRequest: the acting user joins (join = true) or declines.
+public struct ResponderAnswer: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ResponderAnswer"
+    public var incidentID: UInt64
+    /// who answers (a responder token answers for its own user)
+    public var userID: UInt64
+    public var join: Bool
+
+    public init(incidentID: UInt64 = 0, userID: UInt64 = 0, join: Bool = false) {
+        self.incidentID = incidentID
+        self.userID = userID
+        self.join = join
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, userID: 2_000_000_000_321, join: true) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__responder_answer__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ResponderAnswer>) {
+        incidentID = c.pointee.incident_id
+        userID = c.pointee.user_id
+        join = c.pointee.join != 0
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ResponderAnswer>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        c.pointee.user_id = self.userID
+        c.pointee.join = self.join ? 1 : 0
+    }
+}
+
+public struct ResponderRequestView: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ResponderRequestView"
+    public var userID: UInt64
+    /// pending | joined | declined | no_answer
+    public var state: String
+    public var role: String
+    public var message: String
+    public var requestedBy: String
+    public var requestedAtMs: Int64
+    /// 0 while pending (and for no_answer)
+    public var answeredAtMs: Int64
+    public var timeoutAtMs: Int64
+
+    public init(userID: UInt64 = 0, state: String = "", role: String = "", message: String = "", requestedBy: String = "", requestedAtMs: Int64 = 0, answeredAtMs: Int64 = 0, timeoutAtMs: Int64 = 0) {
+        self.userID = userID
+        self.state = state
+        self.role = role
+        self.message = message
+        self.requestedBy = requestedBy
+        self.requestedAtMs = requestedAtMs
+        self.answeredAtMs = answeredAtMs
+        self.timeoutAtMs = timeoutAtMs
+    }
+
+    public static var sample: Self { Self(userID: 1_000_000_000_321, state: "state 2 é", role: "role 3 é", message: "message 4 é", requestedBy: "requested_by 5 é", requestedAtMs: -6_000_000_000_123, answeredAtMs: -7_000_000_000_123, timeoutAtMs: -8_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__responder_request_view__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ResponderRequestView>) {
+        userID = c.pointee.user_id
+        state = CRead.string(c.pointee.state)
+        role = CRead.string(c.pointee.role)
+        message = CRead.string(c.pointee.message)
+        requestedBy = CRead.string(c.pointee.requested_by)
+        requestedAtMs = c.pointee.requested_at_ms
+        answeredAtMs = c.pointee.answered_at_ms
+        timeoutAtMs = c.pointee.timeout_at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ResponderRequestView>, arena: CArena) {
+        c.pointee.user_id = self.userID
+        c.pointee.state = arena.string(self.state)
+        c.pointee.role = arena.string(self.role)
+        c.pointee.message = arena.string(self.message)
+        c.pointee.requested_by = arena.string(self.requestedBy)
+        c.pointee.requested_at_ms = self.requestedAtMs
+        c.pointee.answered_at_ms = self.answeredAtMs
+        c.pointee.timeout_at_ms = self.timeoutAtMs
+    }
+}
+
+/// A response plan: applied when an incident is declared major (by hand or by surge detection).
+public struct ResponsePlan: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ResponsePlan"
+    public var id: UInt64
+    public var name: String
+    public var responders: [ResponsePlanResponder]
+    /// users told of status updates
+    public var subscriberIDs: [UInt64]
+    public var conferenceURL: String
+    public var conferencePhone: String
+    public var chatChannel: String
+    /// sent with the responder requests
+    public var message: String
+    /// a request not answered within this is no_answer (default 300, 5–86400)
+    public var requestTimeoutSeconds: UInt32
+
+    public init(id: UInt64 = 0, name: String = "", responders: [ResponsePlanResponder] = [], subscriberIDs: [UInt64] = [], conferenceURL: String = "", conferencePhone: String = "", chatChannel: String = "", message: String = "", requestTimeoutSeconds: UInt32 = 0) {
+        self.id = id
+        self.name = name
+        self.responders = responders
+        self.subscriberIDs = subscriberIDs
+        self.conferenceURL = conferenceURL
+        self.conferencePhone = conferencePhone
+        self.chatChannel = chatChannel
+        self.message = message
+        self.requestTimeoutSeconds = requestTimeoutSeconds
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", responders: [ResponsePlanResponder.sample, ResponsePlanResponder.sample], subscriberIDs: [4_000_000_000_321, 4_000_000_000_321], conferenceURL: "conference_url 5 é", conferencePhone: "conference_phone 6 é", chatChannel: "chat_channel 7 é", message: "message 8 é", requestTimeoutSeconds: 9_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__response_plan__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ResponsePlan>) throws(WireError) {
+        id = c.pointee.id
+        name = CRead.string(c.pointee.name)
+        responders = try CRead.messages(c.pointee.n_responders, c.pointee.responders, field: "responders")
+        subscriberIDs = CRead.scalars(c.pointee.n_subscriber_ids, c.pointee.subscriber_ids)
+        conferenceURL = CRead.string(c.pointee.conference_url)
+        conferencePhone = CRead.string(c.pointee.conference_phone)
+        chatChannel = CRead.string(c.pointee.chat_channel)
+        message = CRead.string(c.pointee.message)
+        requestTimeoutSeconds = c.pointee.request_timeout_seconds
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ResponsePlan>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.name = arena.string(self.name)
+        (c.pointee.n_responders, c.pointee.responders) = arena.messages(self.responders)
+        (c.pointee.n_subscriber_ids, c.pointee.subscriber_ids) = arena.scalars(self.subscriberIDs)
+        c.pointee.conference_url = arena.string(self.conferenceURL)
+        c.pointee.conference_phone = arena.string(self.conferencePhone)
+        c.pointee.chat_channel = arena.string(self.chatChannel)
+        c.pointee.message = arena.string(self.message)
+        c.pointee.request_timeout_seconds = self.requestTimeoutSeconds
+    }
+}
+
+public struct ResponsePlanList: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ResponsePlanList"
+    public var plans: [ResponsePlan]
+
+    public init(plans: [ResponsePlan] = []) {
+        self.plans = plans
+    }
+
+    public static var sample: Self { Self(plans: [ResponsePlan.sample, ResponsePlan.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__response_plan_list__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ResponsePlanList>) throws(WireError) {
+        plans = try CRead.messages(c.pointee.n_plans, c.pointee.plans, field: "plans")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ResponsePlanList>, arena: CArena) {
+        (c.pointee.n_plans, c.pointee.plans) = arena.messages(self.plans)
+    }
+}
+
+public struct ResponsePlanResponder: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ResponsePlanResponder"
+    /// exactly one of user_id, schedule_id, policy_id
+    public var userID: UInt64
+    public var scheduleID: UInt64
+    public var policyID: UInt64
+    /// the role they are asked to take, "" for none
+    public var role: String
+
+    public init(userID: UInt64 = 0, scheduleID: UInt64 = 0, policyID: UInt64 = 0, role: String = "") {
+        self.userID = userID
+        self.scheduleID = scheduleID
+        self.policyID = policyID
+        self.role = role
+    }
+
+    public static var sample: Self { Self(userID: 1_000_000_000_321, scheduleID: 2_000_000_000_321, policyID: 3_000_000_000_321, role: "role 4 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__response_plan_responder__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ResponsePlanResponder>) {
+        userID = c.pointee.user_id
+        scheduleID = c.pointee.schedule_id
+        policyID = c.pointee.policy_id
+        role = CRead.string(c.pointee.role)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ResponsePlanResponder>, arena: CArena) {
+        c.pointee.user_id = self.userID
+        c.pointee.schedule_id = self.scheduleID
+        c.pointee.policy_id = self.policyID
+        c.pointee.role = arena.string(self.role)
+    }
+}
+
+public struct RoleHolder: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.RoleHolder"
+    public var role: String
+    public var userID: UInt64
+    public var assignedAtMs: Int64
+    public var assignedBy: String
+
+    public init(role: String = "", userID: UInt64 = 0, assignedAtMs: Int64 = 0, assignedBy: String = "") {
+        self.role = role
+        self.userID = userID
+        self.assignedAtMs = assignedAtMs
+        self.assignedBy = assignedBy
+    }
+
+    public static var sample: Self { Self(role: "role 1 é", userID: 2_000_000_000_321, assignedAtMs: -3_000_000_000_123, assignedBy: "assigned_by 4 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__role_holder__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__RoleHolder>) {
+        role = CRead.string(c.pointee.role)
+        userID = c.pointee.user_id
+        assignedAtMs = c.pointee.assigned_at_ms
+        assignedBy = CRead.string(c.pointee.assigned_by)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__RoleHolder>, arena: CArena) {
+        c.pointee.role = arena.string(self.role)
+        c.pointee.user_id = self.userID
+        c.pointee.assigned_at_ms = self.assignedAtMs
+        c.pointee.assigned_by = arena.string(self.assignedBy)
     }
 }
 
@@ -1320,6 +1721,65 @@ public struct SetPriorityRequest: GeneratedMessage, CBridged {
     }
 }
 
+public struct StatusUpdateView: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.StatusUpdateView"
+    public var author: String
+    public var text: String
+    public var atMs: Int64
+
+    public init(author: String = "", text: String = "", atMs: Int64 = 0) {
+        self.author = author
+        self.text = text
+        self.atMs = atMs
+    }
+
+    public static var sample: Self { Self(author: "author 1 é", text: "text 2 é", atMs: -3_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__status_update_view__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__StatusUpdateView>) {
+        author = CRead.string(c.pointee.author)
+        text = CRead.string(c.pointee.text)
+        atMs = c.pointee.at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__StatusUpdateView>, arena: CArena) {
+        c.pointee.author = arena.string(self.author)
+        c.pointee.text = arena.string(self.text)
+        c.pointee.at_ms = self.atMs
+    }
+}
+
+/// Subscribe: adds (or with remove, removes) subscribers: users told of every status update.
+public struct SubscribeRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.SubscribeRequest"
+    public var incidentID: UInt64
+    public var userIDs: [UInt64]
+    public var remove: Bool
+
+    public init(incidentID: UInt64 = 0, userIDs: [UInt64] = [], remove: Bool = false) {
+        self.incidentID = incidentID
+        self.userIDs = userIDs
+        self.remove = remove
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, userIDs: [2_000_000_000_321, 2_000_000_000_321], remove: true) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__subscribe_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__SubscribeRequest>) {
+        incidentID = c.pointee.incident_id
+        userIDs = CRead.scalars(c.pointee.n_user_ids, c.pointee.user_ids)
+        remove = c.pointee.remove != 0
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__SubscribeRequest>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        (c.pointee.n_user_ids, c.pointee.user_ids) = arena.scalars(self.userIDs)
+        c.pointee.remove = self.remove ? 1 : 0
+    }
+}
+
 /// Surge detection: new incidents in the last window_seconds ≥ min_incidents, or ≥ rate_factor ×
 /// the trailing hour's rate, across ≥ min_services services, open one major incident; the surge
 /// ends after quiet_period_seconds below that. The state fields are read-only.
@@ -1342,8 +1802,10 @@ public struct SurgeSettingsMessage: GeneratedMessage, CBridged {
     public var surgeSinceMs: Int64
     /// read-only: the surge's major incident
     public var majorIncidentID: UInt64
+    /// the plan a surge runs ("": none)
+    public var responsePlan: String
 
-    public init(enabled: Bool = false, windowSeconds: UInt32 = 0, minIncidents: UInt32 = 0, rateFactor: UInt32 = 0, minServices: UInt32 = 0, quietPeriodSeconds: UInt32 = 0, surging: Bool = false, surgeSinceMs: Int64 = 0, majorIncidentID: UInt64 = 0) {
+    public init(enabled: Bool = false, windowSeconds: UInt32 = 0, minIncidents: UInt32 = 0, rateFactor: UInt32 = 0, minServices: UInt32 = 0, quietPeriodSeconds: UInt32 = 0, surging: Bool = false, surgeSinceMs: Int64 = 0, majorIncidentID: UInt64 = 0, responsePlan: String = "") {
         self.enabled = enabled
         self.windowSeconds = windowSeconds
         self.minIncidents = minIncidents
@@ -1353,9 +1815,10 @@ public struct SurgeSettingsMessage: GeneratedMessage, CBridged {
         self.surging = surging
         self.surgeSinceMs = surgeSinceMs
         self.majorIncidentID = majorIncidentID
+        self.responsePlan = responsePlan
     }
 
-    public static var sample: Self { Self(enabled: true, windowSeconds: 2_000_009, minIncidents: 3_000_009, rateFactor: 4_000_009, minServices: 5_000_009, quietPeriodSeconds: 6_000_009, surging: true, surgeSinceMs: -8_000_000_000_123, majorIncidentID: 9_000_000_000_321) }
+    public static var sample: Self { Self(enabled: true, windowSeconds: 2_000_009, minIncidents: 3_000_009, rateFactor: 4_000_009, minServices: 5_000_009, quietPeriodSeconds: 6_000_009, surging: true, surgeSinceMs: -8_000_000_000_123, majorIncidentID: 9_000_000_000_321, responsePlan: "response_plan 10 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__surge_settings__init($0) }
 
@@ -1369,6 +1832,7 @@ public struct SurgeSettingsMessage: GeneratedMessage, CBridged {
         surging = c.pointee.surging != 0
         surgeSinceMs = c.pointee.surge_since_ms
         majorIncidentID = c.pointee.major_incident_id
+        responsePlan = CRead.string(c.pointee.response_plan)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__SurgeSettings>, arena: CArena) {
@@ -1381,6 +1845,7 @@ public struct SurgeSettingsMessage: GeneratedMessage, CBridged {
         c.pointee.surging = self.surging ? 1 : 0
         c.pointee.surge_since_ms = self.surgeSinceMs
         c.pointee.major_incident_id = self.majorIncidentID
+        c.pointee.response_plan = arena.string(self.responsePlan)
     }
 }
 
@@ -1925,7 +2390,7 @@ public struct NotificationMessage: GeneratedMessage, CBridged {
         self.lastError = lastError
     }
 
-    public static var sample: Self { Self(id: "id 1 é", userID: 2_000_000_000_321, ruleID: 3_000_000_000_321, channel: "channel 4 é", address: "address 5 é", status: "status 6 é", attempts: 7_000_009, minuteZero: true, reason: .manual, dueAtMs: -10_000_000_000_123, finishedAtMs: -11_000_000_000_123, lastError: "last_error 12 é") }
+    public static var sample: Self { Self(id: "id 1 é", userID: 2_000_000_000_321, ruleID: 3_000_000_000_321, channel: "channel 4 é", address: "address 5 é", status: "status 6 é", attempts: 7_000_009, minuteZero: true, reason: .statusUpdate, dueAtMs: -10_000_000_000_123, finishedAtMs: -11_000_000_000_123, lastError: "last_error 12 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__notification__init($0) }
 
@@ -2063,7 +2528,7 @@ public struct NotifyRequest: GeneratedMessage, CBridged {
         self.requestedAtMs = requestedAtMs
     }
 
-    public static var sample: Self { Self(requestID: "request_id 1 é", incidentID: 2_000_000_000_321, userID: 3_000_000_000_321, reason: .manual, snapshot: IncidentSnapshot.sample, requestedAtMs: -6_000_000_000_123) }
+    public static var sample: Self { Self(requestID: "request_id 1 é", incidentID: 2_000_000_000_321, userID: 3_000_000_000_321, reason: .statusUpdate, snapshot: IncidentSnapshot.sample, requestedAtMs: -6_000_000_000_123) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__notify_request__init($0) }
 
@@ -2333,6 +2798,7 @@ public enum WireMessages {
         ApiToken.self,
         ApiTokenList.self,
         ApplyReply.self,
+        AssignRoleRequest.self,
         ConfigDocument.self,
         CreateRoutingKeyRequest.self,
         DeclareMajorRequest.self,
@@ -2343,6 +2809,7 @@ public enum WireMessages {
         GetTimelineReply.self,
         IncidentInfo.self,
         IncidentActionRequest.self,
+        IncidentResponse.self,
         IncidentTriggeredBatch.self,
         IncidentTriggeredRequest.self,
         IncidentView.self,
@@ -2352,6 +2819,14 @@ public enum WireMessages {
         PlanChange.self,
         PolicyLevelMessage.self,
         PolicyTargetMessage.self,
+        PostStatusUpdateRequest.self,
+        RequestRespondersRequest.self,
+        ResponderAnswer.self,
+        ResponderRequestView.self,
+        ResponsePlan.self,
+        ResponsePlanList.self,
+        ResponsePlanResponder.self,
+        RoleHolder.self,
         RoutingKey.self,
         ScheduleMessage.self,
         ScheduleFeed.self,
@@ -2362,6 +2837,8 @@ public enum WireMessages {
         ServiceMessage.self,
         ServiceListMessage.self,
         SetPriorityRequest.self,
+        StatusUpdateView.self,
+        SubscribeRequest.self,
         SurgeSettingsMessage.self,
         TimelineEntryView.self,
         WhoIsOnCallReply.self,
@@ -2423,7 +2900,10 @@ public enum Admin {
     public static let RotateScheduleFeed = RPCMethod<AdminIDRequest, ScheduleFeed>("klaxon.assignment.v1.Admin/RotateScheduleFeed")
     public static let GetSurgeSettings = RPCMethod<Empty, SurgeSettingsMessage>("klaxon.assignment.v1.Admin/GetSurgeSettings")
     public static let UpdateSurgeSettings = RPCMethod<SurgeSettingsMessage, SurgeSettingsMessage>("klaxon.assignment.v1.Admin/UpdateSurgeSettings")
-    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name]
+    public static let CreateResponsePlan = RPCMethod<ResponsePlan, ResponsePlan>("klaxon.assignment.v1.Admin/CreateResponsePlan")
+    public static let ListResponsePlans = RPCMethod<Empty, ResponsePlanList>("klaxon.assignment.v1.Admin/ListResponsePlans")
+    public static let DeleteResponsePlan = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteResponsePlan")
+    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
 }
 
 /// The methods of `klaxon.assignment.v1.Assignment`.
@@ -2442,7 +2922,13 @@ public enum Assignment {
     public static let SetPriority = RPCMethod<SetPriorityRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/SetPriority")
     public static let DeclareMajor = RPCMethod<DeclareMajorRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/DeclareMajor")
     public static let LinkIncidents = RPCMethod<LinkIncidentsRequest, IncidentInfo>("klaxon.assignment.v1.Assignment/LinkIncidents")
-    public static let all: [String] = [IncidentTriggered.name, IncidentsTriggered.name, Acknowledge.name, Resolve.name, Reassign.name, Escalate.name, Snooze.name, AddNote.name, GetIncident.name, ListIncidents.name, GetTimeline.name, SetPriority.name, DeclareMajor.name, LinkIncidents.name]
+    public static let RequestResponders = RPCMethod<RequestRespondersRequest, IncidentResponse>("klaxon.assignment.v1.Assignment/RequestResponders")
+    public static let AnswerResponderRequest = RPCMethod<ResponderAnswer, IncidentResponse>("klaxon.assignment.v1.Assignment/AnswerResponderRequest")
+    public static let AssignRole = RPCMethod<AssignRoleRequest, IncidentResponse>("klaxon.assignment.v1.Assignment/AssignRole")
+    public static let PostStatusUpdate = RPCMethod<PostStatusUpdateRequest, IncidentResponse>("klaxon.assignment.v1.Assignment/PostStatusUpdate")
+    public static let Subscribe = RPCMethod<SubscribeRequest, IncidentResponse>("klaxon.assignment.v1.Assignment/Subscribe")
+    public static let GetResponse = RPCMethod<GetIncidentRequest, IncidentResponse>("klaxon.assignment.v1.Assignment/GetResponse")
+    public static let all: [String] = [IncidentTriggered.name, IncidentsTriggered.name, Acknowledge.name, Resolve.name, Reassign.name, Escalate.name, Snooze.name, AddNote.name, GetIncident.name, ListIncidents.name, GetTimeline.name, SetPriority.name, DeclareMajor.name, LinkIncidents.name, RequestResponders.name, AnswerResponderRequest.name, AssignRole.name, PostStatusUpdate.name, Subscribe.name, GetResponse.name]
 }
 
 /// The methods of `klaxon.ingest.v1.Ingest`.
