@@ -9,7 +9,8 @@ struct IncidentCommand: AsyncParsableCommand {
         commandName: "incident", abstract: "List, show and act on incidents.",
         subcommands: [
             List.self, Show.self, Timeline.self, Ack.self, Resolve.self, Note.self, Reassign.self, Escalate.self, Snooze.self,
-            Priority.self, Declare.self, Link.self,
+            Priority.self, Declare.self, Link.self, Responders.self, Join.self, Decline.self, Role.self, Status.self, Subscribe.self,
+            Response.self,
         ])
 
     struct List: AsyncParsableCommand {
@@ -197,6 +198,7 @@ struct IncidentCommand: AsyncParsableCommand {
         @Argument(help: "Incident id (leave out with --title).") var id: UInt64?
         @Option(help: "Title of a new major incident.") var title: String?
         @Option(help: "P1–P5 (default P1).") var priority = "P1"
+        @Option(help: "A response plan to run at once (responders paged, bridge set, subscribers added).") var plan = ""
 
         func validate() throws {
             if (id == nil) == (title == nil) { throw ValidationError("give an incident id, or --title for a new major incident (not both)") }
@@ -204,7 +206,7 @@ struct IncidentCommand: AsyncParsableCommand {
 
         func run() async throws {
             let incident: IncidentInfo = try await connection.call(
-                Assignment.DeclareMajor, DeclareMajorRequest(incidentID: id ?? 0, title: title ?? "", priority: priority.uppercased()))
+                Assignment.DeclareMajor, DeclareMajorRequest(incidentID: id ?? 0, title: title ?? "", priority: priority.uppercased(), responsePlan: plan))
             connection.output(incident) { print("major incident \(incident.id) (#\(incident.number), \(incident.priority)): \(incident.title)") }
         }
     }
@@ -236,7 +238,7 @@ struct SurgeCommand: AsyncParsableCommand {
         Swift.print("""
             surge detection \(settings.enabled ? "on" : "off"): ≥ \(settings.minIncidents) new incidents, or ≥ \(settings.rateFactor)× the trailing hour's rate, \
             in \(settings.windowSeconds) s across ≥ \(settings.minServices) services; ends after \(settings.quietPeriodSeconds) s below
-            \(settings.surging ? "surging since \(CLITime.text(settings.surgeSinceMs)): major incident \(settings.majorIncidentID)" : "no surge now")
+            \(settings.responsePlan.isEmpty ? "no response plan" : "response plan \(settings.responsePlan)"); \(settings.surging ? "surging since \(CLITime.text(settings.surgeSinceMs)): major incident \(settings.majorIncidentID)" : "no surge now")
             """)
     }
 
@@ -259,6 +261,7 @@ struct SurgeCommand: AsyncParsableCommand {
         @Option(name: .customLong("rate-factor"), help: "K: times the trailing hour's rate (0: count test only).") var rateFactor: UInt32?
         @Option(name: .customLong("min-services"), help: "S: services the incidents must span.") var minServices: UInt32?
         @Option(name: .customLong("quiet-period"), help: "Seconds below the threshold before a surge ends.") var quietPeriod: UInt32?
+        @Option(help: "The response plan a surge runs (\"\" for none).") var plan: String?
 
         func run() async throws {
             var settings: SurgeSettingsMessage = try await connection.call(Admin.GetSurgeSettings, Empty())
@@ -274,6 +277,7 @@ struct SurgeCommand: AsyncParsableCommand {
             if let rateFactor { settings.rateFactor = rateFactor }
             if let minServices { settings.minServices = minServices }
             if let quietPeriod { settings.quietPeriodSeconds = quietPeriod }
+            if let plan { settings.responsePlan = plan }
             let updated: SurgeSettingsMessage = try await connection.call(Admin.UpdateSurgeSettings, settings)
             connection.output(updated) { SurgeCommand.print(updated) }
         }

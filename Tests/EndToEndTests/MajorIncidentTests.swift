@@ -119,6 +119,55 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// The response from the CLI: a plan, a declaration running it, join / decline as each
+    /// responder's own token, roles, a status update reaching the subscriber, the response shown.
+    @Test func theCLIRunsAResponse() async throws {
+        let pipeline = try await Pipeline()
+        let people = try await pipeline.seed(users: ["Cora", "Sam", "Stan"])
+        let (cora, sam, stan) = (people.userIDs[0], people.userIDs[1], people.userIDs[2])
+        let address = "127.0.0.1:\(pipeline.config.assignmentListen.port)"
+        let cli = try KlaxonCLI(address: address, token: pipeline.adminToken)
+        let created = try await cli(
+            "plan", "create", "--name", "Checkout down", "--responder", "user:\(cora):commander", "--responder", "user:\(sam):scribe",
+            "--subscriber", "\(stan)", "--bridge", "https://meet.example.com/checkout", "--phone", "+1 555 0101", "--timeout", "600")
+        #expect(created.status == 0 && created.out.hasSuffix("\"Checkout down\": 2 responders, 1 subscribers\n"), "\(created.out)\(created.err)")
+        let plans = try await cli("plan", "list")
+        #expect(plans.lines.contains { $0.contains("Checkout down") && $0.contains("user:\(cora):commander user:\(sam):scribe") && $0.contains("600s") })
+        #expect(try await cli("plan", "create", "--name", "x", "--responder", "team:1").status == 64)
+
+        let declared = try await cli("incident", "declare", "--title", "Checkout down everywhere", "--plan", "Checkout down")
+        #expect(declared.status == 0, "\(declared.err)")
+        let majorID = try #require(declared.out.split(separator: " ").dropFirst(2).first.map(String.init))
+        // Both responders are paged with reason responder_request.
+        let paged = await pipeline.sink.waitFor(timeout: .seconds(10)) { requests in
+            requests.compactMap(\.webhook).filter { $0.reason == "responder_request" }.count == 2
+        }
+        #expect(paged)
+
+        let coraToken = try #require(try await cli("token", "create", "--name", "cora", "--role", "responder", "--user", "\(cora)").lines.last)
+        let samToken = try #require(try await cli("token", "create", "--name", "sam", "--role", "responder", "--user", "\(sam)").lines.last)
+        let asCora = try KlaxonCLI(address: address, token: coraToken)
+        let asSam = try KlaxonCLI(address: address, token: samToken)
+        let joined = try await asCora("incident", "join", majorID)
+        #expect(joined.status == 0 && joined.out.contains("roles: commander user \(cora)") && joined.out.contains("user \(cora) as commander: joined"), "\(joined.out)\(joined.err)")
+        let declined = try await asSam("incident", "decline", majorID)
+        #expect(declined.out.contains("user \(sam) as scribe: declined"))
+        let role = try await asCora("incident", "role", majorID, "scribe", "\(stan)")
+        #expect(role.out.contains("scribe user \(stan)"), "\(role.out)\(role.err)")
+        let status = try await asCora("incident", "status", majorID, "Payments restored; watching")
+        #expect(status.status == 0 && status.out.contains("Payments restored; watching"))
+        let told = await pipeline.sink.waitFor(timeout: .seconds(10)) { requests in
+            requests.compactMap(\.webhook).contains { $0.reason == "status_update" && $0.user.name == "Stan" }
+        }
+        #expect(told, "the subscriber was not told")
+        let shown = try await cli("incident", "response", majorID)
+        #expect(shown.out.contains("plan Checkout down") && shown.out.contains("bridge https://meet.example.com/checkout, +1 555 0101")
+            && shown.out.contains("subscribers: \(stan)"), "\(shown.out)")
+        let notMajor = try await cli("incident", "response", "999999")
+        #expect(notMajor.status == 3)
+        await pipeline.shutdown()
+    }
+
     static func number(_ pipeline: Pipeline, _ id: UInt64) async throws -> UInt64 {
         UInt64(try #require(try await pipeline.db.scalar("SELECT number FROM incidents WHERE id = \(id)")))
     }
