@@ -56,10 +56,11 @@ public struct IncidentQueries: Sendable {
                 WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
                   AND ($2::bigint = 0 OR service_id = $2::bigint)
                   AND ($3::bigint = 0 OR id < $3::bigint)
+                  AND ($5::bigint = 0 OR major_incident_id = $5::bigint)
                 ORDER BY id DESC LIMIT $4
                 """,
                 [request.statuses.isEmpty ? nil : PGArray(request.statuses.map(\.rawValue)), Int64(request.serviceID),
-                 Int64(request.beforeID), pageSize + 1])
+                 Int64(request.beforeID), pageSize + 1, Int64(request.majorIncidentID)])
             let ids = (0..<rows.count).map { rows.int64($0, "id")! }
             let page = Array(ids.prefix(pageSize))
             let incidents = try Self.infos(connection, ids: page)

@@ -3992,7 +3992,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__link_incidents_request_
   (ProtobufCMessageInit) klaxon__assignment__v1__link_incidents_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_incidents_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_incidents_request__field_descriptors[5] =
 {
   {
     "statuses",
@@ -4042,9 +4042,22 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_incidents_req
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "major_incident_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListIncidentsRequest, major_incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__list_incidents_request__field_indices_by_name[] = {
   3,   /* field[3] = before_id */
+  4,   /* field[4] = major_incident_id */
   2,   /* field[2] = page_size */
   1,   /* field[1] = service_id */
   0,   /* field[0] = statuses */
@@ -4052,7 +4065,7 @@ static const unsigned klaxon__assignment__v1__list_incidents_request__field_indi
 static const ProtobufCIntRange klaxon__assignment__v1__list_incidents_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_request__descriptor =
 {
@@ -4062,7 +4075,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__list_incidents_request_
   "Klaxon__Assignment__V1__ListIncidentsRequest",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__ListIncidentsRequest),
-  4,
+  5,
   klaxon__assignment__v1__list_incidents_request__field_descriptors,
   klaxon__assignment__v1__list_incidents_request__field_indices_by_name,
   1,  klaxon__assignment__v1__list_incidents_request__number_ranges,

@@ -10,7 +10,7 @@ struct IncidentCommand: AsyncParsableCommand {
         subcommands: [
             List.self, Show.self, Timeline.self, Ack.self, Resolve.self, Note.self, Reassign.self, Escalate.self, Snooze.self,
             Priority.self, Declare.self, Link.self, Responders.self, Join.self, Decline.self, Role.self, Status.self, Subscribe.self,
-            Response.self,
+            Response.self, Postmortem.self,
         ])
 
     struct List: AsyncParsableCommand {

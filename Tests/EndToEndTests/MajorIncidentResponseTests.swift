@@ -69,6 +69,10 @@ import Testing
             Set(requests.compactMap { $0.webhook }.filter { $0.reason == "responder_request" }.map(\.user.name)) == ["Cora", "Sam", "Sid"]
         }
         #expect(paged, "the plan's responders were not all paged")
+        // Their outcomes are written just after the sends (group commit).
+        #expect(await eventually(timeout: .seconds(10)) {
+            (try? await db.scalar("SELECT count(*) FROM notifications WHERE incident_id = \(majorID) AND reason = 'responder_request' AND status = 'sent'")) == 3
+        })
         let sentAt = try await db.pool.withConnection { connection in
             let rows = try connection.query(
                 "SELECT max(finished_at_ms) AS last FROM notifications WHERE incident_id = $1 AND reason = 'responder_request' AND status = 'sent'",
@@ -129,6 +133,31 @@ import Testing
         #expect(handed.roles.filter { $0.role == "commander" }.map(\.userID) == [UInt64(sam)])
         let badRole = await asCora.failure(Assignment.AssignRole, AssignRoleRequest(incidentID: majorID, role: "captain", userID: UInt64(sam)))
         #expect(badRole?.code == .invalidArgument && badRole?.status.violations.first?.field == "role")
+
+        // The postmortem names who responded and who did not, in order, with the pages and updates.
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let markdown = try await cli("incident", "postmortem", "\(majorID)")
+        #expect(markdown.status == 0, "\(markdown.err)")
+        let text = markdown.out
+        #expect(text.hasPrefix("# Postmortem: #"))
+        #expect(text.contains("| time until the responders joined | not all joined (1 of 3) |"))
+        #expect(text.contains("| Cora (user \(cora)) | commander |") && text.contains("| joined |"))
+        #expect(text.contains("| Sam (user \(sam)) | subject_matter_expert |") && text.contains("| declined |"))
+        #expect(text.contains("| Sid (user \(sid)) | scribe |") && text.contains("| **did not respond** | timed out after 5 s |"))
+        #expect(text.contains("Did not respond: Sid (user \(sid))."))
+        #expect(text.contains("commander handed over from user \(cora) to user \(sam)"))
+        let first = try #require(text.range(of: "Identified: a bad config push in eu-west")), second = try #require(text.range(of: "Mitigated: rolled back, watching"))
+        #expect(first.lowerBound < second.lowerBound, "status updates in order")
+        for who in ["Cora", "Sam", "Sid"] { #expect(text.contains("| \(who) (user ") && text.contains("| responder_request | webhook |")) }
+        #expect(text.components(separatedBy: "| Stan (user \(stan)) | status_update | webhook |").count == 3, "two pages to Stan")
+        #expect(text.contains("## Linked incidents") && text.contains("EU down"))
+        let json = try await cli("incident", "postmortem", "\(majorID)", "--format", "json")
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any], "\(json.out.prefix(300))")
+        let silent = try #require(record["did_not_respond"] as? [[String: Any]])
+        #expect(silent.map { $0["name"] as? String } == ["Sid"])
+        #expect((record["linked_incidents"] as? [Any])?.count == 300)
+        let notMajor = try await cli("incident", "postmortem", "\(try #require(try await db.scalar("SELECT min(id) FROM incidents WHERE NOT major")))")
+        #expect(notMajor.status == 3 && notMajor.err.contains("is not a major incident"))
         for client in [ingest, admin, asCora, asSam] { await client.close() }
         await pipeline.shutdown()
     }

@@ -492,10 +492,14 @@ struct  Klaxon__Assignment__V1__ListIncidentsRequest
    * paging cursor: next_before_id of the previous page
    */
   uint64_t before_id;
+  /*
+   * only the incidents linked to this major incident (0: any)
+   */
+  uint64_t major_incident_id;
 };
 #define KLAXON__ASSIGNMENT__V1__LIST_INCIDENTS_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_incidents_request__descriptor) \
-    , 0,NULL, 0, 0, 0 }
+    , 0,NULL, 0, 0, 0, 0 }
 
 
 struct  Klaxon__Assignment__V1__ListIncidentsReply

@@ -959,15 +959,18 @@ public struct ListIncidentsRequest: GeneratedMessage, CBridged {
     public var pageSize: UInt32
     /// paging cursor: next_before_id of the previous page
     public var beforeID: UInt64
+    /// only the incidents linked to this major incident (0: any)
+    public var majorIncidentID: UInt64
 
-    public init(statuses: [IncidentStatus] = [], serviceID: UInt64 = 0, pageSize: UInt32 = 0, beforeID: UInt64 = 0) {
+    public init(statuses: [IncidentStatus] = [], serviceID: UInt64 = 0, pageSize: UInt32 = 0, beforeID: UInt64 = 0, majorIncidentID: UInt64 = 0) {
         self.statuses = statuses
         self.serviceID = serviceID
         self.pageSize = pageSize
         self.beforeID = beforeID
+        self.majorIncidentID = majorIncidentID
     }
 
-    public static var sample: Self { Self(statuses: [.triggered, .acknowledged, .resolved], serviceID: 2_000_000_000_321, pageSize: 3_000_009, beforeID: 4_000_000_000_321) }
+    public static var sample: Self { Self(statuses: [.triggered, .acknowledged, .resolved], serviceID: 2_000_000_000_321, pageSize: 3_000_009, beforeID: 4_000_000_000_321, majorIncidentID: 5_000_000_000_321) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_incidents_request__init($0) }
 
@@ -976,6 +979,7 @@ public struct ListIncidentsRequest: GeneratedMessage, CBridged {
         serviceID = c.pointee.service_id
         pageSize = c.pointee.page_size
         beforeID = c.pointee.before_id
+        majorIncidentID = c.pointee.major_incident_id
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListIncidentsRequest>, arena: CArena) {
@@ -983,6 +987,7 @@ public struct ListIncidentsRequest: GeneratedMessage, CBridged {
         c.pointee.service_id = self.serviceID
         c.pointee.page_size = self.pageSize
         c.pointee.before_id = self.beforeID
+        c.pointee.major_incident_id = self.majorIncidentID
     }
 }
 
