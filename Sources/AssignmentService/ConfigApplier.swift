@@ -41,6 +41,7 @@ struct ConfigApplier {
         try applySchedules()
         try applyPolicies()
         try applyServices()
+        try applySurge()
         if prune { try pruneUnnamed() }
     }
 
@@ -355,5 +356,45 @@ struct ConfigApplier {
             }
             note("-", "user", users.string(row, "email")!)
         }
+    }
+
+    // MARK: Surge detection
+
+    /// The fields the document gives replace the current ones (one `~ surge` line naming them);
+    /// the document is checked as a whole, as `UpdateSurgeSettings` checks it.
+    mutating func applySurge() throws {
+        guard let wanted = document.surge else { return }
+        let row = try connection.query(
+            "SELECT s.*, coalesce(p.name, '') AS plan FROM surge s LEFT JOIN response_plans p ON p.id = s.response_plan_id")
+        let current = SurgeWatcher.settings(row)
+        var next = current
+        if let value = wanted.enabled { next.enabled = value }
+        if let value = wanted.windowSeconds { next.windowMs = Millis(value) * 1000 }
+        if let value = wanted.minIncidents { next.minIncidents = Int(value) }
+        if let value = wanted.rateFactor { next.rateFactor = Double(value) }
+        if let value = wanted.minServices { next.minServices = Int(value) }
+        if let value = wanted.quietPeriodSeconds { next.quietPeriodMs = Millis(value) * 1000 }
+        if let problem = next.violations.first {
+            throw invalid("\(wanted.path).\(problem.field)", problem.problem)
+        }
+        let currentPlan = row.string(0, "plan")!
+        let plan = wanted.responsePlan ?? currentPlan
+        var planID: Int64?
+        if !plan.isEmpty {
+            planID = try connection.query("SELECT id FROM response_plans WHERE name = $1", [plan]).int64(0, "id")
+            guard planID != nil else { throw invalid("\(wanted.path).response_plan", "response plan \"\(plan)\" does not exist") }
+        }
+        var changed: [String] = []
+        if next.enabled != current.enabled { changed.append("enabled") }
+        if next.windowMs != current.windowMs { changed.append("window_seconds") }
+        if next.minIncidents != current.minIncidents { changed.append("min_incidents") }
+        if next.rateFactor != current.rateFactor { changed.append("rate_factor") }
+        if next.minServices != current.minServices { changed.append("min_services") }
+        if next.quietPeriodMs != current.quietPeriodMs { changed.append("quiet_period_seconds") }
+        if plan != currentPlan { changed.append("response_plan") }
+        guard !changed.isEmpty else { return }
+        try MajorIncidentsAPI.storeSurgeSettings(connection, next)
+        try connection.query("UPDATE surge SET response_plan_id = $1", [planID])
+        note("~", "surge", "surge detection", changed.joined(separator: ", "))
     }
 }

@@ -107,7 +107,18 @@ enum ConfigExporter {
             if let policy = policyNames[service.escalationPolicyID] { entry["escalation_policy"] = policy }
             return entry
         }
-        let document: [String: Any] = ["users": users, "schedules": schedules, "escalation_policies": policies, "services": services]
+        let surgeRow = try connection.query(
+            "SELECT s.*, coalesce(p.name, '') AS plan FROM surge s LEFT JOIN response_plans p ON p.id = s.response_plan_id")
+        let surgeSettings = SurgeWatcher.settings(surgeRow)
+        var surge: [String: Any] = [
+            "enabled": surgeSettings.enabled, "window_seconds": surgeSettings.windowMs / 1000, "min_incidents": surgeSettings.minIncidents,
+            "rate_factor": Int(surgeSettings.rateFactor), "min_services": surgeSettings.minServices,
+            "quiet_period_seconds": surgeSettings.quietPeriodMs / 1000,
+        ]
+        if let plan = surgeRow.string(0, "plan"), !plan.isEmpty { surge["response_plan"] = plan }
+        let document: [String: Any] = [
+            "users": users, "schedules": schedules, "escalation_policies": policies, "services": services, "surge": surge,
+        ]
         let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)
     }

@@ -50,11 +50,17 @@ struct ConfigModel: Sendable {
         var ackTimeoutSeconds, autoResolveSeconds, eventsPerMinute, eventsBurst: UInt32; var keys: [Key]
     }
     struct Key: Sendable { var path: String; var name: String; var key: String? }
+    /// Surge detection's settings; a field left out keeps its value.
+    struct Surge: Sendable {
+        var path: String; var enabled: Bool?; var windowSeconds, minIncidents, rateFactor, minServices, quietPeriodSeconds: UInt32?
+        var responsePlan: String?
+    }
 
     var users: [User] = []
     var schedules: [Schedule] = []
     var policies: [Policy] = []
     var services: [Service] = []
+    var surge: Surge?
 
     static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
@@ -67,7 +73,7 @@ struct ConfigModel: Sendable {
         }
         var reader = Reader()
         var model = ConfigModel()
-        reader.object(root, path: "", keys: ["users", "schedules", "escalation_policies", "services"]) { top in
+        reader.object(root, path: "", keys: Set(ConfigKeys.topLevel)) { top in
             model.users = top.list("users") { user in
                 let path = user.path
                 return User(
@@ -138,6 +144,13 @@ struct ConfigModel: Sendable {
                     keys: service.list("routing_keys") { key in
                         Key(path: key.path, name: key.string("name", required: true) ?? "", key: key.string("key"))
                     })
+            }
+            model.surge = top.mapping("surge") { surge in
+                Surge(
+                    path: surge.path, enabled: surge.bool("enabled"), windowSeconds: surge.uint("window_seconds"),
+                    minIncidents: surge.uint("min_incidents"), rateFactor: surge.uint("rate_factor"), minServices: surge.uint("min_services"),
+                    quietPeriodSeconds: surge.uint("quiet_period_seconds"),
+                    responsePlan: surge.value("response_plan", required: false) == .string("") ? "" : surge.string("response_plan"))
             }
         }
         model.checkNames(&reader)
@@ -228,6 +241,33 @@ struct Reader {
                 return nil
             }
             return text
+        }
+
+        mutating func bool(_ key: String, required: Bool = false) -> Bool? {
+            guard let value = value(key, required: required) else { return nil }
+            guard case let .bool(flag) = value else {
+                fail(key, "must be true or false")
+                return nil
+            }
+            return flag
+        }
+
+        /// A nested mapping (its fields from `ConfigKeys.allowed[key]`), nil when absent.
+        mutating func mapping<T>(_ key: String, _ body: (inout Object) -> T) -> T? {
+            guard let value = value(key, required: false) else { return nil }
+            let itemPath = Self.join(path, key)
+            guard case let .object(dictionary) = value else {
+                fail(key, "must be a mapping")
+                return nil
+            }
+            let allowed = Set(ConfigKeys.allowed[key] ?? [])
+            for unknown in dictionary.keys.sorted() where !allowed.contains(unknown) {
+                reader.fail(Self.join(itemPath, unknown), "unknown field (expected one of \(allowed.sorted().joined(separator: ", ")))")
+            }
+            var object = Object(values: dictionary, path: itemPath, reader: reader)
+            let result = body(&object)
+            reader = object.reader
+            return result
         }
 
         mutating func uint(_ key: String, required: Bool = false) -> UInt32? {
@@ -322,8 +362,9 @@ public enum ConfigKeys {
             "events_burst", "routing_keys",
         ],
         "routing_keys": ["name", "key"],
+        "surge": ["enabled", "window_seconds", "min_incidents", "rate_factor", "min_services", "quiet_period_seconds", "response_plan"],
     ]
-    public static let topLevel = ["users", "schedules", "escalation_policies", "services"]
+    public static let topLevel = ["users", "schedules", "escalation_policies", "services", "surge"]
 }
 
 enum RFC3339Parser {

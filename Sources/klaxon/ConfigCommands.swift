@@ -28,7 +28,7 @@ struct ConfigFile {
         var lines: [String: Int] = [:]
         let value = node.map { convert($0, path: "", lines: &lines) } ?? [String: Any]()
         guard JSONSerialization.isValidJSONObject(value) else {
-            throw CLIError(code: CLIExit.failed, message: "\(path):1: the document must be a mapping (users, schedules, escalation_policies, services)")
+            throw CLIError(code: CLIExit.failed, message: "\(path):1: the document must be a mapping (users, schedules, escalation_policies, services, surge)")
         }
         let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
         return ConfigFile(path: path, json: String(decoding: data, as: UTF8.self), lines: lines)
@@ -98,6 +98,8 @@ struct ConfigFile {
             return .mapping(Node.Mapping(keys.map { key in (Node(key), yamlNode(map[key]!, list: key)) }))
         case let items as [Any]:
             return .sequence(Node.Sequence(items.map { yamlNode($0, list: list) }))
+        case let number as NSNumber where String(cString: number.objCType) == "c":  // a JSON boolean
+            return Node(number.boolValue ? "true" : "false", Tag(.bool))
         case let number as NSNumber:
             return Node("\(number.int64Value)", Tag(.int))
         case let text as String:

@@ -168,6 +168,34 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// Surge detection's settings in the YAML file (issue 14, point 2: "settings by API and
+    /// YAML"): a field given replaces the current one, with a `~ surge` plan line; the plan must
+    /// exist; export writes them and re-applies as no change.
+    @Test func surgeSettingsAsCode() async throws {
+        let pipeline = try await Pipeline()
+        let cora = try await pipeline.seed(users: ["Cora"]).userIDs[0]
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let missingPlan = try cli.write("surge.yaml", "surge:\n  min_incidents: 100\n  response_plan: Global outage\n")
+        let refused = try await cli("apply", "-f", missingPlan)
+        #expect(refused.status == 3 && refused.err.contains("surge.yaml:3: surge.response_plan: response plan \"Global outage\" does not exist"), "\(refused.err)")
+        #expect(try await cli("plan", "create", "--name", "Global outage", "--responder", "user:\(cora):commander").status == 0)
+        let applied = try await cli("apply", "-f", missingPlan)
+        #expect(applied.lines.contains("~ surge surge detection (min_incidents, response_plan)"), "\(applied.out)\(applied.err)")
+        let settings: SurgeSettingsMessage = try await pipeline.client(.assignment).call(Admin.GetSurgeSettings, Empty())
+        #expect(settings.minIncidents == 100 && settings.responsePlan == "Global outage" && settings.windowSeconds == 300)
+        #expect(try await cli("apply", "-f", missingPlan).out.hasPrefix("no changes"))
+        let bad = try cli.write("bad.yaml", "surge:\n  enabled: maybe\n  window_seconds: 5\n  colour: red\n")
+        let invalid = try await cli("apply", "-f", bad)
+        #expect(invalid.status == 3 && invalid.err.contains("surge.enabled: must be true or false") && invalid.err.contains("surge.colour: unknown field"), "\(invalid.err)")
+        let exported = try await cli("export")
+        #expect(exported.out.contains("surge:\n  enabled: true\n  window_seconds: 300\n  min_incidents: 100\n  rate_factor: 10\n  min_services: 3\n  quiet_period_seconds: 600\n  response_plan: Global outage\n"), "\(exported.out)")
+        let file = try cli.write("export.yaml", exported.out)
+        #expect(try await cli("apply", "-f", file).out.hasPrefix("no changes"))
+        let off = try cli.write("off.yaml", "surge:\n  enabled: false\n")
+        #expect(try await cli("apply", "-f", off).lines.contains("~ surge surge detection (enabled)"))
+        await pipeline.shutdown()
+    }
+
     static func number(_ pipeline: Pipeline, _ id: UInt64) async throws -> UInt64 {
         UInt64(try #require(try await pipeline.db.scalar("SELECT number FROM incidents WHERE id = \(id)")))
     }

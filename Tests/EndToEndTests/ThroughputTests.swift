@@ -39,7 +39,8 @@ import Testing
         let ingest = pipeline.client(.ingest)
         let incidents = 100
         let events = (0..<incidents).map { Pipeline.trigger(service.routingKey, dedupKey: "iso-\($0)") }
-        let reply: SendEventsReply = try await ingest.call(Ingest.SendEvents, SendEventsRequest(events: events))
+        // A generous deadline: the whole suite shares two cores, and this test is about the pages.
+        let reply: SendEventsReply = try await ingest.call(Ingest.SendEvents, SendEventsRequest(events: events), timeout: .seconds(60))
         #expect(reply.items.count == incidents)
         // The notify timeout is 10 s: healthy pages must not wait for it.
         let start = ContinuousClock.now
