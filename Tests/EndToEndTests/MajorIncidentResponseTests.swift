@@ -81,9 +81,11 @@ import Testing
             return rows.int64(0, "last")
         }
         let last = try #require(sentAt)
-        // The spec's 1 s, with 1 s of tolerance for a 2-core machine running the whole suite at once
-        // (alone: 41–49 ms; beside every other test: about 1 s).
-        #expect(last - declaredAt <= 2_000, "the last responder was paged \(last - declaredAt) ms after the declaration")
+        // The spec's 1 s. scripts/test runs this suite alone (KLAXON_TEST_ALONE=1), after the
+        // parallel run, so the figure is the pipeline's and not two cores shared by every other
+        // test (alone: 41–49 ms; beside the whole suite: 1–2 s, hence 3 s when not alone).
+        let alone = ProcessInfo.processInfo.environment["KLAXON_TEST_ALONE"] == "1"
+        #expect(last - declaredAt <= (alone ? 1_000 : 3_000), "the last responder was paged \(last - declaredAt) ms after the declaration")
         print("MajorIncidentResponseTests: the plan's three responders paged within \(last - declaredAt) ms of the surge's declaration")
         let coraPage = try #require(sink.requests.compactMap(\.webhook).first { $0.user.name == "Cora" && $0.reason == "responder_request" })
         #expect(coraPage.response?["conference_url"] == "https://meet.example.com/global-outage")
