@@ -74,7 +74,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         try await Migrator.migrate(pool, now: SystemWallClock().nowMs(), logger: logger)
         let services = try await seed(pool, runID: runID, sink: sink.url, blackhole: blackhole.localAddress!.port!, refused: refusedPort)
 
-        var cluster = try await ServiceCluster.start(layout: layout, databaseURL: config.databaseURL, poolSize: poolSize)
+        let cluster = try await ServiceCluster.start(layout: layout, databaseURL: config.databaseURL, poolSize: poolSize)
         defer { cluster.stop() }
         say("services: \(layout.rawValue) — " + cluster.processes.map { "\($0.name) pid \($0.process.processIdentifier)" }.joined(separator: ", "))
 
