@@ -364,8 +364,7 @@ struct ConfigApplier {
     /// the document is checked as a whole, as `UpdateSurgeSettings` checks it.
     mutating func applySurge() throws {
         guard let wanted = document.surge else { return }
-        let row = try connection.query(
-            "SELECT s.*, coalesce(p.name, '') AS plan FROM surge s LEFT JOIN response_plans p ON p.id = s.response_plan_id")
+        let row = try SurgeWatcher.row(connection)
         let current = SurgeWatcher.settings(row)
         var next = current
         if let value = wanted.enabled { next.enabled = value }

@@ -107,8 +107,7 @@ enum ConfigExporter {
             if let policy = policyNames[service.escalationPolicyID] { entry["escalation_policy"] = policy }
             return entry
         }
-        let surgeRow = try connection.query(
-            "SELECT s.*, coalesce(p.name, '') AS plan FROM surge s LEFT JOIN response_plans p ON p.id = s.response_plan_id")
+        let surgeRow = try SurgeWatcher.row(connection)
         let surgeSettings = SurgeWatcher.settings(surgeRow)
         var surge: [String: Any] = [
             "enabled": surgeSettings.enabled, "window_seconds": surgeSettings.windowMs / 1000, "min_incidents": surgeSettings.minIncidents,

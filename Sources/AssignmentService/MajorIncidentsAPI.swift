@@ -253,8 +253,7 @@ public struct MajorIncidentsAPI: Sendable {
     }
 
     static func surgeSettings(_ connection: PGConnection) throws -> SurgeSettingsMessage {
-        let row = try connection.query(
-            "SELECT s.*, coalesce(p.name, '') AS plan FROM surge s LEFT JOIN response_plans p ON p.id = s.response_plan_id")
+        let row = try SurgeWatcher.row(connection)
         let settings = SurgeWatcher.settings(row)
         return SurgeSettingsMessage(
             enabled: settings.enabled, windowSeconds: UInt32(settings.windowMs / 1000), minIncidents: UInt32(settings.minIncidents),

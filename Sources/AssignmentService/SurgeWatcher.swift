@@ -25,6 +25,12 @@ public struct SurgeWatcher: Sendable {
         self.logger = logger
     }
 
+    /// The surge row with its response plan's name (`plan`, "" for none): what the settings API,
+    /// `klaxon apply` and `klaxon export` read.
+    static func row(_ connection: PGConnection) throws -> PGResult {
+        try connection.query("SELECT s.*, coalesce(p.name, '') AS plan FROM surge s LEFT JOIN response_plans p ON p.id = s.response_plan_id")
+    }
+
     static func settings(_ rows: PGResult) -> SurgeSettings {
         SurgeSettings(
             enabled: rows.bool(0, "enabled")!, windowMs: Millis(rows.int(0, "window_seconds")!) * 1000,
