@@ -208,7 +208,7 @@ class Field:
             }.get(proto.type)
             if self.scalar is None:
                 sys.exit(f"{msg.full}.{proto.name}: field type {proto.type} is not supported")
-            if self.repeated and self.scalar in ("String", "[UInt8]", "Bool"):
+            if self.repeated and self.scalar in ("[UInt8]", "Bool"):
                 sys.exit(f"{msg.full}.{proto.name}: repeated {self.scalar} is not supported yet")
 
     def swift_type(self):
@@ -263,6 +263,8 @@ class Field:
             if self.repeated:
                 return f"CRead.scalars({n}, {p}).compactMap {{ {self.target.swift_name}(wire: Int32(bitPattern: $0.rawValue)) }}"
             return f"{self.target.swift_name}(wire: Int32(bitPattern: {p}.rawValue))"
+        if self.repeated and self.scalar == "String":
+            return f"CRead.strings({n}, {p})"
         if self.repeated:
             return f"CRead.scalars({n}, {p})"
         if self.scalar == "String":
@@ -291,6 +293,8 @@ class Field:
             if self.repeated:
                 return f"({n}, {p}) = arena.scalars({v}.map {{ {ct}(rawValue: UInt32(bitPattern: $0.wire)) }})"
             return f"{p} = {ct}(rawValue: UInt32(bitPattern: {v}?.wire ?? 0))"
+        if self.repeated and self.scalar == "String":
+            return f"({n}, {p}) = arena.strings({v})"
         if self.repeated:
             return f"({n}, {p}) = arena.scalars({v})"
         if self.scalar == "String":

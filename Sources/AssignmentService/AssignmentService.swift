@@ -27,15 +27,19 @@ public struct AssignmentService: Service {
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)
         let actions = IncidentActions(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker)
         let authenticator = TokenAuthenticator(pool: pool)
+        let router = Self.router(
+            manager, actions: actions, queries: IncidentQueries(pool: pool),
+            admin: AdminAPI(pool: pool, clock: clock, authenticator: authenticator), people: PeopleAPI(pool: pool))
         let server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.assignmentListen), router: Self.router(
-                manager, actions: actions, queries: IncidentQueries(pool: pool),
-                admin: AdminAPI(pool: pool, clock: clock, authenticator: authenticator), people: PeopleAPI(pool: pool)),
+            configuration: config.rpcServerConfiguration(config.assignmentListen), router: router,
             logger: logger, middleware: [AccessMiddleware(authenticator)])
         self.server = server
         let httpPort = httpPortLatch
+        // Chat commands run the same handlers as the binary protocol, as the mapped user.
+        let chat = ChatCommands(pool: pool, router: router, secret: config.chatSigningSecret, clock: clock, logger: logger)
         self.http = AssignmentHTTP.application(
-            pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen, logger: logger, onRunning: { httpPort.resolve(.success($0)) })
+            pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen,
+            logger: logger, chat: chat, onRunning: { httpPort.resolve(.success($0)) })
         let credentials = ServiceCredentials(service: "assignment")
         self.credentials = credentials
         self.pool = pool

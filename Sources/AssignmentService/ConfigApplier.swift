@@ -41,6 +41,7 @@ struct ConfigApplier {
         try applySchedules()
         try applyPolicies()
         try applyServices()
+        try applyPlans()
         try applySurge()
         if prune { try pruneUnnamed() }
     }
@@ -48,7 +49,7 @@ struct ConfigApplier {
     // MARK: Users
 
     mutating func applyUsers() throws {
-        let rows = try connection.query("SELECT id, name, email, time_zone, role FROM users ORDER BY id")
+        let rows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users ORDER BY id")
         var existing: [String: [Int]] = [:]
         for row in 0..<rows.count { existing[rows.string(row, "email")!.lowercased(), default: []].append(row) }
         for (email, matches) in existing { if matches.count == 1 { userIDs[email] = rows.int64(matches[0], "id")! } }
@@ -63,6 +64,7 @@ struct ConfigApplier {
                     violations.append(FieldViolation(field: contact.path + ".address", description: problem))
                 }
             }
+            if let problem = PeopleAPI.chatIDProblem(user.chatID) { violations.append(FieldViolation(field: user.path + ".chat_id", description: problem)) }
             guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
             let key = user.email.lowercased()
             if (existing[key]?.count ?? 0) > 1 {
@@ -75,15 +77,17 @@ struct ConfigApplier {
                 if rows.string(row, "name") != user.name { changed.append("name") }
                 if rows.string(row, "time_zone") != user.timeZone { changed.append("time_zone") }
                 if rows.string(row, "role") != user.role { changed.append("role") }
+                if rows.string(row, "chat_id") != user.chatID { changed.append("chat_id") }
                 if !changed.isEmpty {
                     try connection.query(
-                        "UPDATE users SET name = $2, time_zone = $3, role = $4 WHERE id = $1", [id, user.name, user.timeZone, user.role])
+                        "UPDATE users SET name = $2, time_zone = $3, role = $4, chat_id = nullif($5, '') WHERE id = $1",
+                        [id, user.name, user.timeZone, user.role, user.chatID])
                     note("~", "user", user.email, changed.joined(separator: ", "))
                 }
             } else {
                 id = try connection.query(
-                    "INSERT INTO users (name, email, time_zone, role) VALUES ($1, $2, $3, $4) RETURNING id",
-                    [user.name, user.email, user.timeZone, user.role]).int64(0, "id")!
+                    "INSERT INTO users (name, email, time_zone, role, chat_id) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id",
+                    [user.name, user.email, user.timeZone, user.role, user.chatID]).int64(0, "id")!
                 userIDs[key] = id
                 note("+", "user", user.email, user.name)
             }
@@ -313,7 +317,77 @@ struct ConfigApplier {
 
     // MARK: Prune
 
+    // MARK: Response plans
+
+    /// Creates the plans the document names that Klaxon lacks, and replaces those that differ
+    /// (their responders, subscribers and channels as listed). Responders and subscribers name
+    /// users by email, schedules and policies by name.
+    mutating func applyPlans() throws {
+        let existing = try MajorIncidentsAPI.plans(connection)
+        for plan in document.plans {
+            var responders: [ResponsePlanResponder] = []
+            for (index, responder) in plan.responders.enumerated() {
+                let path = "\(plan.path).responders[\(index)]"
+                if let user = responder.user {
+                    responders.append(ResponsePlanResponder(userID: UInt64(try userID(user, path: path + ".user")), role: responder.role))
+                } else if let schedule = responder.schedule {
+                    guard let id = try scheduleID(schedule) else {
+                        throw invalid(path + ".schedule", "schedule \"\(schedule)\" is neither in the document nor in Klaxon")
+                    }
+                    responders.append(ResponsePlanResponder(scheduleID: UInt64(id), role: responder.role))
+                } else if let policy = responder.policy {
+                    guard let id = try policyID(policy) else {
+                        throw invalid(path + ".escalation_policy", "escalation policy \"\(policy)\" is neither in the document nor in Klaxon")
+                    }
+                    responders.append(ResponsePlanResponder(policyID: UInt64(id), role: responder.role))
+                }
+            }
+            let subscribers = try plan.subscribers.enumerated().map { UInt64(try userID($1, path: "\(plan.path).subscribers[\($0)]")) }
+            let wanted = ResponsePlan(
+                name: plan.name, responders: responders, subscriberIDs: subscribers, conferenceURL: plan.conferenceURL,
+                conferencePhone: plan.conferencePhone, chatChannel: plan.chatChannel, message: plan.message,
+                requestTimeoutSeconds: plan.requestTimeoutSeconds, channelWebhooks: plan.channelWebhooks)
+            let violations = MajorIncidentsAPI.planViolations(wanted)
+            guard violations.isEmpty else {
+                throw RPCError.invalidArgument(violations.map { FieldViolation(field: "\(plan.path).\($0.field)", description: $0.description) })
+            }
+            if var current = existing.first(where: { $0.name == plan.name }) {
+                let id = current.id
+                current.id = 0
+                var changed: [String] = []
+                if current.responders != wanted.responders { changed.append("responders") }
+                if Set(current.subscriberIDs) != Set(wanted.subscriberIDs) { changed.append("subscribers") }
+                if Set(current.channelWebhooks) != Set(wanted.channelWebhooks) { changed.append("channel_webhooks") }
+                if current.conferenceURL != wanted.conferenceURL || current.conferencePhone != wanted.conferencePhone { changed.append("bridge") }
+                if current.chatChannel != wanted.chatChannel { changed.append("chat_channel") }
+                if current.message != wanted.message { changed.append("message") }
+                if current.requestTimeoutSeconds != wanted.requestTimeoutSeconds { changed.append("request_timeout_seconds") }
+                guard !changed.isEmpty else { continue }
+                try MajorIncidentsAPI.storePlan(connection, wanted, id: Int64(id), now: now)
+                note("~", "response plan", plan.name, changed.joined(separator: ", "))
+            } else {
+                _ = try MajorIncidentsAPI.createPlan(connection, wanted, now: now)
+                note("+", "response plan", plan.name, "\(responders.count) responders")
+            }
+        }
+    }
+
+    func scheduleID(_ name: String) throws -> Int64? {
+        if let id = scheduleIDs[name] { return id }
+        return try connection.query("SELECT id FROM schedules WHERE name = $1", [name]).int64(0, "id")
+    }
+
+    func policyID(_ name: String) throws -> Int64? {
+        if let id = policyIDs[name] { return id }
+        return try connection.query("SELECT id FROM escalation_policies WHERE name = $1", [name]).int64(0, "id")
+    }
+
     mutating func pruneUnnamed() throws {
+        let plans = Set(document.plans.map(\.name))
+        for plan in try MajorIncidentsAPI.plans(connection) where !plans.contains(plan.name) {
+            try connection.query("DELETE FROM response_plans WHERE id = $1", [Int64(plan.id)])
+            note("-", "response plan", plan.name)
+        }
         let services = Set(document.services.map(\.name))
         for service in try ServiceStore.load(connection) where !services.contains(service.name) {
             try ServiceStore.delete(connection, id: Int64(service.id), now: now)

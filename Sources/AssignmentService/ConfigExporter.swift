@@ -10,7 +10,7 @@ enum ConfigExporter {
     static func export(_ connection: PGConnection) throws -> String {
         var emails: [UInt64: String] = [:]
         var users: [[String: Any]] = []
-        let userRows = try connection.query("SELECT id, name, email, time_zone, role FROM users ORDER BY id")
+        let userRows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users ORDER BY id")
         let contactRows = try connection.query("SELECT id, user_id, type, address, label FROM contact_methods ORDER BY id")
         let ruleRows = try connection.query(
             "SELECT user_id, contact_method_id, start_delay_seconds, urgency FROM notification_rules ORDER BY user_id, start_delay_seconds, id")
@@ -40,6 +40,7 @@ enum ConfigExporter {
                 "name": userRows.string(row, "name")!, "email": userRows.string(row, "email")!,
                 "time_zone": userRows.string(row, "time_zone")!, "role": userRows.string(row, "role")!,
             ]
+            if let chatID = userRows.string(row, "chat_id"), !chatID.isEmpty { user["chat_id"] = chatID }
             if !contacts.isEmpty { user["contact_methods"] = contacts }
             if !rules.isEmpty { user["notification_rules"] = rules }
             users.append(user)
@@ -107,6 +108,26 @@ enum ConfigExporter {
             if let policy = policyNames[service.escalationPolicyID] { entry["escalation_policy"] = policy }
             return entry
         }
+        let plans = try MajorIncidentsAPI.plans(connection).map { plan -> [String: Any] in
+            var entry: [String: Any] = ["name": plan.name, "request_timeout_seconds": plan.requestTimeoutSeconds]
+            for (key, value) in [("message", plan.message), ("conference_url", plan.conferenceURL), ("conference_phone", plan.conferencePhone),
+                                 ("chat_channel", plan.chatChannel)] where !value.isEmpty {
+                entry[key] = value
+            }
+            if !plan.responders.isEmpty {
+                entry["responders"] = plan.responders.map { responder -> [String: Any] in
+                    var out: [String: Any] = [:]
+                    if responder.userID != 0 { out["user"] = email(responder.userID) }
+                    if responder.scheduleID != 0 { out["schedule"] = scheduleNames[responder.scheduleID] ?? "schedule-\(responder.scheduleID)" }
+                    if responder.policyID != 0 { out["escalation_policy"] = policyNames[responder.policyID] ?? "policy-\(responder.policyID)" }
+                    if !responder.role.isEmpty { out["role"] = responder.role }
+                    return out
+                }
+            }
+            if !plan.subscriberIDs.isEmpty { entry["subscribers"] = plan.subscriberIDs.map(email) }
+            if !plan.channelWebhooks.isEmpty { entry["channel_webhooks"] = plan.channelWebhooks }
+            return entry
+        }
         let surgeRow = try SurgeWatcher.row(connection)
         let surgeSettings = SurgeWatcher.settings(surgeRow)
         var surge: [String: Any] = [
@@ -116,7 +137,7 @@ enum ConfigExporter {
         ]
         if let plan = surgeRow.string(0, "plan"), !plan.isEmpty { surge["response_plan"] = plan }
         let document: [String: Any] = [
-            "users": users, "schedules": schedules, "escalation_policies": policies, "services": services, "surge": surge,
+            "users": users, "schedules": schedules, "escalation_policies": policies, "services": services, "response_plans": plans, "surge": surge,
         ]
         let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)

@@ -33,7 +33,7 @@ struct DryRun: Error {
 /// The document as read: every value with the path it came from (`services[1].escalation_policy`),
 /// so each error names where it is (the CLI turns the path into a file line).
 struct ConfigModel: Sendable {
-    struct User: Sendable { var path: String; var name, email, timeZone, role: String; var contactMethods: [Contact]; var rules: [Rule] }
+    struct User: Sendable { var path: String; var name, email, timeZone, role: String; var chatID = ""; var contactMethods: [Contact]; var rules: [Rule] }
     struct Contact: Sendable { var path: String; var name, type, address: String }
     struct Rule: Sendable { var path: String; var contactMethod: String; var delaySeconds: UInt32; var urgency: String }
     struct Schedule: Sendable { var path: String; var name, timeZone: String; var layers: [Layer]; var overrides: [Override] }
@@ -50,6 +50,12 @@ struct ConfigModel: Sendable {
         var ackTimeoutSeconds, autoResolveSeconds, eventsPerMinute, eventsBurst: UInt32; var keys: [Key]
     }
     struct Key: Sendable { var path: String; var name: String; var key: String? }
+    /// A response plan: responders name a user (email), schedule or escalation policy (by name).
+    struct Plan: Sendable {
+        var path: String; var name, message, conferenceURL, conferencePhone, chatChannel: String; var requestTimeoutSeconds: UInt32
+        var responders: [Responder]; var subscribers: [String]; var channelWebhooks: [String]
+    }
+    struct Responder: Sendable { var path: String; var user, schedule, policy: String?; var role: String }
     /// Surge detection's settings; a field left out keeps its value.
     struct Surge: Sendable {
         var path: String; var enabled: Bool?; var windowSeconds, minIncidents, rateFactor, minServices, quietPeriodSeconds: UInt32?
@@ -60,6 +66,7 @@ struct ConfigModel: Sendable {
     var schedules: [Schedule] = []
     var policies: [Policy] = []
     var services: [Service] = []
+    var plans: [Plan] = []
     var surge: Surge?
 
     static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -79,6 +86,7 @@ struct ConfigModel: Sendable {
                 return User(
                     path: path, name: user.string("name", required: true) ?? "", email: user.string("email", required: true) ?? "",
                     timeZone: user.string("time_zone") ?? "UTC", role: user.choice("role", ["admin", "responder", "observer"]) ?? "responder",
+                    chatID: user.string("chat_id", maxLength: 64) ?? "",
                     contactMethods: user.list("contact_methods") { contact in
                         Contact(
                             path: contact.path, name: contact.string("name", required: true) ?? "",
@@ -145,6 +153,21 @@ struct ConfigModel: Sendable {
                         Key(path: key.path, name: key.string("name", required: true) ?? "", key: key.string("key"))
                     })
             }
+            model.plans = top.list("response_plans") { plan in
+                Plan(
+                    path: plan.path, name: plan.string("name", required: true) ?? "", message: plan.string("message", maxLength: 4000) ?? "",
+                    conferenceURL: plan.string("conference_url", maxLength: 1024) ?? "",
+                    conferencePhone: plan.string("conference_phone", maxLength: 1024) ?? "",
+                    chatChannel: plan.string("chat_channel", maxLength: 1024) ?? "",
+                    requestTimeoutSeconds: plan.uint("request_timeout_seconds") ?? 300,
+                    responders: plan.list("responders") { responder in
+                        Responder(
+                            path: responder.path, user: responder.string("user"), schedule: responder.string("schedule"),
+                            policy: responder.string("escalation_policy"),
+                            role: responder.choice("role", ResponseAPI.roles) ?? "")
+                    },
+                    subscribers: plan.strings("subscribers", required: false), channelWebhooks: plan.strings("channel_webhooks", required: false))
+            }
             model.surge = top.mapping("surge") { surge in
                 Surge(
                     path: surge.path, enabled: surge.bool("enabled"), windowSeconds: surge.uint("window_seconds"),
@@ -182,6 +205,12 @@ struct ConfigModel: Sendable {
             }
         }
         for service in services { unique(service.keys, \.name, \.path, field: "name", what: "routing key") }
+        unique(plans, \.name, \.path, field: "name", what: "response plan")
+        for plan in plans {
+            for responder in plan.responders where [responder.user, responder.schedule, responder.policy].compactMap({ $0 }).count != 1 {
+                reader.fail(responder.path, "name exactly one of user, schedule, escalation_policy")
+            }
+        }
     }
 }
 
@@ -279,8 +308,8 @@ struct Reader {
             return UInt32(number)
         }
 
-        mutating func strings(_ key: String) -> [String] {
-            guard let value = value(key, required: true) else { return [] }
+        mutating func strings(_ key: String, required: Bool = true) -> [String] {
+            guard let value = value(key, required: required) else { return [] }
             guard case let .array(list) = value else {
                 fail(key, "must be a list")
                 return []
@@ -347,7 +376,7 @@ struct Reader {
 /// The fields each list's items may have (also the order `klaxon export` writes them in).
 public enum ConfigKeys {
     public static let allowed: [String: [String]] = [
-        "users": ["name", "email", "time_zone", "role", "contact_methods", "notification_rules"],
+        "users": ["name", "email", "time_zone", "role", "chat_id", "contact_methods", "notification_rules"],
         "contact_methods": ["name", "type", "address"],
         "notification_rules": ["contact_method", "start_delay_seconds", "urgency"],
         "schedules": ["name", "time_zone", "layers", "overrides"],
@@ -362,9 +391,14 @@ public enum ConfigKeys {
             "events_burst", "routing_keys",
         ],
         "routing_keys": ["name", "key"],
+        "response_plans": [
+            "name", "message", "conference_url", "conference_phone", "chat_channel", "request_timeout_seconds", "responders", "subscribers",
+            "channel_webhooks",
+        ],
+        "responders": ["user", "schedule", "escalation_policy", "role"],
         "surge": ["enabled", "window_seconds", "min_incidents", "rate_factor", "min_services", "quiet_period_seconds", "response_plan"],
     ]
-    public static let topLevel = ["users", "schedules", "escalation_policies", "services", "surge"]
+    public static let topLevel = ["users", "schedules", "escalation_policies", "services", "response_plans", "surge"]
 }
 
 enum RFC3339Parser {

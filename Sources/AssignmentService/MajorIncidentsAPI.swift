@@ -1,5 +1,6 @@
 import IncidentEngine
 import KlaxonDomain
+import NotifierService
 import Shared
 
 /// Priorities, major incidents and surge settings (issue 14, points 1 and 2):
@@ -134,7 +135,8 @@ public struct MajorIncidentsAPI: Sendable {
             return try await pool.transaction { connection in try Self.createPlan(connection, plan, now: now) }
         }
         router.register(Admin.ListResponsePlans) { (_: Empty, _) in
-            try await pool.withConnection { connection in ResponsePlanList(plans: try Self.plans(connection)) }
+            // Channel webhooks hold their secret in the path: masked here (export shows them to admins).
+            try await pool.withConnection { connection in ResponsePlanList(plans: try Self.plans(connection, maskChannels: true)) }
         }
         router.register(Admin.DeleteResponsePlan) { (request: AdminIDRequest, _) in
             try await pool.transaction { connection in
@@ -171,7 +173,8 @@ public struct MajorIncidentsAPI: Sendable {
         }
     }
 
-    static func createPlan(_ connection: PGConnection, _ plan: ResponsePlan, now: Millis) throws -> ResponsePlan {
+    /// What is wrong with a plan's fields (not its references), each naming its field.
+    static func planViolations(_ plan: ResponsePlan) -> [FieldViolation] {
         var violations: [FieldViolation] = []
         let name = plan.name.trimmingCharacters(in: .whitespaces)
         if name.isEmpty || name.count > 255 { violations.append(FieldViolation(field: "name", description: "is required (1–255 characters)")) }
@@ -195,16 +198,35 @@ public struct MajorIncidentsAPI: Sendable {
         if plan.requestTimeoutSeconds != 0, !(5...86_400).contains(plan.requestTimeoutSeconds) {
             violations.append(FieldViolation(field: "request_timeout_seconds", description: "must be 5 to 86400"))
         }
+        violations += ResponseAPI.channelViolations(plan.channelWebhooks)
+        return violations
+    }
+
+    static func createPlan(_ connection: PGConnection, _ plan: ResponsePlan, now: Millis) throws -> ResponsePlan {
+        let violations = planViolations(plan)
         guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+        let name = plan.name.trimmingCharacters(in: .whitespaces)
         guard try connection.query("SELECT 1 FROM response_plans WHERE name = $1", [name]).isEmpty else {
             throw RPCError(.alreadyExists, "a response plan named \"\(name)\" exists")
         }
         let id = try connection.query(
+            "INSERT INTO response_plans (name, created_at_ms) VALUES ($1, $2) RETURNING id", [name, now]).int64(0, "id")!
+        try storePlan(connection, plan, id: id, now: now)
+        return try plans(connection).first { $0.id == UInt64(id) }!
+    }
+
+    /// Writes a (validated) plan's fields over plan `id`, its responders, subscribers and
+    /// channels replaced by the plan's.
+    static func storePlan(_ connection: PGConnection, _ plan: ResponsePlan, id: Int64, now: Millis) throws {
+        try connection.query(
             """
-            INSERT INTO response_plans (name, conference_url, conference_phone, chat_channel, message, request_timeout_seconds, created_at_ms)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
-            """, [name, plan.conferenceURL, plan.conferencePhone, plan.chatChannel, plan.message,
-                  Int(plan.requestTimeoutSeconds == 0 ? ResponseAPI.defaultTimeoutSeconds : plan.requestTimeoutSeconds), now]).int64(0, "id")!
+            UPDATE response_plans SET conference_url = $2, conference_phone = $3, chat_channel = $4, message = $5, request_timeout_seconds = $6
+            WHERE id = $1
+            """, [id, plan.conferenceURL, plan.conferencePhone, plan.chatChannel, plan.message,
+                  Int(plan.requestTimeoutSeconds == 0 ? ResponseAPI.defaultTimeoutSeconds : plan.requestTimeoutSeconds)])
+        for table in ["response_plan_responders", "response_plan_subscribers", "response_plan_channels"] {
+            try connection.query("DELETE FROM \(table) WHERE plan_id = $1", [id])
+        }
         do {
             for (index, responder) in plan.responders.enumerated() {
                 try connection.query(
@@ -216,14 +238,17 @@ public struct MajorIncidentsAPI: Sendable {
             for user in Set(plan.subscriberIDs) {
                 try connection.query("INSERT INTO response_plan_subscribers (plan_id, user_id) VALUES ($1, $2)", [id, Int64(user)])
             }
+            for url in Set(plan.channelWebhooks) {
+                try connection.query("INSERT INTO response_plan_channels (plan_id, url) VALUES ($1, $2)", [id, url])
+            }
         } catch let error as PostgresError where error.sqlState == "23503" {
             throw RPCError.invalidArgument([FieldViolation(field: "responders", description: "a user, schedule or policy named does not exist")])
         }
-        return try plans(connection).first { $0.id == UInt64(id) }!
     }
 
-    static func plans(_ connection: PGConnection) throws -> [ResponsePlan] {
+    static func plans(_ connection: PGConnection, maskChannels: Bool = false) throws -> [ResponsePlan] {
         let rows = try connection.query("SELECT * FROM response_plans ORDER BY id")
+        let channels = try connection.query("SELECT * FROM response_plan_channels ORDER BY plan_id, url")
         let responders = try connection.query("SELECT * FROM response_plan_responders ORDER BY plan_id, position")
         let subscribers = try connection.query("SELECT * FROM response_plan_subscribers ORDER BY plan_id, user_id")
         return (0..<rows.count).map { row in
@@ -238,7 +263,11 @@ public struct MajorIncidentsAPI: Sendable {
                 subscriberIDs: (0..<subscribers.count).filter { subscribers.int64($0, "plan_id") == id }.map { subscribers.uint64($0, "user_id")! },
                 conferenceURL: rows.string(row, "conference_url")!, conferencePhone: rows.string(row, "conference_phone")!,
                 chatChannel: rows.string(row, "chat_channel")!, message: rows.string(row, "message")!,
-                requestTimeoutSeconds: UInt32(rows.int(row, "request_timeout_seconds")!))
+                requestTimeoutSeconds: UInt32(rows.int(row, "request_timeout_seconds")!),
+                channelWebhooks: (0..<channels.count).filter { channels.int64($0, "plan_id") == id }.map { r in
+                    let url = channels.string(r, "url")!
+                    return maskChannels ? AddressMask.mask(url, channel: "slack") : url
+                })
         }
     }
 

@@ -1,5 +1,6 @@
 import IncidentEngine
 import KlaxonDomain
+import NotifierService
 import Shared
 
 /// A major incident's response (issue 14, points 3–7): response plans, responder requests
@@ -32,6 +33,20 @@ public struct ResponseAPI: Sendable {
         }
     }
 
+    /// Chat channel webhooks must be http(s) URLs (Slack-compatible incoming webhooks), at most 20.
+    static func channelViolations(_ urls: [String], field: String = "channel_webhooks") -> [FieldViolation] {
+        var violations: [FieldViolation] = []
+        if urls.count > 20 { violations.append(FieldViolation(field: field, description: "at most 20")) }
+        for (index, url) in urls.enumerated() {
+            if url.count > 2048 {
+                violations.append(FieldViolation(field: "\(field)[\(index)]", description: "at most 2048 characters"))
+            } else if let problem = ChannelKind.slack.addressProblem(url) {
+                violations.append(FieldViolation(field: "\(field)[\(index)]", description: problem))
+            }
+        }
+        return violations
+    }
+
     /// The major incident, locked; a clear refusal when it is not one.
     static func lockMajor(_ connection: PGConnection, _ id: UInt64) throws {
         let row = try connection.query("SELECT major, status FROM incidents WHERE id = $1 FOR UPDATE", [Int64(id)])
@@ -49,6 +64,34 @@ public struct ResponseAPI: Sendable {
         _ connection: PGConnection, incidentID: Int64, users: [Int64], reason: NotifyReason, extra: [String: String], now: Millis
     ) throws -> Int {
         guard !users.isEmpty else { return 0 }
+        let snapshot = try snapshot(connection, incidentID: incidentID, extra: extra, now: now)
+        let messages = users.map { user in
+            (Notifier.Notify.name, NotifyRequest(
+                requestID: Outbox.newMessageID(), incidentID: UInt64(incidentID), userID: UInt64(user), reason: reason,
+                snapshot: snapshot, requestedAtMs: now).wireBytes())
+        }
+        try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, messages, now: now)
+        return messages.count
+    }
+
+    /// Queues one post per chat channel subscribed to the incident (Notifier's PostToChannel).
+    static func postToChannels(
+        _ connection: PGConnection, incidentID: Int64, reason: NotifyReason, extra: [String: String], now: Millis
+    ) throws -> Int {
+        let channels = try connection.query("SELECT url FROM incident_channel_subscribers WHERE incident_id = $1 ORDER BY url", [incidentID])
+        guard channels.count > 0 else { return 0 }
+        let snapshot = try snapshot(connection, incidentID: incidentID, extra: extra, now: now)
+        let messages = (0..<channels.count).map { row in
+            (Notifier.PostToChannel.name, ChannelPost(
+                requestID: Outbox.newMessageID(), incidentID: UInt64(incidentID), url: channels.string(row, "url")!, reason: reason,
+                snapshot: snapshot, requestedAtMs: now).wireBytes())
+        }
+        try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, messages, now: now)
+        return messages.count
+    }
+
+    /// The incident as it is now, with the response's details (bridge, roles, `extra`).
+    static func snapshot(_ connection: PGConnection, incidentID: Int64, extra: [String: String], now: Millis) throws -> IncidentSnapshot {
         let row = try connection.query(
             """
             SELECT i.number, i.title, i.status, i.urgency, i.service_id, s.name AS service_name, i.severity, i.dedup_key,
@@ -65,18 +108,11 @@ public struct ResponseAPI: Sendable {
             [incidentID])
         for r in 0..<roles.count { details["response.role.\(roles.string(r, "role")!)"] = roles.string(r, "users")! }
         details.merge(extra) { _, new in new }
-        let snapshot = IncidentSnapshot(
+        return IncidentSnapshot(
             incidentID: UInt64(incidentID), number: row.uint64(0, "number")!, title: row.string(0, "title")!,
             status: IncidentStatus(rawValue: row.string(0, "status")!), urgency: Urgency(rawValue: row.string(0, "urgency")!),
             serviceID: row.uint64(0, "service_id")!, serviceName: row.string(0, "service_name")!, severity: row.string(0, "severity")!,
             dedupKey: row.string(0, "dedup_key")!, createdAtMs: row.int64(0, "created_at_ms")!, atMs: now, details: details)
-        let messages = users.map { user in
-            (Notifier.Notify.name, NotifyRequest(
-                requestID: Outbox.newMessageID(), incidentID: UInt64(incidentID), userID: UInt64(user), reason: reason,
-                snapshot: snapshot, requestedAtMs: now).wireBytes())
-        }
-        try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, messages, now: now)
-        return messages.count
     }
 
     // MARK: Requests
@@ -178,6 +214,11 @@ public struct ResponseAPI: Sendable {
             INSERT INTO incident_subscribers (incident_id, user_id, added_at_ms)
             SELECT $1, user_id, $3 FROM response_plan_subscribers WHERE plan_id = $2 ON CONFLICT DO NOTHING
             """, [incidentID, planID, now])
+        try connection.query(
+            """
+            INSERT INTO incident_channel_subscribers (incident_id, url, added_at_ms)
+            SELECT $1, url, $3 FROM response_plan_channels WHERE plan_id = $2 ON CONFLICT DO NOTHING
+            """, [incidentID, planID, now])
         try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
             at: now, type: .responsePlanApplied, actor: actor,
             details: ["plan": planName, "conference_url": plan.string(0, "conference_url")!, "conference_phone": plan.string(0, "conference_phone")!]))
@@ -240,6 +281,7 @@ public struct ResponseAPI: Sendable {
             [incidentID, PGArray(roles)])
         let updates = try connection.query("SELECT * FROM status_updates WHERE incident_id = $1 ORDER BY id", [incidentID])
         let subscribers = try connection.query("SELECT user_id FROM incident_subscribers WHERE incident_id = $1 ORDER BY user_id", [incidentID])
+        let channels = try connection.query("SELECT url FROM incident_channel_subscribers WHERE incident_id = $1 ORDER BY url", [incidentID])
         return IncidentResponse(
             incidentID: UInt64(incidentID), responsePlan: row.string(0, "plan")!, conferenceURL: row.string(0, "conference_url")!,
             conferencePhone: row.string(0, "conference_phone")!, chatChannel: row.string(0, "chat_channel")!,
@@ -258,7 +300,8 @@ public struct ResponseAPI: Sendable {
             updates: (0..<updates.count).map { r in
                 StatusUpdateView(author: updates.string(r, "author")!, text: updates.string(r, "body")!, atMs: updates.int64(r, "at_ms")!)
             },
-            subscriberIDs: (0..<subscribers.count).map { subscribers.uint64($0, "user_id")! })
+            subscriberIDs: (0..<subscribers.count).map { subscribers.uint64($0, "user_id")! },
+            channelWebhooks: (0..<channels.count).map { AddressMask.mask(channels.string($0, "url")!, channel: "slack") })
     }
 
     // MARK: Handlers
@@ -353,14 +396,20 @@ public struct ResponseAPI: Sendable {
                 try connection.query("INSERT INTO status_updates (incident_id, author, body, at_ms) VALUES ($1, $2, $3, $4)", [id, actor, text, now])
                 try Timeline.append(connection, incidentID: id, TimelineEntry(at: now, type: .statusUpdate, actor: actor, details: ["text": text]))
                 let subscribers = try connection.query("SELECT user_id FROM incident_subscribers WHERE incident_id = $1 ORDER BY user_id", [id])
-                return try Self.page(
+                let paged = try Self.page(
                     connection, incidentID: id, users: (0..<subscribers.count).map { subscribers.int64($0, "user_id")! }, reason: .statusUpdate,
                     extra: ["response.status_update": text], now: now)
+                return paged + (try Self.postToChannels(
+                    connection, incidentID: id, reason: .statusUpdate, extra: ["response.status_update": text], now: now))
             }
         }
         router.register(Assignment.Subscribe) { (request: SubscribeRequest, context) in
-            guard !request.userIDs.isEmpty else {
-                throw RPCError.invalidArgument([FieldViolation(field: "user_ids", description: "name at least one user")])
+            guard !request.userIDs.isEmpty || !request.channelWebhooks.isEmpty else {
+                throw RPCError.invalidArgument([FieldViolation(field: "user_ids", description: "name at least one user or channel webhook")])
+            }
+            if !request.remove {
+                let violations = Self.channelViolations(request.channelWebhooks)
+                guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
             }
             let actor = MajorIncidentsAPI.actor(context)
             return try await onMajor(request.incidentID) { connection, now in
@@ -375,9 +424,22 @@ public struct ResponseAPI: Sendable {
                         SELECT $1, u, $3 FROM unnest($2::bigint[]) AS u ON CONFLICT DO NOTHING
                         """, [id, PGArray(users), now])
                 }
-                try Timeline.append(connection, incidentID: id, TimelineEntry(
-                    at: now, type: .note, actor: actor,
-                    details: [request.remove ? "unsubscribed" : "subscribed": users.map(String.init).joined(separator: ",")]))
+                if request.remove {
+                    try connection.query(
+                        "DELETE FROM incident_channel_subscribers WHERE incident_id = $1 AND url = ANY($2::text[])", [id, PGArray(request.channelWebhooks)])
+                } else {
+                    try connection.query(
+                        """
+                        INSERT INTO incident_channel_subscribers (incident_id, url, added_at_ms)
+                        SELECT $1, u, $3 FROM unnest($2::text[]) AS u ON CONFLICT DO NOTHING
+                        """, [id, PGArray(request.channelWebhooks), now])
+                }
+                var details: [String: String] = [:]
+                if !users.isEmpty { details[request.remove ? "unsubscribed" : "subscribed"] = users.map(String.init).joined(separator: ",") }
+                if !request.channelWebhooks.isEmpty {
+                    details[request.remove ? "unsubscribed_channels" : "subscribed_channels"] = request.channelWebhooks.map { AddressMask.mask($0, channel: "slack") }.joined(separator: ",")
+                }
+                try Timeline.append(connection, incidentID: id, TimelineEntry(at: now, type: .note, actor: actor, details: details))
                 return 0
             }
         }

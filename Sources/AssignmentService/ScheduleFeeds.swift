@@ -1,5 +1,6 @@
 import Foundation
 import HTTPOperations
+import HTTPTypes
 import Hummingbird
 import IncidentEngine
 import KlaxonDomain
@@ -61,13 +62,32 @@ extension AdminAPI {
     }
 }
 
-/// Assignment's HTTP listener: schedule feeds, /healthz, /readyz.
+/// Assignment's HTTP listener: chat commands, schedule feeds, /healthz, /readyz.
 public enum AssignmentHTTP {
+    /// Largest chat request read (Slack's are a few KB).
+    static let maxChatBody = 64 * 1024
+
     public static func application(
-        pool: PostgresPool, readiness: Readiness, clock: any WallClock, listen: HostPort, logger: Logger,
+        pool: PostgresPool, readiness: Readiness, clock: any WallClock, listen: HostPort, logger: Logger, chat: ChatCommands? = nil,
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = Router()
+        router.post("/chat/slack") { request, _ -> Response in
+            guard let chat else { return text(.notFound, "chat commands are not served here\n") }
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: maxChatBody)
+            } catch {
+                return text(.contentTooLarge, "the request body is over \(maxChatBody) bytes\n")
+            }
+            let answer = await chat.handle(
+                timestamp: request.headers[HTTPField.Name("X-Slack-Request-Timestamp")!],
+                signature: request.headers[HTTPField.Name("X-Slack-Signature")!], body: Array(buffer: body))
+            var headers = HTTPFields()
+            headers[.contentType] = answer.contentType
+            return Response(
+                status: HTTPResponse.Status(code: answer.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: answer.body)))
+        }
         router.get("/schedules/:file") { request, context -> Response in
             let file = context.parameters.get("file") ?? ""
             let token = request.uri.queryParameters.get("token")

@@ -70,6 +70,8 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     case responderDeclined = "responder_declined", responderNoAnswer = "responder_no_answer"
     case roleAssigned = "role_assigned", roleHandedOver = "role_handed_over", roleRelinquished = "role_relinquished"
     case statusUpdate = "status_update"
+    /// A status update posted to a subscribed chat channel (a Slack-compatible webhook), or not.
+    case channelPosted = "channel_posted", channelPostFailed = "channel_post_failed"
 }
 
 public struct TimelineEntry: Sendable, Equatable {

@@ -3452,7 +3452,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__post_status_update_requ
   (ProtobufCMessageInit) klaxon__assignment__v1__post_status_update_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__subscribe_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__subscribe_request__field_descriptors[4] =
 {
   {
     "incident_id",
@@ -3490,8 +3490,21 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__subscribe_request_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel_webhooks",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Klaxon__Assignment__V1__SubscribeRequest, n_channel_webhooks),
+    offsetof(Klaxon__Assignment__V1__SubscribeRequest, channel_webhooks),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__subscribe_request__field_indices_by_name[] = {
+  3,   /* field[3] = channel_webhooks */
   0,   /* field[0] = incident_id */
   2,   /* field[2] = remove */
   1,   /* field[1] = user_ids */
@@ -3499,7 +3512,7 @@ static const unsigned klaxon__assignment__v1__subscribe_request__field_indices_b
 static const ProtobufCIntRange klaxon__assignment__v1__subscribe_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__subscribe_request__descriptor =
 {
@@ -3509,7 +3522,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__subscribe_request__desc
   "Klaxon__Assignment__V1__SubscribeRequest",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__SubscribeRequest),
-  3,
+  4,
   klaxon__assignment__v1__subscribe_request__field_descriptors,
   klaxon__assignment__v1__subscribe_request__field_indices_by_name,
   1,  klaxon__assignment__v1__subscribe_request__number_ranges,
@@ -3786,7 +3799,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__status_update_view__des
   (ProtobufCMessageInit) klaxon__assignment__v1__status_update_view__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_response__field_descriptors[9] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_response__field_descriptors[10] =
 {
   {
     "incident_id",
@@ -3896,8 +3909,21 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_response_
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel_webhooks",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, n_channel_webhooks),
+    offsetof(Klaxon__Assignment__V1__IncidentResponse, channel_webhooks),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__incident_response__field_indices_by_name[] = {
+  9,   /* field[9] = channel_webhooks */
   4,   /* field[4] = chat_channel */
   3,   /* field[3] = conference_phone */
   2,   /* field[2] = conference_url */
@@ -3911,7 +3937,7 @@ static const unsigned klaxon__assignment__v1__incident_response__field_indices_b
 static const ProtobufCIntRange klaxon__assignment__v1__incident_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_response__descriptor =
 {
@@ -3921,7 +3947,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_response__desc
   "Klaxon__Assignment__V1__IncidentResponse",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__IncidentResponse),
-  9,
+  10,
   klaxon__assignment__v1__incident_response__field_descriptors,
   klaxon__assignment__v1__incident_response__field_indices_by_name,
   1,  klaxon__assignment__v1__incident_response__number_ranges,
@@ -6132,7 +6158,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_responder
   (ProtobufCMessageInit) klaxon__assignment__v1__response_plan_responder__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__response_plan__field_descriptors[9] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__response_plan__field_descriptors[10] =
 {
   {
     "id",
@@ -6242,8 +6268,21 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__response_plan__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel_webhooks",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, n_channel_webhooks),
+    offsetof(Klaxon__Assignment__V1__ResponsePlan, channel_webhooks),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__response_plan__field_indices_by_name[] = {
+  9,   /* field[9] = channel_webhooks */
   6,   /* field[6] = chat_channel */
   5,   /* field[5] = conference_phone */
   4,   /* field[4] = conference_url */
@@ -6257,7 +6296,7 @@ static const unsigned klaxon__assignment__v1__response_plan__field_indices_by_na
 static const ProtobufCIntRange klaxon__assignment__v1__response_plan__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan__descriptor =
 {
@@ -6267,7 +6306,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan__descript
   "Klaxon__Assignment__V1__ResponsePlan",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__ResponsePlan),
-  9,
+  10,
   klaxon__assignment__v1__response_plan__field_descriptors,
   klaxon__assignment__v1__response_plan__field_indices_by_name,
   1,  klaxon__assignment__v1__response_plan__number_ranges,

@@ -97,6 +97,51 @@ void   klaxon__notifier__v1__notify_batch_request__free_unpacked
   assert(message->base.descriptor == &klaxon__notifier__v1__notify_batch_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__notifier__v1__channel_post__init
+                     (Klaxon__Notifier__V1__ChannelPost         *message)
+{
+  static const Klaxon__Notifier__V1__ChannelPost init_value = KLAXON__NOTIFIER__V1__CHANNEL_POST__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__channel_post__get_packed_size
+                     (const Klaxon__Notifier__V1__ChannelPost *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__channel_post__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__channel_post__pack
+                     (const Klaxon__Notifier__V1__ChannelPost *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__channel_post__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__channel_post__pack_to_buffer
+                     (const Klaxon__Notifier__V1__ChannelPost *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__channel_post__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__ChannelPost *
+       klaxon__notifier__v1__channel_post__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__ChannelPost *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__channel_post__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__channel_post__free_unpacked
+                     (Klaxon__Notifier__V1__ChannelPost *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__channel_post__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__notifier__v1__user__init
                      (Klaxon__Notifier__V1__User         *message)
 {
@@ -553,7 +598,110 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_batch_request__des
   (ProtobufCMessageInit) klaxon__notifier__v1__notify_batch_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__notifier__v1__user__field_descriptors[7] =
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__channel_post__field_descriptors[6] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ChannelPost, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "incident_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ChannelPost, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "url",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ChannelPost, url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ChannelPost, reason),
+    &klaxon__notifier__v1__notify_reason__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ChannelPost, snapshot),
+    &klaxon__incident__v1__incident_snapshot__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested_at_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ChannelPost, requested_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__channel_post__field_indices_by_name[] = {
+  1,   /* field[1] = incident_id */
+  3,   /* field[3] = reason */
+  0,   /* field[0] = request_id */
+  5,   /* field[5] = requested_at_ms */
+  4,   /* field[4] = snapshot */
+  2,   /* field[2] = url */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__channel_post__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__channel_post__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.ChannelPost",
+  "ChannelPost",
+  "Klaxon__Notifier__V1__ChannelPost",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__ChannelPost),
+  6,
+  klaxon__notifier__v1__channel_post__field_descriptors,
+  klaxon__notifier__v1__channel_post__field_indices_by_name,
+  1,  klaxon__notifier__v1__channel_post__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__channel_post__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__user__field_descriptors[8] =
 {
   {
     "id",
@@ -639,8 +787,21 @@ static const ProtobufCFieldDescriptor klaxon__notifier__v1__user__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chat_id",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__User, chat_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__notifier__v1__user__field_indices_by_name[] = {
+  7,   /* field[7] = chat_id */
   5,   /* field[5] = contact_methods */
   2,   /* field[2] = email */
   0,   /* field[0] = id */
@@ -652,7 +813,7 @@ static const unsigned klaxon__notifier__v1__user__field_indices_by_name[] = {
 static const ProtobufCIntRange klaxon__notifier__v1__user__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor =
 {
@@ -662,7 +823,7 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor =
   "Klaxon__Notifier__V1__User",
   "klaxon.notifier.v1",
   sizeof(Klaxon__Notifier__V1__User),
-  7,
+  8,
   klaxon__notifier__v1__user__field_descriptors,
   klaxon__notifier__v1__user__field_indices_by_name,
   1,  klaxon__notifier__v1__user__number_ranges,
@@ -1184,14 +1345,16 @@ const ProtobufCEnumDescriptor klaxon__notifier__v1__notify_reason__descriptor =
   klaxon__notifier__v1__notify_reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor klaxon__notifier__v1__notifier__method_descriptors[2] =
+static const ProtobufCMethodDescriptor klaxon__notifier__v1__notifier__method_descriptors[3] =
 {
   { "Notify", &klaxon__notifier__v1__notify_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "NotifyBatch", &klaxon__notifier__v1__notify_batch_request__descriptor, &klaxon__rpc__v1__batch_reply__descriptor },
+  { "PostToChannel", &klaxon__notifier__v1__channel_post__descriptor, &klaxon__rpc__v1__empty__descriptor },
 };
 const unsigned klaxon__notifier__v1__notifier__method_indices_by_name[] = {
   0,        /* Notify */
-  1         /* NotifyBatch */
+  1,        /* NotifyBatch */
+  2         /* PostToChannel */
 };
 const ProtobufCServiceDescriptor klaxon__notifier__v1__notifier__descriptor =
 {
@@ -1200,7 +1363,7 @@ const ProtobufCServiceDescriptor klaxon__notifier__v1__notifier__descriptor =
   "Notifier",
   "Klaxon__Notifier__V1__Notifier",
   "klaxon.notifier.v1",
-  2,
+  3,
   klaxon__notifier__v1__notifier__method_descriptors,
   klaxon__notifier__v1__notifier__method_indices_by_name
 };
@@ -1219,6 +1382,14 @@ void klaxon__notifier__v1__notifier__notify_batch(ProtobufCService *service,
 {
   assert(service->descriptor == &klaxon__notifier__v1__notifier__descriptor);
   service->invoke(service, 1, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__notifier__post_to_channel(ProtobufCService *service,
+                                                     const Klaxon__Notifier__V1__ChannelPost *input,
+                                                     Klaxon__Rpc__V1__Empty_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__notifier__descriptor);
+  service->invoke(service, 2, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Service *service,
                                            Klaxon__Notifier__V1__Notifier_ServiceDestroy destroy)

@@ -15,6 +15,8 @@ public struct NotifierService: Service {
     let clock: any WallClock
     let logger: Logger
     let pool: PostgresPool
+    let poster: ChannelPoster
+    let posterWaker: Waker
 
     public init(
         config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger,
@@ -24,9 +26,16 @@ public struct NotifierService: Service {
         let waker = Waker()
         let httpPort = httpPortLatch
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
+        let posterWaker = Waker()
+        let poster = ChannelPoster(
+            pool: pool, clock: clock, waker: posterWaker, timeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
+            deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, baseBackoffMs: baseBackoffMs,
+            incidentURLTemplate: config.incidentURLTemplate, logger: logger)
+        self.poster = poster
+        self.posterWaker = posterWaker
         let server = RPCServer(
             configuration: config.rpcServerConfiguration(config.notifierListen),
-            router: Self.router(intake, people: PeopleAPI(pool: pool)), logger: logger,
+            router: Self.router(intake, people: PeopleAPI(pool: pool), poster: poster), logger: logger,
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
         self.server = server
         self.http = NotifierHTTP.application(
@@ -42,9 +51,15 @@ public struct NotifierService: Service {
         self.logger = logger
     }
 
-    public static func router(_ intake: NotifyIntake, people: PeopleAPI) -> RPCRouter {
+    public static func router(_ intake: NotifyIntake, people: PeopleAPI, poster: ChannelPoster? = nil) -> RPCRouter {
         var router = RPCRouter()
         people.register(into: &router)
+        if let poster {
+            router.register(Notifier.PostToChannel) { (post: ChannelPost, _) in
+                try await poster.accept(post)
+                return Empty()
+            }
+        }
         router.register(Notifier.Notify) { (request: NotifyRequest, _) in
             try await intake.notify(request)
             return Empty()
@@ -66,7 +81,11 @@ public struct NotifierService: Service {
         // and at least every second for notifications written by other replicas.
         var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
         loop.maxSleep = .seconds(1)
-        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), http],
+        // Posts to chat channels: at the next due one, on a poke, and every second.
+        var channelLoop = DueWorkLoop(name: "notifier.channels", clock: clock, waker: posterWaker, logger: logger)
+        channelLoop.maxSleep = .seconds(1)
+        let poster = self.poster
+        try await ServiceRunner.run(server: server, loops: [WorkLoop(channelLoop) { now in try await poster.deliverDue(now: now) }], others: [Sending(dispatcher: dispatcher, loop: loop), http],
             collector: KlaxonMetrics.databaseCollector(pool, destinations: []), logger: logger)
     }
 

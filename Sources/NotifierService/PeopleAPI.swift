@@ -50,13 +50,28 @@ public struct PeopleAPI: Sendable {
         if !Address.isEmail(user.email) { violations.append(.init(field: "email", description: "must be an email address")) }
         if TimeZone(identifier: timeZone) == nil { violations.append(.init(field: "time_zone", description: "unknown time zone \"\(timeZone)\"")) }
         if !Self.roles.contains(role) { violations.append(.init(field: "role", description: "must be admin, responder or observer")) }
+        if let problem = Self.chatIDProblem(user.chatID) { violations.append(.init(field: "chat_id", description: problem)) }
         guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
-        let id = try await pool.withConnection { connection in
-            try connection.query(
-                "INSERT INTO users (name, email, time_zone, role) VALUES ($1, $2, $3, $4) RETURNING id", [user.name, user.email, timeZone, role]
-            ).int64(0, "id")!
+        let id: Int64
+        do {
+            id = try await pool.withConnection { connection in
+                try connection.query(
+                    "INSERT INTO users (name, email, time_zone, role, chat_id) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id",
+                    [user.name, user.email, timeZone, role, user.chatID]
+                ).int64(0, "id")!
+            }
+        } catch let error as PostgresError where error.sqlState == "23505" {
+            throw RPCError(.alreadyExists, "another user has the chat id \"\(user.chatID)\"")
         }
-        return UserMessage(id: UInt64(id), name: user.name, email: user.email, timeZone: timeZone, role: role)
+        return UserMessage(id: UInt64(id), name: user.name, email: user.email, timeZone: timeZone, role: role, chatID: user.chatID)
+    }
+
+    /// A chat member id (Slack's look like U0123ABCD): 1–64 letters, digits, `.`, `_`, `-`; empty = none.
+    public static func chatIDProblem(_ chatID: String) -> String? {
+        guard !chatID.isEmpty else { return nil }
+        guard chatID.count <= 64, chatID.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) })
+        else { return "must be 1–64 letters, digits, '.', '_' or '-' (a chat member id such as U0123ABCD)" }
+        return nil
     }
 
     func createContactMethod(_ method: ContactMethodMessage) async throws -> ContactMethodMessage {
@@ -201,7 +216,7 @@ public struct PeopleAPI: Sendable {
     }
 
     static func user(_ connection: PGConnection, id: Int64) throws -> UserMessage? {
-        let row = try connection.query("SELECT name, email, time_zone, role FROM users WHERE id = $1", [id])
+        let row = try connection.query("SELECT name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users WHERE id = $1", [id])
         guard !row.isEmpty else { return nil }
         let methods = try connection.query("SELECT id, type, address, label FROM contact_methods WHERE user_id = $1 ORDER BY id", [id])
         let rules = try connection.query(
@@ -218,7 +233,7 @@ public struct PeopleAPI: Sendable {
                 NotificationRuleMessage(
                     id: rules.uint64(index, "id")!, userID: UInt64(id), contactMethodID: rules.uint64(index, "contact_method_id")!,
                     startDelaySeconds: UInt32(rules.int(index, "start_delay_seconds")!), urgency: Urgency(rawValue: rules.string(index, "urgency")!))
-            })
+            }, chatID: row.string(0, "chat_id")!)
     }
 
     // MARK: - Address formats

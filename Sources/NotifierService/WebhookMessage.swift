@@ -30,11 +30,22 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
         public var id: UInt64
         public var name: String
         public var email: String
+
+        public init(id: UInt64, name: String, email: String) {
+            self.id = id
+            self.name = name
+            self.email = email
+        }
     }
 
     public struct RuleRef: Codable, Sendable, Equatable {
         public var id: UInt64
         public var startDelaySeconds: UInt32
+
+        public init(id: UInt64, startDelaySeconds: UInt32) {
+            self.id = id
+            self.startDelaySeconds = startDelaySeconds
+        }
 
         enum CodingKeys: String, CodingKey {
             case id

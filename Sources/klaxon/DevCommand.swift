@@ -26,7 +26,14 @@ struct DevCommand: AsyncParsableCommand {
         let pool = try await Runtime.openDatabase(config, clock: clock, logger: logger)
 
         let sink = try await HTTPSink.start(port: webhookPort) { request in
-            guard let message = try? JSONDecoder().decode(WebhookMessage.self, from: Data(request.body)) else { return }
+            guard let message = try? JSONDecoder().decode(WebhookMessage.self, from: Data(request.body)) else {
+                // A post to a chat channel (Slack-compatible: {"text": …}).
+                if let post = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any], let text = post["text"] as? String {
+                    print("💬 CHANNEL \(request.uri): \(text)")
+                    fflush(nil)
+                }
+                return
+            }
             let incident = message.incident
             print("""
                 📟 PAGE → \(message.user.name) <\(message.user.email)>: incident #\(incident.number) "\(incident.title)" \

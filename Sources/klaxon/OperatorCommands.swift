@@ -30,7 +30,7 @@ struct UserCommand: AsyncParsableCommand {
         func run() async throws {
             let user: UserMessage = try await client.call(People.GetUser, IDRequest(id: id))
             client.output(user) {
-                print("user \(user.id): \(user.name) <\(user.email)>, \(user.role), \(user.timeZone)")
+                print("user \(user.id): \(user.name) <\(user.email)>, \(user.role), \(user.timeZone)" + (user.chatID.isEmpty ? "" : ", chat id \(user.chatID)"))
                 var methods = Table("CONTACT", "TYPE", "ADDRESS", "LABEL")
                 for method in user.contactMethods { methods.add("\(method.id)", method.type, method.address, method.label) }
                 methods.print(empty: "no contact methods")
@@ -50,9 +50,10 @@ struct UserCommand: AsyncParsableCommand {
         @Option var email: String
         @Option(help: "IANA time zone.") var timeZone = "UTC"
         @Option(help: "admin, responder or observer.") var role = "responder"
+        @Option(help: "Their member id in the team chat (e.g. Slack U0123ABCD), for chat commands.") var chatId = ""
         func run() async throws {
             let user: UserMessage = try await client.call(
-                People.CreateUser, UserMessage(name: name, email: email, timeZone: timeZone, role: role))
+                People.CreateUser, UserMessage(name: name, email: email, timeZone: timeZone, role: role, chatID: chatId))
             client.output(user) { print("created user \(user.id) (\(user.name))") }
         }
     }

@@ -20,6 +20,7 @@ extension IncidentCommand {
         }
         for update in response.updates { lines.append("  update \(CLITime.text(update.atMs)) \(update.author): \(update.text)") }
         lines.append("  subscribers: " + (response.subscriberIDs.isEmpty ? "none" : response.subscriberIDs.map(String.init).joined(separator: ", ")))
+        if !response.channelWebhooks.isEmpty { lines.append("  channels: " + response.channelWebhooks.joined(separator: ", ")) }
         print(lines.joined(separator: "\n"))
     }
 
@@ -99,14 +100,21 @@ extension IncidentCommand {
     }
 
     struct Subscribe: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add (or --remove) subscribers: users told of every status update.")
+        static let configuration = CommandConfiguration(
+            abstract: "Add (or --remove) subscribers: users and chat channels told of every status update.")
         @OptionGroup var connection: ClientOptions
         @Argument(help: "Major incident id.") var id: UInt64
-        @Argument(help: "User ids.") var users: [UInt64]
+        @Argument(help: "User ids.") var users: [UInt64] = []
+        @Option(help: "A Slack-compatible incoming webhook URL (repeatable).") var channelWebhook: [String] = []
         @Flag(help: "Remove them instead.") var remove = false
 
+        func validate() throws {
+            guard !users.isEmpty || !channelWebhook.isEmpty else { throw ValidationError("name at least one user id or --channel-webhook") }
+        }
+
         func run() async throws {
-            let response: IncidentResponse = try await connection.call(Assignment.Subscribe, SubscribeRequest(incidentID: id, userIDs: users, remove: remove))
+            let response: IncidentResponse = try await connection.call(
+                Assignment.Subscribe, SubscribeRequest(incidentID: id, userIDs: users, remove: remove, channelWebhooks: channelWebhook))
             connection.output(response) { IncidentCommand.printResponse(response) }
         }
     }
@@ -135,6 +143,7 @@ struct PlanCommand: AsyncParsableCommand {
         @Option(help: "Name (unique).") var name: String
         @Option(help: "user:ID[:ROLE], schedule:ID[:ROLE] or policy:ID[:ROLE] (repeatable).") var responder: [String] = []
         @Option(help: "A subscriber's user id (repeatable).") var subscriber: [UInt64] = []
+        @Option(help: "A subscribed Slack-compatible incoming webhook URL (repeatable).") var channelWebhook: [String] = []
         @Option(help: "Conference bridge URL.") var bridge = ""
         @Option(help: "Conference bridge phone number.") var phone = ""
         @Option(help: "Chat channel.") var channel = ""
@@ -158,8 +167,10 @@ struct PlanCommand: AsyncParsableCommand {
             }
             let plan: ResponsePlan = try await connection.call(Admin.CreateResponsePlan, ResponsePlan(
                 name: name, responders: responders, subscriberIDs: subscriber, conferenceURL: bridge, conferencePhone: phone,
-                chatChannel: channel, message: message, requestTimeoutSeconds: timeout))
-            connection.output(plan) { print("response plan \(plan.id) \"\(plan.name)\": \(plan.responders.count) responders, \(plan.subscriberIDs.count) subscribers") }
+                chatChannel: channel, message: message, requestTimeoutSeconds: timeout, channelWebhooks: channelWebhook))
+            connection.output(plan) {
+                print("response plan \(plan.id) \"\(plan.name)\": \(plan.responders.count) responders, \(plan.subscriberIDs.count) subscribers, \(plan.channelWebhooks.count) channels")
+            }
         }
     }
 

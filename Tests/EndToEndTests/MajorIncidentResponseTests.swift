@@ -6,12 +6,13 @@ import Testing
 
 /// The first seed's story (issue 14), over real TCP, PostgreSQL and a webhook sink: a burst across
 /// three services → one surge major incident running the response plan; its commander, subject-
-/// matter expert and scribe are paged within 1 s of the declaration; one declines, one joins,
-/// one never answers; the commander posts two status updates, which reach the subscriber with
-/// the bridge; the response shows all of it.
+/// matter expert and scribe are paged within 1 s of the declaration; one declines, one joins
+/// through a signed chat command, one never answers; the commander posts two status updates (one
+/// from chat), which reach the subscriber and the plan's chat channel with the bridge; the
+/// response and the postmortem show all of it.
 @Suite struct MajorIncidentResponseTests {
     @Test func surgeResponsePlanRespondersRolesAndStatusUpdates() async throws {
-        let pipeline = try await Pipeline()
+        let pipeline = try await Pipeline { config, _ in config.chatSigningSecret = ChatCommandTests.secret }
         let sink = pipeline.sink
         // Three services whose own on-call people have no rules (this is about the response).
         var services: [Seed.Service] = []
@@ -30,6 +31,8 @@ import Testing
                 users: ["Cora", "Sam", "Sid", "Stan"].map { Seed.User(name: $0, email: "\($0.lowercased())@example.com", webhookURL: "\(sink.url)/\($0.lowercased())") })
         }
         let (cora, sam, sid, stan) = (people.userIDs[0], people.userIDs[1], people.userIDs[2], people.userIDs[3])
+        try await pipeline.db.pool.withConnection { try $0.query("UPDATE users SET chat_id = 'UCORA' WHERE id = $1", [cora]) }
+        let chat = ChatApp(port: pipeline.assignmentHTTPPort, secret: ChatCommandTests.secret)
         let admin = pipeline.client(.assignment)
         let plan: ResponsePlan = try await admin.call(Admin.CreateResponsePlan, ResponsePlan(
             name: "Global outage",
@@ -39,7 +42,8 @@ import Testing
                 ResponsePlanResponder(userID: UInt64(sid), role: "scribe"),
             ],
             subscriberIDs: [UInt64(stan)], conferenceURL: "https://meet.example.com/global-outage", conferencePhone: "+1 555 0100",
-            chatChannel: "#inc-global", message: "Global outage: join the bridge", requestTimeoutSeconds: 5))
+            chatChannel: "#inc-global", message: "Global outage: join the bridge", requestTimeoutSeconds: 5,
+            channelWebhooks: ["\(sink.url)/channel/inc-global"]))
         #expect(plan.responders.count == 3 && plan.requestTimeoutSeconds == 5)
         var settings: SurgeSettingsMessage = try await admin.call(Admin.GetSurgeSettings, Empty())
         settings.responsePlan = "Global outage"
@@ -92,19 +96,22 @@ import Testing
         #expect(coraPage.response?["requested_role"] == "commander")
         #expect(coraPage.response?["message"] == "Global outage: join the bridge")
 
-        // Sam declines, Cora joins (and so becomes commander), Sid never answers.
+        // Sam declines, Cora joins from chat with a signed `/klaxon join` (and so becomes commander), Sid never answers.
         let asCora = pipeline.client(.assignment, token: try await Pipeline.issueToken(db.pool, name: "cora", role: .responder, userID: cora))
         let asSam = pipeline.client(.assignment, token: try await Pipeline.issueToken(db.pool, name: "sam", role: .responder, userID: sam))
         let _: IncidentResponse = try await asSam.call(Assignment.AnswerResponderRequest, ResponderAnswer(incidentID: majorID, join: false))
-        let joined: IncidentResponse = try await asCora.call(Assignment.AnswerResponderRequest, ResponderAnswer(incidentID: majorID, join: true))
+        let joinedInChat = try await chat.command("join \(majorID)", user: "UCORA")
+        #expect(joinedInChat.status == 200 && joinedInChat.inChannel && joinedInChat.text == "Cora joined incident \(majorID).", "\(joinedInChat.body)")
+        let joined: IncidentResponse = try await admin.call(Assignment.GetResponse, GetIncidentRequest(incidentID: majorID))
         #expect(joined.roles.map { "\($0.role):\($0.userID)" } == ["commander:\(cora)"])
         // Sam may not answer for Cora.
         #expect(await asSam.failure(Assignment.AnswerResponderRequest, ResponderAnswer(incidentID: majorID, userID: UInt64(cora), join: false))?.code == .permissionDenied)
 
         // The commander posts two status updates: the subscriber gets both, with the bridge.
-        for text in ["Identified: a bad config push in eu-west", "Mitigated: rolled back, watching"] {
-            let _: IncidentResponse = try await asCora.call(Assignment.PostStatusUpdate, PostStatusUpdateRequest(incidentID: majorID, text: text))
-        }
+        let fromChat = try await chat.command("status \(majorID) Identified: a bad config push in eu-west", user: "UCORA")
+        #expect(fromChat.inChannel, "\(fromChat.body)")
+        let _: IncidentResponse = try await asCora.call(
+            Assignment.PostStatusUpdate, PostStatusUpdateRequest(incidentID: majorID, text: "Mitigated: rolled back, watching"))
         let told = await sink.waitFor(timeout: .seconds(10)) { requests in
             requests.compactMap(\.webhook).filter { $0.user.name == "Stan" && $0.reason == "status_update" }.count == 2
         }
@@ -112,6 +119,14 @@ import Testing
         let updates = sink.requests.compactMap(\.webhook).filter { $0.user.name == "Stan" && $0.reason == "status_update" }
         #expect(Set(updates.compactMap { $0.response?["status_update"] }) == ["Identified: a bad config push in eu-west", "Mitigated: rolled back, watching"])
         #expect(updates.allSatisfy { $0.response?["conference_url"] == "https://meet.example.com/global-outage" && $0.response?["role.commander"] == String(cora) })
+        // The plan's chat channel gets both as Slack-compatible messages, with the bridge.
+        #expect(await sink.waitFor(timeout: .seconds(10)) { $0.filter { $0.uri == "/channel/inc-global" }.count == 2 })
+        let posts = sink.requests.filter { $0.uri == "/channel/inc-global" }.compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.body)) as? [String: Any])?["text"] as? String
+        }
+        #expect(posts.count == 2 && posts.allSatisfy { $0.contains("Bridge: https://meet.example.com/global-outage · +1 555 0100") }, "\(posts)")
+        #expect(posts.contains { $0.contains("Status update: Identified: a bad config push in eu-west") })
+        #expect(posts.contains { $0.contains("Status update: Mitigated: rolled back, watching") })
 
         // Sid's request times out (5 s): no answer.
         let timedOut = await eventually(timeout: .seconds(15)) {
@@ -125,10 +140,11 @@ import Testing
             == [UInt64(cora): "joined", UInt64(sam): "declined", UInt64(sid): "no_answer"])
         #expect(response.updates.map(\.text) == ["Identified: a bad config push in eu-west", "Mitigated: rolled back, watching"])
         #expect(response.subscriberIDs == [UInt64(stan)])
+        #expect(response.channelWebhooks == ["http://127.0.0.1:\(URL(string: sink.url)!.port!)/…"], "channel webhooks are shown masked")
         let timeline: GetTimelineReply = try await admin.call(Assignment.GetTimeline, GetIncidentRequest(incidentID: majorID))
         let types = timeline.entries.map(\.type)
         for type in ["major_declared", "response_plan_applied", "responder_requested", "responder_declined", "responder_joined",
-                     "role_assigned", "status_update", "responder_no_answer"] {
+                     "role_assigned", "status_update", "responder_no_answer", "channel_posted"] {
             #expect(types.contains(type), "the timeline lacks \(type)")
         }
         // A second commander hands over: one commander at a time.

@@ -130,7 +130,7 @@ import Testing
         let created = try await cli(
             "plan", "create", "--name", "Checkout down", "--responder", "user:\(cora):commander", "--responder", "user:\(sam):scribe",
             "--subscriber", "\(stan)", "--bridge", "https://meet.example.com/checkout", "--phone", "+1 555 0101", "--timeout", "600")
-        #expect(created.status == 0 && created.out.hasSuffix("\"Checkout down\": 2 responders, 1 subscribers\n"), "\(created.out)\(created.err)")
+        #expect(created.status == 0 && created.out.hasSuffix("\"Checkout down\": 2 responders, 1 subscribers, 0 channels\n"), "\(created.out)\(created.err)")
         let plans = try await cli("plan", "list")
         #expect(plans.lines.contains { $0.contains("Checkout down") && $0.contains("user:\(cora):commander user:\(sam):scribe") && $0.contains("600s") })
         #expect(try await cli("plan", "create", "--name", "x", "--responder", "team:1").status == 64)
@@ -190,9 +190,93 @@ import Testing
         let exported = try await cli("export")
         #expect(exported.out.contains("surge:\n  enabled: true\n  window_seconds: 300\n  min_incidents: 100\n  rate_factor: 10\n  min_services: 3\n  quiet_period_seconds: 600\n  response_plan: Global outage\n"), "\(exported.out)")
         let file = try cli.write("export.yaml", exported.out)
-        #expect(try await cli("apply", "-f", file).out.hasPrefix("no changes"))
+        let again = try await cli("apply", "-f", file)
+        #expect(again.out.hasPrefix("no changes"), "\(again.out)\(again.err)")
         let off = try cli.write("off.yaml", "surge:\n  enabled: false\n")
         #expect(try await cli("apply", "-f", off).lines.contains("~ surge surge detection (enabled)"))
+        await pipeline.shutdown()
+    }
+
+    /// Response plans and chat ids in the YAML file (issue 14, point 3 as code): apply creates
+    /// them (responders by email, schedule or policy name, with roles; subscribers by email;
+    /// channel webhooks), again is no change, a changed bridge is one `~` line, export → apply is no
+    /// change, errors name their line, `--prune` deletes a plan the document no longer names.
+    @Test func responsePlansAsCode() async throws {
+        let pipeline = try await Pipeline(start: [.assignment])
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let base = """
+            users:
+              - name: Cora
+                email: cora@example.com
+                chat_id: UCORA
+              - name: Sam
+                email: sam@example.com
+              - name: Stan
+                email: stan@example.com
+                role: observer
+            escalation_policies:
+              - name: Platform
+                levels:
+                  - escalation_delay_seconds: 300
+                    targets:
+                      - user: sam@example.com
+            services:
+              - name: Checkout
+                escalation_policy: Platform
+                routing_keys:
+                  - name: main
+            response_plans:
+              - name: Global outage
+                message: Join the bridge
+                conference_url: https://meet.example.com/global
+                conference_phone: +1 555 0100
+                chat_channel: "#inc-global"
+                request_timeout_seconds: 120
+                responders:
+                  - user: cora@example.com
+                    role: commander
+                  - escalation_policy: Platform
+                    role: subject_matter_expert
+                subscribers:
+                  - stan@example.com
+                channel_webhooks:
+                  - https://hooks.example.com/services/T0/B0/secret
+
+            """
+        let file = try cli.write("plans.yaml", base)
+        let first = try await cli("apply", "-f", file)
+        #expect(first.status == 0 && first.lines.contains("+ response plan Global outage (2 responders)"), "\(first.out)\(first.err)")
+        #expect(try await cli("apply", "-f", file).out.hasPrefix("no changes"))
+        let plans: ResponsePlanList = try await pipeline.client(.assignment).call(Admin.ListResponsePlans, Empty())
+        let plan = try #require(plans.plans.first)
+        #expect(plan.responders.map(\.role) == ["commander", "subject_matter_expert"] && plan.responders[1].policyID != 0)
+        #expect(plan.subscriberIDs.count == 1 && plan.requestTimeoutSeconds == 120 && plan.chatChannel == "#inc-global")
+        #expect(plan.channelWebhooks == ["https://hooks.example.com/…"], "listed masked")
+        let user: UserListMessage = try await pipeline.client(.assignment).call(People.ListUsers, Empty())
+        #expect(user.users.first { $0.name == "Cora" }?.chatID == "UCORA")
+
+        let moved = try cli.write("moved.yaml", base.replacingOccurrences(of: "meet.example.com/global", with: "meet.example.com/global-2"))
+        #expect(try await cli("apply", "-f", moved).lines.contains("~ response plan Global outage (bridge)"))
+        let exported = try await cli("export")
+        #expect(exported.out.contains("chat_id: UCORA") && exported.out.contains("response_plans:")
+                && exported.out.contains("https://hooks.example.com/services/T0/B0/secret"), "\(exported.out)")
+        let again = try await cli("apply", "-f", try cli.write("export.yaml", exported.out))
+        #expect(again.out.hasPrefix("no changes"), "\(again.out)\(again.err)")
+
+        let badRole = try cli.write("bad.yaml", base.replacingOccurrences(of: "role: commander", with: "role: captain"))
+        let refused = try await cli("apply", "-f", badRole)
+        #expect(refused.status == 3 && refused.err.contains("bad.yaml:30: response_plans[0].responders[0].role: must be commander, deputy"), "\(refused.err)")
+        let unknownUser = try cli.write("unknown.yaml", base.replacingOccurrences(of: "  - stan@example.com", with: "  - nobody@example.com"))
+        let missing = try await cli("apply", "-f", unknownUser)
+        #expect(missing.status == 3 && missing.err.contains("response_plans[0].subscribers[0]: user \"nobody@example.com\" is neither in the document nor in Klaxon"),
+                "\(missing.err)")
+        let badHook = try cli.write("hook.yaml", base.replacingOccurrences(of: "https://hooks.example.com/services/T0/B0/secret", with: "ftp://hooks"))
+        #expect(try await cli("apply", "-f", badHook).err.contains("response_plans[0].channel_webhooks[0]: must be an http or https URL"))
+
+        let without = try cli.write("without.yaml", String(base[..<base.range(of: "response_plans:")!.lowerBound]))
+        #expect(try await cli("apply", "-f", without).out.hasPrefix("no changes"), "not named is kept without --prune")
+        let pruned = try await cli("apply", "-f", without, "--prune")
+        #expect(pruned.lines.contains("− response plan Global outage"), "\(pruned.out)\(pruned.err)")
         await pipeline.shutdown()
     }
 

@@ -376,10 +376,15 @@ struct  Klaxon__Assignment__V1__SubscribeRequest
   size_t n_user_ids;
   uint64_t *user_ids;
   protobuf_c_boolean remove;
+  /*
+   * Slack-compatible incoming webhooks
+   */
+  size_t n_channel_webhooks;
+  char **channel_webhooks;
 };
 #define KLAXON__ASSIGNMENT__V1__SUBSCRIBE_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__subscribe_request__descriptor) \
-    , 0, 0,NULL, 0 }
+    , 0, 0,NULL, 0, 0,NULL }
 
 
 struct  Klaxon__Assignment__V1__ResponderRequestView
@@ -449,10 +454,15 @@ struct  Klaxon__Assignment__V1__IncidentResponse
   Klaxon__Assignment__V1__StatusUpdateView **updates;
   size_t n_subscriber_ids;
   uint64_t *subscriber_ids;
+  /*
+   * masked (scheme://host/…)
+   */
+  size_t n_channel_webhooks;
+  char **channel_webhooks;
 };
 #define KLAXON__ASSIGNMENT__V1__INCIDENT_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_response__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
 
 
 /*
@@ -1096,10 +1106,15 @@ struct  Klaxon__Assignment__V1__ResponsePlan
    * a request not answered within this is no_answer (default 300, 5–86400)
    */
   uint32_t request_timeout_seconds;
+  /*
+   * Slack-compatible incoming webhooks told of status updates
+   */
+  size_t n_channel_webhooks;
+  char **channel_webhooks;
 };
 #define KLAXON__ASSIGNMENT__V1__RESPONSE_PLAN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__response_plan__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 struct  Klaxon__Assignment__V1__ResponsePlanList

@@ -19,6 +19,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Klaxon__Notifier__V1__NotifyRequest Klaxon__Notifier__V1__NotifyRequest;
 typedef struct Klaxon__Notifier__V1__NotifyBatchRequest Klaxon__Notifier__V1__NotifyBatchRequest;
+typedef struct Klaxon__Notifier__V1__ChannelPost Klaxon__Notifier__V1__ChannelPost;
 typedef struct Klaxon__Notifier__V1__User Klaxon__Notifier__V1__User;
 typedef struct Klaxon__Notifier__V1__ContactMethod Klaxon__Notifier__V1__ContactMethod;
 typedef struct Klaxon__Notifier__V1__NotificationRule Klaxon__Notifier__V1__NotificationRule;
@@ -84,6 +85,32 @@ struct  Klaxon__Notifier__V1__NotifyBatchRequest
     , 0,NULL }
 
 
+/*
+ * A message to a team chat channel (a Slack-compatible incoming webhook subscribed to a major
+ * incident): a status update, with the incident as it was. Sent by Assignment's outbox;
+ * idempotent per request_id.
+ */
+struct  Klaxon__Notifier__V1__ChannelPost
+{
+  ProtobufCMessage base;
+  char *request_id;
+  uint64_t incident_id;
+  /*
+   * the channel's incoming webhook
+   */
+  char *url;
+  /*
+   * STATUS_UPDATE
+   */
+  Klaxon__Notifier__V1__NotifyReason reason;
+  Klaxon__Incident__V1__IncidentSnapshot *snapshot;
+  int64_t requested_at_ms;
+};
+#define KLAXON__NOTIFIER__V1__CHANNEL_POST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__channel_post__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, KLAXON__NOTIFIER__V1__NOTIFY_REASON__NOTIFY_REASON_UNSPECIFIED, NULL, 0 }
+
+
 struct  Klaxon__Notifier__V1__User
 {
   ProtobufCMessage base;
@@ -108,10 +135,14 @@ struct  Klaxon__Notifier__V1__User
   Klaxon__Notifier__V1__ContactMethod **contact_methods;
   size_t n_notification_rules;
   Klaxon__Notifier__V1__NotificationRule **notification_rules;
+  /*
+   * the user's member id in the team chat (e.g. Slack U0123ABC), for chat commands
+   */
+  char *chat_id;
 };
 #define KLAXON__NOTIFIER__V1__USER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__user__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Klaxon__Notifier__V1__ContactMethod
@@ -254,6 +285,25 @@ Klaxon__Notifier__V1__NotifyBatchRequest *
 void   klaxon__notifier__v1__notify_batch_request__free_unpacked
                      (Klaxon__Notifier__V1__NotifyBatchRequest *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__ChannelPost methods */
+void   klaxon__notifier__v1__channel_post__init
+                     (Klaxon__Notifier__V1__ChannelPost         *message);
+size_t klaxon__notifier__v1__channel_post__get_packed_size
+                     (const Klaxon__Notifier__V1__ChannelPost   *message);
+size_t klaxon__notifier__v1__channel_post__pack
+                     (const Klaxon__Notifier__V1__ChannelPost   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__channel_post__pack_to_buffer
+                     (const Klaxon__Notifier__V1__ChannelPost   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__ChannelPost *
+       klaxon__notifier__v1__channel_post__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__channel_post__free_unpacked
+                     (Klaxon__Notifier__V1__ChannelPost *message,
+                      ProtobufCAllocator *allocator);
 /* Klaxon__Notifier__V1__User methods */
 void   klaxon__notifier__v1__user__init
                      (Klaxon__Notifier__V1__User         *message);
@@ -395,6 +445,9 @@ typedef void (*Klaxon__Notifier__V1__NotifyRequest_Closure)
 typedef void (*Klaxon__Notifier__V1__NotifyBatchRequest_Closure)
                  (const Klaxon__Notifier__V1__NotifyBatchRequest *message,
                   void *closure_data);
+typedef void (*Klaxon__Notifier__V1__ChannelPost_Closure)
+                 (const Klaxon__Notifier__V1__ChannelPost *message,
+                  void *closure_data);
 typedef void (*Klaxon__Notifier__V1__User_Closure)
                  (const Klaxon__Notifier__V1__User *message,
                   void *closure_data);
@@ -431,6 +484,10 @@ struct Klaxon__Notifier__V1__Notifier_Service
                        const Klaxon__Notifier__V1__NotifyBatchRequest *input,
                        Klaxon__Rpc__V1__BatchReply_Closure closure,
                        void *closure_data);
+  void (*post_to_channel)(Klaxon__Notifier__V1__Notifier_Service *service,
+                          const Klaxon__Notifier__V1__ChannelPost *input,
+                          Klaxon__Rpc__V1__Empty_Closure closure,
+                          void *closure_data);
 };
 typedef void (*Klaxon__Notifier__V1__Notifier_ServiceDestroy)(Klaxon__Notifier__V1__Notifier_Service *);
 void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Service *service,
@@ -440,7 +497,8 @@ void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Servic
 #define KLAXON__NOTIFIER__V1__NOTIFIER__INIT(function_prefix__) \
     { KLAXON__NOTIFIER__V1__NOTIFIER__BASE_INIT,\
       function_prefix__ ## notify,\
-      function_prefix__ ## notify_batch  }
+      function_prefix__ ## notify_batch,\
+      function_prefix__ ## post_to_channel  }
 void klaxon__notifier__v1__notifier__notify(ProtobufCService *service,
                                             const Klaxon__Notifier__V1__NotifyRequest *input,
                                             Klaxon__Rpc__V1__Empty_Closure closure,
@@ -449,6 +507,10 @@ void klaxon__notifier__v1__notifier__notify_batch(ProtobufCService *service,
                                                   const Klaxon__Notifier__V1__NotifyBatchRequest *input,
                                                   Klaxon__Rpc__V1__BatchReply_Closure closure,
                                                   void *closure_data);
+void klaxon__notifier__v1__notifier__post_to_channel(ProtobufCService *service,
+                                                     const Klaxon__Notifier__V1__ChannelPost *input,
+                                                     Klaxon__Rpc__V1__Empty_Closure closure,
+                                                     void *closure_data);
 typedef struct Klaxon__Notifier__V1__People_Service Klaxon__Notifier__V1__People_Service;
 struct Klaxon__Notifier__V1__People_Service
 {
@@ -548,6 +610,7 @@ void klaxon__notifier__v1__people__list_incident_notifications(ProtobufCService 
 extern const ProtobufCEnumDescriptor    klaxon__notifier__v1__notify_reason__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_batch_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__channel_post__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_rule__descriptor;

@@ -33,6 +33,7 @@ public enum AccessPolicy {
         for method in [Ingest.SendEvent.name, Ingest.SendEvents.name] { table[method] = .monitor }
         for method in [
             Assignment.IncidentTriggered.name, Assignment.IncidentsTriggered.name, Notifier.Notify.name, Notifier.NotifyBatch.name,
+            Notifier.PostToChannel.name,
         ] { table[method] = .service }
         for method in [
             Assignment.Acknowledge.name, Assignment.Resolve.name, Assignment.Reassign.name, Assignment.Escalate.name,

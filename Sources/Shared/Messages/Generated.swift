@@ -734,8 +734,10 @@ public struct IncidentResponse: GeneratedMessage, CBridged {
     public var roles: [RoleHolder]
     public var updates: [StatusUpdateView]
     public var subscriberIDs: [UInt64]
+    /// masked (scheme://host/…)
+    public var channelWebhooks: [String]
 
-    public init(incidentID: UInt64 = 0, responsePlan: String = "", conferenceURL: String = "", conferencePhone: String = "", chatChannel: String = "", requests: [ResponderRequestView] = [], roles: [RoleHolder] = [], updates: [StatusUpdateView] = [], subscriberIDs: [UInt64] = []) {
+    public init(incidentID: UInt64 = 0, responsePlan: String = "", conferenceURL: String = "", conferencePhone: String = "", chatChannel: String = "", requests: [ResponderRequestView] = [], roles: [RoleHolder] = [], updates: [StatusUpdateView] = [], subscriberIDs: [UInt64] = [], channelWebhooks: [String] = []) {
         self.incidentID = incidentID
         self.responsePlan = responsePlan
         self.conferenceURL = conferenceURL
@@ -745,9 +747,10 @@ public struct IncidentResponse: GeneratedMessage, CBridged {
         self.roles = roles
         self.updates = updates
         self.subscriberIDs = subscriberIDs
+        self.channelWebhooks = channelWebhooks
     }
 
-    public static var sample: Self { Self(incidentID: 1_000_000_000_321, responsePlan: "response_plan 2 é", conferenceURL: "conference_url 3 é", conferencePhone: "conference_phone 4 é", chatChannel: "chat_channel 5 é", requests: [ResponderRequestView.sample, ResponderRequestView.sample], roles: [RoleHolder.sample, RoleHolder.sample], updates: [StatusUpdateView.sample, StatusUpdateView.sample], subscriberIDs: [9_000_000_000_321, 9_000_000_000_321]) }
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, responsePlan: "response_plan 2 é", conferenceURL: "conference_url 3 é", conferencePhone: "conference_phone 4 é", chatChannel: "chat_channel 5 é", requests: [ResponderRequestView.sample, ResponderRequestView.sample], roles: [RoleHolder.sample, RoleHolder.sample], updates: [StatusUpdateView.sample, StatusUpdateView.sample], subscriberIDs: [9_000_000_000_321, 9_000_000_000_321], channelWebhooks: ["channel_webhooks 10 é", "channel_webhooks 10 é"]) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident_response__init($0) }
 
@@ -761,6 +764,7 @@ public struct IncidentResponse: GeneratedMessage, CBridged {
         roles = try CRead.messages(c.pointee.n_roles, c.pointee.roles, field: "roles")
         updates = try CRead.messages(c.pointee.n_updates, c.pointee.updates, field: "updates")
         subscriberIDs = CRead.scalars(c.pointee.n_subscriber_ids, c.pointee.subscriber_ids)
+        channelWebhooks = CRead.strings(c.pointee.n_channel_webhooks, c.pointee.channel_webhooks)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__IncidentResponse>, arena: CArena) {
@@ -773,6 +777,7 @@ public struct IncidentResponse: GeneratedMessage, CBridged {
         (c.pointee.n_roles, c.pointee.roles) = arena.messages(self.roles)
         (c.pointee.n_updates, c.pointee.updates) = arena.messages(self.updates)
         (c.pointee.n_subscriber_ids, c.pointee.subscriber_ids) = arena.scalars(self.subscriberIDs)
+        (c.pointee.n_channel_webhooks, c.pointee.channel_webhooks) = arena.strings(self.channelWebhooks)
     }
 }
 
@@ -1250,8 +1255,10 @@ public struct ResponsePlan: GeneratedMessage, CBridged {
     public var message: String
     /// a request not answered within this is no_answer (default 300, 5–86400)
     public var requestTimeoutSeconds: UInt32
+    /// Slack-compatible incoming webhooks told of status updates
+    public var channelWebhooks: [String]
 
-    public init(id: UInt64 = 0, name: String = "", responders: [ResponsePlanResponder] = [], subscriberIDs: [UInt64] = [], conferenceURL: String = "", conferencePhone: String = "", chatChannel: String = "", message: String = "", requestTimeoutSeconds: UInt32 = 0) {
+    public init(id: UInt64 = 0, name: String = "", responders: [ResponsePlanResponder] = [], subscriberIDs: [UInt64] = [], conferenceURL: String = "", conferencePhone: String = "", chatChannel: String = "", message: String = "", requestTimeoutSeconds: UInt32 = 0, channelWebhooks: [String] = []) {
         self.id = id
         self.name = name
         self.responders = responders
@@ -1261,9 +1268,10 @@ public struct ResponsePlan: GeneratedMessage, CBridged {
         self.chatChannel = chatChannel
         self.message = message
         self.requestTimeoutSeconds = requestTimeoutSeconds
+        self.channelWebhooks = channelWebhooks
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", responders: [ResponsePlanResponder.sample, ResponsePlanResponder.sample], subscriberIDs: [4_000_000_000_321, 4_000_000_000_321], conferenceURL: "conference_url 5 é", conferencePhone: "conference_phone 6 é", chatChannel: "chat_channel 7 é", message: "message 8 é", requestTimeoutSeconds: 9_000_009) }
+    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", responders: [ResponsePlanResponder.sample, ResponsePlanResponder.sample], subscriberIDs: [4_000_000_000_321, 4_000_000_000_321], conferenceURL: "conference_url 5 é", conferencePhone: "conference_phone 6 é", chatChannel: "chat_channel 7 é", message: "message 8 é", requestTimeoutSeconds: 9_000_009, channelWebhooks: ["channel_webhooks 10 é", "channel_webhooks 10 é"]) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__response_plan__init($0) }
 
@@ -1277,6 +1285,7 @@ public struct ResponsePlan: GeneratedMessage, CBridged {
         chatChannel = CRead.string(c.pointee.chat_channel)
         message = CRead.string(c.pointee.message)
         requestTimeoutSeconds = c.pointee.request_timeout_seconds
+        channelWebhooks = CRead.strings(c.pointee.n_channel_webhooks, c.pointee.channel_webhooks)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ResponsePlan>, arena: CArena) {
@@ -1289,6 +1298,7 @@ public struct ResponsePlan: GeneratedMessage, CBridged {
         c.pointee.chat_channel = arena.string(self.chatChannel)
         c.pointee.message = arena.string(self.message)
         c.pointee.request_timeout_seconds = self.requestTimeoutSeconds
+        (c.pointee.n_channel_webhooks, c.pointee.channel_webhooks) = arena.strings(self.channelWebhooks)
     }
 }
 
@@ -1761,14 +1771,17 @@ public struct SubscribeRequest: GeneratedMessage, CBridged {
     public var incidentID: UInt64
     public var userIDs: [UInt64]
     public var remove: Bool
+    /// Slack-compatible incoming webhooks
+    public var channelWebhooks: [String]
 
-    public init(incidentID: UInt64 = 0, userIDs: [UInt64] = [], remove: Bool = false) {
+    public init(incidentID: UInt64 = 0, userIDs: [UInt64] = [], remove: Bool = false, channelWebhooks: [String] = []) {
         self.incidentID = incidentID
         self.userIDs = userIDs
         self.remove = remove
+        self.channelWebhooks = channelWebhooks
     }
 
-    public static var sample: Self { Self(incidentID: 1_000_000_000_321, userIDs: [2_000_000_000_321, 2_000_000_000_321], remove: true) }
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, userIDs: [2_000_000_000_321, 2_000_000_000_321], remove: true, channelWebhooks: ["channel_webhooks 4 é", "channel_webhooks 4 é"]) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__subscribe_request__init($0) }
 
@@ -1776,12 +1789,14 @@ public struct SubscribeRequest: GeneratedMessage, CBridged {
         incidentID = c.pointee.incident_id
         userIDs = CRead.scalars(c.pointee.n_user_ids, c.pointee.user_ids)
         remove = c.pointee.remove != 0
+        channelWebhooks = CRead.strings(c.pointee.n_channel_webhooks, c.pointee.channel_webhooks)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__SubscribeRequest>, arena: CArena) {
         c.pointee.incident_id = self.incidentID
         (c.pointee.n_user_ids, c.pointee.user_ids) = arena.scalars(self.userIDs)
         c.pointee.remove = self.remove ? 1 : 0
+        (c.pointee.n_channel_webhooks, c.pointee.channel_webhooks) = arena.strings(self.channelWebhooks)
     }
 }
 
@@ -2302,6 +2317,52 @@ public struct SendEventsRequest: GeneratedMessage, CBridged {
     }
 }
 
+/// A message to a team chat channel (a Slack-compatible incoming webhook subscribed to a major
+/// incident): a status update, with the incident as it was. Sent by Assignment's outbox;
+/// idempotent per request_id.
+public struct ChannelPost: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.notifier.v1.ChannelPost"
+    public var requestID: String
+    public var incidentID: UInt64
+    /// the channel's incoming webhook
+    public var url: String
+    /// STATUS_UPDATE
+    public var reason: NotifyReason?
+    public var snapshot: IncidentSnapshot?
+    public var requestedAtMs: Int64
+
+    public init(requestID: String = "", incidentID: UInt64 = 0, url: String = "", reason: NotifyReason? = nil, snapshot: IncidentSnapshot? = nil, requestedAtMs: Int64 = 0) {
+        self.requestID = requestID
+        self.incidentID = incidentID
+        self.url = url
+        self.reason = reason
+        self.snapshot = snapshot
+        self.requestedAtMs = requestedAtMs
+    }
+
+    public static var sample: Self { Self(requestID: "request_id 1 é", incidentID: 2_000_000_000_321, url: "url 3 é", reason: .statusUpdate, snapshot: IncidentSnapshot.sample, requestedAtMs: -6_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__channel_post__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Notifier__V1__ChannelPost>) throws(WireError) {
+        requestID = CRead.string(c.pointee.request_id)
+        incidentID = c.pointee.incident_id
+        url = CRead.string(c.pointee.url)
+        reason = NotifyReason(wire: Int32(bitPattern: c.pointee.reason.rawValue))
+        snapshot = try CRead.nested(c.pointee.snapshot, field: "snapshot")
+        requestedAtMs = c.pointee.requested_at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__ChannelPost>, arena: CArena) {
+        c.pointee.request_id = arena.string(self.requestID)
+        c.pointee.incident_id = self.incidentID
+        c.pointee.url = arena.string(self.url)
+        c.pointee.reason = Klaxon__Notifier__V1__NotifyReason(rawValue: UInt32(bitPattern: self.reason?.wire ?? 0))
+        c.pointee.snapshot = self.snapshot?.makeC(arena: arena)
+        c.pointee.requested_at_ms = self.requestedAtMs
+    }
+}
+
 public struct ContactMethodMessage: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.notifier.v1.ContactMethod"
     public var id: UInt64
@@ -2569,8 +2630,10 @@ public struct UserMessage: GeneratedMessage, CBridged {
     /// returned by GetUser
     public var contactMethods: [ContactMethodMessage]
     public var notificationRules: [NotificationRuleMessage]
+    /// the user's member id in the team chat (e.g. Slack U0123ABC), for chat commands
+    public var chatID: String
 
-    public init(id: UInt64 = 0, name: String = "", email: String = "", timeZone: String = "", role: String = "", contactMethods: [ContactMethodMessage] = [], notificationRules: [NotificationRuleMessage] = []) {
+    public init(id: UInt64 = 0, name: String = "", email: String = "", timeZone: String = "", role: String = "", contactMethods: [ContactMethodMessage] = [], notificationRules: [NotificationRuleMessage] = [], chatID: String = "") {
         self.id = id
         self.name = name
         self.email = email
@@ -2578,9 +2641,10 @@ public struct UserMessage: GeneratedMessage, CBridged {
         self.role = role
         self.contactMethods = contactMethods
         self.notificationRules = notificationRules
+        self.chatID = chatID
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", email: "email 3 é", timeZone: "time_zone 4 é", role: "role 5 é", contactMethods: [ContactMethodMessage.sample, ContactMethodMessage.sample], notificationRules: [NotificationRuleMessage.sample, NotificationRuleMessage.sample]) }
+    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", email: "email 3 é", timeZone: "time_zone 4 é", role: "role 5 é", contactMethods: [ContactMethodMessage.sample, ContactMethodMessage.sample], notificationRules: [NotificationRuleMessage.sample, NotificationRuleMessage.sample], chatID: "chat_id 8 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__user__init($0) }
 
@@ -2592,6 +2656,7 @@ public struct UserMessage: GeneratedMessage, CBridged {
         role = CRead.string(c.pointee.role)
         contactMethods = try CRead.messages(c.pointee.n_contact_methods, c.pointee.contact_methods, field: "contact_methods")
         notificationRules = try CRead.messages(c.pointee.n_notification_rules, c.pointee.notification_rules, field: "notification_rules")
+        chatID = CRead.string(c.pointee.chat_id)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__User>, arena: CArena) {
@@ -2602,6 +2667,7 @@ public struct UserMessage: GeneratedMessage, CBridged {
         c.pointee.role = arena.string(self.role)
         (c.pointee.n_contact_methods, c.pointee.contact_methods) = arena.messages(self.contactMethods)
         (c.pointee.n_notification_rules, c.pointee.notification_rules) = arena.messages(self.notificationRules)
+        c.pointee.chat_id = arena.string(self.chatID)
     }
 }
 
@@ -2858,6 +2924,7 @@ public enum WireMessages {
         SendEventsReply.self,
         SendEventsReply.Item.self,
         SendEventsRequest.self,
+        ChannelPost.self,
         ContactMethodMessage.self,
         IDRequest.self,
         NotificationMessage.self,
@@ -2947,7 +3014,8 @@ public enum Ingest {
 public enum Notifier {
     public static let Notify = RPCMethod<NotifyRequest, Empty>("klaxon.notifier.v1.Notifier/Notify")
     public static let NotifyBatch = RPCMethod<NotifyBatchRequest, BatchReply>("klaxon.notifier.v1.Notifier/NotifyBatch")
-    public static let all: [String] = [Notify.name, NotifyBatch.name]
+    public static let PostToChannel = RPCMethod<ChannelPost, Empty>("klaxon.notifier.v1.Notifier/PostToChannel")
+    public static let all: [String] = [Notify.name, NotifyBatch.name, PostToChannel.name]
 }
 
 /// The methods of `klaxon.notifier.v1.People`.

@@ -130,6 +130,11 @@ final class CArena {
         scalars(values.map { Optional($0.makeC(arena: self)) })
     }
 
+    /// A repeated string field: a C array of NUL-terminated copies.
+    func strings(_ values: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+        scalars(values.map { Optional(string($0)) })
+    }
+
     /// A repeated scalar field: a C array of values.
     func scalars<T>(_ values: [T]) -> (Int, UnsafeMutablePointer<T>?) {
         guard !values.isEmpty else { return (0, nil) }
@@ -194,6 +199,11 @@ enum CRead {
             result[key] = value  // protobuf semantics: the last entry for a key wins
         }
         return result
+    }
+
+    static func strings(_ count: Int, _ array: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> [String] {
+        guard count > 0, let array else { return [] }
+        return (0..<count).map { string(array[$0]) }
     }
 
     static func scalars<T>(_ count: Int, _ array: UnsafeMutablePointer<T>?) -> [T] {

@@ -69,6 +69,9 @@ public struct KlaxonConfig: Sendable {
     public var smtpFrom = "klaxon@localhost"
     /// The incident link in pages: `{id}` is replaced by the incident id; empty: no link.
     public var incidentURLTemplate = ""
+    /// The chat app's signing secret (Slack: Basic Information → Signing Secret): chat commands and
+    /// buttons on Assignment's HTTP listener (`POST /chat/slack`) are verified with it; empty: off.
+    public var chatSigningSecret = ""
 
     public init(databaseURL: String) {
         self.databaseURL = databaseURL
@@ -126,7 +129,7 @@ public struct KlaxonConfig: Sendable {
         .address("ingest.listen", \.ingestListen, "Ingest binary protocol"),
         .address("ingest.http_listen", \.ingestHTTPListen, "Ingest HTTP: PagerDuty Events v2, /healthz, /readyz"),
         .address("assignment.listen", \.assignmentListen, "Assignment binary protocol"),
-        .address("assignment.http_listen", \.assignmentHTTPListen, "Assignment HTTP: schedule iCal feeds, /healthz, /readyz"),
+        .address("assignment.http_listen", \.assignmentHTTPListen, "Assignment HTTP: chat commands, schedule iCal feeds, /healthz, /readyz"),
         .text("bootstrap_token", \.bootstrapToken, "made an admin token at start (idempotent)",
               check: { $0.count < 32 ? "is too short: use at least 32 random characters" : nil }),
         .address("notifier.listen", \.notifierListen, "Notifier binary protocol"),
@@ -148,6 +151,7 @@ public struct KlaxonConfig: Sendable {
         .text("smtp.server", \.smtpServer, "SMTP server for email, host:port", check: { HostPort($0) == nil ? "is not host:port" : nil }),
         .text("smtp.from", \.smtpFrom, "sender address of email pages"),
         .text("incident_url_template", \.incidentURLTemplate, "incident link in pages, {id} replaced"),
+        .text("chat.signing_secret", \.chatSigningSecret, "Slack-compatible signing secret for chat commands and page buttons (empty: off)"),
     ]
 
     /// Reads the environment; malformed values are errors, not silently ignored. Empty means unset.
