@@ -77,6 +77,7 @@ public struct IncidentQueries: Sendable {
             SELECT i.id, i.number, i.service_id, s.name AS service_name, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.created_at_ms, i.resolved_at_ms, i.current_level, i.current_loop, i.escalate_at_ms, i.ack_timeout_at_ms,
                    i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.priority, i.major, i.major_incident_id,
+                   i.conference_url, i.conference_phone,
                    CASE WHEN i.major THEN (SELECT count(*) FROM incidents c WHERE c.major_incident_id = i.id) ELSE 0 END AS child_count
             FROM incidents i JOIN services s ON s.id = i.service_id
             WHERE i.id = ANY($1::bigint[]) ORDER BY i.id DESC
@@ -99,6 +100,17 @@ public struct IncidentQueries: Sendable {
             "SELECT incident_id, sum(count) AS n FROM alerts WHERE incident_id = ANY($1::bigint[]) GROUP BY incident_id", [idArray])
         var alertCounts: [Int64: Int64] = [:]
         for row in 0..<alerts.count { alertCounts[alerts.int64(row, "incident_id")!] = alerts.int64(row, "n") }
+        let roleRows = try connection.query(
+            """
+            SELECT incident_id, role, user_id, assigned_at_ms, assigned_by FROM incident_roles WHERE incident_id = ANY($1::bigint[])
+            ORDER BY incident_id, array_position($2::text[], role), assigned_at_ms, user_id
+            """, [idArray, PGArray(ResponseAPI.roles)])
+        var roles: [Int64: [RoleHolder]] = [:]
+        for row in 0..<roleRows.count {
+            roles[roleRows.int64(row, "incident_id")!, default: []].append(RoleHolder(
+                role: roleRows.string(row, "role")!, userID: roleRows.uint64(row, "user_id")!,
+                assignedAtMs: roleRows.int64(row, "assigned_at_ms")!, assignedBy: roleRows.string(row, "assigned_by")!))
+        }
         return (0..<rows.count).map { row in
             let id = rows.int64(row, "id")!
             var state = IncidentStore.state(rows, row)
@@ -111,7 +123,9 @@ public struct IncidentQueries: Sendable {
                 createdAtMs: rows.int64(row, "created_at_ms")!, resolvedAtMs: rows.int64(row, "resolved_at_ms") ?? 0,
                 alertCount: UInt32(alertCounts[id] ?? 0), state: IncidentView(incidentID: UInt64(id), state: state),
                 priority: rows.string(row, "priority") ?? "", major: rows.bool(row, "major")!,
-                majorIncidentID: rows.uint64(row, "major_incident_id") ?? 0, childCount: UInt32(rows.int(row, "child_count") ?? 0))
+                majorIncidentID: rows.uint64(row, "major_incident_id") ?? 0, childCount: UInt32(rows.int(row, "child_count") ?? 0),
+                roles: roles[id] ?? [], conferenceURL: rows.string(row, "conference_url") ?? "",
+                conferencePhone: rows.string(row, "conference_phone") ?? "")
         }
     }
 

@@ -2783,7 +2783,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__d
   (ProtobufCMessageInit) klaxon__assignment__v1__get_incident_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[16] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[19] =
 {
   {
     "id",
@@ -2977,10 +2977,48 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "roles",
+    17,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__Incident, n_roles),
+    offsetof(Klaxon__Assignment__V1__Incident, roles),
+    &klaxon__assignment__v1__role_holder__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conference_url",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, conference_url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "conference_phone",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Incident, conference_phone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] = {
   10,   /* field[10] = alert_count */
   15,   /* field[15] = child_count */
+  18,   /* field[18] = conference_phone */
+  17,   /* field[17] = conference_url */
   8,   /* field[8] = created_at_ms */
   6,   /* field[6] = dedup_key */
   0,   /* field[0] = id */
@@ -2989,6 +3027,7 @@ static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] 
   1,   /* field[1] = number */
   12,   /* field[12] = priority */
   9,   /* field[9] = resolved_at_ms */
+  16,   /* field[16] = roles */
   4,   /* field[4] = service_id */
   5,   /* field[5] = service_name */
   7,   /* field[7] = severity */
@@ -2999,7 +3038,7 @@ static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] 
 static const ProtobufCIntRange klaxon__assignment__v1__incident__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 19 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
 {
@@ -3009,7 +3048,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
   "Klaxon__Assignment__V1__Incident",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__Incident),
-  16,
+  19,
   klaxon__assignment__v1__incident__field_descriptors,
   klaxon__assignment__v1__incident__field_indices_by_name,
   1,  klaxon__assignment__v1__incident__number_ranges,

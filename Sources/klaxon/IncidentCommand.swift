@@ -25,7 +25,8 @@ struct IncidentCommand: AsyncParsableCommand {
                 var table = Table("ID", "NUMBER", "STATUS", "URGENCY", "PRIORITY", "SERVICE", "LEVEL", "ASSIGNED", "TITLE")
                 for incident in reply.incidents {
                     let state = incident.state
-                    let priority = (incident.priority.isEmpty ? "-" : incident.priority) + (incident.major ? " MAJOR" : "")
+                    let commander = incident.roles.first { $0.role == "commander" }.map { " cmdr \($0.userID)" } ?? ""
+                    let priority = (incident.priority.isEmpty ? "-" : incident.priority) + (incident.major ? " MAJOR" : "") + commander
                         + (incident.majorIncidentID != 0 ? " → \(incident.majorIncidentID)" : "")
                     table.add(
                         "\(incident.id)", "#\(incident.number)", state?.status?.rawValue ?? "?", incident.urgency?.rawValue ?? "?", priority,
@@ -55,6 +56,12 @@ struct IncidentCommand: AsyncParsableCommand {
                   escalates at \(CLITime.text(state?.escalateAtMs ?? 0)), ack timeout at \(CLITime.text(state?.ackTimeoutAtMs ?? 0)), auto-resolve at \(CLITime.text(state?.autoResolveAtMs ?? 0))
                   priority \(incident.priority.isEmpty ? "none" : incident.priority)\(incident.major ? ", MAJOR incident with \(incident.childCount) linked" : "")\(incident.majorIncidentID != 0 ? ", linked to major incident \(incident.majorIncidentID)" : "")
                 """)
+            if !incident.roles.isEmpty {
+                print("  roles " + incident.roles.map { "\($0.role) user \($0.userID)" }.joined(separator: ", "))
+            }
+            if !incident.conferenceURL.isEmpty || !incident.conferencePhone.isEmpty {
+                print("  bridge " + [incident.conferenceURL, incident.conferencePhone].filter { !$0.isEmpty }.joined(separator: " · "))
+            }
         }
     }
 

@@ -104,6 +104,12 @@ import Testing
         #expect(joinedInChat.status == 200 && joinedInChat.inChannel && joinedInChat.text == "Cora joined incident \(majorID).", "\(joinedInChat.body)")
         let joined: IncidentResponse = try await admin.call(Assignment.GetResponse, GetIncidentRequest(incidentID: majorID))
         #expect(joined.roles.map { "\($0.role):\($0.userID)" } == ["commander:\(cora)"])
+        // Roles and the bridge are on the incident itself, in get and in list.
+        let shown: IncidentInfo = try await admin.call(Assignment.GetIncident, GetIncidentRequest(incidentID: majorID))
+        #expect(shown.roles.map { "\($0.role):\($0.userID)" } == ["commander:\(cora)"] && shown.conferenceURL == "https://meet.example.com/global-outage"
+                && shown.conferencePhone == "+1 555 0100")
+        let listed: ListIncidentsReply = try await admin.call(Assignment.ListIncidents, ListIncidentsRequest(pageSize: 500))
+        #expect(listed.incidents.first { $0.id == majorID }?.roles.map(\.userID) == [UInt64(cora)])
         // Sam may not answer for Cora.
         #expect(await asSam.failure(Assignment.AnswerResponderRequest, ResponderAnswer(incidentID: majorID, userID: UInt64(cora), join: false))?.code == .permissionDenied)
 
@@ -155,6 +161,8 @@ import Testing
 
         // The postmortem names who responded and who did not, in order, with the pages and updates.
         let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let show = try await cli("incident", "show", "\(majorID)")
+        #expect(show.out.contains("roles commander user \(sam)") && show.out.contains("bridge https://meet.example.com/global-outage · +1 555 0100"), "\(show.out)")
         let markdown = try await cli("incident", "postmortem", "\(majorID)")
         #expect(markdown.status == 0, "\(markdown.err)")
         let text = markdown.out

@@ -245,10 +245,20 @@ struct  Klaxon__Assignment__V1__Incident
    * a major incident: how many incidents are linked to it
    */
   uint32_t child_count;
+  /*
+   * a major incident's roles (commander, deputy, scribe, …)
+   */
+  size_t n_roles;
+  Klaxon__Assignment__V1__RoleHolder **roles;
+  /*
+   * a major incident's conference bridge
+   */
+  char *conference_url;
+  char *conference_phone;
 };
 #define KLAXON__ASSIGNMENT__V1__INCIDENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 /*

@@ -602,8 +602,13 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
     public var majorIncidentID: UInt64
     /// a major incident: how many incidents are linked to it
     public var childCount: UInt32
+    /// a major incident's roles (commander, deputy, scribe, …)
+    public var roles: [RoleHolder]
+    /// a major incident's conference bridge
+    public var conferenceURL: String
+    public var conferencePhone: String
 
-    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil, priority: String = "", major: Bool = false, majorIncidentID: UInt64 = 0, childCount: UInt32 = 0) {
+    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil, priority: String = "", major: Bool = false, majorIncidentID: UInt64 = 0, childCount: UInt32 = 0, roles: [RoleHolder] = [], conferenceURL: String = "", conferencePhone: String = "") {
         self.id = id
         self.number = number
         self.title = title
@@ -620,9 +625,12 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         self.major = major
         self.majorIncidentID = majorIncidentID
         self.childCount = childCount
+        self.roles = roles
+        self.conferenceURL = conferenceURL
+        self.conferencePhone = conferencePhone
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample, priority: "priority 13 é", major: true, majorIncidentID: 15_000_000_000_321, childCount: 16_000_009) }
+    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample, priority: "priority 13 é", major: true, majorIncidentID: 15_000_000_000_321, childCount: 16_000_009, roles: [RoleHolder.sample, RoleHolder.sample], conferenceURL: "conference_url 18 é", conferencePhone: "conference_phone 19 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident__init($0) }
 
@@ -643,6 +651,9 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         major = c.pointee.major != 0
         majorIncidentID = c.pointee.major_incident_id
         childCount = c.pointee.child_count
+        roles = try CRead.messages(c.pointee.n_roles, c.pointee.roles, field: "roles")
+        conferenceURL = CRead.string(c.pointee.conference_url)
+        conferencePhone = CRead.string(c.pointee.conference_phone)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__Incident>, arena: CArena) {
@@ -662,6 +673,9 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         c.pointee.major = self.major ? 1 : 0
         c.pointee.major_incident_id = self.majorIncidentID
         c.pointee.child_count = self.childCount
+        (c.pointee.n_roles, c.pointee.roles) = arena.messages(self.roles)
+        c.pointee.conference_url = arena.string(self.conferenceURL)
+        c.pointee.conference_phone = arena.string(self.conferencePhone)
     }
 }
 
