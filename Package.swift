@@ -66,6 +66,7 @@ let package = Package(
             dependencies: [
                 "Shared", "KlaxonDomain", "IncidentEngine", "NotifierService", "HTTPOperations",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
         .target(
             name: "NotifierService",

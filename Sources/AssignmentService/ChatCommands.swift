@@ -1,8 +1,10 @@
+import AsyncHTTPClient
 import Foundation
 import KlaxonDomain
 import Logging
 import NIOCore
 import NIOPosix
+import NotifierService
 import Shared
 
 /// Chat commands, Slack-compatible (issue 14, point 8): `POST /chat/slack` on Assignment's HTTP
@@ -17,12 +19,17 @@ import Shared
 /// a token of that role (an observer may only ask `who`). Replies are Slack's JSON response
 /// (`response_type` + `text`): `in_channel` for what others should see, `ephemeral` for
 /// refusals and help. Incidents are named by their id, as in the CLI.
+///
+/// Slack waits 3 s for the answer. A command still running after `replyDeadline` (the database
+/// is slow, a lock is held) is answered "still working" at once and goes on; its result is then
+/// POSTed to the request's `response_url`, as Slack expects of slow commands.
 public struct ChatCommands: Sendable {
     let pool: PostgresPool
     let router: RPCRouter
     let secret: String
     let clock: any WallClock
     let logger: Logger
+    public var replyDeadline: Duration = .milliseconds(2_500)
 
     public init(pool: PostgresPool, router: RPCRouter, secret: String, clock: any WallClock, logger: Logger) {
         self.pool = pool
@@ -68,9 +75,52 @@ public struct ChatCommands: Sendable {
             return .text(401, "refused: \(refusal)")
         }
         let form = Self.form(String(decoding: body, as: UTF8.self))
-        if let payload = form["payload"] { return await button(payload) }
-        let text = (form["text"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-        return await command(text, chatUser: form["user_id"] ?? "", email: form["user_email"] ?? "")
+        var responseURL = form["response_url"]
+        let run: @Sendable () async -> Answer
+        if let payload = form["payload"] {
+            let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any]
+            responseURL = object?["response_url"] as? String
+            run = { await self.button(payload) }
+        } else {
+            let text = (form["text"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+            let user = form["user_id"] ?? "", email = form["user_email"] ?? ""
+            run = { await self.command(text, chatUser: user, email: email) }
+        }
+        // Whichever comes first: the answer, or the deadline (a network deadline, Slack's 3 s, not a
+        // domain instant). The command itself is never cancelled.
+        let work = Task { await run() }
+        let first = Latch<Answer?>()
+        let deadline = replyDeadline
+        let timer = Task {
+            try? await Task.sleep(for: deadline)
+            first.resolve(.success(nil))
+        }
+        Task { first.resolve(.success(await work.value)) }
+        let answer = (try? await first.wait()) ?? nil
+        timer.cancel()
+        if let answer { return answer }
+        guard let url = responseURL, ChannelKind.slack.addressProblem(url) == nil else {
+            // Nowhere to send the result: wait for it (Slack shows a timeout, the command still ran).
+            return await work.value
+        }
+        let logger = self.logger
+        Task {
+            let answer = await work.value
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: answer.body))
+            do {
+                let response = try await HTTPClient.pages.execute(request, timeout: .seconds(10))
+                _ = try? await response.body.collect(upTo: 64 * 1024)
+                if response.status.code >= 300 {
+                    logger.warning("chat response_url refused the late reply", metadata: ["status": "\(response.status.code)"])
+                }
+            } catch {
+                logger.warning("cannot post a late chat reply to response_url", metadata: ["error": "\(error)"])
+            }
+        }
+        return .slack("Klaxon is still working on that; the result will follow here.", inChannel: false)
     }
 
     // MARK: Who

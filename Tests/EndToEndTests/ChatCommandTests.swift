@@ -28,10 +28,13 @@ struct ChatApp {
     }
 
     /// `/klaxon <text>` from chat user `user`.
-    func command(_ text: String, user: String, email: String? = nil, timestamp: Int64? = nil, secret: String? = nil) async throws -> Reply {
+    func command(
+        _ text: String, user: String, email: String? = nil, timestamp: Int64? = nil, secret: String? = nil,
+        responseURL: String = "https://hooks.slack.invalid/commands/1"
+    ) async throws -> Reply {
         var fields = [("token", "legacy-ignored"), ("team_id", "T0001"), ("channel_id", "C0001"), ("user_id", user),
                       ("user_name", user.lowercased()), ("command", "/klaxon"), ("text", text),
-                      ("response_url", "https://hooks.slack.invalid/commands/1")]
+                      ("response_url", responseURL)]
         if let email { fields.append(("user_email", email)) }
         return try await post(Self.encode(fields), timestamp: timestamp, secret: secret)
     }
@@ -163,6 +166,42 @@ struct ChatApp {
         let garbage = try await chat.post("payload=%7Bnot%20json")
         #expect(garbage.status == 400)
 
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// Slack waits 3 s: a command held up (here by a lock on the incident for 3.5 s) is answered
+    /// "still working" within the 2.5 s deadline, and its result goes to the response_url.
+    @Test func aSlowCommandAnswersInTimeAndPostsItsResultLater() async throws {
+        let pipeline = try await Pipeline(start: [.assignment, .ingest]) { config, _ in config.chatSigningSecret = Self.secret }
+        let sink = pipeline.sink
+        let service = try await pipeline.seed(users: ["Alice"])
+        try await pipeline.db.pool.withConnection { try $0.query("UPDATE users SET chat_id = 'UALICE' WHERE id = $1", [service.userIDs[0]]) }
+        let ingest = pipeline.client(.ingest, token: nil)
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
+        let id = Int64(created.incidentID)
+        let db = pipeline.db
+        let locked = Latch<Void>()
+        let holder = Task {
+            try await db.pool.transaction { connection in
+                try connection.query("SELECT 1 FROM incidents WHERE id = $1 FOR UPDATE", [id])
+                locked.resolve(.success(()))
+                try connection.query("SELECT pg_sleep(3.5)")
+            }
+        }
+        try await locked.wait()
+        let chat = ChatApp(port: pipeline.assignmentHTTPPort, secret: Self.secret)
+        let started = ContinuousClock.now
+        let reply = try await chat.command("ack \(id)", user: "UALICE", responseURL: "\(sink.url)/slack-response")
+        let took = ContinuousClock.now - started
+        #expect(reply.status == 200 && !reply.inChannel && reply.text.contains("still working"), "\(reply.body)")
+        #expect(took < .seconds(3), "answered after \(took)")
+        try await holder.value
+        #expect(await sink.waitFor(timeout: .seconds(10)) { $0.contains { $0.uri == "/slack-response" } })
+        let late = try #require(sink.requests.first { $0.uri == "/slack-response" })
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(late.body)) as? [String: Any])
+        #expect(json["response_type"] as? String == "in_channel" && json["text"] as? String == "Alice acknowledged incident \(id).")
+        #expect(try await db.pool.withConnection { try $0.query("SELECT status FROM incidents WHERE id = $1", [id]).string(0, "status") } == "acknowledged")
         await ingest.close()
         await pipeline.shutdown()
     }
