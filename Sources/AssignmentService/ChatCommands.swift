@@ -21,7 +21,7 @@ import Shared
 /// refusals and help. Incidents are named by their id, as in the CLI.
 ///
 /// Slack waits 3 s for the answer. A command still running after `replyDeadline` (the database
-/// is slow, a lock is held) is answered "still working" at once and goes on; its result is then
+/// is slow, a lock is held) is answered "still working" at once (after 2 s) and goes on; its result is then
 /// POSTed to the request's `response_url`, as Slack expects of slow commands.
 public struct ChatCommands: Sendable {
     let pool: PostgresPool
@@ -29,7 +29,7 @@ public struct ChatCommands: Sendable {
     let secret: String
     let clock: any WallClock
     let logger: Logger
-    public var replyDeadline: Duration = .milliseconds(2_500)
+    public var replyDeadline: Duration = .milliseconds(2_000)
 
     public init(pool: PostgresPool, router: RPCRouter, secret: String, clock: any WallClock, logger: Logger) {
         self.pool = pool
