@@ -70,11 +70,14 @@ public struct ChatCommands: Sendable {
         guard !secret.isEmpty else {
             return .text(404, "chat commands are off: set KLAXON_CHAT_SIGNING_SECRET to the chat app's signing secret")
         }
+        let form = Self.form(String(decoding: body, as: UTF8.self))
+        // Slack checks the endpoint's certificate now and then with `ssl_check=1` and no command:
+        // answered 200, nothing read or done, signed or not.
+        if form["ssl_check"] == "1", form["command"] == nil, form["payload"] == nil { return Answer(status: 200, contentType: "text/plain", body: "") }
         if let refusal = ChatSignature.check(secret: secret, timestamp: timestamp, signature: signature, body: body, nowMs: clock.nowMs()) {
             logger.warning("chat request refused", metadata: ["reason": "\(refusal)"])
             return .text(401, "refused: \(refusal)")
         }
-        let form = Self.form(String(decoding: body, as: UTF8.self))
         var responseURL = form["response_url"]
         let run: @Sendable () async -> Answer
         if let payload = form["payload"] {

@@ -167,6 +167,9 @@ struct ChatApp {
         #expect(help.text.contains("/klaxon ack 42"))
         let garbage = try await chat.post("payload=%7Bnot%20json")
         #expect(garbage.status == 400)
+        // Slack's certificate check: 200, nothing done, even unsigned.
+        let sslCheck = try await chat.post("ssl_check=1&token=legacy", signature: "")
+        #expect(sslCheck.status == 200 && sslCheck.body.isEmpty)
 
         await ingest.close()
         await pipeline.shutdown()
