@@ -81,9 +81,11 @@ public struct ChatCommands: Sendable {
         var responseURL = form["response_url"]
         let run: @Sendable () async -> Answer
         if let payload = form["payload"] {
-            let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any]
-            responseURL = object?["response_url"] as? String
-            run = { await self.button(payload) }
+            guard let click = Click(payload) else {
+                return .text(400, "the payload is not a button action (type block_actions with user.id and actions[0].action_id/value)")
+            }
+            responseURL = click.responseURL
+            run = { await self.button(click) }
         } else {
             let text = (form["text"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
             let user = form["user_id"] ?? "", email = form["user_email"] ?? ""
@@ -285,17 +287,28 @@ public struct ChatCommands: Sendable {
 
     // MARK: Buttons
 
+    /// A button click (`payload`, Slack's block_actions JSON): who clicked, which button, its value.
+    struct Click: Sendable {
+        var chatUser, email, actionID, value: String
+        var responseURL: String?
+
+        init?(_ payload: String) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any],
+                  let user = object["user"] as? [String: Any], let chatUser = user["id"] as? String,
+                  let action = (object["actions"] as? [[String: Any]])?.first, let actionID = action["action_id"] as? String,
+                  let value = action["value"] as? String
+            else { return nil }
+            (self.chatUser, self.email, self.actionID, self.value) = (chatUser, user["email"] as? String ?? "", actionID, value)
+            responseURL = object["response_url"] as? String
+        }
+    }
+
     /// The buttons on pages: `klaxon_ack`, `klaxon_resolve`, `klaxon_join`, `klaxon_decline`,
     /// each with the incident id as its value.
-    func button(_ payload: String) async -> Answer {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any],
-              let user = object["user"] as? [String: Any], let chatUser = user["id"] as? String,
-              let action = (object["actions"] as? [[String: Any]])?.first, let actionID = action["action_id"] as? String,
-              let value = action["value"] as? String
-        else { return .text(400, "the payload is not a button action (type block_actions with user.id and actions[0].action_id/value)") }
+    func button(_ click: Click) async -> Answer {
         let verbs = ["klaxon_ack": "ack", "klaxon_resolve": "resolve", "klaxon_join": "join", "klaxon_decline": "decline"]
-        guard let verb = verbs[actionID] else { return .slack("Unknown button \(actionID).", inChannel: false) }
-        return await command("\(verb) \(value)", chatUser: chatUser, email: user["email"] as? String ?? "")
+        guard let verb = verbs[click.actionID] else { return .slack("Unknown button \(click.actionID).", inChannel: false) }
+        return await command("\(verb) \(click.value)", chatUser: click.chatUser, email: click.email)
     }
 
     // MARK: Calls

@@ -321,7 +321,8 @@ struct ConfigApplier {
 
     /// Creates the plans the document names that Klaxon lacks, and replaces those that differ
     /// (their responders, subscribers and channels as listed). Responders and subscribers name
-    /// users by email, schedules and policies by name.
+    /// users by email, schedules and policies by name (`scheduleIDs` / `policyIDs` hold every
+    /// one in Klaxon by now: applySchedules and applyPolicies load them all).
     mutating func applyPlans() throws {
         let existing = try MajorIncidentsAPI.plans(connection)
         for plan in document.plans {
@@ -331,12 +332,12 @@ struct ConfigApplier {
                 if let user = responder.user {
                     responders.append(ResponsePlanResponder(userID: UInt64(try userID(user, path: path + ".user")), role: responder.role))
                 } else if let schedule = responder.schedule {
-                    guard let id = try scheduleID(schedule) else {
+                    guard let id = scheduleIDs[schedule] else {
                         throw invalid(path + ".schedule", "schedule \"\(schedule)\" is neither in the document nor in Klaxon")
                     }
                     responders.append(ResponsePlanResponder(scheduleID: UInt64(id), role: responder.role))
                 } else if let policy = responder.policy {
-                    guard let id = try policyID(policy) else {
+                    guard let id = policyIDs[policy] else {
                         throw invalid(path + ".escalation_policy", "escalation policy \"\(policy)\" is neither in the document nor in Klaxon")
                     }
                     responders.append(ResponsePlanResponder(policyID: UInt64(id), role: responder.role))
@@ -370,16 +371,6 @@ struct ConfigApplier {
                 note("+", "response plan", plan.name, "\(responders.count) responders")
             }
         }
-    }
-
-    func scheduleID(_ name: String) throws -> Int64? {
-        if let id = scheduleIDs[name] { return id }
-        return try connection.query("SELECT id FROM schedules WHERE name = $1", [name]).int64(0, "id")
-    }
-
-    func policyID(_ name: String) throws -> Int64? {
-        if let id = policyIDs[name] { return id }
-        return try connection.query("SELECT id FROM escalation_policies WHERE name = $1", [name]).int64(0, "id")
     }
 
     mutating func pruneUnnamed() throws {

@@ -64,7 +64,16 @@ public struct ResponseAPI: Sendable {
         _ connection: PGConnection, incidentID: Int64, users: [Int64], reason: NotifyReason, extra: [String: String], now: Millis
     ) throws -> Int {
         guard !users.isEmpty else { return 0 }
-        let snapshot = try snapshot(connection, incidentID: incidentID, extra: extra, now: now)
+        return try page(
+            connection, incidentID: incidentID, users: users, reason: reason,
+            snapshot: try snapshot(connection, incidentID: incidentID, extra: extra, now: now), now: now)
+    }
+
+    /// The same with the snapshot already made (a status update pages and posts one snapshot).
+    static func page(
+        _ connection: PGConnection, incidentID: Int64, users: [Int64], reason: NotifyReason, snapshot: IncidentSnapshot, now: Millis
+    ) throws -> Int {
+        guard !users.isEmpty else { return 0 }
         let messages = users.map { user in
             (Notifier.Notify.name, NotifyRequest(
                 requestID: Outbox.newMessageID(), incidentID: UInt64(incidentID), userID: UInt64(user), reason: reason,
@@ -76,11 +85,10 @@ public struct ResponseAPI: Sendable {
 
     /// Queues one post per chat channel subscribed to the incident (Notifier's PostToChannel).
     static func postToChannels(
-        _ connection: PGConnection, incidentID: Int64, reason: NotifyReason, extra: [String: String], now: Millis
+        _ connection: PGConnection, incidentID: Int64, reason: NotifyReason, snapshot: IncidentSnapshot, now: Millis
     ) throws -> Int {
         let channels = try connection.query("SELECT url FROM incident_channel_subscribers WHERE incident_id = $1 ORDER BY url", [incidentID])
         guard channels.count > 0 else { return 0 }
-        let snapshot = try snapshot(connection, incidentID: incidentID, extra: extra, now: now)
         let messages = (0..<channels.count).map { row in
             (Notifier.PostToChannel.name, ChannelPost(
                 requestID: Outbox.newMessageID(), incidentID: UInt64(incidentID), url: channels.string(row, "url")!, reason: reason,
@@ -396,11 +404,11 @@ public struct ResponseAPI: Sendable {
                 try connection.query("INSERT INTO status_updates (incident_id, author, body, at_ms) VALUES ($1, $2, $3, $4)", [id, actor, text, now])
                 try Timeline.append(connection, incidentID: id, TimelineEntry(at: now, type: .statusUpdate, actor: actor, details: ["text": text]))
                 let subscribers = try connection.query("SELECT user_id FROM incident_subscribers WHERE incident_id = $1 ORDER BY user_id", [id])
+                let snapshot = try Self.snapshot(connection, incidentID: id, extra: ["response.status_update": text], now: now)
                 let paged = try Self.page(
                     connection, incidentID: id, users: (0..<subscribers.count).map { subscribers.int64($0, "user_id")! }, reason: .statusUpdate,
-                    extra: ["response.status_update": text], now: now)
-                return paged + (try Self.postToChannels(
-                    connection, incidentID: id, reason: .statusUpdate, extra: ["response.status_update": text], now: now))
+                    snapshot: snapshot, now: now)
+                return paged + (try Self.postToChannels(connection, incidentID: id, reason: .statusUpdate, snapshot: snapshot, now: now))
             }
         }
         router.register(Assignment.Subscribe) { (request: SubscribeRequest, context) in
