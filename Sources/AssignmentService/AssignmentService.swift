@@ -1,5 +1,6 @@
 import HTTPOperations
 import Logging
+import IncidentEngine
 import NotifierService
 import ServiceLifecycle
 import KlaxonDomain
@@ -13,6 +14,7 @@ public struct AssignmentService: Service {
     let credentials: ServiceCredentials
     let pool: PostgresPool
     let timers: TimerManager
+    let inboxPruner: InboxPruner
     /// Poked after an action that may have set an earlier timer.
     let timerWaker: Waker
     let http: any Service
@@ -36,7 +38,7 @@ public struct AssignmentService: Service {
         self.server = server
         let httpPort = httpPortLatch
         // Chat commands run the same handlers as the binary protocol, as the mapped user.
-        let chat = ChatCommands(pool: pool, router: router, secret: config.chatSigningSecret, clock: clock, logger: logger)
+        let chat = ChatCommands(pool: pool, server: server, secret: config.chatSigningSecret, clock: clock, logger: logger)
         self.http = AssignmentHTTP.application(
             pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen,
             logger: logger, chat: chat, onRunning: { httpPort.resolve(.success($0)) })
@@ -47,8 +49,8 @@ public struct AssignmentService: Service {
             destination: Outbox.Destination.notifier, client: config.rpcClient(config.notifierAddress, credentials: credentials),
             pool: pool, logger: logger)
         self.relayWaker = waker
-        self.timers = TimerManager(
-            pool: pool, notifierOutbox: waker, inboxRetentionMs: Millis(config.inboxRetentionHours) * 3_600_000, logger: logger)
+        self.timers = TimerManager(pool: pool, notifierOutbox: waker, logger: logger)
+        self.inboxPruner = InboxPruner(pool: pool, retentionMs: Millis(config.inboxRetentionHours) * 3_600_000, logger: logger)
         self.timerWaker = timerWaker
         self.clock = clock
         self.logger = logger
@@ -86,6 +88,14 @@ public struct AssignmentService: Service {
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
         timerLoop.maxSleep = .seconds(1)
+        // Responder requests: expired at their timeout (and every second for other replicas' requests).
+        var expiryLoop = DueWorkLoop(name: "assignment.responder_requests", clock: clock, waker: Waker(), logger: logger)
+        expiryLoop.maxSleep = .seconds(1)
+        let expiry = ResponderRequestExpiry(pool: pool, logger: logger)
+        // The inbox: pruned hourly.
+        var pruneLoop = DueWorkLoop(name: "assignment.inbox_prune", clock: clock, waker: Waker(), logger: logger)
+        pruneLoop.maxSleep = .seconds(3600)
+        let pruner = inboxPruner
         // Surge detection: evaluated every second (by one replica at a time).
         var surgeLoop = DueWorkLoop(name: "assignment.surge", clock: clock, waker: Waker(), logger: logger)
         surgeLoop.maxSleep = .seconds(1)
@@ -99,6 +109,8 @@ public struct AssignmentService: Service {
                 },
                 WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
                 WorkLoop(surgeLoop) { now in try await surge.step(now: now) },
+                WorkLoop(expiryLoop) { now in try await expiry.step(now: now) },
+                WorkLoop(pruneLoop) { now in try await pruner.step(now: now) },
             ], others: [http], collector: KlaxonMetrics.databaseCollector(pool, destinations: [Outbox.Destination.notifier]), logger: logger)
         }
     }

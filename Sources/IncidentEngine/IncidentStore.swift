@@ -15,6 +15,8 @@ public struct IncidentRecord: Sendable {
     public var details: [String: String]
     public var createdAtMs: Millis
     public var state: IncidentState
+    /// A major incident: it has a response (ResponseStore) that closes when it resolves.
+    public var major: Bool = false
 
     public func snapshot(at now: Millis, status: IncidentStatus) -> IncidentSnapshot {
         IncidentSnapshot(
@@ -86,6 +88,14 @@ public enum IncidentStore {
             }
             let requests = try save(record, transition, connection: connection, now: now)
             notifies += requests
+            if record.major, record.state.status != .resolved, transition.state.status == .resolved {
+                // A resolved major incident's response is closed: nobody is waited for any more.
+                let actor = transition.effects.lazy.compactMap { effect -> String? in
+                    if case let .timeline(entry) = effect, entry.type == .resolve { return entry.actor }
+                    return nil
+                }.first ?? "klaxon"
+                try ResponseStore.run(.incidentResolved(actor: actor), incidentID: record.id, connection: connection, now: now)
+            }
             outcomes.append(Outcome(record: record, transition: transition, notified: requests.count))
         }
         try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, notifies, now: now)
@@ -110,7 +120,7 @@ public enum IncidentStore {
                    coalesce(i.escalation_policy_id, s.escalation_policy_id) AS escalation_policy_id, s.ack_timeout_seconds,
                    s.auto_resolve_timeout_seconds, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
-                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied
+                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.major
             FROM incidents i JOIN services s ON s.id = i.service_id
             WHERE i.id = ANY($1::bigint[]) ORDER BY i.id \(forUpdate ? "FOR UPDATE OF i" : "")
             """, [PGArray(ids)])
@@ -143,7 +153,8 @@ public enum IncidentStore {
                     ackTimeoutSeconds: UInt32(rows.int(row, "ack_timeout_seconds")!),
                     autoResolveSeconds: UInt32(rows.int(row, "auto_resolve_timeout_seconds")!)),
                 title: rows.string(row, "title")!, severity: rows.string(row, "severity")!, dedupKey: rows.string(row, "dedup_key")!,
-                details: JSON.stringMap(rows.string(row, "details")!), createdAtMs: rows.int64(row, "created_at_ms")!, state: state)
+                details: JSON.stringMap(rows.string(row, "details")!), createdAtMs: rows.int64(row, "created_at_ms")!, state: state,
+                major: rows.bool(row, "major")!)
         }
     }
 

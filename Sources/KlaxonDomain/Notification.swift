@@ -52,25 +52,47 @@ public enum NotificationCore {
     }
 
     /// Minute-zero notifications always go out with their snapshot; delayed ones only while the
-    /// incident still needs this user.
-    public static func decide(minuteZero: Bool, currentStatus: IncidentStatus, userStillAssigned: Bool)
-        -> NotificationDecision
-    {
-        if minuteZero { return .sendSnapshot }
-        switch currentStatus {
-        case .resolved: return .skip(reason: "resolved")
-        case .acknowledged: return .skip(reason: "acknowledged")
-        case .triggered: return userStillAssigned ? .sendCurrent : .skip(reason: "reassigned")
+    /// incident still needs this user for the page's purpose (its family):
+    /// - assignment pages: the incident is still triggered and the user still assigned;
+    /// - responder requests: the user's request is still pending (a reminder is for that), and
+    ///   skipped with the answer (joined, declined, no_answer) or `resolved` once it is not;
+    /// - status updates: the incident is open and the user still subscribed.
+    public static func decide(_ page: DuePage) -> NotificationDecision {
+        if page.minuteZero { return .sendSnapshot }
+        if page.currentStatus == .resolved { return .skip(reason: "resolved") }
+        switch page.reason.family {
+        case .assignment:
+            if page.currentStatus == .acknowledged { return .skip(reason: "acknowledged") }
+            return page.userStillAssigned ? .sendCurrent : .skip(reason: "reassigned")
+        case .responderRequest:
+            switch page.requestState {
+            case .pending?: return .sendCurrent
+            case .cancelled?: return .skip(reason: "resolved")
+            case let answered?: return .skip(reason: answered.rawValue)
+            case nil: return .skip(reason: "no responder request")
+            }
+        case .statusUpdate:
+            return page.stillSubscribed ? .sendCurrent : .skip(reason: "unsubscribed")
         }
     }
 
-    /// The waiting notifications a newer notify request (`requestID`, requested at `requestedAt`)
-    /// for the same incident and user supersedes: the delayed ones of older requests that are
-    /// not being sent right now (lease passed). Minute zero never is: it always goes out.
-    public static func superseded(_ waiting: [WaitingNotification], byRequest requestID: String, requestedAt: Millis, now: Millis)
-        -> [WaitingNotification]
-    {
-        waiting.filter { !$0.minuteZero && $0.requestID != requestID && $0.requestedAt <= requestedAt && $0.leaseUntil <= now }
+    /// The assignment-page rule alone (kept for callers that know nothing else).
+    public static func decide(minuteZero: Bool, currentStatus: IncidentStatus, userStillAssigned: Bool) -> NotificationDecision {
+        decide(DuePage(reason: .assigned, minuteZero: minuteZero, currentStatus: currentStatus, userStillAssigned: userStillAssigned))
+    }
+
+    /// The waiting notifications a newer notify request (`requestID`, requested at `requestedAt`,
+    /// for `reason`) for the same incident and user supersedes: the delayed ones of older
+    /// requests of the same family that are not being sent right now (lease passed). Minute
+    /// zero never is: it always goes out. A status update never cancels a responder reminder,
+    /// and neither touches the assignment pages.
+    public static func superseded(
+        _ waiting: [WaitingNotification], byRequest requestID: String, reason: NotifyReason = .assigned, requestedAt: Millis, now: Millis
+    ) -> [WaitingNotification] {
+        waiting.filter {
+            !$0.minuteZero && $0.requestID != requestID && $0.requestedAt <= requestedAt && $0.leaseUntil <= now
+                && $0.reason.family == reason.family
+        }
     }
 
     /// What follows a failed delivery attempt: retried with backoff (or the endpoint's
@@ -130,13 +152,43 @@ public struct WaitingNotification: Sendable, Equatable {
     public var minuteZero: Bool
     public var requestedAt: Millis
     public var leaseUntil: Millis
+    public var reason: NotifyReason
 
-    public init(id: String, ruleID: UInt64, requestID: String, minuteZero: Bool, requestedAt: Millis, leaseUntil: Millis) {
+    public init(
+        id: String, ruleID: UInt64, requestID: String, minuteZero: Bool, requestedAt: Millis, leaseUntil: Millis,
+        reason: NotifyReason = .assigned
+    ) {
         self.id = id
         self.ruleID = ruleID
         self.requestID = requestID
         self.minuteZero = minuteZero
         self.requestedAt = requestedAt
         self.leaseUntil = leaseUntil
+        self.reason = reason
+    }
+}
+
+/// A notification at its due time, with what the delayed-rule decision needs to know now.
+public struct DuePage: Sendable, Equatable {
+    public var reason: NotifyReason
+    public var minuteZero: Bool
+    public var currentStatus: IncidentStatus
+    /// Assignment pages: the user is still among the incident's assignees.
+    public var userStillAssigned: Bool
+    /// Responder requests: the user's request's state now (nil: none).
+    public var requestState: RequestState?
+    /// Status updates: the user still subscribes to the incident.
+    public var stillSubscribed: Bool
+
+    public init(
+        reason: NotifyReason, minuteZero: Bool, currentStatus: IncidentStatus, userStillAssigned: Bool = false,
+        requestState: RequestState? = nil, stillSubscribed: Bool = false
+    ) {
+        self.reason = reason
+        self.minuteZero = minuteZero
+        self.currentStatus = currentStatus
+        self.userStillAssigned = userStillAssigned
+        self.requestState = requestState
+        self.stillSubscribed = stillSubscribed
     }
 }

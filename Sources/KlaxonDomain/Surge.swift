@@ -2,17 +2,19 @@
 /// The caller counts new incidents in PostgreSQL (so every replica sees the same numbers) and
 /// keeps the state there; this decides.
 ///
-/// A surge starts when, in the last `windowMs`, the new incidents reach `minIncidents`, or
-/// `rateFactor` times what the trailing hour's rate predicts for such a window, and they span at
-/// least `minServices` services. It goes on while that holds; it ends once it has not held for
+/// A surge starts when, in the last `windowMs`, the new incidents reach `minIncidents` (N, the
+/// floor: always required) and, when `rateFactor` (K) > 0, also K times what the trailing hour's
+/// rate predicts for such a window, and they span at least `minServices` services. A quiet
+/// install does not declare a P1 because 12 incidents arrived after a quiet hour. It goes on while that holds; it ends once it has not held for
 /// `quietPeriodMs` (hysteresis: a rate that hovers at the threshold does not open and close
 /// major incidents over and over).
 public struct SurgeSettings: Sendable, Equatable {
     public var enabled: Bool
     public var windowMs: Millis
-    /// N: new incidents in the window that make a surge on their own (0: this test is off).
+    /// N: the floor, always required: fewer new incidents in the window are never a surge.
     public var minIncidents: Int
-    /// K: how many times the trailing hour's rate (scaled to the window) makes a surge (0: off).
+    /// K: how many times the trailing hour's rate (scaled to the window) the window must also
+    /// reach (0: no rate test; N alone decides).
     public var rateFactor: Double
     /// S: services the window's new incidents must span.
     public var minServices: Int
@@ -34,9 +36,8 @@ public struct SurgeSettings: Sendable, Equatable {
     public var violations: [(field: String, problem: String)] {
         var found: [(String, String)] = []
         if windowMs < 10_000 || windowMs > 3_600_000 { found.append(("window_seconds", "must be 10 to 3600")) }
-        if minIncidents < 0 { found.append(("min_incidents", "must be ≥ 0")) }
+        if minIncidents < 1 { found.append(("min_incidents", "must be ≥ 1 (the floor every surge needs)")) }
         if !(rateFactor >= 0) || rateFactor > 1_000 { found.append(("rate_factor", "must be 0 to 1000")) }
-        if minIncidents == 0 && rateFactor == 0 { found.append(("min_incidents", "and rate_factor cannot both be 0")) }
         if minServices < 1 || minServices > 1_000 { found.append(("min_services", "must be 1 to 1000")) }
         if quietPeriodMs < 0 || quietPeriodMs > 86_400_000 { found.append(("quiet_period_seconds", "must be 0 to 86400")) }
         return found
@@ -80,14 +81,13 @@ public enum SurgeDetector {
     /// Whether the counts cross the threshold.
     public static func isAbove(_ counts: SurgeCounts, _ settings: SurgeSettings) -> Bool {
         guard counts.servicesInWindow >= settings.minServices, counts.inWindow > 0 else { return false }
-        if settings.minIncidents > 0, counts.inWindow >= settings.minIncidents { return true }
-        if settings.rateFactor > 0 {
-            // The trailing hour's rate, scaled to one window, and never less than one incident a
-            // window: after a quiet hour, K incidents make a surge, not the first one.
-            let expected = max(Double(counts.trailingHour) * Double(settings.windowMs) / 3_600_000, 1)
-            if Double(counts.inWindow) >= settings.rateFactor * expected { return true }
-        }
-        return false
+        // N is the floor, always required.
+        guard counts.inWindow >= max(settings.minIncidents, 1) else { return false }
+        guard settings.rateFactor > 0 else { return true }
+        // The rate test on top: K times the trailing hour's rate scaled to one window (never
+        // less than one incident a window).
+        let expected = max(Double(counts.trailingHour) * Double(settings.windowMs) / 3_600_000, 1)
+        return Double(counts.inWindow) >= settings.rateFactor * expected
     }
 
     public static func evaluate(

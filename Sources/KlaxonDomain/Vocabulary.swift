@@ -46,6 +46,21 @@ public enum NotifyReason: String, Sendable, Codable, CaseIterable {
     case assigned, escalated, ackTimeout = "ack_timeout", reassigned, manual
     /// Major incident response: asked to join; told of a status update.
     case responderRequest = "responder_request", statusUpdate = "status_update"
+
+    /// Pages of one family supersede each other; pages of different purposes never do.
+    public var family: PageFamily {
+        switch self {
+        case .assigned, .escalated, .ackTimeout, .reassigned, .manual: .assignment
+        case .responderRequest: .responderRequest
+        case .statusUpdate: .statusUpdate
+        }
+    }
+}
+
+/// What a page is for: being assigned the incident, being asked to join its response, or being
+/// told of its progress. Each family has its own rule for delayed pages and its own supersede.
+public enum PageFamily: String, Sendable, CaseIterable {
+    case assignment, responderRequest = "responder_request", statusUpdate = "status_update"
 }
 
 /// The kinds of incident timeline entries (PRODUCT.md, Timeline entry).
@@ -68,6 +83,8 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     case responsePlanApplied = "response_plan_applied"
     case responderRequested = "responder_requested", responderJoined = "responder_joined"
     case responderDeclined = "responder_declined", responderNoAnswer = "responder_no_answer"
+    /// A pending request ended because the major incident was resolved.
+    case responderCancelled = "responder_cancelled"
     case roleAssigned = "role_assigned", roleHandedOver = "role_handed_over", roleRelinquished = "role_relinquished"
     case statusUpdate = "status_update"
     /// A status update posted to a subscribed chat channel (a Slack-compatible webhook), or not.

@@ -176,7 +176,13 @@ public struct NotificationDispatcher: Sendable {
                           n.attempts, n.first_attempt_at_ms, c.type, c.address, u.name, u.email, r.start_delay_seconds,
                           i.status, i.title, i.urgency, i.number, s.name AS service_name,
                           EXISTS (SELECT 1 FROM incident_assignments a
-                                  WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id) AS assigned
+                                  WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id) AS assigned,
+                          CASE WHEN n.reason = 'responder_request' THEN
+                              (SELECT q.state FROM responder_requests q WHERE q.incident_id = n.incident_id AND q.user_id = n.user_id)
+                          END AS request_state,
+                          CASE WHEN n.reason = 'status_update' THEN
+                              EXISTS (SELECT 1 FROM incident_subscribers b WHERE b.incident_id = n.incident_id AND b.user_id = n.user_id)
+                          ELSE false END AS subscribed
                 """, [now, batchSize, leaseMs, PGArray(saturated)])
             var claimed: [Claimed] = []
             var taken = counts
@@ -218,8 +224,11 @@ public struct NotificationDispatcher: Sendable {
                     channel: rows.string(row, "type")!, address: address,
                     userName: rows.string(row, "name")!, userEmail: rows.string(row, "email")!,
                     startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!),
-                    decision: NotificationCore.decide(
-                        minuteZero: minuteZero, currentStatus: status, userStillAssigned: rows.bool(row, "assigned")!),
+                    decision: NotificationCore.decide(DuePage(
+                        reason: NotifyReason(rawValue: rows.string(row, "reason")!) ?? .assigned, minuteZero: minuteZero,
+                        currentStatus: status, userStillAssigned: rows.bool(row, "assigned")!,
+                        requestState: rows.string(row, "request_state").flatMap(RequestState.init(rawValue:)),
+                        stillSubscribed: rows.bool(row, "subscribed")!)),
                     current: current, claimedAt: now, dueAt: rows.int64(row, "due_at_ms")!))
             }
             if !putBack.isEmpty {

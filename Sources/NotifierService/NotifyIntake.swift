@@ -86,7 +86,7 @@ public struct NotifyIntake: Sendable {
             let pairs = todo.map { Pair(incident: Int64($0.incidentID), user: Int64($0.userID)) }
             let pendingRows = try connection.query(
                 """
-                SELECT id::text AS id, incident_id, user_id, rule_id, request_id, minute_zero, requested_at_ms, lease_until_ms
+                SELECT id::text AS id, incident_id, user_id, rule_id, request_id, minute_zero, requested_at_ms, lease_until_ms, reason
                 FROM notifications
                 WHERE status = 'pending' AND (incident_id, user_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
                 ORDER BY id FOR UPDATE
@@ -97,7 +97,8 @@ public struct NotifyIntake: Sendable {
                     WaitingNotification(
                         id: pendingRows.string(row, "id")!, ruleID: pendingRows.uint64(row, "rule_id")!,
                         requestID: pendingRows.string(row, "request_id")!, minuteZero: pendingRows.bool(row, "minute_zero")!,
-                        requestedAt: pendingRows.int64(row, "requested_at_ms")!, leaseUntil: pendingRows.int64(row, "lease_until_ms")!))
+                        requestedAt: pendingRows.int64(row, "requested_at_ms")!, leaseUntil: pendingRows.int64(row, "lease_until_ms")!,
+                        reason: NotifyReason(rawValue: pendingRows.string(row, "reason")!) ?? .assigned))
             }
             var scheduled = 0
             for request in todo {
@@ -107,7 +108,7 @@ public struct NotifyIntake: Sendable {
                 let pair = Pair(incident: Int64(request.incidentID), user: Int64(request.userID))
                 let incidentID = pair.incident
                 let superseded = NotificationCore.superseded(
-                    waiting[pair] ?? [], byRequest: request.requestID, requestedAt: request.requestedAtMs, now: now)
+                    waiting[pair] ?? [], byRequest: request.requestID, reason: reason, requestedAt: request.requestedAtMs, now: now)
                 if !superseded.isEmpty {
                     let ids = Set(superseded.map(\.id))
                     waiting[pair]?.removeAll { ids.contains($0.id) }
@@ -151,7 +152,7 @@ public struct NotifyIntake: Sendable {
                                                 "due_at_ms": String(item.dueAt)]))
                     waiting[pair, default: []].append(WaitingNotification(
                         id: id, ruleID: item.ruleID, requestID: request.requestID, minuteZero: item.minuteZero,
-                        requestedAt: request.requestedAtMs, leaseUntil: 0))
+                        requestedAt: request.requestedAtMs, leaseUntil: 0, reason: reason))
                 }
                 scheduled += plan.count
             }

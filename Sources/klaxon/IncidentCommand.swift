@@ -243,7 +243,7 @@ struct SurgeCommand: AsyncParsableCommand {
 
     static func print(_ settings: SurgeSettingsMessage) {
         Swift.print("""
-            surge detection \(settings.enabled ? "on" : "off"): ≥ \(settings.minIncidents) new incidents, or ≥ \(settings.rateFactor)× the trailing hour's rate, \
+            surge detection \(settings.enabled ? "on" : "off"): ≥ \(settings.minIncidents) new incidents\(settings.rateFactor > 0 ? " and ≥ \(settings.rateFactor)× the trailing hour's rate" : ""), \
             in \(settings.windowSeconds) s across ≥ \(settings.minServices) services; ends after \(settings.quietPeriodSeconds) s below
             \(settings.responsePlan.isEmpty ? "no response plan" : "response plan \(settings.responsePlan)"); \(settings.surging ? "surging since \(CLITime.text(settings.surgeSinceMs)): major incident \(settings.majorIncidentID)" : "no surge now")
             """)
@@ -264,8 +264,8 @@ struct SurgeCommand: AsyncParsableCommand {
         @OptionGroup var connection: ClientOptions
         @Option(help: "on or off.") var enabled: String?
         @Option(help: "Window, seconds (10–3600).") var window: UInt32?
-        @Option(name: .customLong("min-incidents"), help: "N: new incidents in the window (0: rate test only).") var minIncidents: UInt32?
-        @Option(name: .customLong("rate-factor"), help: "K: times the trailing hour's rate (0: count test only).") var rateFactor: UInt32?
+        @Option(name: .customLong("min-incidents"), help: "N: new incidents in the window, the floor every surge needs (≥ 1).") var minIncidents: UInt32?
+        @Option(name: .customLong("rate-factor"), help: "K: the window must also reach K times the trailing hour's rate (0: N alone decides).") var rateFactor: UInt32?
         @Option(name: .customLong("min-services"), help: "S: services the incidents must span.") var minServices: UInt32?
         @Option(name: .customLong("quiet-period"), help: "Seconds below the threshold before a surge ends.") var quietPeriod: UInt32?
         @Option(help: "The response plan a surge runs (\"\" for none).") var plan: String?

@@ -1,4 +1,3 @@
-import AssignmentService
 import KlaxonDomain
 import KlaxonTestSupport
 import Logging
@@ -21,19 +20,19 @@ import Testing
                 _ = try Inbox.claim(connection, consumer: "notifier", messageID: id, now: now - 6 * 24 * hour)
             }
         }
-        let timers = TimerManager(pool: db.pool, notifierOutbox: Waker(), inboxRetentionMs: retention, logger: Logger(label: "prune"))
-        _ = try await timers.fireDue(now: now)
+        let pruner = InboxPruner(pool: db.pool, retentionMs: retention, logger: Logger(label: "prune"))
+        let next = try await pruner.step(now: now)
+        #expect(next == now + hour, "its loop wakes it again in an hour")
         #expect(try await db.scalar("SELECT count(*) FROM inbox") == 3)
         // Still remembered: a redelivery of "a" within the retention has no second effect.
         let again = try await db.pool.transaction { try Inbox.claim($0, consumer: "notifier", messageID: "a", now: now) }
         #expect(again == false)
-        // Pruning runs at most hourly: two days later but within the hour of the last run… nothing.
+        // The next run (an hour later) prunes what has aged past the retention since.
         try await db.pool.transaction { connection in
             try connection.query("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('assignment', 'late', $1)", [now - 9 * 24 * hour])
         }
-        _ = try await timers.fireDue(now: now + hour - 1)
         #expect(try await db.scalar("SELECT count(*) FROM inbox") == 4)
-        _ = try await timers.fireDue(now: now + hour)
+        _ = try await pruner.step(now: next!)
         #expect(try await db.scalar("SELECT count(*) FROM inbox") == 3)
         await db.drop()
     }

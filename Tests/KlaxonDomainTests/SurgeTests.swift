@@ -23,25 +23,40 @@ import Testing
         // 500 incidents from two services is those services' problem, not a surge across services.
         let counts = SurgeCounts(inWindow: 500, servicesInWindow: 2, trailingHour: 0)
         #expect(SurgeDetector.evaluate(counts, state: .quiet, settings: settings, now: start).decision == .none)
-        // 49 across 3, with a busy trailing hour (600/h → 50 expected per 5 min; 10× is 500): no.
-        let below = SurgeCounts(inWindow: 49, servicesInWindow: 3, trailingHour: 600)
+        // 49 across 3 after a quiet hour: under the floor N.
+        let below = SurgeCounts(inWindow: 49, servicesInWindow: 3, trailingHour: 0)
         #expect(SurgeDetector.evaluate(below, state: .quiet, settings: settings, now: start).decision == .none)
-        // The 50th: the absolute threshold N.
-        let at = SurgeCounts(inWindow: 50, servicesInWindow: 3, trailingHour: 600)
+        // The 50th: the floor N, and 50 ≥ 10 × the quiet hour's one a window.
+        let at = SurgeCounts(inWindow: 50, servicesInWindow: 3, trailingHour: 0)
         #expect(SurgeDetector.evaluate(at, state: .quiet, settings: settings, now: start).decision
             == .open(summary: "Surge: 50 incidents across 3 services in 5 min"))
     }
 
-    @Test func tenTimesTheTrailingHoursRateIsASurge() {
-        // The trailing hour had 24 incidents: 2 per 5-minute window. K = 10 → 20 in the window.
-        var rateOnly = settings
-        rateOnly.minIncidents = 0
-        #expect(!SurgeDetector.isAbove(SurgeCounts(inWindow: 19, servicesInWindow: 4, trailingHour: 24), rateOnly))
-        #expect(SurgeDetector.isAbove(SurgeCounts(inWindow: 20, servicesInWindow: 4, trailingHour: 24), rateOnly))
-        // After a silent hour the expectation is one a window, not zero: the first incidents are
-        // not a surge, ten are.
-        #expect(!SurgeDetector.isAbove(SurgeCounts(inWindow: 3, servicesInWindow: 3, trailingHour: 0), rateOnly))
-        #expect(SurgeDetector.isAbove(SurgeCounts(inWindow: 10, servicesInWindow: 3, trailingHour: 0), rateOnly))
+    @Test func theFloorIsAlwaysRequiredAndTheRateTestComesOnTop() {
+        // PRODUCT.md: N (50) is the floor and always required; K (10) is an additional condition.
+        // Five services, after a quiet hour (trailing hour: 0), each in a 5-minute window.
+        let quietHour = 0
+        // 12 incidents after a quiet hour: 12 ≥ 10 × 1 passes the rate test, but not the floor.
+        #expect(SurgeDetector.evaluate(
+            SurgeCounts(inWindow: 12, servicesInWindow: 5, trailingHour: quietHour), state: .quiet, settings: settings, now: start
+        ).decision == .none)
+        // 60 after a quiet hour: above the floor and 60 ≥ 10 × 1.
+        #expect(SurgeDetector.evaluate(
+            SurgeCounts(inWindow: 60, servicesInWindow: 5, trailingHour: quietHour), state: .quiet, settings: settings, now: start
+        ).decision == .open(summary: "Surge: 60 incidents across 5 services in 5 min"))
+        // 60 when the trailing hour had 600 (50 expected per 5 min; 10× is 500): busy as usual.
+        #expect(SurgeDetector.evaluate(
+            SurgeCounts(inWindow: 60, servicesInWindow: 5, trailingHour: 600), state: .quiet, settings: settings, now: start
+        ).decision == .none)
+        // With the rate test off (K = 0), N alone decides.
+        var floorOnly = settings
+        floorOnly.rateFactor = 0
+        #expect(SurgeDetector.isAbove(SurgeCounts(inWindow: 50, servicesInWindow: 5, trailingHour: 6_000), floorOnly))
+        #expect(!SurgeDetector.isAbove(SurgeCounts(inWindow: 49, servicesInWindow: 5, trailingHour: 0), floorOnly))
+        // A floor of 0 is refused: it would let the rate test alone declare a P1.
+        var noFloor = settings
+        noFloor.minIncidents = 0
+        #expect(noFloor.violations.map(\.field) == ["min_incidents"])
     }
 
     @Test func itEndsOnlyAfterAQuietPeriodWithoutFlapping() {

@@ -1,4 +1,5 @@
 import Foundation
+import KlaxonDomain
 import NIOCore
 import Shared
 
@@ -52,12 +53,7 @@ public struct ChannelKind: Sendable {
 
 /// The address checks and masks the kinds share.
 public enum Address {
-    static func httpURLProblem(_ address: String) -> String? {
-        guard let url = URL(string: address), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-              url.host?.isEmpty == false
-        else { return "must be an http or https URL" }
-        return nil
-    }
+    static func httpURLProblem(_ address: String) -> String? { AddressRules.httpURLProblem(address) }
 
     public static func isEmail(_ text: String) -> Bool {
         let parts = text.split(separator: "@", omittingEmptySubsequences: false)
@@ -74,12 +70,7 @@ public enum Address {
     }
 
     /// scheme://host/… — the path and query of a URL may hold tokens.
-    static func maskURL(_ address: String) -> String {
-        guard let schemeEnd = address.range(of: "://") else { return "…" }
-        let rest = address[schemeEnd.upperBound...]
-        let host = rest.prefix { $0 != "/" && $0 != "?" }
-        return "\(address[..<schemeEnd.upperBound])\(host)/…"
-    }
+    static func maskURL(_ address: String) -> String { Masking.url(address) }
 
     static func maskEmail(_ address: String) -> String {
         guard let at = address.firstIndex(of: "@") else { return String(repeating: "*", count: address.count) }

@@ -112,6 +112,16 @@ public struct AccessMiddleware: RPCMiddleware {
         let method = call.context.method
         let access = AccessPolicy.access(for: method)
         if access == .monitor { return next(call) }
+        if let principal = call.context.principal {
+            // Identified by another door of this process (a chat request's signature and its
+            // mapped user, through `RPCServer.call`); a frame off the wire never has one. The
+            // role check is the same.
+            guard access.allows(principal.role) else {
+                return call.eventLoop.makeFailedFuture(RPCError(
+                    .permissionDenied, "\(principal.name) has the role \(principal.role.rawValue), which may not call \(method) (\(access.rawValue) method)"))
+            }
+            return next(call)
+        }
         // The scheme is case-insensitive (RFC 9110), the token is not.
         guard let header = call.context.headers["authorization"], header.count > 7, header.prefix(7).lowercased() == "bearer " else {
             return call.eventLoop.makeFailedFuture(RPCError(

@@ -59,6 +59,35 @@ public final class RPCServer: Service, Sendable {
         self.group = group
     }
 
+    /// The in-process entrance: runs `method` as `principal` through the same middleware chain
+    /// as a call off the wire (logging, metrics, access, the deadline), for the process's other
+    /// doors (chat commands today) that identify the caller their own way.
+    public func call<Request: WireMessage, Reply: WireMessage>(
+        _ method: RPCMethod<Request, Reply>, _ request: Request, as principal: Principal?, deadlineBudgetMs: Int64? = nil
+    ) async throws -> Reply {
+        let loop = group.any()
+        let body = request.wireBytes()
+        if let tooLarge = router.oversized(method.name, bytes: body.count) { throw tooLarge }
+        guard let handler = router.handler(for: method.name) else { throw RPCError(.unimplemented, "unknown method \(method.name)") }
+        var context = RPCContext(method: method.name, headers: [:], logger: logger, deadlineBudgetMs: deadlineBudgetMs)
+        context.principal = principal
+        let call = RPCCall(context: context, body: body, eventLoop: loop)
+        let chain = RPCMiddlewareChain(middleware: middleware)
+        let reply = try await loop.flatSubmit {
+            chain.run(call) { call in
+                switch handler {
+                case let .loop(run):
+                    return run(call.body, call.context, call.eventLoop)
+                case let .async(run):
+                    let promise = call.eventLoop.makePromise(of: [UInt8].self)
+                    promise.completeWithTask { try await run(call.body, call.context) }
+                    return promise.futureResult
+                }
+            }
+        }.get()
+        return try Reply(wire: reply)
+    }
+
     /// True while the listener accepts connections (readiness: false before the bind and from
     /// the start of a graceful shutdown).
     public var isAccepting: Bool { accepting.withLockedValue { $0 } }

@@ -324,7 +324,7 @@ struct ConfigApplier {
     /// users by email, schedules and policies by name (`scheduleIDs` / `policyIDs` hold every
     /// one in Klaxon by now: applySchedules and applyPolicies load them all).
     mutating func applyPlans() throws {
-        let existing = try MajorIncidentsAPI.plans(connection)
+        let existing = try PlanStore.all(connection)
         for plan in document.plans {
             var responders: [ResponsePlanResponder] = []
             for (index, responder) in plan.responders.enumerated() {
@@ -348,7 +348,7 @@ struct ConfigApplier {
                 name: plan.name, responders: responders, subscriberIDs: subscribers, conferenceURL: plan.conferenceURL,
                 conferencePhone: plan.conferencePhone, chatChannel: plan.chatChannel, message: plan.message,
                 requestTimeoutSeconds: plan.requestTimeoutSeconds, channelWebhooks: plan.channelWebhooks)
-            let violations = MajorIncidentsAPI.planViolations(wanted)
+            let violations = PlanStore.violations(wanted)
             guard violations.isEmpty else {
                 throw RPCError.invalidArgument(violations.map { FieldViolation(field: "\(plan.path).\($0.field)", description: $0.description) })
             }
@@ -364,10 +364,10 @@ struct ConfigApplier {
                 if current.message != wanted.message { changed.append("message") }
                 if current.requestTimeoutSeconds != wanted.requestTimeoutSeconds { changed.append("request_timeout_seconds") }
                 guard !changed.isEmpty else { continue }
-                try MajorIncidentsAPI.storePlan(connection, wanted, id: Int64(id), now: now)
+                try PlanStore.replace(connection, wanted, id: Int64(id))
                 note("~", "response plan", plan.name, changed.joined(separator: ", "))
             } else {
-                _ = try MajorIncidentsAPI.createPlan(connection, wanted, now: now)
+                _ = try PlanStore.create(connection, wanted, now: now)
                 note("+", "response plan", plan.name, "\(responders.count) responders")
             }
         }
@@ -375,8 +375,8 @@ struct ConfigApplier {
 
     mutating func pruneUnnamed() throws {
         let plans = Set(document.plans.map(\.name))
-        for plan in try MajorIncidentsAPI.plans(connection) where !plans.contains(plan.name) {
-            try connection.query("DELETE FROM response_plans WHERE id = $1", [Int64(plan.id)])
+        for plan in try PlanStore.all(connection) where !plans.contains(plan.name) {
+            try PlanStore.delete(connection, id: Int64(plan.id))
             note("-", "response plan", plan.name)
         }
         let services = Set(document.services.map(\.name))
@@ -429,8 +429,8 @@ struct ConfigApplier {
     /// the document is checked as a whole, as `UpdateSurgeSettings` checks it.
     mutating func applySurge() throws {
         guard let wanted = document.surge else { return }
-        let row = try SurgeWatcher.row(connection)
-        let current = SurgeWatcher.settings(row)
+        let row = try SurgeStore.row(connection)
+        let current = SurgeStore.settings(row)
         var next = current
         if let value = wanted.enabled { next.enabled = value }
         if let value = wanted.windowSeconds { next.windowMs = Millis(value) * 1000 }
@@ -443,10 +443,8 @@ struct ConfigApplier {
         }
         let currentPlan = row.string(0, "plan")!
         let plan = wanted.responsePlan ?? currentPlan
-        var planID: Int64?
-        if !plan.isEmpty {
-            planID = try connection.query("SELECT id FROM response_plans WHERE name = $1", [plan]).int64(0, "id")
-            guard planID != nil else { throw invalid("\(wanted.path).response_plan", "response plan \"\(plan)\" does not exist") }
+        if !plan.isEmpty, try PlanStore.id(connection, named: plan) == nil {
+            throw invalid("\(wanted.path).response_plan", "response plan \"\(plan)\" does not exist")
         }
         var changed: [String] = []
         if next.enabled != current.enabled { changed.append("enabled") }
@@ -457,8 +455,7 @@ struct ConfigApplier {
         if next.quietPeriodMs != current.quietPeriodMs { changed.append("quiet_period_seconds") }
         if plan != currentPlan { changed.append("response_plan") }
         guard !changed.isEmpty else { return }
-        try MajorIncidentsAPI.storeSurgeSettings(connection, next)
-        try connection.query("UPDATE surge SET response_plan_id = $1", [planID])
+        try SurgeStore.store(connection, next, plan: plan)
         note("~", "surge", "surge detection", changed.joined(separator: ", "))
     }
 }

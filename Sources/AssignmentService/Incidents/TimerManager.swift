@@ -1,7 +1,6 @@
 import IncidentEngine
 import KlaxonDomain
 import Logging
-import NIOConcurrencyHelpers
 import Shared
 
 /// Fires incident timers kept in PostgreSQL: escalation, ack timeout (or snooze end) and
@@ -14,35 +13,14 @@ public struct TimerManager: Sendable {
     let notifierOutbox: Waker
     let batchSize: Int
     let logger: Logger
-    /// Inbox rows (every consumer's) older than this are pruned, at most hourly, by this loop.
-    let inboxRetentionMs: Millis
-    private let nextPrune = NIOLockedValueBox<Millis>(0)
 
     public init(
-        pool: PostgresPool, notifierOutbox: Waker, batchSize: Int = 250, inboxRetentionMs: Millis = 7 * 86_400_000, logger: Logger
+        pool: PostgresPool, notifierOutbox: Waker, batchSize: Int = 250, logger: Logger
     ) {
         self.pool = pool
         self.notifierOutbox = notifierOutbox
         self.batchSize = batchSize
-        self.inboxRetentionMs = inboxRetentionMs
         self.logger = logger
-    }
-
-    /// Deletes inbox rows past the retention, once an hour (in batches, so no long transaction).
-    func pruneInboxIfDue(now: Millis) async throws {
-        guard nextPrune.withLockedValue({ next in
-            guard now >= next else { return false }
-            next = now + 3_600_000
-            return true
-        }) else { return }
-        let before = now - inboxRetentionMs
-        var total = 0
-        while true {
-            let pruned = try await pool.transaction { try Inbox.prune($0, before: before) }
-            total += pruned
-            if pruned < 10_000 { break }
-        }
-        if total > 0 { logger.info("inbox pruned", metadata: ["inbox.pruned": "\(total)", "inbox.before_ms": "\(before)"]) }
     }
 
     /// Fires what is due at `now`; returns the next due instant, if any. A claimed batch fires in
@@ -51,7 +29,6 @@ public struct TimerManager: Sendable {
     /// alone, backs off (`work_retry_at_ms`, 1 s doubling to 5 min) and is logged with its id and
     /// the reason, while every other due incident fires on time.
     public func fireDue(now: Millis) async throws -> Millis? {
-        try await pruneInboxIfDue(now: now)
         let batchSize = self.batchSize
         let logger = self.logger
         let (fired, notified, lags) = try await pool.transaction { connection -> (Int, Int, [Int64]) in

@@ -3,8 +3,7 @@ import Foundation
 import KlaxonDomain
 import Logging
 import NIOCore
-import NIOPosix
-import NotifierService
+import IncidentEngine
 import Shared
 
 /// Chat commands, Slack-compatible (issue 14, point 8): `POST /chat/slack` on Assignment's HTTP
@@ -25,15 +24,17 @@ import Shared
 /// POSTed to the request's `response_url`, as Slack expects of slow commands.
 public struct ChatCommands: Sendable {
     let pool: PostgresPool
-    let router: RPCRouter
+    /// Commands enter as calls on the binary-protocol server: the same middleware chain
+    /// (logging, metrics, access by the caller's role, deadline) and handlers as a token's.
+    let server: RPCServer
     let secret: String
     let clock: any WallClock
     let logger: Logger
     public var replyDeadline: Duration = .milliseconds(2_000)
 
-    public init(pool: PostgresPool, router: RPCRouter, secret: String, clock: any WallClock, logger: Logger) {
+    public init(pool: PostgresPool, server: RPCServer, secret: String, clock: any WallClock, logger: Logger) {
         self.pool = pool
-        self.router = router
+        self.server = server
         self.secret = secret
         self.clock = clock
         self.logger = logger
@@ -104,7 +105,7 @@ public struct ChatCommands: Sendable {
         let answer = (try? await first.wait()) ?? nil
         timer.cancel()
         if let answer { return answer }
-        guard let url = responseURL, ChannelKind.slack.addressProblem(url) == nil else {
+        guard let url = responseURL, AddressRules.httpURLProblem(url) == nil else {
             // Nowhere to send the result: wait for it (Slack shows a timeout, the command still ran).
             return await work.value
         }
@@ -142,12 +143,9 @@ public struct ChatCommands: Sendable {
     /// The Klaxon user behind a chat user: by configured chat id, else by email.
     func caller(chatUser: String, email: String) async throws -> Caller? {
         try await pool.withConnection { connection in
-            var rows = try connection.query("SELECT id, name, role FROM users WHERE chat_id = $1", [chatUser])
-            if rows.count != 1, !email.isEmpty {
-                rows = try connection.query("SELECT id, name, role FROM users WHERE lower(email) = lower($1)", [email])
-            }
-            guard rows.count == 1, let role = TokenRole(rawValue: rows.string(0, "role")!) else { return nil }
-            return Caller(userID: rows.int64(0, "id")!, name: rows.string(0, "name")!, role: role, chatID: chatUser)
+            guard let found = try UserStore.byChat(connection, chatID: chatUser, email: email), let role = TokenRole(rawValue: found.role)
+            else { return nil }
+            return Caller(userID: Int64(found.id), name: found.name, role: role, chatID: chatUser)
         }
     }
 
@@ -164,16 +162,7 @@ public struct ChatCommands: Sendable {
         guard !key.isEmpty else { return nil }
         let lookup = key
         return try await pool.withConnection { connection in
-            for sql in [
-                "SELECT id, name FROM users WHERE chat_id = $1",
-                "SELECT id, name FROM users WHERE lower(email) = lower($1)",
-                "SELECT id, name FROM users WHERE lower(name) = lower($1)",
-                "SELECT id, name FROM users WHERE id::text = $1",
-            ] {
-                let rows = try connection.query(sql, [lookup])
-                if rows.count == 1 { return (rows.uint64(0, "id")!, rows.string(0, "name")!) }
-            }
-            return nil
+            try UserStore.mentioned(connection, lookup).map { ($0.id, $0.name) }
         }
     }
 
@@ -262,25 +251,20 @@ public struct ChatCommands: Sendable {
         let info = try await call(Assignment.GetIncident, GetIncidentRequest(incidentID: id), as: caller)
         let response = try await call(Assignment.GetResponse, GetIncidentRequest(incidentID: id), as: caller)
         let ids = Set(response.roles.map(\.userID) + response.requests.map(\.userID))
-        let names = try await pool.withConnection { connection in
-            let rows = try connection.query("SELECT id, name FROM users WHERE id = ANY($1::bigint[])", [PGArray(ids.map(Int64.init))])
-            var names: [UInt64: String] = [:]
-            for row in 0..<rows.count { names[rows.uint64(row, "id")!] = rows.string(row, "name")! }
-            return names
-        }
+        let names = try await pool.withConnection { try UserStore.names($0, ids: Array(ids)) }
         let name = { (user: UInt64) in names[user] ?? "user \(user)" }
         var lines = ["Incident \(id) #\(info.number) \(info.title) — \(info.state?.status?.rawValue ?? "?")\(info.priority.isEmpty ? "" : ", \(info.priority)")"]
         if !response.conferenceURL.isEmpty || !response.conferencePhone.isEmpty {
             lines.append("Bridge: " + [response.conferenceURL, response.conferencePhone].filter { !$0.isEmpty }.joined(separator: " · "))
         }
         if !response.chatChannel.isEmpty { lines.append("Channel: \(response.chatChannel)") }
-        for role in ResponseAPI.roles {
-            let holders = response.roles.filter { $0.role == role }.map { name($0.userID) }
-            if !holders.isEmpty { lines.append("\(role.replacingOccurrences(of: "_", with: " ")): \(holders.joined(separator: ", "))") }
+        for role in Role.allCases {
+            let holders = response.roles.filter { $0.role == role.rawValue }.map { name($0.userID) }
+            if !holders.isEmpty { lines.append("\(role.spoken): \(holders.joined(separator: ", "))") }
         }
-        for state in ["joined", "pending", "declined", "no_answer"] {
-            let people = response.requests.filter { $0.state == state }.map { name($0.userID) }
-            if !people.isEmpty { lines.append("\(state.replacingOccurrences(of: "_", with: " ")): \(people.joined(separator: ", "))") }
+        for state in [RequestState.joined, .pending, .declined, .noAnswer, .cancelled] {
+            let people = response.requests.filter { $0.state == state.rawValue }.map { name($0.userID) }
+            if !people.isEmpty { lines.append("\(state.rawValue.replacingOccurrences(of: "_", with: " ")): \(people.joined(separator: ", "))") }
         }
         return lines.joined(separator: "\n")
     }
@@ -313,22 +297,9 @@ public struct ChatCommands: Sendable {
 
     // MARK: Calls
 
-    /// Runs a binary-protocol method in process, as the caller, after the same access check a
-    /// token of the caller's role gets.
+    /// Runs a binary-protocol method as the caller, through the server's middleware chain.
     func call<Request, Reply>(_ method: RPCMethod<Request, Reply>, _ request: Request, as caller: Caller) async throws -> Reply {
-        let access = AccessPolicy.access(for: method.name)
-        guard access.allows(caller.role) else {
-            throw RPCError(.permissionDenied, "\(caller.name) has the role \(caller.role.rawValue), which may not do this (\(access.rawValue))")
-        }
-        guard let handler = router.handler(for: method.name) else { throw RPCError(.unimplemented, "\(method.name) is not served here") }
-        var context = RPCContext(method: method.name, headers: [:], logger: logger)
-        context.principal = caller.principal
-        let bytes: [UInt8]
-        switch handler {
-        case let .async(run): bytes = try await run(request.wireBytes(), context)
-        case let .loop(run): bytes = try await run(request.wireBytes(), context, MultiThreadedEventLoopGroup.singleton.any()).get()
-        }
-        return try Reply(wire: bytes)
+        try await server.call(method, request, as: caller.principal)
     }
 
     /// application/x-www-form-urlencoded → fields (the last of a repeated name wins).

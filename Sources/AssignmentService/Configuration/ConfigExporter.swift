@@ -108,7 +108,7 @@ enum ConfigExporter {
             if let policy = policyNames[service.escalationPolicyID] { entry["escalation_policy"] = policy }
             return entry
         }
-        let plans = try MajorIncidentsAPI.plans(connection).map { plan -> [String: Any] in
+        let plans = try PlanStore.all(connection).map { plan -> [String: Any] in
             var entry: [String: Any] = ["name": plan.name, "request_timeout_seconds": plan.requestTimeoutSeconds]
             for (key, value) in [("message", plan.message), ("conference_url", plan.conferenceURL), ("conference_phone", plan.conferencePhone),
                                  ("chat_channel", plan.chatChannel)] where !value.isEmpty {
@@ -128,8 +128,8 @@ enum ConfigExporter {
             if !plan.channelWebhooks.isEmpty { entry["channel_webhooks"] = plan.channelWebhooks }
             return entry
         }
-        let surgeRow = try SurgeWatcher.row(connection)
-        let surgeSettings = SurgeWatcher.settings(surgeRow)
+        let surgeRow = try SurgeStore.row(connection)
+        let surgeSettings = SurgeStore.settings(surgeRow)
         var surge: [String: Any] = [
             "enabled": surgeSettings.enabled, "window_seconds": surgeSettings.windowMs / 1000, "min_incidents": surgeSettings.minIncidents,
             "rate_factor": Int(surgeSettings.rateFactor), "min_services": surgeSettings.minServices,
