@@ -109,7 +109,7 @@ import Testing
 
         let set = try await cli("surge", "set", "--min-incidents", "20", "--window", "120")
         #expect(set.status == 0, "\(set.err)")
-        #expect(set.out.contains("surge detection on: ≥ 20 new incidents, or ≥ 10× the trailing hour's rate, in 120 s across ≥ 3 services"))
+        #expect(set.out.contains("surge detection on: ≥ 20 new incidents and ≥ 10× the trailing hour's rate, in 120 s across ≥ 3 services"))
         let wrong = try await cli("surge", "set", "--window", "5")
         #expect(wrong.status == 3 && wrong.err.contains("window_seconds"))
         let shown = try await cli("surge", "show", "--json")

@@ -8,8 +8,8 @@ import Testing
     let start: Millis = 1_800_000_000_000
 
     @Test func anAbsoluteCountAcrossEnoughServicesOpensOneSurge() {
-        // 312 incidents across 7 services in 5 min: a surge, named with its numbers.
-        let counts = SurgeCounts(inWindow: 312, servicesInWindow: 7, trailingHour: 400)
+        // 312 incidents across 7 services in 5 min, after an hour of 24 (2 a window): a surge, named with its numbers.
+        let counts = SurgeCounts(inWindow: 312, servicesInWindow: 7, trailingHour: 24)
         let first = SurgeDetector.evaluate(counts, state: .quiet, settings: settings, now: start)
         #expect(first.decision == .open(summary: "Surge: 312 incidents across 7 services in 5 min"))
         #expect(first.state == .surging(since: start, lastAboveAt: start))

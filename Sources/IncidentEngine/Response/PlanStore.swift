@@ -80,7 +80,7 @@ public enum PlanStore {
                 try connection.query(
                     """
                     INSERT INTO response_plan_responders (plan_id, position, user_id, schedule_id, policy_id, role)
-                    SELECT $1, p, nullif(u, 0), nullif(s, 0), nullif(q, 0), nullif(r, '')
+                    SELECT $1::bigint, p, nullif(u, 0), nullif(s, 0), nullif(q, 0), nullif(r, '')
                     FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[]) AS x(p, u, s, q, r)
                     """,
                     [id, PGArray(plan.responders.indices.map { Int64($0 + 1) }), PGArray(plan.responders.map { Int64($0.userID) }),
@@ -88,10 +88,10 @@ public enum PlanStore {
                      PGArray(plan.responders.map(\.role))])
             }
             try connection.query(
-                "INSERT INTO response_plan_subscribers (plan_id, user_id) SELECT DISTINCT $1, u FROM unnest($2::bigint[]) AS u",
+                "INSERT INTO response_plan_subscribers (plan_id, user_id) SELECT DISTINCT $1::bigint, u FROM unnest($2::bigint[]) AS u",
                 [id, PGArray(plan.subscriberIDs.map(Int64.init))])
             try connection.query(
-                "INSERT INTO response_plan_channels (plan_id, url) SELECT DISTINCT $1, u FROM unnest($2::text[]) AS u",
+                "INSERT INTO response_plan_channels (plan_id, url) SELECT DISTINCT $1::bigint, u FROM unnest($2::text[]) AS u",
                 [id, PGArray(plan.channelWebhooks)])
         } catch let error as PostgresError where error.sqlState == "23503" {
             throw RPCError.invalidArgument([FieldViolation(field: "responders", description: "a user, schedule or policy named does not exist")])
