@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "klaxon", targets: ["klaxon"]),
         .executable(name: "klaxon-fuzz", targets: ["KlaxonFuzz"]),
+        .executable(name: "klaxon-bench", targets: ["klaxon-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -85,6 +86,17 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]),
+        // Benchmarks and the load generator (scripts/bench, scripts/bench-e2e): not in the product binary.
+        .executableTarget(
+            name: "klaxon-bench",
+            dependencies: [
+                "Shared", "KlaxonDomain", "IngestService", "AssignmentService", "NotifierService",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         // libFuzzer entry point for frame + Envelope + Event decoding (see README, Development).
         .executableTarget(name: "KlaxonFuzz", dependencies: ["Shared"]),

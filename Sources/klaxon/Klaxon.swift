@@ -17,7 +17,7 @@ struct Klaxon: AsyncParsableCommand {
             DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self, IncidentCommand.self,
             UserCommand.self, ContactCommand.self, RuleCommand.self, ScheduleCommand.self, OnCallCommand.self, PolicyCommand.self,
             ServiceAdminCommand.self, RoutingKeyCommand.self, TokenCommand.self, SurgeCommand.self, PlanCommand.self, ApplyCommand.self, ExportCommand.self,
-            HealthcheckCommand.self, BenchIngestCommand.self, BenchE2ECommand.self,
+            HealthcheckCommand.self,
         ])
 }
 

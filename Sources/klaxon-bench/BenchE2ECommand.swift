@@ -56,7 +56,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "bench-e2e")
         logger.logLevel = .error
-        let config = try Runtime.config()
+        let config = try KlaxonConfig.fromEnvironment(ProcessInfo.processInfo.environment)
         let runID = String(UUID().uuidString.prefix(8)).lowercased()
         var table = ResultTable()
 

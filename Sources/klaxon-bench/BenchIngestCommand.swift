@@ -38,7 +38,7 @@ struct BenchIngestCommand: AsyncParsableCommand {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         if echo { return try await runEcho(logger: logger) }
-        var config = try Runtime.config()
+        var config = try KlaxonConfig.fromEnvironment(ProcessInfo.processInfo.environment)
         config.maxInFlightPerConnection = inFlight
         config.databasePoolSize = 4
         let clock = SystemWallClock()

@@ -149,7 +149,7 @@ final class ServiceCluster: @unchecked Sendable {
 
     private func spawn(_ name: String, _ arguments: [String], _ environment: [String: String]) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.executableURL = KlaxonBench.productBinary
         process.arguments = arguments
         process.environment = environment
         try process.run()
