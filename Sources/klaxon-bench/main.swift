@@ -16,15 +16,21 @@ struct KlaxonBench: AsyncParsableCommand {
     }
 }
 
-// What `AsyncParsableCommand.main()` does, in an ordinary async function (top-level code picks
-// the synchronous overload).
-do {
-    var command = try KlaxonBench.parseAsRoot()
-    if var asyncCommand = command as? AsyncParsableCommand {
-        try await asyncCommand.run()
-    } else {
-        try command.run()
+await BenchEntry.run()
+
+enum BenchEntry {
+    /// What `AsyncParsableCommand.main()` does, in an ordinary async function (top-level code
+    /// picks the synchronous `run()` overload, which only prints help).
+    static func run() async {
+        do {
+            var command = try KlaxonBench.parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            KlaxonBench.exit(withError: error)
+        }
     }
-} catch {
-    KlaxonBench.exit(withError: error)
 }
