@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "Shared", "IngestService", "AssignmentService", "NotifierService",
+                "Shared", "IncidentEngine", "IngestService", "AssignmentService", "NotifierService",
                 "KlaxonTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -9,6 +9,20 @@ extension IncidentStore {
     /// exported or pruned; made on first use).
     public static let majorIncidentsService = "Major incidents"
 
+    /// Points an open incident at another escalation policy; the rules then restart it at level 1
+    /// (`reassignToPolicy`).
+    public static func switchPolicy(_ connection: PGConnection, incidentID: Int64, policyID: Int64) throws {
+        guard try policy(connection, id: policyID) != nil else {
+            throw RPCError.invalidArgument([FieldViolation(field: "policy_id", description: "escalation policy \(policyID) does not exist")])
+        }
+        let status = try connection.query("SELECT status FROM incidents WHERE id = $1 FOR UPDATE", [incidentID])
+        guard let current = status.string(0, "status"), !status.isEmpty else {
+            throw RPCError(.notFound, "incident \(incidentID) does not exist")
+        }
+        guard current != IncidentStatus.resolved.rawValue else { throw IncidentCommandError.failedPrecondition("the incident is resolved") }
+        try connection.query("UPDATE incidents SET escalation_policy_id = $2 WHERE id = $1", [incidentID, policyID])
+    }
+
     public static func setPriority(_ connection: PGConnection, incidentID: Int64, _ priority: Priority?, actor: String, now: Millis) throws {
         let updated = try connection.query(
             "UPDATE incidents SET priority = $2, updated_at_ms = $3 WHERE id = $1 RETURNING id", [incidentID, priority?.rawValue, now])

@@ -1,21 +1,10 @@
+import IncidentEngine
 import KlaxonDomain
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Shared
-
-/// A trigger that passed validation, routing and the rate limit, ready to be written.
-struct PreparedTrigger: Sendable {
-    var serviceID: Int64
-    var dedupKey: String
-    var summary: String
-    var source: String
-    var severity: String
-    var urgency: Urgency
-    var detailsJSON: String
-    var eventJSON: String
-}
 
 /// Group commit for triggers: concurrent triggers queue up while a transaction is running and
 /// the next transaction takes them all, writing each table with one multi-row statement. Every

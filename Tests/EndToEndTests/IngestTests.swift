@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+@testable import IncidentEngine
 @testable import IngestService
 import KlaxonDomain
 import KlaxonTestSupport

@@ -53,7 +53,7 @@ public struct IncidentActions: Sendable {
         let outcome = try await pool.transaction { connection in
             try Self.checkUsersExist(request, reassign: reassign, connection: connection)
             if reassign, request.policyID != 0 {
-                try Self.switchPolicy(request, connection: connection)
+                try IncidentStore.switchPolicy(connection, incidentID: Int64(request.incidentID), policyID: Int64(request.policyID))
             }
             guard let outcome = try IncidentStore.run(command, incidentID: Int64(request.incidentID), connection: connection, now: now) else {
                 throw RPCError(.notFound, "incident \(request.incidentID) does not exist")
@@ -63,20 +63,6 @@ public struct IncidentActions: Sendable {
         if outcome.notified > 0 { notifierOutbox.poke() }
         timers.poke()
         return IncidentView(incidentID: request.incidentID, state: outcome.transition.state)
-    }
-
-    /// Points the incident at another escalation policy; the rules then restart it at level 1.
-    static func switchPolicy(_ request: IncidentActionRequest, connection: PGConnection) throws {
-        guard try IncidentStore.policy(connection, id: Int64(request.policyID)) != nil else {
-            throw RPCError.invalidArgument([FieldViolation(field: "policy_id", description: "escalation policy \(request.policyID) does not exist")])
-        }
-        let status = try connection.query("SELECT status FROM incidents WHERE id = $1 FOR UPDATE", [Int64(request.incidentID)])
-        guard let current = status.string(0, "status"), !status.isEmpty else {
-            throw RPCError(.notFound, "incident \(request.incidentID) does not exist")
-        }
-        guard current != IncidentStatus.resolved.rawValue else { throw IncidentCommandError.failedPrecondition("the incident is resolved") }
-        try connection.query(
-            "UPDATE incidents SET escalation_policy_id = $2 WHERE id = $1", [Int64(request.incidentID), Int64(request.policyID)])
     }
 
     static func checkUsersExist(_ request: IncidentActionRequest, reassign: Bool, connection: PGConnection) throws {

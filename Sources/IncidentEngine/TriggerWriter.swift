@@ -4,10 +4,10 @@ import Shared
 /// Writes a batch of triggers in one transaction with a fixed number of statements, whatever the
 /// batch size: lock the open incidents of the batch's (service, dedup key)s, create the missing
 /// ones, then one multi-row statement each for alerts, counts and timeline, and one outbox row.
-enum TriggerWriter {
+public enum TriggerWriter {
     /// Another transaction opened an incident for one of the batch's new keys first: run the batch again.
-    struct ConcurrentCreation: Error, RPCStatusConvertible {
-        var rpcError: RPCError { RPCError(.aborted, "the incident for this dedup key was being opened concurrently; retry") }
+    public struct ConcurrentCreation: Error, RPCStatusConvertible {
+        public var rpcError: RPCError { RPCError(.aborted, "the incident for this dedup key was being opened concurrently; retry") }
     }
 
     private struct Key: Hashable, Comparable {
@@ -68,7 +68,7 @@ enum TriggerWriter {
         ORDER BY t.n
         """
 
-    static func write(_ triggers: [PreparedTrigger], connection: PGConnection, now: Millis) throws -> [EventResult] {
+    public static func write(_ triggers: [PreparedTrigger], connection: PGConnection, now: Millis) throws -> [EventResult] {
         var firstIndex: [Key: Int] = [:]
         for (index, trigger) in triggers.enumerated() {
             let key = Key(serviceID: trigger.serviceID, dedupKey: trigger.dedupKey)
@@ -177,5 +177,32 @@ enum TriggerWriter {
 
     private static func key(_ trigger: PreparedTrigger) -> Key {
         Key(serviceID: trigger.serviceID, dedupKey: trigger.dedupKey)
+    }
+}
+
+/// A trigger that passed validation, routing and the rate limit (Ingest's), ready to be written
+/// by the group commit.
+public struct PreparedTrigger: Sendable {
+    public var serviceID: Int64
+    public var dedupKey: String
+    public var summary: String
+    public var source: String
+    public var severity: String
+    public var urgency: Urgency
+    public var detailsJSON: String
+    public var eventJSON: String
+
+    public init(
+        serviceID: Int64, dedupKey: String, summary: String, source: String, severity: String, urgency: Urgency, detailsJSON: String,
+        eventJSON: String
+    ) {
+        self.serviceID = serviceID
+        self.dedupKey = dedupKey
+        self.summary = summary
+        self.source = source
+        self.severity = severity
+        self.urgency = urgency
+        self.detailsJSON = detailsJSON
+        self.eventJSON = eventJSON
     }
 }
