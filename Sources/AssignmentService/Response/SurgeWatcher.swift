@@ -13,7 +13,6 @@ import Shared
 /// once the rate has stayed below the threshold for the quiet period, the surge ends (the major
 /// incident stays open for its responders to resolve).
 public struct SurgeWatcher: Sendable {
-    public static let serviceName = IncidentStore.majorIncidentsService
     let pool: PostgresPool
     let notifierOutbox: Waker
     let logger: Logger

@@ -60,7 +60,7 @@ public enum PlanStore {
         let id = try connection.query(
             "INSERT INTO response_plans (name, created_at_ms) VALUES ($1, $2) RETURNING id", [name, now]).int64(0, "id")!
         try replace(connection, plan, id: id)
-        return try all(connection).first { $0.id == UInt64(id) }!
+        return try all(connection, id: id).first!
     }
 
     /// Writes a (validated) plan's fields over plan `id`, its responders, subscribers and
@@ -107,16 +107,14 @@ public enum PlanStore {
         try connection.query("SELECT id FROM response_plans WHERE name = $1", [name]).int64(0, "id")
     }
 
-    public static func name(_ connection: PGConnection, id: Int64) throws -> String? {
-        try connection.query("SELECT name FROM response_plans WHERE id = $1", [id]).string(0, "name")
-    }
-
-    /// Every plan, in id order (channel webhooks masked when asked: their path is a secret).
-    public static func all(_ connection: PGConnection, maskChannels: Bool = false) throws -> [ResponsePlan] {
-        let rows = try connection.query("SELECT * FROM response_plans ORDER BY id")
-        let channels = try connection.query("SELECT * FROM response_plan_channels ORDER BY plan_id, url")
-        let responders = try connection.query("SELECT * FROM response_plan_responders ORDER BY plan_id, position")
-        let subscribers = try connection.query("SELECT * FROM response_plan_subscribers ORDER BY plan_id, user_id")
+    /// Every plan (or plan `id` alone), in id order (channel webhooks masked when asked: their
+    /// path is a secret).
+    public static func all(_ connection: PGConnection, id only: Int64? = nil, maskChannels: Bool = false) throws -> [ResponsePlan] {
+        let filter = "$1::bigint IS NULL OR"
+        let rows = try connection.query("SELECT * FROM response_plans WHERE \(filter) id = $1 ORDER BY id", [only])
+        let channels = try connection.query("SELECT * FROM response_plan_channels WHERE \(filter) plan_id = $1 ORDER BY plan_id, url", [only])
+        let responders = try connection.query("SELECT * FROM response_plan_responders WHERE \(filter) plan_id = $1 ORDER BY plan_id, position", [only])
+        let subscribers = try connection.query("SELECT * FROM response_plan_subscribers WHERE \(filter) plan_id = $1 ORDER BY plan_id, user_id", [only])
         return (0..<rows.count).map { row in
             let id = rows.int64(row, "id")!
             return ResponsePlan(
@@ -140,9 +138,15 @@ public enum PlanStore {
     /// The plan named `name`, its responders resolved to people at `now` (on call, a policy's
     /// first level), for `ResponseCommand.applyPlan`.
     public static func resolved(_ connection: PGConnection, named name: String, now: Millis) throws -> ResolvedPlan {
-        guard let plan = try all(connection).first(where: { $0.name == name }) else {
+        guard let id = try id(connection, named: name), let plan = try resolved(connection, id: id, now: now) else {
             throw RPCError.invalidArgument([FieldViolation(field: "response_plan", description: "response plan \"\(name)\" does not exist")])
         }
+        return plan
+    }
+
+    /// Plan `id` resolved to people at `now` (nil: no such plan).
+    public static func resolved(_ connection: PGConnection, id: Int64, now: Millis) throws -> ResolvedPlan? {
+        guard let plan = try all(connection, id: id).first else { return nil }
         var responders: [(role: Role?, users: [UInt64])] = []
         for responder in plan.responders {
             let users = try ResponseStore.resolveTargets(

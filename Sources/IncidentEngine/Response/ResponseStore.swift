@@ -259,7 +259,7 @@ public enum ResponseStore {
                 ResponderRequestView(
                     userID: request.user, state: request.state.rawValue, role: request.role?.rawValue ?? "", message: request.message,
                     requestedBy: request.requestedBy, requestedAtMs: request.requestedAt,
-                    answeredAtMs: request.state == .noAnswer ? 0 : request.answeredAt ?? 0, timeoutAtMs: request.timeoutAt)
+                    answeredAtMs: request.answeredAt ?? 0, timeoutAtMs: request.timeoutAt)
             },
             roles: state.roles.map { RoleHolder(role: $0.role.rawValue, userID: $0.user, assignedAtMs: $0.assignedAt, assignedBy: $0.assignedBy) },
             updates: (0..<updates.count).map { r in

@@ -101,8 +101,7 @@ public enum SurgeStore {
             try connection.query(
                 "UPDATE surge SET since_ms = $1, last_above_at_ms = $1, major_incident_id = $2, linked_until_ms = $1", [now, majorID])
             // The configured response plan, at once: its responders are paged in this transaction.
-            if let planID = row.int64(0, "response_plan_id"), let name = try PlanStore.name(connection, id: planID) {
-                let plan = try PlanStore.resolved(connection, named: name, now: now)
+            if let planID = row.int64(0, "response_plan_id"), let plan = try PlanStore.resolved(connection, id: planID, now: now) {
                 step.queued = try ResponseStore.run(.applyPlan(plan, actor: "surge detection"), incidentID: majorID, connection: connection, now: now).queued
             }
         case .continues:
