@@ -54,6 +54,8 @@ let package = Package(
         // The incident rules' shell: loads an incident, runs KlaxonDomain's IncidentCore, saves
         // the transition with its timeline and notify requests (used by Ingest and Assignment).
         .target(name: "IncidentEngine", dependencies: ["Shared", "KlaxonDomain"]),
+        // klaxon.notifier.v1.People: served by Notifier and by Assignment (the CLI's one address).
+        .target(name: "People", dependencies: ["Shared", "KlaxonDomain", "IncidentEngine"]),
         // What every service's HTTP listener answers for operators: health, readiness, metrics.
         .target(name: "HTTPOperations", dependencies: ["Shared", .product(name: "Hummingbird", package: "hummingbird")]),
         .target(
@@ -65,14 +67,14 @@ let package = Package(
         .target(
             name: "AssignmentService",
             dependencies: [
-                "Shared", "KlaxonDomain", "IncidentEngine", "NotifierService", "HTTPOperations",
+                "Shared", "KlaxonDomain", "IncidentEngine", "People", "HTTPOperations",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
         .target(
             name: "NotifierService",
             dependencies: [
-                "Shared", "KlaxonDomain", "HTTPOperations",
+                "Shared", "KlaxonDomain", "IncidentEngine", "People", "HTTPOperations",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,7 +1,7 @@
 import HTTPOperations
 import Logging
 import IncidentEngine
-import NotifierService
+import People
 import ServiceLifecycle
 import KlaxonDomain
 import Shared

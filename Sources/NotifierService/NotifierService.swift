@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Logging
 import NIOCore
 import ServiceLifecycle
+import People
 import Shared
 
 /// NotifierService: takes notify requests and pages people through their contact methods.

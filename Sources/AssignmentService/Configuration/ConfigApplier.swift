@@ -1,7 +1,6 @@
 import Foundation
 import IncidentEngine
 import KlaxonDomain
-import NotifierService
 import Shared
 
 /// Makes the database match a configuration document, inside the caller's transaction, and
@@ -54,18 +53,17 @@ struct ConfigApplier {
         for row in 0..<rows.count { existing[rows.string(row, "email")!.lowercased(), default: []].append(row) }
         for (email, matches) in existing { if matches.count == 1 { userIDs[email] = rows.int64(matches[0], "id")! } }
         for user in document.users {
-            var violations: [FieldViolation] = []
-            if !Address.isEmail(user.email) { violations.append(FieldViolation(field: user.path + ".email", description: "must be an email address")) }
-            if TimeZone(identifier: user.timeZone) == nil {
-                violations.append(FieldViolation(field: user.path + ".time_zone", description: "unknown time zone \"\(user.timeZone)\""))
-            }
+            // The same rules as the People API (UserStore), each field named by its path.
+            var violations = UserRules.violations(
+                name: user.name, email: user.email, timeZone: user.timeZone, role: user.role, chatID: user.chatID, prefix: user.path + ".")
             for contact in user.contactMethods {
-                if let kind = ChannelKind.named(contact.type), let problem = kind.addressProblem(contact.address) {
-                    violations.append(FieldViolation(field: contact.path + ".address", description: problem))
+                if let problem = ContactKind.problem(type: contact.type, address: contact.address) {
+                    violations.append((contact.path + "." + problem.field, problem.description))
                 }
             }
-            if let problem = PeopleAPI.chatIDProblem(user.chatID) { violations.append(FieldViolation(field: user.path + ".chat_id", description: problem)) }
-            guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
+            guard violations.isEmpty else {
+                throw RPCError.invalidArgument(violations.map { FieldViolation(field: $0.field, description: $0.description) })
+            }
             let key = user.email.lowercased()
             if (existing[key]?.count ?? 0) > 1 {
                 throw invalid(user.path + ".email", "\(existing[key]!.count) users in Klaxon have this email; make them unique first")
@@ -79,15 +77,12 @@ struct ConfigApplier {
                 if rows.string(row, "role") != user.role { changed.append("role") }
                 if rows.string(row, "chat_id") != user.chatID { changed.append("chat_id") }
                 if !changed.isEmpty {
-                    try connection.query(
-                        "UPDATE users SET name = $2, time_zone = $3, role = $4, chat_id = nullif($5, '') WHERE id = $1",
-                        [id, user.name, user.timeZone, user.role, user.chatID])
+                    try UserStore.update(connection, id: id, name: user.name, timeZone: user.timeZone, role: user.role, chatID: user.chatID)
                     note("~", "user", user.email, changed.joined(separator: ", "))
                 }
             } else {
-                id = try connection.query(
-                    "INSERT INTO users (name, email, time_zone, role, chat_id) VALUES ($1, $2, $3, $4, nullif($5, '')) RETURNING id",
-                    [user.name, user.email, user.timeZone, user.role, user.chatID]).int64(0, "id")!
+                id = try UserStore.create(
+                    connection, name: user.name, email: user.email, timeZone: user.timeZone, role: user.role, chatID: user.chatID)
                 userIDs[key] = id
                 note("+", "user", user.email, user.name)
             }
@@ -109,13 +104,12 @@ struct ConfigApplier {
                 let id = rows.int64(row, "id")!
                 contactIDs[contact.name] = id
                 if rows.string(row, "type") != contact.type || rows.string(row, "address") != contact.address {
-                    try connection.query("UPDATE contact_methods SET type = $2, address = $3 WHERE id = $1", [id, contact.type, contact.address])
+                    try UserStore.updateContactMethod(connection, id: id, type: contact.type, address: contact.address, prefix: contact.path + ".")
                     note("~", "contact_method", name, rows.string(row, "type") != contact.type ? "type, address" : "address")
                 }
             } else {
-                contactIDs[contact.name] = try connection.query(
-                    "INSERT INTO contact_methods (user_id, type, address, label) VALUES ($1, $2, $3, $4) RETURNING id",
-                    [userID, contact.type, contact.address, contact.name]).int64(0, "id")!
+                contactIDs[contact.name] = try UserStore.addContactMethod(
+                    connection, userID: userID, type: contact.type, address: contact.address, label: contact.name, prefix: contact.path + ".")
                 note("+", "contact_method", name, contact.type)
             }
         }
@@ -135,9 +129,9 @@ struct ConfigApplier {
                 keptRules.insert(ids.removeFirst())
                 existingRules[key] = ids
             } else {
-                let id = try connection.query(
-                    "INSERT INTO notification_rules (user_id, contact_method_id, start_delay_seconds, urgency) VALUES ($1, $2, $3, $4) RETURNING id",
-                    [userID, contactID, rule.delaySeconds, rule.urgency]).int64(0, "id")!
+                let id = try UserStore.insertRule(
+                    connection, userID: userID, contactMethodID: contactID, startDelaySeconds: rule.delaySeconds,
+                    urgency: Urgency(rawValue: rule.urgency) ?? .high)
                 keptRules.insert(id)
                 note("+", "notification_rule", "\(user.email)/\(rule.contactMethod)", "after \(rule.delaySeconds) s, \(rule.urgency) urgency")
             }

@@ -1,7 +1,6 @@
 import Foundation
 import IncidentEngine
 import KlaxonDomain
-import NotifierService
 import Shared
 
 /// Configuration as code (`klaxon apply -f`, `klaxon export`): the whole configuration as one
@@ -90,7 +89,7 @@ struct ConfigModel: Sendable {
                     contactMethods: user.list("contact_methods") { contact in
                         Contact(
                             path: contact.path, name: contact.string("name", required: true) ?? "",
-                            type: contact.choice("type", PeopleAPI.contactTypes, required: true) ?? "",
+                            type: contact.choice("type", ContactKind.names, required: true) ?? "",
                             address: contact.string("address", required: true, maxLength: 2048) ?? "")
                     },
                     rules: user.list("notification_rules") { rule in
@@ -197,8 +196,8 @@ struct ConfigModel: Sendable {
         unique(services, \.name, \.path, field: "name", what: "service")
         for user in users {
             unique(user.contactMethods, \.name, \.path, field: "name", what: "contact method")
-            if user.rules.count > PeopleAPI.maxRulesPerUser {
-                reader.fail(user.path + ".notification_rules", "at most \(PeopleAPI.maxRulesPerUser) rules per user, got \(user.rules.count)")
+            if user.rules.count > UserRules.maxRulesPerUser {
+                reader.fail(user.path + ".notification_rules", "at most \(UserRules.maxRulesPerUser) rules per user, got \(user.rules.count)")
             }
             for rule in user.rules where !user.contactMethods.contains(where: { $0.name == rule.contactMethod }) {
                 reader.fail(rule.path + ".contact_method", "\"\(rule.contactMethod)\" is not one of this user's contact methods")

@@ -117,7 +117,7 @@ public struct ChatCommands: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: answer.body))
             do {
-                let response = try await HTTPClient.pages.execute(request, timeout: .seconds(10))
+                let response = try await Self.replies.execute(request, timeout: .seconds(10))
                 _ = try? await response.body.collect(upTo: 64 * 1024)
                 if response.status.code >= 300 {
                     logger.warning("chat response_url refused the late reply", metadata: ["status": "\(response.status.code)"])
@@ -314,4 +314,10 @@ public struct ChatCommands: Sendable {
         }
         return fields
     }
+}
+
+extension ChatCommands {
+    /// Late replies to a chat's response_url: a POST is never turned into a GET by a redirect.
+    static let replies = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
 }

@@ -23,19 +23,19 @@ public struct DeliveryError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// A kind of contact method and everything Klaxon knows about it: which addresses are valid, how
-/// an address is masked in timelines and lists, and the channel that delivers to it given the
-/// configuration. A new channel is one file (its `DeliveryChannel` and its `ChannelKind`), one
-/// line in `ChannelKind.all`, and a migration widening contact_methods' CHECK constraint.
+/// How a kind of contact method (`ContactKind`, shared by every wing) is delivered: the channel
+/// that sends to it given the configuration. A new channel is one file (its `DeliveryChannel` and
+/// its `ChannelKind`), its `ContactKind`, one line in `ChannelKind.all`, and a migration widening
+/// contact_methods' CHECK constraint.
 public struct ChannelKind: Sendable {
-    public let name: String
-    /// nil when `address` is valid for this kind, otherwise what is wrong with it.
-    public let addressProblem: @Sendable (_ address: String) -> String?
-    public let mask: @Sendable (_ address: String) -> String
+    public let kind: ContactKind
     /// The channel delivering this kind, or nil when the configuration does not enable it.
     public let channel: @Sendable (_ config: KlaxonConfig, _ timeout: TimeAmount) -> (any DeliveryChannel)?
     /// Why a page of this kind failed when no channel is configured, naming the setting.
     public let notConfigured: String
+
+    public var name: String { kind.name }
+    public var addressProblem: @Sendable (String) -> String? { kind.addressProblem }
 
     /// Every kind, in the order the API documents them.
     public static let all: [ChannelKind] = [.webhook, .slack, .email, .sms, .phone, .push]
@@ -48,46 +48,5 @@ public struct ChannelKind: Sendable {
         var channels: [String: any DeliveryChannel] = [:]
         for kind in all { channels[kind.name] = kind.channel(config, timeout) }
         return channels
-    }
-}
-
-/// The address checks and masks the kinds share.
-public enum Address {
-    static func httpURLProblem(_ address: String) -> String? { AddressRules.httpURLProblem(address) }
-
-    public static func isEmail(_ text: String) -> Bool {
-        let parts = text.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".") && !parts[1].hasSuffix(".")
-            && !text.contains(where: \.isWhitespace) && text.count <= 254
-    }
-
-    /// International form: "+", then 8–15 digits, spaces, dashes, dots and brackets allowed between.
-    static func phoneProblem(_ address: String) -> String? {
-        guard address.hasPrefix("+"), address.dropFirst().allSatisfy({ $0.isNumber || " -().".contains($0) }),
-              (8...15).contains(address.filter(\.isNumber).count)
-        else { return "must be a phone number in international form, e.g. +49 170 1234567" }
-        return nil
-    }
-
-    /// scheme://host/… — the path and query of a URL may hold tokens.
-    static func maskURL(_ address: String) -> String { Masking.url(address) }
-
-    static func maskEmail(_ address: String) -> String {
-        guard let at = address.firstIndex(of: "@") else { return String(repeating: "*", count: address.count) }
-        return "\(address[..<at].prefix(1))***\(address[at...])"
-    }
-
-    static func maskPhone(_ address: String) -> String {
-        let digits = address.filter(\.isNumber)
-        guard digits.count > 4 else { return "****" }
-        return "\(address.hasPrefix("+") ? "+" : "")\(String(repeating: "*", count: digits.count - 4))\(digits.suffix(4))"
-    }
-}
-
-/// How a contact address appears in the timeline: enough to recognise it in a postmortem,
-/// not enough to leak it. An unknown kind shows nothing of it.
-public enum AddressMask {
-    public static func mask(_ address: String, channel: String) -> String {
-        ChannelKind.named(channel)?.mask(address) ?? "****"
     }
 }

@@ -128,8 +128,7 @@ public struct EmailChannel: DeliveryChannel {
 
 extension ChannelKind {
     public static let email = ChannelKind(
-        name: "email", addressProblem: { Address.isEmail($0) ? nil : "must be an email address" }, mask: Address.maskEmail,
-        channel: { config, timeout in
+        kind: .email, channel: { config, timeout in
             HostPort(config.smtpServer).map {
                 EmailChannel(configuration: SMTPConfiguration(host: $0.host, port: $0.port, from: config.smtpFrom), timeout: timeout)
             }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import KlaxonDomain
 import NIOCore
 import NIOHTTP1
 import Shared
@@ -38,20 +39,17 @@ public struct ProviderChannel: DeliveryChannel {
 }
 
 extension ChannelKind {
-    static func provider(_ name: String, addressProblem: @escaping @Sendable (String) -> String?, mask: @escaping @Sendable (String) -> String) -> ChannelKind {
+    static func provider(_ kind: ContactKind) -> ChannelKind {
         ChannelKind(
-            name: name, addressProblem: addressProblem, mask: mask,
+            kind: kind,
             channel: { config, timeout in
                 config.notifyProviderURL.isEmpty ? nil : ProviderChannel(
-                    providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: name, timeout: timeout)
+                    providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: kind.name, timeout: timeout)
             },
-            notConfigured: "no provider configured for \(name): set KLAXON_NOTIFY_PROVIDER_URL")
+            notConfigured: "no provider configured for \(kind.name): set KLAXON_NOTIFY_PROVIDER_URL")
     }
 
-    public static let sms = provider("sms", addressProblem: Address.phoneProblem, mask: Address.maskPhone)
-    public static let phone = provider("phone", addressProblem: Address.phoneProblem, mask: Address.maskPhone)
-    /// A device token: never shown.
-    public static let push = provider(
-        "push", addressProblem: { $0.isEmpty || $0.count > 4096 ? "must be a device token of 1–4096 characters" : nil },
-        mask: Address.maskURL)
+    public static let sms = provider(.sms)
+    public static let phone = provider(.phone)
+    public static let push = provider(.push)
 }

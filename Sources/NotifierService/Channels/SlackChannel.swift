@@ -52,6 +52,5 @@ public struct SlackChannel: DeliveryChannel {
 
 extension ChannelKind {
     public static let slack = ChannelKind(
-        name: "slack", addressProblem: Address.httpURLProblem, mask: Address.maskURL,
-        channel: { _, timeout in SlackChannel(timeout: timeout) }, notConfigured: "")
+        kind: .slack, channel: { _, timeout in SlackChannel(timeout: timeout) }, notConfigured: "")
 }

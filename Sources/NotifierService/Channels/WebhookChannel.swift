@@ -21,6 +21,5 @@ public struct WebhookChannel: DeliveryChannel {
 
 extension ChannelKind {
     public static let webhook = ChannelKind(
-        name: "webhook", addressProblem: Address.httpURLProblem, mask: Address.maskURL,
-        channel: { _, timeout in WebhookChannel(timeout: timeout) }, notConfigured: "")
+        kind: .webhook, channel: { _, timeout in WebhookChannel(timeout: timeout) }, notConfigured: "")
 }
