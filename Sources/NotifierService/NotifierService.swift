@@ -9,15 +9,13 @@ import Shared
 /// NotifierService: takes notify requests and pages people through their contact methods.
 public struct NotifierService: Service {
     public let server: RPCServer
-    let dispatcher: NotificationDispatcher
+    let dispatcher: DeliveryEngine
     let waker: Waker
     let http: any Service
     private let httpPortLatch = Latch<Int>()
     let clock: any WallClock
     let logger: Logger
     let pool: PostgresPool
-    let poster: ChannelPoster
-    let posterWaker: Waker
 
     public init(
         config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger,
@@ -27,13 +25,7 @@ public struct NotifierService: Service {
         let waker = Waker()
         let httpPort = httpPortLatch
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
-        let posterWaker = Waker()
-        let poster = ChannelPoster(
-            pool: pool, clock: clock, waker: posterWaker, timeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
-            deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, baseBackoffMs: baseBackoffMs,
-            incidentURLTemplate: config.incidentURLTemplate, logger: logger)
-        self.poster = poster
-        self.posterWaker = posterWaker
+        let poster = ChannelPoster(pool: pool, clock: clock, waker: waker)
         let server = RPCServer(
             configuration: config.rpcServerConfiguration(config.notifierListen),
             router: Self.router(intake, people: PeopleAPI(pool: pool), poster: poster), logger: logger,
@@ -42,7 +34,7 @@ public struct NotifierService: Service {
         self.http = NotifierHTTP.application(
             readiness: Readiness(pool: pool, listeners: [server]), listen: config.notifierHTTPListen, logger: logger,
             onRunning: { httpPort.resolve(.success($0)) })
-        self.dispatcher = NotificationDispatcher(
+        self.dispatcher = DeliveryEngine(
             pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
             baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, logger: logger)
@@ -78,21 +70,17 @@ public struct NotifierService: Service {
 
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
-        // Wakes at the next due notification, on a poke (new work, or a send that freed a slot),
-        // and at least every second for notifications written by other replicas.
+        // Pages and channel posts: at the next due one, on a poke (new work, or a send that freed
+        // a slot), and at least every second for work written by other replicas.
         var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
         loop.maxSleep = .seconds(1)
-        // Posts to chat channels: at the next due one, on a poke, and every second.
-        var channelLoop = DueWorkLoop(name: "notifier.channels", clock: clock, waker: posterWaker, logger: logger)
-        channelLoop.maxSleep = .seconds(1)
-        let poster = self.poster
-        try await ServiceRunner.run(server: server, loops: [WorkLoop(channelLoop) { now in try await poster.deliverDue(now: now) }], others: [Sending(dispatcher: dispatcher, loop: loop), http],
+        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), http],
             collector: KlaxonMetrics.databaseCollector(pool, destinations: []), logger: logger)
     }
 
     /// The dispatcher's continuous sending, as a Service.
     struct Sending: Service {
-        let dispatcher: NotificationDispatcher
+        let dispatcher: DeliveryEngine
         let loop: DueWorkLoop
         func run() async throws { await dispatcher.run(loop) }
     }

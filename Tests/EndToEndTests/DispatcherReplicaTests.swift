@@ -40,7 +40,7 @@ import Testing
         }
         let logger = Logger(label: "replicas")
         let replicas = (0..<2).map { _ in
-            NotificationDispatcher(pool: db.pool, channels: ["webhook": WebhookChannel(timeout: .seconds(5))], sendTimeoutMs: 5_000, logger: logger)
+            DeliveryEngine(pool: db.pool, channels: ["webhook": WebhookChannel(timeout: .seconds(5))], sendTimeoutMs: 5_000, logger: logger)
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for replica in replicas {

@@ -71,7 +71,7 @@ final class StuckChannel: DeliveryChannel, @unchecked Sendable {
         try #require(scheduled)
         let due = try #require(try await pipeline.db.scalar("SELECT due_at_ms FROM notifications WHERE incident_id = $1", [Int64(created.incidentID)]))
         let clock = ManualClock(due + 5_000)
-        let dispatcher = NotificationDispatcher(
+        let dispatcher = DeliveryEngine(
             pool: pipeline.db.pool, channels: ["webhook": WebhookChannel(timeout: .seconds(5))], clock: clock, logger: pipeline.logger)
         _ = try await dispatcher.dispatchDue(now: due)  // claimed at `due`
         let page = try #require(await pipeline.sink.waitForRequests(1, timeout: .seconds(5)).first?.webhook)

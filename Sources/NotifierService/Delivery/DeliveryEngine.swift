@@ -1,0 +1,308 @@
+import Foundation
+import KlaxonDomain
+import Logging
+import NIOConcurrencyHelpers
+import Shared
+
+/// The one delivery engine, for pages and channel posts alike (`DeliveryQueue`s): claims due
+/// items (FOR UPDATE SKIP LOCKED, with a lease so replicas never send one twice at once), skips
+/// what `NotificationCore` says no longer needs sending, delivers, and records the outcome in
+/// the incident's timeline at the instant of the attempt. A failed attempt is retried with
+/// exponential backoff (from 1 s, doubling, capped at 60 s; a 429's Retry-After instead) until
+/// the delivery window after the first attempt has passed, then it is failed; a permanent
+/// refusal (4xx other than 408 and 429) fails it at once.
+///
+/// Sending is continuous (`run`): the loop claims whenever a sending slot is free and each
+/// attempt goes out on its own task, so nothing waits for a slower one. At most `maxInFlight`
+/// are in flight, and at most `maxPerDestination` to one address: an endpoint that never
+/// answers holds its own slots only, and its items are not even claimed while they are full.
+/// Outcomes are recorded by group commit (`OutcomeWriter`): one transaction for every attempt
+/// that ended meanwhile.
+public struct DeliveryEngine: Sendable {
+    let pool: PostgresPool
+    let queues: [any DeliveryQueue]
+    let clock: any WallClock
+    let deliveryWindowMs: Millis
+    let batchSize = 128
+    public var maxInFlight = 512
+    public var maxPerDestination = 64
+    /// The loop claims again once this many slots are free (or nothing is in flight): each claim
+    /// is a transaction, so it should carry a worthwhile number of items.
+    public var claimWhenFree = 32
+    let slots = Slots()
+    let writer: OutcomeWriter
+    /// How long a claimed item is invisible to other engines: one attempt's timeout plus a
+    /// margin, so a killed Notifier's pages are taken over soon after.
+    let leaseMs: Millis
+    let baseBackoffMs: Millis
+    let maxBackoffMs: Millis = 60_000
+    let incidentURLTemplate: String
+    let logger: Logger
+
+    public static let leaseMarginMs: Millis = 2_000
+
+    /// Pages through `channels`, and channel posts through a Slack-compatible channel of their own.
+    public init(
+        pool: PostgresPool, channels: [String: any DeliveryChannel], clock: any WallClock = SystemWallClock(),
+        deliveryWindowMs: Millis = 900_000, sendTimeoutMs: Millis = 10_000, baseBackoffMs: Millis = 1_000,
+        incidentURLTemplate: String = "", logger: Logger
+    ) {
+        self.incidentURLTemplate = incidentURLTemplate
+        self.pool = pool
+        self.queues = [
+            PageQueue(channels: channels, logger: logger),
+            ChannelPostQueue(channel: SlackChannel(timeout: .milliseconds(sendTimeoutMs)), logger: logger),
+        ]
+        self.clock = clock
+        self.deliveryWindowMs = deliveryWindowMs
+        self.leaseMs = sendTimeoutMs + Self.leaseMarginMs
+        self.baseBackoffMs = baseBackoffMs
+        self.logger = logger
+        self.writer = OutcomeWriter(pool: pool, logger: logger)
+    }
+
+    /// Sends what is due at `now` and waits for those sends and their outcomes; returns when the
+    /// next item is due. (The service sends continuously with `run`.)
+    public func dispatchDue(now: Millis) async throws -> Millis? {
+        let (claimed, _) = try await claim(now: now, limit: batchSize)
+        await withTaskGroup(of: Void.self) { group in
+            for item in claimed {
+                group.addTask {
+                    await self.process(item, now: now)
+                    self.slots.release(item.address)
+                }
+            }
+        }
+        if claimed.count == batchSize { return now }
+        return try await nextDue()
+    }
+
+    /// The service's sending: `loop` claims whenever a slot is free (a finished send pokes it),
+    /// each claimed item is sent on its own task. Ends when the loop ends (graceful shutdown),
+    /// after the sends in flight have finished and their outcomes are recorded.
+    public func run(_ loop: DueWorkLoop) async {
+        let (stream, continuation) = AsyncStream.makeStream(of: DeliveryItem.self)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await loop.run { now in
+                    let free = self.slots.free(self.maxInFlight)
+                    // A finished send pokes the loop.
+                    guard free >= min(self.claimWhenFree, self.maxInFlight) || free == self.maxInFlight else { return nil }
+                    let (claimed, saturated) = try await self.claim(now: now, limit: min(free, self.batchSize))
+                    self.clock.workBegan(claimed.count)
+                    for item in claimed { continuation.yield(item) }
+                    if claimed.count == min(free, self.batchSize) { return now }
+                    // Items wait for a full address: its next finished send pokes the loop.
+                    if saturated { return nil }
+                    return try await self.nextDue()
+                }
+                continuation.finish()
+            }
+            for await item in stream {
+                group.addTask {
+                    await self.process(item, now: item.claimedAt)
+                    self.slots.release(item.address)
+                    loop.waker.poke()
+                    self.clock.workEnded()
+                }
+            }
+        }
+    }
+
+    private func nextDue() async throws -> Millis? {
+        let now = clock.nowMs()
+        let queues = self.queues
+        return try await pool.withConnection { connection in
+            try queues.compactMap { try $0.nextDue(connection, now: now) }.min()
+        }
+    }
+
+    /// Claims up to `limit` due items, pages first, whose address has a free slot; those over
+    /// their address's limit are put back in the same transaction (never seen as claimed). Also
+    /// says whether some address was full (its items were passed over).
+    private func claim(now: Millis, limit: Int) async throws -> (claimed: [DeliveryItem], saturated: Bool) {
+        let leaseMs = self.leaseMs
+        let queues = self.queues
+        let counts = slots.snapshot()
+        let perDestination = maxPerDestination
+        let full = Set(counts.filter { $0.value >= perDestination }.map(\.key))
+        // A lease need not survive a crash (the item is claimed again after one): no WAL flush.
+        let (claimed, putBack) = try await pool.transaction(durable: false) { connection -> ([DeliveryItem], Bool) in
+            var claimed: [DeliveryItem] = []
+            var taken = counts
+            var anyPutBack = false
+            for (index, queue) in queues.enumerated() where claimed.count < limit {
+                var putBack: [String] = []
+                for var item in try queue.claim(connection, now: now, limit: limit - claimed.count, leaseMs: leaseMs, full: full) {
+                    guard taken[item.address, default: 0] < perDestination else {
+                        putBack.append(item.id)
+                        continue
+                    }
+                    taken[item.address, default: 0] += 1
+                    item.queue = index
+                    claimed.append(item)
+                }
+                if !putBack.isEmpty {
+                    try queue.putBack(connection, ids: putBack)
+                    anyPutBack = true
+                }
+            }
+            return (claimed, anyPutBack)
+        }
+        slots.take(claimed.map(\.address))
+        return (claimed, !full.isEmpty || putBack)
+    }
+
+    private func process(_ item: DeliveryItem, now: Millis) async {
+        let content: IncidentSnapshot
+        switch item.decision {
+        case let .skip(reason):
+            await finish(item, DeliveryResult(outcome: .skipped(reason: reason), at: now, attempts: item.attempts))
+            return
+        case .sendSnapshot: content = item.snapshot
+        case .sendCurrent: content = item.current
+        }
+        guard let channel = item.deliverer else {
+            logger.error("\(item.what) failed", metadata: metadata(item, attempts: item.attempts, ["reason": "\(item.notConfigured)"]))
+            await finish(item, DeliveryResult(outcome: .failed(error: item.notConfigured), at: now, attempts: item.attempts))
+            return
+        }
+        // Instants are the attempt's own, not the batch's claim.
+        let attemptAt = clock.nowMs()
+        let attempts = item.attempts + 1
+        let firstAttemptAt = item.firstAttemptAt ?? attemptAt
+        var message = WebhookMessage(
+            notificationID: item.id, reason: item.reason, isSnapshot: item.decision == .sendSnapshot, incident: content,
+            user: item.user, rule: item.rule, sentAt: attemptAt)
+        if !incidentURLTemplate.isEmpty {
+            message.incident.htmlURL = incidentURLTemplate.replacingOccurrences(of: "{id}", with: String(content.incidentID))
+        }
+        do {
+            try await channel.deliver(to: item.address, idempotencyKey: item.id, message: message)
+            await finish(item, DeliveryResult(
+                outcome: .sent(snapshot: message.snapshot), at: attemptAt, attempts: attempts, firstAttemptAt: firstAttemptAt))
+        } catch {
+            // Logs and timelines never carry a contact address (a webhook URL may hold a secret,
+            // an email or phone number is personal): where an error repeats it, it is masked.
+            let description = "\(error)".replacingOccurrences(of: item.address, with: AddressMask.mask(item.address, channel: item.channel))
+            let delivery = error as? DeliveryError
+            let outcome = NotificationCore.afterFailedAttempt(
+                DeliveryFailure(description: description, permanent: delivery?.permanent ?? false, retryAfterMs: delivery?.retryAfterMs),
+                attempts: attempts, firstAttemptAt: firstAttemptAt, finishedAt: clock.nowMs(),
+                window: DeliveryWindow(lengthMs: deliveryWindowMs, firstBackoffMs: baseBackoffMs, maxBackoffMs: maxBackoffMs))
+            switch outcome {
+            case let .fail(why):
+                logger.error("\(item.what) failed", metadata: metadata(item, attempts: attempts, ["reason": "\(why)"]))
+                await finish(item, DeliveryResult(outcome: .failed(error: why), at: attemptAt, attempts: attempts, firstAttemptAt: firstAttemptAt))
+            case let .retry(nextAt):
+                logger.warning("\(item.what) attempt failed; retrying", metadata: metadata(item, attempts: attempts, [
+                    "reason": "\(description)", "retry_in_ms": "\(nextAt - attemptAt)"]))
+                await finish(item, DeliveryResult(
+                    outcome: .retry(at: nextAt, error: description), at: attemptAt, attempts: attempts, firstAttemptAt: firstAttemptAt))
+            }
+        }
+    }
+
+    private func metadata(_ item: DeliveryItem, attempts: Int, _ extra: Logger.Metadata) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "\(item.countsAsPage ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
+            "channel": "\(item.metricChannel)", "notification.attempt": "\(attempts)",
+        ]
+        metadata.merge(extra) { _, new in new }
+        return metadata
+    }
+
+    /// Counts the outcome and records it through its queue, in the next group commit.
+    private func finish(_ item: DeliveryItem, _ result: DeliveryResult) async {
+        KlaxonMetrics.notification(channel: item.metricChannel, outcome: result.status == "pending" ? "retried" : result.status)
+        if result.status == "sent", item.countsAsPage { KlaxonMetrics.pageSent(channel: item.channel, latencyMs: result.at - item.dueAt) }
+        let queue = queues[item.queue]
+        do {
+            try await writer.write { connection in try queue.record(connection, item, result) }
+        } catch {
+            // The lease runs out and the item is tried again: at-least-once, never lost.
+            logger.error("cannot record a delivery outcome; the lease will expire", metadata: [
+                "\(item.countsAsPage ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
+                "error": "\(error)"])
+        }
+    }
+}
+
+/// Sending slots: attempts in flight, in total and per address.
+final class Slots: Sendable {
+    private let counts = NIOLockedValueBox([String: Int]())
+
+    func snapshot() -> [String: Int] { counts.withLockedValue { $0 } }
+    func free(_ limit: Int) -> Int { limit - counts.withLockedValue { $0.values.reduce(0, +) } }
+    func take(_ addresses: [String]) {
+        counts.withLockedValue { counts in for address in addresses { counts[address, default: 0] += 1 } }
+    }
+    func release(_ address: String) {
+        counts.withLockedValue { counts in
+            counts[address, default: 1] -= 1
+            if counts[address] == 0 { counts[address] = nil }
+        }
+    }
+}
+
+/// Group commit for outcomes: writes submitted while a transaction is running go together in the
+/// next one. A batch that fails is retried item by item, so one bad write fails alone.
+final class OutcomeWriter: Sendable {
+    typealias Work = @Sendable (PGConnection) throws -> Void
+    private struct State {
+        var pending: [(work: Work, done: CheckedContinuation<Void, Error>)] = []
+        var writing = false
+    }
+
+    private let pool: PostgresPool
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    init(pool: PostgresPool, logger: Logger) {
+        self.pool = pool
+        self.logger = logger
+    }
+
+    /// Returns once `work` is committed (or throws its error).
+    func write(_ work: @escaping Work) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            let lead = state.withLockedValue { state -> Bool in
+                state.pending.append((work, continuation))
+                if state.writing { return false }
+                state.writing = true
+                return true
+            }
+            if lead { Task { await self.drain() } }
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let batch = state.withLockedValue { state -> [(work: Work, done: CheckedContinuation<Void, Error>)] in
+                let batch = state.pending
+                state.pending = []
+                if batch.isEmpty { state.writing = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            let works = batch.map(\.work)
+            do {
+                try await pool.transaction { connection in for work in works { try work(connection) } }
+                for item in batch { item.done.resume() }
+            } catch {
+                if batch.count > 1 {
+                    logger.warning("outcome batch failed; writing its items one by one", metadata: ["error": "\(error)"])
+                }
+                for item in batch {
+                    let work = item.work
+                    do {
+                        try await pool.transaction { connection in try work(connection) }
+                        item.done.resume()
+                    } catch {
+                        item.done.resume(throwing: error)
+                    }
+                }
+            }
+        }
+    }
+}

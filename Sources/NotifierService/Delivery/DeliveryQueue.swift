@@ -1,0 +1,76 @@
+import KlaxonDomain
+import Shared
+
+/// One claimed attempt of the delivery engine: what to send, where, and what its queue needs to
+/// record the outcome. Pages (`PageQueue`) and channel posts (`ChannelPostQueue`) both become
+/// these, so lease → decide → deliver → retry → record is written once (`DeliveryEngine`).
+struct DeliveryItem: Sendable {
+    var id: String
+    /// Index of the queue it came from in the engine's `queues`.
+    var queue = 0
+    var incidentID: Int64
+    /// What it is in logs: "page", "channel post".
+    var what: String
+    /// The contact kind (masking) and the label its metrics carry.
+    var channel: String
+    var metricChannel: String
+    var address: String
+    /// The channel delivering it, or nil when the configuration does not enable it (`notConfigured` says which setting).
+    var deliverer: (any DeliveryChannel)?
+    var notConfigured: String
+    var reason: NotifyReason
+    var decision: NotificationDecision
+    var snapshot: IncidentSnapshot
+    var current: IncidentSnapshot
+    var user: WebhookMessage.UserRef
+    var rule: WebhookMessage.RuleRef
+    /// Attempts made before this one; nil until one was made (the delivery window counts from it).
+    var attempts: Int
+    var firstAttemptAt: Millis?
+    /// When this attempt was due (a page's latency counts from it) and when it was claimed.
+    var dueAt: Millis
+    var claimedAt: Millis
+    /// Counted in the page latency histogram.
+    var countsAsPage: Bool
+}
+
+/// How an attempt ended; `at` is the attempt's own instant, `attempts` the count after it.
+struct DeliveryResult: Sendable {
+    enum Outcome: Sendable, Equatable {
+        case sent(snapshot: Bool)
+        case skipped(reason: String)
+        case failed(error: String)
+        case retry(at: Millis, error: String)
+    }
+
+    var outcome: Outcome
+    var at: Millis
+    var attempts: Int
+    /// Set once an attempt was made.
+    var firstAttemptAt: Millis?
+
+    var status: String {
+        switch outcome {
+        case .sent: "sent"
+        case .skipped: "skipped"
+        case .failed: "failed"
+        case .retry: "pending"
+        }
+    }
+}
+
+/// A table of things to deliver. Each call runs inside the engine's transaction: a claim sets the
+/// lease (FOR UPDATE SKIP LOCKED, so replicas never take one item at once), a record writes the
+/// outcome and its timeline entry in the engine's group commit.
+protocol DeliveryQueue: Sendable {
+    /// Up to `limit` due items at `now`, leased until `now + leaseMs`, passing over those to
+    /// `full` addresses. An item that cannot be attempted at all (an undecodable snapshot) is
+    /// failed here, with its timeline entry, and not returned.
+    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>) throws -> [DeliveryItem]
+    /// Ends the lease of claimed items the engine has no slot for.
+    func putBack(_ connection: PGConnection, ids: [String]) throws
+    /// The earliest instant an item can be claimed (due, or its lease ended), nil when none waits.
+    func nextDue(_ connection: PGConnection, now: Millis) throws -> Millis?
+    /// The outcome of one attempt (a retry puts it back as pending, due at the retry instant).
+    func record(_ connection: PGConnection, _ item: DeliveryItem, _ result: DeliveryResult) throws
+}

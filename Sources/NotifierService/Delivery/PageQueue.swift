@@ -1,0 +1,155 @@
+import KlaxonDomain
+import Logging
+import NIOConcurrencyHelpers
+import Shared
+
+/// Pages: the `notifications` table. A claim reads the incident as it is now and decides
+/// send-or-skip with `NotificationCore` (minute zero always; a delayed page while its family
+/// still needs the person); outcomes are `notify_sent`, `notify_skipped`, `notify_retry`,
+/// `notify_failed` in the incident's timeline, the address masked.
+struct PageQueue: DeliveryQueue {
+    let channels: [String: any DeliveryChannel]
+    let logger: Logger
+    /// Which contact methods send to each address (learnt from claims): the claim passes over a
+    /// full address's pages by contact method, so it stays an index scan in due order.
+    private let addressMethods = NIOLockedValueBox([String: Set<Int64>]())
+
+    init(channels: [String: any DeliveryChannel], logger: Logger) {
+        self.channels = channels
+        self.logger = logger
+    }
+
+    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>) throws -> [DeliveryItem] {
+        let passOver: [Int64] = full.isEmpty ? [] : addressMethods.withLockedValue { map in full.flatMap { map[$0] ?? [] } }
+        let rows = try connection.query(
+            """
+            WITH due AS (
+                SELECT n.id FROM notifications n
+                WHERE n.status = 'pending' AND n.due_at_ms <= $1 AND n.lease_until_ms <= $1
+                  AND NOT (n.contact_method_id = ANY($4::bigint[]))
+                ORDER BY n.due_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
+            UPDATE notifications n SET lease_until_ms = $1 + $3
+            FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
+            WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
+              AND i.id = n.incident_id AND s.id = i.service_id
+            RETURNING n.id::text AS id, n.due_at_ms, n.incident_id, n.user_id, n.rule_id, n.contact_method_id, n.minute_zero, n.reason, n.snapshot,
+                      n.attempts, n.first_attempt_at_ms, c.type, c.address, u.name, u.email, r.start_delay_seconds,
+                      i.status, i.title, i.urgency, i.number, s.name AS service_name,
+                      EXISTS (SELECT 1 FROM incident_assignments a
+                              WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id) AS assigned,
+                      CASE WHEN n.reason = 'responder_request' THEN
+                          (SELECT q.state FROM responder_requests q WHERE q.incident_id = n.incident_id AND q.user_id = n.user_id)
+                      END AS request_state,
+                      CASE WHEN n.reason = 'status_update' THEN
+                          EXISTS (SELECT 1 FROM incident_subscribers b WHERE b.incident_id = n.incident_id AND b.user_id = n.user_id)
+                      ELSE false END AS subscribed
+            """, [now, limit, leaseMs, PGArray(passOver)])
+        var learnt: [(String, Int64)] = []
+        var items: [DeliveryItem] = []
+        for row in 0..<rows.count {
+            let id = rows.string(row, "id")!, incidentID = rows.int64(row, "incident_id")!
+            let address = rows.string(row, "address")!, channel = rows.string(row, "type")!
+            learnt.append((address, rows.int64(row, "contact_method_id")!))
+            guard let snapshot = try? IncidentSnapshot(wire: rows.bytes(row, "snapshot") ?? []) else {
+                // One bad notification never stalls the others: fail it, say why, go on.
+                logger.error("notification snapshot undecodable; failed", metadata: ["notification.id": "\(id)", "incident.id": "\(incidentID)"])
+                try connection.query(
+                    "UPDATE notifications SET status = 'failed', finished_at_ms = $2, lease_until_ms = 0, last_error = $3 WHERE id = $1::uuid",
+                    [id, now, "the notification's snapshot cannot be decoded"])
+                try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
+                    at: now, type: .notifyFailed, actor: "notifier",
+                    details: ["notification": id, "error": "the notification's snapshot cannot be decoded"]))
+                continue
+            }
+            let status = IncidentStatus(rawValue: rows.string(row, "status")!) ?? .triggered
+            let minuteZero = rows.bool(row, "minute_zero")!
+            let reason = NotifyReason(rawValue: rows.string(row, "reason")!) ?? .assigned
+            var current = snapshot
+            current.status = status
+            current.title = rows.string(row, "title")!
+            current.urgency = Urgency(rawValue: rows.string(row, "urgency")!)
+            current.serviceName = rows.string(row, "service_name")!
+            current.atMs = now
+            items.append(DeliveryItem(
+                id: id, incidentID: incidentID, what: "page", channel: channel, metricChannel: channel, address: address,
+                deliverer: channels[channel],
+                notConfigured: ChannelKind.named(channel)?.notConfigured ?? "unknown channel \(channel)",
+                reason: reason,
+                decision: NotificationCore.decide(DuePage(
+                    reason: reason, minuteZero: minuteZero, currentStatus: status, userStillAssigned: rows.bool(row, "assigned")!,
+                    requestState: rows.string(row, "request_state").flatMap(RequestState.init(rawValue:)),
+                    stillSubscribed: rows.bool(row, "subscribed")!)),
+                snapshot: snapshot, current: current,
+                user: .init(id: rows.uint64(row, "user_id")!, name: rows.string(row, "name")!, email: rows.string(row, "email")!),
+                rule: .init(id: rows.uint64(row, "rule_id")!, startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!)),
+                attempts: rows.int(row, "attempts")!, firstAttemptAt: rows.int64(row, "first_attempt_at_ms"),
+                dueAt: rows.int64(row, "due_at_ms")!, claimedAt: now, countsAsPage: true))
+        }
+        addressMethods.withLockedValue { map in for (address, method) in learnt { map[address, default: []].insert(method) } }
+        return items
+    }
+
+    func putBack(_ connection: PGConnection, ids: [String]) throws {
+        try connection.enqueue("UPDATE notifications SET lease_until_ms = 0 WHERE id = ANY($1::text[]::uuid[])", [PGArray(ids)])
+    }
+
+    /// The first due one not leased (index order), or the end of the earliest lease: two index
+    /// lookups, whatever the backlog.
+    func nextDue(_ connection: PGConnection, now: Millis) throws -> Millis? {
+        let due = try connection.query(
+            """
+            SELECT due_at_ms AS next FROM notifications WHERE status = 'pending' AND lease_until_ms <= $1
+            ORDER BY due_at_ms LIMIT 1
+            """, [now]).int64(0, "next")
+        let leased = try connection.query(
+            """
+            SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM notifications
+            WHERE status = 'pending' AND lease_until_ms > $1
+            """, [now]).int64(0, "next")
+        return [due, leased].compactMap { $0 }.min()
+    }
+
+    /// The outcome at the attempt's instant. A skip or a failure keeps its reason in
+    /// `last_error`; a sent notification keeps none (its failed attempts are in the timeline).
+    func record(_ connection: PGConnection, _ item: DeliveryItem, _ result: DeliveryResult) throws {
+        var details = [
+            "notification": item.id, "user": String(item.user.id), "rule": String(item.rule.id),
+            "channel": item.channel, "address": AddressMask.mask(item.address, channel: item.channel),
+            "attempts": String(result.attempts),
+        ]
+        let type: TimelineType
+        var why: String?
+        switch result.outcome {
+        case let .retry(at, error):
+            details["error"] = error
+            details["retry_at_ms"] = String(at)
+            try connection.enqueue(
+                """
+                UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3, attempts = $4,
+                       first_attempt_at_ms = coalesce(first_attempt_at_ms, $5)
+                WHERE id = $1::uuid
+                """, [item.id, at, error, result.attempts, result.firstAttemptAt])
+            try Timeline.enqueue(connection, incidentID: item.incidentID, TimelineEntry(
+                at: result.at, type: .notifyRetry, actor: "notifier", details: details))
+            return
+        case let .sent(snapshot):
+            details["snapshot"] = snapshot ? "true" : "false"
+            type = .notifySent
+        case let .skipped(reason):
+            details["reason"] = reason
+            why = reason
+            type = .notifySkipped
+        case let .failed(error):
+            details["error"] = error
+            why = error
+            type = .notifyFailed
+        }
+        try connection.enqueue(
+            """
+            UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0, last_error = $4, attempts = $5,
+                   first_attempt_at_ms = coalesce(first_attempt_at_ms, $6)
+            WHERE id = $1::uuid
+            """, [item.id, result.status, result.at, why, result.attempts, result.firstAttemptAt])
+        try Timeline.enqueue(connection, incidentID: item.incidentID, TimelineEntry(at: result.at, type: type, actor: "notifier", details: details))
+    }
+}
