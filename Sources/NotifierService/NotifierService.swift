@@ -63,6 +63,9 @@ public struct NotifierService: Service {
         return router
     }
 
+    /// Pages and channel posts being sent right now (each one's outcome recorded when it ends).
+    public var deliveriesInFlight: Int { dispatcher.inFlight }
+
     /// The HTTP port (health, metrics), once listening (useful with port 0).
     public func httpPort() async throws -> Int {
         try await httpPortLatch.wait()

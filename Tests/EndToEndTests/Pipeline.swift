@@ -4,6 +4,7 @@ import IngestService
 import KlaxonTestSupport
 import KlaxonDomain
 import Logging
+import NIOConcurrencyHelpers
 import NotifierService
 import ServiceLifecycle
 import Shared
@@ -22,6 +23,8 @@ final class Pipeline: @unchecked Sendable {
     private var running: [Part: Task<Void, Error>] = [:]
     private var servers: [Part: RPCServer] = [:]
     private var groups: [Part: ServiceGroup] = [:]
+    /// The running Notifier's deliveries in flight (its pages being sent).
+    private let notifierInFlight = NIOLockedValueBox<(@Sendable () -> Int)?>(nil)
     /// Ingest's HTTP port (PagerDuty Events v2), once Ingest runs.
     private(set) var ingestHTTPPort = 0
     /// Assignment's HTTP port (schedule feeds), once Assignment runs.
@@ -76,6 +79,7 @@ final class Pipeline: @unchecked Sendable {
             assignmentHTTPPort = try await service.httpPort()
         case .notifier:
             let service = NotifierService(config: config, pool: db.pool, clock: clock, logger: logger, baseBackoffMs: 100)
+            notifierInFlight.withLockedValue { $0 = { service.deliveriesInFlight } }
             server = service.server
             task = Self.run(service, logger: logger, groups: &groups, part: part)
             notifierHTTPPort = try await service.httpPort()
@@ -97,7 +101,8 @@ final class Pipeline: @unchecked Sendable {
     /// sleeps again, so a test can assert what did not happen.
     func settle() async {
         guard let manual = clock as? ManualClock else { return }
-        await manual.waitForSleepers(loopCount)
+        let inFlight = notifierInFlight.withLockedValue { $0 }
+        await manual.waitForSleepers(loopCount) { (inFlight?() ?? 0) == 0 }
     }
 
     /// Moves a ManualClock to `instant` and waits for the loops to settle.

@@ -41,6 +41,9 @@ public struct DeliveryEngine: Sendable {
 
     public static let leaseMarginMs: Millis = 2_000
 
+    /// Attempts being made right now (their outcome not yet recorded).
+    public var inFlight: Int { maxInFlight - slots.free(maxInFlight) }
+
     /// Pages through `channels`, and channel posts through a Slack-compatible channel of their own.
     public init(
         pool: PostgresPool, channels: [String: any DeliveryChannel], clock: any WallClock = SystemWallClock(),
@@ -89,7 +92,6 @@ public struct DeliveryEngine: Sendable {
                     // A finished send pokes the loop.
                     guard free >= min(self.claimWhenFree, self.maxInFlight) || free == self.maxInFlight else { return nil }
                     let (claimed, saturated) = try await self.claim(now: now, limit: min(free, self.batchSize))
-                    self.clock.workBegan(claimed.count)
                     for item in claimed { continuation.yield(item) }
                     if claimed.count == min(free, self.batchSize) { return now }
                     // Items wait for a full address: its next finished send pokes the loop.
@@ -102,8 +104,8 @@ public struct DeliveryEngine: Sendable {
                 group.addTask {
                     await self.process(item, now: item.claimedAt)
                     self.slots.release(item.address)
+                    // After the outcome is recorded and the slot freed (what "nothing in flight" means).
                     loop.waker.poke()
-                    self.clock.workEnded()
                 }
             }
         }

@@ -13,15 +13,31 @@ public protocol WallClock: Sendable {
     func nowMs() -> Millis
     /// Returns once the clock reads `instant` or later; throws CancellationError when cancelled.
     func sleep(untilMs instant: Millis) async throws
-    /// Work that runs while its loop sleeps (a page being sent on its own task) begins and ends:
-    /// a test clock counts it as not settled. The system clock ignores it.
-    func workBegan(_ count: Int)
-    func workEnded()
+    /// Calls `action` once the clock reads `instant` (at once if it already does), unless the
+    /// returned alarm is cancelled first. A `Waker` waits on one: a poke cancels it on the spot.
+    func alarm(atMs instant: Millis, _ action: @escaping @Sendable () -> Void) -> Alarm
+}
+
+/// A pending `WallClock.alarm`; cancelling it after it rang does nothing.
+public struct Alarm: Sendable {
+    private let cancelAction: @Sendable () -> Void
+
+    public init(cancel: @escaping @Sendable () -> Void) {
+        self.cancelAction = cancel
+    }
+
+    public func cancel() { cancelAction() }
 }
 
 extension WallClock {
-    public func workBegan(_ count: Int) {}
-    public func workEnded() {}
+    /// A task that sleeps on the clock.
+    public func alarm(atMs instant: Millis, _ action: @escaping @Sendable () -> Void) -> Alarm {
+        let task = Task {
+            do { try await sleep(untilMs: instant) } catch { return }
+            action()
+        }
+        return Alarm { task.cancel() }
+    }
 
     public func sleep(for duration: Duration) async throws {
         try await sleep(untilMs: nowMs() + duration.milliseconds)

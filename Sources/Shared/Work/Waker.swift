@@ -7,6 +7,9 @@ public final class Waker: Sendable {
     private struct State {
         var poked = false
         var waiter: CheckedContinuation<Void, Never>?
+        /// The clock alarm ending the current wait; a poke cancels it before waking the waiter,
+        /// so a loop is asleep on its clock exactly while it waits and nobody poked it.
+        var alarm: Alarm?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -14,25 +17,22 @@ public final class Waker: Sendable {
     public init() {}
 
     public func poke() {
-        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
+        let (waiter, alarm) = state.withLockedValue { state -> (CheckedContinuation<Void, Never>?, Alarm?) in
+            defer { state.alarm = nil }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return waiter
+                return (waiter, state.alarm)
             }
             state.poked = true
-            return nil
+            return (nil, state.alarm)
         }
+        alarm?.cancel()
         waiter?.resume()
     }
 
     /// Returns on a poke, once `clock` reads `deadline`, or when the task is cancelled.
     public func wait(until deadline: Millis, on clock: any WallClock) async {
         if state.withLockedValue({ state in defer { state.poked = false }; return state.poked }) { return }
-        let timer = Task {
-            do { try await clock.sleep(untilMs: deadline) } catch { return }
-            self.poke()
-        }
-        defer { timer.cancel() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let now = state.withLockedValue { state -> Bool in
@@ -43,7 +43,18 @@ public final class Waker: Sendable {
                     state.waiter = continuation
                     return false
                 }
-                if now { continuation.resume() }
+                if now {
+                    continuation.resume()
+                    return
+                }
+                // Set after the waiter, outside the lock: the alarm may ring at once (a poke).
+                let alarm = clock.alarm(atMs: deadline) { self.poke() }
+                let stale = state.withLockedValue { state -> Bool in
+                    guard state.waiter != nil else { return true }  // poked meanwhile
+                    state.alarm = alarm
+                    return false
+                }
+                if stale { alarm.cancel() }
             }
         } onCancel: {
             self.poke()
