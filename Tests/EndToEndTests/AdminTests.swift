@@ -71,7 +71,7 @@ import Testing
 
     /// An escalation level whose only target is a schedule pages whoever is on call.
     @Test func scheduleTargetPagesWhoeverIsOnCall() async throws {
-        let pipeline = try await Pipeline()
+        let pipeline = try await Pipeline(clock: ManualClock())
         let seeded = try await pipeline.seed(users: ["Alice", "Bob"])
         let bob = UInt64(seeded.userIDs[1])
         let admin = pipeline.client(.assignment)
@@ -87,7 +87,7 @@ import Testing
         let _: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(seeded.routingKey))
         let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))
         #expect(pages.compactMap { $0.webhook?.user.name } == ["Bob"])
-        try await Task.sleep(for: .milliseconds(500))
+        await pipeline.letTimePass()
         #expect(pipeline.sink.requests.count == 1)
         await ingest.close()
         await admin.close()

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import KlaxonDomain
 import KlaxonTestSupport
+import NIOConcurrencyHelpers
 import NIOCore
 import NotifierService
 import Shared
@@ -179,7 +180,8 @@ struct ChatApp {
     /// has come) is answered "still working" at the 2 s deadline, and its result goes to the
     /// response_url once the lock is gone.
     @Test func aSlowCommandAnswersInTimeAndPostsItsResultLater() async throws {
-        let pipeline = try await Pipeline(start: [.assignment, .ingest]) { config, _ in config.chatSigningSecret = Self.secret }
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(start: [.assignment, .ingest], clock: clock) { config, _ in config.chatSigningSecret = Self.secret }
         let sink = pipeline.sink
         let service = try await pipeline.seed(users: ["Alice"])
         try await pipeline.db.pool.withConnection { try $0.query("UPDATE users SET chat_id = 'UALICE' WHERE id = $1", [service.userIDs[0]]) }
@@ -187,6 +189,9 @@ struct ChatApp {
         let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
         let id = Int64(created.incidentID)
         let db = pipeline.db
+        // Every loop asleep before the lock is taken (the clock does not move until the deadline).
+        await pipeline.settle()
+        let asleep = clock.sleeperCount
         let locked = Latch<Int64>()
         // Holds the incident's row lock until cancelled below (pg_cancel_backend), at most 60 s.
         let holder = Task {
@@ -198,10 +203,19 @@ struct ChatApp {
         }
         let holderPID = try await locked.wait()
         let chat = ChatApp(port: pipeline.assignmentHTTPPort, secret: Self.secret)
-        let started = ContinuousClock.now
-        let reply = try await chat.command("ack \(id)", user: "UALICE", responseURL: "\(sink.url)/slack-response")
-        let took = ContinuousClock.now - started
-        print("ChatCommandTests: a command held by a lock was answered after \(took) (deadline 2 s)")
+        let answered = NIOLockedValueBox(false)
+        let pending = Task {
+            let reply = try await chat.command(
+                "ack \(id)", user: "UALICE", timestamp: clock.nowMs() / 1000, responseURL: "\(sink.url)/slack-response")
+            answered.withLockedValue { $0 = true }
+            return reply
+        }
+        // The command waits for its lock, its 2 s deadline sleeps on the clock: no answer yet.
+        #expect(await clock.waitForSleepers(asleep + 1), "the reply deadline never started")
+        #expect(!answered.withLockedValue { $0 }, "answered before the deadline")
+        // Two seconds on the clock (the loops that wake may wait for the held lock: not awaited).
+        clock.advance(byMs: 2_000)
+        let reply = try await pending.value
         #expect(reply.status == 200 && !reply.inChannel && reply.text.contains("still working"), "\(reply.body)")
         #expect(try await db.pool.withConnection { try $0.query("SELECT status FROM incidents WHERE id = $1", [id]).string(0, "status") } == "triggered",
                 "answered while the command still waits for its lock")

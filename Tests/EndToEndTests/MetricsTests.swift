@@ -42,8 +42,8 @@ import Testing
     /// by channel and outcome, page latency and timer lag histograms, outbox depth and oldest age
     /// per destination, pool usage, refusals — on all three /metrics endpoints, during a real run.
     @Test func domainMetricsAppearOnEveryEndpoint() async throws {
-        let pipeline = try await Pipeline()
-        // Two levels one second apart: the escalation is a timer that fires during the test.
+        let pipeline = try await Pipeline(clock: ManualClock())
+        // Two levels one second apart: the escalation is a timer the test's clock fires.
         let url = "\(pipeline.sink.url)/hooks"
         let service = try await pipeline.db.pool.transaction { connection in
             try Seed.service(
@@ -63,9 +63,9 @@ import Testing
         huge.payload?.customDetails = ["blob": String(repeating: "x", count: 600 * 1024)]
         #expect(await ingest.failure(Ingest.SendEvent, huge)?.code == .invalidArgument)
         // Alice at once, then Bob when the escalation timer fires a second later.
-        let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(15))
-        #expect(pages.count >= 2, "the escalation did not page Bob")
-        try await Task.sleep(for: .milliseconds(300))  // the outcome write after the last send
+        // The clock runs to the escalation; settled, every outcome is written.
+        #expect(await pipeline.runClock { pipeline.sink.requests.count >= 2 }, "the escalation did not page Bob")
+        await pipeline.settle()
         for port in [pipeline.ingestHTTPPort, pipeline.assignmentHTTPPort, pipeline.notifierHTTPPort] {
             let body = try await Self.get(port, "/metrics").body
             let lines = body.split(separator: "\n").map(String.init)

@@ -11,7 +11,7 @@ import Testing
     static let sendEvent = Ingest.SendEvent
 
     @Test func triggerPagesOnceAndTheSameDedupKeyDoesNotPageAgain() async throws {
-        let pipeline = try await Pipeline()
+        let pipeline = try await Pipeline(clock: ManualClock())
         let service = try await pipeline.seed(users: ["Alice"])
         let ingest = pipeline.client(.ingest)
 
@@ -43,7 +43,7 @@ import Testing
         let again: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "checkout-errors"))
         #expect(again.outcome == .deduplicated)
         #expect(again.incidentID == created.incidentID)
-        try await Task.sleep(for: .milliseconds(1_500))
+        await pipeline.letTimePass()
         #expect(pipeline.sink.requests.count == 1, "a deduplicated trigger must not page again")
         #expect(try await pipeline.db.scalar("SELECT count FROM alerts WHERE incident_id = $1", [Int64(created.incidentID)]) == 2)
 
@@ -100,7 +100,7 @@ import Testing
     /// one of its messages reaching Assignment early (then again inside the bundle) still has
     /// one effect; every incident is paged once and the row is gone.
     @Test func oneBundleRowAnnouncesABatchsIncidentsAndEachIsPagedOnce() async throws {
-        let pipeline = try await Pipeline(start: [.ingest, .notifier])
+        let pipeline = try await Pipeline(start: [.ingest, .notifier], clock: ManualClock())
         let service = try await pipeline.seed(users: ["Alice"])
         let ingest = pipeline.client(.ingest)
         let request = SendEventsRequest(events: (0..<3).map { Pipeline.trigger(service.routingKey, dedupKey: "bundle-\($0)") })
@@ -121,10 +121,11 @@ import Testing
         try await pipeline.start(.assignment)
         let assignment = pipeline.client(.assignment, token: pipeline.serviceToken)
         _ = try await assignment.callRaw(messages[0].method, body: messages[0].body)  // before the relay's bundle
+        // The relay retries the bundle after its backoff.
+        #expect(try await pipeline.runClock { try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0 })
         let pages = await pipeline.sink.waitForRequests(3, timeout: .seconds(20))
         #expect(Set(pages.compactMap { $0.webhook?.incident.id }) == incidents)
-        #expect(try await eventually { try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0 })
-        try await Task.sleep(for: .milliseconds(1_000))
+        await pipeline.letTimePass()
         #expect(pipeline.sink.requests.count == 3)
         for incident in incidents {
             #expect(try await pipeline.db.scalar(
@@ -137,7 +138,7 @@ import Testing
 
     /// Outbox delivery is at-least-once; receivers make it exactly one effect.
     @Test func redeliveredMessagesHaveOneEffect() async throws {
-        let pipeline = try await Pipeline(start: [.ingest, .notifier])
+        let pipeline = try await Pipeline(start: [.ingest, .notifier], clock: ManualClock())
         let service = try await pipeline.seed(users: ["Alice"])
         let ingest = pipeline.client(.ingest)
         let created: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey))
@@ -154,8 +155,8 @@ import Testing
 
         let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(20))
         #expect(pages.count == 1)
-        #expect(try await eventually { try await pipeline.db.scalar("SELECT count(*) FROM outbox") == 0 })
-        try await Task.sleep(for: .milliseconds(1_000))
+        #expect(try await pipeline.runClock { try await pipeline.db.scalar("SELECT count(*) FROM outbox") == 0 })
+        await pipeline.letTimePass()
         #expect(pipeline.sink.requests.count == 1)
         let incident = Int64(created.incidentID)
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM timeline_entries WHERE incident_id = $1 AND type = 'assign'", [incident]) == 1)
@@ -169,11 +170,11 @@ import Testing
             createdAtMs: 0, atMs: 0)
         let request = NotifyRequest(
             requestID: "request-1", incidentID: created.incidentID, userID: UInt64(service.userIDs[0]), reason: .manual,
-            snapshot: snapshot, requestedAtMs: SystemWallClock().nowMs())
+            snapshot: snapshot, requestedAtMs: pipeline.clock.nowMs())
         let _: Empty = try await notifier.call(Notifier.Notify, request)
         let _: Empty = try await notifier.call(Notifier.Notify, request)
         let second = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))
-        try await Task.sleep(for: .milliseconds(1_000))
+        await pipeline.letTimePass()
         #expect(second.count == 2)
         #expect(pipeline.sink.requests.count == 2)
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE request_id = 'request-1'") == 1)

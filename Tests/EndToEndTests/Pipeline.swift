@@ -105,6 +105,14 @@ final class Pipeline: @unchecked Sendable {
         await manual.waitForSleepers(loopCount) { (inFlight?() ?? 0) == 0 }
     }
 
+    /// With a ManualClock: lets `ms` of clock time pass in one move (every loop polls once, what
+    /// came due runs) and settles, so a test can assert what did not happen meanwhile. Nothing
+    /// runs by itself under a ManualClock otherwise.
+    func letTimePass(_ ms: Millis = 3_000) async {
+        await settle()
+        await move(to: clock.nowMs() + ms)
+    }
+
     /// Moves a ManualClock to `instant` and waits for the loops to settle.
     func move(to instant: Millis) async {
         await jump(to: instant)

@@ -92,13 +92,13 @@ public struct ChatCommands: Sendable {
             let user = form["user_id"] ?? "", email = form["user_email"] ?? ""
             run = { await self.command(text, chatUser: user, email: email) }
         }
-        // Whichever comes first: the answer, or the deadline (a network deadline, Slack's 3 s, not a
-        // domain instant). The command itself is never cancelled.
+        // Whichever comes first: the answer, or the deadline (Slack's 3 s, on the service's clock so a
+        // test drives it). The command itself is never cancelled.
         let work = Task { await run() }
         let first = Latch<Answer?>()
         let deadline = replyDeadline
         let timer = Task {
-            try? await Task.sleep(for: deadline)
+            try? await clock.sleep(for: deadline)
             first.resolve(.success(nil))
         }
         Task { first.resolve(.success(await work.value)) }
