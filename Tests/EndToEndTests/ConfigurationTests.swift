@@ -80,6 +80,52 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// One set of user rules (UserStore) for the People API and `klaxon apply`: the same fields
+    /// refused with the same words, and a chat id another user has is ALREADY_EXISTS from both
+    /// (apply used to fail on the database's unique constraint).
+    @Test func thePeopleAPIAndApplyRefuseTheSameUsersTheSameWay() async throws {
+        let pipeline = try await Pipeline(start: [.assignment])
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let people = pipeline.client(.assignment)
+        let longName = String(repeating: "n", count: 256)
+        let api = await people.failure(People.CreateUser, UserMessage(
+            name: longName, email: "eve@example.com", timeZone: "Mars/Olympus", role: "responder", chatID: "U 1"))
+        let apiViolations = try #require(api?.status.violations)
+        #expect(apiViolations.map(\.field) == ["name", "time_zone", "chat_id"])
+        // The name is checked while reading the file, the rest while applying it: two files.
+        let named = try cli.write("eve-name.yaml", "users:\n  - name: \(longName)\n    email: eve@example.com\n")
+        let file = try cli.write("eve.yaml", """
+            users:
+              - name: Eve
+                email: eve@example.com
+                time_zone: Mars/Olympus
+                chat_id: U 1
+            """)
+        let nameRefused = try await cli("apply", "-f", named)
+        let applied = try await cli("apply", "-f", file)
+        #expect(nameRefused.status == 3 && applied.status == 3)
+        for violation in apiViolations {
+            let err = violation.field == "name" ? nameRefused.err : applied.err
+            #expect(err.contains("users[0].\(violation.field): \(violation.description)"), "\(err)")
+        }
+        #expect(try await Self.counts(pipeline) == [0, 0, 0, 0, 0, 0, 0])
+
+        let _: UserMessage = try await people.call(People.CreateUser, UserMessage(name: "Alice", email: "alice@example.com", chatID: "UALICE"))
+        let taken = await people.failure(People.CreateUser, UserMessage(name: "Mallory", email: "mallory@example.com", chatID: "UALICE"))
+        #expect(taken?.code == .alreadyExists && taken?.message == "another user has the chat id \"UALICE\"")
+        let clash = try cli.write("clash.yaml", """
+            users:
+              - name: Mallory
+                email: mallory@example.com
+                chat_id: UALICE
+            """)
+        let refused = try await cli("apply", "-f", clash)
+        #expect(refused.status == 3 && refused.err.contains("another user has the chat id \"UALICE\""), "\(refused.err)")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM users") == 1)
+        await people.close()
+        await pipeline.shutdown()
+    }
+
     @Test func anErrorInTheMiddleAppliesNothingAndNamesFileLineAndPath() async throws {
         let pipeline = try await Pipeline(start: [.assignment])
         let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
