@@ -93,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "klaxon-bench",
             dependencies: [
-                "Shared", "KlaxonDomain", "IngestService", "AssignmentService", "NotifierService",
+                "Shared", "KlaxonDomain", "IngestService", "AssignmentService", "NotifierService", "KlaxonTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

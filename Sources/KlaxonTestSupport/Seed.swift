@@ -71,4 +71,29 @@ public enum Seed {
 
     /// 32 random characters, the routing key format.
     public static func newRoutingKey() -> String { Secrets.routingKey() }
+
+    /// A benchmark fixture (klaxon-bench's timer figures): `count` incidents, acknowledged by the
+    /// first of `users` and assigned to all, whose ack timeouts fall due between `firstDue` and
+    /// `firstDue + spreadMs` — in one statement, as tens of thousands of triggers and acks through
+    /// the engine would take minutes. The product writes incidents only through IncidentEngine.
+    public static func acknowledgedIncidents(
+        _ connection: PGConnection, service: Int64, users: [Int64], prefix: String, count: Int, firstDue: Millis, spreadMs: Millis
+    ) throws {
+        try connection.query(
+            """
+            WITH made AS (
+                INSERT INTO incidents (service_id, title, status, urgency, dedup_key, details, current_level, created_at_ms,
+                                       updated_at_ms, ack_timeout_at_ms, trigger_applied)
+                SELECT $1, 'timer ' || g, 'acknowledged', 'high', $2 || '-' || g,
+                       jsonb_build_object('due', ($3::bigint + g * $4::bigint / $5::bigint)::text), 1, $6, $6,
+                       $3::bigint + g * $4::bigint / $5::bigint, true
+                FROM generate_series(0, $5::bigint - 1) AS g
+                RETURNING id),
+            assigned AS (
+                INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)
+                SELECT made.id, u, $6 FROM made, unnest($7::bigint[]) AS u)
+            INSERT INTO acknowledgements (incident_id, user_id, actor, at_ms)
+            SELECT made.id, $8, 'user', $6 FROM made
+            """, [service, prefix, firstDue, spreadMs, Int64(count), SystemWallClock().nowMs(), PGArray(users), users[0]])
+    }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import KlaxonDomain
+import KlaxonTestSupport
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -199,8 +200,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
         let timers = self.timers, dueAtOnce = self.dueAtOnce
         say("timers: seeding \(timers) acknowledged incidents with ack timeouts over \(timerSpreadSeconds) s, and \(dueAtOnce) due at once…")
         try await pool.transaction { connection in
-            try Self.seedTimers(connection, service: service, users: users, prefix: "spread-\(runID)", count: timers, firstDue: start, spreadMs: spreadMs)
-            try Self.seedTimers(connection, service: service, users: users, prefix: "once-\(runID)", count: dueAtOnce, firstDue: start + 5_000, spreadMs: 0)
+            try Seed.acknowledgedIncidents(connection, service: service, users: users, prefix: "spread-\(runID)", count: timers, firstDue: start, spreadMs: spreadMs)
+            try Seed.acknowledgedIncidents(connection, service: service, users: users, prefix: "once-\(runID)", count: dueAtOnce, firstDue: start + 5_000, spreadMs: 0)
         }
         say("timers: two Assignment replicas fire them; waiting \(timerSpreadSeconds + 15) s…")
         let deadline = start + spreadMs + 15_000
@@ -241,28 +242,6 @@ struct BenchE2ECommand: AsyncParsableCommand {
             }
             say("timers \(label): p99 lag \(histogram.valueAtPercentile(99)) ms, max \(last) ms, twice \(twice), never \(never)")
         }
-    }
-
-    /// Acknowledged incidents whose ack timeout falls due between `firstDue` and `firstDue + spreadMs`.
-    static func seedTimers(
-        _ connection: PGConnection, service: Int64, users: [Int64], prefix: String, count: Int, firstDue: Millis, spreadMs: Millis
-    ) throws {
-        try connection.query(
-            """
-            WITH made AS (
-                INSERT INTO incidents (service_id, title, status, urgency, dedup_key, details, current_level, created_at_ms,
-                                       updated_at_ms, ack_timeout_at_ms, trigger_applied)
-                SELECT $1, 'timer ' || g, 'acknowledged', 'high', $2 || '-' || g,
-                       jsonb_build_object('due', ($3::bigint + g * $4::bigint / $5::bigint)::text), 1, $6, $6,
-                       $3::bigint + g * $4::bigint / $5::bigint, true
-                FROM generate_series(0, $5::bigint - 1) AS g
-                RETURNING id),
-            assigned AS (
-                INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)
-                SELECT made.id, u, $6 FROM made, unnest($7::bigint[]) AS u)
-            INSERT INTO acknowledgements (incident_id, user_id, actor, at_ms)
-            SELECT made.id, $8, 'user', $6 FROM made
-            """, [service, prefix, firstDue, spreadMs, Int64(count), SystemWallClock().nowMs(), PGArray(users), users[0]])
     }
 
     func runAlertmanager(sink: ArrivalSink, runID: String, table: inout ResultTable) async throws {
