@@ -22,14 +22,21 @@ struct SendEventCommand: AsyncParsableCommand {
     @Option(help: "critical, error, warning or info.")
     var severity = "critical"
 
+    /// Checked while parsing, so a mistake shows `send-event`'s own usage (exit 64).
+    func validate() throws {
+        guard HostPort(address) != nil else { throw ValidationError("--address must be host:port, got \"\(address)\"") }
+        guard EventAction(rawValue: action) != nil else {
+            throw ValidationError("--action must be trigger, acknowledge or resolve, got \"\(action)\"")
+        }
+        guard Severity(rawValue: severity) != nil else {
+            throw ValidationError("--severity must be critical, error, warning or info, got \"\(severity)\"")
+        }
+    }
+
+    /// Like every other command: the outcome on stdout; a failure on stderr with the CLI's exit
+    /// codes (3 refused, 4 cannot reach Ingest, 5 not allowed).
     func run() async throws {
-        guard let hostPort = HostPort(address) else { throw ValidationError("--address must be host:port") }
-        guard let eventAction = EventAction(rawValue: action) else {
-            throw ValidationError("--action must be trigger, acknowledge or resolve")
-        }
-        guard let eventSeverity = Severity(rawValue: severity) else {
-            throw ValidationError("--severity must be critical, error, warning or info")
-        }
+        let hostPort = HostPort(address)!, eventAction = EventAction(rawValue: action)!, eventSeverity = Severity(rawValue: severity)!
         let client = RPCClient(host: hostPort.host, port: hostPort.port)
         defer { Task { await client.close() } }
         let event = Event(
@@ -39,8 +46,7 @@ struct SendEventCommand: AsyncParsableCommand {
             let result: EventResult = try await client.call(Ingest.SendEvent, event)
             print(Self.describe(result))
         } catch let error as RPCError {
-            print("error: \(error)")
-            throw ExitCode(2)
+            throw CLIError.from(error, address: address, hasToken: true)
         }
     }
 

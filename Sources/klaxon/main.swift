@@ -35,7 +35,8 @@ enum Entry {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             exit(error.code)
         } catch {
-            if let suggestion = Suggestions.forArguments(Array(CommandLine.arguments.dropFirst())) {
+            // A help request (`klaxon help incident`, `--help`) is ArgumentParser's own: not a typo.
+            if Klaxon.exitCode(for: error) != .success, let suggestion = Suggestions.forArguments(Array(CommandLine.arguments.dropFirst())) {
                 FileHandle.standardError.write(Data("error: \(suggestion)\n".utf8))
                 exit(CLIExit.usage)
             }

@@ -68,6 +68,16 @@ import Testing
         // An incident, and every action on it.
         let event = try await cli("send-event", "--address", "127.0.0.1:\(pipeline.config.ingestListen.port)", "--routing-key", secondKey, "--dedup-key", "cli-1", "--summary", "CLI test")
         let incident = try #require(Self.id(after: "CREATED incident ", in: event.out), "\(event.out)\(event.err)")
+        // send-event fails like every other command: stderr, the CLI's exit codes, its own usage.
+        let ingestAddress = "127.0.0.1:\(pipeline.config.ingestListen.port)"
+        let short = try await cli("send-event", "--address", ingestAddress, "--routing-key", "short")
+        #expect(short.status == 3 && short.out.isEmpty && short.err.hasPrefix("error: INVALID_ARGUMENT"), "\(short.out)\(short.err)")
+        let down = try await cli("send-event", "--address", "127.0.0.1:1", "--routing-key", secondKey)
+        #expect(down.status == 4 && down.out.isEmpty)
+        #expect(down.err == "error: cannot reach Klaxon at 127.0.0.1:1 — is it running? (scripts/run)\n")
+        let badAction = try await cli("send-event", "--routing-key", secondKey, "--action", "boom")
+        #expect(badAction.status == 64 && badAction.out.isEmpty && badAction.err.contains("--action must be trigger, acknowledge or resolve"))
+        #expect(badAction.err.contains("Usage: klaxon send-event"), "\(badAction.err)")
         #expect(try await cli("incident", "list").out.contains("CLI test"))
         #expect(try await cli("incident", "show", incident).out.contains("CLI test"))
         #expect(try await cli("incident", "ack", incident, "--user", carol).out.hasPrefix("acknowledged"))
@@ -121,6 +131,14 @@ import Testing
         let config = try fileCLI.write("cli.yaml", "address: \(cli.address)\ntoken: \(pipeline.adminToken)\n")
         let fromFile = try await fileCLI("token", "whoami", environment: ["KLAXON_ADDRESS": "", "KLAXON_CLI_CONFIG": config])
         #expect(fromFile.status == 0 && fromFile.out.contains("\"test admin\", role admin"), "\(fromFile.err)")
+        // `klaxon help <command>`, as `klaxon --help` says: the command's own help, exit 0.
+        let help = try await cli("help", "incident")
+        let ownHelp = try await cli("incident", "--help")
+        #expect(help.status == 0 && ownHelp.status == 0 && help.err.isEmpty, "\(help.err)")
+        #expect(help.out == ownHelp.out && help.out.contains("USAGE: klaxon incident"), "\(help.out)")
+        let nested = try await cli("help", "incident", "ack")
+        let nestedOwn = try await cli("incident", "ack", "--help")
+        #expect(nested.status == 0 && nested.out == nestedOwn.out && nested.out.contains("USAGE: klaxon incident ack"))
         let typo = try await cli("inciden", "list")
         #expect(typo.status == 64 && typo.err.contains("did you mean \"incident\""))
         let typo2 = try await cli("incident", "lst")
