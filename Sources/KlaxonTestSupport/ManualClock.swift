@@ -62,7 +62,7 @@ public final class ManualClock: WallClock {
     }
 
     private func remove(_ id: Int) {
-        state.withLockedValue { $0.sleepers.removeValue(forKey: id) }
+        _ = state.withLockedValue { $0.sleepers.removeValue(forKey: id) }
     }
 
     public func sleep(untilMs instant: Millis) async throws {

@@ -38,9 +38,9 @@ public struct TestDatabase: Sendable {
                 return TestDatabase(name: reused, url: url, pool: Self.pool(url, logger), recyclable: true)
             }
             let template = try await migratedTemplate(admin: admin, logger: logger)
-            try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name) TEMPLATE \(template)") }
+            _ = try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name) TEMPLATE \(template)") }
         } else {
-            try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name)") }
+            _ = try await blocking { try PGConnection(url: admin).execute("CREATE DATABASE \(name)") }
         }
         let url = Self.url(admin, database: name)
         return TestDatabase(name: name, url: url, pool: Self.pool(url, logger), recyclable: migrate)

@@ -43,7 +43,7 @@ import Testing
             "--cluster.listen-address=", "--log.level=warn",
         ]
         let log = work.appendingPathComponent("alertmanager.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle

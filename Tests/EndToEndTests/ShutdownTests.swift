@@ -17,7 +17,7 @@ import Testing
 
         init(_ pipeline: Pipeline, grace: Int) throws {
             log = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-serve-\(UUID().uuidString).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             var environment = ProcessInfo.processInfo.environment.merging(pipeline.config.environment) { _, new in new }
             environment["KLAXON_SHUTDOWN_GRACE_SECONDS"] = "\(grace)"
             environment["KLAXON_LOG_LEVEL"] = "info"

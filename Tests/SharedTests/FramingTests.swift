@@ -110,7 +110,7 @@ import Testing
             try channel.pipeline.syncOperations.addHandler(RPCConnectionHandler(
                 router: router, middleware: [], maxInFlight: 2, refusal: nil, jobs: jobs, logger: Logger(label: "robustness", factory: { _ in SwiftLogNoOpLogHandler() })))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
-            try? channel.writeInbound(ByteBuffer(bytes: input))
+            _ = try? channel.writeInbound(ByteBuffer(bytes: input))
             channel.embeddedEventLoop.run()
             var output = ByteBuffer()
             while var part = try channel.readOutbound(as: ByteBuffer.self) { output.writeBuffer(&part) }

@@ -115,7 +115,7 @@ public struct AdminAPI: Sendable {
     }
 
     func savePolicy(_ message: PolicyMessage, create: Bool) async throws -> PolicyMessage {
-        let policy = try Self.domainPolicy(message)
+        _ = try Self.domainPolicy(message)  // validates; the message is what is written
         if !create, message.id == 0 { throw RPCError.invalidArgument([FieldViolation(field: "id", description: "is required")]) }
         let id = try await pool.transaction { connection in try Self.writePolicy(connection, message, create: create) }
         var saved = message

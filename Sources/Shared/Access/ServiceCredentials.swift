@@ -16,7 +16,7 @@ public final class ServiceCredentials: Sendable {
     public init(service: String) {
         // gethostname(2), not ProcessInfo.hostName: that one may wait on DNS for a canonical name.
         var buffer = [CChar](repeating: 0, count: 256)
-        let host = gethostname(&buffer, buffer.count) == 0 ? String(cString: buffer) : "unknown-host"
+        let host = gethostname(&buffer, buffer.count) == 0 ? String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : "unknown-host"
         self.name = "service \(service)@\(host) pid \(getpid())"
     }
 

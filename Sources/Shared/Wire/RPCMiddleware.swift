@@ -81,6 +81,7 @@ public struct LoggingMiddleware: RPCMiddleware {
         if let requestID = call.context.headers["x-request-id"] { logger[metadataKey: "request.id"] = "\(requestID)" }
         let started = NIODeadline.now()  // monotonic, for the duration only; not a domain instant
         let result = next(call)
+        let callLogger = logger
         result.whenComplete { outcome in
             let micros = (NIODeadline.now() - started).nanoseconds / 1000
             let status: String
@@ -89,7 +90,7 @@ public struct LoggingMiddleware: RPCMiddleware {
             case let .failure(error as RPCError): status = "\(error.code)"
             case .failure: status = "error"
             }
-            logger.debug("call", metadata: ["rpc.status": "\(status)", "rpc.duration_us": "\(micros)"])
+            callLogger.debug("call", metadata: ["rpc.status": "\(status)", "rpc.duration_us": "\(micros)"])
         }
         return result
     }
