@@ -40,20 +40,23 @@ struct ClientOptions: ParsableArguments {
         return nil
     }
 
-    func resolved() throws -> (address: HostPort, display: String, token: String?) {
+    /// Where the token comes from: `--token`, `$KLAXON_TOKEN`, or the CLI config file's path.
+    func resolved() throws -> (address: HostPort, display: String, token: String?, tokenSource: String) {
         let environment = ProcessInfo.processInfo.environment
         let file = Self.configFile()
         let text = address ?? environment["KLAXON_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 } ?? file?.values["address"] ?? "127.0.0.1:7402"
         guard let hostPort = HostPort(text) else {
             throw CLIError(code: CLIExit.usage, message: "the address \"\(text)\" is not host:port")
         }
-        let bearer = token ?? environment["KLAXON_TOKEN"].flatMap { $0.isEmpty ? nil : $0 } ?? file?.values["token"]
-        return (hostPort, text, bearer)
+        if let token { return (hostPort, text, token, "--token") }
+        if let bearer = environment["KLAXON_TOKEN"], !bearer.isEmpty { return (hostPort, text, bearer, "$KLAXON_TOKEN") }
+        if let file, let bearer = file.values["token"] { return (hostPort, text, bearer, file.path) }
+        return (hostPort, text, nil, "")
     }
 
     /// Runs one call; failures become a `CLIError` with a message a person reads.
     func call<Request, Reply>(_ method: RPCMethod<Request, Reply>, _ request: Request) async throws -> Reply {
-        let (hostPort, display, bearer) = try resolved()
+        let (hostPort, display, bearer, source) = try resolved()
         var configuration = RPCClientConfiguration(host: hostPort.host, port: hostPort.port)
         configuration.interceptors.append(BearerInterceptor { bearer })
         let client = RPCClient(configuration: configuration)
@@ -61,7 +64,7 @@ struct ClientOptions: ParsableArguments {
         do {
             return try await client.call(method, request)
         } catch let error as RPCError {
-            throw CLIError.from(error, address: display, hasToken: bearer != nil)
+            throw CLIError.from(error, address: display, hasToken: bearer != nil, tokenSource: source)
         }
     }
 
@@ -76,12 +79,25 @@ struct CLIError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
 
-    static func from(_ error: RPCError, address: String, hasToken: Bool) -> CLIError {
+    /// The file a user creates to give the CLI its token (`$KLAXON_CLI_CONFIG` if set).
+    static var userConfigPath: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let explicit = environment["KLAXON_CLI_CONFIG"], !explicit.isEmpty { return explicit }
+        return "~/.config/klaxon/cli.yaml"
+    }
+
+    static func from(_ error: RPCError, address: String, hasToken: Bool, tokenSource: String = "") -> CLIError {
         switch error.code {
         case .unavailable where error.message.contains("connect") || error.message.contains("unreachable") || error.message.contains("connection"):
             return CLIError(code: CLIExit.unreachable, message: "cannot reach Klaxon at \(address) — is it running? (scripts/run)")
         case .unauthenticated:
-            let hint = hasToken ? "" : " — set KLAXON_TOKEN, pass --token, or put `token:` in .klaxon/cli.yaml"
+            let hint = hasToken
+                ? (tokenSource.isEmpty ? "" : " (the token from \(tokenSource))")
+                : """
+                   — no token: pass --token, set KLAXON_TOKEN, or create \(userConfigPath) (mode 600) with \
+                  `address: \(address)` and `token: <an admin token>`. The first admin token is the one scripts/run \
+                  writes there, or the server's KLAXON_BOOTSTRAP_TOKEN
+                  """
             return CLIError(code: CLIExit.notAllowed, message: "not authenticated: \(error.message)\(hint)")
         case .permissionDenied:
             return CLIError(code: CLIExit.notAllowed, message: "not allowed: \(error.message)")

@@ -497,7 +497,10 @@ struct TokenCommand: AsyncParsableCommand {
         @OptionGroup var client: ClientOptions
         func run() async throws {
             let token: ApiToken = try await client.call(Admin.WhoAmI, Empty())
-            client.output(token) { print("token \(token.id) \"\(token.name)\", role \(token.role)\(token.userID == 0 ? "" : ", user \(token.userID)")") }
+            let source = try client.resolved().tokenSource
+            client.output(token) {
+                print("token \(token.id) \"\(token.name)\", role \(token.role)\(token.userID == 0 ? "" : ", user \(token.userID)") (from \(source))")
+            }
         }
     }
 }

@@ -126,11 +126,25 @@ import Testing
         let noToken = try KlaxonCLI(address: cli.address, token: nil)
         let anonymous = try await noToken("incident", "list")
         #expect(anonymous.status == 5 && anonymous.err.contains("set KLAXON_TOKEN"))
+        // Without a token the message names the file to create and where the first admin token comes from.
+        let home = try await noToken("incident", "list", environment: ["KLAXON_CLI_CONFIG": ""])
+        #expect(home.err.contains("create ~/.config/klaxon/cli.yaml (mode 600)") && home.err.contains("KLAXON_BOOTSTRAP_TOKEN"), "\(home.err)")
+        // A wrong token says where it came from.
+        let wrong = try await noToken("incident", "list", environment: ["KLAXON_TOKEN": "klx_wrong"])
+        #expect(wrong.status == 5 && wrong.err.contains("(the token from $KLAXON_TOKEN)"), "\(wrong.err)")
         // The address and token from the CLI config file when neither flag nor environment gives them.
         let fileCLI = try KlaxonCLI(address: "", token: nil)
         let config = try fileCLI.write("cli.yaml", "address: \(cli.address)\ntoken: \(pipeline.adminToken)\n")
         let fromFile = try await fileCLI("token", "whoami", environment: ["KLAXON_ADDRESS": "", "KLAXON_CLI_CONFIG": config])
         #expect(fromFile.status == 0 && fromFile.out.contains("\"test admin\", role admin"), "\(fromFile.err)")
+        #expect(fromFile.out.hasSuffix("(from \(config))\n"), "whoami names the file it used: \(fromFile.out)")
+        // ~/.config/klaxon/cli.yaml from any folder (HOME is the test's folder; no explicit file).
+        let userConfig = fileCLI.folder.appendingPathComponent(".config/klaxon")
+        try FileManager.default.createDirectory(at: userConfig, withIntermediateDirectories: true)
+        try "address: \(cli.address)\ntoken: \(pipeline.adminToken)\n".write(
+            to: userConfig.appendingPathComponent("cli.yaml"), atomically: true, encoding: .utf8)
+        let fromHome = try await fileCLI("token", "whoami", environment: ["KLAXON_ADDRESS": "", "KLAXON_CLI_CONFIG": ""])
+        #expect(fromHome.status == 0 && fromHome.out.contains("(from \(userConfig.path)/cli.yaml)"), "\(fromHome.out)\(fromHome.err)")
         // `klaxon help <command>`, as `klaxon --help` says: the command's own help, exit 0.
         let help = try await cli("help", "incident")
         let ownHelp = try await cli("incident", "--help")

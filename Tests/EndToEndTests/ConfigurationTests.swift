@@ -38,12 +38,16 @@ import Testing
         #expect(Array(dry.lines.prefix(plan.count)) == plan)
         #expect(dry.lines.last == "dry run: nothing changed (11 change(s) planned)")
         #expect(try await Self.counts(pipeline) == [0, 0, 0, 0, 0, 0, 0])
+        // A dry run draws no ids: the users the apply below makes are the next ones.
+        let nextUser = try await pipeline.db.scalar("SELECT coalesce(pg_sequence_last_value('users_id_seq'), 0) + 1") ?? -1
+        #expect(try await cli("apply", "-f", file, "--dry-run").status == 0)
 
         // Apply: the same plan, applied; again: nothing to do.
         let applied = try await cli("apply", "-f", file)
         #expect(Array(applied.lines.prefix(plan.count)) == plan)
         #expect(applied.lines.last == "applied 11 change(s)")
         #expect(try await Self.counts(pipeline) == [2, 2, 3, 1, 1, 1, 1])
+        #expect(try await pipeline.db.scalar("SELECT min(id) FROM users") == nextUser, "the dry runs consumed user ids")
         let again = try await cli("apply", "-f", file)
         #expect(again.out == "no changes: Klaxon already matches \(file)\n")
 

@@ -437,13 +437,48 @@ public enum Configuration {
         let document = try ConfigModel.parse(json: json)
         do {
             return try await pool.transaction { connection in
+                let sequences = dryRun ? try Self.holdSequences(connection) : []
                 var applier = ConfigApplier(connection: connection, document: document, prune: prune, now: now)
                 try applier.apply()
-                if dryRun { throw DryRun(changes: applier.changes) }
+                if dryRun {
+                    try Self.restore(connection, sequences)
+                    throw DryRun(changes: applier.changes)
+                }
                 return ApplyReply(changes: applier.changes, applied: true, createdKeys: applier.createdKeys)
             }
         } catch let dryRun as DryRun {
             return ApplyReply(changes: dryRun.changes, applied: false)
+        }
+    }
+
+    /// The tables an apply inserts into. A dry run rolls its inserts back, but sequences are not
+    /// transactional: it locks these tables against inserts (SHARE ROW EXCLUSIVE: readers go on,
+    /// a writer waits the few milliseconds of the dry run) so nobody else draws from their
+    /// sequences meanwhile, and puts each sequence back where it was before rolling back. A later
+    /// apply then makes the ids the plan showed.
+    static let insertedTables = [
+        "users", "contact_methods", "notification_rules", "schedules", "escalation_policies", "escalation_levels",
+        "escalation_targets", "services", "routing_keys", "response_plans", "response_plan_responders",
+        "response_plan_subscribers", "response_plan_channels",
+    ]
+
+    static func holdSequences(_ connection: PGConnection) throws -> [(sequence: String, last: Int64?)] {
+        try connection.query("SELECT pg_advisory_xact_lock(7402012)")  // the apply's own lock, first (re-entrant)
+        try connection.query("LOCK TABLE \(insertedTables.joined(separator: ", ")) IN SHARE ROW EXCLUSIVE MODE")
+        let rows = try connection.query(
+            """
+            SELECT s.oid::regclass::text AS sequence, pg_sequence_last_value(s.oid) AS last
+            FROM pg_class s JOIN pg_depend d ON d.objid = s.oid AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                 JOIN pg_class t ON t.oid = d.refobjid
+            WHERE s.relkind = 'S' AND t.relname = ANY($1::text[])
+            """, [PGArray(insertedTables)])
+        return (0..<rows.count).map { (rows.string($0, "sequence")!, rows.int64($0, "last")) }
+    }
+
+    static func restore(_ connection: PGConnection, _ sequences: [(sequence: String, last: Int64?)]) throws {
+        for (sequence, last) in sequences {
+            // Never called yet: back to "next is 1".
+            try connection.query("SELECT setval($1::regclass, $2::bigint, $3::boolean)", [sequence, last ?? 1, last != nil])
         }
     }
 
