@@ -20,14 +20,8 @@ public enum IngestHTTP {
         }
         router.post("/v2/enqueue", use: enqueue)
         router.post("/v2/events", use: enqueue)
-        OperationsRoutes.addMetrics(to: router)
-        router.get("/healthz") { _, _ in Self.json(.ok, PagerDutyEvents.body(["status": "ok"])) }
-        router.get("/readyz") { _, _ -> Response in
-            if let problem = await readiness.problem() {
-                return Self.json(.serviceUnavailable, PagerDutyEvents.body(["status": problem]))
-            }
-            return Self.json(.ok, PagerDutyEvents.body(["status": "ready"]))
-        }
+        // /healthz, /readyz and /metrics: the same shape as every other listener (README, Operations).
+        OperationsRoutes.add(to: router, readiness: readiness)
         return Application(
             router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-ingest"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)

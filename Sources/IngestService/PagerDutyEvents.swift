@@ -15,6 +15,10 @@ public enum PagerDutyEvents {
     public static func parse(_ body: [UInt8]) -> Parsed {
         var violations: [FieldViolation] = []
         func add(_ field: String, _ description: String) { violations.append(FieldViolation(field: field, description: description)) }
+        // Strict first: Foundation also takes what PagerDuty refuses (a trailing comma).
+        if let problem = StrictJSON.problem(body) {
+            return Parsed(event: nil, customDetailsJSON: nil, violations: [FieldViolation(field: "event", description: "body is not valid JSON: \(problem)")])
+        }
         guard let root = try? JSONSerialization.jsonObject(with: Data(body)), let object = root as? [String: Any] else {
             return Parsed(event: nil, customDetailsJSON: nil, violations: [FieldViolation(field: "event", description: "body is not a JSON object")])
         }

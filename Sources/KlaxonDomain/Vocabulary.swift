@@ -104,3 +104,8 @@ public struct TimelineEntry: Sendable, Equatable {
         self.details = details
     }
 }
+
+/// "1 subscriber", "2 subscribers": counts in text people read.
+public func counted(_ count: Int, _ singular: String, _ plural: String? = nil) -> String {
+    "\(count) \(count == 1 ? singular : plural ?? singular + "s")"
+}

@@ -137,7 +137,7 @@ enum JSONOut {
     static func text(_ value: Any) -> String {
         let object = convert(value)
         guard JSONSerialization.isValidJSONObject(object) || object is [Any] else { return "\(object)" }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 

@@ -76,7 +76,7 @@ struct IncidentCommand: AsyncParsableCommand {
             switch format {
             case "json":
                 let entries = reply.entries.map { ["at": CLITime.text($0.atMs), "type": $0.type, "actor": $0.actor, "details": $0.details] as [String: Any] }
-                let data = try JSONSerialization.data(withJSONObject: entries, options: [.prettyPrinted, .sortedKeys])
+                let data = try JSONSerialization.data(withJSONObject: entries, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
             case "markdown":
                 print("| at | type | actor | details |\n|---|---|---|---|")

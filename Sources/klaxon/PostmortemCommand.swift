@@ -194,7 +194,7 @@ struct PostmortemRecord {
             "linked_incidents": children.map { ["id": $0.id, "number": $0.number, "title": $0.title] as [String: Any] },
             "timeline": timeline.map { ["at_ms": $0.atMs, "type": $0.type, "actor": $0.actor, "details": $0.details] as [String: Any] },
         ]
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KlaxonDomain
 import Shared
 
 /// Major incident response from the CLI (issue 14): response plans, and on a major incident:
@@ -169,7 +170,7 @@ struct PlanCommand: AsyncParsableCommand {
                 name: name, responders: responders, subscriberIDs: subscriber, conferenceURL: bridge, conferencePhone: phone,
                 chatChannel: channel, message: message, requestTimeoutSeconds: timeout, channelWebhooks: channelWebhook))
             connection.output(plan) {
-                print("response plan \(plan.id) \"\(plan.name)\": \(plan.responders.count) responders, \(plan.subscriberIDs.count) subscribers, \(plan.channelWebhooks.count) channels")
+                print("response plan \(plan.id) \"\(plan.name)\": \(counted(plan.responders.count, "responder")), \(counted(plan.subscriberIDs.count, "subscriber")), \(counted(plan.channelWebhooks.count, "channel"))")
             }
         }
     }

@@ -82,10 +82,15 @@ import Testing
         #expect(try await cli("incident", "show", incident).out.contains("CLI test"))
         #expect(try await cli("incident", "ack", incident, "--user", carol).out.hasPrefix("acknowledged"))
         #expect(try await cli("incident", "snooze", incident, "--for", "30m", "--user", carol).out.hasPrefix("snoozed until"))
-        #expect(try await cli("incident", "note", incident, "--user", carol, "looking").out == "noted\n")
+        // An admin token without a user of its own: the refusal names the option to use.
+        let noActor = try await cli("incident", "ack", incident)
+        #expect(noActor.status == 3 && noActor.err.contains("user_id: is required") && noActor.err.contains("--user"), "\(noActor.err)")
+        #expect(try await cli("incident", "note", incident, "--user", carol, "looking at https://status.example/db").out == "noted\n")
         #expect(try await cli("incident", "reassign", incident, "--users", carol, "--user", carol).out.hasPrefix("reassigned"))
         #expect(try await cli("incident", "escalate", incident, "--level", "2", "--user", carol).out.hasPrefix("escalated to level 2"))
         #expect(try await cli("incident", "resolve", incident, "--user", carol, "--reason", "fixed").out == "resolved\n")
+        let json = try await cli("incident", "timeline", incident, "--format", "json")
+        #expect(json.out.contains("https://status.example/db") && !json.out.contains("\\/"), "JSON with escaped slashes: \(json.out)")
         let timeline = try await cli("incident", "timeline", incident)
         for type in ["trigger", "acknowledge", "snooze", "note", "reassign", "escalate", "resolve"] {
             #expect(timeline.out.contains(" \(type) "), "timeline lacks \(type)")

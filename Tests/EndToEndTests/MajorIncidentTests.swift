@@ -130,7 +130,7 @@ import Testing
         let created = try await cli(
             "plan", "create", "--name", "Checkout down", "--responder", "user:\(cora):commander", "--responder", "user:\(sam):scribe",
             "--subscriber", "\(stan)", "--bridge", "https://meet.example.com/checkout", "--phone", "+1 555 0101", "--timeout", "600")
-        #expect(created.status == 0 && created.out.hasSuffix("\"Checkout down\": 2 responders, 1 subscribers, 0 channels\n"), "\(created.out)\(created.err)")
+        #expect(created.status == 0 && created.out.hasSuffix("\"Checkout down\": 2 responders, 1 subscriber, 0 channels\n"), "\(created.out)\(created.err)")
         let plans = try await cli("plan", "list")
         #expect(plans.lines.contains { $0.contains("Checkout down") && $0.contains("user:\(cora):commander user:\(sam):scribe") && $0.contains("600s") })
         #expect(try await cli("plan", "create", "--name", "x", "--responder", "team:1").status == 64)

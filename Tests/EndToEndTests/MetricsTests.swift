@@ -22,8 +22,10 @@ import Testing
         _ = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))
         let sendEvent = "method=\"klaxon.ingest.v1.Ingest/SendEvent\""
         for port in [pipeline.ingestHTTPPort, pipeline.assignmentHTTPPort, pipeline.notifierHTTPPort] {
-            #expect(try await Self.get(port, "/healthz").status == 200)
-            #expect(try await Self.get(port, "/readyz").status == 200)
+            // One shape on every listener, the README's: text `ok` and `ready`.
+            let health = try await Self.get(port, "/healthz"), ready = try await Self.get(port, "/readyz")
+            #expect(health.status == 200 && health.body == "ok\n", "port \(port): \(health.body)")
+            #expect(ready.status == 200 && ready.body == "ready\n", "port \(port): \(ready.body)")
             let metrics = try await Self.get(port, "/metrics")
             #expect(metrics.status == 200)
             let lines = metrics.body.split(separator: "\n").map(String.init)

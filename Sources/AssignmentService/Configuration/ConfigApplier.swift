@@ -66,7 +66,7 @@ struct ConfigApplier {
             }
             let key = user.email.lowercased()
             if (existing[key]?.count ?? 0) > 1 {
-                throw invalid(user.path + ".email", "\(existing[key]!.count) users in Klaxon have this email; make them unique first")
+                throw invalid(user.path + ".email", "\(counted(existing[key]!.count, "user")) in Klaxon have this email; make them unique first")
             }
             let id: Int64
             if let found = userIDs[key], let row = existing[key]?.first {
@@ -362,7 +362,7 @@ struct ConfigApplier {
                 note("~", "response plan", plan.name, changed.joined(separator: ", "))
             } else {
                 _ = try PlanStore.create(connection, wanted, now: now)
-                note("+", "response plan", plan.name, "\(responders.count) responders")
+                note("+", "response plan", plan.name, counted(responders.count, "responder"))
             }
         }
     }

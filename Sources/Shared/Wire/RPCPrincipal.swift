@@ -41,7 +41,7 @@ extension RPCContext {
         case .admin:
             if requested != 0 { return requested }
             guard let own = principal.userID else {
-                throw RPCError.invalidArgument([FieldViolation(field: "user_id", description: "is required (who acts): this admin token has no user of its own")])
+                throw RPCError.invalidArgument([FieldViolation(field: "user_id", description: "is required (who acts): this admin token has no user of its own, so name one (the CLI's --user)")])
             }
             return UInt64(own)
         case .observer, .service:
