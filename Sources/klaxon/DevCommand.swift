@@ -56,19 +56,23 @@ struct DevCommand: AsyncParsableCommand {
             print("First start: an admin token was created (shown this once; keep it): \(token)")
         }
         let key = Self.demoRoutingKey
-        print("""
-            Klaxon is up: ingest \(config.ingestListen), assignment \(config.assignmentListen), notifier \(config.notifierListen).
-            Demo routing key: \(key); pages for Alice and Bob print here.
-            Send a test event from another terminal:
-              .build/debug/klaxon send-event --routing-key \(key) --summary "Disk full on db-1" --source db-1
-            """)
-        fflush(nil)
-        try await Runtime.run(
-            [
-                IngestService(config: config, pool: pool, clock: clock, logger: logger),
-                AssignmentService(config: config, pool: pool, clock: clock, logger: logger),
-                NotifierService(config: config, pool: pool, clock: clock, logger: logger),
-            ], pool: pool, logger: logger)
+        let ingest = IngestService(config: config, pool: pool, clock: clock, logger: logger)
+        let assignment = AssignmentService(config: config, pool: pool, clock: clock, logger: logger)
+        let notifier = NotifierService(config: config, pool: pool, clock: clock, logger: logger)
+        // "Klaxon is up" once every listener accepts connections, not before.
+        let announce = Task {
+            _ = try await (ingest.server.localAddress(), assignment.server.localAddress(), notifier.server.localAddress())
+            _ = try await (ingest.httpPort(), assignment.httpPort(), notifier.httpPort())
+            print("""
+                Klaxon is up: ingest \(config.ingestListen), assignment \(config.assignmentListen), notifier \(config.notifierListen).
+                Demo routing key: \(key); pages for Alice and Bob print here.
+                Send a test event from another terminal:
+                  .build/debug/klaxon send-event --routing-key \(key) --summary "Disk full on db-1" --source db-1
+                """)
+            fflush(nil)
+        }
+        defer { announce.cancel() }
+        try await Runtime.run([ingest, assignment, notifier], pool: pool, logger: logger)
         await sink.shutdown()
     }
 }
