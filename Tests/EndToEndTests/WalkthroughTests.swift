@@ -93,7 +93,7 @@ import Testing
         dev.environment = devEnvironment
         let output = Pipe()
         dev.standardOutput = output
-        dev.standardError = FileHandle.nullDevice
+        dev.standardError = output  // its logs too: a port already taken says so
         let printed = NIOLockedValueBox("")
         try dev.run()
         let reader = Thread {
@@ -108,8 +108,8 @@ import Testing
             if dev.isRunning { dev.terminate() }
             try? fm.removeItem(at: work)
         }
-        let up = await eventually(timeout: .seconds(60)) { printed.withLockedValue { $0.contains("Klaxon is up") } }
-        try #require(up, "klaxon dev did not start: \(printed.withLockedValue { $0 })")
+        let up = await eventually(timeout: .seconds(60)) { printed.withLockedValue { $0.contains("Klaxon is up") } || !dev.isRunning }
+        try #require(up && dev.isRunning, "klaxon dev did not start (the README's ports 7401–7403, 8401–8403 and 8499 must be free): \(printed.withLockedValue { $0 })")
 
         // Every command at once, in one bash, right after "Klaxon is up" (which comes when every
         // listener accepts connections).
