@@ -12,6 +12,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -43,6 +44,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -57,7 +60,12 @@ let package = Package(
         // klaxon.notifier.v1.People: served by Notifier and by Assignment (the CLI's one address).
         .target(name: "People", dependencies: ["Shared", "KlaxonDomain", "IncidentEngine"]),
         // What every service's HTTP listener answers for operators: health, readiness, metrics.
-        .target(name: "HTTPOperations", dependencies: ["Shared", .product(name: "Hummingbird", package: "hummingbird")]),
+        .target(
+            name: "HTTPOperations",
+            dependencies: [
+                "Shared", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+            ]),
         .target(
             name: "IngestService",
             dependencies: [
@@ -83,6 +91,7 @@ let package = Package(
             name: "klaxon",
             dependencies: [
                 "Shared", "IngestService", "AssignmentService", "NotifierService",
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),

@@ -41,7 +41,7 @@ public struct AssignmentService: Service {
         let chat = ChatCommands(pool: pool, server: server, secret: config.chatSigningSecret, clock: clock, logger: logger)
         self.http = AssignmentHTTP.application(
             pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen,
-            logger: logger, chat: chat, onRunning: { httpPort.resolve(.success($0)) })
+            logger: logger, chat: chat, onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS)
         let credentials = ServiceCredentials(service: "assignment")
         self.credentials = credentials
         self.pool = pool

@@ -1,4 +1,7 @@
 import Hummingbird
+import Logging
+import HummingbirdCore
+import HummingbirdTLS
 import NIOCore
 import Shared
 
@@ -34,6 +37,18 @@ public struct Readiness: Sendable {
 /// What every service's HTTP listener answers for operators: `/healthz` (the process answers),
 /// `/readyz` (`Readiness`) and `/metrics` (Prometheus text).
 public enum OperationsRoutes {
+    /// HTTP/1.1, over TLS when the process has a certificate (README, "TLS"): every HTTP listener.
+    public static func server(_ tls: ServerTLS?, logger: Logger) -> HTTPServerBuilder {
+        guard let tls else { return .http1() }
+        do {
+            return try .tls(.http1(), tlsConfiguration: tls.configuration)
+        } catch {
+            // The same configuration already made the binary listeners' context: not expected.
+            logger.critical("TLS for HTTP could not be set up; refusing to serve it in clear", metadata: ["error": "\(error)"])
+            return .init { _ in throw error }
+        }
+    }
+
     public static func add(to router: Router<BasicRequestContext>, readiness: Readiness) {
         router.get("/healthz") { _, _ in text(.ok, "ok\n") }
         router.get("/readyz") { _, _ -> Response in

@@ -12,7 +12,7 @@ public enum IngestHTTP {
 
     public static func application(
         processor: EventProcessor, readiness: Readiness, listen: HostPort, logger: Logger,
-        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }, tls: ServerTLS? = nil
     ) -> some ApplicationProtocol {
         let router = Router()
         let enqueue: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, _ in
@@ -23,7 +23,7 @@ public enum IngestHTTP {
         // /healthz, /readyz and /metrics: the same shape as every other listener (README, Operations).
         OperationsRoutes.add(to: router, readiness: readiness)
         return Application(
-            router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-ingest"),
+            router: router, server: OperationsRoutes.server(tls, logger: logger), configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-ingest"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 

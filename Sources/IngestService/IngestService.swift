@@ -31,7 +31,7 @@ public struct IngestService: Service {
         self.server = server
         self.http = IngestHTTP.application(
             processor: processor, readiness: Readiness(pool: pool, listeners: [server]), listen: config.ingestHTTPListen, logger: logger,
-            onRunning: { httpPort.resolve(.success($0)) })
+            onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS)
         let credentials = ServiceCredentials(service: "ingest")
         self.credentials = credentials
         self.pool = pool

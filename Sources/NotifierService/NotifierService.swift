@@ -33,7 +33,7 @@ public struct NotifierService: Service {
         self.server = server
         self.http = NotifierHTTP.application(
             readiness: Readiness(pool: pool, listeners: [server]), listen: config.notifierHTTPListen, logger: logger,
-            onRunning: { httpPort.resolve(.success($0)) })
+            onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS)
         self.dispatcher = DeliveryEngine(
             pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,

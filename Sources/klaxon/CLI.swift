@@ -24,6 +24,10 @@ struct ClientOptions: ParsableArguments {
     var token: String?
     @Flag(help: "Print JSON (for scripts) instead of tables.")
     var json = false
+    @Option(help: "PEM CA to verify Klaxon's TLS certificate with (turns TLS on). Default: $KLAXON_TLS_CA_FILE or the CLI config file's `ca:`.")
+    var ca: String?
+    @Flag(help: "TLS verified against the system's roots (a public certificate). On with --ca too.")
+    var tls = false
 
     /// `$KLAXON_CLI_CONFIG`, else `.klaxon/cli.yaml` in the current folder (written by
     /// scripts/run), else `~/.config/klaxon/cli.yaml`: YAML with `address:` and `token:`.
@@ -54,10 +58,23 @@ struct ClientOptions: ParsableArguments {
         return (hostPort, text, nil, "")
     }
 
+    /// TLS when asked: `--ca`, `$KLAXON_TLS_CA_FILE` or the config file's `ca:` (a private CA),
+    /// or `--tls` / `tls: true` (the system's roots); `$KLAXON_TLS_SERVER_NAME` or `server_name:`
+    /// is the name checked when the address is an IP.
+    func clientTLS() -> ClientTLS? {
+        let environment = ProcessInfo.processInfo.environment
+        let file = Self.configFile()?.values ?? [:]
+        let caFile = ca ?? environment["KLAXON_TLS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 } ?? file["ca"]
+        guard caFile != nil || tls || file["tls"] == "true" else { return nil }
+        let name = environment["KLAXON_TLS_SERVER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? file["server_name"]
+        return ClientTLS(caFile: caFile, serverName: name)
+    }
+
     /// Runs one call; failures become a `CLIError` with a message a person reads.
     func call<Request, Reply>(_ method: RPCMethod<Request, Reply>, _ request: Request) async throws -> Reply {
         let (hostPort, display, bearer, source) = try resolved()
         var configuration = RPCClientConfiguration(host: hostPort.host, port: hostPort.port)
+        configuration.tls = clientTLS()
         configuration.interceptors.append(BearerInterceptor { bearer })
         let client = RPCClient(configuration: configuration)
         defer { Task { await client.close() } }

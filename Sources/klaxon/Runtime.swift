@@ -4,6 +4,7 @@ import IngestService
 import Logging
 import NotifierService
 import ServiceLifecycle
+import UnixSignals
 import Shared
 
 /// Process wiring shared by the subcommands: logging, config, database, migrations.
@@ -70,6 +71,11 @@ enum Runtime {
         configuration.maximumGracefulShutdownDuration = shutdownGrace()
         configuration.maximumCancellationDuration = .seconds(5)
         let group = ServiceGroup(configuration: configuration)
+        // SIGHUP re-reads the TLS certificates and keys (new connections get the new ones).
+        let hangups = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) { ServerTLS.reloadAll() }
+        }
+        defer { hangups.cancel() }
         try await group.run()
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import KlaxonDomain
 import Shared
 
@@ -21,6 +22,8 @@ struct SendEventCommand: AsyncParsableCommand {
     var source = "klaxon-cli"
     @Option(help: "critical, error, warning or info.")
     var severity = "critical"
+    @Option(help: "PEM CA to verify Ingest's TLS certificate with (turns TLS on). Default: $KLAXON_TLS_CA_FILE.")
+    var ca: String?
 
     /// Checked while parsing, so a mistake shows `send-event`'s own usage (exit 64).
     func validate() throws {
@@ -37,7 +40,12 @@ struct SendEventCommand: AsyncParsableCommand {
     /// codes (3 refused, 4 cannot reach Ingest, 5 not allowed).
     func run() async throws {
         let hostPort = HostPort(address)!, eventAction = EventAction(rawValue: action)!, eventSeverity = Severity(rawValue: severity)!
-        let client = RPCClient(host: hostPort.host, port: hostPort.port)
+        var configuration = RPCClientConfiguration(host: hostPort.host, port: hostPort.port)
+        let environment = ProcessInfo.processInfo.environment
+        if let caFile = ca ?? environment["KLAXON_TLS_CA_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
+            configuration.tls = ClientTLS(caFile: caFile, serverName: environment["KLAXON_TLS_SERVER_NAME"].flatMap { $0.isEmpty ? nil : $0 })
+        }
+        let client = RPCClient(configuration: configuration)
         defer { Task { await client.close() } }
         let event = Event(
             routingKey: routingKey, eventAction: eventAction, dedupKey: dedupKey,

@@ -15,6 +15,7 @@ if let command = CommandLine.arguments.dropFirst().first, ["serve", "dev"].conta
     sigemptyset(&signals)
     sigaddset(&signals, SIGTERM)
     sigaddset(&signals, SIGINT)
+    sigaddset(&signals, SIGHUP)  // TLS certificate reload, not the end of the process
     pthread_sigmask(SIG_BLOCK, &signals, nil)
 }
 #endif

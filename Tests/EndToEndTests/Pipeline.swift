@@ -166,6 +166,7 @@ final class Pipeline: @unchecked Sendable {
         case .notifier: config.notifierListen.port
         }
         var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port)
+        configuration.tls = config.clientTLS  // the services' own clients' TLS, when they use it
         let bearer: String? = token ?? adminToken
         configuration.interceptors.append(BearerInterceptor { bearer })
         return RPCClient(configuration: configuration)

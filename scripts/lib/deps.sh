@@ -21,20 +21,24 @@ klaxon_ensure_deps() {
 
 # A real monitor for the tests: Prometheus Alertmanager (sends PagerDuty Events v2).
 klaxon_ensure_test_deps() {
-  command -v prometheus-alertmanager >/dev/null 2>&1 && return 0
-  echo "==> installing prometheus-alertmanager"
+  # prometheus-alertmanager (a real PagerDuty-speaking monitor); openssl (the TLS tests' CA).
+  local need=()
+  command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+  command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  [ ${#need[@]} -eq 0 ] && return 0
+  echo "==> installing ${need[*]}"
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 }
 
 # Python packages the tests use: protobuf (an independent implementation of the wire contract),
-# aiosmtpd (a real SMTP server for the email channel) and icalendar (a real iCal parser for the
-# schedule feeds).
+# aiosmtpd (a real SMTP server for the email channel), icalendar (a real iCal parser for the
+# schedule feeds) and pagerduty (PagerDuty's own Events API v2 client, over https).
 klaxon_ensure_python_protobuf() {
   local module package
-  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd icalendar:icalendar; do
+  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd icalendar:icalendar pagerduty:pagerduty==7.2.0; do
     module=${pair%%:*}; package=${pair##*:}
     python3 -c "import $module" 2>/dev/null && continue
     echo "==> installing the Python $package package"

@@ -12,7 +12,7 @@ import Shared
 public enum AssignmentHTTP {
     public static func application(
         pool: PostgresPool, readiness: Readiness, clock: any WallClock, listen: HostPort, logger: Logger, chat: ChatCommands? = nil,
-        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }, tls: ServerTLS? = nil
     ) -> some ApplicationProtocol {
         let router = Router()
         if let chat { ChatRoute.add(to: router, chat: chat) } else { ChatRoute.addOff(to: router) }
@@ -38,7 +38,7 @@ public enum AssignmentHTTP {
         }
         OperationsRoutes.add(to: router, readiness: readiness)
         return Application(
-            router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-assignment"),
+            router: router, server: OperationsRoutes.server(tls, logger: logger), configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "klaxon-assignment"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 

@@ -1,3 +1,4 @@
+import Logging
 /// host:port, as given in flags and environment variables.
 public struct HostPort: Sendable, Equatable, CustomStringConvertible {
     public var host: String
@@ -72,6 +73,24 @@ public struct KlaxonConfig: Sendable {
     /// The chat app's signing secret (Slack: Basic Information → Signing Secret): chat commands and
     /// buttons on Assignment's HTTP listener (`POST /chat/slack`) are verified with it; empty: off.
     public var chatSigningSecret = ""
+    /// TLS on every listener of the process (both set), and what clients trust (README, "TLS").
+    public var tlsCertFile = ""
+    public var tlsKeyFile = ""
+    public var tlsCAFile = ""
+    public var tlsServerName = ""
+
+    /// The process's TLS for its listeners, or nil (plain). `fromEnvironment` has checked the files load.
+    public var serverTLS: ServerTLS? {
+        guard !tlsCertFile.isEmpty, !tlsKeyFile.isEmpty else { return nil }
+        return try? ServerTLS.forFiles(certFile: tlsCertFile, keyFile: tlsKeyFile, logger: Logger(label: "klaxon.tls"))
+    }
+
+    /// What Klaxon's own clients verify servers with: on when a CA file is set or the process
+    /// serves TLS itself (its peers then do too; verified against the system's roots).
+    public var clientTLS: ClientTLS? {
+        guard !tlsCAFile.isEmpty || serverTLS != nil else { return nil }
+        return ClientTLS(caFile: tlsCAFile.isEmpty ? nil : tlsCAFile, serverName: tlsServerName.isEmpty ? nil : tlsServerName)
+    }
 
     public init(databaseURL: String) {
         self.databaseURL = databaseURL
@@ -152,6 +171,10 @@ public struct KlaxonConfig: Sendable {
         .text("smtp.from", \.smtpFrom, "sender address of email pages"),
         .text("incident_url_template", \.incidentURLTemplate, "incident link in pages, {id} replaced"),
         .text("chat.signing_secret", \.chatSigningSecret, "Slack-compatible signing secret for chat commands and page buttons (empty: off)"),
+        .text("tls.cert_file", \.tlsCertFile, "PEM certificate (a chain allowed): TLS on every listener, with tls.key_file"),
+        .text("tls.key_file", \.tlsKeyFile, "PEM private key of tls.cert_file"),
+        .text("tls.ca_file", \.tlsCAFile, "PEM CA the services' and the CLI's clients verify servers with (else the system's)"),
+        .text("tls.server_name", \.tlsServerName, "the name checked in servers' certificates when addresses are IPs"),
     ]
 
     /// Reads the environment; malformed values are errors, not silently ignored. Empty means unset.
@@ -163,6 +186,12 @@ public struct KlaxonConfig: Sendable {
         for setting in settings where setting.key != "database.url" {
             guard let text = environment[setting.variable], !text.isEmpty else { continue }
             try setting.read(&config, text)
+        }
+        if config.tlsCertFile.isEmpty != config.tlsKeyFile.isEmpty {
+            throw ConfigError(description: "KLAXON_TLS_CERT_FILE and KLAXON_TLS_KEY_FILE go together: set both (TLS) or neither")
+        }
+        if !config.tlsCertFile.isEmpty {
+            _ = try ServerTLS.forFiles(certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, logger: Logger(label: "klaxon.tls"))
         }
         if (environment["KLAXON_ASSIGNMENT_ADDRESS"] ?? "").isEmpty { config.assignmentAddress = config.assignmentListen }
         if (environment["KLAXON_NOTIFIER_ADDRESS"] ?? "").isEmpty { config.notifierAddress = config.notifierListen }
@@ -187,6 +216,7 @@ public struct KlaxonConfig: Sendable {
         configuration.idleTimeout = .seconds(Int64(idleTimeoutSeconds))
         configuration.frameDeadline = .seconds(Int64(frameDeadlineSeconds))
         configuration.maxConnectionsPerPeer = maxConnectionsPerPeer
+        configuration.tls = serverTLS
         return configuration
     }
 
@@ -194,6 +224,7 @@ public struct KlaxonConfig: Sendable {
     public func rpcClient(_ address: HostPort, credentials: ServiceCredentials? = nil) -> RPCClient {
         var configuration = RPCClientConfiguration(host: address.host, port: address.port)
         configuration.maxFrameBytes = maxFrameBytes
+        configuration.tls = clientTLS
         if let credentials { configuration.interceptors.append(credentials.interceptor) }
         return RPCClient(configuration: configuration)
     }

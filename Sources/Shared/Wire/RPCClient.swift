@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 public struct RPCClientConfiguration: Sendable {
     public var host: String
@@ -17,6 +18,8 @@ public struct RPCClientConfiguration: Sendable {
     public var headers: [String: String] = [:]
     /// Run in order on every call before it is sent (a token that rotates, a request id, …).
     public var interceptors: [any RPCClientInterceptor] = []
+    /// TLS to the server (nil: plain TCP); the server's certificate is verified.
+    public var tls: ClientTLS?
 
     public init(host: String, port: Int) {
         self.host = host
@@ -34,6 +37,8 @@ public protocol RPCClientInterceptor: Sendable {
 public final class RPCClient: Sendable {
     public let configuration: RPCClientConfiguration
     private let group: EventLoopGroup
+    /// The TLS context, made once (an unreadable CA file fails every connect, naming it).
+    private let tlsContext: Result<NIOSSLContext, any Error>?
     private let state = NIOLockedValueBox(ConnectionState.idle)
     private let ids = NIOLockedValueBox<UInt64>(0)
 
@@ -48,6 +53,7 @@ public final class RPCClient: Sendable {
     public init(configuration: RPCClientConfiguration, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.configuration = configuration
         self.group = group
+        self.tlsContext = configuration.tls.map { tls in Result { try tls.context() } }
     }
 
     public convenience init(host: String, port: Int) {
@@ -234,18 +240,30 @@ public final class RPCClient: Sendable {
 
     private func makeBootstrap(_ pending: PendingCalls) -> ClientBootstrap {
         let maxFrameBytes = configuration.maxFrameBytes
+        let tls = tlsContext.map { context in (context, configuration.tls?.serverName ?? Self.hostname(configuration.host)) }
         return ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    if let (context, serverName) = tls {
+                        try pipeline.addHandler(NIOSSLClientHandler(context: try context.get(), serverHostname: serverName))
+                    }
                     try pipeline.addHandler(FlushCoalescer())
                     try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
                     try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
                     try pipeline.addHandler(RPCClientHandler(pending: pending))
                 }
             }
+    }
+}
+
+extension RPCClient {
+    /// A name for SNI and the certificate check; nil for an IP address (NIOSSL then checks the
+    /// certificate's IP addresses against the peer's).
+    static func hostname(_ host: String) -> String? {
+        host.allSatisfy { $0.isNumber || $0 == "." } || host.contains(":") ? nil : host
     }
 }
 

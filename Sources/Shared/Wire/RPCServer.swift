@@ -18,6 +18,8 @@ public struct RPCServerConfiguration: Sendable {
     public var frameDeadline: TimeAmount = .seconds(10)
     /// A connection with no traffic either way for this long is closed.
     public var idleTimeout: TimeAmount = .seconds(300)
+    /// TLS before the first frame (nil: plain TCP).
+    public var tls: ServerTLS?
 
     public init(host: String = "127.0.0.1", port: Int) {
         self.host = host
@@ -203,6 +205,7 @@ public final class RPCServer: Service, Sendable {
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
         try pipeline.addHandler(IdleConnectionCloser())
+        if let tls = configuration.tls { try tls.addHandlers(to: pipeline) }
         try pipeline.addHandler(FlushCoalescer())
         try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
         try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(

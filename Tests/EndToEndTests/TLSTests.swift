@@ -1,0 +1,215 @@
+import AsyncHTTPClient
+import Foundation
+import KlaxonTestSupport
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Shared
+import Testing
+
+/// A throwaway CA and server certificates, made with the `openssl` command.
+struct TestPKI {
+    let dir: URL
+    var caFile: String { dir.appendingPathComponent("ca.pem").path }
+    var certFile: String { dir.appendingPathComponent("server.pem").path }
+    var keyFile: String { dir.appendingPathComponent("server.key").path }
+
+    static func openssl(_ arguments: [String], in dir: URL) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = arguments
+        process.currentDirectoryURL = dir
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CLIFailure("openssl \(arguments.joined(separator: " ")) failed") }
+    }
+
+    struct CLIFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static func make(serial: Int = 1001) throws -> TestPKI {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-pki-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key",
+                     "-out", "ca.pem", "-days", "2", "-subj", "/CN=Klaxon test CA"], in: dir)
+        let pki = TestPKI(dir: dir)
+        try pki.issue(serial: serial)
+        return pki
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost, written over the current one.
+    func issue(serial: Int) throws {
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(to: dir.appendingPathComponent("ext.cnf"), atomically: true, encoding: .utf8)
+        try Self.openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "next.key",
+                          "-out", "next.csr", "-subj", "/CN=localhost"], in: dir)
+        try Self.openssl(["x509", "-req", "-in", "next.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "\(serial)",
+                          "-days", "2", "-out", "next.pem", "-extfile", "ext.cnf"], in: dir)
+        // The key first, then the certificate: a reload in between fails its key check and keeps the old pair.
+        // rename(2): each file is replaced at once, never seen half-written.
+        guard rename(dir.appendingPathComponent("next.key").path, keyFile) == 0,
+              rename(dir.appendingPathComponent("next.pem").path, certFile) == 0
+        else { throw CLIFailure("cannot move the new certificate into place") }
+    }
+
+    /// The serial number of the certificate a new TLS connection to `port` is shown.
+    static func servedSerial(port: Int, caFile: String) async throws -> String {
+        try await offCooperativePool {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", "openssl s_client -connect 127.0.0.1:\(port) -CAfile '\(caFile)' </dev/null 2>/dev/null | openssl x509 -noout -serial"]
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+}
+
+/// TLS on every listener (issue 24): `KLAXON_TLS_CERT_FILE`/`_KEY_FILE`, clients verifying with
+/// `KLAXON_TLS_CA_FILE`, plain clients refused and counted, certificates reloaded.
+@Suite(.serialized) struct TLSTests {
+    static func tlsPipeline(_ pki: TestPKI) async throws -> Pipeline {
+        try await Pipeline { config, _ in
+            config.tlsCertFile = pki.certFile
+            config.tlsKeyFile = pki.keyFile
+            config.tlsCAFile = pki.caFile
+        }
+    }
+
+    /// A trigger over the binary protocol with TLS (the client verifying the server against the
+    /// test CA) pages through Assignment and Notifier, whose own calls between them are TLS too.
+    @Test func theWholePipelineSpeaksTLS() async throws {
+        let pki = try TestPKI.make()
+        let pipeline = try await Self.tlsPipeline(pki)
+        let service = try await pipeline.seed(users: ["Alice"])
+        let ingest = pipeline.client(.ingest, token: nil)
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
+        #expect(created.outcome == .created)
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))
+        #expect(pages.first?.webhook?.incident.id == created.incidentID, "the page did not arrive over the TLS pipeline")
+        // Every listener serves the test CA's certificate (binary and HTTP alike).
+        for port in [pipeline.config.ingestListen.port, pipeline.config.assignmentListen.port, pipeline.config.notifierListen.port,
+                     pipeline.ingestHTTPPort, pipeline.assignmentHTTPPort, pipeline.notifierHTTPPort] {
+            #expect(try await TestPKI.servedSerial(port: port, caFile: pki.caFile) == "serial=03E9", "port \(port)")
+        }
+        // A client that does not trust the CA is refused by its own check (nothing is sent in clear).
+        var untrusting = RPCClientConfiguration(host: "127.0.0.1", port: pipeline.config.ingestListen.port)
+        untrusting.tls = ClientTLS()
+        let stranger = RPCClient(configuration: untrusting)
+        #expect(await stranger.failure(Ingest.SendEvent, Pipeline.trigger(service.routingKey))?.code == .unavailable)
+        await stranger.close()
+        // The CLI over TLS: with the CA it works; with none it is refused before sending anything.
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let listed = try await cli("incident", "list", environment: ["KLAXON_TLS_CA_FILE": pki.caFile])
+        #expect(listed.status == 0 && listed.out.contains("Checkout error rate"), "\(listed.out)\(listed.err)")
+        let sent = try await cli("send-event", "--address", "127.0.0.1:\(pipeline.config.ingestListen.port)", "--routing-key", service.routingKey,
+                                 "--ca", pki.caFile, "--dedup-key", "cli-tls")
+        #expect(sent.status == 0 && sent.out.hasPrefix("CREATED incident"), "\(sent.out)\(sent.err)")
+        let systemRoots = try await cli("incident", "list", "--tls")
+        #expect(systemRoots.status == 4, "a certificate from an unknown CA was accepted: \(systemRoots.out)\(systemRoots.err)")
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// A plain-TCP client on a TLS port is refused cleanly and counted; the listener goes on
+    /// serving TLS clients.
+    @Test func aPlainClientOnATLSPortIsRefusedAndCounted() async throws {
+        let pki = try TestPKI.make()
+        let pipeline = try await Self.tlsPipeline(pki)
+        let service = try await pipeline.seed(users: ["Alice"])
+        var plain = RPCClientConfiguration(host: "127.0.0.1", port: pipeline.config.ingestListen.port)
+        plain.defaultTimeout = .seconds(3)
+        let plainClient = RPCClient(configuration: plain)
+        #expect(await plainClient.failure(Ingest.SendEvent, Pipeline.trigger(service.routingKey)) != nil)
+        await plainClient.close()
+        // Plain HTTP on the HTTPS port: no answer in clear.
+        let request = HTTPClientRequest(url: "http://127.0.0.1:\(pipeline.ingestHTTPPort)/healthz")
+        #expect((try? await HTTPClient.shared.execute(request, timeout: .seconds(3))) == nil)
+        let ingest = pipeline.client(.ingest, token: nil)
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
+        #expect(created.outcome == .created, "the listener stopped serving after a plain client")
+        // Counted, on the HTTPS /metrics (verified with the CA).
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(pki.caFile)
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(3), read: .seconds(5))
+        let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        let metrics = try await https.execute(HTTPClientRequest(url: "https://127.0.0.1:\(pipeline.ingestHTTPPort)/metrics"), timeout: .seconds(5))
+        let body = String(buffer: try await metrics.body.collect(upTo: 8 << 20))
+        try await https.shutdown()
+        #expect(body.split(separator: "\n").contains { $0.hasPrefix("klaxon_rpc_refusals_total{") && $0.contains("reason=\"tls\"") }, "no tls refusal counted")
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// A new certificate on disk: new connections see it (SIGHUP reloads at once; a file change
+    /// within seconds), a connection already open keeps working.
+    @Test func aRotatedCertificateServesNewConnectionsWithoutDroppingOldOnes() async throws {
+        let pki = try TestPKI.make(serial: 1001)
+        let pipeline = try await Self.tlsPipeline(pki)
+        let service = try await pipeline.seed(users: ["Alice"])
+        let port = pipeline.config.ingestListen.port
+        let open = pipeline.client(.ingest, token: nil)
+        let first: EventResult = try await open.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "before"))
+        #expect(first.outcome == .created)
+        #expect(try await TestPKI.servedSerial(port: port, caFile: pki.caFile) == "serial=03E9")
+        try pki.issue(serial: 2002)
+        ServerTLS.reloadAll()  // what SIGHUP does
+        #expect(try await TestPKI.servedSerial(port: port, caFile: pki.caFile) == "serial=07D2", "a new connection still sees the old certificate")
+        let second: EventResult = try await open.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "after"))
+        #expect(second.outcome == .created, "the connection opened before the rotation was dropped")
+        // A file change alone is picked up too (checked every 5 s).
+        try pki.issue(serial: 3003)
+        #expect(await eventually(timeout: .seconds(15)) {
+            (try? await TestPKI.servedSerial(port: port, caFile: pki.caFile)) == "serial=0BBB"
+        }, "the changed files were not re-read")
+        await open.close()
+        await pipeline.shutdown()
+    }
+
+    /// PagerDuty's own Python client (`pagerduty` on PyPI, EventsApiV2Client), which accepts only
+    /// an https:// base URL, against Ingest's HTTPS listener verified with the test CA: trigger
+    /// with custom details, acknowledge, resolve; the trigger pages.
+    @Test func pagerDutysOwnClientOverHTTPS() async throws {
+        let pki = try TestPKI.make()
+        let pipeline = try await Self.tlsPipeline(pki)
+        let service = try await pipeline.seed(users: ["Alice"])
+        let script = """
+            import ssl, sys, pagerduty
+            base, key, ca = sys.argv[1], sys.argv[2], sys.argv[3]
+            # The library's own HTTP client (httpx), verifying Klaxon's certificate with the test CA.
+            client = pagerduty.EventsApiV2Client(key, base_url=base, verify=ssl.create_default_context(cafile=ca))
+            dedup = client.trigger("Disk full on db-1", "db-1", dedup_key="pd-https", custom_details={"free": "0%"})
+            print("trigger", dedup)
+            print("acknowledge", client.acknowledge(dedup))
+            print("resolve", client.resolve(dedup))
+            """
+        let result = try await offCooperativePool { () -> (Int32, String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", "-c", script, "https://127.0.0.1:\(pipeline.ingestHTTPPort)", service.routingKey, pki.caFile]
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = out
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        #expect(result.0 == 0, "\(result.1)")
+        #expect(result.1.contains("trigger pd-https") && result.1.contains("acknowledge pd-https") && result.1.contains("resolve pd-https"), "\(result.1)")
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))
+        #expect(pages.first?.webhook?.incident.dedupKey == "pd-https")
+        let details = try await pipeline.db.pool.withConnection { connection in
+            try connection.query("SELECT status FROM incidents WHERE dedup_key = 'pd-https'").string(0, "status")
+        }
+        #expect(details == "resolved")
+        await pipeline.shutdown()
+    }
+}
