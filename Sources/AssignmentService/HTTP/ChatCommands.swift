@@ -112,6 +112,10 @@ public struct ChatCommands: Sendable {
         let logger = self.logger
         Task {
             let answer = await work.value
+            if let host = URL(string: url)?.host, let why = await OutboundGuard.refusal(host: host) {
+                logger.warning("chat response_url refused", metadata: ["reason": "\(why)"])
+                return
+            }
             var request = HTTPClientRequest(url: url)
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")

@@ -26,6 +26,11 @@ func post(
     let deadline = NIODeadline.now() + timeout  // monotonic network timeout, not a domain instant
     var target = url
     for hop in 0...maxRedirects {
+        // Every hop, redirects too: a link-local target is refused for good (OutboundGuard).
+        if let host = URL(string: target)?.host, let why = await OutboundGuard.refusal(host: host) {
+            throw DeliveryError(
+                description: "\(what) not sent: \(why); KLAXON_ALLOW_LINK_LOCAL_DESTINATIONS=true allows it", permanent: true)
+        }
         var request = HTTPClientRequest(url: target)
         request.method = .POST
         if !bearer.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
