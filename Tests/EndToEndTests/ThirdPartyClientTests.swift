@@ -9,7 +9,22 @@ import Testing
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     @Test func pythonProtobufClientSendsAnEvent() async throws {
-        let pipeline = try await Pipeline(start: [.ingest])
+        try await speak(tls: nil)
+    }
+
+    /// The same client over TLS with Python's own `ssl`, verifying Klaxon's certificate.
+    @Test func pythonProtobufClientSendsAnEventOverTLS() async throws {
+        try await speak(tls: try TestPKI.make())
+    }
+
+    func speak(tls pki: TestPKI?) async throws {
+        let pipeline = try await Pipeline(start: [.ingest]) { config, _ in
+            if let pki {
+                config.tlsCertFile = pki.certFile
+                config.tlsKeyFile = pki.keyFile
+                config.tlsCAFile = pki.caFile
+            }
+        }
         let service = try await pipeline.seed()
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-py-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
@@ -22,7 +37,7 @@ import Testing
         let script = work.appendingPathComponent("client.py")
         try Self.client.write(to: script, atomically: true, encoding: .utf8)
 
-        let result = try await run("python3", [script.path, String(pipeline.config.ingestListen.port), service.routingKey])
+        let result = try await run("python3", [script.path, String(pipeline.config.ingestListen.port), service.routingKey] + (pki.map { [$0.caFile] } ?? []))
         try #require(result.status == 0, "python client failed: \(result.output)")
         let lines = result.output.split(separator: "\n").map(String.init)
         #expect(lines.contains("created outcome=1 dedup=py-1"))
@@ -52,13 +67,16 @@ import Testing
     }
 
     static let client = #"""
-    import socket, struct, sys
+    import socket, ssl, struct, sys
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from klaxon.rpc.v1 import rpc_pb2
     from klaxon.ingest.v1 import ingest_pb2
 
     port, routing_key = int(sys.argv[1]), sys.argv[2]
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if len(sys.argv) > 3:
+        # TLS before the first frame, Klaxon's certificate verified with the CA file given.
+        sock = ssl.create_default_context(cafile=sys.argv[3]).wrap_socket(sock, server_hostname="127.0.0.1")
 
     def read_exact(n):
         data = b""
