@@ -1,9 +1,11 @@
 import AsyncHTTPClient
 import Foundation
+import KlaxonDomain
 import KlaxonTestSupport
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NotifierService
 import Shared
 import Testing
 
@@ -211,5 +213,34 @@ struct TestPKI {
         }
         #expect(details == "resolved")
         await pipeline.shutdown()
+    }
+
+    /// Pages to an https webhook: delivered when its CA is trusted (KLAXON_TLS_EXTRA_CA_FILE),
+    /// a failed attempt naming the verification error when not — never sent in clear.
+    @Test func httpsWebhooksAreVerified() async throws {
+        let pki = try TestPKI.make()
+        var server = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(pki.certFile).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: pki.keyFile, format: .pem)))
+        server.minimumTLSVersion = .tlsv12
+        let sink = try await HTTPSink.start(tls: try NIOSSLContext(configuration: server))
+        #expect(sink.url.hasPrefix("https://"))
+        let snapshot = IncidentSnapshot(
+            incidentID: 9, number: 9, title: "TLS page", status: .triggered, urgency: .high, serviceID: 1, serviceName: "s",
+            severity: "critical", dedupKey: "k", createdAtMs: 0, atMs: 0)
+        let message = WebhookMessage(
+            notificationID: "n-tls", reason: .assigned, isSnapshot: true, incident: snapshot, user: .init(id: 1, name: "A", email: "a@x.io"),
+            rule: .init(id: 1, startDelaySeconds: 0), sentAt: 0)
+        try await WebhookChannel(http: .pages(trusting: pki.caFile), timeout: .seconds(5))
+            .deliver(to: "\(sink.url)/hooks", idempotencyKey: "n-tls", message: message)
+        #expect(sink.requests.count == 1 && sink.requests.first?.webhook?.incident.title == "TLS page")
+        do {
+            try await WebhookChannel(http: .pages, timeout: .seconds(5)).deliver(to: "\(sink.url)/hooks", idempotencyKey: "n-2", message: message)
+            Issue.record("delivered to a certificate no trusted CA signed")
+        } catch {
+            #expect("\(error)".lowercased().contains("certificate"), "the failure does not name the verification: \(error)")
+        }
+        #expect(sink.requests.count == 1, "something reached the endpoint without a verified certificate")
+        await sink.shutdown()
     }
 }

@@ -44,7 +44,7 @@ extension ChannelKind {
             kind: kind,
             channel: { config, timeout in
                 config.notifyProviderURL.isEmpty ? nil : ProviderChannel(
-                    providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: kind.name, timeout: timeout)
+                    http: .pages(trusting: config.tlsExtraCAFile), providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: kind.name, timeout: timeout)
             },
             notConfigured: "no provider configured for \(kind.name): set KLAXON_NOTIFY_PROVIDER_URL")
     }

@@ -52,5 +52,5 @@ public struct SlackChannel: DeliveryChannel {
 
 extension ChannelKind {
     public static let slack = ChannelKind(
-        kind: .slack, channel: { _, timeout in SlackChannel(timeout: timeout) }, notConfigured: "")
+        kind: .slack, channel: { config, timeout in SlackChannel(http: .pages(trusting: config.tlsExtraCAFile), timeout: timeout) }, notConfigured: "")
 }

@@ -21,5 +21,5 @@ public struct WebhookChannel: DeliveryChannel {
 
 extension ChannelKind {
     public static let webhook = ChannelKind(
-        kind: .webhook, channel: { _, timeout in WebhookChannel(timeout: timeout) }, notConfigured: "")
+        kind: .webhook, channel: { config, timeout in WebhookChannel(http: .pages(trusting: config.tlsExtraCAFile), timeout: timeout) }, notConfigured: "")
 }

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import KlaxonDomain
 import Logging
@@ -48,13 +49,13 @@ public struct DeliveryEngine: Sendable {
     public init(
         pool: PostgresPool, channels: [String: any DeliveryChannel], clock: any WallClock = SystemWallClock(),
         deliveryWindowMs: Millis = 900_000, sendTimeoutMs: Millis = 10_000, baseBackoffMs: Millis = 1_000,
-        incidentURLTemplate: String = "", logger: Logger
+        incidentURLTemplate: String = "", channelPostHTTP: HTTPClient = .pages, logger: Logger
     ) {
         self.incidentURLTemplate = incidentURLTemplate
         self.pool = pool
         self.queues = [
             PageQueue(channels: channels, logger: logger),
-            ChannelPostQueue(channel: SlackChannel(timeout: .milliseconds(sendTimeoutMs)), logger: logger),
+            ChannelPostQueue(channel: SlackChannel(http: channelPostHTTP, timeout: .milliseconds(sendTimeoutMs)), logger: logger),
         ]
         self.clock = clock
         self.deliveryWindowMs = deliveryWindowMs

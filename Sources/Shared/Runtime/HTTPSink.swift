@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A small real HTTP server that records every request: the webhook receiver of `klaxon dev`
 /// and of the tests. Answers are scripted (`respond`) so retries can be exercised.
@@ -45,32 +46,40 @@ public final class HTTPSink: Sendable {
 
     public var port: Int { channel.localAddress?.port ?? 0 }
 
-    private init(channel: Channel, onRequest: (@Sendable (Request) -> Void)?, keepRequests: Bool) {
+    private init(channel: Channel, onRequest: (@Sendable (Request) -> Void)?, keepRequests: Bool, scheme: String) {
         self.channel = channel
+        self.scheme = scheme
         self.onRequest = onRequest
         self.keepRequests = keepRequests
     }
 
     public static func start(
-        host: String = "127.0.0.1", port: Int = 0, keepRequests: Bool = true, onRequest: (@Sendable (Request) -> Void)? = nil
+        host: String = "127.0.0.1", port: Int = 0, keepRequests: Bool = true, tls: NIOSSLContext? = nil,
+        onRequest: (@Sendable (Request) -> Void)? = nil
     ) async throws -> HTTPSink {
         let box = NIOLockedValueBox<HTTPSink?>(nil)
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
+                if let tls {
+                    do { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) } catch {
+                        return channel.eventLoop.makeFailedFuture(error)
+                    }
+                }
+                return channel.pipeline.configureHTTPServerPipeline().flatMapThrowing {
                     try channel.pipeline.syncOperations.addHandler(SinkHandler { request in
                         box.withLockedValue { $0 }?.record(request) ?? Answer(200)
                     })
                 }
             }
             .bind(host: host, port: port).get()
-        let sink = HTTPSink(channel: channel, onRequest: onRequest, keepRequests: keepRequests)
+        let sink = HTTPSink(channel: channel, onRequest: onRequest, keepRequests: keepRequests, scheme: tls == nil ? "http" : "https")
         box.withLockedValue { $0 = sink }
         return sink
     }
 
-    public var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "\(scheme)://127.0.0.1:\(port)" }
+    private let scheme: String
 
     /// The next requests get these statuses, in order; after them, 200.
     public func respond(_ statuses: [Int]) {

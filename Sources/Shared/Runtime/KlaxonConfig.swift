@@ -78,6 +78,8 @@ public struct KlaxonConfig: Sendable {
     public var tlsKeyFile = ""
     public var tlsCAFile = ""
     public var tlsServerName = ""
+    /// PEM CA outbound pages (webhooks, Slack-compatible, providers) trust besides the system's.
+    public var tlsExtraCAFile = ""
     /// "true": pages may go to link-local addresses (169.254.0.0/16, fe80::/10); refused otherwise.
     public var allowLinkLocalDestinations = "false"
 
@@ -177,6 +179,7 @@ public struct KlaxonConfig: Sendable {
         .text("tls.key_file", \.tlsKeyFile, "PEM private key of tls.cert_file"),
         .text("tls.ca_file", \.tlsCAFile, "PEM CA the services' and the CLI's clients verify servers with (else the system's)"),
         .text("tls.server_name", \.tlsServerName, "the name checked in servers' certificates when addresses are IPs"),
+        .text("tls.extra_ca_file", \.tlsExtraCAFile, "PEM CA outbound pages trust besides the system's roots"),
         .text("allow_link_local_destinations", \.allowLinkLocalDestinations, "true: pages may go to link-local addresses (cloud metadata)",
               check: { ["true", "false"].contains($0) ? nil : "must be true or false" }),
     ]
