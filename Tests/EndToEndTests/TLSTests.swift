@@ -192,17 +192,9 @@ struct TestPKI {
             print("acknowledge", client.acknowledge(dedup))
             print("resolve", client.resolve(dedup))
             """
-        let result = try await offCooperativePool { () -> (Int32, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-c", script, "https://127.0.0.1:\(pipeline.ingestHTTPPort)", service.routingKey, pki.caFile]
-            let out = Pipe()
-            process.standardOutput = out
-            process.standardError = out
-            try process.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let port = pipeline.ingestHTTPPort, key = service.routingKey
+        let result = try await offCooperativePool {
+            try ThirdPartyClientTests.runBlocking("python3", ["-c", script, "https://127.0.0.1:\(port)", key, pki.caFile])
         }
         #expect(result.0 == 0, "\(result.1)")
         #expect(result.1.contains("trigger pd-https") && result.1.contains("acknowledge pd-https") && result.1.contains("resolve pd-https"), "\(result.1)")
@@ -225,12 +217,7 @@ struct TestPKI {
         server.minimumTLSVersion = .tlsv12
         let sink = try await HTTPSink.start(tls: try NIOSSLContext(configuration: server))
         #expect(sink.url.hasPrefix("https://"))
-        let snapshot = IncidentSnapshot(
-            incidentID: 9, number: 9, title: "TLS page", status: .triggered, urgency: .high, serviceID: 1, serviceName: "s",
-            severity: "critical", dedupKey: "k", createdAtMs: 0, atMs: 0)
-        let message = WebhookMessage(
-            notificationID: "n-tls", reason: .assigned, isSnapshot: true, incident: snapshot, user: .init(id: 1, name: "A", email: "a@x.io"),
-            rule: .init(id: 1, startDelaySeconds: 0), sentAt: 0)
+        let message = OutboundGuardTests.page(title: "TLS page")
         try await WebhookChannel(http: .pages(trusting: pki.caFile), timeout: .seconds(5))
             .deliver(to: "\(sink.url)/hooks", idempotencyKey: "n-tls", message: message)
         #expect(sink.requests.count == 1 && sink.requests.first?.webhook?.incident.title == "TLS page")
