@@ -24,7 +24,7 @@ public struct AssignmentService: Service {
 
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
         KlaxonMetrics.bootstrap()
-        OutboundGuard.allowLinkLocal = config.allowLinkLocalDestinations == "true"
+        OutboundGuard.allowLinkLocal = config.allowLinkLocalDestinations
         let waker = Waker()
         let timerWaker = Waker()
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)

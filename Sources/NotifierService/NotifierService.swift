@@ -22,7 +22,7 @@ public struct NotifierService: Service {
         channels: [String: any DeliveryChannel]? = nil, baseBackoffMs: Int64 = 1_000
     ) {
         KlaxonMetrics.bootstrap()
-        OutboundGuard.allowLinkLocal = config.allowLinkLocalDestinations == "true"
+        OutboundGuard.allowLinkLocal = config.allowLinkLocalDestinations
         let waker = Waker()
         let httpPort = httpPortLatch
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)

@@ -44,26 +44,28 @@ struct ClientOptions: ParsableArguments {
         return nil
     }
 
-    /// Where the token comes from: `--token`, `$KLAXON_TOKEN`, or the CLI config file's path.
-    func resolved() throws -> (address: HostPort, display: String, token: String?, tokenSource: String) {
+    /// Where Klaxon is, the token and where it comes from (`--token`, `$KLAXON_TOKEN`, or the CLI
+    /// config file's path), and TLS: the config file read once for all of them.
+    func resolved() throws -> (address: HostPort, display: String, token: String?, tokenSource: String, tls: ClientTLS?) {
         let environment = ProcessInfo.processInfo.environment
         let file = Self.configFile()
+        let tls = Self.clientTLS(ca: ca, tls: tls, file: file?.values ?? [:])
         let text = address ?? environment["KLAXON_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 } ?? file?.values["address"] ?? "127.0.0.1:7402"
         guard let hostPort = HostPort(text) else {
             throw CLIError(code: CLIExit.usage, message: "the address \"\(text)\" is not host:port")
         }
-        if let token { return (hostPort, text, token, "--token") }
-        if let bearer = environment["KLAXON_TOKEN"], !bearer.isEmpty { return (hostPort, text, bearer, "$KLAXON_TOKEN") }
-        if let file, let bearer = file.values["token"] { return (hostPort, text, bearer, file.path) }
-        return (hostPort, text, nil, "")
+        if let token { return (hostPort, text, token, "--token", tls) }
+        if let bearer = environment["KLAXON_TOKEN"], !bearer.isEmpty { return (hostPort, text, bearer, "$KLAXON_TOKEN", tls) }
+        if let file, let bearer = file.values["token"] { return (hostPort, text, bearer, file.path, tls) }
+        return (hostPort, text, nil, "", tls)
     }
 
     /// TLS when asked: `--ca`, `$KLAXON_TLS_CA_FILE` or the config file's `ca:` (a private CA),
     /// or `--tls` / `tls: true` (the system's roots); `$KLAXON_TLS_SERVER_NAME` or `server_name:`
     /// is the name checked when the address is an IP.
-    func clientTLS() -> ClientTLS? {
+    /// (send-event, which reads no config file, passes none.)
+    static func clientTLS(ca: String?, tls: Bool, file: [String: String]) -> ClientTLS? {
         let environment = ProcessInfo.processInfo.environment
-        let file = Self.configFile()?.values ?? [:]
         let caFile = ca ?? environment["KLAXON_TLS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 } ?? file["ca"]
         guard caFile != nil || tls || file["tls"] == "true" else { return nil }
         let name = environment["KLAXON_TLS_SERVER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? file["server_name"]
@@ -72,9 +74,9 @@ struct ClientOptions: ParsableArguments {
 
     /// Runs one call; failures become a `CLIError` with a message a person reads.
     func call<Request, Reply>(_ method: RPCMethod<Request, Reply>, _ request: Request) async throws -> Reply {
-        let (hostPort, display, bearer, source) = try resolved()
+        let (hostPort, display, bearer, source, tls) = try resolved()
         var configuration = RPCClientConfiguration(host: hostPort.host, port: hostPort.port)
-        configuration.tls = clientTLS()
+        configuration.tls = tls
         configuration.interceptors.append(BearerInterceptor { bearer })
         let client = RPCClient(configuration: configuration)
         defer { Task { await client.close() } }

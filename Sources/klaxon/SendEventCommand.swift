@@ -41,10 +41,7 @@ struct SendEventCommand: AsyncParsableCommand {
     func run() async throws {
         let hostPort = HostPort(address)!, eventAction = EventAction(rawValue: action)!, eventSeverity = Severity(rawValue: severity)!
         var configuration = RPCClientConfiguration(host: hostPort.host, port: hostPort.port)
-        let environment = ProcessInfo.processInfo.environment
-        if let caFile = ca ?? environment["KLAXON_TLS_CA_FILE"].flatMap({ $0.isEmpty ? nil : $0 }) {
-            configuration.tls = ClientTLS(caFile: caFile, serverName: environment["KLAXON_TLS_SERVER_NAME"].flatMap { $0.isEmpty ? nil : $0 })
-        }
+        configuration.tls = ClientOptions.clientTLS(ca: ca, tls: false, file: [:])
         let client = RPCClient(configuration: configuration)
         defer { Task { await client.close() } }
         let event = Event(

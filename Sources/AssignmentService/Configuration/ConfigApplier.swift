@@ -33,9 +33,12 @@ struct ConfigApplier {
         RPCError.invalidArgument([FieldViolation(field: path, description: description)])
     }
 
+    /// The advisory lock one apply (or dry run) holds at a time.
+    static let applyLock: Int64 = 7_402_012
+
     mutating func apply() throws {
         // One apply at a time: two at once would each plan against what the other is changing.
-        try connection.query("SELECT pg_advisory_xact_lock(7402012)")
+        try connection.query("SELECT pg_advisory_xact_lock($1::bigint)", [Self.applyLock])
         try applyUsers()
         try applySchedules()
         try applyPolicies()

@@ -463,7 +463,8 @@ public enum Configuration {
     ]
 
     static func holdSequences(_ connection: PGConnection) throws -> [(sequence: String, last: Int64?)] {
-        try connection.query("SELECT pg_advisory_xact_lock(7402012)")  // the apply's own lock, first (re-entrant)
+        // The apply's own lock, first (re-entrant: the applier takes it again).
+        try connection.query("SELECT pg_advisory_xact_lock($1::bigint)", [ConfigApplier.applyLock])
         try connection.query("LOCK TABLE \(insertedTables.joined(separator: ", ")) IN SHARE ROW EXCLUSIVE MODE")
         let rows = try connection.query(
             """

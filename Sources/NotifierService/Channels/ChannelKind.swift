@@ -35,7 +35,6 @@ public struct ChannelKind: Sendable {
     public let notConfigured: String
 
     public var name: String { kind.name }
-    public var addressProblem: @Sendable (String) -> String? { kind.addressProblem }
 
     /// Every kind, in the order the API documents them.
     public static let all: [ChannelKind] = [.webhook, .slack, .email, .sms, .phone, .push]

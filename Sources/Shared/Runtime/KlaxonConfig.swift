@@ -80,8 +80,8 @@ public struct KlaxonConfig: Sendable {
     public var tlsServerName = ""
     /// PEM CA outbound pages (webhooks, Slack-compatible, providers) trust besides the system's.
     public var tlsExtraCAFile = ""
-    /// "true": pages may go to link-local addresses (169.254.0.0/16, fe80::/10); refused otherwise.
-    public var allowLinkLocalDestinations = "false"
+    /// Pages may go to link-local addresses (169.254.0.0/16, fe80::/10); refused otherwise.
+    public var allowLinkLocalDestinations = false
 
     /// The process's TLS for its listeners, or nil (plain). `fromEnvironment` has checked the files load.
     public var serverTLS: ServerTLS? {
@@ -120,6 +120,13 @@ public struct KlaxonConfig: Sendable {
                 guard let value = Int(text), value >= minimum else {
                     throw ConfigError(description: "\(variable(key))=\(text) must be an integer ≥ \(minimum)")
                 }
+                config[keyPath: path] = value
+            }, show: { "\($0[keyPath: path])" })
+        }
+
+        static func flag(_ key: String, _ path: WritableKeyPath<KlaxonConfig, Bool> & Sendable, _ help: String) -> Setting {
+            Setting(key: key, help: help, read: { config, text in
+                guard let value = Bool(text) else { throw ConfigError(description: "\(variable(key))=\(text) must be true or false") }
                 config[keyPath: path] = value
             }, show: { "\($0[keyPath: path])" })
         }
@@ -180,8 +187,7 @@ public struct KlaxonConfig: Sendable {
         .text("tls.ca_file", \.tlsCAFile, "PEM CA the services' and the CLI's clients verify servers with (else the system's)"),
         .text("tls.server_name", \.tlsServerName, "the name checked in servers' certificates when addresses are IPs"),
         .text("tls.extra_ca_file", \.tlsExtraCAFile, "PEM CA outbound pages trust besides the system's roots"),
-        .text("allow_link_local_destinations", \.allowLinkLocalDestinations, "true: pages may go to link-local addresses (cloud metadata)",
-              check: { ["true", "false"].contains($0) ? nil : "must be true or false" }),
+        .flag("allow_link_local_destinations", \.allowLinkLocalDestinations, "true: pages may go to link-local addresses (cloud metadata)"),
     ]
 
     /// Reads the environment; malformed values are errors, not silently ignored. Empty means unset.

@@ -28,18 +28,17 @@ public final class ServerTLS: Sendable {
     public static func forFiles(certFile: String, keyFile: String, refresh: Duration = .seconds(5), logger: Logger) throws -> ServerTLS {
         let key = certFile + "\u{0}" + keyFile
         if let existing = registry.withLockedValue({ $0[key] }) { return existing }
-        let made = try ServerTLS(certFile: certFile, keyFile: keyFile, refresh: refresh, logger: logger)
+        let made = try ServerTLS(certFile: certFile, keyFile: keyFile, logger: logger)
         let kept = registry.withLockedValue { registry -> ServerTLS in
             if let existing = registry[key] { return existing }
             registry[key] = made
             return made
         }
         if kept === made {
-            let period = refresh
-            Task.detached { [weak made] in
+            // The registry keeps it for the life of the process, and so does its watch.
+            Task.detached {
                 while true {
-                    try? await Task.sleep(for: period)
-                    guard let made else { return }
+                    try? await Task.sleep(for: refresh)
                     made.reloadIfChanged()
                 }
             }
@@ -65,13 +64,14 @@ public final class ServerTLS: Sendable {
         if changed { reload() }
     }
 
-    init(certFile: String, keyFile: String, refresh: Duration, logger: Logger) throws {
+    init(certFile: String, keyFile: String, logger: Logger) throws {
         self.certFile = certFile
         self.keyFile = keyFile
         self.logger = logger
         do {
+            // Its own timer is not run: `forFiles` reloads when the files' stamps change, and SIGHUP.
             reloader = try TimedCertificateReloader.makeReloaderValidatingSources(
-                refreshInterval: refresh,
+                refreshInterval: .seconds(3600),
                 certificateSource: .init(location: .file(path: certFile), format: .pem),
                 privateKeySource: .init(location: .file(path: keyFile), format: .pem), logger: logger)
         } catch {
