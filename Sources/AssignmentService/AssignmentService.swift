@@ -34,7 +34,7 @@ public struct AssignmentService: Service {
             manager, actions: actions, queries: IncidentQueries(pool: pool),
             admin: AdminAPI(pool: pool, clock: clock, authenticator: authenticator), people: PeopleAPI(pool: pool))
         let server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.assignmentListen), router: router,
+            configuration: config.rpcServerConfiguration(.assignment), router: router,
             logger: logger, middleware: [AccessMiddleware(authenticator)])
         self.server = server
         let httpPort = httpPortLatch
@@ -42,7 +42,7 @@ public struct AssignmentService: Service {
         let chat = ChatCommands(pool: pool, server: server, secret: config.chatSigningSecret, clock: clock, logger: logger)
         self.http = AssignmentHTTP.application(
             pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen,
-            logger: logger, chat: chat, onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS)
+            logger: logger, chat: chat, onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.assignmentHTTP))
         let credentials = ServiceCredentials(service: "assignment")
         self.credentials = credentials
         self.pool = pool

@@ -26,12 +26,12 @@ public struct IngestService: Service {
         self.processor = processor
         let httpPort = httpPortLatch
         let server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.ingestListen), router: Self.router(processor), logger: logger,
+            configuration: config.rpcServerConfiguration(.ingest), router: Self.router(processor), logger: logger,
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
         self.server = server
         self.http = IngestHTTP.application(
             processor: processor, readiness: Readiness(pool: pool, listeners: [server]), listen: config.ingestHTTPListen, logger: logger,
-            onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS)
+            onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.ingestHTTP))
         let credentials = ServiceCredentials(service: "ingest")
         self.credentials = credentials
         self.pool = pool

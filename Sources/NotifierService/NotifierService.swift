@@ -28,13 +28,13 @@ public struct NotifierService: Service {
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
         let poster = ChannelPoster(pool: pool, clock: clock, waker: waker)
         let server = RPCServer(
-            configuration: config.rpcServerConfiguration(config.notifierListen),
+            configuration: config.rpcServerConfiguration(.notifier),
             router: Self.router(intake, people: PeopleAPI(pool: pool), poster: poster), logger: logger,
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
         self.server = server
         self.http = NotifierHTTP.application(
             readiness: Readiness(pool: pool, listeners: [server]), listen: config.notifierHTTPListen, logger: logger,
-            onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS)
+            onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.notifierHTTP))
         self.dispatcher = DeliveryEngine(
             pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,

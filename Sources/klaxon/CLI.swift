@@ -28,6 +28,10 @@ struct ClientOptions: ParsableArguments {
     var ca: String?
     @Flag(help: "TLS verified against the system's roots (a public certificate). On with --ca too.")
     var tls = false
+    @Option(help: "PEM client certificate for mutual TLS (with --key). Default: $KLAXON_TLS_CLIENT_CERT_FILE or the CLI config file's `cert:`.")
+    var cert: String?
+    @Option(help: "PEM private key of --cert. Default: $KLAXON_TLS_CLIENT_KEY_FILE or the CLI config file's `key:`.")
+    var key: String?
 
     /// `$KLAXON_CLI_CONFIG`, else `.klaxon/cli.yaml` in the current folder (written by
     /// scripts/run), else `~/.config/klaxon/cli.yaml`: YAML with `address:` and `token:`.
@@ -49,7 +53,7 @@ struct ClientOptions: ParsableArguments {
     func resolved() throws -> (address: HostPort, display: String, token: String?, tokenSource: String, tls: ClientTLS?) {
         let environment = ProcessInfo.processInfo.environment
         let file = Self.configFile()
-        let tls = Self.clientTLS(ca: ca, tls: tls, file: file?.values ?? [:])
+        let tls = try Self.clientTLS(ca: ca, tls: tls, cert: cert, key: key, file: file?.values ?? [:])
         let text = address ?? environment["KLAXON_ADDRESS"].flatMap { $0.isEmpty ? nil : $0 } ?? file?.values["address"] ?? "127.0.0.1:7402"
         guard let hostPort = HostPort(text) else {
             throw CLIError(code: CLIExit.usage, message: "the address \"\(text)\" is not host:port")
@@ -62,14 +66,22 @@ struct ClientOptions: ParsableArguments {
 
     /// TLS when asked: `--ca`, `$KLAXON_TLS_CA_FILE` or the config file's `ca:` (a private CA),
     /// or `--tls` / `tls: true` (the system's roots); `$KLAXON_TLS_SERVER_NAME` or `server_name:`
-    /// is the name checked when the address is an IP.
+    /// is the name checked when the address is an IP. For mutual TLS the CLI presents `--cert`/`--key`,
+    /// `$KLAXON_TLS_CLIENT_CERT_FILE`/`_KEY_FILE` or the config file's `cert:`/`key:` (both or neither).
     /// (send-event, which reads no config file, passes none.)
-    static func clientTLS(ca: String?, tls: Bool, file: [String: String]) -> ClientTLS? {
+    static func clientTLS(ca: String?, tls: Bool, cert: String?, key: String?, file: [String: String]) throws -> ClientTLS? {
         let environment = ProcessInfo.processInfo.environment
-        let caFile = ca ?? environment["KLAXON_TLS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 } ?? file["ca"]
-        guard caFile != nil || tls || file["tls"] == "true" else { return nil }
+        func setting(_ option: String?, _ variable: String, _ fileKey: String) -> String? {
+            option ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 } ?? file[fileKey]
+        }
+        let caFile = setting(ca, "KLAXON_TLS_CA_FILE", "ca")
+        let certFile = setting(cert, "KLAXON_TLS_CLIENT_CERT_FILE", "cert"), keyFile = setting(key, "KLAXON_TLS_CLIENT_KEY_FILE", "key")
+        guard (certFile == nil) == (keyFile == nil) else {
+            throw CLIError(code: CLIExit.usage, message: "a client certificate needs its key: give --cert and --key (or cert: and key:) together")
+        }
+        guard caFile != nil || certFile != nil || tls || file["tls"] == "true" else { return nil }
         let name = environment["KLAXON_TLS_SERVER_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? file["server_name"]
-        return ClientTLS(caFile: caFile, serverName: name)
+        return ClientTLS(caFile: caFile, serverName: name, certFile: certFile, keyFile: keyFile)
     }
 
     /// Runs one call; failures become a `CLIError` with a message a person reads.
@@ -107,6 +119,11 @@ struct CLIError: Error, CustomStringConvertible {
 
     static func from(_ error: RPCError, address: String, hasToken: Bool, tokenSource: String = "") -> CLIError {
         switch error.code {
+        case .unavailable where ["SSL", "TLS", "certificate", "CERTIFICATE", "handshake"].contains { error.message.contains($0) }:
+            return CLIError(
+                code: CLIExit.unreachable,
+                message: "TLS with Klaxon at \(address) failed: \(error.message) — check --ca (the CA that signed Klaxon's certificate), "
+                    + "and --cert/--key when Klaxon requires client certificates")
         case .unavailable where error.message.contains("connect") || error.message.contains("unreachable") || error.message.contains("connection"):
             return CLIError(code: CLIExit.unreachable, message: "cannot reach Klaxon at \(address) — is it running? (scripts/run)")
         case .unauthenticated:

@@ -24,6 +24,10 @@ struct SendEventCommand: AsyncParsableCommand {
     var severity = "critical"
     @Option(help: "PEM CA to verify Ingest's TLS certificate with (turns TLS on). Default: $KLAXON_TLS_CA_FILE.")
     var ca: String?
+    @Option(help: "PEM client certificate for mutual TLS (with --key). Default: $KLAXON_TLS_CLIENT_CERT_FILE.")
+    var cert: String?
+    @Option(help: "PEM private key of --cert. Default: $KLAXON_TLS_CLIENT_KEY_FILE.")
+    var key: String?
 
     /// Checked while parsing, so a mistake shows `send-event`'s own usage (exit 64).
     func validate() throws {
@@ -41,7 +45,7 @@ struct SendEventCommand: AsyncParsableCommand {
     func run() async throws {
         let hostPort = HostPort(address)!, eventAction = EventAction(rawValue: action)!, eventSeverity = Severity(rawValue: severity)!
         var configuration = RPCClientConfiguration(host: hostPort.host, port: hostPort.port)
-        configuration.tls = ClientOptions.clientTLS(ca: ca, tls: false, file: [:])
+        configuration.tls = try ClientOptions.clientTLS(ca: ca, tls: false, cert: cert, key: key, file: [:])
         let client = RPCClient(configuration: configuration)
         defer { Task { await client.close() } }
         let event = Event(

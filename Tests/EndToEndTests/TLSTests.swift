@@ -57,6 +57,16 @@ struct TestPKI {
         else { throw CLIFailure("cannot move the new certificate into place") }
     }
 
+    /// A client certificate (clientAuth) this CA signs: its PEM certificate and key files.
+    func issueClient(_ name: String) throws -> (cert: String, key: String) {
+        try "extendedKeyUsage=clientAuth\n".write(to: dir.appendingPathComponent("client.cnf"), atomically: true, encoding: .utf8)
+        try Self.openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "\(name).key",
+                          "-out", "\(name).csr", "-subj", "/CN=\(name)"], in: dir)
+        try Self.openssl(["x509", "-req", "-in", "\(name).csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "7",
+                          "-days", "2", "-out", "\(name).pem", "-extfile", "client.cnf"], in: dir)
+        return (dir.appendingPathComponent("\(name).pem").path, dir.appendingPathComponent("\(name).key").path)
+    }
+
     /// The serial number of the certificate a new TLS connection to `port` is shown.
     static func servedSerial(port: Int, caFile: String) async throws -> String {
         try await offCooperativePool {
@@ -150,6 +160,27 @@ struct TestPKI {
         await pipeline.shutdown()
     }
 
+    /// A client that connects to a TLS port and never finishes its handshake (here: sends nothing)
+    /// is closed within the frame deadline and counted; it holds no slot past it.
+    @Test func aHandshakeThatNeverCompletesIsClosedAtTheFrameDeadline() async throws {
+        let pki = try TestPKI.make()
+        let pipeline = try await Pipeline { config, _ in
+            config.tlsCertFile = pki.certFile
+            config.tlsKeyFile = pki.keyFile
+            config.tlsCAFile = pki.caFile
+            config.frameDeadlineSeconds = 1
+        }
+        let before = try await Self.tlsRefusals(pipeline, pki)
+        let silent = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: pipeline.config.ingestListen.port).get()
+        let started = ContinuousClock.now
+        #expect(await eventually(timeout: .seconds(5)) { !silent.isActive }, "a silent client still holds its connection")
+        let held = ContinuousClock.now - started
+        #expect(held >= .milliseconds(900), "closed before the deadline (\(held))")
+        #expect(try await Self.tlsRefusals(pipeline, pki) >= before + 1)
+        await pipeline.shutdown()
+    }
+
     /// A new certificate on disk: new connections see it (SIGHUP reloads at once; a file change
     /// within seconds), a connection already open keeps working.
     @Test func aRotatedCertificateServesNewConnectionsWithoutDroppingOldOnes() async throws {
@@ -205,6 +236,103 @@ struct TestPKI {
         }
         #expect(details == "resolved")
         await pipeline.shutdown()
+    }
+
+    /// Mutual TLS (KLAXON_TLS_CLIENT_CA_FILE): the binary listeners require a client certificate
+    /// the CA signed. Klaxon's own services present theirs (a trigger pages through all three);
+    /// a client with none, or with one from another CA, is refused and counted, and the listener
+    /// goes on serving; the CLI presents `--cert`/`--key`; HTTP listeners (monitors) ask for none.
+    @Test func mutualTLSBetweenServices() async throws {
+        let pki = try TestPKI.make()
+        let services = try pki.issueClient("klaxon-services")
+        let pipeline = try await Pipeline { config, _ in
+            config.tlsCertFile = pki.certFile
+            config.tlsKeyFile = pki.keyFile
+            config.tlsCAFile = pki.caFile
+            config.tlsClientCAFile = pki.caFile
+            config.tlsClientCertFile = services.cert
+            config.tlsClientKeyFile = services.key
+        }
+        let service = try await pipeline.seed(users: ["Alice"])
+        // The test's client is configured like the services' own (their certificate).
+        let ingest = pipeline.client(.ingest, token: nil)
+        let created: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey))
+        let pages = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))
+        #expect(pages.first?.webhook?.incident.id == created.incidentID, "Ingest → Assignment → Notifier did not connect with their certificates")
+
+        let port = pipeline.config.ingestListen.port
+        func refused(_ tls: ClientTLS) async -> RPCError? {
+            var configuration = RPCClientConfiguration(host: "127.0.0.1", port: port)
+            configuration.tls = tls
+            configuration.defaultTimeout = .seconds(5)
+            let client = RPCClient(configuration: configuration)
+            defer { Task { await client.close() } }
+            return await client.failure(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "stranger"))
+        }
+        let before = try await Self.tlsRefusals(pipeline, pki)
+        #expect(await refused(ClientTLS(caFile: pki.caFile)) != nil, "a client without a certificate was served")
+        let other = try TestPKI.make()
+        let foreign = try other.issueClient("foreign")
+        #expect(await refused(ClientTLS(caFile: pki.caFile, certFile: foreign.cert, keyFile: foreign.key)) != nil,
+                "a certificate from another CA was accepted")
+        #expect(try await Self.tlsRefusals(pipeline, pki) >= before + 2, "the refusals were not counted")
+        let again: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "after-strangers"))
+        #expect(again.outcome == .created, "the listener stopped serving after refused clients")
+        let count = try await pipeline.db.pool.withConnection { connection in
+            try connection.query("SELECT count(*)::int AS n FROM incidents WHERE dedup_key = 'stranger'").int(0, "n")
+        }
+        #expect(count == 0, "a refused client's event was written")
+
+        // The CLI: with the services' certificate it works; without one it fails, saying so.
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let withCert = try await cli("incident", "list", "--ca", pki.caFile, "--cert", services.cert, "--key", services.key)
+        #expect(withCert.status == 0 && withCert.out.contains("Checkout error rate"), "\(withCert.out)\(withCert.err)")
+        let withoutCert = try await cli("incident", "list", "--ca", pki.caFile)
+        #expect(withoutCert.status == 4 && withoutCert.err.contains("CERTIFICATE_REQUIRED"), "\(withoutCert.status) \(withoutCert.out)\(withoutCert.err)")
+        let halfPair = try await cli("incident", "list", "--ca", pki.caFile, "--cert", services.cert)
+        #expect(halfPair.status == 64 && halfPair.err.contains("--key"), "\(halfPair.err)")
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
+    /// `klaxon_rpc_refusals_total{reason="tls"}` on Ingest's HTTPS /metrics (summed over listeners).
+    static func tlsRefusals(_ pipeline: Pipeline, _ pki: TestPKI) async throws -> Double {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .file(pki.caFile)
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout = .init(connect: .seconds(3), read: .seconds(5))
+        let https = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        defer { _ = https.shutdown() }
+        // The HTTP listener asks no client certificate: monitors and browsers have none.
+        let metrics = try await https.execute(HTTPClientRequest(url: "https://127.0.0.1:\(pipeline.ingestHTTPPort)/metrics"), timeout: .seconds(5))
+        let body = String(buffer: try await metrics.body.collect(upTo: 8 << 20))
+        return body.split(separator: "\n").filter { $0.hasPrefix("klaxon_rpc_refusals_total{") && $0.contains("reason=\"tls\"") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0, +)
+    }
+
+    /// A listener's own certificate (`KLAXON_INGEST_HTTP_TLS_CERT_FILE`/`_KEY_FILE`): Ingest's HTTP
+    /// listener serves it, the others the process's; a half-set pair is refused at start, naming it.
+    @Test func aListenerCanServeItsOwnCertificate() async throws {
+        let pki = try TestPKI.make(serial: 1001)
+        let public_ = try TestPKI.make(serial: 4004)
+        let pipeline = try await Pipeline { config, _ in
+            config.tlsCertFile = pki.certFile
+            config.tlsKeyFile = pki.keyFile
+            config.tlsCAFile = pki.caFile
+            config.listenerTLS[.ingestHTTP] = .init(cert: public_.certFile, key: public_.keyFile)
+        }
+        #expect(try await TestPKI.servedSerial(port: pipeline.ingestHTTPPort, caFile: public_.caFile) == "serial=0FA4")
+        #expect(try await TestPKI.servedSerial(port: pipeline.config.ingestListen.port, caFile: pki.caFile) == "serial=03E9")
+        #expect(try await TestPKI.servedSerial(port: pipeline.assignmentHTTPPort, caFile: pki.caFile) == "serial=03E9")
+        await pipeline.shutdown()
+        #expect(throws: ConfigError.self) {
+            try KlaxonConfig.fromEnvironment(["KLAXON_DATABASE_URL": "postgresql://x", "KLAXON_INGEST_HTTP_TLS_CERT_FILE": public_.certFile])
+        }
+        do {
+            _ = try KlaxonConfig.fromEnvironment(["KLAXON_DATABASE_URL": "postgresql://x", "KLAXON_INGEST_HTTP_TLS_CERT_FILE": public_.certFile])
+        } catch {
+            #expect("\(error)".contains("KLAXON_INGEST_HTTP_TLS_CERT_FILE and KLAXON_INGEST_HTTP_TLS_KEY_FILE go together"), "\(error)")
+        }
     }
 
     /// Pages to an https webhook: delivered when its CA is trusted (KLAXON_TLS_EXTRA_CA_FILE),

@@ -45,6 +45,41 @@ import Testing
         }
     }
 
+    /// The inbound budget: a large frame holds its announced length from its header to its end
+    /// (or its connection's); a second one that does not fit is refused at its header; small
+    /// frames never count; what was held comes back either way.
+    @Test func largeFramesBeingReceivedAreHeldToTheBudget() throws {
+        let budget = InboundBudget(limit: 200_000)
+        func connection() -> EmbeddedChannel {
+            EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(maxFrameBytes: 1 << 20, budget: budget)))
+        }
+        func header(_ length: Int) -> ByteBuffer {
+            var buffer = ByteBuffer()
+            buffer.writeInteger(UInt32(length), endianness: .big)
+            buffer.writeRepeatingByte(1, count: 1000)
+            return buffer
+        }
+        let first = connection(), second = connection(), third = connection()
+        try first.writeInbound(header(150_000))
+        #expect(budget.used == 150_000)
+        #expect(throws: FrameError.overBudget(length: 100_000, budget: 200_000)) { try second.writeInbound(header(100_000)) }
+        #expect(FrameError.overBudget(length: 100_000, budget: 200_000).status.code == .resourceExhausted)
+        #expect(budget.used == 150_000, "a refused frame kept part of the budget")
+        // A small frame flows whatever the budget.
+        try third.writeInbound(Self.frame(Array(repeating: 9, count: InboundBudget.smallFrameBytes)))
+        #expect(try third.readInbound(as: ByteBuffer.self)?.readableBytes == InboundBudget.smallFrameBytes)
+        // The large frame completes: its share comes back.
+        try first.writeInbound(ByteBuffer(repeating: 2, count: 149_000))
+        #expect(try first.readInbound(as: ByteBuffer.self)?.readableBytes == 150_000)
+        #expect(budget.used == 0)
+        // A connection that ends mid-frame gives its share back too.
+        let fourth = connection()
+        try fourth.writeInbound(header(180_000))
+        #expect(budget.used == 180_000)
+        _ = try? fourth.finish()
+        #expect(budget.used == 0)
+    }
+
     @Test func frameAtExactlyTheLimitIsAccepted() throws {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(FrameDecoder(maxFrameBytes: 16)))
         try channel.writeInbound(Self.frame(Array(repeating: 7, count: 16)))

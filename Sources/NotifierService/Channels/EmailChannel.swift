@@ -1,14 +1,27 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
 import NIOPosix
+import NIOSSL
 import Shared
+
+/// STARTTLS on the SMTP connection (`KLAXON_SMTP_TLS`): `opportunistic` (the default) upgrades
+/// whenever the server offers it, `require` refuses a server that does not, `off` never asks.
+/// Whenever TLS is used the server's certificate is verified (system roots plus
+/// `KLAXON_TLS_EXTRA_CA_FILE`); a failed verification fails the attempt, never falls back to clear.
+public enum SMTPTLSMode: String, Sendable, CaseIterable {
+    case require, opportunistic, off
+}
 
 public struct SMTPConfiguration: Sendable {
     public var host: String
     public var port: Int
     public var from: String
     public var heloName: String = "klaxon"
+    public var tls: SMTPTLSMode = .opportunistic
+    /// PEM CA trusted besides the system's roots ("" for none).
+    public var extraCAFile = ""
 
     public init(host: String, port: Int, from: String) {
         self.host = host
@@ -17,15 +30,23 @@ public struct SMTPConfiguration: Sendable {
     }
 }
 
-/// Email over SMTP: a plain SMTP conversation (EHLO, MAIL FROM, RCPT TO, DATA, QUIT) with a
-/// timeout on the whole exchange. The message is plain UTF-8 text a person can act on.
+/// Email over SMTP: EHLO, STARTTLS when offered (see `SMTPTLSMode`), MAIL FROM, RCPT TO, DATA,
+/// QUIT, with a timeout on the whole exchange. The message is plain UTF-8 text a person can act on.
 public struct EmailChannel: DeliveryChannel {
     let configuration: SMTPConfiguration
     let timeout: TimeAmount
+    /// Made once: the system's roots plus the extra CA (an unreadable CA file fails each attempt, naming it).
+    let tlsContext: Result<NIOSSLContext, any Error>
 
     public init(configuration: SMTPConfiguration, timeout: TimeAmount) {
         self.configuration = configuration
         self.timeout = timeout
+        tlsContext = Result {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if !configuration.extraCAFile.isEmpty { tls.additionalTrustRoots = [.file(configuration.extraCAFile)] }
+            return try NIOSSLContext(configuration: tls)
+        }
     }
 
     public func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws {
@@ -52,27 +73,67 @@ public struct EmailChannel: DeliveryChannel {
             }
         try await channel.executeThenClose { inbound, outbound in
             var lines = inbound.makeAsyncIterator()
-            /// One reply (continuation lines "250-…" end with "250 …"); checks its code.
-            func expect(_ codes: Set<Int>, after step: String) async throws {
+            let server = "\(configuration.host):\(configuration.port)"
+            let tlsFailure = TLSFailureRecorder()
+            /// One reply (continuation lines "250-…" end with "250 …"); checks its code and
+            /// returns its lines' texts (after the code).
+            @discardableResult
+            func expect(_ codes: Set<Int>, after step: String) async throws -> [String] {
+                var texts: [String] = []
                 while true {
-                    guard let line = try await lines.next() else {
+                    let next: ByteBuffer?
+                    do {
+                        next = try await lines.next()
+                    } catch {
+                        throw tlsFailure.described(server) ?? error
+                    }
+                    guard let line = next else {
+                        if let failure = tlsFailure.described(server) { throw failure }
                         throw DeliveryError(description: "SMTP server closed the connection after \(step)")
                     }
                     let text = String(buffer: line)
                     guard text.count >= 3, let code = Int(text.prefix(3)) else {
                         throw DeliveryError(description: "SMTP server sent \"\(text)\" after \(step)")
                     }
+                    texts.append(String(text.dropFirst(4)))
                     if text.count > 3, text[text.index(text.startIndex, offsetBy: 3)] == "-" { continue }
                     guard codes.contains(code) else { throw DeliveryError(description: "SMTP \(step) refused: \(text)") }
-                    return
+                    return texts
                 }
             }
             func send(_ line: String) async throws {
-                try await outbound.write(ByteBuffer(string: line + "\r\n"))
+                do {
+                    try await outbound.write(ByteBuffer(string: line + "\r\n"))
+                } catch {
+                    throw tlsFailure.described(server) ?? error
+                }
             }
             try await expect([220], after: "connect")
             try await send("EHLO \(configuration.heloName)")
-            try await expect([250], after: "EHLO")
+            let extensions = try await expect([250], after: "EHLO")
+            let offersTLS = extensions.contains { $0.uppercased().split(separator: " ").first == "STARTTLS" }
+            switch (configuration.tls, offersTLS) {
+            case (.off, _), (.opportunistic, false):
+                break
+            case (.require, false):
+                throw DeliveryError(description: "SMTP server \(server) does not offer STARTTLS and KLAXON_SMTP_TLS=require: nothing sent in clear")
+            case (_, true):
+                try await send("STARTTLS")
+                try await expect([220], after: "STARTTLS")
+                let context: NIOSSLContext
+                do { context = try tlsContext.get() } catch {
+                    throw DeliveryError(description: "SMTP TLS cannot be set up (KLAXON_TLS_EXTRA_CA_FILE?): \(error)")
+                }
+                // TLS from here on, under the line decoder; the server's name (or IP) is verified.
+                let name = Self.hostname(configuration.host), raw = channel.channel
+                try await raw.eventLoop.submit {
+                    let tls = try NIOSSLClientHandler(context: context, serverHostname: name)
+                    try raw.pipeline.syncOperations.addHandler(tls, position: .first)
+                    try raw.pipeline.syncOperations.addHandler(tlsFailure, position: .after(tls))
+                }.get()
+                try await send("EHLO \(configuration.heloName)")
+                try await expect([250], after: "EHLO over TLS")
+            }
             try await send("MAIL FROM:<\(configuration.from)>")
             try await expect([250], after: "MAIL FROM")
             try await send("RCPT TO:<\(address)>")
@@ -82,8 +143,33 @@ public struct EmailChannel: DeliveryChannel {
             try await outbound.write(ByteBuffer(string: data))
             try await expect([250], after: "the message")
             try await send("QUIT")
-            try? await expect([221], after: "QUIT")
+            _ = try? await expect([221], after: "QUIT")
         }
+    }
+
+    /// Keeps the TLS error (a certificate that does not verify, a failed handshake) that ended the
+    /// connection, so the attempt's failure names it rather than "connection closed".
+    final class TLSFailureRecorder: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        private let failure = NIOLockedValueBox<(any Error)?>(nil)
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            failure.withLockedValue { $0 = $0 ?? error }
+            context.fireErrorCaught(error)
+        }
+
+        func described(_ server: String) -> DeliveryError? {
+            failure.withLockedValue { $0 }.map {
+                DeliveryError(description: "SMTP over TLS with \(server) failed (certificate verification or handshake): \($0)")
+            }
+        }
+    }
+
+    /// A name for SNI and the certificate check; nil for an IP address (its certificate's IP
+    /// addresses are checked against the peer's).
+    static func hostname(_ host: String) -> String? {
+        host.allSatisfy { $0.isNumber || $0 == "." } || host.contains(":") ? nil : host
     }
 
     /// Headers and body, CRLF line ends, dot-stuffed, ending with the lone dot.
@@ -130,7 +216,10 @@ extension ChannelKind {
     public static let email = ChannelKind(
         kind: .email, channel: { config, timeout in
             HostPort(config.smtpServer).map {
-                EmailChannel(configuration: SMTPConfiguration(host: $0.host, port: $0.port, from: config.smtpFrom), timeout: timeout)
+                var smtp = SMTPConfiguration(host: $0.host, port: $0.port, from: config.smtpFrom)
+                smtp.tls = SMTPTLSMode(rawValue: config.smtpTLS) ?? .opportunistic
+                smtp.extraCAFile = config.tlsExtraCAFile
+                return EmailChannel(configuration: smtp, timeout: timeout)
             }
         },
         notConfigured: "no SMTP server configured: set KLAXON_SMTP_SERVER")

@@ -68,6 +68,8 @@ public struct KlaxonConfig: Sendable {
     /// SMTP server for email notifications (host:port); empty: email fails with a clear error.
     public var smtpServer = ""
     public var smtpFrom = "klaxon@localhost"
+    /// STARTTLS: require, opportunistic (when offered) or off; verified whenever used.
+    public var smtpTLS = "opportunistic"
     /// The incident link in pages: `{id}` is replaced by the incident id; empty: no link.
     public var incidentURLTemplate = ""
     /// The chat app's signing secret (Slack: Basic Information → Signing Secret): chat commands and
@@ -78,22 +80,76 @@ public struct KlaxonConfig: Sendable {
     public var tlsKeyFile = ""
     public var tlsCAFile = ""
     public var tlsServerName = ""
+    /// Mutual TLS: binary listeners require client certificates this CA signed; Klaxon's own
+    /// clients present `tlsClientCertFile`/`tlsClientKeyFile`.
+    public var tlsClientCAFile = ""
+    public var tlsClientCertFile = ""
+    public var tlsClientKeyFile = ""
+    /// A listener's own certificate and key, instead of `tlsCertFile`/`tlsKeyFile` (e.g. a public
+    /// certificate on Ingest's HTTP listener, a private one on the binary ones).
+    public var listenerTLS: [Listener: CertificateFiles] = [:]
+    public var inboundBudgetBytes = InboundBudget.defaultBytes
     /// PEM CA outbound pages (webhooks, Slack-compatible, providers) trust besides the system's.
     public var tlsExtraCAFile = ""
     /// Pages may go to link-local addresses (169.254.0.0/16, fe80::/10); refused otherwise.
     public var allowLinkLocalDestinations = false
 
-    /// The process's TLS for its listeners, or nil (plain). `fromEnvironment` has checked the files load.
-    public var serverTLS: ServerTLS? {
-        guard !tlsCertFile.isEmpty, !tlsKeyFile.isEmpty else { return nil }
-        return try? ServerTLS.forFiles(certFile: tlsCertFile, keyFile: tlsKeyFile, logger: Logger(label: "klaxon.tls"))
+    /// The listeners of a process, for their TLS settings.
+    public enum Listener: String, Sendable, CaseIterable {
+        case ingest, ingestHTTP = "ingest.http", assignment, assignmentHTTP = "assignment.http", notifier, notifierHTTP = "notifier.http"
+
+        /// Binary-protocol listeners (mutual TLS applies to them; HTTP ones serve monitors and browsers).
+        public var isBinary: Bool { !rawValue.hasSuffix(".http") }
+        var settingPrefix: String { isBinary ? rawValue + "." : rawValue + "_" }
     }
 
-    /// What Klaxon's own clients verify servers with: on when a CA file is set or the process
-    /// serves TLS itself (its peers then do too; verified against the system's roots).
+    public struct CertificateFiles: Sendable, Equatable {
+        public var cert = ""
+        public var key = ""
+        public init(cert: String = "", key: String = "") {
+            self.cert = cert
+            self.key = key
+        }
+    }
+
+    /// The certificate and key `listener` serves (its own pair, else the process's), and the
+    /// variables that name them (for errors).
+    func certificateFiles(_ listener: Listener) -> (files: CertificateFiles, variables: String) {
+        if let own = listenerTLS[listener], !own.cert.isEmpty || !own.key.isEmpty {
+            let prefix = Setting.variable(listener.settingPrefix)
+            return (own, "\(prefix)TLS_CERT_FILE / \(prefix)TLS_KEY_FILE")
+        }
+        return (CertificateFiles(cert: tlsCertFile, key: tlsKeyFile), "KLAXON_TLS_CERT_FILE / KLAXON_TLS_KEY_FILE")
+    }
+
+    /// A listener's TLS, or nil (plain); binary listeners require client certificates when
+    /// `tlsClientCAFile` is set. `fromEnvironment` has checked the files load.
+    public func serverTLS(_ listener: Listener) -> ServerTLS? {
+        try? loadServerTLS(listener)
+    }
+
+    func loadServerTLS(_ listener: Listener) throws -> ServerTLS? {
+        let (files, variables) = certificateFiles(listener)
+        guard !files.cert.isEmpty, !files.key.isEmpty else { return nil }
+        do {
+            return try ServerTLS.forFiles(
+                certFile: files.cert, keyFile: files.key, clientCAFile: listener.isBinary ? tlsClientCAFile : nil,
+                logger: Logger(label: "klaxon.tls"))
+        } catch {
+            throw ConfigError(description: "\(variables)\(listener.isBinary && !tlsClientCAFile.isEmpty ? " / KLAXON_TLS_CLIENT_CA_FILE" : ""): \(error)")
+        }
+    }
+
+    /// Whether any listener of the process serves TLS.
+    var servesTLS: Bool { Listener.allCases.contains { !certificateFiles($0).files.cert.isEmpty } }
+
+    /// What Klaxon's own clients verify servers with and present: on when a CA file is set or the
+    /// process serves TLS itself (its peers then do too; verified against the system's roots).
     public var clientTLS: ClientTLS? {
-        guard !tlsCAFile.isEmpty || serverTLS != nil else { return nil }
-        return ClientTLS(caFile: tlsCAFile.isEmpty ? nil : tlsCAFile, serverName: tlsServerName.isEmpty ? nil : tlsServerName)
+        guard !tlsCAFile.isEmpty || servesTLS else { return nil }
+        return ClientTLS(
+            caFile: tlsCAFile.isEmpty ? nil : tlsCAFile, serverName: tlsServerName.isEmpty ? nil : tlsServerName,
+            certFile: tlsClientCertFile, keyFile: tlsClientKeyFile)
     }
 
     public init(databaseURL: String) {
@@ -140,6 +196,14 @@ public struct KlaxonConfig: Sendable {
             }, show: { "\($0[keyPath: path])" })
         }
 
+        static func listenerFile(
+            _ listener: Listener, _ field: WritableKeyPath<CertificateFiles, String> & Sendable, _ suffix: String, _ help: String
+        ) -> Setting {
+            Setting(key: listener.settingPrefix + "tls_" + suffix, help: help, read: { config, text in
+                config.listenerTLS[listener, default: CertificateFiles()][keyPath: field] = text
+            }, show: { $0.listenerTLS[listener]?[keyPath: field] ?? "" })
+        }
+
         static func text(
             _ key: String, _ path: WritableKeyPath<KlaxonConfig, String> & Sendable, _ help: String,
             check: @escaping @Sendable (String) -> String? = { _ in nil }
@@ -180,6 +244,8 @@ public struct KlaxonConfig: Sendable {
         .text("notify.provider_token", \.notifyProviderToken, "bearer token for the provider webhook"),
         .text("smtp.server", \.smtpServer, "SMTP server for email, host:port", check: { HostPort($0) == nil ? "is not host:port" : nil }),
         .text("smtp.from", \.smtpFrom, "sender address of email pages"),
+        .text("smtp.tls", \.smtpTLS, "STARTTLS: require, opportunistic (when the server offers it) or off; the certificate is verified whenever used",
+              check: { ["require", "opportunistic", "off"].contains($0) ? nil : "must be require, opportunistic or off" }),
         .text("incident_url_template", \.incidentURLTemplate, "incident link in pages, {id} replaced"),
         .text("chat.signing_secret", \.chatSigningSecret, "Slack-compatible signing secret for chat commands and page buttons (empty: off)"),
         .text("tls.cert_file", \.tlsCertFile, "PEM certificate (a chain allowed): TLS on every listener, with tls.key_file"),
@@ -187,6 +253,14 @@ public struct KlaxonConfig: Sendable {
         .text("tls.ca_file", \.tlsCAFile, "PEM CA the services' and the CLI's clients verify servers with (else the system's)"),
         .text("tls.server_name", \.tlsServerName, "the name checked in servers' certificates when addresses are IPs"),
         .text("tls.extra_ca_file", \.tlsExtraCAFile, "PEM CA outbound pages trust besides the system's roots"),
+        .text("tls.client_ca_file", \.tlsClientCAFile, "PEM CA whose client certificates binary listeners require (mutual TLS)"),
+        .text("tls.client_cert_file", \.tlsClientCertFile, "PEM certificate Klaxon's own clients present (mutual TLS)"),
+        .text("tls.client_key_file", \.tlsClientKeyFile, "PEM private key of tls.client_cert_file"),
+    ] + Listener.allCases.flatMap { listener in
+        [Setting.listenerFile(listener, \.cert, "cert_file", "PEM certificate for \(listener.rawValue.replacingOccurrences(of: ".", with: " ")) only, instead of tls.cert_file"),
+         Setting.listenerFile(listener, \.key, "key_file", "PEM private key of \(listener.settingPrefix)tls_cert_file")]
+    } + [
+        .number("rpc.inbound_budget_bytes", \.inboundBudgetBytes, minimum: 1 << 20, "bytes of large frames (over 64 KiB) being received at once, per process"),
         .flag("allow_link_local_destinations", \.allowLinkLocalDestinations, "true: pages may go to link-local addresses (cloud metadata)"),
     ]
 
@@ -200,11 +274,21 @@ public struct KlaxonConfig: Sendable {
             guard let text = environment[setting.variable], !text.isEmpty else { continue }
             try setting.read(&config, text)
         }
-        if config.tlsCertFile.isEmpty != config.tlsKeyFile.isEmpty {
-            throw ConfigError(description: "KLAXON_TLS_CERT_FILE and KLAXON_TLS_KEY_FILE go together: set both (TLS) or neither")
+        for listener in Listener.allCases {
+            let (files, variables) = config.certificateFiles(listener)
+            if files.cert.isEmpty != files.key.isEmpty {
+                throw ConfigError(description: "\(variables.replacingOccurrences(of: " / ", with: " and ")) go together: set both (TLS) or neither")
+            }
+            _ = try config.loadServerTLS(listener)
         }
-        if !config.tlsCertFile.isEmpty {
-            _ = try ServerTLS.forFiles(certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, logger: Logger(label: "klaxon.tls"))
+        if config.tlsClientCertFile.isEmpty != config.tlsClientKeyFile.isEmpty {
+            throw ConfigError(description: "KLAXON_TLS_CLIENT_CERT_FILE and KLAXON_TLS_CLIENT_KEY_FILE go together: set both or neither")
+        }
+        if !config.tlsClientCAFile.isEmpty, !Listener.allCases.contains(where: { $0.isBinary && config.serverTLS($0) != nil }) {
+            throw ConfigError(description: "KLAXON_TLS_CLIENT_CA_FILE needs TLS on the binary listeners: set KLAXON_TLS_CERT_FILE and KLAXON_TLS_KEY_FILE too")
+        }
+        if let clientTLS = config.clientTLS {
+            do { _ = try clientTLS.context() } catch { throw ConfigError(description: "KLAXON_TLS_CA_FILE / KLAXON_TLS_CLIENT_CERT_FILE: \(error)") }
         }
         if (environment["KLAXON_ASSIGNMENT_ADDRESS"] ?? "").isEmpty { config.assignmentAddress = config.assignmentListen }
         if (environment["KLAXON_NOTIFIER_ADDRESS"] ?? "").isEmpty { config.notifierAddress = config.notifierListen }
@@ -222,14 +306,20 @@ public struct KlaxonConfig: Sendable {
         return variables
     }
 
-    public func rpcServerConfiguration(_ listen: HostPort) -> RPCServerConfiguration {
+    public func rpcServerConfiguration(_ listener: Listener) -> RPCServerConfiguration {
+        let listen = switch listener {
+        case .ingest, .ingestHTTP: ingestListen
+        case .assignment, .assignmentHTTP: assignmentListen
+        case .notifier, .notifierHTTP: notifierListen
+        }
         var configuration = RPCServerConfiguration(host: listen.host, port: listen.port)
+        configuration.inboundBudget = .process(limit: inboundBudgetBytes)
         configuration.maxFrameBytes = maxFrameBytes
         configuration.maxInFlightPerConnection = maxInFlightPerConnection
         configuration.idleTimeout = .seconds(Int64(idleTimeoutSeconds))
         configuration.frameDeadline = .seconds(Int64(frameDeadlineSeconds))
         configuration.maxConnectionsPerPeer = maxConnectionsPerPeer
-        configuration.tls = serverTLS
+        configuration.tls = serverTLS(listener)
         return configuration
     }
 

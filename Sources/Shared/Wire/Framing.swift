@@ -6,19 +6,24 @@ public enum FrameError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooLarge(length: UInt32, limit: Int)
     /// A frame begun but not completed within the deadline (a slow or stalled sender).
     case incomplete(milliseconds: Int64)
+    /// A large frame announced while the process's inbound budget is in use (`InboundBudget`).
+    case overBudget(length: UInt32, budget: Int)
 
     public var description: String {
         switch self {
         case .empty: "frame length 0 is invalid"
         case let .tooLarge(length, limit): "frame of \(length) bytes exceeds the limit of \(limit) bytes"
         case let .incomplete(ms): "a frame was begun but not completed within " + (ms % 1000 == 0 ? "\(ms / 1000) s" : "\(ms) ms")
+        case let .overBudget(length, budget):
+            "frame of \(length) bytes refused: the server's budget of \(budget) bytes for large frames being received is in use; "
+                + "retry shortly (frames up to \(InboundBudget.smallFrameBytes) bytes are always accepted)"
         }
     }
 
     public var status: RPCStatus {
         switch self {
         case .empty: RPCStatus(code: .invalidArgument, message: description)
-        case .tooLarge: RPCStatus(code: .resourceExhausted, message: description)
+        case .tooLarge, .overBudget: RPCStatus(code: .resourceExhausted, message: description)
         case .incomplete: RPCStatus(code: .deadlineExceeded, message: description)
         }
     }
@@ -52,27 +57,51 @@ public enum Framing {
 /// With a `frameDeadline`, a frame begun must be complete within it, or `FrameError.incomplete`
 /// is raised down the pipeline (the connection handler answers and closes): a client trickling
 /// bytes cannot hold a connection forever.
+/// With a `budget`, a frame announcing more than `InboundBudget.smallFrameBytes` must fit in it
+/// while it is being received, or `FrameError.overBudget` is raised at once.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = ByteBuffer
     public let maxFrameBytes: Int
     public let frameDeadline: TimeAmount?
+    public let budget: InboundBudget?
     private var deadline: Scheduled<Void>?
     private var armedAt: NIODeadline?
+    /// What the frame being received holds of the budget.
+    private var reserved = 0
 
-    public init(maxFrameBytes: Int = Framing.defaultMaxFrameBytes, frameDeadline: TimeAmount? = nil) {
+    public init(maxFrameBytes: Int = Framing.defaultMaxFrameBytes, frameDeadline: TimeAmount? = nil, budget: InboundBudget? = nil) {
         self.maxFrameBytes = maxFrameBytes
         self.frameDeadline = frameDeadline
+        self.budget = budget
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let frame = try Framing.readFrame(&buffer, maxFrameBytes: maxFrameBytes) else {
+            try reserve(announced: buffer)
             armDeadline(context: context, partial: buffer.readableBytes > 0)
             return .needMoreData
         }
         deadline?.cancel()
         deadline = nil
+        releaseReservation()
         context.fireChannelRead(Self.wrapInboundOut(frame))
         return .continue
+    }
+
+    /// A large frame's header has arrived and its body has not: it takes its length from the budget.
+    private mutating func reserve(announced buffer: ByteBuffer) throws(FrameError) {
+        guard let budget, reserved == 0,
+              let length = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self),
+              Int(length) > InboundBudget.smallFrameBytes
+        else { return }
+        guard budget.reserve(Int(length)) else { throw .overBudget(length: length, budget: budget.limit) }
+        reserved = Int(length)
+    }
+
+    private mutating func releaseReservation() {
+        guard reserved > 0 else { return }
+        budget?.release(reserved)
+        reserved = 0
     }
 
     private mutating func armDeadline(context: ChannelHandlerContext, partial: Bool) {
@@ -96,6 +125,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
     public mutating func decoderRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        releaseReservation()
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws

@@ -22,6 +22,8 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
     private let router: RPCRouter
     private let chain: RPCMiddlewareChain
     private let refusal: String?
+    private let budget: InboundBudget?
+    private let peer: String
     private let jobs: AsyncStream<Job>.Continuation
     private let logger: Logger
     private var state: RPCConnectionStateMachine
@@ -29,8 +31,11 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
 
     init(
         router: RPCRouter, middleware: [any RPCMiddleware], maxInFlight: Int, refusal: String?,
+        budget: InboundBudget? = nil, peer: String = "?",
         jobs: AsyncStream<Job>.Continuation, logger: Logger
     ) {
+        self.budget = budget
+        self.peer = peer
         self.router = router
         self.chain = RPCMiddlewareChain(middleware: middleware)
         self.state = RPCConnectionStateMachine(maxInFlight: maxInFlight)
@@ -84,11 +89,18 @@ final class RPCConnectionHandler: ChannelDuplexHandler {
             return
         }
         if let error = error as? FrameError {
-            logger.info("closing connection after a bad frame", metadata: ["rpc.error": "\(error)"])
+            if case .overBudget = error {
+                if budget?.firstRefusal(of: peer) ?? true {
+                    logger.warning("large frames refused: the inbound budget is in use (logged once per address)", metadata: ["rpc.error": "\(error)"])
+                }
+            } else {
+                logger.info("closing connection after a bad frame", metadata: ["rpc.error": "\(error)"])
+            }
             let reason = switch error {
             case .empty: "frame_empty"
             case .tooLarge: "frame_too_large"
             case .incomplete: "frame_deadline"
+            case .overBudget: "inbound_budget"
             }
             KlaxonMetrics.refused(reason)
             apply(state.refuse(error.status), context: context)

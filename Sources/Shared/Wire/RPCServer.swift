@@ -18,8 +18,10 @@ public struct RPCServerConfiguration: Sendable {
     public var frameDeadline: TimeAmount = .seconds(10)
     /// A connection with no traffic either way for this long is closed.
     public var idleTimeout: TimeAmount = .seconds(300)
-    /// TLS before the first frame (nil: plain TCP).
+    /// TLS before the first frame (nil: plain TCP); a handshake must complete within `frameDeadline`.
     public var tls: ServerTLS?
+    /// Large frames being received, shared by every listener of the process alike.
+    public var inboundBudget: InboundBudget = .process()
 
     public init(host: String = "127.0.0.1", port: Int) {
         self.host = host
@@ -200,16 +202,16 @@ public final class RPCServer: Service, Sendable {
         let (jobs, sink) = AsyncStream.makeStream(of: RPCConnectionHandler.Job.self)
         let handler = RPCConnectionHandler(
             router: router, middleware: middleware, maxInFlight: configuration.maxInFlightPerConnection,
-            refusal: refusal,
+            refusal: refusal, budget: configuration.inboundBudget, peer: peer,
             jobs: sink, logger: connectionLogger)
         let pipeline = channel.pipeline.syncOperations
         try pipeline.addHandler(IdleStateHandler(allTimeout: configuration.idleTimeout))
         try pipeline.addHandler(IdleConnectionCloser())
-        if let tls = configuration.tls { try tls.addHandlers(to: pipeline) }
+        if let tls = configuration.tls { try tls.addHandlers(to: pipeline, handshakeDeadline: configuration.frameDeadline) }
         try pipeline.addHandler(FlushCoalescer())
         try pipeline.addHandler(MessageToByteHandler(FrameEncoder()))
         try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(
-            maxFrameBytes: configuration.maxFrameBytes, frameDeadline: configuration.frameDeadline)))
+            maxFrameBytes: configuration.maxFrameBytes, frameDeadline: configuration.frameDeadline, budget: configuration.inboundBudget)))
         try pipeline.addHandler(handler)
         let quiesce = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         return RPCConnection(channel: channel, jobs: jobs) {
