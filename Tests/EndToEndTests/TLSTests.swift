@@ -123,6 +123,11 @@ struct TestPKI {
         let sent = try await cli("send-event", "--address", "127.0.0.1:\(pipeline.config.ingestListen.port)", "--routing-key", service.routingKey,
                                  "--ca", pki.caFile, "--dedup-key", "cli-tls")
         #expect(sent.status == 0 && sent.out.hasPrefix("CREATED incident"), "\(sent.out)\(sent.err)")
+        // The containers' health check over https, verifying with the CA from the environment.
+        let health = try await cli("healthcheck", "https://127.0.0.1:\(pipeline.ingestHTTPPort)/readyz", environment: ["KLAXON_TLS_CA_FILE": pki.caFile])
+        #expect(health.status == 0 && health.out.contains("200"), "\(health.out)\(health.err)")
+        let unverified = try await cli("healthcheck", "https://127.0.0.1:\(pipeline.ingestHTTPPort)/readyz")
+        #expect(unverified.status == 1, "an unverified certificate passed the health check: \(unverified.out)")
         let systemRoots = try await cli("incident", "list", "--tls")
         #expect(systemRoots.status == 4, "a certificate from an unknown CA was accepted: \(systemRoots.out)\(systemRoots.err)")
         await ingest.close()
