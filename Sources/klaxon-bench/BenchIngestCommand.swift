@@ -28,6 +28,10 @@ struct BenchIngestCommand: AsyncParsableCommand {
     var echo = false
     @Flag(help: "Measure Ingest's write path alone: call the event processor directly, no RPC.")
     var direct = false
+    @Flag(help: "TLS's cost: each scenario over Klaxon's own client, plain and over TLS (a throwaway certificate), in alternating rounds.")
+    var tlsCompare = false
+    @Option(help: "Rounds of plain + TLS with --tls-compare.")
+    var rounds = 2
 
     func validate() throws {
         let unknown = scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !["new", "dedup"].contains($0) }
@@ -71,6 +75,10 @@ struct BenchIngestCommand: AsyncParsableCommand {
                     payload: Payload(summary: "Benchmark event \(index)", source: "bench-\(index % 50)", severity: .error,
                                      customDetails: ["index": String(index)]))
             }
+            if tlsCompare {
+                try await compareTLS(scenario: scenario, config: config, processor: processor, logger: logger, event: event)
+                continue
+            }
             let result: Figures
             if direct {
                 result = try await drive { index in
@@ -91,6 +99,69 @@ struct BenchIngestCommand: AsyncParsableCommand {
         server.cancel()
         _ = await server.result
         await pool.shutdown()
+    }
+
+    /// The same events through the same Ingest, over Klaxon's own RPC client: plain TCP, then TLS
+    /// (TLS 1.3, a P-256 certificate made with openssl), alternating `rounds` times; the best
+    /// round of each and TLS's cost in rate.
+    func compareTLS(
+        scenario: String, config: KlaxonConfig, processor: EventProcessor, logger: Logger, event: @escaping @Sendable (Int) -> Event
+    ) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-bench-tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                             "-keyout", dir.appendingPathComponent("key.pem").path, "-out", dir.appendingPathComponent("cert.pem").path,
+                             "-days", "1", "-subj", "/CN=bench", "-addext", "subjectAltName=IP:127.0.0.1"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw ValidationError("openssl could not make a certificate") }
+        var tlsConfig = config
+        tlsConfig.tlsCertFile = dir.appendingPathComponent("cert.pem").path
+        tlsConfig.tlsKeyFile = dir.appendingPathComponent("key.pem").path
+        tlsConfig.ingestListen = HostPort(host: "127.0.0.1", port: try await Self.freePort())
+        let tlsServer = RPCServer(configuration: tlsConfig.rpcServerConfiguration(.ingest), router: IngestService.router(processor), logger: logger)
+        let serving = Task { try await tlsServer.run() }
+        _ = try await tlsServer.localAddress()
+        defer { serving.cancel() }
+
+        let next = NIOLockedValueBox(0)
+        func round(_ tls: Bool) async throws -> Figures {
+            var configuration = RPCClientConfiguration(host: "127.0.0.1", port: (tls ? tlsConfig : config).ingestListen.port)
+            configuration.defaultTimeout = .seconds(60)
+            if tls { configuration.tls = ClientTLS(caFile: tlsConfig.tlsCertFile) }
+            let clients = (0..<connections).map { _ in RPCClient(configuration: configuration) }
+            let offset = next.withLockedValue { value -> Int in
+                defer { value += events }
+                return value
+            }
+            let figures = try await drive { index in
+                let _: EventResult = try await clients[index % clients.count].call(Ingest.SendEvent, event(offset + index))
+            }
+            for client in clients { await client.close() }
+            return figures
+        }
+        var plain: [Figures] = [], encrypted: [Figures] = []
+        for _ in 0..<max(1, rounds) {
+            plain.append(try await round(false))
+            encrypted.append(try await round(true))
+        }
+        func line(_ name: String, _ runs: [Figures]) -> String {
+            let best = runs.max { $0.rate < $1.rate }!
+            return String(
+                format: "  %@: %@ events/s (best %.0f: p50 %.2f ms, p99 %.2f ms); %d errors", name,
+                runs.map { String(format: "%.0f", $0.rate) }.joined(separator: " / "), best.rate, best.p50, best.p99,
+                runs.reduce(0) { $0 + $1.errors })
+        }
+        let bestPlain = plain.map(\.rate).max()!, bestTLS = encrypted.map(\.rate).max()!
+        print("\(scenario), Klaxon's RPC client, \(connections) connections × \(inFlight) in flight, \(rounds) alternating rounds:")
+        print(line("plain TCP", plain))
+        print(line("TLS      ", encrypted))
+        print(String(format: "  TLS costs %.1f %% of the rate (best against best)", (1 - bestTLS / bestPlain) * 100))
     }
 
     func runEcho(logger: Logger) async throws {
