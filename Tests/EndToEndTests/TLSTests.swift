@@ -330,6 +330,27 @@ struct TestPKI {
         #expect(try await TestPKI.servedSerial(port: pipeline.config.ingestListen.port, caFile: pki.caFile) == "serial=03E9")
         #expect(try await TestPKI.servedSerial(port: pipeline.assignmentHTTPPort, caFile: pki.caFile) == "serial=03E9")
         await pipeline.shutdown()
+        // A public certificate on the HTTP listener alone: the binary listeners and the services'
+        // own clients stay plain (they must agree).
+        let httpOnly = try KlaxonConfig.fromEnvironment([
+            "KLAXON_DATABASE_URL": "postgresql://x",
+            "KLAXON_INGEST_HTTP_TLS_CERT_FILE": public_.certFile, "KLAXON_INGEST_HTTP_TLS_KEY_FILE": public_.keyFile])
+        #expect(httpOnly.serverTLS(.ingestHTTP)?.certFile == public_.certFile)
+        #expect(httpOnly.serverTLS(.ingest) == nil && httpOnly.serverTLS(.assignmentHTTP) == nil)
+        #expect(httpOnly.clientTLS == nil, "a certificate on an HTTP listener turned TLS on for the services' own clients")
+        // Mutual TLS without TLS on the binary listeners, or a client certificate that does not load: refused at start, naming it.
+        for (environment, words) in [
+            (["KLAXON_TLS_CLIENT_CA_FILE": pki.caFile], "KLAXON_TLS_CLIENT_CA_FILE needs TLS on the binary listeners"),
+            (["KLAXON_TLS_CA_FILE": pki.caFile, "KLAXON_TLS_CLIENT_CERT_FILE": "/nonexistent.pem", "KLAXON_TLS_CLIENT_KEY_FILE": pki.keyFile],
+             "/nonexistent.pem"),
+        ] {
+            do {
+                _ = try KlaxonConfig.fromEnvironment(environment.merging(["KLAXON_DATABASE_URL": "postgresql://x"]) { a, _ in a })
+                Issue.record("accepted \(environment)")
+            } catch {
+                #expect("\(error)".contains(words), "\(error)")
+            }
+        }
         #expect(throws: ConfigError.self) {
             try KlaxonConfig.fromEnvironment(["KLAXON_DATABASE_URL": "postgresql://x", "KLAXON_INGEST_HTTP_TLS_CERT_FILE": public_.certFile])
         }

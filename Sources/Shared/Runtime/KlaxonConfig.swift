@@ -140,13 +140,14 @@ public struct KlaxonConfig: Sendable {
         }
     }
 
-    /// Whether any listener of the process serves TLS.
-    var servesTLS: Bool { Listener.allCases.contains { !certificateFiles($0).files.cert.isEmpty } }
+    /// Whether the process's binary listeners serve TLS (its peers', configured alike, then do too).
+    var servesBinaryTLS: Bool { Listener.allCases.contains { $0.isBinary && !certificateFiles($0).files.cert.isEmpty } }
 
     /// What Klaxon's own clients verify servers with and present: on when a CA file is set or the
-    /// process serves TLS itself (its peers then do too; verified against the system's roots).
+    /// process's binary listeners serve TLS (its peers' then do too; verified against the system's
+    /// roots). A certificate on an HTTP listener alone does not turn it on.
     public var clientTLS: ClientTLS? {
-        guard !tlsCAFile.isEmpty || servesTLS else { return nil }
+        guard !tlsCAFile.isEmpty || servesBinaryTLS else { return nil }
         return ClientTLS(
             caFile: tlsCAFile.isEmpty ? nil : tlsCAFile, serverName: tlsServerName.isEmpty ? nil : tlsServerName,
             certFile: tlsClientCertFile, keyFile: tlsClientKeyFile)
