@@ -42,7 +42,11 @@ public struct AssignmentService: Service {
         let chat = ChatCommands(pool: pool, server: server, secret: config.chatSigningSecret, clock: clock, logger: logger)
         self.http = AssignmentHTTP.application(
             pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen,
-            logger: logger, chat: chat, onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.assignmentHTTP))
+            logger: logger, chat: chat,
+            page: config.oneTapLinks.map {
+                IncidentPage(pool: pool, server: server, clock: clock, key: $0.key, secureCookie: $0.publicURL.hasPrefix("https://"), logger: logger)
+            },
+            onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.assignmentHTTP))
         let credentials = ServiceCredentials(service: "assignment")
         self.credentials = credentials
         self.pool = pool

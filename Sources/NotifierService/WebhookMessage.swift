@@ -19,10 +19,12 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
         public var dedupKey: String
         public var createdAt: String
         public var htmlURL: String?
+        /// The one-tap acknowledge endpoint for this user and incident (POST; no body needed).
+        public var ackURL: String?
 
         enum CodingKeys: String, CodingKey {
             case id, number, title, status, urgency, service
-            case dedupKey = "dedup_key", createdAt = "created_at", htmlURL = "html_url"
+            case dedupKey = "dedup_key", createdAt = "created_at", htmlURL = "html_url", ackURL = "ack_url"
         }
     }
 

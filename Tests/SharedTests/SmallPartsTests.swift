@@ -117,3 +117,22 @@ import Testing
         #expect(copy.notifierAddress == HostPort(host: "notifier", port: 7403) && copy.frameDeadlineSeconds == 3)
     }
 }
+
+/// One-tap link tokens: what was signed verifies; any change, another key, or time past the
+/// expiry does not.
+@Suite struct OneTapLinkTokenTests {
+    @Test func aTokenVerifiesOnlyUnchangedUnexpiredAndWithItsKey() {
+        let key = "k-0123456789abcdef0123456789abcdef"
+        let link = OneTapLink(userID: 7, incidentID: 42, expiresAtMs: 1_000_000 + OneTapLink.lifetimeMs)
+        let token = link.token(key: key)
+        #expect(OneTapLink.verify(token, key: key, nowMs: 1_000_000) == .success(link))
+        #expect(OneTapLink.verify(token, key: key, nowMs: link.expiresAtMs) == .failure(.expired(atMs: link.expiresAtMs)))
+        #expect(OneTapLink.verify(token, key: key + "x", nowMs: 1_000_000) == .failure(.tampered))
+        #expect(OneTapLink.verify(token.replacingOccurrences(of: "v1.7.", with: "v1.8."), key: key, nowMs: 1_000_000) == .failure(.tampered))
+        #expect(OneTapLink.verify(token.replacingOccurrences(of: ".42.", with: ".43."), key: key, nowMs: 1_000_000) == .failure(.tampered))
+        #expect(OneTapLink.verify(String(token.dropLast(3)), key: key, nowMs: 1_000_000) == .failure(.tampered))
+        #expect(OneTapLink.verify("v1.7.42", key: key, nowMs: 0) == .failure(.malformed))
+        #expect(OneTapLink.verify("", key: key, nowMs: 0) == .failure(.malformed))
+        #expect(link.url(publicURL: "https://k.example/", key: key) == "https://k.example/i/" + token)
+    }
+}

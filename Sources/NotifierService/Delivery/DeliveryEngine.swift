@@ -38,6 +38,8 @@ public struct DeliveryEngine: Sendable {
     let baseBackoffMs: Millis
     let maxBackoffMs: Millis = 60_000
     let incidentURLTemplate: String
+    /// One-tap links in pages (KLAXON_PUBLIC_URL + KLAXON_LINK_SIGNING_KEY), else the template's.
+    let oneTapLinks: (publicURL: String, key: String)?
     let logger: Logger
 
     public static let leaseMarginMs: Millis = 2_000
@@ -49,9 +51,10 @@ public struct DeliveryEngine: Sendable {
     public init(
         pool: PostgresPool, channels: [String: any DeliveryChannel], clock: any WallClock = SystemWallClock(),
         deliveryWindowMs: Millis = 900_000, sendTimeoutMs: Millis = 10_000, baseBackoffMs: Millis = 1_000,
-        incidentURLTemplate: String = "", channelPostHTTP: HTTPClient = .pages, logger: Logger
+        incidentURLTemplate: String = "", oneTapLinks: (publicURL: String, key: String)? = nil, channelPostHTTP: HTTPClient = .pages, logger: Logger
     ) {
         self.incidentURLTemplate = incidentURLTemplate
+        self.oneTapLinks = oneTapLinks
         self.pool = pool
         self.queues = [
             PageQueue(channels: channels, logger: logger),
@@ -177,7 +180,13 @@ public struct DeliveryEngine: Sendable {
         var message = WebhookMessage(
             notificationID: item.id, reason: item.reason, isSnapshot: item.decision == .sendSnapshot, incident: content,
             user: item.user, rule: item.rule, sentAt: attemptAt)
-        if !incidentURLTemplate.isEmpty {
+        if let links = oneTapLinks {
+            // The person's own link to this incident, valid 24 h from this attempt.
+            let link = OneTapLink(userID: item.user.id, incidentID: content.incidentID, expiresAtMs: attemptAt + OneTapLink.lifetimeMs)
+            let url = link.url(publicURL: links.publicURL, key: links.key)
+            message.incident.htmlURL = url
+            message.incident.ackURL = url + "/ack"
+        } else if !incidentURLTemplate.isEmpty {
             message.incident.htmlURL = incidentURLTemplate.replacingOccurrences(of: "{id}", with: String(content.incidentID))
         }
         do {

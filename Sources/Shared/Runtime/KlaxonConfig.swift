@@ -71,7 +71,18 @@ public struct KlaxonConfig: Sendable {
     /// STARTTLS: require, opportunistic (when offered) or off; verified whenever used.
     public var smtpTLS = "opportunistic"
     /// The incident link in pages: `{id}` is replaced by the incident id; empty: no link.
+    /// One-tap links (`publicURL` + `linkSigningKey`) take its place when set.
     public var incidentURLTemplate = ""
+    /// Where people reach Assignment's HTTP listener (e.g. https://klaxon.example.com:8402): the
+    /// base of the one-tap links in pages.
+    public var publicURL = ""
+    /// Signs one-tap links (HMAC-SHA256); the same value on Assignment and Notifier.
+    public var linkSigningKey = ""
+
+    /// The one-tap links' base URL and key, when both are set.
+    public var oneTapLinks: (publicURL: String, key: String)? {
+        publicURL.isEmpty || linkSigningKey.isEmpty ? nil : (publicURL, linkSigningKey)
+    }
     /// The chat app's signing secret (Slack: Basic Information → Signing Secret): chat commands and
     /// buttons on Assignment's HTTP listener (`POST /chat/slack`) are verified with it; empty: off.
     public var chatSigningSecret = ""
@@ -248,6 +259,10 @@ public struct KlaxonConfig: Sendable {
         .text("smtp.tls", \.smtpTLS, "STARTTLS: require, opportunistic (when the server offers it) or off; the certificate is verified whenever used",
               check: { ["require", "opportunistic", "off"].contains($0) ? nil : "must be require, opportunistic or off" }),
         .text("incident_url_template", \.incidentURLTemplate, "incident link in pages, {id} replaced"),
+        .text("public_url", \.publicURL, "where people reach Assignment's HTTP listener: the base of one-tap links",
+              check: { $0.hasPrefix("https://") || $0.hasPrefix("http://") ? nil : "must start with https:// (or http://)" }),
+        .text("link_signing_key", \.linkSigningKey, "signs one-tap links (at least 32 random characters; the same on Assignment and Notifier)",
+              check: { $0.count < 32 ? "is too short: use at least 32 random characters" : nil }),
         .text("chat.signing_secret", \.chatSigningSecret, "Slack-compatible signing secret for chat commands and page buttons (empty: off)"),
         .text("tls.cert_file", \.tlsCertFile, "PEM certificate (a chain allowed): TLS on every listener, with tls.key_file"),
         .text("tls.key_file", \.tlsKeyFile, "PEM private key of tls.cert_file"),
@@ -287,6 +302,9 @@ public struct KlaxonConfig: Sendable {
         }
         if !config.tlsClientCAFile.isEmpty, !Listener.allCases.contains(where: { $0.isBinary && config.serverTLS($0) != nil }) {
             throw ConfigError(description: "KLAXON_TLS_CLIENT_CA_FILE needs TLS on the binary listeners: set KLAXON_TLS_CERT_FILE and KLAXON_TLS_KEY_FILE too")
+        }
+        if config.publicURL.isEmpty != config.linkSigningKey.isEmpty {
+            throw ConfigError(description: "KLAXON_PUBLIC_URL and KLAXON_LINK_SIGNING_KEY go together: set both (one-tap links in pages) or neither")
         }
         if let clientTLS = config.clientTLS {
             do { _ = try clientTLS.context() } catch { throw ConfigError(description: "KLAXON_TLS_CA_FILE / KLAXON_TLS_CLIENT_CERT_FILE: \(error)") }
