@@ -21,10 +21,13 @@ klaxon_ensure_deps() {
 
 # A real monitor for the tests: Prometheus Alertmanager (sends PagerDuty Events v2).
 klaxon_ensure_test_deps() {
-  # prometheus-alertmanager (a real PagerDuty-speaking monitor); openssl (the TLS tests' CA).
+  # prometheus-alertmanager (a real PagerDuty-speaking monitor); openssl (the TLS tests' CA);
+  # chromium and chromium-driver (the incident page in a real browser).
   local need=()
   command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
   [ ${#need[@]} -eq 0 ] && return 0
   echo "==> installing ${need[*]}"
   local sudo=""
@@ -35,10 +38,11 @@ klaxon_ensure_test_deps() {
 
 # Python packages the tests use: protobuf (an independent implementation of the wire contract),
 # aiosmtpd (a real SMTP server for the email channel), icalendar (a real iCal parser for the
-# schedule feeds) and pagerduty (PagerDuty's own Events API v2 client, over https).
+# schedule feeds), pagerduty (PagerDuty's own Events API v2 client, over https) and selenium
+# (drives headless Chromium through the incident page).
 klaxon_ensure_python_protobuf() {
   local module package
-  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd icalendar:icalendar pagerduty:pagerduty==7.2.0; do
+  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd icalendar:icalendar pagerduty:pagerduty==7.2.0 selenium:selenium; do
     module=${pair%%:*}; package=${pair##*:}
     python3 -c "import $module" 2>/dev/null && continue
     echo "==> installing the Python $package package"

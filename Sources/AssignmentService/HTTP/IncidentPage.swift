@@ -146,13 +146,13 @@ public struct IncidentPage: Sendable {
             html += " · \(Self.time(alert.lastAt))</small></li>"
         }
         html += "</ul></section>"
-        html += "<section><h2>Timeline</h2><ol class=\"timeline\">"
+        html += "<section><h2>Timeline <small>(newest first)</small></h2><ul class=\"timeline\">"
         for entry in timeline.entries.suffix(50).reversed() {
             html += "<li><time>\(Self.time(entry.atMs))</time> \(Self.escape(entry.type.replacingOccurrences(of: "_", with: " ")))"
             if !entry.actor.isEmpty { html += " <small>by \(Self.escape(entry.actor))</small>" }
             html += "</li>"
         }
-        html += "</ol></section>"
+        html += "</ul></section>"
         html += "<footer>Opened \(Self.time(info.createdAtMs)) · link valid until \(Self.time(holder.link.expiresAtMs))</footer></body></html>\n"
         var cookie = "\(Self.csrfCookie)=\(csrf); Path=/i/; HttpOnly; SameSite=Strict"
         if secureCookie { cookie += "; Secure" }
