@@ -15,6 +15,8 @@ import Testing
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     link, tampered, shot = sys.argv[1], sys.argv[2], sys.argv[3]
     options = webdriver.ChromeOptions()
@@ -32,7 +34,9 @@ import Testing
         print("content-width:", driver.execute_script("return document.documentElement.scrollWidth"))
         driver.save_screenshot(shot)
         driver.find_element(By.CSS_SELECTOR, "button.ack").click()
-        print("notice:", driver.find_element(By.CSS_SELECTOR, ".notice").text)
+        # The form posts, Klaxon answers 303, the browser loads the page again: wait for it.
+        notice = WebDriverWait(driver, 30).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".notice")))
+        print("notice:", notice.text)
         print("status:", driver.find_element(By.CSS_SELECTOR, ".status").text)
         driver.get(tampered)
         print("tampered:", driver.find_element(By.CSS_SELECTOR, "h1").text, "|", driver.find_element(By.CSS_SELECTOR, ".problem").text)

@@ -15,7 +15,7 @@ final class Pipeline: @unchecked Sendable {
     enum Part: String, CaseIterable { case ingest, assignment, notifier }
 
     let db: TestDatabase
-    let config: KlaxonConfig
+    private(set) var config: KlaxonConfig
     let sink: HTTPSink
     let logger: Logger
     /// The services' clock: the system's, or a ManualClock the test moves.
@@ -60,7 +60,42 @@ final class Pipeline: @unchecked Sendable {
         self.config = config
         adminToken = try await Self.issueToken(db.pool, name: "test admin", role: .admin, userID: nil)
         serviceToken = try await Self.issueToken(db.pool, name: "test service", role: .service, userID: nil)
-        for part in parts { try await start(part) }
+        // Dependencies first (Assignment's outbox needs Notifier's address, Ingest's Assignment's),
+        // so a port that turns out taken can be replaced before anyone depends on it.
+        for part in [Part.notifier, .assignment, .ingest] where parts.contains(part) { try await startOnAFreePort(part) }
+    }
+
+    /// `start`, and when the port `freePort` chose is taken after all (bind: EADDRINUSE), what
+    /// holds it is printed and the part gets another. Only at the first start: a restart keeps its
+    /// port, as clients hold it.
+    private func startOnAFreePort(_ part: Part) async throws {
+        for attempt in 1...3 {
+            do {
+                try await start(part)
+                return
+            } catch where attempt < 3 && "\(error)".contains("Address already in use") {
+                let port = listen(part).port
+                let holders = (try? await offCooperativePool {
+                    try ThirdPartyClientTests.runBlocking("sh", ["-c", "ss -tanpe | grep ':\(port) ' || true"]).output
+                }) ?? "?"
+                print("Pipeline: port \(port) for \(part) was taken after freePort chose it; held by:\n\(holders)")
+                await stop(part)
+                let replacement = HostPort(host: "127.0.0.1", port: try await freePort())
+                switch part {
+                case .ingest: config.ingestListen = replacement
+                case .assignment: config.assignmentListen = replacement; config.assignmentAddress = replacement
+                case .notifier: config.notifierListen = replacement; config.notifierAddress = replacement
+                }
+            }
+        }
+    }
+
+    private func listen(_ part: Part) -> HostPort {
+        switch part {
+        case .ingest: config.ingestListen
+        case .assignment: config.assignmentListen
+        case .notifier: config.notifierListen
+        }
     }
 
     func start(_ part: Part) async throws {

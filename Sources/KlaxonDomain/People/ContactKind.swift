@@ -23,9 +23,13 @@ public struct ContactKind: Sendable {
         name: "email", addressProblem: { Address.isEmail($0) ? nil : "must be an email address" }, mask: Address.maskEmail)
     public static let sms = ContactKind(name: "sms", addressProblem: Address.phoneProblem, mask: Address.maskPhone)
     public static let phone = ContactKind(name: "phone", addressProblem: Address.phoneProblem, mask: Address.maskPhone)
-    /// A device token: never shown.
+    /// An ntfy topic URL (sent to directly) or a provider's device token: never shown whole.
     public static let push = ContactKind(
-        name: "push", addressProblem: { $0.isEmpty || $0.count > 4096 ? "must be a device token of 1–4096 characters" : nil },
+        name: "push",
+        addressProblem: { address in
+            if address.hasPrefix("http://") || address.hasPrefix("https://") { return AddressRules.httpURLProblem(address) }
+            return address.isEmpty || address.count > 4096 ? "must be an ntfy topic URL or a device token of 1–4096 characters" : nil
+        },
         mask: Masking.url)
 
     /// Every kind, in the order the API documents them.

@@ -37,9 +37,11 @@ extension HTTPClient {
 /// most `maxRedirects` times) with the same method and body; any other 3xx is a failed attempt
 /// naming the status and Location. A 4xx other than 408 and 429 is permanent; 429 carries its
 /// Retry-After. The whole attempt, redirects included, ends within `timeout`.
+@discardableResult
 func post(
-    _ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], timeout: TimeAmount, what: String, bearer: String = ""
-) async throws {
+    _ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], timeout: TimeAmount, what: String, bearer: String = "",
+    contentType: String = "application/json", headers: [(String, String)] = []
+) async throws -> [UInt8] {
     let deadline = NIODeadline.now() + timeout  // monotonic network timeout, not a domain instant
     var target = url
     for hop in 0...maxRedirects {
@@ -51,16 +53,17 @@ func post(
         var request = HTTPClientRequest(url: target)
         request.method = .POST
         if !bearer.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
-        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "Content-Type", value: contentType)
         request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
         request.headers.add(name: "User-Agent", value: "Klaxon-Notifier")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(body)
         let response = try await http.execute(request, deadline: deadline)
-        _ = try? await response.body.collect(upTo: 64 * 1024)
+        let answer = (try? await response.body.collect(upTo: 64 * 1024)).map { Array(buffer: $0) } ?? []
         let code = Int(response.status.code)
         switch code {
         case 200..<300:
-            return
+            return answer
         case 307, 308:
             let location = response.headers.first(name: "Location") ?? ""
             guard hop < maxRedirects, let next = redirectTarget(location, from: target) else {

@@ -51,5 +51,15 @@ extension ChannelKind {
 
     public static let sms = provider(.sms)
     public static let phone = provider(.phone)
-    public static let push = provider(.push)
+    /// ntfy topic URLs directly; device tokens through the provider.
+    public static let push = ChannelKind(
+        kind: .push,
+        channel: { config, timeout in
+            let http = HTTPClient.pages(trusting: config.tlsExtraCAFile)
+            return PushChannel(
+                ntfy: NtfyChannel(http: http, token: config.ntfyToken, timeout: timeout),
+                provider: config.notifyProviderURL.isEmpty ? nil : ProviderChannel(
+                    http: http, providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: "push", timeout: timeout))
+        },
+        notConfigured: "")
 }

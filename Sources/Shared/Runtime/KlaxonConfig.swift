@@ -65,6 +65,8 @@ public struct KlaxonConfig: Sendable {
     public var notifyProviderURL = ""
     /// Sent to the provider as `Authorization: Bearer …` when set.
     public var notifyProviderToken = ""
+    /// Bearer token for ntfy topics (push methods whose address is a topic URL).
+    public var ntfyToken = ""
     /// SMTP server for email notifications (host:port); empty: email fails with a clear error.
     public var smtpServer = ""
     public var smtpFrom = "klaxon@localhost"
@@ -254,6 +256,7 @@ public struct KlaxonConfig: Sendable {
         .number("notify.timeout_seconds", \.notifyTimeoutSeconds, minimum: 1, "timeout of one delivery"),
         .text("notify.provider_url", \.notifyProviderURL, "provider webhook for sms, phone and push"),
         .text("notify.provider_token", \.notifyProviderToken, "bearer token for the provider webhook"),
+        .text("ntfy.token", \.ntfyToken, "bearer token for ntfy topics (push methods that are topic URLs)"),
         .text("smtp.server", \.smtpServer, "SMTP server for email, host:port", check: { HostPort($0) == nil ? "is not host:port" : nil }),
         .text("smtp.from", \.smtpFrom, "sender address of email pages"),
         .text("smtp.tls", \.smtpTLS, "STARTTLS: require, opportunistic (when the server offers it) or off; the certificate is verified whenever used",
