@@ -46,6 +46,11 @@ public struct AssignmentService: Service {
             page: config.oneTapLinks.map {
                 IncidentPage(pool: pool, server: server, clock: clock, key: $0.key, secureCookie: $0.publicURL.hasPrefix("https://"), logger: logger)
             },
+            twilio: config.twilio.map {
+                TwilioReplies(
+                    pool: pool, server: server, clock: clock, account: $0,
+                    window: DeliveryWindow(lengthMs: Millis(config.notifyDeliveryWindowSeconds) * 1000), logger: logger)
+            },
             onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.assignmentHTTP))
         let credentials = ServiceCredentials(service: "assignment")
         self.credentials = credentials

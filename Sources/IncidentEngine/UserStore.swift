@@ -22,6 +22,13 @@ public enum UserStore {
         public var role: String
     }
 
+    /// A user by id, with the role they act with (a one-tap link, an SMS reply, a key press).
+    public static func byID(_ connection: PGConnection, _ id: UInt64) throws -> Found? {
+        let rows = try connection.query("SELECT id, name, role FROM users WHERE id = $1", [Int64(id)])
+        guard let found = rows.uint64(0, "id") else { return nil }
+        return Found(id: found, name: rows.string(0, "name")!, role: rows.string(0, "role")!)
+    }
+
     /// The one user whose chat id is `chatID`, else whose email is `email` (case-insensitive).
     public static func byChat(_ connection: PGConnection, chatID: String, email: String) throws -> Found? {
         var rows = try connection.query("SELECT id, name, role FROM users WHERE chat_id = $1", [chatID])

@@ -89,6 +89,9 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     case statusUpdate = "status_update"
     /// A status update posted to a subscribed chat channel (a Slack-compatible webhook), or not.
     case channelPosted = "channel_posted", channelPostFailed = "channel_post_failed"
+    /// What the SMS/voice provider reported on a page it took (queued, sent, delivered, failed,
+    /// undelivered, no-answer, busy, completed, …), with its message or call id.
+    case notifyProviderStatus = "notify_provider_status"
 }
 
 public struct TimelineEntry: Sendable, Equatable {

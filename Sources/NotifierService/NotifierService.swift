@@ -38,7 +38,7 @@ public struct NotifierService: Service {
         self.dispatcher = DeliveryEngine(
             pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
-            baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, oneTapLinks: config.oneTapLinks,
+            baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, oneTapLinks: config.oneTapLinks, smsReplyCodes: config.twilio != nil,
             channelPostHTTP: .pages(trusting: config.tlsExtraCAFile), logger: logger)
         self.waker = waker
         self.pool = pool

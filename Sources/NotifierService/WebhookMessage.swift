@@ -66,6 +66,9 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
     /// `conference_phone`, `chat_channel`, `priority`, `role.<role>` (user ids), and for a
     /// responder request `message` and `requested_role`, for a status update `status_update`.
     public var response: [String: String]?
+    /// The person's SMS reply code for this incident ("Reply 4a to ack"), when SMS goes through
+    /// Twilio; not part of the JSON.
+    public var replyCode: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case notificationID = "notification_id", reason, snapshot, incident, user, rule, sentAt = "sent_at", response

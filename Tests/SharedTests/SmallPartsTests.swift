@@ -136,3 +136,18 @@ import Testing
         #expect(link.url(publicURL: "https://k.example/", key: key) == "https://k.example/i/" + token)
     }
 }
+
+/// Twilio's signature scheme, against a value computed by the `twilio` package's
+/// RequestValidator (`compute_signature('https://x.example/twilio/sms?a=1', {'Body': '4a', 'From': '+4917'})`
+/// with auth token "tok"): the same bytes, and any change refused.
+@Suite struct TwilioSignatureTests {
+    @Test func matchesTwiliosOwnValidator() {
+        let url = "https://x.example/twilio/sms?a=1", fields = [("From", "+4917"), ("Body", "4a")]
+        #expect(TwilioSignature.sign(url: url, fields: fields, authToken: "tok") == "EAgACqLGgj9GCAv2cvt3WLFyY5s=")
+        #expect(TwilioSignature.valid(signature: "EAgACqLGgj9GCAv2cvt3WLFyY5s=", url: url, fields: fields, authToken: "tok"))
+        #expect(!TwilioSignature.valid(signature: "EAgACqLGgj9GCAv2cvt3WLFyY5s=", url: url, fields: [("From", "+4917"), ("Body", "4r")], authToken: "tok"))
+        #expect(!TwilioSignature.valid(signature: "EAgACqLGgj9GCAv2cvt3WLFyY5s=", url: url + "&b=2", fields: fields, authToken: "tok"))
+        #expect(!TwilioSignature.valid(signature: nil, url: url, fields: fields, authToken: "tok"))
+        #expect(!TwilioSignature.valid(signature: "EAgACqLGgj9GCAv2cvt3WLFyY5s=", url: url, fields: fields, authToken: "other"))
+    }
+}

@@ -12,11 +12,12 @@ import Shared
 public enum AssignmentHTTP {
     public static func application(
         pool: PostgresPool, readiness: Readiness, clock: any WallClock, listen: HostPort, logger: Logger, chat: ChatCommands? = nil,
-        page: IncidentPage? = nil, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }, tls: ServerTLS? = nil
+        page: IncidentPage? = nil, twilio: TwilioReplies? = nil, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }, tls: ServerTLS? = nil
     ) -> some ApplicationProtocol {
         let router = Router()
         if let chat { ChatRoute.add(to: router, chat: chat) } else { ChatRoute.addOff(to: router) }
         IncidentPageRoutes.add(to: router, page: page)
+        TwilioRoutes.add(to: router, replies: twilio)
         router.get("/schedules/:file") { request, context -> Response in
             let file = context.parameters.get("file") ?? ""
             let token = request.uri.queryParameters.get("token")

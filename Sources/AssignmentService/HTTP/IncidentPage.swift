@@ -63,10 +63,8 @@ public struct IncidentPage: Sendable {
             return .failure(.page(Self.errorPage(status: status, title: "This link cannot be used", message: refusal.description)))
         }
         do {
-            let row = try await pool.withConnection { connection in
-                try connection.query("SELECT name, role FROM users WHERE id = $1", [Int64(link.userID)])
-            }
-            guard let name = row.string(0, "name"), let role = row.string(0, "role").flatMap(TokenRole.init(rawValue:)) else {
+            let user = try await pool.withConnection { try UserStore.byID($0, link.userID) }
+            guard let name = user?.name, let role = user.flatMap({ TokenRole(rawValue: $0.role) }) else {
                 return .failure(.page(Self.errorPage(status: 403, title: "This link cannot be used", message: "the user this link was sent to no longer exists")))
             }
             // The person's own role, never more: an admin's link still acts as that admin alone.
@@ -105,11 +103,7 @@ public struct IncidentPage: Sendable {
                     (rows.string(row, "summary") ?? "", rows.string(row, "source") ?? "", rows.int(row, "count") ?? 1,
                      rows.int64(row, "last_at_ms") ?? 0)
                 }
-                let ids = Set(state.assigneeIDs + state.acknowledgements.map(\.userID)).map { Int64($0) }
-                let people = try connection.query("SELECT id, name FROM users WHERE id = ANY($1::bigint[])", [PGArray(ids)])
-                var names: [UInt64: String] = [:]
-                for row in 0..<people.count { if let id = people.int64(row, "id") { names[UInt64(id)] = people.string(row, "name") } }
-                return (alerts, names)
+                return (alerts, try UserStore.names(connection, ids: Array(Set(state.assigneeIDs + state.acknowledgements.map(\.userID)))))
             }
         } catch {
             return Self.errorPage(status: 503, title: "Klaxon cannot answer right now", message: "its database is unavailable; try again in a moment")

@@ -49,8 +49,8 @@ extension ChannelKind {
             notConfigured: "no provider configured for \(kind.name): set KLAXON_NOTIFY_PROVIDER_URL")
     }
 
-    public static let sms = provider(.sms)
-    public static let phone = provider(.phone)
+    public static let sms = phoneKind(.sms, .sms)
+    public static let phone = phoneKind(.phone, .voice)
     /// ntfy topic URLs directly; device tokens through the provider.
     public static let push = ChannelKind(
         kind: .push,

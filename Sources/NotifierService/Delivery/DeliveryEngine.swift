@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import IncidentEngine
 import KlaxonDomain
 import Logging
 import NIOConcurrencyHelpers
@@ -40,6 +41,8 @@ public struct DeliveryEngine: Sendable {
     let incidentURLTemplate: String
     /// One-tap links in pages (KLAXON_PUBLIC_URL + KLAXON_LINK_SIGNING_KEY), else the template's.
     let oneTapLinks: (publicURL: String, key: String)?
+    /// SMS pages carry reply codes (SMS goes through Twilio, whose replies come back).
+    let smsReplyCodes: Bool
     let logger: Logger
 
     public static let leaseMarginMs: Millis = 2_000
@@ -51,10 +54,11 @@ public struct DeliveryEngine: Sendable {
     public init(
         pool: PostgresPool, channels: [String: any DeliveryChannel], clock: any WallClock = SystemWallClock(),
         deliveryWindowMs: Millis = 900_000, sendTimeoutMs: Millis = 10_000, baseBackoffMs: Millis = 1_000,
-        incidentURLTemplate: String = "", oneTapLinks: (publicURL: String, key: String)? = nil, channelPostHTTP: HTTPClient = .pages, logger: Logger
+        incidentURLTemplate: String = "", oneTapLinks: (publicURL: String, key: String)? = nil, smsReplyCodes: Bool = false, channelPostHTTP: HTTPClient = .pages, logger: Logger
     ) {
         self.incidentURLTemplate = incidentURLTemplate
         self.oneTapLinks = oneTapLinks
+        self.smsReplyCodes = smsReplyCodes
         self.pool = pool
         self.queues = [
             PageQueue(channels: channels, logger: logger),
@@ -190,6 +194,10 @@ public struct DeliveryEngine: Sendable {
             message.incident.htmlURL = incidentURLTemplate.replacingOccurrences(of: "{id}", with: String(content.incidentID))
         }
         do {
+            if smsReplyCodes, item.channel == ContactKind.sms.name {
+                let (user, incident) = (item.user.id, content.incidentID)
+                message.replyCode = try await pool.transaction { try PhoneStore.replyCode($0, userID: user, incidentID: incident) }
+            }
             try await channel.deliver(to: item.address, idempotencyKey: item.id, message: message)
             await finish(item, DeliveryResult(
                 outcome: .sent(snapshot: message.snapshot), at: attemptAt, attempts: attempts, firstAttemptAt: firstAttemptAt))

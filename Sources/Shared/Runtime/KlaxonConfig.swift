@@ -1,3 +1,4 @@
+import KlaxonDomain
 import Logging
 /// host:port, as given in flags and environment variables.
 public struct HostPort: Sendable, Equatable, CustomStringConvertible {
@@ -65,6 +66,18 @@ public struct KlaxonConfig: Sendable {
     public var notifyProviderURL = ""
     /// Sent to the provider as `Authorization: Bearer …` when set.
     public var notifyProviderToken = ""
+    /// SMS and voice through Twilio's REST API (or a provider speaking it); all four but the base
+    /// URL set turn it on for `sms` and `phone` methods (else they go to the provider webhook).
+    public var twilioBaseURL = "https://api.twilio.com"
+    public var twilioAccountSID = ""
+    public var twilioAuthToken = ""
+    public var twilioFrom = ""
+
+    /// Twilio when configured (it needs KLAXON_PUBLIC_URL for its callbacks).
+    public var twilio: TwilioAccount? {
+        guard !twilioAccountSID.isEmpty, !twilioAuthToken.isEmpty, !twilioFrom.isEmpty, !publicURL.isEmpty else { return nil }
+        return TwilioAccount(baseURL: twilioBaseURL, accountSID: twilioAccountSID, authToken: twilioAuthToken, from: twilioFrom, publicURL: publicURL)
+    }
     /// Bearer token for ntfy topics (push methods whose address is a topic URL).
     public var ntfyToken = ""
     /// SMTP server for email notifications (host:port); empty: email fails with a clear error.
@@ -256,6 +269,11 @@ public struct KlaxonConfig: Sendable {
         .number("notify.timeout_seconds", \.notifyTimeoutSeconds, minimum: 1, "timeout of one delivery"),
         .text("notify.provider_url", \.notifyProviderURL, "provider webhook for sms, phone and push"),
         .text("notify.provider_token", \.notifyProviderToken, "bearer token for the provider webhook"),
+        .text("twilio.base_url", \.twilioBaseURL, "Twilio's REST API, or a provider speaking it",
+              check: { $0.hasPrefix("https://") || $0.hasPrefix("http://") ? nil : "must start with https://" }),
+        .text("twilio.account_sid", \.twilioAccountSID, "Twilio account SID: sms and phone methods through Twilio"),
+        .text("twilio.auth_token", \.twilioAuthToken, "Twilio auth token (Basic auth out, X-Twilio-Signature in)"),
+        .text("twilio.from", \.twilioFrom, "the number pages come from, international form", check: { Address.phoneProblem($0) }),
         .text("ntfy.token", \.ntfyToken, "bearer token for ntfy topics (push methods that are topic URLs)"),
         .text("smtp.server", \.smtpServer, "SMTP server for email, host:port", check: { HostPort($0) == nil ? "is not host:port" : nil }),
         .text("smtp.from", \.smtpFrom, "sender address of email pages"),
@@ -308,6 +326,10 @@ public struct KlaxonConfig: Sendable {
         }
         if config.publicURL.isEmpty != config.linkSigningKey.isEmpty {
             throw ConfigError(description: "KLAXON_PUBLIC_URL and KLAXON_LINK_SIGNING_KEY go together: set both (one-tap links in pages) or neither")
+        }
+        let twilioSet = [config.twilioAccountSID, config.twilioAuthToken, config.twilioFrom].filter { !$0.isEmpty }.count
+        if twilioSet > 0, twilioSet < 3 || config.publicURL.isEmpty {
+            throw ConfigError(description: "Twilio needs KLAXON_TWILIO_ACCOUNT_SID, KLAXON_TWILIO_AUTH_TOKEN, KLAXON_TWILIO_FROM and KLAXON_PUBLIC_URL (its callbacks) together")
         }
         if let clientTLS = config.clientTLS {
             do { _ = try clientTLS.context() } catch { throw ConfigError(description: "KLAXON_TLS_CA_FILE / KLAXON_TLS_CLIENT_CERT_FILE: \(error)") }

@@ -1,0 +1,81 @@
+import AsyncHTTPClient
+import Foundation
+import KlaxonDomain
+import NIOCore
+import Shared
+
+/// SMS and voice through Twilio's REST API (`KLAXON_TWILIO_ACCOUNT_SID`, `KLAXON_TWILIO_AUTH_TOKEN`, `KLAXON_TWILIO_FROM`), or a provider that speaks it.
+/// An SMS is the page in one segment where it fits ("Reply 4a to ack, 4r to resolve" included),
+/// then the one-tap link; a call reads the page and gathers one key (1 acknowledge, 2 resolve,
+/// 3 repeat) posted back to Klaxon. Both ask Twilio to report the outcome to
+/// `/twilio/status?n=<notification>` (a failed, undelivered or unanswered page is retried).
+/// Twilio answering 201 means it took the page: the attempt counts as sent until it reports otherwise.
+public struct TwilioChannel: DeliveryChannel {
+    public enum Mode: Sendable { case sms, voice }
+
+    let http: HTTPClient
+    let account: TwilioAccount
+    let mode: Mode
+    let timeout: TimeAmount
+
+    public init(http: HTTPClient = .pages, account: TwilioAccount, mode: Mode, timeout: TimeAmount) {
+        self.http = http
+        self.account = account
+        self.mode = mode
+        self.timeout = timeout
+    }
+
+    /// GSM-7's single segment.
+    public static let segment = 160
+
+    /// The SMS text: the page (the title cut to fit one segment with the reply hint), then the link.
+    public static func smsText(_ message: WebhookMessage) -> String {
+        let incident = message.incident
+        let hint = message.replyCode.map { code in incident.status == "triggered" ? " Reply \(code)a to ack, \(code)r to resolve" : " Reply \(code)r to resolve" } ?? ""
+        let head = "[\(incident.urgency.uppercased())] #\(incident.number) "
+        let tail = " (\(incident.service.name))" + (incident.status == "triggered" ? "" : " \(incident.status)") + "." + hint
+        let room = max(Self.segment - head.count - tail.count, 12)
+        let title = incident.title.count > room ? String(incident.title.prefix(room - 1)) + "…" : incident.title
+        var text = head + title + tail
+        if let link = incident.htmlURL { text += "\n" + link }
+        return text
+    }
+
+    public func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws {
+        var fields = [("To", address), ("From", account.from), ("StatusCallback", account.statusCallback(notificationID: message.notificationID))]
+        let url: String
+        switch mode {
+        case .sms:
+            url = account.messagesURL
+            fields.append(("Body", Self.smsText(message)))
+        case .voice:
+            url = account.callsURL
+            let incident = message.incident
+            let spoken = TwiML.spoken(
+                number: incident.number, title: incident.title, urgency: incident.urgency, service: incident.service.name, status: incident.status)
+            fields.append(("Twiml", TwiML.gather(spoken, action: account.voiceAction(userID: message.user.id, incidentID: incident.id))))
+        }
+        let basic = Data("\(account.accountSID):\(account.authToken)".utf8).base64EncodedString()
+        let answer = try await post(
+            http, url, idempotencyKey: idempotencyKey, body: Array(FormEncoding.encode(fields).utf8), timeout: timeout,
+            what: mode == .sms ? "Twilio SMS" : "Twilio call", contentType: "application/x-www-form-urlencoded",
+            headers: [("Authorization", "Basic \(basic)"), ("Accept", "application/json")])
+        // Twilio's answer names the message or call; a provider answering something else still took it (2xx).
+        _ = answer
+    }
+}
+
+extension ChannelKind {
+    /// `sms` and `phone`: Twilio when configured, else the provider webhook.
+    static func phoneKind(_ kind: ContactKind, _ mode: TwilioChannel.Mode) -> ChannelKind {
+        ChannelKind(
+            kind: kind,
+            channel: { config, timeout in
+                let http = HTTPClient.pages(trusting: config.tlsExtraCAFile)
+                if let account = config.twilio { return TwilioChannel(http: http, account: account, mode: mode, timeout: timeout) }
+                return config.notifyProviderURL.isEmpty ? nil : ProviderChannel(
+                    http: http, providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: kind.name, timeout: timeout)
+            },
+            notConfigured: "no provider configured for \(kind.name): set KLAXON_TWILIO_ACCOUNT_SID, KLAXON_TWILIO_AUTH_TOKEN and KLAXON_TWILIO_FROM (or KLAXON_NOTIFY_PROVIDER_URL)")
+    }
+}
