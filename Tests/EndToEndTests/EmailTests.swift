@@ -9,7 +9,8 @@ import Testing
 /// which scripts/test installs) that writes every message it accepts to a file.
 @Suite struct EmailTests {
     static let server = #"""
-    import asyncio, ssl, sys
+    import asyncio, email, ssl, sys
+    from email import policy
     from aiosmtpd.controller import Controller
 
     class Keep:
@@ -18,7 +19,14 @@ import Testing
                 f.write(b"TLS " + (b"yes" if session.ssl else b"no") + b"\n")
                 f.write(b"MAIL FROM " + envelope.mail_from.encode() + b"\n")
                 f.write(b"RCPT TO " + ",".join(envelope.rcpt_tos).encode() + b"\n")
-                f.write(envelope.original_content + b"\n=====\n")
+                f.write(envelope.original_content + b"\n")
+                # The MIME structure as a mail client sees it, each part decoded.
+                parsed = email.message_from_bytes(envelope.original_content, policy=policy.default)
+                f.write(("TYPE " + parsed.get_content_type() + "\n").encode())
+                for part in parsed.walk():
+                    if part.get_content_maintype() != "multipart":
+                        f.write(("PART " + part.get_content_type() + "\n" + part.get_content() + "\nEND PART\n").encode())
+                f.write(b"=====\n")
             return "250 Message accepted for delivery"
 
     # With a certificate and key (argv 3, 4) the server offers STARTTLS.
@@ -121,6 +129,14 @@ import Testing
         #expect(mail.contains("Urgency: high"))
         #expect(mail.contains("Status: triggered"))
         #expect(mail.contains("Open: https://klaxon.example/incidents/\(created.incidentID)"))
+        // Plain text and HTML (issue 25, point 6), as Python's email parser reads them.
+        #expect(mail.contains("TYPE multipart/alternative"), "\(mail)")
+        let parts = mail.components(separatedBy: "PART ").dropFirst().map { String($0.prefix { _ in true }) }
+        let text = try #require(parts.first { $0.hasPrefix("text/plain") }), html = try #require(parts.first { $0.hasPrefix("text/html") })
+        #expect(text.contains("Incident #\(number): Zahlungen fehlgeschlagen — 37 %"))
+        #expect(html.contains("#\(number) Zahlungen fehlgeschlagen — 37 %</h2>"), "\(html)")
+        #expect(html.contains("href=\"https://klaxon.example/incidents/\(created.incidentID)\"") && html.contains("acknowledge or resolve"), "\(html)")
+        #expect(mail.contains("Subject: =?UTF-8?B?") && !mail.contains("List-Unsubscribe"))
         // Recorded once the SMTP exchange finished (the server may write the mail first).
         let recorded = try await eventually(timeout: .seconds(5)) {
             try await pipeline.db.scalar(

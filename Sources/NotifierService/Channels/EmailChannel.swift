@@ -176,12 +176,13 @@ public struct EmailChannel: DeliveryChannel {
     static func render(_ message: WebhookMessage, from: String, to: String, idempotencyKey: String) -> String {
         let incident = message.incident
         let subject = "[\(incident.urgency.uppercased())] #\(incident.number) \(incident.title)"
+        let why = message.reason.replacingOccurrences(of: "_", with: " ")
         var body = [
             "Incident #\(incident.number): \(incident.title)",
             "Service: \(incident.service.name)",
             "Urgency: \(incident.urgency)",
             "Status: \(incident.status)",
-            "Why you: \(message.reason.replacingOccurrences(of: "_", with: " "))",
+            "Why you: \(why)",
         ]
         if let url = incident.htmlURL { body.append("Open: \(url)") }
         body.append("")
@@ -190,6 +191,7 @@ public struct EmailChannel: DeliveryChannel {
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
+        let boundary = "klaxon-\(message.notificationID)"
         let headers = [
             "From: Klaxon <\(from)>",
             "To: <\(to)>",
@@ -197,12 +199,32 @@ public struct EmailChannel: DeliveryChannel {
             "Date: \(formatter.string(from: Date()))",
             "Message-ID: <\(message.notificationID)@klaxon>",
             "X-Klaxon-Notification-Id: \(idempotencyKey)",
+            "Auto-Submitted: auto-generated",
             "MIME-Version: 1.0",
-            "Content-Type: text/plain; charset=utf-8",
-            "Content-Transfer-Encoding: 8bit",
+            "Content-Type: multipart/alternative; boundary=\"\(boundary)\"",
         ]
-        let lines = headers + [""] + body.map { $0.hasPrefix(".") ? "." + $0 : $0 }
-        return lines.joined(separator: "\r\n") + "\r\n.\r\n"
+        // Plain text first, HTML last (the richest part a client can show).
+        let html = Data(Self.html(message, why: why).utf8).base64EncodedString(options: [.lineLength76Characters, .endLineWithCarriageReturn, .endLineWithLineFeed])
+        let lines = headers + [""]
+            + ["--\(boundary)", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", ""] + body
+            + ["", "--\(boundary)", "Content-Type: text/html; charset=utf-8", "Content-Transfer-Encoding: base64", "", html, "--\(boundary)--"]
+        return lines.map { $0.hasPrefix(".") ? "." + $0 : $0 }.joined(separator: "\r\n") + "\r\n.\r\n"
+    }
+
+    /// The HTML part: the same facts, and the one-tap link as a button (mail clients do not run
+    /// forms or scripts: the page it opens has Acknowledge and Resolve).
+    static func html(_ message: WebhookMessage, why: String) -> String {
+        let incident = message.incident
+        func escape(_ text: String) -> String { TwiML.escape(text) }
+        var html = "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;max-width:40rem\">"
+        html += "<h2 style=\"margin:0 0 8px\">#\(incident.number) \(escape(incident.title))</h2>"
+        html += "<p><b>\(escape(incident.urgency)) urgency</b> · \(escape(incident.status)) · \(escape(incident.service.name))<br>Why you: \(escape(why))</p>"
+        if let url = incident.htmlURL {
+            html += "<p><a href=\"\(escape(url))\" style=\"display:inline-block;padding:12px 20px;background:#ef6c00;color:#fff;"
+                + "text-decoration:none;border-radius:6px;font-weight:600\">Open incident #\(incident.number): acknowledge or resolve</a></p>"
+        }
+        html += "<p style=\"color:#666;font-size:12px\">Notification \(escape(message.notificationID)) for \(escape(message.user.name)), sent \(escape(message.sentAt)).</p>"
+        return html + "</body></html>"
     }
 
     /// RFC 2047 for non-ASCII header text.
