@@ -92,6 +92,8 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     /// What the SMS/voice provider reported on a page it took (queued, sent, delivered, failed,
     /// undelivered, no-answer, busy, completed, …), with its message or call id.
     case notifyProviderStatus = "notify_provider_status"
+    /// A page held back by its phone's throttle (sent later, alone or bundled).
+    case notifyThrottled = "notify_throttled"
 }
 
 public struct TimelineEntry: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import HTTPOperations
+import KlaxonDomain
 import AsyncHTTPClient
 import Logging
 import NIOCore
@@ -39,6 +40,11 @@ public struct NotifierService: Service {
             pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
             baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, oneTapLinks: config.oneTapLinks, smsReplyCodes: config.twilio != nil,
+            throttles: Dictionary(uniqueKeysWithValues: ["sms", "phone"].map { kind in
+                (kind, ContactThrottle.rules(
+                    kind: kind, smsPer15Minutes: config.notifySMSPer15Minutes, voicePer15Minutes: config.notifyVoicePer15Minutes,
+                    gapMs: Millis(config.notifyPhoneGapSeconds) * 1000))
+            }),
             channelPostHTTP: .pages(trusting: config.tlsExtraCAFile), logger: logger)
         self.waker = waker
         self.pool = pool

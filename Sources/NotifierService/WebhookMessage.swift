@@ -69,6 +69,25 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
     /// The person's SMS reply code for this incident ("Reply 4a to ack"), when SMS goes through
     /// Twilio; not part of the JSON.
     public var replyCode: Int? = nil
+    /// Other incidents this message stands for (a throttled phone's bundle); not part of the JSON.
+    public var bundled: [BundledIncident] = []
+
+    /// "38 more incidents on Checkout, Payments: #13 Disk full, #14 Queue stuck, …" (nil: no bundle).
+    public func bundleSummary(titles: Int = 3) -> String? {
+        guard !bundled.isEmpty else { return nil }
+        var services: [String] = []
+        for item in bundled where !services.contains(item.service) { services.append(item.service) }
+        var text = "\(counted(bundled.count, "more incident")) on \(services.prefix(3).joined(separator: ", "))\(services.count > 3 ? ", …" : "")"
+        let named = bundled.prefix(titles).map { "#\($0.number) \($0.title)" }
+        if !named.isEmpty { text += ": " + named.joined(separator: ", ") + (bundled.count > titles ? ", …" : "") }
+        return text
+    }
+
+    public struct BundledIncident: Sendable, Equatable {
+        public var number: UInt64
+        public var title: String
+        public var service: String
+    }
 
     enum CodingKeys: String, CodingKey {
         case notificationID = "notification_id", reason, snapshot, incident, user, rule, sentAt = "sent_at", response

@@ -163,6 +163,7 @@ import Testing
             config.twilioAccountSID = Self.sid
             config.twilioAuthToken = Self.token
             config.twilioFrom = "+15005550006"
+            config.notifyPhoneGapSeconds = 0  // real time here: the next SMS seconds later is not held (PhoneThrottleTests covers that)
         }
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
         let (alice, bob) = (service.userIDs[0], service.userIDs[1])

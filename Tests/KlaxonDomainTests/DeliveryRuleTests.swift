@@ -50,3 +50,23 @@ import Testing
         #expect(superseded.map(\.id) == ["delayed-old"])
     }
 }
+
+/// The per-phone throttle (issue 25, point 5): one a minute, 5 SMS / 3 calls per 15 minutes.
+@Suite struct ContactThrottleTests {
+    let sms = ContactThrottle.rules(kind: "sms", smsPer15Minutes: 5, voicePer15Minutes: 3, gapMs: 60_000)
+    let minute: Millis = 60_000
+
+    @Test func oneAMinuteAndFivePerFifteenMinutes() {
+        #expect(ContactThrottle.nextAllowed(sends: [], now: 0, rules: sms) == 0)
+        #expect(ContactThrottle.nextAllowed(sends: [0], now: 1_000, rules: sms) == minute)
+        // Four sends a minute apart: the fifth at minute 4 is allowed; a sixth waits for the first to leave the 15 minutes.
+        let five: [Millis] = [0, minute, 2 * minute, 3 * minute, 4 * minute]
+        #expect(ContactThrottle.nextAllowed(sends: Array(five.prefix(4)), now: 4 * minute, rules: sms) == 4 * minute)
+        #expect(ContactThrottle.nextAllowed(sends: five, now: 5 * minute, rules: sms) == 15 * minute)
+        #expect(ContactThrottle.nextAllowed(sends: five, now: 15 * minute, rules: sms) == 15 * minute)
+        // Calls: three per 15 minutes.
+        let voice = ContactThrottle.rules(kind: "phone", smsPer15Minutes: 5, voicePer15Minutes: 3, gapMs: minute)
+        #expect(ContactThrottle.nextAllowed(sends: [0, 2 * minute, 4 * minute], now: 5 * minute, rules: voice) == 15 * minute)
+        #expect(ContactThrottle.rules(kind: "webhook", smsPer15Minutes: 5, voicePer15Minutes: 3, gapMs: minute).isEmpty)
+    }
+}

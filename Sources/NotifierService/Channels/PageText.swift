@@ -24,6 +24,7 @@ public enum PageText {
             let bridge = [response["conference_url"], response["conference_phone"]].compactMap { $0 }.filter { !$0.isEmpty }
             if !bridge.isEmpty { text += ". Bridge: \(bridge.joined(separator: " · "))" }
         }
+        if let bundle = message.bundleSummary() { text += ". And \(bundle)" }
         if let url = incident.htmlURL { text += " \(url)" }
         return text
     }

@@ -33,7 +33,13 @@ public struct TwilioChannel: DeliveryChannel {
         let incident = message.incident
         let hint = message.replyCode.map { code in incident.status == "triggered" ? " Reply \(code)a to ack, \(code)r to resolve" : " Reply \(code)r to resolve" } ?? ""
         let head = "[\(incident.urgency.uppercased())] #\(incident.number) "
-        let tail = " (\(incident.service.name))" + (incident.status == "triggered" ? "" : " \(incident.status)") + "." + hint
+        var tail = " (\(incident.service.name))" + (incident.status == "triggered" ? "" : " \(incident.status)") + "."
+        if let bundle = message.bundleSummary(titles: 2) {
+            // A bundle names how many and which first; the rest of the segment is the title's.
+            let cut = bundle.count > 90 ? String(bundle.prefix(89)) + "…" : bundle
+            tail += " +\(cut)."
+        }
+        tail += hint
         let room = max(Self.segment - head.count - tail.count, 12)
         let title = incident.title.count > room ? String(incident.title.prefix(room - 1)) + "…" : incident.title
         var text = head + title + tail
@@ -51,8 +57,9 @@ public struct TwilioChannel: DeliveryChannel {
         case .voice:
             url = account.callsURL
             let incident = message.incident
-            let spoken = TwiML.spoken(
+            var spoken = TwiML.spoken(
                 number: incident.number, title: incident.title, urgency: incident.urgency, service: incident.service.name, status: incident.status)
+            if !message.bundled.isEmpty { spoken += " And \(counted(message.bundled.count, "more incident")) since the last call." }
             fields.append(("Twiml", TwiML.gather(spoken, action: account.voiceAction(userID: message.user.id, incidentID: incident.id))))
         }
         let basic = Data("\(account.accountSID):\(account.authToken)".utf8).base64EncodedString()

@@ -43,6 +43,8 @@ public struct DeliveryEngine: Sendable {
     let oneTapLinks: (publicURL: String, key: String)?
     /// SMS pages carry reply codes (SMS goes through Twilio, whose replies come back).
     let smsReplyCodes: Bool
+    /// Per contact kind, how often one contact method may be sent to (SMS and calls).
+    let throttles: [String: [ThrottleRule]]
     let logger: Logger
 
     public static let leaseMarginMs: Millis = 2_000
@@ -54,11 +56,13 @@ public struct DeliveryEngine: Sendable {
     public init(
         pool: PostgresPool, channels: [String: any DeliveryChannel], clock: any WallClock = SystemWallClock(),
         deliveryWindowMs: Millis = 900_000, sendTimeoutMs: Millis = 10_000, baseBackoffMs: Millis = 1_000,
-        incidentURLTemplate: String = "", oneTapLinks: (publicURL: String, key: String)? = nil, smsReplyCodes: Bool = false, channelPostHTTP: HTTPClient = .pages, logger: Logger
+        incidentURLTemplate: String = "", oneTapLinks: (publicURL: String, key: String)? = nil, smsReplyCodes: Bool = false,
+        throttles: [String: [ThrottleRule]] = [:], channelPostHTTP: HTTPClient = .pages, logger: Logger
     ) {
         self.incidentURLTemplate = incidentURLTemplate
         self.oneTapLinks = oneTapLinks
         self.smsReplyCodes = smsReplyCodes
+        self.throttles = throttles
         self.pool = pool
         self.queues = [
             PageQueue(channels: channels, logger: logger),
@@ -193,6 +197,34 @@ public struct DeliveryEngine: Sendable {
         } else if !incidentURLTemplate.isEmpty {
             message.incident.htmlURL = incidentURLTemplate.replacingOccurrences(of: "{id}", with: String(content.incidentID))
         }
+        // A throttled phone: wait for the throttle, or take along the other pages due for it.
+        var riders: [PageThrottle.Rider] = []
+        if let method = item.contactMethodID, let rules = throttles[item.channel], !rules.isEmpty {
+            let (id, leaseMs) = (item.id, self.leaseMs)
+            do {
+                let verdict = try await pool.transaction { connection in
+                    try PageThrottle.admit(connection, method: method, carrier: id, now: attemptAt, rules: rules, leaseMs: leaseMs)
+                }
+                switch verdict {
+                case let .later(until):
+                    logger.info("page held by its phone's throttle", metadata: metadata(item, attempts: item.attempts, ["until_ms": "\(until)"]))
+                    do { try await writer.write { try PageThrottle.hold($0, item, until: until, now: attemptAt) } } catch {
+                        logger.error("cannot hold a throttled page; its lease will expire", metadata: metadata(item, attempts: item.attempts, ["error": "\(error)"]))
+                    }
+                    return
+                case .carried:
+                    logger.debug("page already carried by another message", metadata: metadata(item, attempts: item.attempts, [:]))
+                    return
+                case let .now(found):
+                    riders = found
+                    message.bundled = found.map { $0.incident }
+                }
+            } catch {
+                // The lease runs out and the page is claimed again.
+                logger.error("cannot consult the phone's throttle; the lease will expire", metadata: metadata(item, attempts: item.attempts, ["error": "\(error)"]))
+                return
+            }
+        }
         do {
             if smsReplyCodes, item.channel == ContactKind.sms.name {
                 let (user, incident) = (item.user.id, content.incidentID)
@@ -201,7 +233,18 @@ public struct DeliveryEngine: Sendable {
             try await channel.deliver(to: item.address, idempotencyKey: item.id, message: message)
             await finish(item, DeliveryResult(
                 outcome: .sent(snapshot: message.snapshot), at: attemptAt, attempts: attempts, firstAttemptAt: firstAttemptAt))
+            if !riders.isEmpty {
+                let (number, carried) = (content.number, riders)
+                for _ in carried { KlaxonMetrics.pageSent(channel: item.channel, latencyMs: attemptAt - item.dueAt) }
+                do { try await writer.write { try PageThrottle.ridersSent($0, carried, carrier: item, carrierNumber: number, at: attemptAt) } } catch {
+                    logger.error("cannot record a bundle's pages; their leases will expire", metadata: metadata(item, attempts: attempts, ["error": "\(error)"]))
+                }
+            }
         } catch {
+            if !riders.isEmpty || throttles[item.channel] != nil, item.contactMethodID != nil {
+                let (carrier, held) = (item.id, riders)
+                try? await writer.write { try PageThrottle.release($0, held, carrier: carrier) }
+            }
             // Logs and timelines never carry a contact address (a webhook URL may hold a secret,
             // an email or phone number is personal): where an error repeats it, it is masked.
             let description = "\(error)".replacingOccurrences(of: item.address, with: AddressMask.mask(item.address, channel: item.channel))

@@ -15,6 +15,8 @@ struct DeliveryItem: Sendable {
     var channel: String
     var metricChannel: String
     var address: String
+    /// The contact method (pages; nil for channel posts): SMS and calls are throttled per method.
+    var contactMethodID: Int64? = nil
     /// The channel delivering it, or nil when the configuration does not enable it (`notConfigured` says which setting).
     var deliverer: (any DeliveryChannel)?
     var notConfigured: String

@@ -72,7 +72,7 @@ struct PageQueue: DeliveryQueue {
             current.atMs = now
             items.append(DeliveryItem(
                 id: id, incidentID: incidentID, what: "page", channel: channel, metricChannel: channel, address: address,
-                deliverer: channels[channel],
+                contactMethodID: rows.int64(row, "contact_method_id"), deliverer: channels[channel],
                 notConfigured: ChannelKind.named(channel)?.notConfigured ?? "unknown channel \(channel)",
                 reason: reason,
                 decision: NotificationCore.decide(DuePage(

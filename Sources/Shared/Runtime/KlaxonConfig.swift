@@ -62,6 +62,10 @@ public struct KlaxonConfig: Sendable {
     public var notifyDeliveryWindowSeconds = 900
     /// One delivery attempt (redirects included) ends within this; the claim lease derives from it.
     public var notifyTimeoutSeconds = 10
+    /// The per-phone throttle: SMS and calls per 15 minutes, and the least gap between two.
+    public var notifySMSPer15Minutes = 5
+    public var notifyVoicePer15Minutes = 3
+    public var notifyPhoneGapSeconds = 60
     /// Where SMS, phone and push notifications are POSTed; empty: those channels fail with a clear error.
     public var notifyProviderURL = ""
     /// Sent to the provider as `Authorization: Bearer …` when set.
@@ -267,6 +271,9 @@ public struct KlaxonConfig: Sendable {
         .number("inbox.retention_hours", \.inboxRetentionHours, minimum: 1, "how long received message ids are remembered"),
         .number("notify.delivery_window_seconds", \.notifyDeliveryWindowSeconds, minimum: 1, "how long a page keeps retrying"),
         .number("notify.timeout_seconds", \.notifyTimeoutSeconds, minimum: 1, "timeout of one delivery"),
+        .number("notify.sms_per_15_minutes", \.notifySMSPer15Minutes, minimum: 1, "SMS to one number per 15 minutes (more are bundled)"),
+        .number("notify.voice_per_15_minutes", \.notifyVoicePer15Minutes, minimum: 1, "calls to one number per 15 minutes (more are bundled)"),
+        .number("notify.phone_gap_seconds", \.notifyPhoneGapSeconds, minimum: 0, "least time between two SMS or calls to one number"),
         .text("notify.provider_url", \.notifyProviderURL, "provider webhook for sms, phone and push"),
         .text("notify.provider_token", \.notifyProviderToken, "bearer token for the provider webhook"),
         .text("twilio.base_url", \.twilioBaseURL, "Twilio's REST API, or a provider speaking it",
