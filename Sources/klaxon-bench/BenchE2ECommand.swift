@@ -26,8 +26,10 @@ struct BenchE2ECommand: AsyncParsableCommand {
 
     @Option(help: "serve: all three services in one `klaxon serve`; separate: one process per service.")
     var layout: Layout = .serve
-    @Option(help: "Scenarios: surge, latency, isolation, timers, alertmanager (comma-separated).")
-    var scenarios = "surge,latency,isolation,timers,alertmanager"
+    @Option(help: "Scenarios: surge, latency, isolation, timers, alertmanager, sms (comma-separated).")
+    var scenarios = "surge,latency,isolation,timers,alertmanager,sms"
+    @Option(help: "Incidents in the sms scenario (each texts one person through a Twilio stand-in).")
+    var smsIncidents = 200
     @Option(help: "New incidents sent at full speed in the surge (each pages two users).")
     var surge = 10_000
     @Option(help: "Open-loop trigger rates for the latency scenario (comma-separated, per second).")
@@ -50,7 +52,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
     var chosen: Set<String> { Set(scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
 
     func validate() throws {
-        let unknown = chosen.subtracting(["surge", "latency", "isolation", "timers", "alertmanager"])
+        let unknown = chosen.subtracting(["surge", "latency", "isolation", "timers", "alertmanager", "sms"])
         guard unknown.isEmpty else { throw ValidationError("unknown scenario \(unknown.sorted().joined(separator: ", "))") }
     }
 
@@ -75,7 +77,15 @@ struct BenchE2ECommand: AsyncParsableCommand {
         try await Migrator.migrate(pool, now: SystemWallClock().nowMs(), logger: logger)
         let services = try await seed(pool, runID: runID, sink: sink.url, blackhole: blackhole.localAddress!.port!, refused: refusedPort)
 
-        let cluster = try await ServiceCluster.start(layout: layout, databaseURL: config.databaseURL, poolSize: poolSize)
+        // SMS through Twilio's API, played by the sink (it records the form posts). The throttle
+        // is lifted: this measures the pipeline, not the bundling a real phone gets in a surge.
+        let twilio = [
+            "KLAXON_TWILIO_BASE_URL": sink.url, "KLAXON_TWILIO_ACCOUNT_SID": "AC" + String(repeating: "0", count: 32),
+            "KLAXON_TWILIO_AUTH_TOKEN": "bench-twilio-token-0123456789abcdef", "KLAXON_TWILIO_FROM": "+15005550006",
+            "KLAXON_PUBLIC_URL": "http://127.0.0.1:9", "KLAXON_LINK_SIGNING_KEY": "bench-link-key-0123456789abcdef0123",
+            "KLAXON_NOTIFY_PHONE_GAP_SECONDS": "0", "KLAXON_NOTIFY_SMS_PER_15_MINUTES": "1000000",
+        ]
+        let cluster = try await ServiceCluster.start(layout: layout, databaseURL: config.databaseURL, poolSize: poolSize, extra: twilio)
         defer { cluster.stop() }
         say("services: \(layout.rawValue) — " + cluster.processes.map { "\($0.name) pid \($0.process.processIdentifier)" }.joined(separator: ", "))
 
@@ -90,6 +100,15 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 table.figures["klaxon.p99.\(rate)"] = result.ms(99)
                 table.row("Klaxon latency at \(rate) triggers/s (ingest reply → page)", result.describe)
             }
+        }
+        if chosen.contains("sms") {
+            // 200 incidents at 20 a second, each texting one person: ingest reply → the SMS request at "Twilio".
+            let result = try await openLoop(
+                routingKey: services.sms, rate: 20, prefix: "sms-\(runID)", paths: nil, sink: sink, port: cluster.ingestPort,
+                calls: smsIncidents, pagesPerTrigger: 1, keyInSummary: true)
+            table.figures["klaxon.sms.p50"] = result.ms(50)
+            table.figures["klaxon.sms.p99"] = result.ms(99)
+            table.row("SMS through a Twilio-compatible API, \(smsIncidents) incidents at 20/s (ingest reply → SMS request)", result.describe)
         }
         if chosen.contains("isolation") {
             for (name, key) in [("never answers", services.isolationDead), ("refuses connections", services.isolationRefused)] {
@@ -168,16 +187,17 @@ struct BenchE2ECommand: AsyncParsableCommand {
     /// Triggers at `rate` per second for `seconds`; latency from each ingest reply to each page of
     /// that incident (only those sent to `paths`, when given).
     func openLoop(
-        routingKey: String, rate: Int, prefix: String, paths: Set<String>?, sink: ArrivalSink, port: Int
+        routingKey: String, rate: Int, prefix: String, paths: Set<String>?, sink: ArrivalSink, port: Int,
+        calls count: Int? = nil, pagesPerTrigger: Int = 2, keyInSummary: Bool = false
     ) async throws -> LatencyResult {
-        let calls = rate * seconds
-        say("open loop: \(rate) triggers/s for \(seconds) s (\(prefix))…")
+        let calls = count ?? rate * seconds
+        say("open loop: \(rate) triggers/s, \(calls) triggers (\(prefix))…")
         let report = try await offThread {
             try LoadGenerator(port: port, connections: 4, inFlight: 64, rate: Double(rate))
-                .run(calls: calls, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0) }, inspect: Self.outcome)
+                .run(calls: calls, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0, keyInSummary: keyInSummary) }, inspect: Self.outcome)
         }
         guard report.errors == 0 else { throw BenchError("\(prefix): \(report.errors) calls failed: \(report.firstError ?? "")") }
-        let expected = calls * 2
+        let expected = calls * pagesPerTrigger
         _ = await sink.wait(prefix: prefix, pages: expected, timeout: .seconds(60), paths: paths)
         var histogram = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
         var pages = 0
@@ -341,6 +361,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         var isolationRefused: String
         var timersServiceID: Int64
         var timersUsers: [Int64]
+        var sms: String
     }
 
     /// Services for each scenario, each with its own users (two per incident, one zero-delay
@@ -358,17 +379,25 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 person("Ava", "\(sink)/iso/a"), person("Bea", "\(sink)/iso/b"), person("Cid", "http://127.0.0.1:\(refused)/refused"),
             ], 1800),
             ("timers \(runID)", [person("Tia", "\(sink)/timers/a"), person("Tom", "\(sink)/timers/b")], 300),
+            ("sms \(runID)", [person("Sam", "\(sink)/sms/unused")], 1800),
         ], now: SystemWallClock().nowMs())
         let timers = made["timers \(runID)"]!
+        // Sam is texted: his one contact method becomes an SMS number.
+        let sam = made["sms \(runID)"]!.userIDs[0]
+        try await pool.withConnection { connection in
+            try connection.query("UPDATE contact_methods SET type = 'sms', address = '+49 170 0000001' WHERE user_id = $1", [sam])
+        }
         return Services(
             surge: made["surge \(runID)"]!.routingKey, isolationDead: made["isolation-dead \(runID)"]!.routingKey,
-            isolationRefused: made["isolation-refused \(runID)"]!.routingKey, timersServiceID: timers.serviceID, timersUsers: timers.userIDs)
+            isolationRefused: made["isolation-refused \(runID)"]!.routingKey, timersServiceID: timers.serviceID, timersUsers: timers.userIDs,
+            sms: made["sms \(runID)"]!.routingKey)
     }
 
-    static func triggerFrame(_ routingKey: String, key: String, index: Int) -> [UInt8] {
+    /// With `keyInSummary` the title starts "k:<key> " (an SMS carries the title, not the dedup key).
+    static func triggerFrame(_ routingKey: String, key: String, index: Int, keyInSummary: Bool = false) -> [UInt8] {
         let event = Event(
             routingKey: routingKey, eventAction: .trigger, dedupKey: key,
-            payload: Payload(summary: "Benchmark incident \(index)", source: "bench-\(index % 50)", severity: .critical))
+            payload: Payload(summary: (keyInSummary ? "k:\(key) " : "") + "Benchmark incident \(index)", source: "bench-\(index % 50)", severity: .critical))
         var frame = ByteBuffer()
         Framing.writeFrame(Envelope(id: UInt64(index + 1), method: Ingest.SendEvent.name, body: event.wireBytes()).wireBytes(), into: &frame)
         return Array(frame.readableBytesView)

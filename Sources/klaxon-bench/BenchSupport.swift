@@ -71,6 +71,13 @@ final class ArrivalSink: Sendable {
             while end < body.count, body[end] != UInt8(ascii: "\"") { end += 1 }
             return String(decoding: body[start..<end], as: UTF8.self)
         }
+        // A Twilio-style form post (an SMS): the title starts "k:<key> ", form-encoded "k%3A<key>%20"
+        // (or "+" for a space).
+        if let start = find(Array("k%3A".utf8), in: body) {
+            var end = start
+            while end < body.count, !"+&%".utf8.contains(body[end]) { end += 1 }
+            return String(decoding: body[start..<end], as: UTF8.self)
+        }
         return nil
     }
 
@@ -109,7 +116,9 @@ final class ServiceCluster: @unchecked Sendable {
         self.environment = environment
     }
 
-    static func start(layout: BenchE2ECommand.Layout, databaseURL: String, poolSize: Int) async throws -> ServiceCluster {
+    static func start(
+        layout: BenchE2ECommand.Layout, databaseURL: String, poolSize: Int, extra: [String: String] = [:]
+    ) async throws -> ServiceCluster {
         var ports: [Int] = []
         for _ in 0..<4 { ports.append(try await BenchIngestCommand.freePort()) }
         var config = KlaxonConfig(databaseURL: databaseURL)
@@ -123,7 +132,7 @@ final class ServiceCluster: @unchecked Sendable {
         // HTTP listeners the benchmark does not use: any free port (replicas must not collide).
         config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: 0)
         config.notifierHTTPListen = HostPort(host: "127.0.0.1", port: 0)
-        var environment = ProcessInfo.processInfo.environment.merging(config.environment) { _, new in new }
+        var environment = ProcessInfo.processInfo.environment.merging(config.environment) { _, new in new }.merging(extra) { _, new in new }
         environment["KLAXON_LOG_LEVEL"] = environment["KLAXON_BENCH_LOG_LEVEL"] ?? "error"
         let cluster = ServiceCluster(ingestPort: ports[0], environment: environment)
         switch layout {
