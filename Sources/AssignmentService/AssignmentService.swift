@@ -39,7 +39,8 @@ public struct AssignmentService: Service {
         self.server = server
         let httpPort = httpPortLatch
         // Chat commands run the same handlers as the binary protocol, as the mapped user.
-        let chat = ChatCommands(pool: pool, server: server, secret: config.chatSigningSecret, clock: clock, logger: logger)
+        let chat = ChatCommands(
+            pool: pool, server: server, secret: config.chatSigningSecret, clock: clock, logger: logger, extraCAFile: config.tlsExtraCAFile)
         self.http = AssignmentHTTP.application(
             pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen,
             logger: logger, chat: chat,

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import Foundation
+import NIOConcurrencyHelpers
+import NIOSSL
 import KlaxonDomain
 import Logging
 import NIOCore
@@ -32,7 +34,11 @@ public struct ChatCommands: Sendable {
     let logger: Logger
     public var replyDeadline: Duration = .milliseconds(2_000)
 
-    public init(pool: PostgresPool, server: RPCServer, secret: String, clock: any WallClock, logger: Logger) {
+    /// Where late replies go out (`replies(trusting:)`).
+    let replies: HTTPClient
+
+    public init(pool: PostgresPool, server: RPCServer, secret: String, clock: any WallClock, logger: Logger, extraCAFile: String = "") {
+        self.replies = Self.replies(trusting: extraCAFile)
         self.pool = pool
         self.server = server
         self.secret = secret
@@ -121,7 +127,7 @@ public struct ChatCommands: Sendable {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: answer.body))
             do {
-                let response = try await Self.replies.execute(request, timeout: .seconds(10))
+                let response = try await replies.execute(request, timeout: .seconds(10))
                 _ = try? await response.body.collect(upTo: 64 * 1024)
                 if response.status.code >= 300 {
                     logger.warning("chat response_url refused the late reply", metadata: ["status": "\(response.status.code)"])
@@ -321,7 +327,22 @@ public struct ChatCommands: Sendable {
 }
 
 extension ChatCommands {
-    /// Late replies to a chat's response_url: a POST is never turned into a GET by a redirect.
-    static let replies = HTTPClient(
-        eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+    private static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
+
+    /// Late replies to a chat's response_url: a POST is never turned into a GET by a redirect;
+    /// certificates verified against the system's roots plus KLAXON_TLS_EXTRA_CA_FILE, as pages
+    /// are. One client per CA file, kept for the process.
+    static func replies(trusting extraCAFile: String) -> HTTPClient {
+        clients.withLockedValue { clients in
+            if let client = clients[extraCAFile] { return client }
+            var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.minimumTLSVersion = .tlsv12
+            if !extraCAFile.isEmpty { tls.additionalTrustRoots = [.file(extraCAFile)] }
+            configuration.tlsConfiguration = tls
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            clients[extraCAFile] = client
+            return client
+        }
+    }
 }
