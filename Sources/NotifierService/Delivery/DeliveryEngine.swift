@@ -243,7 +243,7 @@ public struct DeliveryEngine: Sendable {
         } catch {
             if !riders.isEmpty || throttles[item.channel] != nil, item.contactMethodID != nil {
                 let (carrier, held) = (item.id, riders)
-                try? await writer.write { try PageThrottle.release($0, held, carrier: carrier) }
+                try? await writer.write { try PageThrottle.release($0, held, carrier: carrier, at: attemptAt) }
             }
             // Logs and timelines never carry a contact address (a webhook URL may hold a secret,
             // an email or phone number is personal): where an error repeats it, it is masked.

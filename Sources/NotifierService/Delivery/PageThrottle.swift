@@ -92,8 +92,8 @@ enum PageThrottle {
 
     /// The carrier's message did not go: the riders are free to be claimed again, and the send
     /// does not count against the throttle.
-    static func release(_ connection: PGConnection, _ riders: [Rider], carrier: String) throws {
-        try connection.query("DELETE FROM contact_sends WHERE notification_id = $1::uuid", [carrier])
+    static func release(_ connection: PGConnection, _ riders: [Rider], carrier: String, at: Millis) throws {
+        try connection.query("DELETE FROM contact_sends WHERE notification_id = $1::uuid AND at_ms = $2", [carrier, at])
         guard !riders.isEmpty else { return }
         try connection.query("UPDATE notifications SET lease_until_ms = 0 WHERE id = ANY($1::text[]::uuid[])", [PGArray(riders.map(\.id))])
     }
