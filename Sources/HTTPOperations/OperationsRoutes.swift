@@ -1,6 +1,7 @@
 import Hummingbird
 import Logging
 import HummingbirdCore
+import HummingbirdHTTP2
 import HummingbirdTLS
 import NIOCore
 import Shared
@@ -37,11 +38,12 @@ public struct Readiness: Sendable {
 /// What every service's HTTP listener answers for operators: `/healthz` (the process answers),
 /// `/readyz` (`Readiness`) and `/metrics` (Prometheus text).
 public enum OperationsRoutes {
-    /// HTTP/1.1, over TLS when the process has a certificate (README, "TLS"): every HTTP listener.
+    /// HTTP/1.1, or over TLS when the process has a certificate (README, "TLS") HTTP/2 or HTTP/1.1
+    /// as the client's ALPN asks: every HTTP listener.
     public static func server(_ tls: ServerTLS?, logger: Logger) -> HTTPServerBuilder {
         guard let tls else { return .http1() }
         do {
-            return try .tls(.http1(), tlsConfiguration: tls.configuration)
+            return try .http2Upgrade(tlsConfiguration: tls.configuration)
         } catch {
             // The same configuration already made the binary listeners' context: not expected.
             logger.critical("TLS for HTTP could not be set up; refusing to serve it in clear", metadata: ["error": "\(error)"])

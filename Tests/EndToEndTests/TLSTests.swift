@@ -123,6 +123,14 @@ struct TestPKI {
         let sent = try await cli("send-event", "--address", "127.0.0.1:\(pipeline.config.ingestListen.port)", "--routing-key", service.routingKey,
                                  "--ca", pki.caFile, "--dedup-key", "cli-tls")
         #expect(sent.status == 0 && sent.out.hasPrefix("CREATED incident"), "\(sent.out)\(sent.err)")
+        // HTTPS speaks HTTP/2 to a client that asks for it by ALPN, HTTP/1.1 to the others.
+        for (flag, version) in [("--http2", "2"), ("--http1.1", "1.1")] {
+            let port = pipeline.ingestHTTPPort, ca = pki.caFile
+            let (status, spoken) = try await offCooperativePool {
+                try ThirdPartyClientTests.runBlocking("curl", ["-sS", flag, "--cacert", ca, "-o", "/dev/null", "-w", "%{http_version}", "https://127.0.0.1:\(port)/healthz"])
+            }
+            #expect(status == 0 && spoken == version, "curl \(flag): \(spoken)")
+        }
         // The containers' health check over https, verifying with the CA from the environment.
         let health = try await cli("healthcheck", "https://127.0.0.1:\(pipeline.ingestHTTPPort)/readyz", environment: ["KLAXON_TLS_CA_FILE": pki.caFile])
         #expect(health.status == 0 && health.out.contains("200"), "\(health.out)\(health.err)")
