@@ -264,7 +264,9 @@ struct BenchIngestCommand: AsyncParsableCommand {
     }
 
     static func freePort() async throws -> Int {
-        let probe = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), router: RPCRouter(), logger: Logger(label: "probe"))
+        var quiet = Logger(label: "probe")
+        quiet.logLevel = .error
+        let probe = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), router: RPCRouter(), logger: quiet)
         let task = Task { try await probe.run() }
         let port = try await probe.localAddress().port!
         task.cancel()
