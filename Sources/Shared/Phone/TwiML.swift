@@ -8,9 +8,11 @@ public enum TwiML {
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
     }
 
-    /// What a call says: the incident, then the keys.
+    /// What a call says: the incident, then the keys. A long title is cut (Twilio takes at most
+    /// 4,000 characters of TwiML, and nobody listens to more).
     public static func spoken(number: UInt64, title: String, urgency: String, service: String, status: String) -> String {
-        "Klaxon page. \(urgency) urgency incident \(number): \(title). Service \(service). Status \(status)."
+        let said = title.count > 300 ? String(title.prefix(300)) + "…" : title
+        return "Klaxon page. \(urgency) urgency incident \(number): \(said). Service \(service). Status \(status)."
     }
 
     /// The call: says `text`, gathers one key posted to `action` (a URL Klaxon composed: Twilio
