@@ -82,21 +82,32 @@ public enum PhoneStore {
             failure, attempts: attempts, firstAttemptAt: rows.int64(0, "first_at") ?? now, finishedAt: now, window: window)
         {
         case let .retry(at):
-            try connection.query(
+            // The page, and the pages that rode in its message (a bundle), go again.
+            let reopened = try connection.query(
                 """
-                UPDATE notifications SET status = 'pending', due_at_ms = $2, lease_until_ms = 0, last_error = $3, finished_at_ms = NULL
-                WHERE id = $1::uuid
+                UPDATE notifications SET status = 'pending', due_at_ms = $2, lease_until_ms = 0, last_error = $3, finished_at_ms = NULL,
+                       bundled_in = NULL
+                WHERE id = $1::uuid OR (bundled_in = $1::uuid AND status = 'sent')
+                RETURNING id::text AS id, incident_id
                 """, [notificationID, at, failure.description])
-            try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
-                at: now, type: .notifyRetry, actor: "notifier",
-                details: ["notification": notificationID, "error": failure.description, "retry_at_ms": String(at), "attempts": String(attempts)]))
-            return "retry at \(at)"
+            try Timeline.enqueueMany(connection, (0..<reopened.count).map { row in
+                (reopened.int64(row, "incident_id")!, TimelineEntry(
+                    at: now, type: .notifyRetry, actor: "notifier",
+                    details: ["notification": reopened.string(row, "id")!, "error": failure.description, "retry_at_ms": String(at),
+                              "attempts": String(attempts)]))
+            })
+            return "retry at \(at)" + (reopened.count > 1 ? " with \(reopened.count - 1) bundled page(s)" : "")
         case let .fail(reason):
-            try connection.query(
-                "UPDATE notifications SET status = 'failed', last_error = $2, finished_at_ms = $3 WHERE id = $1::uuid",
-                [notificationID, reason, now])
-            try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
-                at: now, type: .notifyFailed, actor: "notifier", details: ["notification": notificationID, "error": reason]))
+            let failed = try connection.query(
+                """
+                UPDATE notifications SET status = 'failed', last_error = $2, finished_at_ms = $3
+                WHERE id = $1::uuid OR (bundled_in = $1::uuid AND status = 'sent')
+                RETURNING id::text AS id, incident_id
+                """, [notificationID, reason, now])
+            try Timeline.enqueueMany(connection, (0..<failed.count).map { row in
+                (failed.int64(row, "incident_id")!, TimelineEntry(
+                    at: now, type: .notifyFailed, actor: "notifier", details: ["notification": failed.string(row, "id")!, "error": reason]))
+            })
             return "failed"
         }
     }

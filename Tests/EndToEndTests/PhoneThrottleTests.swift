@@ -1,4 +1,5 @@
 import Foundation
+import IncidentEngine
 import KlaxonDomain
 import KlaxonTestSupport
 import Shared
@@ -74,6 +75,24 @@ import Testing
             return (0..<rows.count).compactMap { rows.int64($0, "at_ms") }
         }
         for (earlier, later) in zip(sends, sends.dropFirst()) { #expect(later - earlier >= 60_000, "two SMS within a minute: \(sends)") }
+
+        // The provider reports the bundle undelivered (what Twilio's status callback does): the
+        // bundle's page and every page that rode in it go again, and reach the phone again.
+        let bundle = try await pipeline.db.pool.withConnection { connection in
+            try connection.query("SELECT notification_id::text AS id FROM contact_sends ORDER BY at_ms DESC LIMIT 1").string(0, "id")
+        }
+        let carrier = try #require(bundle)
+        let now = clock.nowMs()
+        let outcome = try await pipeline.db.pool.transaction { connection in
+            try PhoneStore.providerReport(
+                connection, notificationID: carrier, status: "undelivered", providerID: "SM-test", errorCode: "30003", now: now,
+                window: DeliveryWindow(lengthMs: 900_000))
+        }
+        #expect(outcome.hasPrefix("retry at") && outcome.hasSuffix("with \(40 - bodies.count) bundled page(s)"), "\(outcome)")
+        #expect(try await unsent() == Int64(40 - bodies.count + 1))
+        #expect(try await pipeline.runClock(until: { try await unsent() == 0 }, maxMoves: 200), "the undelivered bundle's pages were not sent again")
+        let again = pipeline.sink.requests.filter { $0.uri == "/provider" }.count
+        #expect(again == bodies.count + 1, "the bundle went again as one message: \(again - bodies.count) more")
         await ingest.close()
         await pipeline.shutdown()
     }

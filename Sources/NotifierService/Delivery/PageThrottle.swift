@@ -79,9 +79,9 @@ enum PageThrottle {
         try connection.query(
             """
             UPDATE notifications SET status = 'sent', finished_at_ms = $2, lease_until_ms = 0, last_error = NULL,
-                   attempts = attempts + 1, first_attempt_at_ms = coalesce(first_attempt_at_ms, $2)
+                   attempts = attempts + 1, first_attempt_at_ms = coalesce(first_attempt_at_ms, $2), bundled_in = $3::uuid
             WHERE id = ANY($1::text[]::uuid[])
-            """, [PGArray(riders.map(\.id)), at])
+            """, [PGArray(riders.map(\.id)), at, carrier.id])
         try Timeline.enqueueMany(connection, riders.map { rider in
             (rider.incidentID, TimelineEntry(at: at, type: .notifySent, actor: "notifier", details: [
                 "notification": rider.id, "channel": carrier.channel, "address": AddressMask.mask(carrier.address, channel: carrier.channel),

@@ -494,5 +494,11 @@ extension Migrator {
             );
             CREATE INDEX contact_sends_method ON contact_sends (contact_method_id, at_ms);
             """#),
+        Migration(version: "0018_bundled_in", sql: #"""
+            -- Issue 25: a page sent inside another page's message (a throttled phone's bundle) names that
+            -- message's notification, so a bundle the provider reports undelivered sends its riders again too.
+            ALTER TABLE notifications ADD COLUMN bundled_in uuid;
+            CREATE INDEX notifications_bundled_in ON notifications (bundled_in) WHERE bundled_in IS NOT NULL;
+            """#),
     ]
 }
