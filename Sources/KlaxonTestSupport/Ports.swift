@@ -40,3 +40,31 @@ public func eventually(timeout: Duration = .seconds(5), _ condition: () async th
 public func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await NIOThreadPool.singleton.runIfActive(work)
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Reading a child's output without Foundation's `try!`: `FileHandle.readDataToEndOfFile()` and
+/// `availableData` crash the whole test process when `read(2)` is interrupted by a signal (EINTR,
+/// e.g. a SIGCHLD while many tests start and reap children). These retry instead.
+extension FileHandle {
+    /// Everything until end of file.
+    public func readAllRetrying() -> Data {
+        var data = Data()
+        while let chunk = readSomeRetrying(), !chunk.isEmpty { data.append(chunk) }
+        return data
+    }
+
+    /// What is there now (blocking until something is, or end of file: empty); nil on an error.
+    public func readSomeRetrying() -> Data? {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = Glibc.read(fileDescriptor, &buffer, buffer.count)
+            if count >= 0 { return Data(buffer[0..<count]) }
+            if errno == EINTR { continue }
+            return nil
+        }
+    }
+}

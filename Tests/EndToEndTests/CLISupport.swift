@@ -53,9 +53,9 @@ struct KlaxonCLI {
             try process.run()
             // Read both pipes at once: a full pipe would block the child.
             let errData = NIOLockedData()
-            let reader = Thread { errData.set(err.fileHandleForReading.readDataToEndOfFile()) }
+            let reader = Thread { errData.set(err.fileHandleForReading.readAllRetrying()) }
             reader.start()
-            let outData = out.fileHandleForReading.readDataToEndOfFile()
+            let outData = out.fileHandleForReading.readAllRetrying()
             process.waitUntilExit()
             while !errData.done { usleep(1000) }
             return Result(status: process.terminationStatus, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData.data, as: UTF8.self))

@@ -74,7 +74,7 @@ import Testing
             let ready = try await offCooperativePool { () -> String in
                 var ready = ""
                 while !ready.contains("ready") {
-                    let chunk = reader.availableData
+                    let chunk = reader.readSomeRetrying() ?? Data()
                     if chunk.isEmpty { break }  // EOF: the server exited
                     ready += String(decoding: chunk, as: UTF8.self)
                 }

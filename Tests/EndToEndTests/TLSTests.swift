@@ -76,7 +76,7 @@ struct TestPKI {
             let out = Pipe()
             process.standardOutput = out
             try process.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
+            let data = out.fileHandleForReading.readAllRetrying()
             process.waitUntilExit()
             return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }

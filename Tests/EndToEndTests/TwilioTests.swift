@@ -99,7 +99,7 @@ import Testing
             let ready = try await offCooperativePool { () -> String in
                 var text = ""
                 while !text.contains("ready") {
-                    let chunk = reader.availableData
+                    let chunk = reader.readSomeRetrying() ?? Data()
                     if chunk.isEmpty { break }
                     text += String(decoding: chunk, as: UTF8.self)
                 }

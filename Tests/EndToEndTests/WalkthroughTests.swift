@@ -98,7 +98,7 @@ import Testing
         try dev.run()
         let reader = Thread {
             while true {
-                let data = output.fileHandleForReading.availableData
+                let data = output.fileHandleForReading.readSomeRetrying() ?? Data()
                 if data.isEmpty { return }
                 printed.withLockedValue { $0 += String(decoding: data, as: UTF8.self) }
             }

@@ -40,16 +40,19 @@ enum PageThrottle {
         // Riders: the method's other due pages of the assignment family that still need sending
         // (minute zero always does; a delayed one only while the incident is open and theirs),
         // leased or not — a page claimed meanwhile finds itself carried when it gets the lock —
-        // but never the page of another message being sent (its send is counted above).
+        // but never the page of another message being sent (its send, counted within the last
+        // lease, is in flight; an older carrier being retried may ride). Rows a
+        // recording transaction holds for a moment are waited for, not skipped: a skipped one
+        // would wait alone for the next slot. (No cycle: recorders never take this lock.)
         let riders = try connection.query(
             """
             WITH due AS (
                 SELECT n.id FROM notifications n JOIN incidents i ON i.id = n.incident_id
                 WHERE n.contact_method_id = $1 AND n.status = 'pending' AND n.due_at_ms <= $2
-                  AND n.id <> $3::uuid AND n.id NOT IN (SELECT notification_id FROM contact_sends WHERE contact_method_id = $1) AND n.reason IN ('assigned', 'escalated', 'ack_timeout', 'reassigned')
+                  AND n.id <> $3::uuid AND n.id NOT IN (SELECT notification_id FROM contact_sends WHERE contact_method_id = $1 AND at_ms > $2 - $4) AND n.reason IN ('assigned', 'escalated', 'ack_timeout', 'reassigned')
                   AND (n.minute_zero OR (i.status = 'triggered' AND EXISTS (
                        SELECT 1 FROM incident_assignments a WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id)))
-                ORDER BY n.due_at_ms, n.incident_id LIMIT 500 FOR UPDATE OF n SKIP LOCKED)
+                ORDER BY n.due_at_ms, n.incident_id LIMIT 500 FOR UPDATE OF n)
             UPDATE notifications n SET lease_until_ms = $2 + $4
             FROM due, incidents i, services s
             WHERE n.id = due.id AND i.id = n.incident_id AND s.id = i.service_id
