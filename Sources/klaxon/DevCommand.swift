@@ -21,7 +21,15 @@ struct DevCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = Runtime.bootstrapLogging()
-        let config = try Runtime.config()
+        var config = try Runtime.config()
+        if config.oneTapLinks == nil {
+            // Pages carry one-tap links to the incident page on this machine (a key of this run:
+            // a restart voids the links already printed).
+            let listen = config.assignmentHTTPListen
+            let host = listen.host == "0.0.0.0" || listen.host == "::" ? "127.0.0.1" : listen.host
+            config.publicURL = "\(config.serverTLS(.assignmentHTTP) == nil ? "http" : "https")://\(HostPort(host: host, port: listen.port))"
+            config.linkSigningKey = Secrets.text(count: 43)
+        }
         let clock = SystemWallClock()
         let pool = try await Runtime.openDatabase(config, clock: clock, logger: logger)
 
@@ -38,7 +46,7 @@ struct DevCommand: AsyncParsableCommand {
             print("""
                 📟 PAGE → \(message.user.name) <\(message.user.email)>: incident #\(incident.number) "\(incident.title)" \
                 [\(incident.status), \(incident.urgency)] service \(incident.service.name), reason \(message.reason), \
-                notification \(message.notificationID)
+                notification \(message.notificationID)\(incident.htmlURL.map { " — open \($0)" } ?? "")
                 """)
             fflush(nil)
         }
