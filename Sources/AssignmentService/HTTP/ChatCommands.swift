@@ -1,7 +1,5 @@
 import AsyncHTTPClient
 import Foundation
-import NIOConcurrencyHelpers
-import NIOSSL
 import KlaxonDomain
 import Logging
 import NIOCore
@@ -34,11 +32,12 @@ public struct ChatCommands: Sendable {
     let logger: Logger
     public var replyDeadline: Duration = .milliseconds(2_000)
 
-    /// Where late replies go out (`replies(trusting:)`).
+    /// Where late replies go out: the pages' client (no redirect turns a POST into a GET; the
+    /// system's roots plus KLAXON_TLS_EXTRA_CA_FILE).
     let replies: HTTPClient
 
     public init(pool: PostgresPool, server: RPCServer, secret: String, clock: any WallClock, logger: Logger, extraCAFile: String = "") {
-        self.replies = Self.replies(trusting: extraCAFile)
+        self.replies = .pages(trusting: extraCAFile)
         self.pool = pool
         self.server = server
         self.secret = secret
@@ -314,35 +313,6 @@ public struct ChatCommands: Sendable {
 
     /// application/x-www-form-urlencoded → fields (the last of a repeated name wins).
     static func form(_ body: String) -> [String: String] {
-        var fields: [String: String] = [:]
-        for pair in body.split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let decode = { (text: Substring) in
-                String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text)
-            }
-            fields[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
-        }
-        return fields
-    }
-}
-
-extension ChatCommands {
-    private static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
-
-    /// Late replies to a chat's response_url: a POST is never turned into a GET by a redirect;
-    /// certificates verified against the system's roots plus KLAXON_TLS_EXTRA_CA_FILE, as pages
-    /// are. One client per CA file, kept for the process.
-    static func replies(trusting extraCAFile: String) -> HTTPClient {
-        clients.withLockedValue { clients in
-            if let client = clients[extraCAFile] { return client }
-            var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.minimumTLSVersion = .tlsv12
-            if !extraCAFile.isEmpty { tls.additionalTrustRoots = [.file(extraCAFile)] }
-            configuration.tlsConfiguration = tls
-            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-            clients[extraCAFile] = client
-            return client
-        }
+        Dictionary(FormEncoding.decode(body), uniquingKeysWith: { _, last in last })
     }
 }

@@ -110,12 +110,12 @@ public struct IncidentPage: Sendable {
         }
         let csrf = Secrets.text(count: 32)
         var html = Self.head(title: "#\(info.number) \(info.title)")
-        html += "<header><p class=\"who\">Klaxon · for \(Self.escape(holder.name))</p>"
-        html += "<h1>#\(info.number) \(Self.escape(info.title))</h1>"
+        html += "<header><p class=\"who\">Klaxon · for \(Markup.escape(holder.name))</p>"
+        html += "<h1>#\(info.number) \(Markup.escape(info.title))</h1>"
         let status = state.status?.rawValue ?? "triggered"
-        html += "<p><span class=\"status \(status)\">\(status)</span> <span class=\"urgency\">\(Self.escape(info.urgency?.rawValue ?? "high")) urgency</span>"
-        html += " · \(Self.escape(info.serviceName))</p></header>"
-        if let notice { html += "<p class=\"notice\" role=\"status\">\(Self.escape(notice))</p>" }
+        html += "<p><span class=\"status \(status)\">\(status)</span> <span class=\"urgency\">\(Markup.escape(info.urgency?.rawValue ?? "high")) urgency</span>"
+        html += " · \(Markup.escape(info.serviceName))</p></header>"
+        if let notice { html += "<p class=\"notice\" role=\"status\">\(Markup.escape(notice))</p>" }
         if status != "resolved" {
             html += "<form method=\"post\" class=\"actions\">"
             html += "<input type=\"hidden\" name=\"csrf\" value=\"\(csrf)\">"
@@ -127,7 +127,7 @@ public struct IncidentPage: Sendable {
         html += "<section><h2>People</h2><ul>"
         for id in state.assigneeIDs {
             let acked = state.acknowledgements.first { $0.userID == id && $0.closedAtMs == 0 }
-            html += "<li>\(Self.escape(names[id] ?? "user \(id)"))"
+            html += "<li>\(Markup.escape(names[id] ?? "user \(id)"))"
             html += acked.map { " — acknowledged \(Self.time($0.atMs))" } ?? " — assigned"
             html += "</li>"
         }
@@ -135,15 +135,15 @@ public struct IncidentPage: Sendable {
         html += "</ul></section>"
         html += "<section><h2>Alerts (\(info.alertCount))</h2><ul>"
         for alert in alerts {
-            html += "<li>\(Self.escape(alert.summary)) <small>\(Self.escape(alert.source))"
+            html += "<li>\(Markup.escape(alert.summary)) <small>\(Markup.escape(alert.source))"
             html += alert.count > 1 ? " · ×\(alert.count)" : ""
             html += " · \(Self.time(alert.lastAt))</small></li>"
         }
         html += "</ul></section>"
         html += "<section><h2>Timeline <small>(newest first)</small></h2><ul class=\"timeline\">"
         for entry in timeline.entries.suffix(50).reversed() {
-            html += "<li><time>\(Self.time(entry.atMs))</time> \(Self.escape(entry.type.replacingOccurrences(of: "_", with: " ")))"
-            if !entry.actor.isEmpty { html += " <small>by \(Self.escape(entry.actor))</small>" }
+            html += "<li><time>\(Self.time(entry.atMs))</time> \(Markup.escape(entry.type.replacingOccurrences(of: "_", with: " ")))"
+            if !entry.actor.isEmpty { html += " <small>by \(Markup.escape(entry.actor))</small>" }
             html += "</li>"
         }
         html += "</ul></section>"
@@ -229,8 +229,8 @@ public struct IncidentPage: Sendable {
 
     static func errorPage(status: Int, title: String, message: String) -> Answer {
         var html = head(title: title)
-        html += "<header><p class=\"who\">Klaxon</p><h1>\(escape(title))</h1></header>"
-        html += "<p class=\"problem\" role=\"alert\">\(escape(message.prefix(1).uppercased() + message.dropFirst())).</p>"
+        html += "<header><p class=\"who\">Klaxon</p><h1>\(Markup.escape(title))</h1></header>"
+        html += "<p class=\"problem\" role=\"alert\">\(Markup.escape(message.prefix(1).uppercased() + message.dropFirst())).</p>"
         html += "<p>Nothing was changed.</p></body></html>\n"
         return Answer(status: status, body: html, headers: ["Cache-Control": "no-store", "Referrer-Policy": "no-referrer"])
     }
@@ -239,7 +239,7 @@ public struct IncidentPage: Sendable {
         """
         <!doctype html><html lang="en"><head><meta charset="utf-8">\
         <meta name="viewport" content="width=device-width, initial-scale=1">\
-        <title>\(escape(title))</title><style>\(css)</style></head><body>
+        <title>\(Markup.escape(title))</title><style>\(css)</style></head><body>
         """
     }
 
@@ -253,21 +253,6 @@ public struct IncidentPage: Sendable {
         .problem{background:#ffebee;padding:8px;border-radius:6px}ul,ol{padding-left:1.2rem;margin:0}li{margin:.25rem 0;overflow-wrap:anywhere}\
         small,time,footer{color:#666;font-size:.85rem}footer{margin-top:1.5rem}
         """
-
-    static func escape(_ text: some StringProtocol) -> String {
-        var out = ""
-        for character in text {
-            switch character {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(character)
-            }
-        }
-        return out
-    }
 
     /// UTC, to the minute: what a person at 3 a.m. needs.
     static func time(_ ms: Int64) -> String {

@@ -125,7 +125,7 @@ public struct EmailChannel: DeliveryChannel {
                     throw DeliveryError(description: "SMTP TLS cannot be set up (KLAXON_TLS_EXTRA_CA_FILE?): \(error)")
                 }
                 // TLS from here on, under the line decoder; the server's name (or IP) is verified.
-                let name = Self.hostname(configuration.host), raw = channel.channel
+                let name = RPCClient.hostname(configuration.host), raw = channel.channel
                 try await raw.eventLoop.submit {
                     let tls = try NIOSSLClientHandler(context: context, serverHostname: name)
                     try raw.pipeline.syncOperations.addHandler(tls, position: .first)
@@ -164,12 +164,6 @@ public struct EmailChannel: DeliveryChannel {
                 DeliveryError(description: "SMTP over TLS with \(server) failed (certificate verification or handshake): \($0)")
             }
         }
-    }
-
-    /// A name for SNI and the certificate check; nil for an IP address (its certificate's IP
-    /// addresses are checked against the peer's).
-    static func hostname(_ host: String) -> String? {
-        host.allSatisfy { $0.isNumber || $0 == "." } || host.contains(":") ? nil : host
     }
 
     /// Headers and body, CRLF line ends, dot-stuffed, ending with the lone dot.
@@ -215,15 +209,14 @@ public struct EmailChannel: DeliveryChannel {
     /// forms or scripts: the page it opens has Acknowledge and Resolve).
     static func html(_ message: WebhookMessage, why: String) -> String {
         let incident = message.incident
-        func escape(_ text: String) -> String { TwiML.escape(text) }
         var html = "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;max-width:40rem\">"
-        html += "<h2 style=\"margin:0 0 8px\">#\(incident.number) \(escape(incident.title))</h2>"
-        html += "<p><b>\(escape(incident.urgency)) urgency</b> · \(escape(incident.status)) · \(escape(incident.service.name))<br>Why you: \(escape(why))</p>"
+        html += "<h2 style=\"margin:0 0 8px\">#\(incident.number) \(Markup.escape(incident.title))</h2>"
+        html += "<p><b>\(Markup.escape(incident.urgency)) urgency</b> · \(Markup.escape(incident.status)) · \(Markup.escape(incident.service.name))<br>Why you: \(Markup.escape(why))</p>"
         if let url = incident.htmlURL {
-            html += "<p><a href=\"\(escape(url))\" style=\"display:inline-block;padding:12px 20px;background:#ef6c00;color:#fff;"
+            html += "<p><a href=\"\(Markup.escape(url))\" style=\"display:inline-block;padding:12px 20px;background:#ef6c00;color:#fff;"
                 + "text-decoration:none;border-radius:6px;font-weight:600\">Open incident #\(incident.number): acknowledge or resolve</a></p>"
         }
-        html += "<p style=\"color:#666;font-size:12px\">Notification \(escape(message.notificationID)) for \(escape(message.user.name)), sent \(escape(message.sentAt)).</p>"
+        html += "<p style=\"color:#666;font-size:12px\">Notification \(Markup.escape(message.notificationID)) for \(Markup.escape(message.user.name)), sent \(Markup.escape(message.sentAt)).</p>"
         return html + "</body></html>"
     }
 

@@ -6,42 +6,14 @@ import NIOHTTP1
 import NIOSSL
 import Shared
 
-extension HTTPClient {
-    /// The client pages go out through: it never follows a redirect by itself (AsyncHTTPClient
-    /// would turn a POST answered 301/302/303 into a GET without body and call that delivered).
-    /// Up to 256 connections per host: the dispatcher bounds pages in flight per address (64), so
-    /// an address that never answers holds at most its own share of its host's connections.
-    public static var pages: HTTPClient { pages(trusting: "") }
-
-    private static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
-
-    /// The pages' client verifying certificates against the system's roots plus `extraCAFile`'s
-    /// (KLAXON_TLS_EXTRA_CA_FILE; empty: the system's alone). One per CA file, kept for the process.
-    public static func pages(trusting extraCAFile: String) -> HTTPClient {
-        clients.withLockedValue { clients in
-            if let client = clients[extraCAFile] { return client }
-            var configuration = Configuration(redirectConfiguration: .disallow)
-            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
-            var tls = TLSConfiguration.makeClientConfiguration()
-            tls.minimumTLSVersion = .tlsv12
-            if !extraCAFile.isEmpty { tls.additionalTrustRoots = [.file(extraCAFile)] }
-            configuration.tlsConfiguration = tls
-            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-            clients[extraCAFile] = client
-            return client
-        }
-    }
-}
-
 /// POST JSON with the idempotency key. Only a 2xx is a delivery. A 307 or 308 is followed (at
 /// most `maxRedirects` times) with the same method and body; any other 3xx is a failed attempt
 /// naming the status and Location. A 4xx other than 408 and 429 is permanent; 429 carries its
 /// Retry-After. The whole attempt, redirects included, ends within `timeout`.
-@discardableResult
 func post(
     _ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], timeout: TimeAmount, what: String, bearer: String = "",
     contentType: String = "application/json", headers: [(String, String)] = []
-) async throws -> [UInt8] {
+) async throws {
     let deadline = NIODeadline.now() + timeout  // monotonic network timeout, not a domain instant
     var target = url
     for hop in 0...maxRedirects {
@@ -59,11 +31,11 @@ func post(
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(body)
         let response = try await http.execute(request, deadline: deadline)
-        let answer = (try? await response.body.collect(upTo: 64 * 1024)).map { Array(buffer: $0) } ?? []
+        _ = try? await response.body.collect(upTo: 64 * 1024)
         let code = Int(response.status.code)
         switch code {
         case 200..<300:
-            return answer
+            return
         case 307, 308:
             let location = response.headers.first(name: "Location") ?? ""
             guard hop < maxRedirects, let next = redirectTarget(location, from: target) else {

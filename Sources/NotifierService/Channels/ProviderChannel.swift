@@ -39,16 +39,6 @@ public struct ProviderChannel: DeliveryChannel {
 }
 
 extension ChannelKind {
-    static func provider(_ kind: ContactKind) -> ChannelKind {
-        ChannelKind(
-            kind: kind,
-            channel: { config, timeout in
-                config.notifyProviderURL.isEmpty ? nil : ProviderChannel(
-                    http: .pages(trusting: config.tlsExtraCAFile), providerURL: config.notifyProviderURL, token: config.notifyProviderToken, channel: kind.name, timeout: timeout)
-            },
-            notConfigured: "no provider configured for \(kind.name): set KLAXON_NOTIFY_PROVIDER_URL")
-    }
-
     public static let sms = phoneKind(.sms, .sms)
     public static let phone = phoneKind(.phone, .voice)
     /// ntfy topic URLs directly; device tokens through the provider.

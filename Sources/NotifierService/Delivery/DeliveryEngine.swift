@@ -199,6 +199,7 @@ public struct DeliveryEngine: Sendable {
         }
         // A throttled phone: wait for the throttle, or take along the other pages due for it.
         var riders: [PageThrottle.Rider] = []
+        var admitted = false  // this send is counted against the phone's throttle
         if let method = item.contactMethodID, let rules = throttles[item.channel], !rules.isEmpty {
             let (id, leaseMs) = (item.id, self.leaseMs)
             do {
@@ -216,6 +217,7 @@ public struct DeliveryEngine: Sendable {
                     logger.debug("page already carried by another message", metadata: metadata(item, attempts: item.attempts, [:]))
                     return
                 case let .now(found):
+                    admitted = true
                     riders = found
                     message.bundled = found.map { $0.incident }
                 }
@@ -241,7 +243,7 @@ public struct DeliveryEngine: Sendable {
                 }
             }
         } catch {
-            if !riders.isEmpty || throttles[item.channel] != nil, item.contactMethodID != nil {
+            if admitted {
                 let (carrier, held) = (item.id, riders)
                 try? await writer.write { try PageThrottle.release($0, held, carrier: carrier, at: attemptAt) }
             }

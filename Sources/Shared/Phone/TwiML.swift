@@ -3,11 +3,6 @@ import Foundation
 /// TwiML (Twilio's call and message markup) Klaxon answers with: the voice page that reads the
 /// incident and gathers one key (1 acknowledge, 2 resolve, 3 repeat), and SMS replies.
 public enum TwiML {
-    public static func escape(_ text: String) -> String {
-        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
-    }
-
     /// What a call says: the incident, then the keys. A long title is cut (Twilio takes at most
     /// 4,000 characters of TwiML, and nobody listens to more).
     public static func spoken(number: UInt64, title: String, urgency: String, service: String, status: String) -> String {
@@ -19,16 +14,16 @@ public enum TwiML {
     /// signs its request to it), says it again once if nothing was pressed.
     public static func gather(_ text: String, action: String) -> String {
         let keys = "Press 1 to acknowledge, 2 to resolve, 3 to repeat."
-        let gather = "<Gather numDigits=\"1\" timeout=\"8\" method=\"POST\" action=\"\(escape(action))\"><Say>\(escape(text)) \(keys)</Say></Gather>"
+        let gather = "<Gather numDigits=\"1\" timeout=\"8\" method=\"POST\" action=\"\(Markup.escape(action))\"><Say>\(Markup.escape(text)) \(keys)</Say></Gather>"
         return "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response>\(gather)\(gather)<Say>No key was pressed. Goodbye.</Say></Response>"
     }
 
     public static func say(_ text: String) -> String {
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>\(escape(text))</Say><Hangup/></Response>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>\(Markup.escape(text))</Say><Hangup/></Response>"
     }
 
     public static func message(_ text: String) -> String {
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>\(escape(text))</Message></Response>"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>\(Markup.escape(text))</Message></Response>"
     }
 }
 
@@ -54,26 +49,4 @@ public struct TwilioAccount: Sendable, Equatable {
     public var callsURL: String { "\(baseURL)/2010-04-01/Accounts/\(accountSID)/Calls.json" }
     public func statusCallback(notificationID: String) -> String { "\(publicURL)/twilio/status?n=\(notificationID)" }
     public func voiceAction(userID: UInt64, incidentID: UInt64) -> String { "\(publicURL)/twilio/voice?u=\(userID)&i=\(incidentID)" }
-}
-
-/// application/x-www-form-urlencoded, both ways.
-public enum FormEncoding {
-    static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-    public static func encode(_ fields: [(String, String)]) -> String {
-        fields.map { "\(escape($0.0))=\(escape($0.1))" }.joined(separator: "&")
-    }
-
-    static func escape(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: unreserved) ?? text
-    }
-
-    /// Fields in order (a repeated name appears each time).
-    public static func decode(_ body: String) -> [(String, String)] {
-        body.split(separator: "&").map { pair in
-            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let decode = { (text: Substring) in String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text) }
-            return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
-        }
-    }
 }

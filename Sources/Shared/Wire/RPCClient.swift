@@ -262,7 +262,7 @@ public final class RPCClient: Sendable {
 extension RPCClient {
     /// A name for SNI and the certificate check; nil for an IP address (NIOSSL then checks the
     /// certificate's IP addresses against the peer's).
-    static func hostname(_ host: String) -> String? {
+    public static func hostname(_ host: String) -> String? {
         host.allSatisfy { $0.isNumber || $0 == "." } || host.contains(":") ? nil : host
     }
 }
