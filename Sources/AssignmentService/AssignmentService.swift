@@ -32,7 +32,7 @@ public struct AssignmentService: Service {
         let authenticator = TokenAuthenticator(pool: pool)
         let router = Self.router(
             manager, actions: actions, queries: IncidentQueries(pool: pool),
-            admin: AdminAPI(pool: pool, clock: clock, authenticator: authenticator), people: PeopleAPI(pool: pool))
+            admin: AdminAPI(pool: pool, clock: clock, authenticator: authenticator), people: PeopleAPI(pool: pool, clock: clock, testPageWaitMs: Millis(config.notifyTimeoutSeconds) * 1000 + 5_000))
         let server = RPCServer(
             configuration: config.rpcServerConfiguration(.assignment), router: router,
             logger: logger, middleware: [AccessMiddleware(authenticator)])

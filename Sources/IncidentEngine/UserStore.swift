@@ -92,9 +92,11 @@ extension UserStore {
         }
     }
 
-    /// A contact method of an existing user, its type and address checked by `ContactKind`.
+    /// A contact method of an existing user, its type and address checked by `ContactKind`. An
+    /// SMS, phone or email method is sent a verification code unless `preVerified` (ContactStore).
     public static func addContactMethod(
-        _ connection: PGConnection, userID: Int64, type: String, address: String, label: String, prefix: String = ""
+        _ connection: PGConnection, userID: Int64, type: String, address: String, label: String, prefix: String = "",
+        preVerified: Bool = false, now: Millis
     ) throws -> Int64 {
         var violations: [FieldViolation] = []
         if let problem = ContactKind.problem(type: type, address: address) {
@@ -103,16 +105,23 @@ extension UserStore {
         if label.unicodeScalars.count > 255 { violations.append(FieldViolation(field: prefix + "label", description: "must be at most 255 characters")) }
         guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
         guard try exists(connection, id: userID) else { throw RPCError(.notFound, "user \(userID) does not exist") }
-        return try connection.query(
+        let id = try connection.query(
             "INSERT INTO contact_methods (user_id, type, address, label) VALUES ($1, $2, $3, $4) RETURNING id",
             [userID, type, address, label]).int64(0, "id")!
+        try ContactStore.addressSet(connection, methodID: id, type: type, preVerified: preVerified, now: now)
+        return id
     }
 
-    public static func updateContactMethod(_ connection: PGConnection, id: Int64, type: String, address: String, prefix: String = "") throws {
+    /// A new type or address: verified again (a code sent) unless `preVerified`. Returns whether a code was sent.
+    @discardableResult
+    public static func updateContactMethod(
+        _ connection: PGConnection, id: Int64, type: String, address: String, prefix: String = "", preVerified: Bool = false, now: Millis
+    ) throws -> Bool {
         if let problem = ContactKind.problem(type: type, address: address) {
             throw RPCError.invalidArgument([FieldViolation(field: prefix + problem.field, description: problem.description)])
         }
         try connection.query("UPDATE contact_methods SET type = $2, address = $3 WHERE id = $1", [id, type, address])
+        return try ContactStore.addressSet(connection, methodID: id, type: type, preVerified: preVerified, now: now)
     }
 
     /// A notification rule: the user exists and has fewer than `UserRules.maxRulesPerUser` rules
@@ -215,14 +224,16 @@ extension UserStore {
         let methods = try connection.query("SELECT id, type, address, label FROM contact_methods WHERE user_id = $1 ORDER BY id", [id])
         let rules = try connection.query(
             "SELECT id, contact_method_id, start_delay_seconds, urgency FROM notification_rules WHERE user_id = $1 ORDER BY id", [id])
+        var contactMethods = (0..<methods.count).map { index in
+            ContactMethodMessage(
+                id: methods.uint64(index, "id")!, userID: UInt64(id), type: methods.string(index, "type")!,
+                address: methods.string(index, "address")!, label: methods.string(index, "label")!)
+        }
+        try ContactStore.annotate(connection, &contactMethods)
         return UserMessage(
             id: UInt64(id), name: row.string(0, "name")!, email: row.string(0, "email")!, timeZone: row.string(0, "time_zone")!,
             role: row.string(0, "role")!,
-            contactMethods: (0..<methods.count).map { index in
-                ContactMethodMessage(
-                    id: methods.uint64(index, "id")!, userID: UInt64(id), type: methods.string(index, "type")!,
-                    address: methods.string(index, "address")!, label: methods.string(index, "label")!)
-            },
+            contactMethods: contactMethods,
             notificationRules: (0..<rules.count).map { index in
                 NotificationRuleMessage(
                     id: rules.uint64(index, "id")!, userID: UInt64(id), contactMethodID: rules.uint64(index, "contact_method_id")!,

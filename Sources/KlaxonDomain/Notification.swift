@@ -58,6 +58,8 @@ public enum NotificationCore {
     ///   skipped with the answer (joined, declined, no_answer) or `resolved` once it is not;
     /// - status updates: the incident is open and the user still subscribed.
     public static func decide(_ page: DuePage) -> NotificationDecision {
+        // An address nobody proved is never paged, minute zero included (a typo'd number is a stranger's).
+        if page.contactUnverified { return .skip(reason: unverifiedReason) }
         if page.minuteZero { return .sendSnapshot }
         if page.currentStatus == .resolved { return .skip(reason: "resolved") }
         switch page.reason.family {
@@ -75,6 +77,9 @@ public enum NotificationCore {
             return page.stillSubscribed ? .sendCurrent : .skip(reason: "unsubscribed")
         }
     }
+
+    /// The skip reason of a page to an unverified contact method.
+    public static let unverifiedReason = "contact method not verified"
 
     /// The assignment-page rule alone (kept for callers that know nothing else).
     public static func decide(minuteZero: Bool, currentStatus: IncidentStatus, userStillAssigned: Bool) -> NotificationDecision {
@@ -179,11 +184,14 @@ public struct DuePage: Sendable, Equatable {
     public var requestState: RequestState?
     /// Status updates: the user still subscribes to the incident.
     public var stillSubscribed: Bool
+    /// The contact method needs a code (`ContactVerification`) and has not been verified.
+    public var contactUnverified: Bool
 
     public init(
         reason: NotifyReason, minuteZero: Bool, currentStatus: IncidentStatus, userStillAssigned: Bool = false,
-        requestState: RequestState? = nil, stillSubscribed: Bool = false
+        requestState: RequestState? = nil, stillSubscribed: Bool = false, contactUnverified: Bool = false
     ) {
+        self.contactUnverified = contactUnverified
         self.reason = reason
         self.minuteZero = minuteZero
         self.currentStatus = currentStatus

@@ -232,6 +232,141 @@ void   klaxon__notifier__v1__contact_method__free_unpacked
   assert(message->base.descriptor == &klaxon__notifier__v1__contact_method__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__notifier__v1__verify_contact_request__init
+                     (Klaxon__Notifier__V1__VerifyContactRequest         *message)
+{
+  static const Klaxon__Notifier__V1__VerifyContactRequest init_value = KLAXON__NOTIFIER__V1__VERIFY_CONTACT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__verify_contact_request__get_packed_size
+                     (const Klaxon__Notifier__V1__VerifyContactRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__verify_contact_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__verify_contact_request__pack
+                     (const Klaxon__Notifier__V1__VerifyContactRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__verify_contact_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__verify_contact_request__pack_to_buffer
+                     (const Klaxon__Notifier__V1__VerifyContactRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__verify_contact_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__VerifyContactRequest *
+       klaxon__notifier__v1__verify_contact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__VerifyContactRequest *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__verify_contact_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__verify_contact_request__free_unpacked
+                     (Klaxon__Notifier__V1__VerifyContactRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__verify_contact_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__test_page_outcome__init
+                     (Klaxon__Notifier__V1__TestPageOutcome         *message)
+{
+  static const Klaxon__Notifier__V1__TestPageOutcome init_value = KLAXON__NOTIFIER__V1__TEST_PAGE_OUTCOME__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__test_page_outcome__get_packed_size
+                     (const Klaxon__Notifier__V1__TestPageOutcome *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_outcome__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__test_page_outcome__pack
+                     (const Klaxon__Notifier__V1__TestPageOutcome *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_outcome__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__test_page_outcome__pack_to_buffer
+                     (const Klaxon__Notifier__V1__TestPageOutcome *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_outcome__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__TestPageOutcome *
+       klaxon__notifier__v1__test_page_outcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__TestPageOutcome *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__test_page_outcome__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__test_page_outcome__free_unpacked
+                     (Klaxon__Notifier__V1__TestPageOutcome *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_outcome__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__notifier__v1__test_page_reply__init
+                     (Klaxon__Notifier__V1__TestPageReply         *message)
+{
+  static const Klaxon__Notifier__V1__TestPageReply init_value = KLAXON__NOTIFIER__V1__TEST_PAGE_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__notifier__v1__test_page_reply__get_packed_size
+                     (const Klaxon__Notifier__V1__TestPageReply *message)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__notifier__v1__test_page_reply__pack
+                     (const Klaxon__Notifier__V1__TestPageReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__notifier__v1__test_page_reply__pack_to_buffer
+                     (const Klaxon__Notifier__V1__TestPageReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Notifier__V1__TestPageReply *
+       klaxon__notifier__v1__test_page_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Notifier__V1__TestPageReply *)
+     protobuf_c_message_unpack (&klaxon__notifier__v1__test_page_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__notifier__v1__test_page_reply__free_unpacked
+                     (Klaxon__Notifier__V1__TestPageReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__notifier__v1__test_page_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__notifier__v1__notification_rule__init
                      (Klaxon__Notifier__V1__NotificationRule         *message)
 {
@@ -830,7 +965,7 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor =
   (ProtobufCMessageInit) klaxon__notifier__v1__user__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__notifier__v1__contact_method__field_descriptors[5] =
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__contact_method__field_descriptors[10] =
 {
   {
     "id",
@@ -892,18 +1027,83 @@ static const ProtobufCFieldDescriptor klaxon__notifier__v1__contact_method__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "verified",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, verified),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "code_expires_at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, code_expires_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "code_tries_left",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, code_tries_left),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "failed_in_a_row",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, failed_in_a_row),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_failure",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, last_failure),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__notifier__v1__contact_method__field_indices_by_name[] = {
   3,   /* field[3] = address */
+  6,   /* field[6] = code_expires_at_ms */
+  7,   /* field[7] = code_tries_left */
+  8,   /* field[8] = failed_in_a_row */
   0,   /* field[0] = id */
   4,   /* field[4] = label */
+  9,   /* field[9] = last_failure */
   2,   /* field[2] = type */
   1,   /* field[1] = user_id */
+  5,   /* field[5] = verified */
 };
 static const ProtobufCIntRange klaxon__notifier__v1__contact_method__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descriptor =
 {
@@ -913,11 +1113,203 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descripto
   "Klaxon__Notifier__V1__ContactMethod",
   "klaxon.notifier.v1",
   sizeof(Klaxon__Notifier__V1__ContactMethod),
-  5,
+  10,
   klaxon__notifier__v1__contact_method__field_descriptors,
   klaxon__notifier__v1__contact_method__field_indices_by_name,
   1,  klaxon__notifier__v1__contact_method__number_ranges,
   (ProtobufCMessageInit) klaxon__notifier__v1__contact_method__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__verify_contact_request__field_descriptors[2] =
+{
+  {
+    "contact_method_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__VerifyContactRequest, contact_method_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "code",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__VerifyContactRequest, code),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__verify_contact_request__field_indices_by_name[] = {
+  1,   /* field[1] = code */
+  0,   /* field[0] = contact_method_id */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__verify_contact_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__verify_contact_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.VerifyContactRequest",
+  "VerifyContactRequest",
+  "Klaxon__Notifier__V1__VerifyContactRequest",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__VerifyContactRequest),
+  2,
+  klaxon__notifier__v1__verify_contact_request__field_descriptors,
+  klaxon__notifier__v1__verify_contact_request__field_indices_by_name,
+  1,  klaxon__notifier__v1__verify_contact_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__verify_contact_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__test_page_outcome__field_descriptors[6] =
+{
+  {
+    "contact_method_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__TestPageOutcome, contact_method_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "type",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__TestPageOutcome, type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__TestPageOutcome, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__TestPageOutcome, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "detail",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__TestPageOutcome, detail),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__TestPageOutcome, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__test_page_outcome__field_indices_by_name[] = {
+  2,   /* field[2] = address */
+  5,   /* field[5] = attempts */
+  0,   /* field[0] = contact_method_id */
+  4,   /* field[4] = detail */
+  3,   /* field[3] = status */
+  1,   /* field[1] = type */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__test_page_outcome__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__test_page_outcome__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.TestPageOutcome",
+  "TestPageOutcome",
+  "Klaxon__Notifier__V1__TestPageOutcome",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__TestPageOutcome),
+  6,
+  klaxon__notifier__v1__test_page_outcome__field_descriptors,
+  klaxon__notifier__v1__test_page_outcome__field_indices_by_name,
+  1,  klaxon__notifier__v1__test_page_outcome__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__test_page_outcome__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__test_page_reply__field_descriptors[1] =
+{
+  {
+    "outcomes",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Notifier__V1__TestPageReply, n_outcomes),
+    offsetof(Klaxon__Notifier__V1__TestPageReply, outcomes),
+    &klaxon__notifier__v1__test_page_outcome__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__notifier__v1__test_page_reply__field_indices_by_name[] = {
+  0,   /* field[0] = outcomes */
+};
+static const ProtobufCIntRange klaxon__notifier__v1__test_page_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__notifier__v1__test_page_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.notifier.v1.TestPageReply",
+  "TestPageReply",
+  "Klaxon__Notifier__V1__TestPageReply",
+  "klaxon.notifier.v1",
+  sizeof(Klaxon__Notifier__V1__TestPageReply),
+  1,
+  klaxon__notifier__v1__test_page_reply__field_descriptors,
+  klaxon__notifier__v1__test_page_reply__field_indices_by_name,
+  1,  klaxon__notifier__v1__test_page_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__notifier__v1__test_page_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor klaxon__notifier__v1__notification_rule__field_descriptors[5] =
@@ -1398,7 +1790,7 @@ void klaxon__notifier__v1__notifier__init (Klaxon__Notifier__V1__Notifier_Servic
                                      &klaxon__notifier__v1__notifier__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__notifier__v1__people__method_descriptors[9] =
+static const ProtobufCMethodDescriptor klaxon__notifier__v1__people__method_descriptors[12] =
 {
   { "CreateUser", &klaxon__notifier__v1__user__descriptor, &klaxon__notifier__v1__user__descriptor },
   { "GetUser", &klaxon__notifier__v1__id_request__descriptor, &klaxon__notifier__v1__user__descriptor },
@@ -1409,6 +1801,9 @@ static const ProtobufCMethodDescriptor klaxon__notifier__v1__people__method_desc
   { "CreateNotificationRule", &klaxon__notifier__v1__notification_rule__descriptor, &klaxon__notifier__v1__notification_rule__descriptor },
   { "DeleteNotificationRule", &klaxon__notifier__v1__id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "ListIncidentNotifications", &klaxon__notifier__v1__id_request__descriptor, &klaxon__notifier__v1__notification_list__descriptor },
+  { "VerifyContactMethod", &klaxon__notifier__v1__verify_contact_request__descriptor, &klaxon__notifier__v1__contact_method__descriptor },
+  { "SendVerificationCode", &klaxon__notifier__v1__id_request__descriptor, &klaxon__notifier__v1__contact_method__descriptor },
+  { "TestPage", &klaxon__notifier__v1__id_request__descriptor, &klaxon__notifier__v1__test_page_reply__descriptor },
 };
 const unsigned klaxon__notifier__v1__people__method_indices_by_name[] = {
   4,        /* CreateContactMethod */
@@ -1419,7 +1814,10 @@ const unsigned klaxon__notifier__v1__people__method_indices_by_name[] = {
   3,        /* DeleteUser */
   1,        /* GetUser */
   8,        /* ListIncidentNotifications */
-  2         /* ListUsers */
+  2,        /* ListUsers */
+  10,        /* SendVerificationCode */
+  11,        /* TestPage */
+  9         /* VerifyContactMethod */
 };
 const ProtobufCServiceDescriptor klaxon__notifier__v1__people__descriptor =
 {
@@ -1428,7 +1826,7 @@ const ProtobufCServiceDescriptor klaxon__notifier__v1__people__descriptor =
   "People",
   "Klaxon__Notifier__V1__People",
   "klaxon.notifier.v1",
-  9,
+  12,
   klaxon__notifier__v1__people__method_descriptors,
   klaxon__notifier__v1__people__method_indices_by_name
 };
@@ -1503,6 +1901,30 @@ void klaxon__notifier__v1__people__list_incident_notifications(ProtobufCService 
 {
   assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
   service->invoke(service, 8, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__verify_contact_method(ProtobufCService *service,
+                                                         const Klaxon__Notifier__V1__VerifyContactRequest *input,
+                                                         Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                                         void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 9, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__send_verification_code(ProtobufCService *service,
+                                                          const Klaxon__Notifier__V1__IdRequest *input,
+                                                          Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                                          void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 10, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__notifier__v1__people__test_page(ProtobufCService *service,
+                                             const Klaxon__Notifier__V1__IdRequest *input,
+                                             Klaxon__Notifier__V1__TestPageReply_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &klaxon__notifier__v1__people__descriptor);
+  service->invoke(service, 11, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__notifier__v1__people__init (Klaxon__Notifier__V1__People_Service *service,
                                          Klaxon__Notifier__V1__People_ServiceDestroy destroy)

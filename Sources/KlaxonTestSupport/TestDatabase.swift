@@ -128,7 +128,8 @@ public struct TestDatabase: Sendable {
         try await NIOThreadPool.singleton.runIfActive(work)
     }
 
-    /// Empties every table but the migrations' record and restarts the sequences, unless someone
+    /// Empties every table but the migrations' record and restarts the sequences, puts back the
+    /// rows migrations seed (a database as a fresh migration leaves it), unless someone
     /// is still connected (a service a test left running): then the database is not reused.
     private func emptyForReuse() throws -> Bool {
         let connection = try PGConnection(url: url)
@@ -138,6 +139,8 @@ public struct TestDatabase: Sendable {
         let tables = try connection.query(
             "SELECT string_agg(quote_ident(tablename), ', ') AS list FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
         if let list = tables.string(0, "list") { try connection.execute("TRUNCATE \(list) RESTART IDENTITY CASCADE") }
+        // The rows the migrations themselves write (0012: surge detection's one settings row).
+        try connection.execute("INSERT INTO surge DEFAULT VALUES")
         return true
     }
 

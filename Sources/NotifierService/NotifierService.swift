@@ -12,6 +12,9 @@ public struct NotifierService: Service {
     public let server: RPCServer
     let dispatcher: DeliveryEngine
     let waker: Waker
+    /// Verification codes and test pages.
+    let notices: NoticeSender
+    let noticeWaker: Waker
     let http: any Service
     private let httpPortLatch = Latch<Int>()
     let clock: any WallClock
@@ -28,16 +31,23 @@ public struct NotifierService: Service {
         let httpPort = httpPortLatch
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)
         let poster = ChannelPoster(pool: pool, clock: clock, waker: waker)
+        let noticeWaker = Waker()
+        let people = PeopleAPI(
+            pool: pool, clock: clock, noticeWaker: noticeWaker, testPageWaitMs: Millis(config.notifyTimeoutSeconds) * 1000 + 5_000)
         let server = RPCServer(
             configuration: config.rpcServerConfiguration(.notifier),
-            router: Self.router(intake, people: PeopleAPI(pool: pool), poster: poster), logger: logger,
+            router: Self.router(intake, people: people, poster: poster), logger: logger,
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
         self.server = server
         self.http = NotifierHTTP.application(
             readiness: Readiness(pool: pool, listeners: [server]), listen: config.notifierHTTPListen, logger: logger,
             onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.notifierHTTP))
+        let channels = channels ?? ChannelKind.channels(config)
+        self.notices = NoticeSender(
+            pool: pool, channels: channels, clock: clock, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000, logger: logger)
+        self.noticeWaker = noticeWaker
         self.dispatcher = DeliveryEngine(
-            pool: pool, channels: channels ?? ChannelKind.channels(config), clock: clock,
+            pool: pool, channels: channels, clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
             baseBackoffMs: baseBackoffMs, incidentURLTemplate: config.incidentURLTemplate, oneTapLinks: config.oneTapLinks, smsReplyCodes: config.twilio != nil,
             throttles: Dictionary(uniqueKeysWithValues: ["sms", "phone"].map { kind in
@@ -85,8 +95,19 @@ public struct NotifierService: Service {
         // a slot), and at least every second for work written by other replicas.
         var loop = DueWorkLoop(name: "notifier.dispatch", clock: clock, waker: waker, logger: logger)
         loop.maxSleep = .seconds(1)
-        try await ServiceRunner.run(server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), http],
+        // Codes and test pages: at once when asked here, within a second when asked of Assignment.
+        var noticeLoop = DueWorkLoop(name: "notifier.notices", clock: clock, waker: noticeWaker, logger: logger)
+        noticeLoop.maxSleep = .seconds(1)
+        let notices = self.notices
+        try await ServiceRunner.run(
+            server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), Noticing(notices: notices, loop: noticeLoop), http],
             collector: KlaxonMetrics.databaseCollector(pool, destinations: []), logger: logger)
+    }
+
+    struct Noticing: Service {
+        let notices: NoticeSender
+        let loop: DueWorkLoop
+        func run() async throws { await loop.run { now in try await notices.step(now: now) } }
     }
 
     /// The dispatcher's continuous sending, as a Service.

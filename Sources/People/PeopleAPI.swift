@@ -9,9 +9,17 @@ import Shared
 /// writes are `UserStore`'s, which `klaxon apply` shares.
 public struct PeopleAPI: Sendable {
     let pool: PostgresPool
+    let clock: any WallClock
+    /// Pokes Notifier's sender of codes and test pages when this process is Notifier (others poll).
+    let noticeWaker: Waker?
+    /// How long TestPage waits for its outcomes before answering with those still pending.
+    let testPageWaitMs: Millis
 
-    public init(pool: PostgresPool) {
+    public init(pool: PostgresPool, clock: any WallClock = SystemWallClock(), noticeWaker: Waker? = nil, testPageWaitMs: Millis = 30_000) {
         self.pool = pool
+        self.clock = clock
+        self.noticeWaker = noticeWaker
+        self.testPageWaitMs = testPageWaitMs
     }
 
     public func register(into router: inout RPCRouter) {
@@ -38,6 +46,9 @@ public struct PeopleAPI: Sendable {
             try await delete("notification_rules", request.id, what: "notification rule", inUse: "")
         }
         router.register(People.ListIncidentNotifications) { (request: IDRequest, _) in try await notifications(incident: request.id) }
+        router.register(People.VerifyContactMethod) { (request: VerifyContactRequest, context) in try await verify(request, context) }
+        router.register(People.SendVerificationCode) { (request: IDRequest, context) in try await sendCode(request.id, context) }
+        router.register(People.TestPage) { (request: IDRequest, context) in try await testPage(user: request.id, context) }
     }
 
     func createUser(_ user: UserMessage) async throws -> UserMessage {
@@ -50,14 +61,97 @@ public struct PeopleAPI: Sendable {
         return UserMessage(id: UInt64(id), name: user.name, email: user.email, timeZone: timeZone, role: role, chatID: user.chatID)
     }
 
+    /// Created unverified, with a code sent, when its kind needs one (`verified` pre-verifies:
+    /// this method is an admin's).
     func createContactMethod(_ method: ContactMethodMessage) async throws -> ContactMethodMessage {
-        let id = try await pool.transaction { connection in
-            try UserStore.addContactMethod(
-                connection, userID: Int64(method.userID), type: method.type, address: method.address, label: method.label)
+        let now = clock.nowMs()
+        let created = try await pool.transaction { connection in
+            let id = try UserStore.addContactMethod(
+                connection, userID: Int64(method.userID), type: method.type, address: method.address, label: method.label,
+                preVerified: method.verified, now: now)
+            return try Self.contactMethod(connection, id: id)
         }
-        var created = method
-        created.id = UInt64(id)
+        noticeWaker?.poke()
         return created
+    }
+
+    static func contactMethod(_ connection: PGConnection, id: Int64) throws -> ContactMethodMessage {
+        let rows = try connection.query("SELECT user_id, type, address, label FROM contact_methods WHERE id = $1", [id])
+        guard !rows.isEmpty else { throw RPCError(.notFound, "contact method \(id) does not exist") }
+        var methods = [ContactMethodMessage(
+            id: UInt64(id), userID: rows.uint64(0, "user_id")!, type: rows.string(0, "type")!, address: rows.string(0, "address")!,
+            label: rows.string(0, "label")!)]
+        try ContactStore.annotate(connection, &methods)
+        return methods[0]
+    }
+
+    /// The method's owner, checked against the caller (an admin, or the responder it belongs to).
+    func owned(_ connection: PGConnection, _ id: UInt64, _ context: RPCContext) throws -> ContactStore.Method {
+        guard let method = try ContactStore.method(connection, id: Int64(id)) else {
+            throw RPCError(.notFound, "contact method \(id) does not exist")
+        }
+        try context.mayManageContacts(of: method.userID)
+        return method
+    }
+
+    func verify(_ request: VerifyContactRequest, _ context: RPCContext) async throws -> ContactMethodMessage {
+        let code = request.code.trimmingCharacters(in: .whitespaces)
+        guard ContactVerification.isWellFormed(code) else {
+            throw RPCError.invalidArgument([FieldViolation(field: "code", description: "must be the 6 digits sent to the address")])
+        }
+        let now = clock.nowMs()
+        let id = request.contactMethodID
+        // A wrong try is committed (it costs one), then refused.
+        let (verdict, method) = try await pool.transaction { connection in
+            _ = try owned(connection, id, context)
+            let verdict = try ContactStore.verify(connection, methodID: Int64(id), code: code, now: now)
+            return (verdict, try Self.contactMethod(connection, id: Int64(id)))
+        }
+        let newCode = "ask for a new one with klaxon contact send-code \(id)"
+        switch verdict {
+        case .verified: return method
+        case let .wrong(left) where left > 0:
+            throw RPCError(.failedPrecondition, "wrong code for contact method \(id): \(left) \(left == 1 ? "try" : "tries") left")
+        case .wrong, .exhausted:
+            throw RPCError(.failedPrecondition, "wrong code for contact method \(id), and no tries left: \(newCode)")
+        case .expired:
+            throw RPCError(.failedPrecondition, "the code for contact method \(id) expired (codes last 10 minutes): \(newCode)")
+        case .noCode:
+            throw RPCError(.failedPrecondition, "contact method \(id) has no code waiting: \(newCode)")
+        }
+    }
+
+    func sendCode(_ id: UInt64, _ context: RPCContext) async throws -> ContactMethodMessage {
+        let now = clock.nowMs()
+        let method = try await pool.transaction { connection in
+            _ = try owned(connection, id, context)
+            try ContactStore.resend(connection, methodID: Int64(id), now: now)
+            return try Self.contactMethod(connection, id: Int64(id))
+        }
+        noticeWaker?.poke()
+        return method
+    }
+
+    /// A test page through every verified method of the user; waits (up to `testPageWaitMs`) for
+    /// each outcome. An unverified method is listed as skipped, with how to verify it.
+    func testPage(user id: UInt64, _ context: RPCContext) async throws -> TestPageReply {
+        let userID = Int64(id)
+        try context.mayManageContacts(of: userID)
+        let now = clock.nowMs()
+        let batch = try await pool.transaction { connection in try ContactStore.testPage(connection, userID: userID, now: now) }
+        noticeWaker?.poke()
+        let deadline = ContinuousClock.now + .milliseconds(testPageWaitMs)
+        while ContinuousClock.now < deadline {
+            if try await pool.withConnection({ try ContactStore.testPending($0, batch: batch) }) == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return TestPageReply(outcomes: try await pool.withConnection { connection in
+            try ContactStore.testOutcomes(connection, userID: userID, batch: batch).map { outcome in
+                var outcome = outcome
+                if outcome.status == "pending" { outcome.detail = "no outcome within \(testPageWaitMs / 1000) s; still trying" }
+                return outcome
+            }
+        })
     }
 
     func createRule(_ rule: NotificationRuleMessage) async throws -> NotificationRuleMessage {

@@ -385,7 +385,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         // Sam is texted: his one contact method becomes an SMS number.
         let sam = made["sms \(runID)"]!.userIDs[0]
         try await pool.withConnection { connection in
-            try connection.query("UPDATE contact_methods SET type = 'sms', address = '+49 170 0000001' WHERE user_id = $1", [sam])
+            try connection.query("UPDATE contact_methods SET type = 'sms', address = '+49 170 0000001', verified_at_ms = 0 WHERE user_id = $1", [sam])
         }
         return Services(
             surge: made["surge \(runID)"]!.routingKey, isolationDead: made["isolation-dead \(runID)"]!.routingKey,

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOCore
 import Shared
 import Yams
 
@@ -85,7 +86,7 @@ struct ClientOptions: ParsableArguments {
     }
 
     /// Runs one call; failures become a `CLIError` with a message a person reads.
-    func call<Request, Reply>(_ method: RPCMethod<Request, Reply>, _ request: Request) async throws -> Reply {
+    func call<Request, Reply>(_ method: RPCMethod<Request, Reply>, _ request: Request, timeout: TimeAmount? = nil) async throws -> Reply {
         let (hostPort, display, bearer, source, tls) = try resolved()
         var configuration = RPCClientConfiguration(host: hostPort.host, port: hostPort.port)
         configuration.tls = tls
@@ -93,7 +94,7 @@ struct ClientOptions: ParsableArguments {
         let client = RPCClient(configuration: configuration)
         defer { Task { await client.close() } }
         do {
-            return try await client.call(method, request)
+            return try await client.call(method, request, timeout: timeout)
         } catch let error as RPCError {
             throw CLIError.from(error, address: display, hasToken: bearer != nil, tokenSource: source)
         }

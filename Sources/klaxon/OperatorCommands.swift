@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NIOCore
 import KlaxonDomain
 import Shared
 
@@ -8,7 +9,8 @@ import Shared
 
 struct UserCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "user", abstract: "Users: list, show, create, delete.", subcommands: [List.self, Show.self, Create.self, Delete.self])
+        commandName: "user", abstract: "Users: list, show, create, delete, test-page.",
+        subcommands: [List.self, Show.self, Create.self, Delete.self, TestPage.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every user.")
@@ -31,9 +33,15 @@ struct UserCommand: AsyncParsableCommand {
             let user: UserMessage = try await client.call(People.GetUser, IDRequest(id: id))
             client.output(user) {
                 print("user \(user.id): \(user.name) <\(user.email)>, \(user.role), \(user.timeZone)" + (user.chatID.isEmpty ? "" : ", chat id \(user.chatID)"))
-                var methods = Table("CONTACT", "TYPE", "ADDRESS", "LABEL")
-                for method in user.contactMethods { methods.add("\(method.id)", method.type, method.address, method.label) }
+                var methods = Table("CONTACT", "TYPE", "ADDRESS", "LABEL", "STATE")
+                for method in user.contactMethods { methods.add("\(method.id)", method.type, method.address, method.label, ContactCommand.state(method)) }
                 methods.print(empty: "no contact methods")
+                for method in user.contactMethods where !method.verified {
+                    print("contact method \(method.id) is not verified: it is not paged. klaxon contact verify \(method.id) CODE (a new code: klaxon contact send-code \(method.id))")
+                }
+                for method in user.contactMethods where method.failedInARow >= UInt32(ContactVerification.failingAfter) {
+                    print("contact method \(method.id) FAILING: its last \(method.failedInARow) pages failed (last: \(method.lastFailure))")
+                }
                 var rules = Table("RULE", "CONTACT", "AFTER", "URGENCY")
                 for rule in user.notificationRules {
                     rules.add("\(rule.id)", "\(rule.contactMethodID)", "\(rule.startDelaySeconds) s", rule.urgency?.rawValue ?? "?")
@@ -67,11 +75,63 @@ struct UserCommand: AsyncParsableCommand {
             client.output(["deleted": id]) { print("deleted user \(id)") }
         }
     }
+
+    struct TestPage: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "test-page",
+            abstract: "Send a test page through every verified contact method of a user and print each outcome (exit 1 if one failed).")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "User id.") var id: UInt64
+        func run() async throws {
+            let reply: TestPageReply = try await client.call(People.TestPage, IDRequest(id: id), timeout: .seconds(90))
+            client.output(reply.outcomes) {
+                var table = Table("CONTACT", "TYPE", "ADDRESS", "OUTCOME", "DETAIL")
+                for outcome in reply.outcomes { table.add("\(outcome.contactMethodID)", outcome.type, outcome.address, outcome.status, outcome.detail) }
+                table.print(empty: "user \(id) has no contact methods")
+            }
+            if reply.outcomes.contains(where: { $0.status == "failed" || $0.status == "pending" }) {
+                throw CLIError(code: CLIExit.failed, message: "some test pages did not go out")
+            }
+        }
+    }
 }
 
 struct ContactCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "contact", abstract: "A user's contact methods: add, delete.", subcommands: [Add.self, Delete.self])
+        commandName: "contact", abstract: "A user's contact methods: add, verify, send-code, delete.",
+        subcommands: [Add.self, Verify.self, SendCode.self, Delete.self])
+
+    /// What `klaxon user show` says of a method.
+    static func state(_ method: ContactMethodMessage) -> String {
+        if method.verified { return method.failedInARow >= UInt32(ContactVerification.failingAfter) ? "verified, FAILING" : "verified" }
+        if method.codeExpiresAtMs == 0 { return "unverified (no code)" }
+        return "unverified (code expires \(CLITime.text(method.codeExpiresAtMs)), \(method.codeTriesLeft) tries left)"
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Confirm a contact method with the 6-digit code sent to it (valid 10 minutes, 5 tries).")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "Contact method id.") var id: UInt64
+        @Argument(help: "The code.") var code: String
+        func run() async throws {
+            let method: ContactMethodMessage = try await client.call(
+                People.VerifyContactMethod, VerifyContactRequest(contactMethodID: id, code: code))
+            client.output(method) { print("contact method \(method.id) (\(method.type) \(method.address)) verified: it is paged from now on") }
+        }
+    }
+
+    struct SendCode: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "send-code", abstract: "Send a new verification code to a contact method (at most one a minute).")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "Contact method id.") var id: UInt64
+        func run() async throws {
+            let method: ContactMethodMessage = try await client.call(People.SendVerificationCode, IDRequest(id: id))
+            client.output(method) {
+                print("a new code was sent to contact method \(method.id) (\(method.type)); confirm it with: klaxon contact verify \(method.id) CODE")
+            }
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a contact method to a user.")
@@ -83,7 +143,12 @@ struct ContactCommand: AsyncParsableCommand {
         func run() async throws {
             let method: ContactMethodMessage = try await client.call(
                 People.CreateContactMethod, ContactMethodMessage(userID: user, type: type, address: address, label: label.isEmpty ? type : label))
-            client.output(method) { print("created contact method \(method.id) for user \(user)") }
+            client.output(method) {
+                print("created contact method \(method.id) for user \(user)")
+                if !method.verified {
+                    print("a 6-digit code was sent to it (valid 10 minutes); it is not paged until confirmed: klaxon contact verify \(method.id) CODE")
+                }
+            }
         }
     }
 

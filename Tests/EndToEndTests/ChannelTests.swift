@@ -19,7 +19,7 @@ import Testing
             try connection.query("DELETE FROM notification_rules WHERE user_id = $1", [alice])
             for (type, address) in [("slack", "\(pipeline.sink.url)/slack/T000/B000/secret"), ("sms", "+49 170 1234567"), ("push", "device-token-1")] {
                 let method = try connection.query(
-                    "INSERT INTO contact_methods (user_id, type, address) VALUES ($1, $2, $3) RETURNING id", [alice, type, address]
+                    "INSERT INTO contact_methods (user_id, type, address, verified_at_ms) VALUES ($1, $2, $3, 0) RETURNING id", [alice, type, address]
                 ).int64(0, "id")!
                 try connection.query(
                     "INSERT INTO notification_rules (user_id, contact_method_id, start_delay_seconds, urgency) VALUES ($1, $2, 0, 'high')",
@@ -60,7 +60,7 @@ import Testing
         let service = try await pipeline.seed(users: ["Alice"])
         try await pipeline.db.pool.transaction { connection in
             let method = try connection.query(
-                "INSERT INTO contact_methods (user_id, type, address) VALUES ($1, 'phone', '+1 555 0100') RETURNING id", [service.userIDs[0]]
+                "INSERT INTO contact_methods (user_id, type, address, verified_at_ms) VALUES ($1, 'phone', '+1 555 0100', 0) RETURNING id", [service.userIDs[0]]
             ).int64(0, "id")!
             try connection.query(
                 "INSERT INTO notification_rules (user_id, contact_method_id, start_delay_seconds, urgency) VALUES ($1, $2, 0, 'high')",

@@ -104,7 +104,7 @@ import Testing
         try await pipeline.db.pool.transaction { connection in
             try connection.query("DELETE FROM notification_rules WHERE user_id = $1", [service.userIDs[0]])
             let method = try connection.query(
-                "INSERT INTO contact_methods (user_id, type, address) VALUES ($1, 'email', 'alice@example.com') RETURNING id",
+                "INSERT INTO contact_methods (user_id, type, address, verified_at_ms) VALUES ($1, 'email', 'alice@example.com', 0) RETURNING id",
                 [service.userIDs[0]]).int64(0, "id")!
             try connection.query(
                 "INSERT INTO notification_rules (user_id, contact_method_id, start_delay_seconds, urgency) VALUES ($1, $2, 0, 'high')",

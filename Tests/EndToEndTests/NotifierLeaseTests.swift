@@ -16,6 +16,8 @@ final class StuckChannel: DeliveryChannel, @unchecked Sendable {
         entered.resolve(.success(()))
         await withCheckedContinuation { continuation in held.withLockedValue { $0.append(continuation) } }
     }
+
+    func send(_ notice: Notice, to address: String) async throws {}
 }
 
 @Suite struct NotifierLeaseTests {

@@ -19,7 +19,7 @@ import Testing
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
         // Alice is paged by SMS (through the provider webhook); Bob by webhook, unthrottled.
         try await pipeline.db.pool.withConnection { connection in
-            try connection.query("UPDATE contact_methods SET type = 'sms', address = '+49 170 1111111' WHERE user_id = $1", [service.userIDs[0]])
+            try connection.query("UPDATE contact_methods SET type = 'sms', address = '+49 170 1111111', verified_at_ms = 0 WHERE user_id = $1", [service.userIDs[0]])
             try connection.query("UPDATE services SET events_per_minute = 0")
         }
         let ingest = pipeline.client(.ingest)

@@ -168,8 +168,8 @@ import Testing
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
         let (alice, bob) = (service.userIDs[0], service.userIDs[1])
         try await pipeline.db.pool.withConnection { connection in
-            try connection.query("UPDATE contact_methods SET type = 'sms', address = '+49 170 1111111' WHERE user_id = $1", [alice])
-            try connection.query("UPDATE contact_methods SET type = 'phone', address = '+49 170 2222222' WHERE user_id = $1", [bob])
+            try connection.query("UPDATE contact_methods SET type = 'sms', address = '+49 170 1111111', verified_at_ms = 0 WHERE user_id = $1", [alice])
+            try connection.query("UPDATE contact_methods SET type = 'phone', address = '+49 170 2222222', verified_at_ms = 0 WHERE user_id = $1", [bob])
         }
         let ingest = pipeline.client(.ingest, token: nil)
         let first: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "one"))

@@ -70,3 +70,49 @@ import Testing
         #expect(ContactThrottle.rules(kind: "webhook", smsPer15Minutes: 5, voicePer15Minutes: 3, gapMs: minute).isEmpty)
     }
 }
+
+/// Verified contact methods (issue 25, point 3): a 6-digit code, valid 10 minutes, 5 tries; an
+/// unverified method is never paged, not even at minute zero.
+@Suite struct ContactVerificationTests {
+    let minute: Millis = 60_000
+
+    @Test func aCodeIsValidTenMinutesForFiveTries() {
+        let sent = ContactVerification.Pending.issued(at: 1_000)
+        #expect(sent.expiresAt == 1_000 + 10 * minute && sent.triesLeft == 5)
+        #expect(ContactVerification.check(matches: true, pending: sent, now: 1_000 + 10 * minute - 1) == .verified)
+        #expect(ContactVerification.check(matches: true, pending: sent, now: 1_000 + 10 * minute) == .expired)
+        // Five wrong tries: 4, 3, 2, 1, 0 left; then even the right code is refused.
+        var pending = sent
+        for left in stride(from: 4, through: 0, by: -1) {
+            #expect(ContactVerification.check(matches: false, pending: pending, now: 2_000) == .wrong(triesLeft: left))
+            pending.triesLeft = left
+        }
+        #expect(ContactVerification.check(matches: true, pending: pending, now: 2_000) == .exhausted)
+        #expect(ContactVerification.check(matches: true, pending: nil, now: 2_000) == .noCode)
+    }
+
+    @Test func codesAreSixDigitsAndANewOneOnceAMinute() {
+        #expect(ContactVerification.isWellFormed("042917"))
+        for bad in ["42917", "0429170", "04291a", "０４２９１７", ""] { #expect(!ContactVerification.isWellFormed(bad), "\(bad)") }
+        let sent = ContactVerification.Pending.issued(at: 0)
+        #expect(ContactVerification.resendRefusedUntil(last: sent, now: 59_999) == minute)
+        #expect(ContactVerification.resendRefusedUntil(last: sent, now: minute) == nil)
+        #expect(ContactVerification.resendRefusedUntil(last: nil, now: 0) == nil)
+        #expect(["sms", "phone", "email"].allSatisfy(ContactVerification.needsCode))
+        #expect(!["webhook", "slack", "push"].contains(where: ContactVerification.needsCode))
+    }
+
+    @Test func anUnverifiedMethodIsNotPagedEvenAtMinuteZero() {
+        let page = DuePage(reason: .assigned, minuteZero: true, currentStatus: .triggered, userStillAssigned: true, contactUnverified: true)
+        #expect(NotificationCore.decide(page) == .skip(reason: NotificationCore.unverifiedReason))
+        var verified = page
+        verified.contactUnverified = false
+        #expect(NotificationCore.decide(verified) == .sendSnapshot)
+    }
+
+    @Test func threeFailedPagesInARowFlagAMethod() {
+        #expect(ContactVerification.failuresInARow(["failed", "failed", "failed", "sent"]) == 3)
+        #expect(ContactVerification.failuresInARow(["failed", "sent", "failed", "failed"]) == 1)
+        #expect(ContactVerification.failuresInARow([]) == 0)
+    }
+}

@@ -50,6 +50,12 @@ struct ConfigApplier {
 
     // MARK: Users
 
+    /// What a plan line adds about verification (kinds that need a code only).
+    static func verification(_ contact: ConfigModel.Contact, codeSent: Bool) -> String {
+        guard ContactVerification.needsCode(contact.type) else { return "" }
+        return codeSent ? ", verification code sent" : ", pre-verified"
+    }
+
     mutating func applyUsers() throws {
         let rows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users ORDER BY id")
         var existing: [String: [Int]] = [:]
@@ -94,7 +100,8 @@ struct ConfigApplier {
     }
 
     mutating func applyContacts(_ user: ConfigModel.User, userID: Int64) throws {
-        let rows = try connection.query("SELECT id, type, address, label FROM contact_methods WHERE user_id = $1 ORDER BY id", [userID])
+        let rows = try connection.query(
+            "SELECT id, type, address, label, verified_at_ms IS NOT NULL AS verified FROM contact_methods WHERE user_id = $1 ORDER BY id", [userID])
         var byLabel: [String: Int] = [:]
         for row in 0..<rows.count where byLabel[rows.string(row, "label")!] == nil { byLabel[rows.string(row, "label")!] = row }
         var contactIDs: [String: Int64] = [:]
@@ -107,13 +114,21 @@ struct ConfigApplier {
                 let id = rows.int64(row, "id")!
                 contactIDs[contact.name] = id
                 if rows.string(row, "type") != contact.type || rows.string(row, "address") != contact.address {
-                    try UserStore.updateContactMethod(connection, id: id, type: contact.type, address: contact.address, prefix: contact.path + ".")
-                    note("~", "contact_method", name, rows.string(row, "type") != contact.type ? "type, address" : "address")
+                    let codeSent = try UserStore.updateContactMethod(
+                        connection, id: id, type: contact.type, address: contact.address, prefix: contact.path + ".", preVerified: contact.verified, now: now)
+                    note("~", "contact_method", name, (rows.string(row, "type") != contact.type ? "type, address" : "address")
+                        + Self.verification(contact, codeSent: codeSent))
+                } else if contact.verified, !rows.bool(row, "verified")! {
+                    try ContactStore.addressSet(connection, methodID: id, type: contact.type, preVerified: true, now: now)
+                    note("~", "contact_method", name, "verified (pre-verified by the document)")
                 }
             } else {
-                contactIDs[contact.name] = try UserStore.addContactMethod(
-                    connection, userID: userID, type: contact.type, address: contact.address, label: contact.name, prefix: contact.path + ".")
-                note("+", "contact_method", name, contact.type)
+                let id = try UserStore.addContactMethod(
+                    connection, userID: userID, type: contact.type, address: contact.address, label: contact.name, prefix: contact.path + ".",
+                    preVerified: contact.verified, now: now)
+                contactIDs[contact.name] = id
+                note("+", "contact_method", name, contact.type
+                    + Self.verification(contact, codeSent: ContactVerification.needsCode(contact.type) && !contact.verified))
             }
         }
         // Rules are identified by what they are: contact method, delay, urgency.

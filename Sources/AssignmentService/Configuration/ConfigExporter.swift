@@ -11,7 +11,8 @@ enum ConfigExporter {
         var emails: [UInt64: String] = [:]
         var users: [[String: Any]] = []
         let userRows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users ORDER BY id")
-        let contactRows = try connection.query("SELECT id, user_id, type, address, label FROM contact_methods ORDER BY id")
+        let contactRows = try connection.query(
+            "SELECT id, user_id, type, address, label, verified_at_ms IS NOT NULL AS verified FROM contact_methods ORDER BY id")
         let ruleRows = try connection.query(
             "SELECT user_id, contact_method_id, start_delay_seconds, urgency FROM notification_rules ORDER BY user_id, start_delay_seconds, id")
         for row in 0..<userRows.count {
@@ -27,7 +28,10 @@ enum ConfigExporter {
                 if label.isEmpty || used.contains(label) { label = "\(contactRows.string(contact, "type")!)-\(contactRows.int64(contact, "id")!)" }
                 used.insert(label)
                 labels[contactRows.int64(contact, "id")!] = label
-                contacts.append(["name": label, "type": contactRows.string(contact, "type")!, "address": contactRows.string(contact, "address")!])
+                var method: [String: Any] = ["name": label, "type": contactRows.string(contact, "type")!, "address": contactRows.string(contact, "address")!]
+                // A verified method stays verified when the export is applied elsewhere (an admin's document).
+                if ContactVerification.needsCode(method["type"] as! String), contactRows.bool(contact, "verified")! { method["verified"] = true }
+                contacts.append(method)
             }
             var rules: [[String: Any]] = []
             for rule in 0..<ruleRows.count where ruleRows.int64(rule, "user_id") == id {

@@ -33,7 +33,8 @@ struct DryRun: Error {
 /// so each error names where it is (the CLI turns the path into a file line).
 struct ConfigModel: Sendable {
     struct User: Sendable { var path: String; var name, email, timeZone, role: String; var chatID = ""; var contactMethods: [Contact]; var rules: [Rule] }
-    struct Contact: Sendable { var path: String; var name, type, address: String }
+    /// `verified: true` pre-verifies a method (migrations; the document is applied with an admin token).
+    struct Contact: Sendable { var path: String; var name, type, address: String; var verified = false }
     struct Rule: Sendable { var path: String; var contactMethod: String; var delaySeconds: UInt32; var urgency: String }
     struct Schedule: Sendable { var path: String; var name, timeZone: String; var layers: [Layer]; var overrides: [Override] }
     struct Layer: Sendable {
@@ -90,7 +91,8 @@ struct ConfigModel: Sendable {
                         Contact(
                             path: contact.path, name: contact.string("name", required: true) ?? "",
                             type: contact.choice("type", ContactKind.names, required: true) ?? "",
-                            address: contact.string("address", required: true, maxLength: 2048) ?? "")
+                            address: contact.string("address", required: true, maxLength: 2048) ?? "",
+                            verified: contact.bool("verified") ?? false)
                     },
                     rules: user.list("notification_rules") { rule in
                         Rule(
@@ -376,7 +378,7 @@ struct Reader {
 public enum ConfigKeys {
     public static let allowed: [String: [String]] = [
         "users": ["name", "email", "time_zone", "role", "chat_id", "contact_methods", "notification_rules"],
-        "contact_methods": ["name", "type", "address"],
+        "contact_methods": ["name", "type", "address", "verified"],
         "notification_rules": ["contact_method", "start_delay_seconds", "urgency"],
         "schedules": ["name", "time_zone", "layers", "overrides"],
         "layers": ["users", "rotation_virtual_start", "rotation_turn_length_seconds", "restrictions", "start", "end"],

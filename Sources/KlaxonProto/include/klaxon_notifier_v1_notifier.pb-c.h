@@ -22,6 +22,9 @@ typedef struct Klaxon__Notifier__V1__NotifyBatchRequest Klaxon__Notifier__V1__No
 typedef struct Klaxon__Notifier__V1__ChannelPost Klaxon__Notifier__V1__ChannelPost;
 typedef struct Klaxon__Notifier__V1__User Klaxon__Notifier__V1__User;
 typedef struct Klaxon__Notifier__V1__ContactMethod Klaxon__Notifier__V1__ContactMethod;
+typedef struct Klaxon__Notifier__V1__VerifyContactRequest Klaxon__Notifier__V1__VerifyContactRequest;
+typedef struct Klaxon__Notifier__V1__TestPageOutcome Klaxon__Notifier__V1__TestPageOutcome;
+typedef struct Klaxon__Notifier__V1__TestPageReply Klaxon__Notifier__V1__TestPageReply;
 typedef struct Klaxon__Notifier__V1__NotificationRule Klaxon__Notifier__V1__NotificationRule;
 typedef struct Klaxon__Notifier__V1__IdRequest Klaxon__Notifier__V1__IdRequest;
 typedef struct Klaxon__Notifier__V1__UserList Klaxon__Notifier__V1__UserList;
@@ -156,10 +159,80 @@ struct  Klaxon__Notifier__V1__ContactMethod
   char *type;
   char *address;
   char *label;
+  /*
+   * Paged only once verified: sms, phone and email by a 6-digit code sent to the address
+   * (VerifyContactMethod); the others at once. On create, true pre-verifies (admin only).
+   */
+  protobuf_c_boolean verified;
+  /*
+   * the code waiting for it (0: none); read-only
+   */
+  int64_t code_expires_at_ms;
+  /*
+   * read-only
+   */
+  uint32_t code_tries_left;
+  /*
+   * its latest pages that failed, most recent first; read-only
+   */
+  uint32_t failed_in_a_row;
+  /*
+   * the last failed page's error, when failed_in_a_row > 0; read-only
+   */
+  char *last_failure;
 };
 #define KLAXON__NOTIFIER__V1__CONTACT_METHOD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__contact_method__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Notifier__V1__VerifyContactRequest
+{
+  ProtobufCMessage base;
+  uint64_t contact_method_id;
+  /*
+   * the 6 digits sent to the address
+   */
+  char *code;
+};
+#define KLAXON__NOTIFIER__V1__VERIFY_CONTACT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__verify_contact_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One contact method's test page: sent | failed | skipped (unverified) | pending (still trying).
+ */
+struct  Klaxon__Notifier__V1__TestPageOutcome
+{
+  ProtobufCMessage base;
+  uint64_t contact_method_id;
+  char *type;
+  /*
+   * masked
+   */
+  char *address;
+  char *status;
+  /*
+   * the error, or why it was skipped
+   */
+  char *detail;
+  uint32_t attempts;
+};
+#define KLAXON__NOTIFIER__V1__TEST_PAGE_OUTCOME__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__test_page_outcome__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Klaxon__Notifier__V1__TestPageReply
+{
+  ProtobufCMessage base;
+  size_t n_outcomes;
+  Klaxon__Notifier__V1__TestPageOutcome **outcomes;
+};
+#define KLAXON__NOTIFIER__V1__TEST_PAGE_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__test_page_reply__descriptor) \
+    , 0,NULL }
 
 
 struct  Klaxon__Notifier__V1__NotificationRule
@@ -342,6 +415,63 @@ Klaxon__Notifier__V1__ContactMethod *
 void   klaxon__notifier__v1__contact_method__free_unpacked
                      (Klaxon__Notifier__V1__ContactMethod *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__VerifyContactRequest methods */
+void   klaxon__notifier__v1__verify_contact_request__init
+                     (Klaxon__Notifier__V1__VerifyContactRequest         *message);
+size_t klaxon__notifier__v1__verify_contact_request__get_packed_size
+                     (const Klaxon__Notifier__V1__VerifyContactRequest   *message);
+size_t klaxon__notifier__v1__verify_contact_request__pack
+                     (const Klaxon__Notifier__V1__VerifyContactRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__verify_contact_request__pack_to_buffer
+                     (const Klaxon__Notifier__V1__VerifyContactRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__VerifyContactRequest *
+       klaxon__notifier__v1__verify_contact_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__verify_contact_request__free_unpacked
+                     (Klaxon__Notifier__V1__VerifyContactRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__TestPageOutcome methods */
+void   klaxon__notifier__v1__test_page_outcome__init
+                     (Klaxon__Notifier__V1__TestPageOutcome         *message);
+size_t klaxon__notifier__v1__test_page_outcome__get_packed_size
+                     (const Klaxon__Notifier__V1__TestPageOutcome   *message);
+size_t klaxon__notifier__v1__test_page_outcome__pack
+                     (const Klaxon__Notifier__V1__TestPageOutcome   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__test_page_outcome__pack_to_buffer
+                     (const Klaxon__Notifier__V1__TestPageOutcome   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__TestPageOutcome *
+       klaxon__notifier__v1__test_page_outcome__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__test_page_outcome__free_unpacked
+                     (Klaxon__Notifier__V1__TestPageOutcome *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Notifier__V1__TestPageReply methods */
+void   klaxon__notifier__v1__test_page_reply__init
+                     (Klaxon__Notifier__V1__TestPageReply         *message);
+size_t klaxon__notifier__v1__test_page_reply__get_packed_size
+                     (const Klaxon__Notifier__V1__TestPageReply   *message);
+size_t klaxon__notifier__v1__test_page_reply__pack
+                     (const Klaxon__Notifier__V1__TestPageReply   *message,
+                      uint8_t             *out);
+size_t klaxon__notifier__v1__test_page_reply__pack_to_buffer
+                     (const Klaxon__Notifier__V1__TestPageReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Notifier__V1__TestPageReply *
+       klaxon__notifier__v1__test_page_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__notifier__v1__test_page_reply__free_unpacked
+                     (Klaxon__Notifier__V1__TestPageReply *message,
+                      ProtobufCAllocator *allocator);
 /* Klaxon__Notifier__V1__NotificationRule methods */
 void   klaxon__notifier__v1__notification_rule__init
                      (Klaxon__Notifier__V1__NotificationRule         *message);
@@ -454,6 +584,15 @@ typedef void (*Klaxon__Notifier__V1__User_Closure)
 typedef void (*Klaxon__Notifier__V1__ContactMethod_Closure)
                  (const Klaxon__Notifier__V1__ContactMethod *message,
                   void *closure_data);
+typedef void (*Klaxon__Notifier__V1__VerifyContactRequest_Closure)
+                 (const Klaxon__Notifier__V1__VerifyContactRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__TestPageOutcome_Closure)
+                 (const Klaxon__Notifier__V1__TestPageOutcome *message,
+                  void *closure_data);
+typedef void (*Klaxon__Notifier__V1__TestPageReply_Closure)
+                 (const Klaxon__Notifier__V1__TestPageReply *message,
+                  void *closure_data);
 typedef void (*Klaxon__Notifier__V1__NotificationRule_Closure)
                  (const Klaxon__Notifier__V1__NotificationRule *message,
                   void *closure_data);
@@ -551,6 +690,18 @@ struct Klaxon__Notifier__V1__People_Service
                                       const Klaxon__Notifier__V1__IdRequest *input,
                                       Klaxon__Notifier__V1__NotificationList_Closure closure,
                                       void *closure_data);
+  void (*verify_contact_method)(Klaxon__Notifier__V1__People_Service *service,
+                                const Klaxon__Notifier__V1__VerifyContactRequest *input,
+                                Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                void *closure_data);
+  void (*send_verification_code)(Klaxon__Notifier__V1__People_Service *service,
+                                 const Klaxon__Notifier__V1__IdRequest *input,
+                                 Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                 void *closure_data);
+  void (*test_page)(Klaxon__Notifier__V1__People_Service *service,
+                    const Klaxon__Notifier__V1__IdRequest *input,
+                    Klaxon__Notifier__V1__TestPageReply_Closure closure,
+                    void *closure_data);
 };
 typedef void (*Klaxon__Notifier__V1__People_ServiceDestroy)(Klaxon__Notifier__V1__People_Service *);
 void klaxon__notifier__v1__people__init (Klaxon__Notifier__V1__People_Service *service,
@@ -567,7 +718,10 @@ void klaxon__notifier__v1__people__init (Klaxon__Notifier__V1__People_Service *s
       function_prefix__ ## delete_contact_method,\
       function_prefix__ ## create_notification_rule,\
       function_prefix__ ## delete_notification_rule,\
-      function_prefix__ ## list_incident_notifications  }
+      function_prefix__ ## list_incident_notifications,\
+      function_prefix__ ## verify_contact_method,\
+      function_prefix__ ## send_verification_code,\
+      function_prefix__ ## test_page  }
 void klaxon__notifier__v1__people__create_user(ProtobufCService *service,
                                                const Klaxon__Notifier__V1__User *input,
                                                Klaxon__Notifier__V1__User_Closure closure,
@@ -604,6 +758,18 @@ void klaxon__notifier__v1__people__list_incident_notifications(ProtobufCService 
                                                                const Klaxon__Notifier__V1__IdRequest *input,
                                                                Klaxon__Notifier__V1__NotificationList_Closure closure,
                                                                void *closure_data);
+void klaxon__notifier__v1__people__verify_contact_method(ProtobufCService *service,
+                                                         const Klaxon__Notifier__V1__VerifyContactRequest *input,
+                                                         Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                                         void *closure_data);
+void klaxon__notifier__v1__people__send_verification_code(ProtobufCService *service,
+                                                          const Klaxon__Notifier__V1__IdRequest *input,
+                                                          Klaxon__Notifier__V1__ContactMethod_Closure closure,
+                                                          void *closure_data);
+void klaxon__notifier__v1__people__test_page(ProtobufCService *service,
+                                             const Klaxon__Notifier__V1__IdRequest *input,
+                                             Klaxon__Notifier__V1__TestPageReply_Closure closure,
+                                             void *closure_data);
 
 /* --- descriptors --- */
 
@@ -613,6 +779,9 @@ extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notify_batch_reque
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__channel_post__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__verify_contact_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__test_page_outcome__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__notifier__v1__test_page_reply__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__notification_rule__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__id_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__notifier__v1__user_list__descriptor;

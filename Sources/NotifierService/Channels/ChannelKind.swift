@@ -6,6 +6,43 @@ import Shared
 /// Where a page goes out. A thrown error is one failed attempt.
 public protocol DeliveryChannel: Sendable {
     func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws
+    /// A message that is not a page (a verification code, a test page), the same way.
+    func send(_ notice: Notice, to address: String) async throws
+}
+
+/// A message to a contact method that is not about an incident: a verification code or a test
+/// page (`contact_notices`). `text` is what is read (SMS, chat, push, email body), `spoken` what a
+/// call says, `subject` an email's subject or a push title.
+public struct Notice: Sendable {
+    public var id: String
+    public var kind: String          // verification | test
+    public var contactMethodID: Int64
+    public var subject: String
+    public var text: String
+    public var spoken: String
+
+    public init(id: String, kind: String, contactMethodID: Int64, subject: String, text: String, spoken: String) {
+        self.id = id
+        self.kind = kind
+        self.contactMethodID = contactMethodID
+        self.subject = subject
+        self.text = text
+        self.spoken = spoken
+    }
+
+    /// The JSON a webhook or provider gets: `{"type": "contact_method.verification", …}`.
+    func json(extra: [(String, String)] = []) -> [UInt8] {
+        var json = JSONWriter()
+        json.beginObject()
+        json.field("type", "contact_method.\(kind)")
+        json.field("notice_id", id)
+        json.field("contact_method_id", contactMethodID)
+        for (key, value) in extra { json.field(key, value) }
+        json.field("subject", subject)
+        json.field("text", text)
+        json.endObject()
+        return json.bytes
+    }
 }
 
 /// A failed attempt. `permanent` ones are not retried (a 4xx other than 408 and 429: the

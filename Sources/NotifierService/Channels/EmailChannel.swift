@@ -50,7 +50,15 @@ public struct EmailChannel: DeliveryChannel {
     }
 
     public func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws {
-        let data = Self.render(message, from: configuration.from, to: address, idempotencyKey: idempotencyKey)
+        try await transmit(to: address, data: Self.render(message, from: configuration.from, to: address, idempotencyKey: idempotencyKey))
+    }
+
+    public func send(_ notice: Notice, to address: String) async throws {
+        try await transmit(to: address, data: Self.render(notice, from: configuration.from, to: address))
+    }
+
+    /// One SMTP exchange, within `timeout`.
+    private func transmit(to address: String, data: String) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await converse(to: address, data: data) }
             group.addTask {
@@ -181,16 +189,12 @@ public struct EmailChannel: DeliveryChannel {
         if let url = incident.htmlURL { body.append("Open: \(url)") }
         body.append("")
         body.append("Notification \(message.notificationID) for \(message.user.name), sent \(message.sentAt).")
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
         let boundary = "klaxon-\(message.notificationID)"
         let headers = [
             "From: Klaxon <\(from)>",
             "To: <\(to)>",
             "Subject: \(encodedHeader(subject))",
-            "Date: \(formatter.string(from: Date()))",
+            "Date: \(dateHeader())",
             "Message-ID: <\(message.notificationID)@klaxon>",
             "X-Klaxon-Notification-Id: \(idempotencyKey)",
             "Auto-Submitted: auto-generated",
@@ -203,6 +207,32 @@ public struct EmailChannel: DeliveryChannel {
             + ["--\(boundary)", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", ""] + body
             + ["", "--\(boundary)", "Content-Type: text/html; charset=utf-8", "Content-Transfer-Encoding: base64", "", html, "--\(boundary)--"]
         return lines.map { $0.hasPrefix(".") ? "." + $0 : $0 }.joined(separator: "\r\n") + "\r\n.\r\n"
+    }
+
+    /// A code or test page: plain text, one part.
+    static func render(_ notice: Notice, from: String, to: String) -> String {
+        let headers = [
+            "From: Klaxon <\(from)>",
+            "To: <\(to)>",
+            "Subject: \(encodedHeader(notice.subject))",
+            "Date: \(dateHeader())",
+            "Message-ID: <\(notice.id)@klaxon>",
+            "X-Klaxon-Notice: \(notice.kind)",
+            "Auto-Submitted: auto-generated",
+            "MIME-Version: 1.0",
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Transfer-Encoding: 8bit",
+        ]
+        let lines = headers + [""] + notice.text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        return lines.map { $0.hasPrefix(".") ? "." + $0 : $0 }.joined(separator: "\r\n") + "\r\n.\r\n"
+    }
+
+    static func dateHeader() -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss '+0000'"
+        return formatter.string(from: Date())
     }
 
     /// The HTML part: the same facts, and the one-tap link as a button (mail clients do not run

@@ -42,6 +42,13 @@ public struct NtfyChannel: DeliveryChannel {
             bearer: token, contentType: "text/plain; charset=utf-8", headers: Self.headers(message))
     }
 
+    public func send(_ notice: Notice, to address: String) async throws {
+        try await post(
+            http, address, idempotencyKey: notice.id, body: Array(notice.text.utf8), timeout: timeout, what: "ntfy", bearer: token,
+            contentType: "text/plain; charset=utf-8",
+            headers: [("Title", EmailChannel.encodedHeader(notice.subject)), ("Priority", "3"), ("Tags", "white_check_mark")])
+    }
+
     /// An ntfy topic URL (a push address that is an http(s) URL), rather than a provider's device token.
     public static func isTopicURL(_ address: String) -> Bool {
         address.hasPrefix("https://") || address.hasPrefix("http://")
@@ -59,6 +66,18 @@ struct PushChannel: DeliveryChannel {
             try await ntfy.deliver(to: address, idempotencyKey: idempotencyKey, message: message)
         } else if let provider {
             try await provider.deliver(to: address, idempotencyKey: idempotencyKey, message: message)
+        } else {
+            throw DeliveryError(
+                description: "push to a device token needs a provider: set KLAXON_NOTIFY_PROVIDER_URL, or make the method an ntfy topic URL",
+                permanent: true)
+        }
+    }
+
+    func send(_ notice: Notice, to address: String) async throws {
+        if NtfyChannel.isTopicURL(address) {
+            try await ntfy.send(notice, to: address)
+        } else if let provider {
+            try await provider.send(notice, to: address)
         } else {
             throw DeliveryError(
                 description: "push to a device token needs a provider: set KLAXON_NOTIFY_PROVIDER_URL, or make the method an ntfy topic URL",

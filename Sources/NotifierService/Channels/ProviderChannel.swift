@@ -36,6 +36,12 @@ public struct ProviderChannel: DeliveryChannel {
             http, providerURL, idempotencyKey: idempotencyKey, body: json.bytes, timeout: timeout, what: "\(channel) provider",
             bearer: token)
     }
+
+    public func send(_ notice: Notice, to address: String) async throws {
+        try await post(
+            http, providerURL, idempotencyKey: notice.id, body: notice.json(extra: [("channel", channel), ("to", address)]), timeout: timeout,
+            what: "\(channel) provider", bearer: token)
+    }
 }
 
 extension ChannelKind {

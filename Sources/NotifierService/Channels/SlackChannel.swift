@@ -48,6 +48,11 @@ public struct SlackChannel: DeliveryChannel {
     public func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws {
         try await post(http, address, idempotencyKey: idempotencyKey, body: Self.body(message), timeout: timeout, what: "Slack webhook")
     }
+
+    public func send(_ notice: Notice, to address: String) async throws {
+        let body = (try? JSONSerialization.data(withJSONObject: ["text": notice.text], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        try await post(http, address, idempotencyKey: notice.id, body: Array(body), timeout: timeout, what: "Slack webhook")
+    }
 }
 
 extension ChannelKind {

@@ -47,6 +47,16 @@ public struct TwilioChannel: DeliveryChannel {
         return text
     }
 
+    /// A code or test page: an SMS with its text, or a call that says it (no keys to press).
+    public func send(_ notice: Notice, to address: String) async throws {
+        var fields = [("To", address), ("From", account.from)]
+        switch mode {
+        case .sms: fields.append(("Body", notice.text))
+        case .voice: fields.append(("Twiml", TwiML.say(notice.spoken)))
+        }
+        try await request(mode == .sms ? account.messagesURL : account.callsURL, fields, idempotencyKey: notice.id)
+    }
+
     public func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws {
         var fields = [("To", address), ("From", account.from), ("StatusCallback", account.statusCallback(notificationID: message.notificationID))]
         let url: String
@@ -62,6 +72,10 @@ public struct TwilioChannel: DeliveryChannel {
             if !message.bundled.isEmpty { spoken += " And \(counted(message.bundled.count, "more incident")) since the last call." }
             fields.append(("Twiml", TwiML.gather(spoken, action: account.voiceAction(userID: message.user.id, incidentID: incident.id))))
         }
+        try await request(url, fields, idempotencyKey: idempotencyKey)
+    }
+
+    private func request(_ url: String, _ fields: [(String, String)], idempotencyKey: String) async throws {
         let basic = Data("\(account.accountSID):\(account.authToken)".utf8).base64EncodedString()
         // Twilio answering 2xx took the page (its JSON names the message or call; a provider
         // speaking its API may answer less): the attempt counts as sent.

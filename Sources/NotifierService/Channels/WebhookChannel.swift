@@ -17,6 +17,10 @@ public struct WebhookChannel: DeliveryChannel {
     public func deliver(to address: String, idempotencyKey: String, message: WebhookMessage) async throws {
         try await post(http, address, idempotencyKey: idempotencyKey, body: message.jsonBytes(), timeout: timeout, what: "webhook")
     }
+
+    public func send(_ notice: Notice, to address: String) async throws {
+        try await post(http, address, idempotencyKey: notice.id, body: notice.json(), timeout: timeout, what: "webhook")
+    }
 }
 
 extension ChannelKind {

@@ -33,7 +33,7 @@ struct PageQueue: DeliveryQueue {
             WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
               AND i.id = n.incident_id AND s.id = i.service_id
             RETURNING n.id::text AS id, n.due_at_ms, n.incident_id, n.user_id, n.rule_id, n.contact_method_id, n.minute_zero, n.reason, n.snapshot,
-                      n.attempts, n.first_attempt_at_ms, c.type, c.address, u.name, u.email, r.start_delay_seconds,
+                      n.attempts, n.first_attempt_at_ms, c.type, c.address, c.verified_at_ms IS NOT NULL AS verified, u.name, u.email, r.start_delay_seconds,
                       i.status, i.title, i.urgency, i.number, s.name AS service_name,
                       EXISTS (SELECT 1 FROM incident_assignments a
                               WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id) AS assigned,
@@ -78,7 +78,8 @@ struct PageQueue: DeliveryQueue {
                 decision: NotificationCore.decide(DuePage(
                     reason: reason, minuteZero: minuteZero, currentStatus: status, userStillAssigned: rows.bool(row, "assigned")!,
                     requestState: rows.string(row, "request_state").flatMap(RequestState.init(rawValue:)),
-                    stillSubscribed: rows.bool(row, "subscribed")!)),
+                    stillSubscribed: rows.bool(row, "subscribed")!,
+                    contactUnverified: ContactVerification.needsCode(channel) && !rows.bool(row, "verified")!)),
                 snapshot: snapshot, current: current,
                 user: .init(id: rows.uint64(row, "user_id")!, name: rows.string(row, "name")!, email: rows.string(row, "email")!),
                 rule: .init(id: rows.uint64(row, "rule_id")!, startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!)),
@@ -117,6 +118,7 @@ struct PageQueue: DeliveryQueue {
             "channel": item.channel, "address": AddressMask.mask(item.address, channel: item.channel),
             "attempts": String(result.attempts),
         ]
+        if let method = item.contactMethodID { details["contact_method"] = String(method) }
         let type: TimelineType
         var why: String?
         switch result.outcome {

@@ -13,6 +13,9 @@ public enum MethodAccess: String, Sendable {
     case incidentAction = "incident action"
     /// Calls between Klaxon's own services: service tokens only.
     case service
+    /// A user's own contact methods (verify, test): admin, or a responder for their own user
+    /// (the method checks whose they are).
+    case ownContacts = "own contact methods"
     /// Everything else (configuration, tokens): admin only.
     case admin
 
@@ -20,7 +23,7 @@ public enum MethodAccess: String, Sendable {
         switch self {
         case .monitor: true
         case .read: role != .service
-        case .incidentAction: role == .admin || role == .responder
+        case .incidentAction, .ownContacts: role == .admin || role == .responder
         case .service: role == .service
         case .admin: role == .admin
         }
@@ -49,6 +52,7 @@ public enum AccessPolicy {
             Assignment.GetResponse.name, Admin.ListResponsePlans.name,
             People.GetUser.name, People.ListUsers.name, People.ListIncidentNotifications.name,
         ] { table[method] = .read }
+        for method in [People.VerifyContactMethod.name, People.SendVerificationCode.name, People.TestPage.name] { table[method] = .ownContacts }
         return table
     }()
 

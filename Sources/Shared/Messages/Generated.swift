@@ -2385,16 +2385,32 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
     public var type: String
     public var address: String
     public var label: String
+    /// Paged only once verified: sms, phone and email by a 6-digit code sent to the address
+    /// (VerifyContactMethod); the others at once. On create, true pre-verifies (admin only).
+    public var verified: Bool
+    /// the code waiting for it (0: none); read-only
+    public var codeExpiresAtMs: Int64
+    /// read-only
+    public var codeTriesLeft: UInt32
+    /// its latest pages that failed, most recent first; read-only
+    public var failedInARow: UInt32
+    /// the last failed page's error, when failed_in_a_row > 0; read-only
+    public var lastFailure: String
 
-    public init(id: UInt64 = 0, userID: UInt64 = 0, type: String = "", address: String = "", label: String = "") {
+    public init(id: UInt64 = 0, userID: UInt64 = 0, type: String = "", address: String = "", label: String = "", verified: Bool = false, codeExpiresAtMs: Int64 = 0, codeTriesLeft: UInt32 = 0, failedInARow: UInt32 = 0, lastFailure: String = "") {
         self.id = id
         self.userID = userID
         self.type = type
         self.address = address
         self.label = label
+        self.verified = verified
+        self.codeExpiresAtMs = codeExpiresAtMs
+        self.codeTriesLeft = codeTriesLeft
+        self.failedInARow = failedInARow
+        self.lastFailure = lastFailure
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, userID: 2_000_000_000_321, type: "type 3 é", address: "address 4 é", label: "label 5 é") }
+    public static var sample: Self { Self(id: 1_000_000_000_321, userID: 2_000_000_000_321, type: "type 3 é", address: "address 4 é", label: "label 5 é", verified: true, codeExpiresAtMs: -7_000_000_000_123, codeTriesLeft: 8_000_009, failedInARow: 9_000_009, lastFailure: "last_failure 10 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__contact_method__init($0) }
 
@@ -2404,6 +2420,11 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
         type = CRead.string(c.pointee.type)
         address = CRead.string(c.pointee.address)
         label = CRead.string(c.pointee.label)
+        verified = c.pointee.verified != 0
+        codeExpiresAtMs = c.pointee.code_expires_at_ms
+        codeTriesLeft = c.pointee.code_tries_left
+        failedInARow = c.pointee.failed_in_a_row
+        lastFailure = CRead.string(c.pointee.last_failure)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__ContactMethod>, arena: CArena) {
@@ -2412,6 +2433,11 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
         c.pointee.type = arena.string(self.type)
         c.pointee.address = arena.string(self.address)
         c.pointee.label = arena.string(self.label)
+        c.pointee.verified = self.verified ? 1 : 0
+        c.pointee.code_expires_at_ms = self.codeExpiresAtMs
+        c.pointee.code_tries_left = self.codeTriesLeft
+        c.pointee.failed_in_a_row = self.failedInARow
+        c.pointee.last_failure = arena.string(self.lastFailure)
     }
 }
 
@@ -2631,6 +2657,71 @@ public struct NotifyRequest: GeneratedMessage, CBridged {
     }
 }
 
+/// One contact method's test page: sent | failed | skipped (unverified) | pending (still trying).
+public struct TestPageOutcome: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.notifier.v1.TestPageOutcome"
+    public var contactMethodID: UInt64
+    public var type: String
+    /// masked
+    public var address: String
+    public var status: String
+    /// the error, or why it was skipped
+    public var detail: String
+    public var attempts: UInt32
+
+    public init(contactMethodID: UInt64 = 0, type: String = "", address: String = "", status: String = "", detail: String = "", attempts: UInt32 = 0) {
+        self.contactMethodID = contactMethodID
+        self.type = type
+        self.address = address
+        self.status = status
+        self.detail = detail
+        self.attempts = attempts
+    }
+
+    public static var sample: Self { Self(contactMethodID: 1_000_000_000_321, type: "type 2 é", address: "address 3 é", status: "status 4 é", detail: "detail 5 é", attempts: 6_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__test_page_outcome__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Notifier__V1__TestPageOutcome>) {
+        contactMethodID = c.pointee.contact_method_id
+        type = CRead.string(c.pointee.type)
+        address = CRead.string(c.pointee.address)
+        status = CRead.string(c.pointee.status)
+        detail = CRead.string(c.pointee.detail)
+        attempts = c.pointee.attempts
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__TestPageOutcome>, arena: CArena) {
+        c.pointee.contact_method_id = self.contactMethodID
+        c.pointee.type = arena.string(self.type)
+        c.pointee.address = arena.string(self.address)
+        c.pointee.status = arena.string(self.status)
+        c.pointee.detail = arena.string(self.detail)
+        c.pointee.attempts = self.attempts
+    }
+}
+
+public struct TestPageReply: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.notifier.v1.TestPageReply"
+    public var outcomes: [TestPageOutcome]
+
+    public init(outcomes: [TestPageOutcome] = []) {
+        self.outcomes = outcomes
+    }
+
+    public static var sample: Self { Self(outcomes: [TestPageOutcome.sample, TestPageOutcome.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__test_page_reply__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Notifier__V1__TestPageReply>) throws(WireError) {
+        outcomes = try CRead.messages(c.pointee.n_outcomes, c.pointee.outcomes, field: "outcomes")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__TestPageReply>, arena: CArena) {
+        (c.pointee.n_outcomes, c.pointee.outcomes) = arena.messages(self.outcomes)
+    }
+}
+
 public struct UserMessage: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.notifier.v1.User"
     /// 0 when creating
@@ -2703,6 +2794,32 @@ public struct UserListMessage: GeneratedMessage, CBridged {
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__UserList>, arena: CArena) {
         (c.pointee.n_users, c.pointee.users) = arena.messages(self.users)
+    }
+}
+
+public struct VerifyContactRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.notifier.v1.VerifyContactRequest"
+    public var contactMethodID: UInt64
+    /// the 6 digits sent to the address
+    public var code: String
+
+    public init(contactMethodID: UInt64 = 0, code: String = "") {
+        self.contactMethodID = contactMethodID
+        self.code = code
+    }
+
+    public static var sample: Self { Self(contactMethodID: 1_000_000_000_321, code: "code 2 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__verify_contact_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Notifier__V1__VerifyContactRequest>) {
+        contactMethodID = c.pointee.contact_method_id
+        code = CRead.string(c.pointee.code)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__VerifyContactRequest>, arena: CArena) {
+        c.pointee.contact_method_id = self.contactMethodID
+        c.pointee.code = arena.string(self.code)
     }
 }
 
@@ -2946,8 +3063,11 @@ public enum WireMessages {
         NotificationRuleMessage.self,
         NotifyBatchRequest.self,
         NotifyRequest.self,
+        TestPageOutcome.self,
+        TestPageReply.self,
         UserMessage.self,
         UserListMessage.self,
+        VerifyContactRequest.self,
         BatchItemFailure.self,
         BatchReply.self,
         Empty.self,
@@ -3043,5 +3163,8 @@ public enum People {
     public static let CreateNotificationRule = RPCMethod<NotificationRuleMessage, NotificationRuleMessage>("klaxon.notifier.v1.People/CreateNotificationRule")
     public static let DeleteNotificationRule = RPCMethod<IDRequest, Empty>("klaxon.notifier.v1.People/DeleteNotificationRule")
     public static let ListIncidentNotifications = RPCMethod<IDRequest, NotificationListMessage>("klaxon.notifier.v1.People/ListIncidentNotifications")
-    public static let all: [String] = [CreateUser.name, GetUser.name, ListUsers.name, DeleteUser.name, CreateContactMethod.name, DeleteContactMethod.name, CreateNotificationRule.name, DeleteNotificationRule.name, ListIncidentNotifications.name]
+    public static let VerifyContactMethod = RPCMethod<VerifyContactRequest, ContactMethodMessage>("klaxon.notifier.v1.People/VerifyContactMethod")
+    public static let SendVerificationCode = RPCMethod<IDRequest, ContactMethodMessage>("klaxon.notifier.v1.People/SendVerificationCode")
+    public static let TestPage = RPCMethod<IDRequest, TestPageReply>("klaxon.notifier.v1.People/TestPage")
+    public static let all: [String] = [CreateUser.name, GetUser.name, ListUsers.name, DeleteUser.name, CreateContactMethod.name, DeleteContactMethod.name, CreateNotificationRule.name, DeleteNotificationRule.name, ListIncidentNotifications.name, VerifyContactMethod.name, SendVerificationCode.name, TestPage.name]
 }

@@ -48,4 +48,13 @@ extension RPCContext {
             throw RPCError(.permissionDenied, "role \(principal.role.rawValue) may not act on incidents")
         }
     }
+
+    /// A call about `userID`'s own contact methods: an admin for anyone, a responder for their
+    /// own user only (PERMISSION_DENIED otherwise). Without authentication (wire-layer tests), allowed.
+    public func mayManageContacts(of userID: Int64) throws(RPCError) {
+        guard let principal, principal.role != .admin else { return }
+        guard principal.role == .responder, let own = principal.userID, own == userID else {
+            throw RPCError(.permissionDenied, "token \(principal.name) (\(principal.role.rawValue)) may manage only its own user's contact methods, not user \(userID)'s")
+        }
+    }
 }
