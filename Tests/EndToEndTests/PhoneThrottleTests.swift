@@ -88,8 +88,11 @@ import Testing
                 connection, notificationID: carrier, status: "undelivered", providerID: "SM-test", errorCode: "30003", now: now,
                 window: DeliveryWindow(lengthMs: 900_000))
         }
-        #expect(outcome.hasPrefix("retry at") && outcome.hasSuffix("with \(40 - bodies.count) bundled page(s)"), "\(outcome)")
-        #expect(try await unsent() == Int64(40 - bodies.count + 1))
+        // The last text carried as many pages as it named (the first may have carried one too, if
+        // the second incident's page was due when it went).
+        let riders = try #require(bundled.last)
+        #expect(outcome.hasPrefix("retry at") && outcome.hasSuffix("with \(riders) bundled page(s)"), "\(outcome)")
+        #expect(try await unsent() == Int64(riders + 1))
         // The next message may go a minute after the last: straight there (the loops poll every 2 s).
         await pipeline.move(to: sends.last! + 60_000)
         let resent = try await pipeline.runClock(until: { try await unsent() == 0 }, maxMoves: 200)
