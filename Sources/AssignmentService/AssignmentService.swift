@@ -10,6 +10,8 @@ import Shared
 public struct AssignmentService: Service {
     public let server: RPCServer
     let relay: OutboxRelay
+    /// Ingest's outbox, taken over when no Ingest sends it.
+    let takeover: OutboxRelay
     let relayWaker: Waker
     let credentials: ServiceCredentials
     let pool: PostgresPool
@@ -60,6 +62,18 @@ public struct AssignmentService: Service {
             destination: Outbox.Destination.notifier, client: config.rpcClient(config.notifierAddress, credentials: credentials),
             pool: pool, logger: logger)
         self.relayWaker = waker
+        // Committed means paged, whoever is left: Ingest's outbox rows that no live Ingest is
+        // sending, 5 s old, are applied here (through this process's own entrance, as a service).
+        var takeover = OutboxRelay(
+            destination: Outbox.Destination.assignment,
+            transport: { method, body, timeout in
+                try await server.callRaw(
+                    method, body, as: Principal(tokenID: 0, name: "assignment (outbox takeover)", role: .service, userID: nil),
+                    deadlineBudgetMs: timeout.nanoseconds / 1_000_000)
+            },
+            pool: pool, logger: logger)
+        takeover.takeoverAfterMs = Self.takeoverAfterMs
+        self.takeover = takeover
         self.timers = TimerManager(pool: pool, notifierOutbox: waker, logger: logger)
         self.inboxPruner = InboxPruner(pool: pool, retentionMs: Millis(config.inboxRetentionHours) * 3_600_000, logger: logger)
         self.timerWaker = timerWaker
@@ -93,8 +107,15 @@ public struct AssignmentService: Service {
         try await httpPortLatch.wait()
     }
 
+    /// How old an Ingest outbox row no relay is sending must be before Assignment applies it itself.
+    public static let takeoverAfterMs: Millis = 5_000
+
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
+        // Ingest's orphaned outbox rows: every second.
+        var takeoverLoop = DueWorkLoop(name: "assignment.outbox_takeover", clock: clock, waker: Waker(), logger: logger)
+        takeoverLoop.maxSleep = .seconds(1)
+        let takeover = self.takeover
         // Timers: wake at the earliest due one, on a poke, and at least every second for timers
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
@@ -118,6 +139,7 @@ public struct AssignmentService: Service {
                 WorkLoop(relayLoop) { now in
                     try await relay.deliverDue(now: now)
                 },
+                WorkLoop(takeoverLoop) { now in try await takeover.deliverDue(now: now) },
                 WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
                 WorkLoop(surgeLoop) { now in try await surge.step(now: now) },
                 WorkLoop(expiryLoop) { now in try await expiry.step(now: now) },

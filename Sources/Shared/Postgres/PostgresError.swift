@@ -17,11 +17,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var isUniqueViolation: Bool { sqlState == "23505" }
     public var isForeignKeyViolation: Bool { sqlState == "23503" }
     public var isCheckViolation: Bool { sqlState == "23514" }
-    /// Class 08 (connection exception), 57P0x (server shutting down), or no SQLSTATE at all
-    /// (libpq lost the connection): the connection must not be reused.
+    /// Class 08 (connection exception), 57P0x (server shutting down, or in recovery), 25006 (a
+    /// write on a node that is a standby now: a failover demoted it), or no SQLSTATE at all
+    /// (libpq lost the connection): the connection must not be reused — the next one finds the
+    /// primary (a multi-host URL with target_session_attrs=read-write).
     public var isConnectionFailure: Bool {
         guard let sqlState else { return true }
-        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P0")
+        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P0") || sqlState == "25006"
     }
 
 }

@@ -69,11 +69,15 @@ public final class RPCServer: Service, Sendable {
     public func call<Request: WireMessage, Reply: WireMessage>(
         _ method: RPCMethod<Request, Reply>, _ request: Request, as principal: Principal?, deadlineBudgetMs: Int64? = nil
     ) async throws -> Reply {
+        try Reply(wire: try await callRaw(method.name, request.wireBytes(), as: principal, deadlineBudgetMs: deadlineBudgetMs))
+    }
+
+    /// The in-process entrance for encoded requests (a relay taking over another process's outbox).
+    public func callRaw(_ method: String, _ body: [UInt8], as principal: Principal?, deadlineBudgetMs: Int64? = nil) async throws -> [UInt8] {
         let loop = group.any()
-        let body = request.wireBytes()
-        if let tooLarge = router.oversized(method.name, bytes: body.count) { throw tooLarge }
-        guard let handler = router.handler(for: method.name) else { throw RPCError(.unimplemented, "unknown method \(method.name)") }
-        var context = RPCContext(method: method.name, headers: [:], logger: logger, deadlineBudgetMs: deadlineBudgetMs)
+        if let tooLarge = router.oversized(method, bytes: body.count) { throw tooLarge }
+        guard let handler = router.handler(for: method) else { throw RPCError(.unimplemented, "unknown method \(method)") }
+        var context = RPCContext(method: method, headers: [:], logger: logger, deadlineBudgetMs: deadlineBudgetMs)
         context.principal = principal
         let call = RPCCall(context: context, body: body, eventLoop: loop)
         let chain = RPCMiddlewareChain(middleware: middleware)
@@ -89,7 +93,7 @@ public final class RPCServer: Service, Sendable {
                 }
             }
         }.get()
-        return try Reply(wire: reply)
+        return reply
     }
 
     /// True while the listener accepts connections (readiness: false before the bind and from

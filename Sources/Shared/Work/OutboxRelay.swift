@@ -7,10 +7,21 @@ import NIOCore
 /// messages that have a batch method as one batch call, `BatchCall`), deletes each row on OK and
 /// reschedules what failed with exponential backoff. Receivers are idempotent, so a crash
 /// between a delivery and its delete only means one more delivery.
+///
+/// A claim leases the row (`leased_until_ms`) apart from its retry backoff (`next_attempt_at_ms`).
+/// With `takeoverAfterMs`, the relay is a *taker*: it sends the destination's rows that are that
+/// old and not leased, whatever backoff their own relay left on them — the receiver's side
+/// relaying what a stopped sender committed (Assignment takes over Ingest's outbox), its own
+/// failures backing off through the lease.
 public struct OutboxRelay: Sendable {
+    /// Makes one call: method, request body, timeout → the reply's body.
+    public typealias Transport = @Sendable (_ method: String, _ body: [UInt8], _ timeout: TimeAmount) async throws -> [UInt8]
+
     public var destination: String
-    public var client: RPCClient
+    public var transport: Transport
     public var pool: PostgresPool
+    /// Set: take over rows at least this old that no relay is sending (see above).
+    public var takeoverAfterMs: Millis?
     public var batchSize = 64
     /// A claimed row is invisible to other relays this long; past it, it is due again.
     public var leaseMs: Millis = 30_000
@@ -21,8 +32,12 @@ public struct OutboxRelay: Sendable {
     public var logger: Logger
 
     public init(destination: String, client: RPCClient, pool: PostgresPool, logger: Logger) {
+        self.init(destination: destination, transport: { try await client.callRaw($0, body: $1, timeout: $2).body }, pool: pool, logger: logger)
+    }
+
+    public init(destination: String, transport: @escaping Transport, pool: PostgresPool, logger: Logger) {
         self.destination = destination
-        self.client = client
+        self.transport = transport
         self.pool = pool
         self.logger = logger
     }
@@ -35,11 +50,11 @@ public struct OutboxRelay: Sendable {
     }
 
     /// Makes one call; returns the (row, message index, error) of each message that failed.
-    private static func send(_ call: Call, client: RPCClient, timeout: TimeAmount) async -> [(Int, Int, String)] {
+    private static func send(_ call: Call, transport: Transport, timeout: TimeAmount) async -> [(Int, Int, String)] {
         do {
-            let reply = try await client.callRaw(call.method, body: call.body, timeout: timeout)
+            let reply = try await transport(call.method, call.body, timeout)
             guard call.single != nil else { return [] }
-            let batch = try BatchReply(wire: reply.body)
+            let batch = try BatchReply(wire: reply)
             return batch.failures.compactMap { failure in
                 guard Int(failure.index) < call.indexes.count else { return nil }
                 let status = failure.status ?? RPCStatus(code: .unknown)
@@ -50,7 +65,7 @@ public struct OutboxRelay: Sendable {
             var failed: [(Int, Int, String)] = []
             for (position, body) in call.bodies.enumerated() {
                 do {
-                    _ = try await client.callRaw(call.single!, body: body, timeout: timeout)
+                    _ = try await transport(call.single!, body, timeout)
                 } catch {
                     failed.append((call.row, call.indexes[position], "\(error)"))
                 }
@@ -66,17 +81,23 @@ public struct OutboxRelay: Sendable {
         let destination = self.destination
         let batchSize = self.batchSize
         let leaseMs = self.leaseMs
+        let takeover = self.takeoverAfterMs
         // A claim is a lease: a crash that loses it only means the rows are claimed again (the
-        // receivers are idempotent), so it does not wait for the WAL flush.
+        // receivers are idempotent), so it does not wait for the WAL flush. (next_attempt_at_ms
+        // moves too, so a relay from before leased_until_ms leaves a claimed row alone.)
         let claimed = try await pool.transaction(durable: false) { connection -> [Claimed] in
+            let due = takeover == nil
+                ? "next_attempt_at_ms <= $2 AND leased_until_ms <= $2"
+                : "created_at_ms <= $2 - $5::bigint AND leased_until_ms <= $2"
             let rows = try connection.query(
                 """
-                UPDATE outbox SET attempts = attempts + 1, next_attempt_at_ms = $2 + $4
+                UPDATE outbox SET attempts = attempts + 1, next_attempt_at_ms = greatest(next_attempt_at_ms, $2 + $4),
+                       leased_until_ms = $2 + $4
                 WHERE id IN (
-                    SELECT id FROM outbox WHERE destination = $1 AND next_attempt_at_ms <= $2
+                    SELECT id FROM outbox WHERE destination = $1 AND \(due)
                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
                 RETURNING id, method, body, attempts
-                """, [destination, now, batchSize, leaseMs])
+                """, [destination, now, batchSize, leaseMs] + (takeover.map { [$0] } ?? []))
             return (0..<rows.count).map { row in
                 Claimed(
                     id: rows.int64(row, "id")!, method: rows.string(row, "method")!, body: rows.bytes(row, "body") ?? [],
@@ -88,7 +109,13 @@ public struct OutboxRelay: Sendable {
             if claimed.count == batchSize { return now }  // more may be waiting
         }
         return try await pool.withConnection { connection in
-            try connection.query("SELECT min(next_attempt_at_ms) AS next FROM outbox WHERE destination = $1", [destination])
+            if let takeover {
+                return try connection.query(
+                    "SELECT min(greatest(created_at_ms + $2::bigint, leased_until_ms)) AS next FROM outbox WHERE destination = $1",
+                    [destination, takeover]).int64(0, "next")
+            }
+            return try connection.query(
+                "SELECT min(greatest(next_attempt_at_ms, leased_until_ms)) AS next FROM outbox WHERE destination = $1", [destination])
                 .int64(0, "next")
         }
     }
@@ -133,7 +160,7 @@ public struct OutboxRelay: Sendable {
                 failures[row] = "\(error)"  // kept and retried, never dropped: a person can look at it
             }
         }
-        let client = self.client
+        let transport = self.transport
         let callTimeout = self.callTimeout
         let limit = max(1, maxConcurrentCalls)
         // claimed index → (message index → error)
@@ -146,7 +173,7 @@ public struct OutboxRelay: Sendable {
                     let call = calls[next]
                     next += 1
                     running += 1
-                    group.addTask { await Self.send(call, client: client, timeout: callTimeout) }
+                    group.addTask { await Self.send(call, transport: transport, timeout: callTimeout) }
                 }
                 if let failedMessages = await group.next() {
                     running -= 1
@@ -157,11 +184,8 @@ public struct OutboxRelay: Sendable {
         }
 
         let delivered = claimed.indices.filter { failures[$0] == nil && callFailures[$0] == nil }.map { claimed[$0].id }
-        if !delivered.isEmpty {
-            _ = try? await pool.withConnection { connection in
-                try connection.query("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [PGArray(delivered)])
-            }
-        }
+        struct Failed: Sendable { var id: Int64; var nextAt: Millis; var error: String; var body: [UInt8]? }
+        var failed: [Failed] = []
         for index in claimed.indices where failures[index] != nil || callFailures[index] != nil {
             let message = claimed[index]
             let delay = Backoff.delay(afterFailures: message.attempts, first: 200, cap: maxBackoffMs)
@@ -181,18 +205,34 @@ public struct OutboxRelay: Sendable {
                 metadata: ["outbox.destination": "\(destination)", "outbox.id": "\(message.id)",
                            "outbox.attempts": "\(message.attempts)",
                            "outbox.failed_messages": "\(callFailures[index]?.count ?? parsed[index].count)", "error": "\(error)"])
-            let rewritten = remaining
-            _ = try? await pool.withConnection { connection in
-                if let remaining = rewritten {
-                    try connection.query(
-                        "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3, body = $4 WHERE id = $1",
-                        [message.id, now + delay, error, remaining])
-                } else {
-                    try connection.query(
-                        "UPDATE outbox SET next_attempt_at_ms = $2, last_error = $3 WHERE id = $1",
-                        [message.id, now + delay, error])
-                }
-            }
+            failed.append(Failed(id: message.id, nextAt: now + delay, error: error, body: remaining))
         }
+        guard !delivered.isEmpty || !failed.isEmpty else { return }
+        // A relay's backoff is the row's next attempt (its lease ends); a taker's is its lease
+        // (the row's own relay, if alive, keeps its schedule).
+        let backoff = takeoverAfterMs == nil
+            ? "next_attempt_at_ms = $2, leased_until_ms = 0"
+            : "leased_until_ms = $2, next_attempt_at_ms = greatest(next_attempt_at_ms, $2)"
+        let (pool, logger, outcome) = (self.pool, self.logger, failed)
+        // One transaction for the outcomes, on a task of its own: a shutdown that cancels this
+        // step (its last one) must not keep the rows leased for the next relay to wait out.
+        await Task {
+            do {
+                try await pool.transaction(durable: false) { connection in
+                    if !delivered.isEmpty { try connection.enqueue("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [PGArray(delivered)]) }
+                    for row in outcome {
+                        if let body = row.body {
+                            try connection.enqueue(
+                                "UPDATE outbox SET \(backoff), last_error = $3, body = $4 WHERE id = $1", [row.id, row.nextAt, row.error, body])
+                        } else {
+                            try connection.enqueue("UPDATE outbox SET \(backoff), last_error = $3 WHERE id = $1", [row.id, row.nextAt, row.error])
+                        }
+                    }
+                }
+            } catch {
+                // The leases run out and the rows are claimed again (receivers are idempotent).
+                logger.warning("cannot record outbox outcomes; their leases will run out", metadata: ["error": "\(error)"])
+            }
+        }.value
     }
 }

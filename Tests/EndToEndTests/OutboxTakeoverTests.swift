@@ -1,0 +1,50 @@
+import Foundation
+import KlaxonDomain
+import KlaxonTestSupport
+import Shared
+import Testing
+
+/// Committed means paged, whoever is left (issue 26, point 2): Ingest accepted 20 triggers while
+/// Assignment was unreachable, then stopped as SIGTERM stops it, its outbox rows kept (with the
+/// backoff its failed sends left on them). Only Assignment and Notifier start: Assignment takes
+/// over the rows no live Ingest is sending, and all 40 pages (2 users × 20 incidents) go out
+/// within 10 s of Assignment starting.
+@Suite struct OutboxTakeoverTests {
+    @Test func triggersAnIngestCommittedPageWhenOnlyAssignmentAndNotifierAreLeft() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let service = try await pipeline.seed(users: ["Alice", "Bob"])
+        let ingest = pipeline.client(.ingest, token: nil)
+        var incidents: Set<UInt64> = []
+        for index in 0..<20 {
+            let result: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "orphan-\(index)"))
+            incidents.insert(result.incidentID)
+        }
+        await ingest.close()
+        #expect(incidents.count == 20)
+        // Ingest tried to reach Assignment and backed off; then it stops, its rows kept.
+        let tried = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment' AND attempts > 0") ?? 0 > 0
+        }
+        #expect(tried, "Ingest's relay never tried")
+        await pipeline.stop(.ingest)
+        let kept = try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") ?? 0
+        #expect(kept > 0, "Ingest's stop should leave its undelivered rows")
+        let backoff = try await pipeline.db.scalar(
+            "SELECT max(next_attempt_at_ms) - (extract(epoch FROM now()) * 1000)::bigint FROM outbox WHERE destination = 'assignment'") ?? 0
+        print("OutboxTakeoverTests: \(kept) outbox row(s) left by Ingest, the latest retry due in \(backoff) ms")
+
+        // Only Assignment and Notifier from here on.
+        let started = ContinuousClock.now
+        try await pipeline.start(.notifier)
+        try await pipeline.start(.assignment)
+        let pages = await pipeline.sink.waitForRequests(40, timeout: .seconds(20))
+        let elapsed = ContinuousClock.now - started
+        print("OutboxTakeoverTests: \(pages.count) pages \(elapsed) after Assignment started")
+        #expect(pages.count == 40, "\(pages.count) of 40 pages")
+        #expect(elapsed <= .seconds(10), "the 40 pages took \(elapsed)")
+        let paged = Set(pages.compactMap { page in page.webhook.map { "\($0.incident.id)/\($0.user.name)" } })
+        #expect(paged.count == 40 && Set(pages.compactMap { $0.webhook?.incident.id }) == incidents, "every incident pages both users once")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0)
+        await pipeline.shutdown()
+    }
+}
