@@ -14,6 +14,8 @@ public struct NotifierService: Service {
     let waker: Waker
     /// Verification codes and test pages.
     let notices: NoticeSender
+    /// Assignment's outbox, taken over when no Assignment reaches a Notifier with it.
+    let takeover: OutboxRelay
     let noticeWaker: Waker
     let http: any Service
     private let httpPortLatch = Latch<Int>()
@@ -46,6 +48,19 @@ public struct NotifierService: Service {
         self.notices = NoticeSender(
             pool: pool, channels: channels, clock: clock, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000, logger: logger)
         self.noticeWaker = noticeWaker
+        // Committed means paged, whoever is left: Assignment's outbox rows for Notifier that no live
+        // relay is sending (its Assignment is gone, or cannot reach a Notifier), 5 s old, are
+        // applied here, through this process's own entrance, as a service.
+        var takeover = OutboxRelay(
+            destination: Outbox.Destination.notifier,
+            transport: { method, body, timeout in
+                try await server.callRaw(
+                    method, body, as: Principal(tokenID: 0, name: "notifier (outbox takeover)", role: .service, userID: nil),
+                    deadlineBudgetMs: timeout.nanoseconds / 1_000_000)
+            },
+            pool: pool, logger: logger)
+        takeover.takeoverAfterMs = Self.takeoverAfterMs
+        self.takeover = takeover
         self.dispatcher = DeliveryEngine(
             pool: pool, channels: channels, clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
@@ -61,6 +76,9 @@ public struct NotifierService: Service {
         self.clock = clock
         self.logger = logger
     }
+
+    /// How old an Assignment outbox row no relay is sending must be before Notifier applies it itself.
+    public static let takeoverAfterMs: Millis = 5_000
 
     public static func router(_ intake: NotifyIntake, people: PeopleAPI, poster: ChannelPoster? = nil) -> RPCRouter {
         var router = RPCRouter()
@@ -99,8 +117,12 @@ public struct NotifierService: Service {
         var noticeLoop = DueWorkLoop(name: "notifier.notices", clock: clock, waker: noticeWaker, logger: logger)
         noticeLoop.maxSleep = .seconds(1)
         let notices = self.notices
+        var takeoverLoop = DueWorkLoop(name: "notifier.outbox_takeover", clock: clock, waker: Waker(), logger: logger)
+        takeoverLoop.maxSleep = .seconds(1)
+        let takeover = self.takeover
         try await ServiceRunner.run(
-            server: server, loops: [], others: [Sending(dispatcher: dispatcher, loop: loop), Noticing(notices: notices, loop: noticeLoop), http],
+            server: server, loops: [WorkLoop(takeoverLoop) { now in try await takeover.deliverDue(now: now) }],
+            others: [Sending(dispatcher: dispatcher, loop: loop), Noticing(notices: notices, loop: noticeLoop), http],
             collector: KlaxonMetrics.databaseCollector(pool, destinations: []), logger: logger)
     }
 

@@ -8,7 +8,8 @@ import Testing
 /// Assignment was unreachable, then stopped as SIGTERM stops it, its outbox rows kept (with the
 /// backoff its failed sends left on them). Only Assignment and Notifier start: Assignment takes
 /// over the rows no live Ingest is sending, and all 40 pages (2 users × 20 incidents) go out
-/// within 10 s of Assignment starting.
+/// within 10 s of Assignment starting. Likewise a Notifier applies Assignment's rows that no
+/// relay gets to a Notifier (the Notifier address Assignment was given is dead).
 @Suite struct OutboxTakeoverTests {
     @Test func triggersAnIngestCommittedPageWhenOnlyAssignmentAndNotifierAreLeft() async throws {
         let pipeline = try await Pipeline(start: [.ingest])
@@ -45,6 +46,25 @@ import Testing
         let paged = Set(pages.compactMap { page in page.webhook.map { "\($0.incident.id)/\($0.user.name)" } })
         #expect(paged.count == 40 && Set(pages.compactMap { $0.webhook?.incident.id }) == incidents, "every incident pages both users once")
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0)
+        await pipeline.shutdown()
+    }
+
+    @Test func assignmentsRowsForANotifierItCannotReachAreAppliedByANotifier() async throws {
+        let dead = try await freePort()
+        let pipeline = try await Pipeline { config, _ in config.notifierAddress = HostPort(host: "127.0.0.1", port: dead) }
+        let service = try await pipeline.seed(users: ["Alice", "Bob"])
+        let ingest = pipeline.client(.ingest, token: nil)
+        let started = ContinuousClock.now
+        for index in 0..<5 {
+            let _: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "unreachable-\(index)"))
+        }
+        await ingest.close()
+        let pages = await pipeline.sink.waitForRequests(10, timeout: .seconds(20))
+        let elapsed = ContinuousClock.now - started
+        print("OutboxTakeoverTests: \(pages.count) pages \(elapsed) after the triggers, Assignment's Notifier address dead")
+        #expect(pages.count == 10 && elapsed <= .seconds(10), "\(pages.count) of 10 pages after \(elapsed)")
+        let failedTries = try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'notifier'")
+        #expect(failedTries == 0, "rows left for Notifier")
         await pipeline.shutdown()
     }
 }
