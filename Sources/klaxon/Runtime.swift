@@ -54,6 +54,7 @@ enum Runtime {
     static func openDatabase(_ config: KlaxonConfig, clock: any WallClock, logger: Logger) async throws -> PostgresPool {
         var configuration = PostgresConfiguration(url: config.databaseURL)
         configuration.maxConnections = config.databasePoolSize
+        configuration.preparedStatements = config.databasePreparedStatements
         let pool = PostgresPool(configuration: configuration, logger: logger)
         try await Migrator.migrate(pool, now: clock.nowMs(), logger: logger)
         return pool

@@ -15,10 +15,11 @@ import Testing
         let process = Process()
         let log: URL
 
-        init(_ pipeline: Pipeline, grace: Int) throws {
+        init(_ pipeline: Pipeline, grace: Int, environment extra: [String: String] = [:]) throws {
             log = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-serve-\(UUID().uuidString).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             var environment = ProcessInfo.processInfo.environment.merging(pipeline.config.environment) { _, new in new }
+                .merging(extra) { _, new in new }
             environment["KLAXON_SHUTDOWN_GRACE_SECONDS"] = "\(grace)"
             environment["KLAXON_LOG_LEVEL"] = "info"
             process.executableURL = URL(fileURLWithPath: KlaxonCLI.binary)

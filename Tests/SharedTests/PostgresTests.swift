@@ -198,7 +198,15 @@ import Glibc
             return try await group.reduce(into: []) { $0.append($1) }
         }
         let all = try Migrator.bundled().map(\.version)
-        #expect(results.filter { !$0.isEmpty } == [all])  // one caller applied everything, the others nothing
+        // Each migration applied once, by one of the callers, each caller in order (they may share
+        // the work: the lock is taken per migration, in its transaction).
+        #expect(results.flatMap { $0 }.sorted() == all.sorted(), "\(results)")
+        #expect(results.allSatisfy { $0 == $0.sorted() })
+        let order = try await db.pool.withConnection { connection in
+            let rows = try connection.query("SELECT version FROM schema_migrations ORDER BY ctid")
+            return (0..<rows.count).compactMap { rows.string($0, "version") }
+        }
+        #expect(order == all, "applied out of order: \(order)")
         #expect(try await db.scalar("SELECT count(*) FROM schema_migrations") == Int64(all.count))
         #expect(try await Migrator.migrate(db.pool, now: 43, logger: logger).isEmpty)
         await db.drop()

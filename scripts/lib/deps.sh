@@ -22,12 +22,14 @@ klaxon_ensure_deps() {
 # A real monitor for the tests: Prometheus Alertmanager (sends PagerDuty Events v2).
 klaxon_ensure_test_deps() {
   # prometheus-alertmanager (a real PagerDuty-speaking monitor); openssl (the TLS tests' CA);
-  # chromium and chromium-driver (the incident page in a real browser).
+  # chromium and chromium-driver (the incident page in a real browser); pgbouncer (Klaxon
+  # behind it in transaction mode).
   local need=()
   command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+  [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
   [ ${#need[@]} -eq 0 ] && return 0
   echo "==> installing ${need[*]}"
   local sudo=""

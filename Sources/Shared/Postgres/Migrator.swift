@@ -25,30 +25,44 @@ public enum Migrator {
         return try bundled().map(\.version).filter { !versions.contains($0) }
     }
 
-    /// Returns the versions applied by this call.
+    /// Returns the versions applied by this call. Each migration runs in its own transaction
+    /// holding a transaction-scoped advisory lock and checks again that it is still pending, so
+    /// processes starting together apply each once — also through pgbouncer in transaction
+    /// mode, where a session-level lock could be left on a server connection nobody owns.
     @discardableResult
     public static func migrate(_ pool: PostgresPool, now: Millis, logger: Logger) async throws -> [String] {
         let migrations = try bundled()
         let applied = try await pool.withConnection { connection -> [String] in
-            try connection.query("SELECT pg_advisory_lock($1)", [advisoryLockKey])
-            defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [advisoryLockKey]) }
-            try connection.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at_ms bigint NOT NULL)")
-            let done = try connection.query("SELECT version FROM schema_migrations")
-            let doneVersions = Set((0..<done.count).compactMap { done.string($0, "version") })
-            var applied: [String] = []
-            for migration in migrations where !doneVersions.contains(migration.version) {
+            func locked<T>(_ body: () throws -> T) throws -> T {
                 try connection.execute("BEGIN")
                 do {
-                    try connection.execute(migration.sql)
-                    try connection.query(
-                        "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)", [migration.version, now])
+                    try connection.query("SELECT pg_advisory_xact_lock($1)", [advisoryLockKey])
+                    let result = try body()
                     try connection.execute("COMMIT")
+                    return result
                 } catch {
                     _ = try? connection.execute("ROLLBACK")
                     throw error
                 }
-                applied.append(migration.version)
+            }
+            try locked {
+                try connection.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at_ms bigint NOT NULL)")
+            }
+            let done = try connection.query("SELECT version FROM schema_migrations")
+            let doneVersions = Set((0..<done.count).compactMap { done.string($0, "version") })
+            var applied: [String] = []
+            for migration in migrations where !doneVersions.contains(migration.version) {
+                let ran = try locked { () throws -> Bool in
+                    guard try connection.query("SELECT 1 FROM schema_migrations WHERE version = $1", [migration.version]).isEmpty else {
+                        return false  // another process applied it meanwhile
+                    }
+                    try connection.execute(migration.sql)
+                    try connection.query(
+                        "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)", [migration.version, now])
+                    return true
+                }
+                if ran { applied.append(migration.version) }
             }
             return applied
         }

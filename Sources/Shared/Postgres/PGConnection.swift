@@ -24,16 +24,22 @@ extension Optional: PGEncodable where Wrapped: PGEncodable {
 }
 
 /// One libpq connection. Blocking: used only from the pool's threads, by one caller at a time.
-/// Every statement is parameterised and prepared once per connection.
+/// Every statement is parameterised and prepared once per connection — or, with `prepared`
+/// false, sent whole each time as an unnamed statement, which keeps no state on the server
+/// session (behind pgbouncer in transaction mode, whose server connections change between
+/// transactions; pgbouncer before 1.21 cannot carry named prepared statements).
 public final class PGConnection: @unchecked Sendable {
     private let handle: OpaquePointer
+    private let prepared: Bool
     private var statements: [String: String] = [:]
-    /// Statements queued by `enqueue`, sent ahead of the next statement in one round trip.
+    /// Statements queued by `enqueue`, sent ahead of the next statement in one round trip: a
+    /// prepared statement's name, or (unprepared) the SQL itself.
     private var deferred: [(name: String, values: [PGParam])] = []
     /// Set when a pipeline ended in a state this connection cannot vouch for: the pool drops it.
     private var broken = false
 
-    public init(url: String) throws {
+    public init(url: String, prepared: Bool = true) throws {
+        self.prepared = prepared
         guard let handle = PQconnectdb(url) else {
             throw PostgresError(sqlState: nil, message: "libpq could not allocate a connection")
         }
@@ -65,7 +71,9 @@ public final class PGConnection: @unchecked Sendable {
             return try pipeline(queued)
         }
         return try withParams(values) { count, pointers, lengths, formats in
-            try check(PQexecPrepared(handle, name, count, pointers, lengths, formats, 0))
+            prepared
+                ? try check(PQexecPrepared(handle, name, count, pointers, lengths, formats, 0))
+                : try check(PQexecParams(handle, name, count, nil, pointers, lengths, formats, 0))
         }
     }
 
@@ -125,7 +133,9 @@ public final class PGConnection: @unchecked Sendable {
         var sendError: String?
         for item in items {
             let ok = withParams(item.values) { count, pointers, lengths, formats in
-                PQsendQueryPrepared(handle, item.name, count, pointers, lengths, formats, 0)
+                prepared
+                    ? PQsendQueryPrepared(handle, item.name, count, pointers, lengths, formats, 0)
+                    : PQsendQueryParams(handle, item.name, count, nil, pointers, lengths, formats, 0)
             }
             guard ok == 1 else {
                 sendError = Self.errorMessage(handle)
@@ -176,7 +186,9 @@ public final class PGConnection: @unchecked Sendable {
         return last
     }
 
+    /// The prepared statement's name (prepared on first use), or unprepared the SQL itself.
     private func preparedName(for sql: String, count: Int) throws -> String {
+        guard prepared else { return sql }
         if let name = statements[sql] { return name }
         let name = "k\(statements.count)"
         _ = try check(PQprepare(handle, name, sql, Int32(count), nil))

@@ -9,6 +9,9 @@ public struct PostgresConfiguration: Sendable {
     public var maxConnections: Int = 8
     /// Attempts for a transaction that fails with a serialization failure or deadlock.
     public var maxTransactionAttempts: Int = 5
+    /// Named prepared statements (`KLAXON_DATABASE_PREPARED_STATEMENTS`); off behind pgbouncer
+    /// in transaction mode before 1.21 (see `PGConnection`).
+    public var preparedStatements = true
 
     public init(url: String) { self.url = url }
 }
@@ -89,7 +92,7 @@ public final class PostgresPool: Service, Sendable {
             handedOver.withLockedValue { $0 = true }
             let connection: PGConnection
             do {
-                connection = try lent ?? PGConnection(url: configuration.url)
+                connection = try lent ?? PGConnection(url: configuration.url, prepared: configuration.preparedStatements)
             } catch {
                 release(nil)
                 throw error

@@ -33,6 +33,8 @@ public struct KlaxonConfig: Sendable {
     /// libpq connection string or URI.
     public var databaseURL: String
     public var databasePoolSize = 8
+    /// Named prepared statements; false behind pgbouncer in transaction mode before 1.21.
+    public var databasePreparedStatements = true
     public var ingestListen = HostPort(host: "127.0.0.1", port: 7401)
     /// PagerDuty Events API v2 and health endpoints.
     public var ingestHTTPListen = HostPort(host: "127.0.0.1", port: 8401)
@@ -251,6 +253,8 @@ public struct KlaxonConfig: Sendable {
     public static let settings: [Setting] = [
         .text("database.url", \.databaseURL, "libpq connection string (required)"),
         .number("database.pool_size", \.databasePoolSize, minimum: 1, "connections per process"),
+        .flag("database.prepared_statements", \.databasePreparedStatements,
+              "false: send each statement whole, unprepared (pgbouncer in transaction mode before 1.21)"),
         .address("ingest.listen", \.ingestListen, "Ingest binary protocol"),
         .address("ingest.http_listen", \.ingestHTTPListen, "Ingest HTTP: PagerDuty Events v2, /healthz, /readyz"),
         .address("assignment.listen", \.assignmentListen, "Assignment binary protocol"),
