@@ -12,88 +12,39 @@ fired twice. Every process is started here and stopped here, by pid; all on loop
 
 Usage: test_ha.py KLAXON_BINARY WORK_DIR   (KLAXON_HA_SECONDS, KLAXON_HA_RATE tune the load)
 """
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import AS_ROOT, Load, Processes, Sink, free_port, http, log  # noqa: E402
+from harness import wait_until as wait  # noqa: E402
 
 KLAXON, WORK = sys.argv[1], sys.argv[2]
 SECONDS = int(os.environ.get("KLAXON_HA_SECONDS", "180"))
 RATE = int(os.environ.get("KLAXON_HA_RATE", "50"))
 PG_BIN = sorted(d for d in (f"/usr/lib/postgresql/{v}/bin" for v in os.listdir("/usr/lib/postgresql")) if os.path.isdir(d))[-1]
-AS_ROOT = os.geteuid() == 0
 ROUTING_KEY = "ha0123456789abcdefghijklmnopqrst"  # 32 characters
 TOKEN = "klx_ha-test-bootstrap-token-0123456789abcdef"
-processes = []  # (name, Popen)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def start(name, args, env=None, user=None):
-    out = open(os.path.join(WORK, f"{name}.log"), "ab")
-    if user and AS_ROOT:
-        args = ["runuser", "-u", user, "--"] + args
-    process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    processes.append((name, process))
-    return process
-
-
-def stop_all():
-    for name, process in reversed(processes):
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    for _, process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    # Postmasters outlive a killed Patroni: stop them by their pid files.
-    for node in nodes:
-        pid_file = os.path.join(node["dir"], "data", "postmaster.pid")
-        try:
-            pid = int(open(pid_file).readline())
-            os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+processes = Processes(WORK)
+start = processes.start
 
 
 def wait_until(what, condition, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    return wait(what, condition, timeout, WORK)
+
+
+def stop_all():
+    processes.stop_all()
+    # Postmasters outlive a killed Patroni: stop them by their pid files.
+    for node in nodes:
         try:
-            if condition():
-                return True
-        except Exception:
+            os.kill(int(open(os.path.join(node["dir"], "data", "postmaster.pid")).readline()), signal.SIGKILL)
+        except (OSError, ValueError):
             pass
-        time.sleep(0.3)
-    raise SystemExit(f"test-ha: timed out waiting for {what} (logs in {WORK})")
-
-
-def http(method, url, body=None, headers=None, timeout=5):
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,97 +211,6 @@ services:
 
 
 # ---------------------------------------------------------------------------------------------
-# The sink: every page, with its idempotency key
-
-pages = []  # (received_at, user, idempotency_key, incident_id)
-pages_lock = threading.Lock()
-
-
-class Sink(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        try:
-            incident = json.loads(body)["incident"]["id"]
-        except Exception:
-            incident = None
-        with pages_lock:
-            pages.append((time.time(), self.path.strip("/"), self.headers.get("Idempotency-Key"), incident))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-# ---------------------------------------------------------------------------------------------
-# The load: RATE triggers a second over both front doors; a refused trigger is sent again, to the
-# other door, until it is accepted.
-
-attempts = []  # (time, ok)
-accepted = {}  # dedup key → accepted at
-attempts_lock = threading.Lock()
-stop_load = threading.Event()
-
-
-def send(door, dedup):
-    body = json.dumps({"routing_key": ROUTING_KEY, "event_action": "trigger", "dedup_key": dedup,
-                       "payload": {"summary": f"HA trigger {dedup}", "source": "test-ha", "severity": "critical"}}).encode()
-    try:
-        status, _ = http("POST", f"http://127.0.0.1:{door}/v2/enqueue", body, {"Content-Type": "application/json"}, timeout=5)
-        return status == 202
-    except Exception:
-        return False
-
-
-def trigger(number):
-    dedup = f"ha-{number}"
-    doors = [replicas[side]["ingest"]["http"] for side in ("a", "b")]
-    door = number % 2
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        ok = send(doors[door], dedup)
-        with attempts_lock:
-            attempts.append((time.time(), ok))
-            if ok:
-                accepted[dedup] = time.time()
-        if ok:
-            return
-        door = 1 - door
-        time.sleep(0.2)
-
-
-def load():
-    number = 0
-    begin = time.time()
-    threads = []
-    while time.time() - begin < SECONDS:
-        due = begin + number / RATE
-        if due > time.time():
-            time.sleep(due - time.time())
-        thread = threading.Thread(target=trigger, args=(number,), daemon=True)
-        thread.start()
-        threads.append(thread)
-        number += 1
-    for thread in threads:
-        thread.join()
-    return number
-
-
-def refused_stretches():
-    """Maximal intervals in which every trigger attempt was refused: (start, end, attempts)."""
-    with attempts_lock:
-        ordered = sorted(attempts)
-    stretches, start_at, count = [], None, 0
-    for at, ok in ordered:
-        if not ok:
-            if start_at is None:
-                start_at, count = at, 0
-            count += 1
-        elif start_at is not None:
-            stretches.append((start_at, at, count))
-            start_at = None
-    return stretches
 
 
 def longest_after(stretches, at, within=60):
@@ -365,10 +225,8 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     start_cluster()
     start_klaxon()
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    sink.daemon_threads = True
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
+    sink = Sink()
+    sink_url = sink.url
     config_file = os.path.join(WORK, "ha.yaml")
     with open(config_file, "w") as f:
         f.write(CONFIG.format(sink=sink_url, key=ROUTING_KEY))
@@ -415,10 +273,11 @@ def main():
 
     # /readyz of a replica that is never killed: 503 while no primary is reachable, 200 after.
     readiness = []  # (time, status)
+    watching = threading.Event()
 
     def watch_readiness():
         port = replicas["b"]["ingest"]["http"]
-        while not stop_load.is_set():
+        while not watching.is_set():
             try:
                 status, _ = http("GET", f"http://127.0.0.1:{port}/readyz", timeout=2)
             except Exception:
@@ -431,7 +290,9 @@ def main():
     log(f"load: {RATE} triggers/s for {SECONDS} s over both front doors")
     began = time.time()
     disruptor.start()
-    sent = load()
+    load = Load(ROUTING_KEY, [replicas[side]["ingest"]["http"] for side in ("a", "b")], RATE, SECONDS, "ha")
+    accepted, attempts = load.accepted, load.attempts
+    sent = load.run()
     disruptor.join()
     log(f"load done: {sent} triggers, {len(accepted)} accepted, after {time.time() - began:.0f} s")
 
@@ -441,8 +302,7 @@ def main():
         return dict(zip(rows[0::2], (int(x) for x in rows[1::2])))
 
     def paged():
-        with pages_lock:
-            return {(incident, user) for _, user, _, incident in pages}
+        return sink.paged()
 
     incidents = {}
 
@@ -459,14 +319,13 @@ def main():
     missing_incidents = [d for d in accepted if d not in incidents]
     got = paged()
     lost = [(d, u) for d in accepted if d in incidents for u in ("alice", "bob") if (incidents[d], u) not in got]
-    with pages_lock:
-        keys = [key for _, _, key, _ in pages]
+    keys = sink.keys()
     duplicates = len(keys) - len(set(keys))
     fired_twice = int(psql(
         "SELECT count(*) FROM (SELECT incident_id FROM timeline_entries WHERE type = 'escalate' GROUP BY incident_id HAVING count(*) > 1) t",
         DATABASE_URL) or 0)
     escalated = int(psql("SELECT count(DISTINCT incident_id) FROM timeline_entries WHERE type = 'escalate'", DATABASE_URL) or 0)
-    stop_load.set()
+    watching.set()
     # No process needed a restart: every survivor is ready.
     survivors = [(side, part) for side in ("a", "b") for part in ("ingest", "assignment", "notifier")
                  if replicas[side][part]["process"].poll() is None]
@@ -474,7 +333,7 @@ def main():
                if http("GET", f"http://127.0.0.1:{replicas[side][part]['http']}/readyz")[0] != 200]
     killed_at = disruptions.get("kill -9 primary", 0)
     not_ready = [at for at, status in readiness if status != 200 and killed_at <= at <= killed_at + 60]
-    stretches = refused_stretches()
+    stretches = load.refused_stretches()
     windows = {name: longest_after(stretches, at) for name, at in disruptions.items()}
     refused = sum(1 for _, ok in attempts if not ok)
 

@@ -1,0 +1,177 @@
+"""What scripts/test-ha and scripts/test-upgrade share: processes started and stopped by pid,
+waiting, HTTP, a real HTTP sink recording every page with its Idempotency-Key, and the load of
+PagerDuty Events v2 triggers over several front doors (a refused one is sent again to the next)."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+AS_ROOT = os.geteuid() == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def http(method, url, body=None, headers=None, timeout=5):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def wait_until(what, condition, timeout, work=""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if condition():
+                return True
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"timed out waiting for {what} (logs in {work})")
+
+
+class Processes:
+    """Every process a run starts, each in its own session, logging to WORK/NAME.log."""
+
+    def __init__(self, work):
+        self.work = work
+        self.started = []
+
+    def start(self, name, args, env=None, user=None):
+        out = open(os.path.join(self.work, f"{name}.log"), "ab")
+        if user and AS_ROOT:
+            args = ["runuser", "-u", user, "--"] + args
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.started.append((name, process))
+        return process
+
+    def stop_all(self):
+        for _, process in reversed(self.started):
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for _, process in self.started:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class Sink:
+    """A real HTTP sink: every POST recorded as (time, path, Idempotency-Key, incident id)."""
+
+    def __init__(self):
+        self.pages = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    incident = json.loads(body)["incident"]["id"]
+                except Exception:
+                    incident = None
+                with sink.lock:
+                    sink.pages.append((time.time(), self.path.strip("/"), self.headers.get("Idempotency-Key"), incident))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def paged(self):
+        with self.lock:
+            return {(incident, user) for _, user, _, incident in self.pages}
+
+    def keys(self):
+        with self.lock:
+            return [key for _, _, key, _ in self.pages]
+
+
+class Load:
+    """`rate` triggers a second for `seconds` over `doors` (Ingest HTTP ports), dedup keys
+    PREFIX-N; a refused trigger goes again to the next door after 0.2 s, for up to 120 s."""
+
+    def __init__(self, routing_key, doors, rate, seconds, prefix):
+        self.routing_key, self.doors, self.rate, self.seconds, self.prefix = routing_key, doors, rate, seconds, prefix
+        self.attempts = []  # (time, ok)
+        self.accepted = {}  # dedup key → accepted at
+        self.lock = threading.Lock()
+
+    def send(self, door, dedup):
+        body = json.dumps({"routing_key": self.routing_key, "event_action": "trigger", "dedup_key": dedup,
+                           "payload": {"summary": f"trigger {dedup}", "source": "klaxon-harness", "severity": "critical"}}).encode()
+        try:
+            status, _ = http("POST", f"http://127.0.0.1:{door}/v2/enqueue", body, {"Content-Type": "application/json"}, timeout=5)
+            return status == 202
+        except Exception:
+            return False
+
+    def trigger(self, number):
+        dedup = f"{self.prefix}-{number}"
+        door = number % len(self.doors)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            ok = self.send(self.doors[door], dedup)
+            with self.lock:
+                self.attempts.append((time.time(), ok))
+                if ok:
+                    self.accepted[dedup] = time.time()
+            if ok:
+                return
+            door = (door + 1) % len(self.doors)
+            time.sleep(0.2)
+
+    def run(self, on_accepted=None):
+        number, begin, threads = 0, time.time(), []
+        while time.time() - begin < self.seconds:
+            due = begin + number / self.rate
+            if due > time.time():
+                time.sleep(due - time.time())
+            thread = threading.Thread(target=self.trigger, args=(number,), daemon=True)
+            thread.start()
+            threads.append(thread)
+            number += 1
+        for thread in threads:
+            thread.join()
+        return number
+
+    def refused_stretches(self):
+        """Maximal intervals in which every attempt was refused: (start, end, attempts)."""
+        with self.lock:
+            ordered = sorted(self.attempts)
+        stretches, start_at, count = [], None, 0
+        for at, ok in ordered:
+            if not ok:
+                if start_at is None:
+                    start_at, count = at, 0
+                count += 1
+            elif start_at is not None:
+                stretches.append((start_at, at, count))
+                start_at = None
+        return stretches
