@@ -254,16 +254,24 @@ def main():
         time.sleep(SECONDS * 0.25)
         wait_until("a leader again", lambda: leader() is not None, 60)
         before = leader()
-        # With synchronous_mode the candidate is the synchronous standby (REST API: GET /sync is 200 on it).
-        wait_until("a synchronous standby", lambda: sync_standby() is not None, 60)
-        candidate = sync_standby()
-        disruptions["switchover"] = time.time()
-        out = subprocess.run(
-            ["patronictl", "-c", os.path.join(nodes[0]["dir"], "patroni.yml"), "switchover", "klaxon-ha",
-             "--leader", before["name"], "--candidate", candidate["name"], "--force"], capture_output=True, text=True)
-        if out.returncode != 0:
-            log(f"patronictl switchover failed: {out.stdout} {out.stderr}")
-        wait_until("the switchover", lambda: leader() is not None and leader() is not before, 60)
+        # With synchronous_mode the candidate is the synchronous standby (REST API: GET /sync is
+        # 200 on it). Patroni refuses a switchover to a standby still catching up after the
+        # crash: tried again (a few times, 10 s apart) until the leader moves.
+        for attempt in range(1, 7):
+            wait_until("a synchronous standby", lambda: sync_standby() is not None, 60)
+            candidate = sync_standby()
+            disruptions.setdefault("switchover", time.time())
+            out = subprocess.run(
+                ["patronictl", "-c", os.path.join(nodes[0]["dir"], "patroni.yml"), "switchover", "klaxon-ha",
+                 "--leader", before["name"], "--candidate", candidate["name"], "--force"], capture_output=True, text=True)
+            log(f"patronictl switchover to {candidate['name']} (try {attempt}): {' '.join((out.stdout + out.stderr).split())[-160:]}")
+            try:
+                wait_until("the switchover", lambda: leader() is not None and leader() is not before, 10)
+                break
+            except SystemExit:
+                disruptions.pop("switchover")
+        else:
+            raise SystemExit("the switchover never happened")
         log(f"switchover {before['name']} → {leader()['name']}")
         time.sleep(SECONDS * 0.25)
         disruptions["kill -9 a replica of each service"] = time.time()

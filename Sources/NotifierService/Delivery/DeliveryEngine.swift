@@ -282,13 +282,25 @@ public struct DeliveryEngine: Sendable {
         KlaxonMetrics.notification(channel: item.metricChannel, outcome: result.status == "pending" ? "retried" : result.status)
         if result.status == "sent", item.countsAsPage { KlaxonMetrics.pageSent(channel: item.channel, latencyMs: result.at - item.dueAt) }
         let queue = queues[item.queue]
-        do {
-            try await writer.write { connection in try queue.record(connection, item, result) }
-        } catch {
-            // The lease runs out and the item is tried again: at-least-once, never lost.
-            logger.error("cannot record a delivery outcome; the lease will expire", metadata: [
-                "\(item.countsAsPage ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
-                "error": "\(error)"])
+        // A failover makes the database unreachable for seconds: the outcome is written again
+        // (backing off) while the lease holds, so a page already sent is not sent again after it.
+        let giveUpAt = ContinuousClock.now + .milliseconds(max(leaseMs - Self.leaseMarginMs, 0))  // monotonic, not a domain instant
+        var pause = Duration.milliseconds(200)
+        while true {
+            do {
+                try await writer.write { connection in try queue.record(connection, item, result) }
+                return
+            } catch {
+                guard ContinuousClock.now + pause < giveUpAt, !Task.isCancelled else {
+                    // The lease runs out and the item is tried again: at-least-once, never lost.
+                    logger.error("cannot record a delivery outcome; the lease will expire", metadata: [
+                        "\(item.countsAsPage ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
+                        "error": "\(error)"])
+                    return
+                }
+                try? await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(2))
+            }
         }
     }
 }
