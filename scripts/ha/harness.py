@@ -5,7 +5,9 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -15,10 +17,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 AS_ROOT = os.geteuid() == 0
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nobody listens on, never the same twice in a run (the kernel may offer a port it
+    just gave back)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def log(message):
@@ -113,9 +124,19 @@ class Sink:
             return [key for _, _, key, _ in self.pages]
 
 
+def generate_protobuf(proto_dir, out):
+    """Klaxon's messages for Python (protoc --python_out), importable from `out`."""
+    protos = [os.path.relpath(os.path.join(d, f), proto_dir) for d, _, fs in os.walk(proto_dir) for f in fs if f.endswith(".proto")]
+    os.makedirs(out, exist_ok=True)
+    subprocess.run(["protoc", "-I", proto_dir, f"--python_out={out}"] + protos, check=True)
+    if out not in sys.path:
+        sys.path.insert(0, out)
+
+
 class Load:
-    """`rate` triggers a second for `seconds` over `doors` (Ingest HTTP ports), dedup keys
-    PREFIX-N; a refused trigger goes again to the next door after 0.2 s, for up to 120 s."""
+    """`rate` triggers a second for `seconds` over `doors` — ("http", port): the Events API;
+    ("rpc", port): the binary protocol (needs `generate_protobuf` first) — dedup keys PREFIX-N;
+    a refused trigger goes again to the next door after 0.2 s, for up to 120 s."""
 
     def __init__(self, routing_key, doors, rate, seconds, prefix):
         self.routing_key, self.doors, self.rate, self.seconds, self.prefix = routing_key, doors, rate, seconds, prefix
@@ -124,13 +145,42 @@ class Load:
         self.lock = threading.Lock()
 
     def send(self, door, dedup):
-        body = json.dumps({"routing_key": self.routing_key, "event_action": "trigger", "dedup_key": dedup,
-                           "payload": {"summary": f"trigger {dedup}", "source": "klaxon-harness", "severity": "critical"}}).encode()
+        kind, port = door
         try:
-            status, _ = http("POST", f"http://127.0.0.1:{door}/v2/enqueue", body, {"Content-Type": "application/json"}, timeout=5)
+            if kind == "rpc":
+                return self.send_rpc(port, dedup)
+            body = json.dumps({"routing_key": self.routing_key, "event_action": "trigger", "dedup_key": dedup,
+                               "payload": {"summary": f"trigger {dedup}", "source": "klaxon-harness", "severity": "critical"}}).encode()
+            status, _ = http("POST", f"http://127.0.0.1:{port}/v2/enqueue", body, {"Content-Type": "application/json"}, timeout=5)
             return status == 202
         except Exception:
             return False
+
+    def send_rpc(self, port, dedup):
+        """One SendEvent over the binary protocol: a length-prefixed Envelope each way."""
+        from klaxon.ingest.v1 import ingest_pb2
+        from klaxon.rpc.v1 import rpc_pb2
+        event = ingest_pb2.Event(routing_key=self.routing_key, event_action=ingest_pb2.EVENT_ACTION_TRIGGER, dedup_key=dedup)
+        event.payload.summary = f"trigger {dedup}"
+        event.payload.source = "klaxon-harness"
+        event.payload.severity = ingest_pb2.SEVERITY_CRITICAL
+        frame = rpc_pb2.Envelope(id=1, method="klaxon.ingest.v1.Ingest/SendEvent", body=event.SerializeToString()).SerializeToString()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(struct.pack(">I", len(frame)) + frame)
+
+            def exactly(n):
+                data = b""
+                while len(data) < n:
+                    chunk = sock.recv(n - len(data))
+                    if not chunk:
+                        raise EOFError("closed")
+                    data += chunk
+                return data
+
+            (length,) = struct.unpack(">I", exactly(4))
+            reply = rpc_pb2.Envelope()
+            reply.ParseFromString(exactly(length))
+        return reply.id == 1 and reply.status.code == 0
 
     def trigger(self, number):
         dedup = f"{self.prefix}-{number}"

@@ -2,8 +2,8 @@
 """Klaxon against what a real outage does (issue 26, point 3), run by scripts/test-ha.
 
 etcd, three Patroni-managed PostgreSQL nodes (synchronous_mode), two replicas of each Klaxon
-service, a real HTTP sink; a steady stream of triggers over both Ingest front doors (PagerDuty
-Events v2 over HTTP), two users paged per incident. During it: kill -9 the primary's
+service, a real HTTP sink; a steady stream of triggers over both front doors (PagerDuty Events
+v2 over HTTP, and the binary protocol) of both Ingest replicas, two users paged per incident. During it: kill -9 the primary's
 postmaster, later `patronictl switchover`, later kill -9 one Klaxon replica of each service.
 Then it prints and asserts: every trigger that got a success reply is an incident, every incident
 paged both users (0 lost), pages sent twice (each with its idempotency key, at most 1 %), the
@@ -20,7 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import AS_ROOT, Load, Processes, Sink, free_port, http, log  # noqa: E402
+from harness import AS_ROOT, Load, Processes, Sink, free_port, generate_protobuf, http, log  # noqa: E402
 from harness import wait_until as wait  # noqa: E402
 
 KLAXON, WORK = sys.argv[1], sys.argv[2]
@@ -295,10 +295,14 @@ def main():
 
     threading.Thread(target=watch_readiness, daemon=True).start()
     disruptor = threading.Thread(target=disrupt, daemon=True)
-    log(f"load: {RATE} triggers/s for {SECONDS} s over both front doors")
+    log(f"load: {RATE} triggers/s for {SECONDS} s over both front doors (HTTP and the binary protocol) of both Ingests")
     began = time.time()
     disruptor.start()
-    load = Load(ROUTING_KEY, [replicas[side]["ingest"]["http"] for side in ("a", "b")], RATE, SECONDS, "ha")
+    # Both front doors of both Ingests: the Events API over HTTP and the binary protocol.
+    generate_protobuf(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "proto"), os.path.join(WORK, "py"))
+    doors = [("http", replicas["a"]["ingest"]["http"]), ("rpc", replicas["b"]["ingest"]["rpc"]),
+             ("rpc", replicas["a"]["ingest"]["rpc"]), ("http", replicas["b"]["ingest"]["http"])]
+    load = Load(ROUTING_KEY, doors, RATE, SECONDS, "ha")
     accepted, attempts = load.accepted, load.attempts
     sent = load.run()
     disruptor.join()

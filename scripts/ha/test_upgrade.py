@@ -112,7 +112,7 @@ def main():
     applied = cli("old", "apply", "-f", config)
     assert applied.returncode == 0, applied.stderr
     alice = psql("SELECT id FROM users WHERE email = 'alice@example.com'").strip()
-    before = Load(ROUTING_KEY, [ports["old"]["ingest"]["http"]], RATE, 10, "old-alone")
+    before = Load(ROUTING_KEY, [("http", ports["old"]["ingest"]["http"])], RATE, 10, "old-alone")
     before.run()
     log(f"the previous release alone: {len(before.accepted)} triggers accepted")
 
@@ -158,7 +158,8 @@ def main():
                 log(f"ack of {incident} through the {version} Assignment failed: {result.stderr.strip()}")
                 acks[int(incident)] = f"failed ({version})"
 
-    side_by_side = Load(ROUTING_KEY, [ports["old"]["ingest"]["http"], ports["new"]["ingest"]["http"]], RATE, SECONDS, "side-by-side")
+    side_by_side = Load(
+        ROUTING_KEY, [("http", ports["old"]["ingest"]["http"]), ("http", ports["new"]["ingest"]["http"])], RATE, SECONDS, "side-by-side")
     acker = threading.Thread(target=acknowledge, daemon=True)
     acker.start()
     side_by_side.run()
@@ -169,7 +170,7 @@ def main():
     # The old release leaves (SIGTERM, as a rolling update does); the new one carries on alone.
     for part in ("ingest", "assignment", "notifier"):
         stop("old", part)
-    after = Load(ROUTING_KEY, [ports["new"]["ingest"]["http"]], RATE, 10, "new-alone")
+    after = Load(ROUTING_KEY, [("http", ports["new"]["ingest"]["http"])], RATE, 10, "new-alone")
     after.run()
     log(f"the new release alone: {len(after.accepted)} triggers accepted")
 
