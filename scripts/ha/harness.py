@@ -17,19 +17,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 AS_ROOT = os.geteuid() == 0
 
 
-_handed_out = set()
+_next_port = [12000 + int.from_bytes(os.urandom(2), "big") % 6000]
 
 
 def free_port():
-    """A port nobody listens on, never the same twice in a run (the kernel may offer a port it
-    just gave back)."""
+    """A port nobody listens on, from 12000–19999: below Linux's ephemeral range (so no outgoing
+    connection takes it before the listener binds it), away from the Swift tests' 20000–32000,
+    each handed out once per run."""
     while True:
+        port = _next_port[0]
+        _next_port[0] = 12000 if port >= 19999 else port + 1
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def log(message):
