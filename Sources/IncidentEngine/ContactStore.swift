@@ -174,7 +174,10 @@ public enum ContactStore {
         let ids = methods.map { Int64($0.id) }
         let state = try connection.query(
             """
-            SELECT c.id, c.verified_at_ms IS NOT NULL AS verified, v.expires_at_ms, v.tries_left
+            SELECT c.id, c.verified_at_ms IS NOT NULL AS verified, v.expires_at_ms, v.tries_left,
+                   (SELECT n.last_error FROM contact_notices n
+                    WHERE n.contact_method_id = c.id AND n.kind = 'verification' AND n.created_at_ms >= v.sent_at_ms AND n.status = 'failed'
+                    ORDER BY n.created_at_ms DESC LIMIT 1) AS not_delivered
             FROM contact_methods c LEFT JOIN contact_verifications v ON v.contact_method_id = c.id
             WHERE c.id = ANY($1::bigint[])
             """, [PGArray(ids)])
@@ -194,6 +197,7 @@ public enum ContactStore {
                 methods[index].verified = state.bool(row, "verified")!
                 methods[index].codeExpiresAtMs = state.int64(row, "expires_at_ms") ?? 0
                 methods[index].codeTriesLeft = UInt32(state.int(row, "tries_left") ?? 0)
+                methods[index].codeNotDelivered = state.string(row, "not_delivered") ?? ""
             }
             let mine = (0..<recent.count).filter { recent.uint64($0, "id") == id }
             let outcomes = mine.map { recent.string($0, "status")! }

@@ -965,7 +965,7 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__user__descriptor =
   (ProtobufCMessageInit) klaxon__notifier__v1__user__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__notifier__v1__contact_method__field_descriptors[10] =
+static const ProtobufCFieldDescriptor klaxon__notifier__v1__contact_method__field_descriptors[11] =
 {
   {
     "id",
@@ -1087,10 +1087,23 @@ static const ProtobufCFieldDescriptor klaxon__notifier__v1__contact_method__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "code_not_delivered",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Notifier__V1__ContactMethod, code_not_delivered),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__notifier__v1__contact_method__field_indices_by_name[] = {
   3,   /* field[3] = address */
   6,   /* field[6] = code_expires_at_ms */
+  10,   /* field[10] = code_not_delivered */
   7,   /* field[7] = code_tries_left */
   8,   /* field[8] = failed_in_a_row */
   0,   /* field[0] = id */
@@ -1103,7 +1116,7 @@ static const unsigned klaxon__notifier__v1__contact_method__field_indices_by_nam
 static const ProtobufCIntRange klaxon__notifier__v1__contact_method__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descriptor =
 {
@@ -1113,7 +1126,7 @@ const ProtobufCMessageDescriptor klaxon__notifier__v1__contact_method__descripto
   "Klaxon__Notifier__V1__ContactMethod",
   "klaxon.notifier.v1",
   sizeof(Klaxon__Notifier__V1__ContactMethod),
-  10,
+  11,
   klaxon__notifier__v1__contact_method__field_descriptors,
   klaxon__notifier__v1__contact_method__field_indices_by_name,
   1,  klaxon__notifier__v1__contact_method__number_ranges,

@@ -38,6 +38,7 @@ struct UserCommand: AsyncParsableCommand {
                 methods.print(empty: "no contact methods")
                 for method in user.contactMethods where !method.verified {
                     print("contact method \(method.id) is not verified: it is not paged. klaxon contact verify \(method.id) CODE (a new code: klaxon contact send-code \(method.id))")
+                    if !method.codeNotDelivered.isEmpty { print("  its code could not be sent: \(method.codeNotDelivered)") }
                 }
                 for method in user.contactMethods where method.failedInARow >= UInt32(ContactVerification.failingAfter) {
                     print("contact method \(method.id) FAILING: its last \(method.failedInARow) pages failed (last: \(method.lastFailure))")

@@ -47,6 +47,14 @@ import Testing
         #expect(fetched.notificationRules.count == 20)
         #expect(fetched.timeZone == "Europe/Berlin")
 
+        // No SMTP server here: Bob's code cannot be sent, and his user says why.
+        let undelivered = await eventually(timeout: .seconds(10)) {
+            let bob: UserMessage? = try? await people.call(People.GetUser, IDRequest(id: bob.id))
+            return bob?.contactMethods.first?.codeNotDelivered.contains("no SMTP server configured") == true
+        }
+        #expect(undelivered, "the undelivered code is not reported")
+        #expect(!bobsMail.verified)
+
         // A contact method used by a rule cannot be deleted; an unused one can.
         #expect(await people.failure(People.DeleteContactMethod, IDRequest(id: sms.id))?.code == .failedPrecondition)
         let _: Empty = try await people.call(People.DeleteContactMethod, IDRequest(id: bobsMail.id))

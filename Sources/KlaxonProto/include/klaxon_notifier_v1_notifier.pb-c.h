@@ -180,10 +180,14 @@ struct  Klaxon__Notifier__V1__ContactMethod
    * the last failed page's error, when failed_in_a_row > 0; read-only
    */
   char *last_failure;
+  /*
+   * why the latest code's message failed (e.g. no SMTP server); read-only
+   */
+  char *code_not_delivered;
 };
 #define KLAXON__NOTIFIER__V1__CONTACT_METHOD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__notifier__v1__contact_method__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Klaxon__Notifier__V1__VerifyContactRequest

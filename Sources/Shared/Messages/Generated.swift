@@ -2396,8 +2396,10 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
     public var failedInARow: UInt32
     /// the last failed page's error, when failed_in_a_row > 0; read-only
     public var lastFailure: String
+    /// why the latest code's message failed (e.g. no SMTP server); read-only
+    public var codeNotDelivered: String
 
-    public init(id: UInt64 = 0, userID: UInt64 = 0, type: String = "", address: String = "", label: String = "", verified: Bool = false, codeExpiresAtMs: Int64 = 0, codeTriesLeft: UInt32 = 0, failedInARow: UInt32 = 0, lastFailure: String = "") {
+    public init(id: UInt64 = 0, userID: UInt64 = 0, type: String = "", address: String = "", label: String = "", verified: Bool = false, codeExpiresAtMs: Int64 = 0, codeTriesLeft: UInt32 = 0, failedInARow: UInt32 = 0, lastFailure: String = "", codeNotDelivered: String = "") {
         self.id = id
         self.userID = userID
         self.type = type
@@ -2408,9 +2410,10 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
         self.codeTriesLeft = codeTriesLeft
         self.failedInARow = failedInARow
         self.lastFailure = lastFailure
+        self.codeNotDelivered = codeNotDelivered
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, userID: 2_000_000_000_321, type: "type 3 é", address: "address 4 é", label: "label 5 é", verified: true, codeExpiresAtMs: -7_000_000_000_123, codeTriesLeft: 8_000_009, failedInARow: 9_000_009, lastFailure: "last_failure 10 é") }
+    public static var sample: Self { Self(id: 1_000_000_000_321, userID: 2_000_000_000_321, type: "type 3 é", address: "address 4 é", label: "label 5 é", verified: true, codeExpiresAtMs: -7_000_000_000_123, codeTriesLeft: 8_000_009, failedInARow: 9_000_009, lastFailure: "last_failure 10 é", codeNotDelivered: "code_not_delivered 11 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__notifier__v1__contact_method__init($0) }
 
@@ -2425,6 +2428,7 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
         codeTriesLeft = c.pointee.code_tries_left
         failedInARow = c.pointee.failed_in_a_row
         lastFailure = CRead.string(c.pointee.last_failure)
+        codeNotDelivered = CRead.string(c.pointee.code_not_delivered)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Notifier__V1__ContactMethod>, arena: CArena) {
@@ -2438,6 +2442,7 @@ public struct ContactMethodMessage: GeneratedMessage, CBridged {
         c.pointee.code_tries_left = self.codeTriesLeft
         c.pointee.failed_in_a_row = self.failedInARow
         c.pointee.last_failure = arena.string(self.lastFailure)
+        c.pointee.code_not_delivered = arena.string(self.codeNotDelivered)
     }
 }
 

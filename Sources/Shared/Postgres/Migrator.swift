@@ -45,7 +45,7 @@ public enum Migrator {
                     throw error
                 }
             }
-            try locked {
+            _ = try locked {
                 try connection.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version text PRIMARY KEY, applied_at_ms bigint NOT NULL)")
             }
