@@ -1,6 +1,7 @@
 import AssignmentService
 import KlaxonDomain
 import KlaxonTestSupport
+import Logging
 import Shared
 import Testing
 
@@ -122,6 +123,23 @@ import Testing
         let principal = try await fresh.pool.withConnection { try TokenStore.principal($0, token: printed) }
         #expect(principal?.role == .admin && principal?.name == "first admin")
         await fresh.drop()
+
+        // Six processes starting together with one bootstrap token (scripts/test-ha's replicas): each
+        // starts, and the token is stored once.
+        let together = try await TestDatabase.create()
+        let shared = "bootstrap-" + Secrets.text(count: 40)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<6 {
+                group.addTask {
+                    let pool = PostgresPool(url: together.url, logger: Logger(label: "start-\(index)"))
+                    defer { Task { await pool.shutdown() } }
+                    _ = try await Configuration.bootstrapAdmin(pool, token: shared, now: Millis(index))
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await together.scalar("SELECT count(*) FROM api_tokens WHERE name = 'bootstrap'") == 1)
+        await together.drop()
         #expect(Secrets.mask("abcdefghijklmnopqrstuvwxyz012345") == "abcd************************2345")
     }
 }

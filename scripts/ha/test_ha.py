@@ -178,7 +178,15 @@ def start_klaxon():
     for side in ("a", "b"):
         for part in ("ingest", "assignment", "notifier"):
             port = replicas[side][part]["http"]
-            wait_until(f"{part}-{side} ready", lambda: http("GET", f"http://127.0.0.1:{port}/readyz")[0] == 200, 60)
+            try:
+                wait_until(f"{part}-{side} ready", lambda: http("GET", f"http://127.0.0.1:{port}/readyz")[0] == 200, 60)
+            except SystemExit:
+                try:
+                    status, body = http("GET", f"http://127.0.0.1:{port}/readyz")
+                except Exception as error:
+                    status, body = 0, str(error).encode()
+                tail = open(os.path.join(WORK, f"{part}-{side}.log"), errors="replace").read()[-3000:]
+                raise SystemExit(f"test-ha: {part}-{side} not ready after 60 s: /readyz {status} {body[:300]!r}\n{tail}")
     log("six Klaxon processes ready")
 
 

@@ -489,11 +489,13 @@ public enum Configuration {
     /// when no admin token exists, a new one returned to be printed once. nil: nothing to show.
     public static func bootstrapAdmin(_ pool: PostgresPool, token: String, now: Millis) async throws -> String? {
         try await pool.transaction { connection in
+            // Processes starting together: one at a time here (two would both find no bootstrap
+            // token and insert it twice, or print two first tokens).
+            try connection.query("SELECT pg_advisory_xact_lock(7402013)")
             if !token.isEmpty {
                 try TokenStore.bootstrap(connection, token: token, now: now)
                 return nil
             }
-            try connection.query("SELECT pg_advisory_xact_lock(7402013)")  // two first starts print one token
             guard try !TokenStore.hasAdmin(connection) else { return nil }
             return try TokenStore.issue(connection, name: "first admin", role: .admin, userID: nil, now: now).token
         }
