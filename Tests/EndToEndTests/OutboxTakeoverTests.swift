@@ -45,7 +45,15 @@ import Testing
         #expect(elapsed <= .seconds(10), "the 40 pages took \(elapsed)")
         let paged = Set(pages.compactMap { page in page.webhook.map { "\($0.incident.id)/\($0.user.name)" } })
         #expect(paged.count == 40 && Set(pages.compactMap { $0.webhook?.incident.id }) == incidents, "every incident pages both users once")
-        #expect(try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0)
+        // Every row applied is deleted (the taker's outcome is written just after its call returns).
+        let drained = try await eventually(timeout: .seconds(10)) {
+            try await pipeline.db.scalar("SELECT count(*) FROM outbox WHERE destination = 'assignment'") == 0
+        }
+        let left = try await pipeline.db.pool.withConnection { connection in
+            let rows = try connection.query("SELECT id, method, attempts, leased_until_ms, next_attempt_at_ms, last_error FROM outbox")
+            return (0..<rows.count).map { "\(rows.int64($0, "id")!) \(rows.string($0, "method")!) attempts \(rows.int($0, "attempts")!) \(rows.string($0, "last_error") ?? "")" }
+        }
+        #expect(drained, "rows left: \(left)")
         await pipeline.shutdown()
     }
 
