@@ -64,16 +64,7 @@ public struct AssignmentService: Service {
         self.relayWaker = waker
         // Committed means paged, whoever is left: Ingest's outbox rows that no live Ingest is
         // sending, 5 s old, are applied here (through this process's own entrance, as a service).
-        var takeover = OutboxRelay(
-            destination: Outbox.Destination.assignment,
-            transport: { method, body, timeout in
-                try await server.callRaw(
-                    method, body, as: Principal(tokenID: 0, name: "assignment (outbox takeover)", role: .service, userID: nil),
-                    deadlineBudgetMs: timeout.nanoseconds / 1_000_000)
-            },
-            pool: pool, logger: logger)
-        takeover.takeoverAfterMs = Self.takeoverAfterMs
-        self.takeover = takeover
+        self.takeover = .takeover(destination: Outbox.Destination.assignment, server: server, who: "assignment", pool: pool, logger: logger)
         self.timers = TimerManager(pool: pool, notifierOutbox: waker, logger: logger)
         self.inboxPruner = InboxPruner(pool: pool, retentionMs: Millis(config.inboxRetentionHours) * 3_600_000, logger: logger)
         self.timerWaker = timerWaker
@@ -106,9 +97,6 @@ public struct AssignmentService: Service {
     public func httpPort() async throws -> Int {
         try await httpPortLatch.wait()
     }
-
-    /// How old an Ingest outbox row no relay is sending must be before Assignment applies it itself.
-    public static let takeoverAfterMs: Millis = 5_000
 
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved

@@ -207,7 +207,7 @@ public enum ContactStore {
     }
 }
 
-extension String {
+private extension String {
     func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
     }

@@ -51,16 +51,7 @@ public struct NotifierService: Service {
         // Committed means paged, whoever is left: Assignment's outbox rows for Notifier that no live
         // relay is sending (its Assignment is gone, or cannot reach a Notifier), 5 s old, are
         // applied here, through this process's own entrance, as a service.
-        var takeover = OutboxRelay(
-            destination: Outbox.Destination.notifier,
-            transport: { method, body, timeout in
-                try await server.callRaw(
-                    method, body, as: Principal(tokenID: 0, name: "notifier (outbox takeover)", role: .service, userID: nil),
-                    deadlineBudgetMs: timeout.nanoseconds / 1_000_000)
-            },
-            pool: pool, logger: logger)
-        takeover.takeoverAfterMs = Self.takeoverAfterMs
-        self.takeover = takeover
+        self.takeover = .takeover(destination: Outbox.Destination.notifier, server: server, who: "notifier", pool: pool, logger: logger)
         self.dispatcher = DeliveryEngine(
             pool: pool, channels: channels, clock: clock,
             deliveryWindowMs: Int64(config.notifyDeliveryWindowSeconds) * 1000, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000,
@@ -76,9 +67,6 @@ public struct NotifierService: Service {
         self.clock = clock
         self.logger = logger
     }
-
-    /// How old an Assignment outbox row no relay is sending must be before Notifier applies it itself.
-    public static let takeoverAfterMs: Millis = 5_000
 
     public static func router(_ intake: NotifyIntake, people: PeopleAPI, poster: ChannelPoster? = nil) -> RPCRouter {
         var router = RPCRouter()

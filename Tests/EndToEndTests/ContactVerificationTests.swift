@@ -20,14 +20,7 @@ import Testing
     static func pipeline(twilio: TwilioTests.FakeTwilio, smtp: EmailTests.SMTPServer) async throws -> Pipeline {
         let port = try await freePort()
         return try await Pipeline { config, _ in
-            config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: port)
-            config.publicURL = "http://127.0.0.1:\(port)"
-            config.linkSigningKey = OneTapLinkTests.key
-            config.twilioBaseURL = "http://127.0.0.1:\(twilio.port)"
-            config.twilioAccountSID = TwilioTests.sid
-            config.twilioAuthToken = TwilioTests.token
-            config.twilioFrom = "+15005550006"
-            config.notifyPhoneGapSeconds = 0
+            TwilioTests.configure(&config, twilio: twilio, assignmentHTTPPort: port)
             config.smtpServer = "127.0.0.1:\(smtp.port)"
             config.smtpFrom = "pager@klaxon.example"
         }

@@ -35,14 +35,8 @@ import Testing
 
     @Test func largeFramesFromManyConnectionsAreHeldToTheBudget() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: KlaxonCLI.binary), "build the CLI first: swift build --build-tests")
-        let ports = (ingest: try await freePort(), assignment: try await freePort(), notifier: try await freePort())
         let budget = ProcessInfo.processInfo.environment["KLAXON_TEST_INBOUND_BUDGET_BYTES"].flatMap(Int.init) ?? InboundBudget.defaultBytes
-        let pipeline = try await Pipeline(start: []) { config, _ in
-            config.inboundBudgetBytes = budget
-            config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: ports.ingest)
-            config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: ports.assignment)
-            config.notifierHTTPListen = HostPort(host: "127.0.0.1", port: ports.notifier)
-        }
+        let (pipeline, ports) = try await ShutdownTests.servedPipeline { $0.inboundBudgetBytes = budget }
         let service = try await pipeline.seed(users: ["Alice"])
         try await pipeline.db.pool.withConnection { try $0.query("UPDATE services SET events_per_minute = 0") }
         let server = try ShutdownTests.Server(pipeline, grace: 5)

@@ -68,12 +68,7 @@ import Testing
 
     @Test func theWholePipelineThroughPgBouncerInTransactionMode() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: KlaxonCLI.binary), "build the CLI first: swift build --build-tests")
-        let ports = (ingest: try await freePort(), assignment: try await freePort(), notifier: try await freePort())
-        let pipeline = try await Pipeline(start: []) { config, _ in
-            config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: ports.ingest)
-            config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: ports.assignment)
-            config.notifierHTTPListen = HostPort(host: "127.0.0.1", port: ports.notifier)
-        }
+        let (pipeline, ports) = try await ShutdownTests.servedPipeline()
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
         let url = try #require(URLComponents(string: pipeline.db.url))
         let bouncer = try await Bouncer.start(target: HostPort(host: url.host ?? "127.0.0.1", port: url.port ?? 5432))

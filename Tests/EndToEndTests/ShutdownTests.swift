@@ -47,6 +47,21 @@ import Testing
         }
     }
 
+    /// A Pipeline whose services `klaxon serve` runs (none in-process), its HTTP listeners on
+    /// known ports (readiness is polled there); `configure` adds to the configuration.
+    static func servedPipeline(
+        _ configure: @escaping (inout KlaxonConfig) -> Void = { _ in }
+    ) async throws -> (pipeline: Pipeline, ports: (ingest: Int, assignment: Int, notifier: Int)) {
+        let ports = (ingest: try await freePort(), assignment: try await freePort(), notifier: try await freePort())
+        let pipeline = try await Pipeline(start: []) { config, _ in
+            config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: ports.ingest)
+            config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: ports.assignment)
+            config.notifierHTTPListen = HostPort(host: "127.0.0.1", port: ports.notifier)
+            configure(&config)
+        }
+        return (pipeline, ports)
+    }
+
     static func ready(_ port: Int) async -> Bool {
         await eventually(timeout: .seconds(30)) {
             (try? await MetricsTests.get(port, "/readyz").status) == 200
@@ -55,12 +70,7 @@ import Testing
 
     @Test func sigtermUnderLoadLosesNothingAndExitsZero() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: KlaxonCLI.binary), "build the CLI first: swift build --build-tests")
-        let ports = (ingest: try await freePort(), assignment: try await freePort(), notifier: try await freePort())
-        let pipeline = try await Pipeline(start: []) { config, _ in
-            config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: ports.ingest)
-            config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: ports.assignment)
-            config.notifierHTTPListen = HostPort(host: "127.0.0.1", port: ports.notifier)
-        }
+        let (pipeline, ports) = try await Self.servedPipeline()
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
         // A load test, not a rate-limit test: no per-key limit (the default is 120 a minute).
         try await pipeline.db.pool.withConnection { try $0.query("UPDATE services SET events_per_minute = 0") }

@@ -148,6 +148,18 @@ import Testing
         }
     }
 
+    /// Klaxon talking to `twilio`, Twilio calling back Assignment's HTTP listener on `assignmentHTTPPort`.
+    static func configure(_ config: inout KlaxonConfig, twilio: FakeTwilio, assignmentHTTPPort port: Int) {
+        config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: port)
+        config.publicURL = "http://127.0.0.1:\(port)"
+        config.linkSigningKey = OneTapLinkTests.key
+        config.twilioBaseURL = "http://127.0.0.1:\(twilio.port)"
+        config.twilioAccountSID = sid
+        config.twilioAuthToken = token
+        config.twilioFrom = "+15005550006"
+        config.notifyPhoneGapSeconds = 0  // real time here: the next SMS seconds later is not held (PhoneThrottleTests covers that)
+    }
+
     static let sid = "AC" + String(repeating: "0123456789abcdef", count: 2)
     static let token = "twilio-test-auth-token-0123456789"
 
@@ -155,16 +167,7 @@ import Testing
         let twilio = try await FakeTwilio.start(sid: Self.sid, token: Self.token)
         defer { twilio.stop() }
         let port = try await freePort()
-        let pipeline = try await Pipeline { config, _ in
-            config.assignmentHTTPListen = HostPort(host: "127.0.0.1", port: port)
-            config.publicURL = "http://127.0.0.1:\(port)"
-            config.linkSigningKey = OneTapLinkTests.key
-            config.twilioBaseURL = "http://127.0.0.1:\(twilio.port)"
-            config.twilioAccountSID = Self.sid
-            config.twilioAuthToken = Self.token
-            config.twilioFrom = "+15005550006"
-            config.notifyPhoneGapSeconds = 0  // real time here: the next SMS seconds later is not held (PhoneThrottleTests covers that)
-        }
+        let pipeline = try await Pipeline { config, _ in Self.configure(&config, twilio: twilio, assignmentHTTPPort: port) }
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
         let (alice, bob) = (service.userIDs[0], service.userIDs[1])
         try await pipeline.db.pool.withConnection { connection in

@@ -15,6 +15,13 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 AS_ROOT = os.geteuid() == 0
+PG_BIN = sorted((f"/usr/lib/postgresql/{v}/bin" for v in os.listdir("/usr/lib/postgresql")),
+                key=lambda d: int(d.split("/")[-2]) if d.split("/")[-2].isdigit() else 0)[-1]
+
+
+def psql(url, sql):
+    """One statement through psql; its unaligned output."""
+    return subprocess.run([f"{PG_BIN}/psql", url, "-qAtX", "-c", sql], capture_output=True, text=True, timeout=30, check=True).stdout
 
 
 _next_port = [12000 + int.from_bytes(os.urandom(2), "big") % 6000]
@@ -58,6 +65,26 @@ def wait_until(what, condition, timeout, work=""):
             pass
         time.sleep(0.3)
     raise SystemExit(f"timed out waiting for {what} (logs in {work})")
+
+
+def team_config(name, sink, routing_key, levels):
+    """Klaxon's YAML for a run: one service `name` whose policy has `levels` — (escalation delay
+    in seconds, [user names]) each — every user paged at minute zero by a webhook to
+    SINK/<lowercased name>, the service unthrottled."""
+    users = [user for _, names in levels for user in names]
+    lines = ["users:"]
+    for user in users:
+        lower = user.lower()
+        lines += [f"  - name: {user}", f"    email: {lower}@example.com",
+                  f'    contact_methods: [{{name: hook, type: webhook, address: "{sink}/{lower}"}}]',
+                  "    notification_rules: [{contact_method: hook, start_delay_seconds: 0, urgency: high}]"]
+    lines += ["escalation_policies:", f"  - name: {name}", "    levels:"]
+    for delay, names in levels:
+        targets = ", ".join(f"{{user: {user.lower()}@example.com}}" for user in names)
+        lines += [f"      - escalation_delay_seconds: {delay}", f"        targets: [{targets}]"]
+    lines += ["services:", f"  - name: {name}", f"    escalation_policy: {name}", "    events_per_minute: 0",
+              f"    routing_keys: [{{name: {name.lower()}, key: {routing_key}}}]"]
+    return "\n".join(lines) + "\n"
 
 
 class Processes:

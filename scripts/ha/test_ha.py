@@ -20,13 +20,13 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import AS_ROOT, Load, Processes, Sink, free_port, generate_protobuf, http, log  # noqa: E402
+from harness import AS_ROOT, PG_BIN, Load, Processes, Sink, free_port, generate_protobuf, http, log, team_config  # noqa: E402
+from harness import psql as harness_psql  # noqa: E402
 from harness import wait_until as wait  # noqa: E402
 
 KLAXON, WORK = sys.argv[1], sys.argv[2]
 SECONDS = int(os.environ.get("KLAXON_HA_SECONDS", "180"))
 RATE = int(os.environ.get("KLAXON_HA_RATE", "50"))
-PG_BIN = sorted(d for d in (f"/usr/lib/postgresql/{v}/bin" for v in os.listdir("/usr/lib/postgresql")) if os.path.isdir(d))[-1]
 ROUTING_KEY = "ha0123456789abcdefghijklmnopqrst"  # 32 characters
 TOKEN = "klx_ha-test-bootstrap-token-0123456789abcdef"
 processes = Processes(WORK)
@@ -104,7 +104,7 @@ postgresql:
 
 
 def psql(sql, url=ADMIN_URL):
-    return subprocess.run([f"{PG_BIN}/psql", url, "-qAtX", "-c", sql], capture_output=True, text=True, timeout=30, check=True).stdout
+    return harness_psql(url, sql)
 
 
 def leader():
@@ -190,34 +190,6 @@ def start_klaxon():
     log("six Klaxon processes ready")
 
 
-CONFIG = """users:
-  - name: Alice
-    email: alice@example.com
-    contact_methods: [{{name: hook, type: webhook, address: "{sink}/alice"}}]
-    notification_rules: [{{contact_method: hook, start_delay_seconds: 0, urgency: high}}]
-  - name: Bob
-    email: bob@example.com
-    contact_methods: [{{name: hook, type: webhook, address: "{sink}/bob"}}]
-    notification_rules: [{{contact_method: hook, start_delay_seconds: 0, urgency: high}}]
-  - name: Carol
-    email: carol@example.com
-    contact_methods: [{{name: hook, type: webhook, address: "{sink}/carol"}}]
-    notification_rules: [{{contact_method: hook, start_delay_seconds: 0, urgency: high}}]
-escalation_policies:
-  - name: HA
-    levels:
-      - escalation_delay_seconds: 30
-        targets: [{{user: alice@example.com}}, {{user: bob@example.com}}]
-      - escalation_delay_seconds: 60
-        targets: [{{user: carol@example.com}}]
-services:
-  - name: HA
-    escalation_policy: HA
-    events_per_minute: 0
-    routing_keys: [{{name: ha, key: {key}}}]
-"""
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -237,7 +209,7 @@ def main():
     sink_url = sink.url
     config_file = os.path.join(WORK, "ha.yaml")
     with open(config_file, "w") as f:
-        f.write(CONFIG.format(sink=sink_url, key=ROUTING_KEY))
+        f.write(team_config("HA", sink_url, ROUTING_KEY, [(30, ["Alice", "Bob"]), (60, ["Carol"])]))
     subprocess.run([KLAXON, "apply", "-f", config_file, "--address", f"127.0.0.1:{replicas['a']['assignment']['rpc']}", "--token", TOKEN],
                    check=True, stdout=subprocess.DEVNULL)
 

@@ -22,7 +22,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Load, Processes, Sink, free_port, http, log  # noqa: E402
+from harness import Load, Processes, Sink, free_port, http, log, team_config  # noqa: E402
+from harness import psql as harness_psql  # noqa: E402
 from harness import wait_until as wait  # noqa: E402
 
 OLD, NEW, WORK, DATABASE_URL = sys.argv[1:5]
@@ -74,30 +75,7 @@ def cli(version, *args):
 
 
 def psql(sql):
-    pg_bin = sorted(f"/usr/lib/postgresql/{v}/bin" for v in os.listdir("/usr/lib/postgresql"))[-1]
-    return subprocess.run([f"{pg_bin}/psql", DATABASE_URL, "-qAtX", "-c", sql], capture_output=True, text=True, timeout=30, check=True).stdout
-
-
-CONFIG = """users:
-  - name: Alice
-    email: alice@example.com
-    contact_methods: [{{name: hook, type: webhook, address: "{sink}/alice"}}]
-    notification_rules: [{{contact_method: hook, start_delay_seconds: 0, urgency: high}}]
-  - name: Bob
-    email: bob@example.com
-    contact_methods: [{{name: hook, type: webhook, address: "{sink}/bob"}}]
-    notification_rules: [{{contact_method: hook, start_delay_seconds: 0, urgency: high}}]
-escalation_policies:
-  - name: Upgrade
-    levels:
-      - escalation_delay_seconds: 1800
-        targets: [{{user: alice@example.com}}, {{user: bob@example.com}}]
-services:
-  - name: Upgrade
-    escalation_policy: Upgrade
-    events_per_minute: 0
-    routing_keys: [{{name: up, key: {key}}}]
-"""
+    return harness_psql(DATABASE_URL, sql)
 
 
 def main():
@@ -108,7 +86,7 @@ def main():
         serve("old", part, "old", "old")
     config = os.path.join(WORK, "upgrade.yaml")
     with open(config, "w") as f:
-        f.write(CONFIG.format(sink=sink.url, key=ROUTING_KEY))
+        f.write(team_config("Upgrade", sink.url, ROUTING_KEY, [(1800, ["Alice", "Bob"])]))
     applied = cli("old", "apply", "-f", config)
     assert applied.returncode == 0, applied.stderr
     alice = psql("SELECT id FROM users WHERE email = 'alice@example.com'").strip()

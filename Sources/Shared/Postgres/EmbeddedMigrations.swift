@@ -503,9 +503,10 @@ extension Migrator {
         Migration(version: "0019_contact_verification", sql: #"""
             -- Issue 25: contact methods are verified before they are paged. SMS, phone and email methods
             -- are verified by a 6-digit code sent to them (10-minute expiry, 5 tries); the others need none.
-            -- Methods that existed before this migration already paged people: they stay verified.
+            -- Methods that existed before this migration already paged people: they stay verified, with
+            -- verified_at_ms 0 ("before verification existed"; domain instants come from the services' clock).
             ALTER TABLE contact_methods ADD COLUMN verified_at_ms bigint;
-            UPDATE contact_methods SET verified_at_ms = (extract(epoch FROM now()) * 1000)::bigint;
+            UPDATE contact_methods SET verified_at_ms = 0;
 
             -- The code waiting for a method: only its hash is kept; wrong tries count down.
             CREATE TABLE contact_verifications (

@@ -42,6 +42,24 @@ public struct OutboxRelay: Sendable {
         self.logger = logger
     }
 
+    /// The receiver's side: a taker of `destination`'s rows 5 s old that no relay is sending,
+    /// applying each through `server`'s own entrance as a service (`who` names it in the logs).
+    public static func takeover(destination: String, server: RPCServer, who: String, pool: PostgresPool, logger: Logger) -> OutboxRelay {
+        var relay = OutboxRelay(
+            destination: destination,
+            transport: { method, body, timeout in
+                try await server.callRaw(
+                    method, body, as: Principal(tokenID: 0, name: "\(who) (outbox takeover)", role: .service, userID: nil),
+                    deadlineBudgetMs: timeout.nanoseconds / 1_000_000)
+            },
+            pool: pool, logger: logger)
+        relay.takeoverAfterMs = takeoverAfterMs
+        return relay
+    }
+
+    /// How old a row no relay is sending must be before its receiver's side applies it.
+    public static let takeoverAfterMs: Millis = 5_000
+
     struct Claimed: Sendable {
         var id: Int64
         var method: String
