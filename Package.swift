@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "HTTPOperations",
             dependencies: [
-                "Shared", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
+                "Shared", "KlaxonDomain", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"), .product(name: "HummingbirdHTTP2", package: "hummingbird"),
             ]),
         .target(

@@ -44,7 +44,7 @@ public struct AssignmentService: Service {
         let chat = ChatCommands(
             pool: pool, server: server, secret: config.chatSigningSecret, clock: clock, logger: logger, extraCAFile: config.tlsExtraCAFile)
         self.http = AssignmentHTTP.application(
-            pool: pool, readiness: Readiness(pool: pool, listeners: [server]), clock: clock, listen: config.assignmentHTTPListen,
+            pool: pool, readiness: Readiness(pool: pool, listeners: [server], canaryIntervalSeconds: config.canaryIntervalSeconds, clock: clock), clock: clock, listen: config.assignmentHTTPListen,
             logger: logger, chat: chat,
             page: config.oneTapLinks.map {
                 IncidentPage(pool: pool, server: server, clock: clock, key: $0.key, secureCookie: $0.publicURL.hasPrefix("https://"), logger: logger)

@@ -3,6 +3,7 @@ import Logging
 import HummingbirdCore
 import HummingbirdHTTP2
 import HummingbirdTLS
+import KlaxonDomain
 import NIOCore
 import Shared
 
@@ -12,10 +13,31 @@ import Shared
 public struct Readiness: Sendable {
     public let pool: PostgresPool
     public let listeners: [RPCServer]
+    /// The canary's interval (0: off) and when this process started watching it, for `/readyz?deep=1`.
+    public let canaryIntervalMs: Millis
+    public let clock: any WallClock
+    public let watchingSince: Millis
 
-    public init(pool: PostgresPool, listeners: [RPCServer]) {
+    public init(pool: PostgresPool, listeners: [RPCServer], canaryIntervalSeconds: Int = 0, clock: any WallClock = SystemWallClock()) {
         self.pool = pool
         self.listeners = listeners
+        self.canaryIntervalMs = Millis(canaryIntervalSeconds) * 1000
+        self.clock = clock
+        self.watchingSince = clock.nowMs()
+    }
+
+    /// The deep check (`/readyz?deep=1`): has a canary round trip — any replica's — completed in
+    /// the last two intervals? nil when the database cannot say.
+    public func canaryHealth() async -> CanaryHealth? {
+        guard canaryIntervalMs > 0 else { return .off }
+        let last = try? await pool.withConnection { connection -> (startedAt: Millis, deliveredAt: Millis)?? in
+            let row = try connection.query(
+                "SELECT started_at_ms, delivered_at_ms FROM canary_rounds WHERE delivered_at_ms IS NOT NULL ORDER BY delivered_at_ms DESC LIMIT 1")
+            guard let started = row.int64(0, "started_at_ms"), let delivered = row.int64(0, "delivered_at_ms") else { return .some(nil) }
+            return (started, delivered)
+        }
+        guard let last else { return nil }
+        return CanaryHealth.evaluate(intervalMs: canaryIntervalMs, last: last, watchingSince: watchingSince, now: clock.nowMs())
     }
 
     /// nil when ready, else what is wrong (one line, for the probe's body and the operator).
@@ -53,9 +75,12 @@ public enum OperationsRoutes {
 
     public static func add(to router: Router<BasicRequestContext>, readiness: Readiness) {
         router.get("/healthz") { _, _ in text(.ok, "ok\n") }
-        router.get("/readyz") { _, _ -> Response in
+        router.get("/readyz") { request, _ -> Response in
             if let problem = await readiness.problem() { return text(.serviceUnavailable, problem + "\n") }
-            return text(.ok, "ready\n")
+            // ?deep=1: the whole pipeline, as the canary last saw it (README, "The pager watches itself").
+            guard let deep = request.uri.queryParameters.get("deep"), !["", "0", "false"].contains(deep) else { return text(.ok, "ready\n") }
+            guard let health = await readiness.canaryHealth() else { return text(.serviceUnavailable, "database unavailable\n") }
+            return text(health.isReady ? .ok : .serviceUnavailable, (health.isReady ? "ready; " : "") + "\(health)\n")
         }
         addMetrics(to: router)
     }

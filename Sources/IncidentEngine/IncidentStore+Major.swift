@@ -116,7 +116,7 @@ extension IncidentStore {
         let linked = try connection.query(
             """
             UPDATE incidents SET major_incident_id = $1
-            WHERE created_at_ms > $2::bigint AND created_at_ms <= $3::bigint AND NOT major AND major_incident_id IS NULL
+            WHERE created_at_ms > $2::bigint AND created_at_ms <= $3::bigint AND NOT major AND NOT canary AND major_incident_id IS NULL
             RETURNING id
             """, [majorID, after, upTo])
         guard linked.count > 0 else { return 0 }

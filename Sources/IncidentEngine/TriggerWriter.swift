@@ -38,10 +38,11 @@ public enum TriggerWriter {
         """
 
     static let insertIncidents = """
-        INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms)
-        SELECT k.service_id, k.title, 'triggered', k.urgency, k.severity, k.dedup_key, k.details::jsonb, $7, $7
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-             WITH ORDINALITY AS k(service_id, title, urgency, severity, dedup_key, details, n)
+        INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms, canary, number)
+        SELECT k.service_id, k.title, 'triggered', k.urgency, k.severity, k.dedup_key, k.details::jsonb, $7, $7, k.canary,
+               CASE WHEN k.canary THEN nextval('canary_incident_numbers') ELSE nextval('incident_numbers') END
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::boolean[])
+             WITH ORDINALITY AS k(service_id, title, urgency, severity, dedup_key, details, canary, n)
         ORDER BY k.n
         RETURNING id, service_id, dedup_key
         """
@@ -99,7 +100,8 @@ public enum TriggerWriter {
                 inserted = try connection.query(
                     insertIncidents,
                     [PGArray(firsts.map(\.serviceID)), PGArray(firsts.map(\.summary)), PGArray(firsts.map(\.urgency.rawValue)),
-                     PGArray(firsts.map(\.severity)), PGArray(firsts.map(\.dedupKey)), PGArray(firsts.map(\.detailsJSON)), now])
+                     PGArray(firsts.map(\.severity)), PGArray(firsts.map(\.dedupKey)), PGArray(firsts.map(\.detailsJSON)), now,
+                     PGArray(firsts.map(\.canary))])
             } catch let error as PostgresError where error.isUniqueViolation {
                 throw ConcurrentCreation()
             }
@@ -191,11 +193,14 @@ public struct PreparedTrigger: Sendable {
     public var urgency: Urgency
     public var detailsJSON: String
     public var eventJSON: String
+    /// Klaxon's canary (issue 26): a synthetic incident, numbered apart and listed nowhere.
+    public var canary = false
 
     public init(
         serviceID: Int64, dedupKey: String, summary: String, source: String, severity: String, urgency: Urgency, detailsJSON: String,
-        eventJSON: String
+        eventJSON: String, canary: Bool = false
     ) {
+        self.canary = canary
         self.serviceID = serviceID
         self.dedupKey = dedupKey
         self.summary = summary

@@ -213,7 +213,7 @@ extension UserStore {
 
     /// Every user with their contact methods and rules, by id.
     public static func all(_ connection: PGConnection) throws -> [UserMessage] {
-        let rows = try connection.query("SELECT id FROM users ORDER BY id")
+        let rows = try connection.query("SELECT id FROM users WHERE NOT system ORDER BY id")
         return try (0..<rows.count).compactMap { try user(connection, id: rows.int64($0, "id")!) }
     }
 

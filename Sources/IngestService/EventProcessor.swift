@@ -86,12 +86,12 @@ public struct EventProcessor: Sendable {
         }
         await flush()
         let answers = results.map { $0! }
-        for answer in answers { Self.count(answer) }
+        for (answer, item) in zip(answers, events) where !directory.isCanary(item.event.routingKey) { Self.count(answer) }
         return answers
     }
 
     /// `klaxon_events_total` by outcome (and `klaxon_incidents_created_total`): every event
-    /// answered, over either protocol, is counted here once.
+    /// answered, over either protocol, is counted here once — but the canary's (issue 26).
     static func count(_ result: Result<EventResult, RPCError>) {
         switch result {
         case let .success(value): KlaxonMetrics.event(outcome: value.outcome?.rawValue ?? "unknown")
@@ -111,7 +111,7 @@ public struct EventProcessor: Sendable {
                case let .trigger(trigger) = try admit(request, action: action, target: target, now: now)
             {
                 let answer = batcher.enqueue(trigger, on: loop)  // its errors know their status (RPCStatusConvertible)
-                answer.whenComplete { Self.count($0.mapError(Self.rpcError)) }
+                if !target.canary { answer.whenComplete { Self.count($0.mapError(Self.rpcError)) } }
                 return answer
             }
         } catch {
@@ -163,7 +163,7 @@ public struct EventProcessor: Sendable {
                 summary: payload.summary, source: payload.source, severity: payload.severity?.rawValue ?? "",
                 urgency: target.urgencyRule.urgency(for: payload.severity),
                 detailsJSON: request.customDetailsJSON ?? JSON.object(payload.customDetails),
-                eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON)))
+                eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), canary: target.canary))
         }
     }
 

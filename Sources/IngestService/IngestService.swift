@@ -12,6 +12,8 @@ public struct IngestService: Service {
     private let httpPortLatch = Latch<Int>()
     let relay: OutboxRelay
     let relayWaker: Waker
+    /// The canary (nil when KLAXON_CANARY_INTERVAL_SECONDS=0).
+    public let canary: Canary?
     let credentials: ServiceCredentials
     let pool: PostgresPool
     let clock: any WallClock
@@ -30,7 +32,7 @@ public struct IngestService: Service {
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
         self.server = server
         self.http = IngestHTTP.application(
-            processor: processor, readiness: Readiness(pool: pool, listeners: [server]), listen: config.ingestHTTPListen, logger: logger,
+            processor: processor, readiness: Readiness(pool: pool, listeners: [server], canaryIntervalSeconds: config.canaryIntervalSeconds, clock: clock), listen: config.ingestHTTPListen, logger: logger,
             onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.ingestHTTP))
         let credentials = ServiceCredentials(service: "ingest")
         self.credentials = credentials
@@ -41,6 +43,21 @@ public struct IngestService: Service {
         self.relayWaker = waker
         self.clock = clock
         self.logger = logger
+        if config.canaryIntervalSeconds > 0 {
+            // To this process's own listener, over TCP: the front door monitors use.
+            let listen = config.ingestListen
+            canary = Canary(
+                pool: pool, clock: clock, intervalSeconds: config.canaryIntervalSeconds, watchdogURL: config.watchdogURL,
+                http: .pages(trusting: config.tlsExtraCAFile), instance: credentials.name.replacingOccurrences(of: "service ", with: ""),
+                logger: logger,
+                connect: { [server] in
+                    let port = try await server.localAddress().port ?? listen.port
+                    let host = ["0.0.0.0", "::", ""].contains(listen.host) ? "127.0.0.1" : listen.host
+                    return config.rpcClient(HostPort(host: host, port: port))
+                })
+        } else {
+            canary = nil
+        }
     }
 
     public static func router(_ processor: EventProcessor) -> RPCRouter {
@@ -67,6 +84,14 @@ public struct IngestService: Service {
         try await httpPortLatch.wait()
     }
 
+    /// The canary's round trips, on their own loop.
+    private var canaryLoops: [WorkLoop] {
+        guard let canary else { return [] }
+        return [WorkLoop(DueWorkLoop(name: "ingest.canary", clock: clock, waker: Waker(), logger: logger)) { now in
+            try await canary.step(now: now)
+        }]
+    }
+
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
         var relayLoop = DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)
@@ -76,7 +101,7 @@ public struct IngestService: Service {
                 server: server,
                 loops: [WorkLoop(relayLoop) { now in
                     try await relay.deliverDue(now: now)
-                }],
+                }] + canaryLoops,
                 others: [http], collector: KlaxonMetrics.databaseCollector(pool, destinations: [Outbox.Destination.assignment]),
                 logger: logger)
         }

@@ -42,9 +42,10 @@ public struct NotifierService: Service {
             middleware: [AccessMiddleware(TokenAuthenticator(pool: pool))])
         self.server = server
         self.http = NotifierHTTP.application(
-            readiness: Readiness(pool: pool, listeners: [server]), listen: config.notifierHTTPListen, logger: logger,
+            readiness: Readiness(pool: pool, listeners: [server], canaryIntervalSeconds: config.canaryIntervalSeconds, clock: clock), listen: config.notifierHTTPListen, logger: logger,
             onRunning: { httpPort.resolve(.success($0)) }, tls: config.serverTLS(.notifierHTTP))
-        let channels = channels ?? ChannelKind.channels(config)
+        var channels = channels ?? ChannelKind.channels(config)
+        channels[CanaryReceiver.kind] = CanaryReceiver(pool: pool, clock: clock, name: ServiceCredentials(service: "notifier").name)
         self.notices = NoticeSender(
             pool: pool, channels: channels, clock: clock, sendTimeoutMs: Int64(config.notifyTimeoutSeconds) * 1000, logger: logger)
         self.noticeWaker = noticeWaker

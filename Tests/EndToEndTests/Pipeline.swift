@@ -56,6 +56,7 @@ final class Pipeline: @unchecked Sendable {
         config.notifierListen = HostPort(host: "127.0.0.1", port: try await freePort())
         config.assignmentAddress = config.assignmentListen
         config.notifierAddress = config.notifierListen
+        config.canaryIntervalSeconds = 0  // the canary's incidents would be in every test's counts (CanaryTests turn it on)
         configure(&config, sink.url)
         self.config = config
         adminToken = try await Self.issueToken(db.pool, name: "test admin", role: .admin, userID: nil)

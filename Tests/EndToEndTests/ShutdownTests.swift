@@ -15,7 +15,7 @@ import Testing
         let process = Process()
         let log: URL
 
-        init(_ pipeline: Pipeline, grace: Int, environment extra: [String: String] = [:]) throws {
+        init(_ pipeline: Pipeline, grace: Int, arguments: [String] = ["serve"], environment extra: [String: String] = [:]) throws {
             log = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-serve-\(UUID().uuidString).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             var environment = ProcessInfo.processInfo.environment.merging(pipeline.config.environment) { _, new in new }
@@ -23,7 +23,7 @@ import Testing
             environment["KLAXON_SHUTDOWN_GRACE_SECONDS"] = "\(grace)"
             environment["KLAXON_LOG_LEVEL"] = "info"
             process.executableURL = URL(fileURLWithPath: KlaxonCLI.binary)
-            process.arguments = ["serve"]
+            process.arguments = arguments
             process.environment = environment
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle

@@ -30,7 +30,7 @@ public struct AdminAPI: Sendable {
         }
         router.register(Admin.ListEscalationPolicies) { (_: Empty, _) in
             try await pool.withConnection { connection in
-                let rows = try connection.query("SELECT id FROM escalation_policies ORDER BY id")
+                let rows = try connection.query("SELECT id FROM escalation_policies WHERE NOT system ORDER BY id")
                 return PolicyListMessage(policies: try (0..<rows.count).compactMap { try Self.policyMessage(connection, id: rows.int64($0, "id")!) })
             }
         }

@@ -57,7 +57,7 @@ struct ConfigApplier {
     }
 
     mutating func applyUsers() throws {
-        let rows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users ORDER BY id")
+        let rows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users WHERE NOT system ORDER BY id")
         var existing: [String: [Int]] = [:]
         for row in 0..<rows.count { existing[rows.string(row, "email")!.lowercased(), default: []].append(row) }
         for (email, matches) in existing { if matches.count == 1 { userIDs[email] = rows.int64(matches[0], "id")! } }
@@ -221,7 +221,7 @@ struct ConfigApplier {
     // MARK: Escalation policies
 
     mutating func applyPolicies() throws {
-        let rows = try connection.query("SELECT id, name FROM escalation_policies ORDER BY id")
+        let rows = try connection.query("SELECT id, name FROM escalation_policies WHERE NOT system ORDER BY id")
         for row in 0..<rows.count where policyIDs[rows.string(row, "name")!] == nil { policyIDs[rows.string(row, "name")!] = rows.int64(row, "id")! }
         for policy in document.policies {
             let message = PolicyMessage(
@@ -411,7 +411,7 @@ struct ConfigApplier {
             note("-", "schedule", name)
         }
         let emails = Set(document.users.map { $0.email.lowercased() })
-        let users = try connection.query("SELECT id, email FROM users ORDER BY id")
+        let users = try connection.query("SELECT id, email FROM users WHERE NOT system ORDER BY id")
         for row in 0..<users.count where !emails.contains(users.string(row, "email")!.lowercased()) {
             let id = users.int64(row, "id")!
             let open = try connection.query(

@@ -10,7 +10,7 @@ enum ConfigExporter {
     static func export(_ connection: PGConnection) throws -> String {
         var emails: [UInt64: String] = [:]
         var users: [[String: Any]] = []
-        let userRows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users ORDER BY id")
+        let userRows = try connection.query("SELECT id, name, email, time_zone, role, coalesce(chat_id, '') AS chat_id FROM users WHERE NOT system ORDER BY id")
         let contactRows = try connection.query(
             "SELECT id, user_id, type, address, label, verified_at_ms IS NOT NULL AS verified FROM contact_methods ORDER BY id")
         let ruleRows = try connection.query(
@@ -89,7 +89,7 @@ enum ConfigExporter {
 
         var policies: [[String: Any]] = []
         var policyNames: [UInt64: String] = [:]
-        let policyRows = try connection.query("SELECT id FROM escalation_policies ORDER BY id")
+        let policyRows = try connection.query("SELECT id FROM escalation_policies WHERE NOT system ORDER BY id")
         for row in 0..<policyRows.count {
             guard let policy = try AdminAPI.policyMessage(connection, id: policyRows.int64(row, "id")!) else { continue }
             policyNames[policy.id] = policy.name

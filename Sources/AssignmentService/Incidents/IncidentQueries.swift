@@ -57,6 +57,7 @@ public struct IncidentQueries: Sendable {
                   AND ($2::bigint = 0 OR service_id = $2::bigint)
                   AND ($3::bigint = 0 OR id < $3::bigint)
                   AND ($5::bigint = 0 OR major_incident_id = $5::bigint)
+                  AND NOT canary
                 ORDER BY id DESC LIMIT $4
                 """,
                 [request.statuses.isEmpty ? nil : PGArray(request.statuses.map(\.rawValue)), Int64(request.serviceID),

@@ -82,7 +82,7 @@ public enum SurgeStore {
                    count(DISTINCT service_id) FILTER (WHERE created_at_ms > $1::bigint - $2::bigint)::bigint AS services,
                    count(*) FILTER (WHERE created_at_ms <= $1::bigint - $2::bigint)::bigint AS trailing
             FROM incidents
-            WHERE created_at_ms > $1::bigint - $2::bigint - 3600000 AND created_at_ms <= $1::bigint AND NOT major
+            WHERE created_at_ms > $1::bigint - $2::bigint - 3600000 AND created_at_ms <= $1::bigint AND NOT major AND NOT canary
             """, [now, settings.windowMs])
         let counts = SurgeCounts(
             inWindow: counted.int(0, "in_window")!, servicesInWindow: counted.int(0, "services")!, trailingHour: counted.int(0, "trailing")!)

@@ -270,7 +270,7 @@ public struct DeliveryEngine: Sendable {
 
     private func metadata(_ item: DeliveryItem, attempts: Int, _ extra: Logger.Metadata) -> Logger.Metadata {
         var metadata: Logger.Metadata = [
-            "\(item.countsAsPage ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
+            "\(item.what == "page" ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
             "channel": "\(item.metricChannel)", "notification.attempt": "\(attempts)",
         ]
         metadata.merge(extra) { _, new in new }
@@ -279,7 +279,9 @@ public struct DeliveryEngine: Sendable {
 
     /// Counts the outcome and records it through its queue, in the next group commit.
     private func finish(_ item: DeliveryItem, _ result: DeliveryResult) async {
-        KlaxonMetrics.notification(channel: item.metricChannel, outcome: result.status == "pending" ? "retried" : result.status)
+        if !item.metricChannel.isEmpty {  // the canary's are not counted
+            KlaxonMetrics.notification(channel: item.metricChannel, outcome: result.status == "pending" ? "retried" : result.status)
+        }
         if result.status == "sent", item.countsAsPage { KlaxonMetrics.pageSent(channel: item.channel, latencyMs: result.at - item.dueAt) }
         let queue = queues[item.queue]
         // A failover makes the database unreachable for seconds: the outcome is written again
@@ -294,7 +296,7 @@ public struct DeliveryEngine: Sendable {
                 guard ContinuousClock.now + pause < giveUpAt, !Task.isCancelled else {
                     // The lease runs out and the item is tried again: at-least-once, never lost.
                     logger.error("cannot record a delivery outcome; the lease will expire", metadata: [
-                        "\(item.countsAsPage ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
+                        "\(item.what == "page" ? "notification" : "channel_post").id": "\(item.id)", "incident.id": "\(item.incidentID)",
                         "error": "\(error)"])
                     return
                 }

@@ -11,7 +11,7 @@ struct DeliveryItem: Sendable {
     var incidentID: Int64
     /// What it is in logs: "page", "channel post".
     var what: String
-    /// The contact kind (masking) and the label its metrics carry.
+    /// The contact kind (masking) and the label its metrics carry ("": not counted, the canary's).
     var channel: String
     var metricChannel: String
     var address: String
@@ -32,7 +32,7 @@ struct DeliveryItem: Sendable {
     /// When this attempt was due (a page's latency counts from it) and when it was claimed.
     var dueAt: Millis
     var claimedAt: Millis
-    /// Counted in the page latency histogram.
+    /// Counted in the page latency histogram (not channel posts, not the canary's pages).
     var countsAsPage: Bool
 }
 

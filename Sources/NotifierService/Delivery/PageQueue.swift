@@ -71,7 +71,9 @@ struct PageQueue: DeliveryQueue {
             current.serviceName = rows.string(row, "service_name")!
             current.atMs = now
             items.append(DeliveryItem(
-                id: id, incidentID: incidentID, what: "page", channel: channel, metricChannel: channel, address: address,
+                // The canary's pages (Klaxon's own loopback receiver) count in no metric: metricChannel "".
+                id: id, incidentID: incidentID, what: "page", channel: channel,
+                metricChannel: channel == CanaryReceiver.kind ? "" : channel, address: address,
                 contactMethodID: rows.int64(row, "contact_method_id"), deliverer: channels[channel],
                 notConfigured: ChannelKind.named(channel)?.notConfigured ?? "unknown channel \(channel)",
                 reason: reason,
@@ -84,7 +86,7 @@ struct PageQueue: DeliveryQueue {
                 user: .init(id: rows.uint64(row, "user_id")!, name: rows.string(row, "name")!, email: rows.string(row, "email")!),
                 rule: .init(id: rows.uint64(row, "rule_id")!, startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!)),
                 attempts: rows.int(row, "attempts")!, firstAttemptAt: rows.int64(row, "first_attempt_at_ms"),
-                dueAt: rows.int64(row, "due_at_ms")!, claimedAt: now, countsAsPage: true))
+                dueAt: rows.int64(row, "due_at_ms")!, claimedAt: now, countsAsPage: channel != CanaryReceiver.kind))
         }
         addressMethods.withLockedValue { map in for (address, method) in learnt { map[address, default: []].insert(method) } }
         return items

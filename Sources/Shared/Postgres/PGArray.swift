@@ -4,11 +4,12 @@
 /// Sent in PostgreSQL's binary array format: no quoting or escaping on our side and no text
 /// parsing on the server's (JSON documents full of quotes and backslashes go through as they
 /// are). The element type must be the one the statement casts the parameter to: bigint[] for
-/// integers, text[] for strings, bytea[] for bytes.
+/// integers, text[] for strings, bytea[] for bytes, boolean[] for flags.
 public struct PGArray: PGEncodable {
     public let bytes: [UInt8]
 
     private enum ElementType: UInt32 {
+        case bool = 16
         case bytea = 17
         case int8 = 20
         case text = 25
@@ -19,6 +20,15 @@ public struct PGArray: PGEncodable {
         for value in values {
             writer.int32(8)
             writer.int64(value)
+        }
+        bytes = writer.bytes
+    }
+
+    public init(_ values: [Bool]) {
+        var writer = Writer(type: .bool, count: values.count, hasNulls: false, payload: values.count * 5)
+        for value in values {
+            writer.int32(1)
+            writer.bytes.append(value ? 1 : 0)
         }
         bytes = writer.bytes
     }

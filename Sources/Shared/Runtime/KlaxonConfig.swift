@@ -125,6 +125,11 @@ public struct KlaxonConfig: Sendable {
     public var tlsExtraCAFile = ""
     /// Pages may go to link-local addresses (169.254.0.0/16, fe80::/10); refused otherwise.
     public var allowLinkLocalDestinations = false
+    /// The canary (issue 26): every Ingest sends a synthetic event through the whole pipeline this
+    /// often; 0 turns it off.
+    public var canaryIntervalSeconds = 60
+    /// GET after each completed canary round trip (a dead man's switch); empty: no ping.
+    public var watchdogURL = ""
 
     /// The listeners of a process, for their TLS settings.
     public enum Listener: String, Sendable, CaseIterable {
@@ -310,6 +315,10 @@ public struct KlaxonConfig: Sendable {
     } + [
         .number("rpc.inbound_budget_bytes", \.inboundBudgetBytes, minimum: 1 << 20, "bytes of large frames (over 64 KiB) being received at once, per process"),
         .flag("allow_link_local_destinations", \.allowLinkLocalDestinations, "true: pages may go to link-local addresses (cloud metadata)"),
+        .number("canary.interval_seconds", \.canaryIntervalSeconds, minimum: 0,
+                "seconds between canary round trips through Ingest → Assignment → Notifier (0: off)"),
+        .text("watchdog.url", \.watchdogURL, "GET after each completed canary round trip: a dead man's switch outside Klaxon",
+              check: { $0.hasPrefix("https://") || $0.hasPrefix("http://") ? nil : "must start with https:// (or http://)" }),
     ]
 
     /// Reads the environment; malformed values are errors, not silently ignored. Empty means unset.
