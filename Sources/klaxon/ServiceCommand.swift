@@ -45,12 +45,31 @@ struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate", abstract: "Apply pending database migrations and exit.")
 
+    @Option(name: .customLong("wait"), help: ArgumentHelp(
+        "Seconds to keep trying while the database is not there yet (unreachable, no primary elected, its role or database not made yet): a container started beside its database.",
+        valueName: "seconds"))
+    var waitSeconds: Int = 0
+
     func run() async throws {
         let logger = Runtime.bootstrapLogging()
         let config = try Runtime.config()
         let pool = PostgresPool(url: config.databaseURL, logger: logger)
-        let applied = try await Migrator.migrate(pool, now: SystemWallClock().nowMs(), logger: logger)
-        print(applied.isEmpty ? "database is up to date" : "applied: \(applied.joined(separator: ", "))")
+        let deadline = ContinuousClock.now + .seconds(max(0, waitSeconds))  // monotonic: a wait, not a domain instant
+        while true {
+            do {
+                let applied = try await Migrator.migrate(pool, now: SystemWallClock().nowMs(), logger: logger)
+                print(applied.isEmpty ? "database is up to date" : "applied: \(applied.joined(separator: ", "))")
+                break
+            } catch let error as PostgresError where Self.notThereYet(error) && ContinuousClock.now < deadline {
+                logger.notice("the database is not there yet; trying again in 1 s", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
         await pool.shutdown()
+    }
+
+    /// Unreachable or no primary (connection failures), or the role or database not made yet.
+    static func notThereYet(_ error: PostgresError) -> Bool {
+        error.isConnectionFailure || ["3D000", "28000", "28P01"].contains(error.sqlState ?? "")
     }
 }
