@@ -117,14 +117,22 @@ class Processes:
 
 
 class Sink:
-    """A real HTTP sink: every POST recorded as (time, path, Idempotency-Key, incident id)."""
+    """A real HTTP sink: every POST recorded as (time, path, Idempotency-Key, incident id), every GET as (time, path)."""
 
     def __init__(self):
         self.pages = []
+        self.gets = []  # (time, path): the canary's watchdog pings
         self.lock = threading.Lock()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                with sink.lock:
+                    sink.gets.append((time.time(), self.path))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 try:

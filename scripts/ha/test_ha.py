@@ -157,7 +157,10 @@ def start_cluster():
 replicas = {}
 
 
-def start_klaxon():
+CANARY_SECONDS = 5
+
+
+def start_klaxon(watchdog_url):
     subprocess.run([KLAXON, "migrate"], env={**os.environ, "KLAXON_DATABASE_URL": DATABASE_URL}, check=True,
                    stdout=open(os.path.join(WORK, "migrate.log"), "w"), stderr=subprocess.STDOUT)
     for side in ("a", "b"):
@@ -167,6 +170,8 @@ def start_klaxon():
         env = {
             **os.environ, "KLAXON_DATABASE_URL": DATABASE_URL, "KLAXON_BOOTSTRAP_TOKEN": TOKEN, "KLAXON_LOG_LEVEL": "warning",
             "KLAXON_ALLOW_LINK_LOCAL_DESTINATIONS": "false",
+            # The pager watches itself through the outage: a round trip every 5 s, each pinging the sink.
+            "KLAXON_CANARY_INTERVAL_SECONDS": str(CANARY_SECONDS), "KLAXON_WATCHDOG_URL": watchdog_url,
             "KLAXON_INGEST_LISTEN": f"127.0.0.1:{ports['ingest']['rpc']}", "KLAXON_INGEST_HTTP_LISTEN": f"127.0.0.1:{ports['ingest']['http']}",
             "KLAXON_ASSIGNMENT_LISTEN": f"127.0.0.1:{ports['assignment']['rpc']}",
             "KLAXON_ASSIGNMENT_HTTP_LISTEN": f"127.0.0.1:{ports['assignment']['http']}",
@@ -204,9 +209,9 @@ def longest_after(stretches, at, within=60):
 def main():
     os.makedirs(WORK, exist_ok=True)
     start_cluster()
-    start_klaxon()
     sink = Sink()
     sink_url = sink.url
+    start_klaxon(f"{sink_url}/watchdog")
     config_file = os.path.join(WORK, "ha.yaml")
     with open(config_file, "w") as f:
         f.write(team_config("HA", sink_url, ROUTING_KEY, [(30, ["Alice", "Bob"]), (60, ["Carol"])]))
@@ -328,6 +333,13 @@ def main():
     stretches = load.refused_stretches()
     windows = {name: longest_after(stretches, at) for name, at in disruptions.items()}
     refused = sum(1 for _, ok in attempts if not ok)
+    # The canary's watchdog pings: the longest silence, and that they came back after the last disruption.
+    with sink.lock:
+        pings = [at for at, path in sink.gets if path == "/watchdog"]
+    silences = [(b - a, a) for a, b in zip(pings, pings[1:]) if a >= began]
+    silence, silence_from = max(silences, default=(0.0, began))
+    last_disruption = max(disruptions.values(), default=began)
+    pings_after = [at for at in pings if at > last_disruption + 2 * CANARY_SECONDS]
 
     print()
     print(f"test-ha: {len(accepted)} triggers accepted of {sent} sent ({refused} refused attempts, each sent again)")
@@ -339,7 +351,11 @@ def main():
         print(f"test-ha: longest stretch of refused triggers after {name}: {seconds:.1f} s")
     print(f"test-ha: ingest-b /readyz after kill -9 primary: not 200 for {len(not_ready) * 0.25:.1f} s (sampled every 0.25 s), "
           f"then 200; survivors ready at the end without a restart: {len(survivors) - len(unready)} of {len(survivors)}")
+    print(f"test-ha: canary every {CANARY_SECONDS} s: {len(pings)} watchdog pings; longest silence {silence:.1f} s "
+          f"(from {silence_from - began:.0f} s into the load); {len(pings_after)} after the last disruption")
     failures = []
+    if not pings_after:
+        failures.append("the canary's watchdog pings did not resume after the last disruption")
     if missing_incidents:
         failures.append(f"{len(missing_incidents)} accepted triggers are not incidents: {missing_incidents[:5]}")
     if lost:
