@@ -6,13 +6,13 @@ import Shared
 import Testing
 
 /// The pager watches itself (issue 26, point 8): the three services as three `klaxon serve`
-/// processes, the canary every second, the watchdog URL on the test's HTTP sink. Round trips go
+/// processes, the canary every 2 s, the watchdog URL on the test's HTTP sink. Round trips go
 /// Ingest → Assignment → Notifier → the loopback receiver and each completed one pings the
 /// watchdog; no person is paged and no real incident's metric or list shows them. Then Notifier is
 /// stalled — SIGSTOP: the process is alive and its port open, it just does nothing — and the pings
 /// stop within two intervals while `/readyz?deep=1` turns 503; SIGCONT, and they resume.
 @Suite struct CanaryTests {
-    static let interval = 1  // seconds
+    static let interval = 2  // seconds
 
     @Test func watchdogPingsStopWithinTwoIntervalsOfAStalledNotifierAndResume() async throws {
         try #require(FileManager.default.isExecutableFile(atPath: KlaxonCLI.binary), "build the CLI first: swift build --build-tests")
@@ -35,7 +35,7 @@ import Testing
         let sink = pipeline.sink
         @Sendable func pings() -> Int { sink.requests.filter { $0.uri == "/watchdog" }.count }
 
-        // Round trips complete, one a second, each pinging the watchdog.
+        // Round trips complete, one every interval, each pinging the watchdog.
         let running = await eventually(timeout: .seconds(30)) { pings() >= 3 }
         #expect(running, "\(pings()) watchdog pings; logs:\n\(servers.map(\.output).joined().suffix(4000))")
         #expect(sink.requests.allSatisfy { $0.uri == "/watchdog" && $0.method == "GET" }, "\(sink.requests.map { "\($0.method) \($0.uri)" })")
@@ -43,7 +43,7 @@ import Testing
         // Reported: the round trip on Ingest's /metrics, and /readyz?deep=1 on every listener.
         let metrics = try await MetricsTests.get(ports.ingest, "/metrics").body.split(separator: "\n").map(String.init)
         let roundTrip = metrics.first { $0.hasPrefix("klaxon_canary_round_trip_seconds ") }.flatMap { Double($0.split(separator: " ")[1]) }
-        #expect(roundTrip.map { $0 > 0 && $0 < Double(Self.interval) } == true, "klaxon_canary_round_trip_seconds: \(String(describing: roundTrip))")
+        #expect(roundTrip.map { $0 > 0 && $0 <= Double(Self.interval) + 0.5 } == true, "klaxon_canary_round_trip_seconds: \(String(describing: roundTrip))")
         #expect(metrics.contains { $0.hasPrefix("klaxon_canary_rounds_total{outcome=\"completed\"}") })
         for port in [ports.ingest, ports.assignment, ports.notifier] {
             let deep = try await MetricsTests.get(port, "/readyz?deep=1")
