@@ -67,14 +67,35 @@ public struct IngestService: Service {
         router.registerOnLoop(Ingest.SendEvent) { (event: Event, context, loop) in
             processor.process(IngestRequest(event: event, encodedSize: context.requestBytes), on: loop)
         }
-        router.register(Ingest.SendEvents) { (request: SendEventsRequest, _) in
-            let results = await processor.process(request.events.map { ($0, $0.wireBytes().count) })
-            return SendEventsReply(items: results.map { result in
-                switch result {
-                case let .success(value): SendEventsReply.Item(status: .ok, result: value)
-                case let .failure(error): SendEventsReply.Item(status: error.status, result: nil)
+        // Item by item: an event that cannot be decoded (a NUL or invalid UTF-8 in a string, a
+        // malformed field) refuses only itself, in its item's status; the others are written.
+        router.registerRaw(Ingest.SendEvents) { body, _ in
+            let encoded: [ArraySlice<UInt8>]
+            do throws(WireError) {
+                encoded = try WireFields.encodedItems(body, field: 1, name: "events")
+            } catch {
+                throw RPCError.invalidBody(error, message: "SendEventsRequest")
+            }
+            var decoded: [(index: Int, event: Event, size: Int)] = []
+            var items = [SendEventsReply.Item?](repeating: nil, count: encoded.count)
+            for (index, bytes) in encoded.enumerated() {
+                do throws(WireError) {
+                    decoded.append((index, try Event(wire: Array(bytes)), bytes.count))
+                } catch {
+                    let field = "events[\(index)]" + (error.field.isEmpty || error.field == "body" ? "" : ".\(error.field)")
+                    items[index] = SendEventsReply.Item(status: RPCError(
+                        .invalidArgument, "cannot decode event \(index): \(error.reason)",
+                        violations: [FieldViolation(field: field, description: error.reason)]).status, result: nil)
                 }
-            })
+            }
+            let results = await processor.process(decoded.map { ($0.event, $0.size) })
+            for (item, result) in zip(decoded, results) {
+                switch result {
+                case let .success(value): items[item.index] = SendEventsReply.Item(status: .ok, result: value)
+                case let .failure(error): items[item.index] = SendEventsReply.Item(status: error.status, result: nil)
+                }
+            }
+            return SendEventsReply(items: items.map { $0! })
         }
         return router
     }

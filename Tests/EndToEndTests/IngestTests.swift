@@ -146,6 +146,58 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// Issue 27, point 7: one bad event refuses only itself on the binary front door too. A batch
+    /// of five — three good, one with a NUL in its summary (undecodable: protobuf-c would cut the
+    /// string there), one with a 1,025-character summary — writes the three and refuses the two
+    /// in their items, each naming its field.
+    @Test func sendEventsRefusesAnUndecodableEventAloneAndWritesTheOthers() async throws {
+        let pipeline = try await Pipeline(start: [.ingest])
+        let service = try await pipeline.seed()
+        let ingest = pipeline.client(.ingest)
+        let key = service.routingKey
+        var withNUL = Pipeline.trigger(key, dedupKey: "nul", summary: "disk XfullX").wireBytes()
+        let marker = Array("disk XfullX".utf8)
+        let at = try #require((0...(withNUL.count - marker.count)).first { Array(withNUL[$0..<$0 + marker.count]) == marker })
+        withNUL[at + 4] = 0  // "disk \0fullX": same length, so the encoding stays well-formed
+        let events: [[UInt8]] = [
+            Pipeline.trigger(key, dedupKey: "good-1").wireBytes(),
+            Pipeline.trigger(key, dedupKey: "good-2").wireBytes(),
+            withNUL,
+            Pipeline.trigger(key, dedupKey: "long", summary: String(repeating: "x", count: 1025)).wireBytes(),
+            Pipeline.trigger(key, dedupKey: "good-3").wireBytes(),
+        ]
+        // SendEventsRequest by hand: field 1, length-delimited, once per event.
+        var body: [UInt8] = []
+        for event in events {
+            body.append(0x0A)
+            var length = event.count
+            while length >= 0x80 { body.append(UInt8(length & 0x7F) | 0x80); length >>= 7 }
+            body.append(UInt8(length))
+            body += event
+        }
+        let envelope = try await ingest.callRaw(Self.sendEvents.name, body: body)
+        let reply = try SendEventsReply(wire: envelope.body)
+        #expect(reply.items.map(\.status?.code) == [.ok, .ok, .invalidArgument, .invalidArgument, .ok])
+        #expect(reply.items[2].status?.violations.map(\.field) == ["events[2].payload.summary"], "\(String(describing: reply.items[2].status))")
+        #expect(reply.items[3].status?.violations.map(\.field) == ["payload.summary"], "\(String(describing: reply.items[3].status))")
+        #expect(reply.items.compactMap { $0.result?.outcome } == [.created, .created, .created])
+        let written = try await pipeline.db.pool.withConnection { connection in
+            let rows = try connection.query("SELECT dedup_key FROM incidents ORDER BY id")
+            return (0..<rows.count).map { rows.string($0, "dedup_key")! }
+        }
+        #expect(written == ["good-1", "good-2", "good-3"])
+        // A batch that is itself malformed (a truncated event) is still refused whole, naming it.
+        do {
+            _ = try await ingest.callRaw(Self.sendEvents.name, body: Array(body.dropLast(3)))
+            Issue.record("a truncated batch was answered OK")
+        } catch let error as RPCError {
+            #expect(error.code == .invalidArgument && error.status.violations.map(\.field) == ["events"], "\(error)")
+        }
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 3)
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
     @Test func rateLimitRefusesWithoutWriting() async throws {
         let pipeline = try await Pipeline(start: [.ingest])
         let limited = try await pipeline.seed()

@@ -76,6 +76,19 @@ public struct RPCRouter: Sendable {
         }
     }
 
+    /// A handler that decodes its request itself (a batch whose items are decoded one by one, so
+    /// one undecodable item refuses only itself).
+    public mutating func registerRaw<Request: WireMessage, Reply: WireMessage>(
+        _ method: RPCMethod<Request, Reply>,
+        _ handler: @escaping @Sendable (_ body: [UInt8], RPCContext) async throws -> Reply
+    ) {
+        handlers[method.name] = .async { body, context in
+            var context = context
+            context.requestBytes = body.count
+            return try await handler(body, context).wireBytes()
+        }
+    }
+
     /// A handler that runs on the event loop: it must not block, and returns its reply as a future.
     public mutating func registerOnLoop<Request: WireMessage, Reply: WireMessage>(
         _ method: RPCMethod<Request, Reply>,
