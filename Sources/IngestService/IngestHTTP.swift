@@ -20,6 +20,13 @@ public enum IngestHTTP {
         }
         router.post("/v2/enqueue", use: enqueue)
         router.post("/v2/events", use: enqueue)
+        // Alertmanager's own webhook: the routing key in the path, or as a bearer token.
+        router.post("/alertmanager/:key") { request, context in
+            try await Self.alertmanager(request, routingKey: context.parameters.get("key"), processor: processor)
+        }
+        router.post("/alertmanager") { request, _ in
+            try await Self.alertmanager(request, routingKey: Self.bearer(request), processor: processor)
+        }
         // /healthz, /readyz and /metrics: the same shape as every other listener (README, Operations).
         OperationsRoutes.add(to: router, readiness: readiness)
         return Application(
@@ -64,6 +71,81 @@ public enum IngestHTTP {
                 return json(.internalServerError, PagerDutyEvents.failed(error.message))
             }
         }
+    }
+
+    /// Alertmanager notifications can hold many alerts: a larger body than one event's.
+    public static let maxAlertmanagerBodyBytes = 8 * 1024 * 1024
+
+    static func bearer(_ request: Request) -> String? {
+        guard let value = request.headers[.authorization] else { return nil }
+        let parts = value.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// `POST /alertmanager/{routing key}` (or the key as a bearer token): 200 once committed;
+    /// 503 (with Retry-After when rate limited) for what may pass on a retry — Alertmanager
+    /// retries only 5xx and drops every 4xx — and 4xx only for a bad key or a bad body.
+    static func alertmanager(_ request: Request, routingKey: String?, processor: EventProcessor) async throws -> Response {
+        guard let routingKey, !routingKey.isEmpty else {
+            return json(.unauthorized, PagerDutyEvents.body([
+                "status": "unauthorized", "message": "no routing key: POST /alertmanager/{routing key}, or send it as a bearer token"]))
+        }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxAlertmanagerBodyBytes)
+        } catch {
+            return json(.contentTooLarge, PagerDutyEvents.body([
+                "status": "invalid", "message": "body exceeds \(maxAlertmanagerBodyBytes) bytes: set max_alerts in the webhook config"]))
+        }
+        let bytes = Array(body.readableBytesView)
+        let parsed = AlertmanagerWebhook.parse(bytes)
+        guard let notification = parsed.notification else {
+            return json(.badRequest, PagerDutyEvents.body([
+                "status": "invalid", "message": "not an Alertmanager webhook notification",
+                "errors": parsed.violations.map { "\($0.field): \($0.description)" }]))
+        }
+        let (event, details) = AlertmanagerWebhook.event(notification, routingKey: routingKey)
+        let result = await processor.process([IngestRequest(event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details)])[0]
+        let outcome: EventResult
+        switch result {
+        case let .success(value):
+            outcome = value
+        case let .failure(error):
+            switch error.code {
+            case .invalidArgument where error.status.violations.contains { $0.field == "routing_key" }:
+                return json(.unauthorized, PagerDutyEvents.body(["status": "unauthorized", "message": "unknown routing key"]))
+            case .invalidArgument:
+                return json(.badRequest, PagerDutyEvents.invalid(error.status.violations))
+            case .resourceExhausted:
+                // Not 429: Alertmanager would drop it. 503 with Retry-After is retried.
+                var response = json(.serviceUnavailable, PagerDutyEvents.throttled(error.message))
+                if let retryMs = error.status.violations.first(where: { $0.field == "retry_after_ms" }).flatMap({ Int($0.description) }) {
+                    response.headers[.retryAfter] = String(max(1, (retryMs + 999) / 1000))
+                }
+                return response
+            default:
+                return json(.serviceUnavailable, PagerDutyEvents.failed(error.message))
+            }
+        }
+        guard outcome.incidentID != 0 else {
+            // A resolved group with no open incident (its first notification, say): nothing to do.
+            return json(.ok, PagerDutyEvents.body(["status": "ignored", "message": outcome.message, "dedup_key": outcome.dedupKey]))
+        }
+        let recorded: AlertmanagerWebhook.Recorded
+        do {
+            let now = processor.clock.nowMs()
+            recorded = try await processor.pool.transaction { connection in
+                try AlertmanagerWebhook.record(
+                    connection, incidentID: Int64(outcome.incidentID), notification: notification, created: outcome.outcome == .created, now: now)
+            }
+        } catch {
+            return json(.serviceUnavailable, PagerDutyEvents.failed("the alerts could not be recorded; send again"))
+        }
+        return json(.ok, PagerDutyEvents.body([
+            "status": "success", "message": outcome.message, "dedup_key": outcome.dedupKey, "incident_id": outcome.incidentID,
+            "alerts_added": recorded.added, "alerts_resolved": recorded.resolved]))
     }
 
     static func json(_ status: HTTPResponse.Status, _ body: [UInt8]) -> Response {

@@ -156,7 +156,7 @@ public enum PagerDutyEvents {
         body(["status": "error", "message": message, "errors": [message]])
     }
 
-    static func body(_ object: [String: Any]) -> [UInt8] {
+    public static func body(_ object: [String: Any]) -> [UInt8] {
         Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
     }
 

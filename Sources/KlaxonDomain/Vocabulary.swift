@@ -94,6 +94,9 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     case notifyProviderStatus = "notify_provider_status"
     /// A page held back by its phone's throttle (sent later, alone or bundled).
     case notifyThrottled = "notify_throttled"
+    /// Alertmanager's own webhook: an alert (a fingerprint) joined the incident's group, an alert
+    /// resolved, a resolved one fired again — none pages anyone again.
+    case alertAdded = "alert_added", alertResolved = "alert_resolved", alertRefired = "alert_refired"
 }
 
 public struct TimelineEntry: Sendable, Equatable {

@@ -322,6 +322,63 @@ void   klaxon__assignment__v1__incident__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__incident__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__alert_info__labels_entry__init
+                     (Klaxon__Assignment__V1__AlertInfo__LabelsEntry         *message)
+{
+  static const Klaxon__Assignment__V1__AlertInfo__LabelsEntry init_value = KLAXON__ASSIGNMENT__V1__ALERT_INFO__LABELS_ENTRY__INIT;
+  *message = init_value;
+}
+void   klaxon__assignment__v1__alert_info__annotations_entry__init
+                     (Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry         *message)
+{
+  static const Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry init_value = KLAXON__ASSIGNMENT__V1__ALERT_INFO__ANNOTATIONS_ENTRY__INIT;
+  *message = init_value;
+}
+void   klaxon__assignment__v1__alert_info__init
+                     (Klaxon__Assignment__V1__AlertInfo         *message)
+{
+  static const Klaxon__Assignment__V1__AlertInfo init_value = KLAXON__ASSIGNMENT__V1__ALERT_INFO__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__alert_info__get_packed_size
+                     (const Klaxon__Assignment__V1__AlertInfo *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__alert_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__alert_info__pack
+                     (const Klaxon__Assignment__V1__AlertInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__alert_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__alert_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__AlertInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__alert_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__AlertInfo *
+       klaxon__assignment__v1__alert_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__AlertInfo *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__alert_info__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__alert_info__free_unpacked
+                     (Klaxon__Assignment__V1__AlertInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__alert_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__assignment__v1__set_priority_request__init
                      (Klaxon__Assignment__V1__SetPriorityRequest         *message)
 {
@@ -2783,7 +2840,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__d
   (ProtobufCMessageInit) klaxon__assignment__v1__get_incident_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[19] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[20] =
 {
   {
     "id",
@@ -3013,9 +3070,22 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "alerts",
+    20,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__Incident, n_alerts),
+    offsetof(Klaxon__Assignment__V1__Incident, alerts),
+    &klaxon__assignment__v1__alert_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] = {
   10,   /* field[10] = alert_count */
+  19,   /* field[19] = alerts */
   15,   /* field[15] = child_count */
   18,   /* field[18] = conference_phone */
   17,   /* field[17] = conference_url */
@@ -3038,7 +3108,7 @@ static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] 
 static const ProtobufCIntRange klaxon__assignment__v1__incident__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 19 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
 {
@@ -3048,11 +3118,320 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
   "Klaxon__Assignment__V1__Incident",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__Incident),
-  19,
+  20,
   klaxon__assignment__v1__incident__field_descriptors,
   klaxon__assignment__v1__incident__field_indices_by_name,
   1,  klaxon__assignment__v1__incident__number_ranges,
   (ProtobufCMessageInit) klaxon__assignment__v1__incident__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__alert_info__labels_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo__LabelsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo__LabelsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__alert_info__labels_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__alert_info__labels_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__labels_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.AlertInfo.LabelsEntry",
+  "LabelsEntry",
+  "Klaxon__Assignment__V1__AlertInfo__LabelsEntry",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__AlertInfo__LabelsEntry),
+  2,
+  klaxon__assignment__v1__alert_info__labels_entry__field_descriptors,
+  klaxon__assignment__v1__alert_info__labels_entry__field_indices_by_name,
+  1,  klaxon__assignment__v1__alert_info__labels_entry__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__alert_info__labels_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__alert_info__annotations_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__alert_info__annotations_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__alert_info__annotations_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__annotations_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.AlertInfo.AnnotationsEntry",
+  "AnnotationsEntry",
+  "Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry),
+  2,
+  klaxon__assignment__v1__alert_info__annotations_entry__field_descriptors,
+  klaxon__assignment__v1__alert_info__annotations_entry__field_indices_by_name,
+  1,  klaxon__assignment__v1__alert_info__annotations_entry__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__alert_info__annotations_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__alert_info__field_descriptors[14] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "summary",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, summary),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "severity",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, severity),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "count",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_at_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, first_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_at_ms",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, last_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fingerprint",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, fingerprint),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "labels",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__AlertInfo, n_labels),
+    offsetof(Klaxon__Assignment__V1__AlertInfo, labels),
+    &klaxon__assignment__v1__alert_info__labels_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "annotations",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__AlertInfo, n_annotations),
+    offsetof(Klaxon__Assignment__V1__AlertInfo, annotations),
+    &klaxon__assignment__v1__alert_info__annotations_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "starts_at_ms",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, starts_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ends_at_ms",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, ends_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "generator_url",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__AlertInfo, generator_url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__alert_info__field_indices_by_name[] = {
+  10,   /* field[10] = annotations */
+  4,   /* field[4] = count */
+  12,   /* field[12] = ends_at_ms */
+  7,   /* field[7] = fingerprint */
+  5,   /* field[5] = first_at_ms */
+  13,   /* field[13] = generator_url */
+  0,   /* field[0] = id */
+  9,   /* field[9] = labels */
+  6,   /* field[6] = last_at_ms */
+  3,   /* field[3] = severity */
+  2,   /* field[2] = source */
+  11,   /* field[11] = starts_at_ms */
+  8,   /* field[8] = status */
+  1,   /* field[1] = summary */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__alert_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 14 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.AlertInfo",
+  "AlertInfo",
+  "Klaxon__Assignment__V1__AlertInfo",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__AlertInfo),
+  14,
+  klaxon__assignment__v1__alert_info__field_descriptors,
+  klaxon__assignment__v1__alert_info__field_indices_by_name,
+  1,  klaxon__assignment__v1__alert_info__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__alert_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__set_priority_request__field_descriptors[2] =

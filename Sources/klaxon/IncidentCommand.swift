@@ -62,6 +62,18 @@ struct IncidentCommand: AsyncParsableCommand {
             if !incident.conferenceURL.isEmpty || !incident.conferencePhone.isEmpty {
                 print("  bridge " + [incident.conferenceURL, incident.conferencePhone].filter { !$0.isEmpty }.joined(separator: " · "))
             }
+            if !incident.alerts.isEmpty {
+                print("  alerts")
+                for alert in incident.alerts {
+                    let labels = alert.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                    let since = CLITime.text(alert.startsAtMs != 0 ? alert.startsAtMs : alert.firstAtMs)
+                    print("    " + [
+                        alert.status.isEmpty ? nil : alert.status, alert.summary, alert.fingerprint.isEmpty ? nil : "[\(alert.fingerprint)]",
+                        labels.isEmpty ? nil : "{\(labels)}", "since \(since)", alert.endsAtMs != 0 && alert.status == "resolved" ? "ended \(CLITime.text(alert.endsAtMs))" : nil,
+                        alert.count > 1 ? "×\(alert.count)" : nil, alert.generatorURL.isEmpty ? nil : alert.generatorURL,
+                    ].compactMap { $0 }.joined(separator: "  "))
+                }
+            }
         }
     }
 

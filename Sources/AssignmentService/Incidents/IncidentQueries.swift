@@ -26,10 +26,35 @@ public struct IncidentQueries: Sendable {
 
     func getIncident(_ id: UInt64) async throws -> IncidentInfo {
         guard id > 0 else { throw RPCError.invalidArgument([FieldViolation(field: "incident_id", description: "is required")]) }
-        guard let info = try await pool.withConnection({ try Self.info($0, id: Int64(id)) }) else {
+        guard let info = try await pool.withConnection({ connection -> IncidentInfo? in
+            guard var info = try Self.info(connection, id: Int64(id)) else { return nil }
+            info.alerts = try Self.alerts(connection, incidentID: Int64(id))
+            return info
+        }) else {
             throw RPCError(.notFound, "incident \(id) does not exist")
         }
         return info
+    }
+
+    /// The incident's alerts, oldest first (at most 500: an Alertmanager group can be large).
+    static func alerts(_ connection: PGConnection, incidentID: Int64) throws -> [AlertInfo] {
+        let rows = try connection.query(
+            """
+            SELECT id, summary, source, severity, count, first_at_ms, last_at_ms, coalesce(fingerprint, '') AS fingerprint, status,
+                   coalesce(event -> 'labels', '{}') AS labels, coalesce(event -> 'annotations', '{}') AS annotations,
+                   coalesce(event ->> 'generatorURL', '') AS generator_url,
+                   coalesce((event ->> 'starts_at_ms')::bigint, 0) AS starts_at_ms, coalesce((event ->> 'ends_at_ms')::bigint, 0) AS ends_at_ms
+            FROM alerts WHERE incident_id = $1 ORDER BY id LIMIT 500
+            """, [incidentID])
+        func strings(_ row: Int, _ column: String) -> [String: String] { JSON.stringMap(rows.string(row, column) ?? "{}") }
+        return (0..<rows.count).map { row in
+            AlertInfo(
+                id: rows.uint64(row, "id")!, summary: rows.string(row, "summary")!, source: rows.string(row, "source")!,
+                severity: rows.string(row, "severity")!, count: UInt32(rows.int(row, "count")!), firstAtMs: rows.int64(row, "first_at_ms")!,
+                lastAtMs: rows.int64(row, "last_at_ms")!, fingerprint: rows.string(row, "fingerprint")!, status: rows.string(row, "status")!,
+                labels: strings(row, "labels"), annotations: strings(row, "annotations"), startsAtMs: rows.int64(row, "starts_at_ms")!,
+                endsAtMs: rows.int64(row, "ends_at_ms")!, generatorURL: rows.string(row, "generator_url")!)
+        }
     }
 
     func timeline(_ id: UInt64) async throws -> GetTimelineReply {

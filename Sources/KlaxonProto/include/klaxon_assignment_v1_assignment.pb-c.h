@@ -24,6 +24,9 @@ typedef struct Klaxon__Assignment__V1__Acknowledgement Klaxon__Assignment__V1__A
 typedef struct Klaxon__Assignment__V1__IncidentView Klaxon__Assignment__V1__IncidentView;
 typedef struct Klaxon__Assignment__V1__GetIncidentRequest Klaxon__Assignment__V1__GetIncidentRequest;
 typedef struct Klaxon__Assignment__V1__Incident Klaxon__Assignment__V1__Incident;
+typedef struct Klaxon__Assignment__V1__AlertInfo Klaxon__Assignment__V1__AlertInfo;
+typedef struct Klaxon__Assignment__V1__AlertInfo__LabelsEntry Klaxon__Assignment__V1__AlertInfo__LabelsEntry;
+typedef struct Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry;
 typedef struct Klaxon__Assignment__V1__SetPriorityRequest Klaxon__Assignment__V1__SetPriorityRequest;
 typedef struct Klaxon__Assignment__V1__DeclareMajorRequest Klaxon__Assignment__V1__DeclareMajorRequest;
 typedef struct Klaxon__Assignment__V1__RequestRespondersRequest Klaxon__Assignment__V1__RequestRespondersRequest;
@@ -255,10 +258,78 @@ struct  Klaxon__Assignment__V1__Incident
    */
   char *conference_url;
   char *conference_phone;
+  /*
+   * GetIncident only: the incident's alerts, oldest first
+   */
+  size_t n_alerts;
+  Klaxon__Assignment__V1__AlertInfo **alerts;
 };
 #define KLAXON__ASSIGNMENT__V1__INCIDENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__AlertInfo__LabelsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define KLAXON__ASSIGNMENT__V1__ALERT_INFO__LABELS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__alert_info__labels_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define KLAXON__ASSIGNMENT__V1__ALERT_INFO__ANNOTATIONS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__alert_info__annotations_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * One alert of an incident: a monitor event that opened or joined it. Alertmanager's own
+ * webhook makes one per alert fingerprint, with its labels, annotations and instants.
+ */
+struct  Klaxon__Assignment__V1__AlertInfo
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  char *summary;
+  char *source;
+  char *severity;
+  /*
+   * events deduplicated into it
+   */
+  uint32_t count;
+  int64_t first_at_ms;
+  int64_t last_at_ms;
+  /*
+   * Alertmanager's alert fingerprint, "" for other monitors
+   */
+  char *fingerprint;
+  /*
+   * Alertmanager: firing or resolved; "" for other monitors
+   */
+  char *status;
+  size_t n_labels;
+  Klaxon__Assignment__V1__AlertInfo__LabelsEntry **labels;
+  size_t n_annotations;
+  Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry **annotations;
+  /*
+   * Alertmanager's startsAt / endsAt (0 when not set)
+   */
+  int64_t starts_at_ms;
+  int64_t ends_at_ms;
+  char *generator_url;
+};
+#define KLAXON__ASSIGNMENT__V1__ALERT_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__alert_info__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1271,6 +1342,31 @@ Klaxon__Assignment__V1__Incident *
 void   klaxon__assignment__v1__incident__free_unpacked
                      (Klaxon__Assignment__V1__Incident *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__AlertInfo__LabelsEntry methods */
+void   klaxon__assignment__v1__alert_info__labels_entry__init
+                     (Klaxon__Assignment__V1__AlertInfo__LabelsEntry         *message);
+/* Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry methods */
+void   klaxon__assignment__v1__alert_info__annotations_entry__init
+                     (Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry         *message);
+/* Klaxon__Assignment__V1__AlertInfo methods */
+void   klaxon__assignment__v1__alert_info__init
+                     (Klaxon__Assignment__V1__AlertInfo         *message);
+size_t klaxon__assignment__v1__alert_info__get_packed_size
+                     (const Klaxon__Assignment__V1__AlertInfo   *message);
+size_t klaxon__assignment__v1__alert_info__pack
+                     (const Klaxon__Assignment__V1__AlertInfo   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__alert_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__AlertInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__AlertInfo *
+       klaxon__assignment__v1__alert_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__alert_info__free_unpacked
+                     (Klaxon__Assignment__V1__AlertInfo *message,
+                      ProtobufCAllocator *allocator);
 /* Klaxon__Assignment__V1__SetPriorityRequest methods */
 void   klaxon__assignment__v1__set_priority_request__init
                      (Klaxon__Assignment__V1__SetPriorityRequest         *message);
@@ -2117,6 +2213,15 @@ typedef void (*Klaxon__Assignment__V1__GetIncidentRequest_Closure)
 typedef void (*Klaxon__Assignment__V1__Incident_Closure)
                  (const Klaxon__Assignment__V1__Incident *message,
                   void *closure_data);
+typedef void (*Klaxon__Assignment__V1__AlertInfo__LabelsEntry_Closure)
+                 (const Klaxon__Assignment__V1__AlertInfo__LabelsEntry *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry_Closure)
+                 (const Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__AlertInfo_Closure)
+                 (const Klaxon__Assignment__V1__AlertInfo *message,
+                  void *closure_data);
 typedef void (*Klaxon__Assignment__V1__SetPriorityRequest_Closure)
                  (const Klaxon__Assignment__V1__SetPriorityRequest *message,
                   void *closure_data);
@@ -2740,6 +2845,9 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement_
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__labels_entry__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__annotations_entry__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__set_priority_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__declare_major_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__request_responders_request__descriptor;

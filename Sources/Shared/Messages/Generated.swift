@@ -213,6 +213,91 @@ public struct AdminIDRequest: GeneratedMessage, CBridged {
     }
 }
 
+/// One alert of an incident: a monitor event that opened or joined it. Alertmanager's own
+/// webhook makes one per alert fingerprint, with its labels, annotations and instants.
+public struct AlertInfo: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.AlertInfo"
+    public var id: UInt64
+    public var summary: String
+    public var source: String
+    public var severity: String
+    /// events deduplicated into it
+    public var count: UInt32
+    public var firstAtMs: Int64
+    public var lastAtMs: Int64
+    /// Alertmanager's alert fingerprint, "" for other monitors
+    public var fingerprint: String
+    /// Alertmanager: firing or resolved; "" for other monitors
+    public var status: String
+    public var labels: [String: String]
+    public var annotations: [String: String]
+    /// Alertmanager's startsAt / endsAt (0 when not set)
+    public var startsAtMs: Int64
+    public var endsAtMs: Int64
+    public var generatorURL: String
+
+    public init(id: UInt64 = 0, summary: String = "", source: String = "", severity: String = "", count: UInt32 = 0, firstAtMs: Int64 = 0, lastAtMs: Int64 = 0, fingerprint: String = "", status: String = "", labels: [String: String] = [:], annotations: [String: String] = [:], startsAtMs: Int64 = 0, endsAtMs: Int64 = 0, generatorURL: String = "") {
+        self.id = id
+        self.summary = summary
+        self.source = source
+        self.severity = severity
+        self.count = count
+        self.firstAtMs = firstAtMs
+        self.lastAtMs = lastAtMs
+        self.fingerprint = fingerprint
+        self.status = status
+        self.labels = labels
+        self.annotations = annotations
+        self.startsAtMs = startsAtMs
+        self.endsAtMs = endsAtMs
+        self.generatorURL = generatorURL
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, summary: "summary 2 é", source: "source 3 é", severity: "severity 4 é", count: 5_000_009, firstAtMs: -6_000_000_000_123, lastAtMs: -7_000_000_000_123, fingerprint: "fingerprint 8 é", status: "status 9 é", labels: ["labels": "v10", "k": "labels 10"], annotations: ["annotations": "v11", "k": "annotations 11"], startsAtMs: -12_000_000_000_123, endsAtMs: -13_000_000_000_123, generatorURL: "generator_url 14 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__alert_info__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__AlertInfo>) {
+        id = c.pointee.id
+        summary = CRead.string(c.pointee.summary)
+        source = CRead.string(c.pointee.source)
+        severity = CRead.string(c.pointee.severity)
+        count = c.pointee.count
+        firstAtMs = c.pointee.first_at_ms
+        lastAtMs = c.pointee.last_at_ms
+        fingerprint = CRead.string(c.pointee.fingerprint)
+        status = CRead.string(c.pointee.status)
+        labels = CRead.map(c.pointee.n_labels, c.pointee.labels) { (CRead.string($0.pointee.key), CRead.string($0.pointee.value)) }
+        annotations = CRead.map(c.pointee.n_annotations, c.pointee.annotations) { (CRead.string($0.pointee.key), CRead.string($0.pointee.value)) }
+        startsAtMs = c.pointee.starts_at_ms
+        endsAtMs = c.pointee.ends_at_ms
+        generatorURL = CRead.string(c.pointee.generator_url)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__AlertInfo>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.summary = arena.string(self.summary)
+        c.pointee.source = arena.string(self.source)
+        c.pointee.severity = arena.string(self.severity)
+        c.pointee.count = self.count
+        c.pointee.first_at_ms = self.firstAtMs
+        c.pointee.last_at_ms = self.lastAtMs
+        c.pointee.fingerprint = arena.string(self.fingerprint)
+        c.pointee.status = arena.string(self.status)
+        (c.pointee.n_labels, c.pointee.labels) = arena.map(self.labels, klaxon__assignment__v1__alert_info__labels_entry__init) { (entry: UnsafeMutablePointer<Klaxon__Assignment__V1__AlertInfo__LabelsEntry>, key, value) in
+            entry.pointee.key = key
+            entry.pointee.value = value
+        }
+        (c.pointee.n_annotations, c.pointee.annotations) = arena.map(self.annotations, klaxon__assignment__v1__alert_info__annotations_entry__init) { (entry: UnsafeMutablePointer<Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry>, key, value) in
+            entry.pointee.key = key
+            entry.pointee.value = value
+        }
+        c.pointee.starts_at_ms = self.startsAtMs
+        c.pointee.ends_at_ms = self.endsAtMs
+        c.pointee.generator_url = arena.string(self.generatorURL)
+    }
+}
+
 /// Bearer tokens for the binary protocol.
 public struct ApiToken: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.ApiToken"
@@ -607,8 +692,10 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
     /// a major incident's conference bridge
     public var conferenceURL: String
     public var conferencePhone: String
+    /// GetIncident only: the incident's alerts, oldest first
+    public var alerts: [AlertInfo]
 
-    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil, priority: String = "", major: Bool = false, majorIncidentID: UInt64 = 0, childCount: UInt32 = 0, roles: [RoleHolder] = [], conferenceURL: String = "", conferencePhone: String = "") {
+    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil, priority: String = "", major: Bool = false, majorIncidentID: UInt64 = 0, childCount: UInt32 = 0, roles: [RoleHolder] = [], conferenceURL: String = "", conferencePhone: String = "", alerts: [AlertInfo] = []) {
         self.id = id
         self.number = number
         self.title = title
@@ -628,9 +715,10 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         self.roles = roles
         self.conferenceURL = conferenceURL
         self.conferencePhone = conferencePhone
+        self.alerts = alerts
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample, priority: "priority 13 é", major: true, majorIncidentID: 15_000_000_000_321, childCount: 16_000_009, roles: [RoleHolder.sample, RoleHolder.sample], conferenceURL: "conference_url 18 é", conferencePhone: "conference_phone 19 é") }
+    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample, priority: "priority 13 é", major: true, majorIncidentID: 15_000_000_000_321, childCount: 16_000_009, roles: [RoleHolder.sample, RoleHolder.sample], conferenceURL: "conference_url 18 é", conferencePhone: "conference_phone 19 é", alerts: [AlertInfo.sample, AlertInfo.sample]) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident__init($0) }
 
@@ -654,6 +742,7 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         roles = try CRead.messages(c.pointee.n_roles, c.pointee.roles, field: "roles")
         conferenceURL = CRead.string(c.pointee.conference_url)
         conferencePhone = CRead.string(c.pointee.conference_phone)
+        alerts = try CRead.messages(c.pointee.n_alerts, c.pointee.alerts, field: "alerts")
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__Incident>, arena: CArena) {
@@ -676,6 +765,7 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         (c.pointee.n_roles, c.pointee.roles) = arena.messages(self.roles)
         c.pointee.conference_url = arena.string(self.conferenceURL)
         c.pointee.conference_phone = arena.string(self.conferencePhone)
+        (c.pointee.n_alerts, c.pointee.alerts) = arena.messages(self.alerts)
     }
 }
 
@@ -3002,6 +3092,7 @@ public enum WireMessages {
     public static let all: [any GeneratedMessage.Type] = [
         AcknowledgementView.self,
         AdminIDRequest.self,
+        AlertInfo.self,
         ApiToken.self,
         ApiTokenList.self,
         ApplyReply.self,
