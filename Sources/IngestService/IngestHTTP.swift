@@ -27,6 +27,8 @@ public enum IngestHTTP {
         router.post("/alertmanager") { request, _ in
             try await Self.alertmanager(request, routingKey: Self.bearer(request), processor: processor)
         }
+        // The Opsgenie Alert API (OpsgenieHTTP.swift).
+        Self.addOpsgenie(to: router, processor: processor)
         // /healthz, /readyz and /metrics: the same shape as every other listener (README, Operations).
         OperationsRoutes.add(to: router, readiness: readiness)
         return Application(

@@ -71,6 +71,8 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     /// One delivery attempt failed and another is scheduled.
     case notifyRetry = "notify_retry"
     case acknowledge, ackTimeout = "ack_timeout", escalate
+    /// Unacknowledged from outside (Opsgenie's API): back to triggered.
+    case unacknowledge
     case repeatEscalationPath = "repeat_escalation_path"
     case exhaustEscalationPath = "exhaust_escalation_path"
     case reassign, snooze, resolve, note

@@ -58,6 +58,22 @@ import Testing
         #expect(at0209.state.ackTimeoutAt == nil)
     }
 
+    /// Opsgenie's unacknowledge: back to triggered at once, as the ack timeout would be at 02:05
+    /// — both assignees paged again, level 1's timer restarted — and nothing on an incident that
+    /// is not acknowledged.
+    @Test func unacknowledgeIsTheAckTimeoutNow() throws {
+        let core = Self.core(ackTimeout: 300)
+        var state = try core.apply(.trigger, to: IncidentState(urgency: .high), now: Self.at(1, 58)).state
+        #expect(try core.apply(.unacknowledge(actor: "integration"), to: state, now: Self.at(1, 59)).effects.isEmpty)
+        state = try core.apply(.acknowledge(user: nil, actor: "integration"), to: state, now: Self.at(2, 0)).state
+        let undone = try core.apply(.unacknowledge(actor: "integration"), to: state, now: Self.at(2, 1))
+        #expect(undone.state.status == .triggered && undone.state.ackTimeoutAt == nil)
+        #expect(Self.timelineTypes(undone) == [.unacknowledge])
+        #expect(Self.notified(undone) == [Self.alice, Self.bob])
+        #expect(undone.state.escalateAt == Self.at(2, 11))
+        #expect(undone.state.openAcknowledgements.isEmpty && undone.state.acknowledgements.count == 1)
+    }
+
     @Test func escalatesThroughLevelsThenLoopsThenExhausts() throws {
         let core = Self.core(levels: [[.user(Self.alice)], [.user(Self.bob), .user(Self.carol)]], delay: 60, loops: 1)
         var now = Self.at(3, 0)

@@ -25,6 +25,16 @@ extension IncidentCore {
 
     /// Back to triggered: every assignee of the current level is paged again and the level's
     /// escalation timer starts again.
+    /// Unacknowledged by `actor`: back to triggered at once, the assignees paged again (reason
+    /// `ack_timeout`: the acknowledgement no longer holds) and the level's escalation restarted.
+    func unacknowledge(actor: String, _ step: inout RuleStep) {
+        guard step.state.status == .acknowledged else { return }
+        step.backToTriggered()
+        step.timeline(.unacknowledge, actor)
+        for user in step.state.assignees { step.notify(user, .ackTimeout) }
+        step.state.escalateAt = escalationInstant(level: step.state.level, urgency: step.state.urgency, now: step.now)
+    }
+
     func ackTimeoutFired(_ step: inout RuleStep) {
         guard step.state.status == .acknowledged, let due = step.state.ackTimeoutAt, due <= step.now else { return }
         let wasSnooze = step.state.snoozedUntil != nil

@@ -60,6 +60,7 @@ public struct IncidentCore: Sendable {
         switch command {
         case .trigger: break  // above
         case let .acknowledge(user, actor): acknowledge(user: user, actor: actor, &step)
+        case let .unacknowledge(actor): unacknowledge(actor: actor, &step)
         case let .resolve(actor, reason): resolve(actor: actor, reason: reason, &step)
         case let .reassign(users, actor): try reassign(users: users, actor: actor, &step)
         case let .reassignToPolicy(actor): reassignToPolicy(actor: actor, &step)

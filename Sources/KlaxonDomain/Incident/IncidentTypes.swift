@@ -66,6 +66,9 @@ public enum IncidentCommand: Sendable, Equatable {
     /// A new incident: level 1 of the policy.
     case trigger
     case acknowledge(user: UInt64?, actor: String)
+    /// The acknowledgement no longer holds (Opsgenie's unacknowledge): back to triggered, as when
+    /// the ack timeout fires. Nothing happens when the incident is not acknowledged.
+    case unacknowledge(actor: String)
     case resolve(actor: String, reason: String)
     case reassign(users: [UInt64], actor: String)
     /// Start the (given) policy over at level 1 with these assignees' notifications.
