@@ -105,11 +105,11 @@ let package = Package(
         .executableTarget(
             name: "klaxon-bench",
             dependencies: [
-                "Shared", "KlaxonDomain", "IngestService", "AssignmentService", "NotifierService", "KlaxonTestSupport",
+                "Shared", "KlaxonDomain", "IngestService", "AssignmentService", "NotifierService", "KlaxonTestSupport", "HTTPOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         // libFuzzer entry point for frame + Envelope + Event decoding (see README, Development).

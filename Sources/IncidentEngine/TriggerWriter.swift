@@ -174,6 +174,11 @@ public enum TriggerWriter {
                 Outbox.insert,
                 [Outbox.newMessageID(), Outbox.Destination.assignment, Outbox.bundleMethod, Outbox.bundle(announcements), now])
         }
+        // What a front door writes with its trigger (an Alertmanager notification's alerts, an
+        // Opsgenie request's outcome): in the same transaction, so under the same commit.
+        for (trigger, result) in zip(triggers, results) {
+            try trigger.followUp?(connection, result, now)
+        }
         return results
     }
 
@@ -181,6 +186,10 @@ public enum TriggerWriter {
         Key(serviceID: trigger.serviceID, dedupKey: trigger.dedupKey)
     }
 }
+
+/// What a front door writes beside an event, in the event's own transaction, given its result:
+/// statements it can, enqueued (they go out with COMMIT). Runs again if the transaction does.
+public typealias TriggerFollowUp = @Sendable (_ connection: PGConnection, _ result: EventResult, _ now: Millis) throws -> Void
 
 /// A trigger that passed validation, routing and the rate limit (Ingest's), ready to be written
 /// by the group commit.
@@ -195,12 +204,15 @@ public struct PreparedTrigger: Sendable {
     public var eventJSON: String
     /// Klaxon's canary (issue 26): a synthetic incident, numbered apart and listed nowhere.
     public var canary = false
+    /// Written in the trigger's transaction once its incident is known (see `TriggerFollowUp`).
+    public var followUp: TriggerFollowUp?
 
     public init(
         serviceID: Int64, dedupKey: String, summary: String, source: String, severity: String, urgency: Urgency, detailsJSON: String,
-        eventJSON: String, canary: Bool = false
+        eventJSON: String, canary: Bool = false, followUp: TriggerFollowUp? = nil
     ) {
         self.canary = canary
+        self.followUp = followUp
         self.serviceID = serviceID
         self.dedupKey = dedupKey
         self.summary = summary

@@ -229,58 +229,64 @@ public enum AlertmanagerWebhook {
         public var refired = 0
     }
 
-    /// One alert row per fingerprint on the incident, in the caller's transaction: a new
-    /// fingerprint joins it (`alert_added`, no page), a fingerprint's status change is recorded
-    /// (`alert_resolved`, `alert_refired`). Alerts a truncated notification left out are not
-    /// touched: only what Alertmanager sent is known. `created`: the incident was opened by this
-    /// notification, so its first alert row (written with the trigger) becomes the first alert's.
+    /// One alert row per fingerprint on the incident, in the event's transaction (its follow-up):
+    /// a new fingerprint joins it (`alert_added`, no page), a fingerprint's status change is
+    /// recorded (`alert_resolved`, `alert_refired`). Alerts a truncated notification left out are
+    /// not touched: only what Alertmanager sent is known. `created`: the incident was opened by
+    /// this notification, in this transaction — its first alert row (written with the trigger)
+    /// becomes the first alert's, and nothing needs reading: every statement is enqueued.
     public static func record(
         _ connection: PGConnection, incidentID: Int64, notification: Notification, created: Bool, now: Millis
     ) throws -> Recorded {
         var recorded = Recorded()
-        guard !notification.alerts.isEmpty else { return recorded }
-        let fingerprints = notification.alerts.map(\.fingerprint)
-        let existing = try connection.query(
-            "SELECT fingerprint, status FROM alerts WHERE incident_id = $1 AND fingerprint = ANY($2::text[]) FOR UPDATE",
-            [incidentID, PGArray(fingerprints)])
+        var alerts: [Alert] = []
+        var seen = Set<String>()
+        for alert in notification.alerts where seen.insert(alert.fingerprint).inserted { alerts.append(alert) }
+        guard !alerts.isEmpty else { return recorded }
+        func status(_ alert: Alert) -> String { alert.status.isEmpty ? notification.status : alert.status }
+        func details(_ alert: Alert) -> [String: String] {
+            ["fingerprint": alert.fingerprint, "summary": cut(alert.summary),
+             "labels": alert.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")]
+        }
         var known: [String: String] = [:]
-        for row in 0..<existing.count { known[existing.string(row, "fingerprint")!] = existing.string(row, "status")! }
-        if created, known.isEmpty, let first = notification.alerts.first {
+        if created {
             // The trigger's own alert row becomes the first alert's.
-            try connection.query(
+            let first = alerts[0]
+            try connection.enqueue(
                 """
                 UPDATE alerts SET fingerprint = $2, status = $3, summary = $4, event = $5::jsonb
                 WHERE id = (SELECT min(id) FROM alerts WHERE incident_id = $1 AND fingerprint IS NULL)
-                """, [incidentID, first.fingerprint, first.status.isEmpty ? notification.status : first.status, cut(first.summary), first.json])
-            known[first.fingerprint] = first.status
+                """, [incidentID, first.fingerprint, status(first), cut(first.summary), first.json])
+            known[first.fingerprint] = status(first)
+        } else {
+            let existing = try connection.query(
+                "SELECT fingerprint, status FROM alerts WHERE incident_id = $1 AND fingerprint = ANY($2::text[]) FOR UPDATE",
+                [incidentID, PGArray(alerts.map(\.fingerprint))])
+            for row in 0..<existing.count { known[existing.string(row, "fingerprint")!] = existing.string(row, "status")! }
         }
-        var seen = Set<String>()
-        for alert in notification.alerts where seen.insert(alert.fingerprint).inserted {
-            let status = alert.status.isEmpty ? notification.status : alert.status
-            let details = [
-                "fingerprint": alert.fingerprint, "summary": cut(alert.summary),
-                "labels": alert.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "),
-            ]
+        for alert in alerts {
+            let now = now
             if let previous = known[alert.fingerprint] {
-                try connection.query(
+                if created, alert.fingerprint == alerts[0].fingerprint { continue }  // written just above
+                try connection.enqueue(
                     "UPDATE alerts SET status = $3, event = $4::jsonb, last_at_ms = $5 WHERE incident_id = $1 AND fingerprint = $2",
-                    [incidentID, alert.fingerprint, status, alert.json, now])
-                if previous != status {
-                    let resolved = status == "resolved"
+                    [incidentID, alert.fingerprint, status(alert), alert.json, now])
+                if previous != status(alert) {
+                    let resolved = status(alert) == "resolved"
                     if resolved { recorded.resolved += 1 } else { recorded.refired += 1 }
-                    try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
-                        at: now, type: resolved ? .alertResolved : .alertRefired, actor: EventProcessor.consumerActor, details: details))
+                    try Timeline.enqueue(connection, incidentID: incidentID, TimelineEntry(
+                        at: now, type: resolved ? .alertResolved : .alertRefired, actor: EventProcessor.consumerActor, details: details(alert)))
                 }
             } else {
-                try connection.query(
+                try connection.enqueue(
                     """
                     INSERT INTO alerts (incident_id, summary, source, severity, event, first_at_ms, last_at_ms, fingerprint, status)
                     VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6, $7, $8)
                     """, [incidentID, cut(alert.summary), alert.labels["instance"] ?? notification.receiver, alert.labels["severity"] ?? "",
-                          alert.json, now, alert.fingerprint, status])
+                          alert.json, now, alert.fingerprint, status(alert)])
                 recorded.added += 1
-                try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
-                    at: now, type: .alertAdded, actor: EventProcessor.consumerActor, details: details))
+                try Timeline.enqueue(connection, incidentID: incidentID, TimelineEntry(
+                    at: now, type: .alertAdded, actor: EventProcessor.consumerActor, details: details(alert)))
             }
         }
         return recorded

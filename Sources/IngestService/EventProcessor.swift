@@ -12,11 +12,26 @@ public struct IngestRequest: Sendable {
     public var encodedSize: Int
     /// custom_details as any JSON object (the HTTP endpoint); nil uses the event's string map.
     public var customDetailsJSON: String?
+    /// The front door it came through, for `klaxon_events_total{dialect}`.
+    public var dialect: Dialect
 
-    public init(event: Event, encodedSize: Int, customDetailsJSON: String? = nil) {
+    /// The monitor dialects Ingest speaks.
+    public enum Dialect: String, Sendable, CaseIterable {
+        case binary, pagerduty, alertmanager, opsgenie
+    }
+
+    /// Written in the event's transaction with its result (a trigger's group commit, or an
+    /// acknowledge's or resolve's own transaction).
+    public var followUp: TriggerFollowUp?
+
+    public init(
+        event: Event, encodedSize: Int, customDetailsJSON: String? = nil, dialect: Dialect = .binary, followUp: TriggerFollowUp? = nil
+    ) {
         self.event = event
         self.encodedSize = encodedSize
         self.customDetailsJSON = customDetailsJSON
+        self.dialect = dialect
+        self.followUp = followUp
     }
 }
 
@@ -78,7 +93,7 @@ public struct EventProcessor: Sendable {
                     run.append((index, trigger))
                 case let .status(target, status):
                     await flush()
-                    results[index] = .success(try await changeStatus(item.event, target: target, to: status))
+                    results[index] = .success(try await changeStatus(item.event, target: target, to: status, followUp: item.followUp))
                 }
             } catch {
                 results[index] = .failure(Self.rpcError(error))
@@ -86,16 +101,16 @@ public struct EventProcessor: Sendable {
         }
         await flush()
         let answers = results.map { $0! }
-        for (answer, item) in zip(answers, events) where !directory.isCanary(item.event.routingKey) { Self.count(answer) }
+        for (answer, item) in zip(answers, events) where !directory.isCanary(item.event.routingKey) { Self.count(answer, dialect: item.dialect) }
         return answers
     }
 
     /// `klaxon_events_total` by outcome (and `klaxon_incidents_created_total`): every event
     /// answered, over either protocol, is counted here once — but the canary's (issue 26).
-    static func count(_ result: Result<EventResult, RPCError>) {
+    static func count(_ result: Result<EventResult, RPCError>, dialect: IngestRequest.Dialect) {
         switch result {
-        case let .success(value): KlaxonMetrics.event(outcome: value.outcome?.rawValue ?? "unknown")
-        case let .failure(error): KlaxonMetrics.event(outcome: "\(error.code)".lowercased())
+        case let .success(value): KlaxonMetrics.event(outcome: value.outcome?.rawValue ?? "unknown", dialect: dialect.rawValue)
+        case let .failure(error): KlaxonMetrics.event(outcome: "\(error.code)".lowercased(), dialect: dialect.rawValue)
         }
     }
 
@@ -111,12 +126,12 @@ public struct EventProcessor: Sendable {
                case let .trigger(trigger) = try admit(request, action: action, target: target, now: now)
             {
                 let answer = batcher.enqueue(trigger, on: loop)  // its errors know their status (RPCStatusConvertible)
-                if !target.canary { answer.whenComplete { Self.count($0.mapError(Self.rpcError)) } }
+                if !target.canary { answer.whenComplete { Self.count($0.mapError(Self.rpcError), dialect: request.dialect) } }
                 return answer
             }
         } catch {
             let refusal = Self.rpcError(error)
-            Self.count(.failure(refusal))
+            Self.count(.failure(refusal), dialect: request.dialect)
             return loop.makeFailedFuture(refusal)
         }
         return loop.makeFutureWithTask { try await self.process([request])[0].get() }
@@ -163,7 +178,8 @@ public struct EventProcessor: Sendable {
                 summary: payload.summary, source: payload.source, severity: payload.severity?.rawValue ?? "",
                 urgency: target.urgencyRule.urgency(for: payload.severity),
                 detailsJSON: request.customDetailsJSON ?? JSON.object(payload.customDetails),
-                eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), canary: target.canary))
+                eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), canary: target.canary,
+                followUp: request.followUp))
         }
     }
 
@@ -177,25 +193,35 @@ public struct EventProcessor: Sendable {
 
     /// Acknowledge or resolve the open incident with the event's dedup key, through the incident
     /// rules (an acknowledgement starts the ack timeout like any other); IGNORED when none is open.
-    private func changeStatus(_ event: Event, target: IngestTarget, to status: IncidentStatus) async throws -> EventResult {
+    private func changeStatus(
+        _ event: Event, target: IngestTarget, to status: IncidentStatus, followUp: TriggerFollowUp? = nil
+    ) async throws -> EventResult {
         let now = clock.nowMs()
         let actor = Self.consumerActor
         return try await pool.transaction { connection in
-            let open = try connection.query(
-                "SELECT id FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
-                [target.serviceID, event.dedupKey])
-            guard let incidentID = open.int64(0, "id"), !open.isEmpty else {
-                return EventResult(dedupKey: event.dedupKey, incidentID: 0, outcome: .ignored, message: "no open incident with this dedup key")
-            }
-            let command: IncidentCommand = status == .resolved
-                ? .resolve(actor: actor, reason: "resolve event") : .acknowledge(user: nil, actor: actor)
-            // The row lock is taken inside; a concurrent resolve makes this one IGNORED.
-            guard try IncidentStore.run(command, incidentID: incidentID, connection: connection, now: now, when: { $0.state.status != .resolved }) != nil else {
-                return EventResult(dedupKey: event.dedupKey, incidentID: UInt64(incidentID), outcome: .ignored, message: "the incident was resolved meanwhile")
-            }
-            let outcome: EventOutcome = status == .resolved ? .resolved : .acknowledged
-            return EventResult(dedupKey: event.dedupKey, incidentID: UInt64(incidentID), outcome: outcome, message: "incident \(outcome.rawValue)")
+            let result = try Self.changeStatus(connection, event, target: target, to: status, actor: actor, now: now)
+            try followUp?(connection, result, now)
+            return result
         }
+    }
+
+    private static func changeStatus(
+        _ connection: PGConnection, _ event: Event, target: IngestTarget, to status: IncidentStatus, actor: String, now: Millis
+    ) throws -> EventResult {
+        let open = try connection.query(
+            "SELECT id FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved'",
+            [target.serviceID, event.dedupKey])
+        guard let incidentID = open.int64(0, "id"), !open.isEmpty else {
+            return EventResult(dedupKey: event.dedupKey, incidentID: 0, outcome: .ignored, message: "no open incident with this dedup key")
+        }
+        let command: IncidentCommand = status == .resolved
+            ? .resolve(actor: actor, reason: "resolve event") : .acknowledge(user: nil, actor: actor)
+        // The row lock is taken inside; a concurrent resolve makes this one IGNORED.
+        guard try IncidentStore.run(command, incidentID: incidentID, connection: connection, now: now, when: { $0.state.status != .resolved }) != nil else {
+            return EventResult(dedupKey: event.dedupKey, incidentID: UInt64(incidentID), outcome: .ignored, message: "the incident was resolved meanwhile")
+        }
+        let outcome: EventOutcome = status == .resolved ? .resolved : .acknowledged
+        return EventResult(dedupKey: event.dedupKey, incidentID: UInt64(incidentID), outcome: outcome, message: "incident \(outcome.rawValue)")
     }
 
     /// The event as stored on its alert (for the incident page and postmortems).

@@ -1,6 +1,8 @@
 import HTTPOperations
+import IncidentEngine
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Shared
 
@@ -53,7 +55,7 @@ public enum IngestHTTP {
             let shape = Set(parsed.violations.map(\.field))
             return json(.badRequest, PagerDutyEvents.invalid(parsed.violations + limits.filter { !shape.contains($0.field) }))
         }
-        let result = await processor.process([IngestRequest(event: event, encodedSize: bytes.count, customDetailsJSON: parsed.customDetailsJSON)])[0]
+        let result = await processor.process([IngestRequest(event: event, encodedSize: bytes.count, customDetailsJSON: parsed.customDetailsJSON, dialect: .pagerduty)])[0]
         switch result {
         case let .success(outcome):
             return json(.accepted, PagerDutyEvents.accepted(dedupKey: outcome.dedupKey))
@@ -109,7 +111,16 @@ public enum IngestHTTP {
                 "errors": parsed.violations.map { "\($0.field): \($0.description)" }]))
         }
         let (event, details) = AlertmanagerWebhook.event(notification, routingKey: routingKey)
-        let result = await processor.process([IngestRequest(event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details)])[0]
+        // The alerts are written in the event's own transaction (its group commit).
+        let recorded = NIOLockedValueBox(AlertmanagerWebhook.Recorded())
+        let followUp: TriggerFollowUp = { connection, result, now in
+            guard result.incidentID != 0 else { return }
+            let done = try AlertmanagerWebhook.record(
+                connection, incidentID: Int64(result.incidentID), notification: notification, created: result.outcome == .created, now: now)
+            recorded.withLockedValue { $0 = done }
+        }
+        let result = await processor.process([IngestRequest(
+            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .alertmanager, followUp: followUp)])[0]
         let outcome: EventResult
         switch result {
         case let .success(value):
@@ -135,19 +146,10 @@ public enum IngestHTTP {
             // A resolved group with no open incident (its first notification, say): nothing to do.
             return json(.ok, PagerDutyEvents.body(["status": "ignored", "message": outcome.message, "dedup_key": outcome.dedupKey]))
         }
-        let recorded: AlertmanagerWebhook.Recorded
-        do {
-            let now = processor.clock.nowMs()
-            recorded = try await processor.pool.transaction { connection in
-                try AlertmanagerWebhook.record(
-                    connection, incidentID: Int64(outcome.incidentID), notification: notification, created: outcome.outcome == .created, now: now)
-            }
-        } catch {
-            return json(.serviceUnavailable, PagerDutyEvents.failed("the alerts could not be recorded; send again"))
-        }
+        let counts = recorded.withLockedValue { $0 }
         return json(.ok, PagerDutyEvents.body([
             "status": "success", "message": outcome.message, "dedup_key": outcome.dedupKey, "incident_id": outcome.incidentID,
-            "alerts_added": recorded.added, "alerts_resolved": recorded.resolved]))
+            "alerts_added": counts.added, "alerts_resolved": counts.resolved]))
     }
 
     static func json(_ status: HTTPResponse.Status, _ body: [UInt8]) -> Response {

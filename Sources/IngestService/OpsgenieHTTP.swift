@@ -100,20 +100,14 @@ extension IngestHTTP {
         let (create, problem) = OpsgenieAlerts.parseCreate(body)
         guard let create else { return (.unprocessableContent, OpsgenieAlerts.failure(problem ?? "Invalid request", requestID: requestID)) }
         let (event, details) = OpsgenieAlerts.event(create, routingKey: key)
-        let result = await processor.process([IngestRequest(event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details)])[0]
-        let outcome: EventResult
-        switch result {
-        case let .failure(error): return opsgenieRefusal(error, requestID: requestID)
-        case let .success(value): outcome = value
-        }
-        let now = processor.clock.nowMs()
-        try await processor.pool.transaction { connection in
+        // The priority, the note and the request's outcome go in the trigger's own transaction.
+        let followUp: TriggerFollowUp = { connection, outcome, now in
             let incidentID = Int64(outcome.incidentID)
             if outcome.outcome == .created {
-                try connection.query("UPDATE incidents SET priority = $2 WHERE id = $1 AND priority IS NULL", [incidentID, create.priority])
+                try connection.enqueue("UPDATE incidents SET priority = $2 WHERE id = $1 AND priority IS NULL", [incidentID, create.priority])
             }
             if !create.note.isEmpty {
-                try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
+                try Timeline.enqueue(connection, incidentID: incidentID, TimelineEntry(
                     at: now, type: .note, actor: EventProcessor.consumerActor,
                     details: ["text": String(create.note.prefix(OpsgenieAlerts.maxNote)), "user": create.user]))
             }
@@ -121,6 +115,9 @@ extension IngestHTTP {
                 action: "Create", success: true, status: outcome.outcome == .created ? "Created alert" : "Alert count incremented",
                 alertID: String(outcome.incidentID), alias: create.alias.isEmpty ? event.dedupKey : create.alias), now: now)
         }
+        let result = await processor.process([IngestRequest(
+            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .opsgenie, followUp: followUp)])[0]
+        if case let .failure(error) = result { return opsgenieRefusal(error, requestID: requestID) }
         return (.accepted, OpsgenieAlerts.accepted(requestID: requestID, took: took(started)))
     }
 
@@ -156,16 +153,27 @@ extension IngestHTTP {
             var outcome = OpsgenieAlerts.Outcome(
                 action: actionName, success: alert != nil, status: alert == nil ? "Alert does not exist" : done,
                 alertID: alert.map { String($0.incidentID) } ?? "", alias: type == .alias ? identifier : alert?.dedupKey ?? "")
-            // Acknowledge and close go through the one event path (rate limit, metrics, the rules).
+            // Acknowledge and close go through the one event path (rate limit, metrics, the rules),
+            // the request's outcome written in the event's transaction.
             if let alert, action == "close" || action == "acknowledge" {
                 if alert.resolved {
                     // Closing a closed alert is done already; acknowledging one is not possible.
                     if action == "acknowledge" { (outcome.success, outcome.status) = (false, "Alert is already closed") }
                 } else {
                     let event = Event(routingKey: key, eventAction: action == "close" ? .resolve : .acknowledge, dedupKey: alert.dedupKey)
-                    if case let .failure(error) = await processor.process([IngestRequest(event: event, encodedSize: event.wireBytes().count)])[0] {
+                    let decided = outcome
+                    let followUp: TriggerFollowUp = { connection, _, now in
+                        if !note.isEmpty {
+                            try Timeline.enqueue(connection, incidentID: alert.incidentID, TimelineEntry(
+                                at: now, type: .note, actor: actor, details: ["text": String(note.prefix(OpsgenieAlerts.maxNote)), "user": user]))
+                        }
+                        try OpsgenieAlerts.record(connection, requestID: requestID, serviceID: target.serviceID, decided, now: now)
+                    }
+                    let request = IngestRequest(event: event, encodedSize: event.wireBytes().count, dialect: .opsgenie, followUp: followUp)
+                    if case let .failure(error) = await processor.process([request])[0] {
                         return opsgenieRefusal(error, requestID: requestID)
                     }
+                    return (.accepted, OpsgenieAlerts.accepted(requestID: requestID, took: took(started)))
                 }
             }
             let now = processor.clock.nowMs()

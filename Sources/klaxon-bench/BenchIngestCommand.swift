@@ -1,8 +1,11 @@
 import ArgumentParser
 import Foundation
+import HTTPOperations
 import Histogram
+import Hummingbird
 import IngestService
 import KlaxonDomain
+import KlaxonTestSupport
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -32,6 +35,10 @@ struct BenchIngestCommand: AsyncParsableCommand {
     var tlsCompare = false
     @Option(help: "Rounds of plain + TLS with --tls-compare.")
     var rounds = 2
+    @Flag(help: "Every monitor dialect over HTTP: PagerDuty Events v2, the Opsgenie Alert API and Alertmanager's webhook, the same new-incident triggers through each, in turn.")
+    var dialects = false
+    @Option(help: "Events per dialect with --dialects.")
+    var dialectEvents = 20_000
 
     func validate() throws {
         let unknown = scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !["new", "dedup"].contains($0) }
@@ -61,6 +68,13 @@ struct BenchIngestCommand: AsyncParsableCommand {
         let server = Task { try await ingest.server.run() }
         _ = try await ingest.server.localAddress()
 
+        if dialects {
+            try await runDialects(ingest: ingest, pool: pool, config: config, routingKey: routingKey, logger: logger)
+            server.cancel()
+            _ = await server.result
+            await pool.shutdown()
+            return
+        }
         print("Ingest benchmark: \(events) events per scenario, \(connections) connections × \(inFlight) in flight, PostgreSQL \(Self.describe(config.databaseURL))")
         let runID = UUID().uuidString.prefix(8)
         let chosen = Set(scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
@@ -99,6 +113,52 @@ struct BenchIngestCommand: AsyncParsableCommand {
         server.cancel()
         _ = await server.result
         await pool.shutdown()
+    }
+
+    /// Each HTTP dialect in turn (twice, alternating, the best of each kept), the same kind of
+    /// new-incident trigger through each, `connections` keep-alive connections one request at a
+    /// time: events/s, reply latency, and each dialect's rate against PagerDuty's.
+    func runDialects(ingest: IngestService, pool: PostgresPool, config: KlaxonConfig, routingKey: String, logger: Logger) async throws {
+        let port = try await Self.freePort()
+        let http = IngestHTTP.application(
+            processor: ingest.processor, readiness: Readiness(pool: pool, listeners: []),
+            listen: HostPort(host: "127.0.0.1", port: port), logger: logger)
+        let serving = Task { try await http.run() }
+        defer { serving.cancel() }
+        try await ServiceCluster.waitForPort(port, what: "Ingest HTTP")
+        let runID = UUID().uuidString.prefix(8)
+        typealias Dialect = (name: String, path: String, headers: String, body: @Sendable (String) -> String)
+        let all: [Dialect] = [
+            ("PagerDuty Events v2", "/v2/enqueue", "", { key in
+                #"{"routing_key":"\#(routingKey)","event_action":"trigger","dedup_key":"\#(key)","payload":{"summary":"Disk full on db-1","source":"db-1","severity":"critical","custom_details":{"free":"0%"}}}"#
+            }),
+            ("Opsgenie Alert API", "/v2/alerts", "Authorization: GenieKey \(routingKey)\r\n", { key in
+                #"{"message":"Disk full on db-1","alias":"\#(key)","source":"db-1","priority":"P1","details":{"free":"0%"}}"#
+            }),
+            ("Alertmanager webhook", "/alertmanager/\(routingKey)", "", { key in
+                #"{"version":"4","groupKey":"{}:{alertname=\"\#(key)\"}","truncatedAlerts":0,"status":"firing","receiver":"klaxon","groupLabels":{"alertname":"\#(key)"},"commonLabels":{"alertname":"\#(key)","instance":"db-1","severity":"critical"},"commonAnnotations":{"summary":"Disk full on db-1"},"externalURL":"http://am:9093","alerts":[{"status":"firing","labels":{"alertname":"\#(key)","instance":"db-1","severity":"critical"},"annotations":{"summary":"Disk full on db-1"},"startsAt":"2026-12-05T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom:9090/graph","fingerprint":"\#(key.suffix(16))"}]}"#
+            }),
+        ]
+        print("Ingest dialects: \(dialectEvents) new-incident triggers per dialect and round, \(connections) HTTP/1.1 keep-alive connections, one request at a time each; PostgreSQL \(Self.describe(config.databaseURL))")
+        var best: [String: Double] = [:]
+        for round in 1...2 {
+            for dialect in all {
+                let prefix = "\(runID)-\(round)-\(dialect.name.prefix(4))"
+                let report = try await offCooperativePool { [dialectEvents, connections] in
+                    try HTTPLoad.post(
+                        port: port, path: dialect.path, count: dialectEvents, connections: connections, rate: nil, headers: dialect.headers
+                    ) { dialect.body("\(prefix)-\($0)") }
+                }
+                guard report.errors == 0 else { throw BenchError("\(dialect.name): \(report.errors) requests failed") }
+                print(String(format: "  round %d, %@: %.0f events/s", round, dialect.name, report.rate))
+                best[dialect.name] = max(best[dialect.name] ?? 0, report.rate)
+            }
+        }
+        let baseline = best["PagerDuty Events v2"] ?? 1
+        for dialect in all {
+            let rate = best[dialect.name] ?? 0
+            print(String(format: "%@: %.0f events/s (best of 2 rounds), %.0f %% of PagerDuty Events v2's", dialect.name, rate, 100 * rate / baseline))
+        }
     }
 
     /// The same events through the same Ingest, over Klaxon's own RPC client: plain TCP, then TLS

@@ -199,8 +199,8 @@ enum HTTPLoad {
         var rate: Double { Double(replyNanos.count) / seconds }
     }
 
-    static func request(path: String, body: String) -> [UInt8] {
-        Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+    static func request(path: String, body: String, headers: String = "") -> [UInt8] {
+        Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
     }
 
     /// Requests/s the sink answers: `connections` connections, 32 requests pipelined at a time,
@@ -235,9 +235,9 @@ enum HTTPLoad {
     /// POSTs `count` bodies over `connections` keep-alive connections, one request at a time on
     /// each; with a rate, request i is sent no earlier than start + i / rate (open loop).
     static func post(
-        port: Int, path: String, count: Int, connections: Int, rate: Double?, body: @escaping @Sendable (Int) -> String
+        port: Int, path: String, count: Int, connections: Int, rate: Double?, headers: String = "", body: @escaping @Sendable (Int) -> String
     ) throws -> Report {
-        let requests = (0..<count).map { request(path: path, body: body($0)) }
+        let requests = (0..<count).map { request(path: path, body: body($0), headers: headers) }
         let replies = LoadGenerator.ReplyTimes(count: count)
         let errors = NIOLockedValueBox(0)
         let start = LoadGenerator.nanos()

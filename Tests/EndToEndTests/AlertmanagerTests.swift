@@ -91,6 +91,8 @@ import Testing
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 1)
         #expect(try await pipeline.db.scalar(
             "SELECT count(*) FROM timeline_entries WHERE type = 'resolve' AND actor = 'integration'") == 1)
+        let metrics = try await MetricsTests.get(pipeline.ingestHTTPPort, "/metrics").body
+        #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("klaxon_events_total{") && $0.contains("dialect=\"pagerduty\"") })
         await pipeline.shutdown()
     }
 }
@@ -240,6 +242,8 @@ import Testing
         let log = alertmanager.output
         #expect(log.contains("Notify success"), "no successful notification in Alertmanager's log: \(log.suffix(2000))")
         #expect(!log.contains("Notify for alerts failed") && !log.contains("level=error"), "\(log.suffix(3000))")
+        let metrics = try await MetricsTests.get(pipeline.ingestHTTPPort, "/metrics").body
+        #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("klaxon_events_total{") && $0.contains("dialect=\"alertmanager\"") })
         await admin.close()
         await pipeline.shutdown()
     }

@@ -74,7 +74,7 @@ import Testing
             func has(_ prefix: String, _ parts: String...) -> Bool {
                 lines.contains { line in line.hasPrefix(prefix) && parts.allSatisfy { line.contains($0) } }
             }
-            #expect(has("klaxon_events_total{", "outcome=\"created\""), "port \(port)")
+            #expect(has("klaxon_events_total{", "outcome=\"created\"") && has("klaxon_events_total{", "dialect=\"binary\""), "port \(port)")
             #expect(has("klaxon_events_total{", "outcome=\"deduplicated\""))
             #expect(has("klaxon_events_total{", "outcome=\"invalid_argument\""))
             #expect(has("klaxon_incidents_created_total"))

@@ -107,6 +107,9 @@ import Testing
         }
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents WHERE status = 'acknowledged' AND id = \(other.incidentID)") == 1)
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents") == 2, "the unknown alias's close created something")
+        // Counted by dialect: the creates, acknowledges and closes that went through the event path.
+        let metrics = try await MetricsTests.get(pipeline.ingestHTTPPort, "/metrics").body
+        #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("klaxon_events_total{") && $0.contains("dialect=\"opsgenie\"") && $0.contains("outcome=\"created\"") })
         await pipeline.shutdown()
     }
 

@@ -92,9 +92,10 @@ public enum KlaxonMetrics {
     // MARK: Domain
 
     /// One monitor event's outcome: created, deduplicated, acknowledged, resolved, ignored, or the
-    /// refusal's status code (invalid_argument, resource_exhausted, …).
-    public static func event(outcome: String) {
-        Counter(label: "klaxon_events_total", dimensions: [("outcome", outcome)]).increment()
+    /// refusal's status code (invalid_argument, resource_exhausted, …), by the dialect it came in
+    /// (binary, pagerduty, alertmanager, opsgenie).
+    public static func event(outcome: String, dialect: String) {
+        Counter(label: "klaxon_events_total", dimensions: [("outcome", outcome), ("dialect", dialect)]).increment()
         if outcome == "created" { Counter(label: "klaxon_incidents_created_total", dimensions: []).increment() }
     }
 
