@@ -38,19 +38,20 @@ public enum TriggerWriter {
         """
 
     static let insertIncidents = """
-        INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms, canary, number)
+        INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms, canary, number, priority)
         SELECT k.service_id, k.title, 'triggered', k.urgency, k.severity, k.dedup_key, k.details::jsonb, $7, $7, k.canary,
-               CASE WHEN k.canary THEN nextval('canary_incident_numbers') ELSE nextval('incident_numbers') END
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::boolean[])
-             WITH ORDINALITY AS k(service_id, title, urgency, severity, dedup_key, details, canary, n)
+               CASE WHEN k.canary THEN nextval('canary_incident_numbers') ELSE nextval('incident_numbers') END, k.priority
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::boolean[], $9::text[])
+             WITH ORDINALITY AS k(service_id, title, urgency, severity, dedup_key, details, canary, priority, n)
         ORDER BY k.n
         RETURNING id, service_id, dedup_key
         """
 
     static let insertAlerts = """
-        INSERT INTO alerts (incident_id, summary, source, severity, event, first_at_ms, last_at_ms)
-        SELECT a.incident_id, a.summary, a.source, a.severity, a.event::json, $6, $6
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS a(incident_id, summary, source, severity, event)
+        INSERT INTO alerts (incident_id, summary, source, severity, event, first_at_ms, last_at_ms, fingerprint, status)
+        SELECT a.incident_id, a.summary, a.source, a.severity, a.event::json, $6, $6, a.fingerprint, a.status
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[], $8::text[])
+             AS a(incident_id, summary, source, severity, event, fingerprint, status)
         RETURNING id, incident_id
         """
 
@@ -101,7 +102,7 @@ public enum TriggerWriter {
                     insertIncidents,
                     [PGArray(firsts.map(\.serviceID)), PGArray(firsts.map(\.summary)), PGArray(firsts.map(\.urgency.rawValue)),
                      PGArray(firsts.map(\.severity)), PGArray(firsts.map(\.dedupKey)), PGArray(firsts.map(\.detailsJSON)), now,
-                     PGArray(firsts.map(\.canary))])
+                     PGArray(firsts.map(\.canary)), PGArray(firsts.map(\.priority))])
             } catch let error as PostgresError where error.isUniqueViolation {
                 throw ConcurrentCreation()
             }
@@ -114,7 +115,8 @@ public enum TriggerWriter {
 
         var results: [EventResult] = []
         results.reserveCapacity(triggers.count)
-        var alerts: (incident: [Int64], summary: [String], source: [String], severity: [String], event: [String]) = ([], [], [], [], [])
+        var alerts: (incident: [Int64], summary: [String], source: [String], severity: [String], event: [String], fingerprint: [String?], status: [String]) =
+            ([], [], [], [], [], [], [])
         var duplicates: [Int64: Int] = [:]
         var timeline: (incident: [Int64], type: [String], details: [String]) = ([], [], [])
         var announcements: [(method: String, body: [UInt8])] = []
@@ -129,6 +131,8 @@ public enum TriggerWriter {
                 alerts.source.append(trigger.source)
                 alerts.severity.append(trigger.severity)
                 alerts.event.append(trigger.eventJSON)
+                alerts.fingerprint.append(trigger.alertFingerprint)
+                alerts.status.append(trigger.alertStatus)
                 timeline.type.append(TimelineType.trigger.rawValue)
                 timeline.details.append(JSON.object(["summary": trigger.summary, "source": trigger.source, "dedup_key": trigger.dedupKey]))
                 let messageID = Outbox.newMessageID()
@@ -150,7 +154,7 @@ public enum TriggerWriter {
         if !alerts.incident.isEmpty {
             let parameters: [any PGEncodable] = [
                 PGArray(alerts.incident), PGArray(alerts.summary), PGArray(alerts.source), PGArray(alerts.severity),
-                PGArray(alerts.event), now]
+                PGArray(alerts.event), now, PGArray(alerts.fingerprint), PGArray(alerts.status)]
             if duplicates.keys.contains(where: { firstAlertOf[$0] == nil }) {
                 let inserted = try connection.query(insertAlerts, parameters)
                 for row in 0..<inserted.count { firstAlertOf[inserted.int64(row, "incident_id")!] = inserted.int64(row, "id")! }
@@ -176,9 +180,11 @@ public enum TriggerWriter {
         }
         // What a front door writes with its trigger (an Alertmanager notification's alerts, an
         // Opsgenie request's outcome): in the same transaction, so under the same commit.
+        let rows = BatchedRows()
         for (trigger, result) in zip(triggers, results) {
-            try trigger.followUp?(connection, result, now)
+            try trigger.followUp?(connection, result, now, rows)
         }
+        try rows.enqueue(connection)
         return results
     }
 
@@ -188,8 +194,53 @@ public enum TriggerWriter {
 }
 
 /// What a front door writes beside an event, in the event's own transaction, given its result:
-/// statements it can, enqueued (they go out with COMMIT). Runs again if the transaction does.
-public typealias TriggerFollowUp = @Sendable (_ connection: PGConnection, _ result: EventResult, _ now: Millis) throws -> Void
+/// rows into `rows` (one multi-row statement per kind for the whole batch), other statements
+/// enqueued (they go out with COMMIT). Runs again if the transaction does.
+public typealias TriggerFollowUp = @Sendable (_ connection: PGConnection, _ result: EventResult, _ now: Millis, _ rows: BatchedRows) throws -> Void
+
+/// Rows a batch's follow-ups add, written with one `INSERT … SELECT FROM unnest(…)` per statement
+/// kind (a group commit's worth of Opsgenie request outcomes is one statement, not one each).
+/// Used inside one transaction by one task.
+public final class BatchedRows: @unchecked Sendable {
+    /// A column of a batched statement: its values go as one array parameter.
+    public enum Value: Sendable {
+        case text(String?)
+        case int(Int64)
+        case bool(Bool)
+    }
+
+    /// `sql` takes one array parameter per column, $1 … $n, in order.
+    public struct Statement: Hashable, Sendable {
+        public var sql: String
+        public init(_ sql: String) { self.sql = sql }
+    }
+
+    private var order: [Statement] = []
+    private var rows: [Statement: [[Value]]] = [:]
+
+    public init() {}
+
+    public func add(_ statement: Statement, _ row: [Value]) {
+        if rows[statement] == nil { order.append(statement) }
+        rows[statement, default: []].append(row)
+    }
+
+    public func enqueue(_ connection: PGConnection) throws {
+        for statement in order {
+            guard let batch = rows[statement], let width = batch.first?.count else { continue }
+            let parameters: [any PGEncodable] = (0..<width).map { column -> any PGEncodable in
+                switch batch[0][column] {
+                case .text: PGArray(batch.map { if case let .text(value) = $0[column] { value } else { nil } })
+                case .int: PGArray(batch.map { if case let .int(value) = $0[column] { value } else { 0 } })
+                case .bool: PGArray(batch.map { if case let .bool(value) = $0[column] { value } else { false } })
+                }
+            }
+            try connection.enqueue(statement.sql, parameters)
+        }
+        order.removeAll()
+        rows.removeAll()
+    }
+}
 
 /// A trigger that passed validation, routing and the rate limit (Ingest's), ready to be written
 /// by the group commit.
@@ -206,13 +257,23 @@ public struct PreparedTrigger: Sendable {
     public var canary = false
     /// Written in the trigger's transaction once its incident is known (see `TriggerFollowUp`).
     public var followUp: TriggerFollowUp?
+    /// A new incident's priority (Opsgenie's P1–P5), nil for none.
+    public var priority: String?
+    /// The new incident's first alert as a front door knows it (Alertmanager: its fingerprint and
+    /// firing/resolved); nil and "" for the others.
+    public var alertFingerprint: String?
+    public var alertStatus = ""
 
     public init(
         serviceID: Int64, dedupKey: String, summary: String, source: String, severity: String, urgency: Urgency, detailsJSON: String,
-        eventJSON: String, canary: Bool = false, followUp: TriggerFollowUp? = nil
+        eventJSON: String, canary: Bool = false, followUp: TriggerFollowUp? = nil, priority: String? = nil,
+        alertFingerprint: String? = nil, alertStatus: String = ""
     ) {
         self.canary = canary
         self.followUp = followUp
+        self.priority = priority
+        self.alertFingerprint = alertFingerprint
+        self.alertStatus = alertStatus
         self.serviceID = serviceID
         self.dedupKey = dedupKey
         self.summary = summary

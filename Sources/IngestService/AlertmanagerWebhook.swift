@@ -233,8 +233,8 @@ public enum AlertmanagerWebhook {
     /// a new fingerprint joins it (`alert_added`, no page), a fingerprint's status change is
     /// recorded (`alert_resolved`, `alert_refired`). Alerts a truncated notification left out are
     /// not touched: only what Alertmanager sent is known. `created`: the incident was opened by
-    /// this notification, in this transaction — its first alert row (written with the trigger)
-    /// becomes the first alert's, and nothing needs reading: every statement is enqueued.
+    /// this notification, in this transaction, its first alert written with it (fingerprint,
+    /// status, JSON): nothing needs reading, and a one-alert group writes nothing more.
     public static func record(
         _ connection: PGConnection, incidentID: Int64, notification: Notification, created: Bool, now: Millis
     ) throws -> Recorded {
@@ -250,14 +250,8 @@ public enum AlertmanagerWebhook {
         }
         var known: [String: String] = [:]
         if created {
-            // The trigger's own alert row becomes the first alert's.
-            let first = alerts[0]
-            try connection.enqueue(
-                """
-                UPDATE alerts SET fingerprint = $2, status = $3, summary = $4, event = $5::jsonb
-                WHERE id = (SELECT min(id) FROM alerts WHERE incident_id = $1 AND fingerprint IS NULL)
-                """, [incidentID, first.fingerprint, status(first), cut(first.summary), first.json])
-            known[first.fingerprint] = status(first)
+            // The trigger wrote the first alert (its fingerprint, status and JSON) with the incident.
+            known[alerts[0].fingerprint] = status(alerts[0])
         } else {
             let existing = try connection.query(
                 "SELECT fingerprint, status FROM alerts WHERE incident_id = $1 AND fingerprint = ANY($2::text[]) FOR UPDATE",

@@ -23,6 +23,12 @@ public struct IngestRequest: Sendable {
     /// Written in the event's transaction with its result (a trigger's group commit, or an
     /// acknowledge's or resolve's own transaction).
     public var followUp: TriggerFollowUp?
+    /// What a front door knows beyond the event: a new incident's priority, and its first alert
+    /// as that door sees it (Alertmanager: fingerprint, status and the alert's own JSON).
+    public var priority: String?
+    public var alertFingerprint: String?
+    public var alertStatus = ""
+    public var alertEventJSON: String?
 
     public init(
         event: Event, encodedSize: Int, customDetailsJSON: String? = nil, dialect: Dialect = .binary, followUp: TriggerFollowUp? = nil
@@ -178,8 +184,8 @@ public struct EventProcessor: Sendable {
                 summary: payload.summary, source: payload.source, severity: payload.severity?.rawValue ?? "",
                 urgency: target.urgencyRule.urgency(for: payload.severity),
                 detailsJSON: request.customDetailsJSON ?? JSON.object(payload.customDetails),
-                eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), canary: target.canary,
-                followUp: request.followUp))
+                eventJSON: request.alertEventJSON ?? Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), canary: target.canary,
+                followUp: request.followUp, priority: request.priority, alertFingerprint: request.alertFingerprint, alertStatus: request.alertStatus))
         }
     }
 
@@ -200,7 +206,11 @@ public struct EventProcessor: Sendable {
         let actor = Self.consumerActor
         return try await pool.transaction { connection in
             let result = try Self.changeStatus(connection, event, target: target, to: status, actor: actor, now: now)
-            try followUp?(connection, result, now)
+            if let followUp {
+                let rows = BatchedRows()
+                try followUp(connection, result, now, rows)
+                try rows.enqueue(connection)
+            }
             return result
         }
     }

@@ -113,14 +113,21 @@ public enum IngestHTTP {
         let (event, details) = AlertmanagerWebhook.event(notification, routingKey: routingKey)
         // The alerts are written in the event's own transaction (its group commit).
         let recorded = NIOLockedValueBox(AlertmanagerWebhook.Recorded())
-        let followUp: TriggerFollowUp = { connection, result, now in
+        let followUp: TriggerFollowUp = { connection, result, now, _ in
             guard result.incidentID != 0 else { return }
             let done = try AlertmanagerWebhook.record(
                 connection, incidentID: Int64(result.incidentID), notification: notification, created: result.outcome == .created, now: now)
             recorded.withLockedValue { $0 = done }
         }
-        let result = await processor.process([IngestRequest(
-            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .alertmanager, followUp: followUp)])[0]
+        var ingestRequest = IngestRequest(
+            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .alertmanager, followUp: followUp)
+        // A new incident's first alert is the notification's first, written with the trigger.
+        if let first = notification.alerts.first {
+            ingestRequest.alertFingerprint = first.fingerprint
+            ingestRequest.alertStatus = first.status.isEmpty ? notification.status : first.status
+            ingestRequest.alertEventJSON = first.json
+        }
+        let result = await processor.process([ingestRequest])[0]
         let outcome: EventResult
         switch result {
         case let .success(value):

@@ -154,12 +154,19 @@ public enum OpsgenieAlerts {
         public var alias: String
     }
 
-    static func record(_ connection: PGConnection, requestID: String, serviceID: Int64, _ outcome: Outcome, now: Millis) throws {
-        try connection.enqueue(
-            """
-            INSERT INTO opsgenie_requests (id, service_id, action, success, status, alert_id, alias, processed_at_ms)
-            VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8)
-            """, [requestID, serviceID, outcome.action, outcome.success, outcome.status, outcome.alertID, outcome.alias, now])
+    static let insertRequests = BatchedRows.Statement("""
+        INSERT INTO opsgenie_requests (id, service_id, action, success, status, alert_id, alias, processed_at_ms)
+        SELECT r.id::uuid, r.service_id, r.action, r.success, r.status, r.alert_id, r.alias, r.processed_at_ms
+        FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+             AS r(id, service_id, action, success, status, alert_id, alias, processed_at_ms)
+        """)
+
+    /// The call's outcome, as a row of the batch's one insert.
+    static func record(_ connection: PGConnection, _ rows: BatchedRows, requestID: String, serviceID: Int64, _ outcome: Outcome, now: Millis) throws {
+        rows.add(insertRequests, [
+            .text(requestID), .int(serviceID), .text(outcome.action), .bool(outcome.success), .text(outcome.status), .text(outcome.alertID),
+            .text(outcome.alias), .int(now),
+        ])
         // Now and then (one call in 16), the outcomes older than three days go.
         if requestID.hasPrefix("0") {
             try connection.enqueue(

@@ -101,22 +101,21 @@ extension IngestHTTP {
         guard let create else { return (.unprocessableContent, OpsgenieAlerts.failure(problem ?? "Invalid request", requestID: requestID)) }
         let (event, details) = OpsgenieAlerts.event(create, routingKey: key)
         // The priority, the note and the request's outcome go in the trigger's own transaction.
-        let followUp: TriggerFollowUp = { connection, outcome, now in
+        let followUp: TriggerFollowUp = { connection, outcome, now, rows in
             let incidentID = Int64(outcome.incidentID)
-            if outcome.outcome == .created {
-                try connection.enqueue("UPDATE incidents SET priority = $2 WHERE id = $1 AND priority IS NULL", [incidentID, create.priority])
-            }
             if !create.note.isEmpty {
                 try Timeline.enqueue(connection, incidentID: incidentID, TimelineEntry(
                     at: now, type: .note, actor: EventProcessor.consumerActor,
                     details: ["text": String(create.note.prefix(OpsgenieAlerts.maxNote)), "user": create.user]))
             }
-            try OpsgenieAlerts.record(connection, requestID: requestID, serviceID: serviceID, OpsgenieAlerts.Outcome(
+            try OpsgenieAlerts.record(connection, rows, requestID: requestID, serviceID: serviceID, OpsgenieAlerts.Outcome(
                 action: "Create", success: true, status: outcome.outcome == .created ? "Created alert" : "Alert count incremented",
                 alertID: String(outcome.incidentID), alias: create.alias.isEmpty ? event.dedupKey : create.alias), now: now)
         }
-        let result = await processor.process([IngestRequest(
-            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .opsgenie, followUp: followUp)])[0]
+        var ingestRequest = IngestRequest(
+            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .opsgenie, followUp: followUp)
+        ingestRequest.priority = create.priority  // a new incident's, written with it
+        let result = await processor.process([ingestRequest])[0]
         if case let .failure(error) = result { return opsgenieRefusal(error, requestID: requestID) }
         return (.accepted, OpsgenieAlerts.accepted(requestID: requestID, took: took(started)))
     }
@@ -162,12 +161,12 @@ extension IngestHTTP {
                 } else {
                     let event = Event(routingKey: key, eventAction: action == "close" ? .resolve : .acknowledge, dedupKey: alert.dedupKey)
                     let decided = outcome
-                    let followUp: TriggerFollowUp = { connection, _, now in
+                    let followUp: TriggerFollowUp = { connection, _, now, rows in
                         if !note.isEmpty {
                             try Timeline.enqueue(connection, incidentID: alert.incidentID, TimelineEntry(
                                 at: now, type: .note, actor: actor, details: ["text": String(note.prefix(OpsgenieAlerts.maxNote)), "user": user]))
                         }
-                        try OpsgenieAlerts.record(connection, requestID: requestID, serviceID: target.serviceID, decided, now: now)
+                        try OpsgenieAlerts.record(connection, rows, requestID: requestID, serviceID: target.serviceID, decided, now: now)
                     }
                     let request = IngestRequest(event: event, encodedSize: event.wireBytes().count, dialect: .opsgenie, followUp: followUp)
                     if case let .failure(error) = await processor.process([request])[0] {
@@ -209,7 +208,9 @@ extension IngestHTTP {
                         }
                     }
                 }
-                try OpsgenieAlerts.record(connection, requestID: requestID, serviceID: target.serviceID, outcome, now: now)
+                let rows = BatchedRows()
+                try OpsgenieAlerts.record(connection, rows, requestID: requestID, serviceID: target.serviceID, outcome, now: now)
+                try rows.enqueue(connection)
             }
             return (.accepted, OpsgenieAlerts.accepted(requestID: requestID, took: took(started)))
         }
