@@ -120,7 +120,9 @@ public enum IngestHTTP {
             recorded.withLockedValue { $0 = done }
         }
         var ingestRequest = IngestRequest(
-            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .alertmanager, followUp: followUp)
+            // The event's size, not the notification's (many alerts make a large body, one event).
+            event: event, encodedSize: details.utf8.count + (event.payload?.summary.utf8.count ?? 0) + 256, customDetailsJSON: details,
+            dialect: .alertmanager, followUp: followUp)
         // A new incident's first alert is the notification's first, written with the trigger.
         if let first = notification.alerts.first {
             ingestRequest.alertFingerprint = first.fingerprint

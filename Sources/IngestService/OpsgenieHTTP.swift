@@ -113,7 +113,7 @@ extension IngestHTTP {
                 alertID: String(outcome.incidentID), alias: create.alias.isEmpty ? event.dedupKey : create.alias), now: now)
         }
         var ingestRequest = IngestRequest(
-            event: event, encodedSize: event.wireBytes().count, customDetailsJSON: details, dialect: .opsgenie, followUp: followUp)
+            event: event, encodedSize: body.count, customDetailsJSON: details, dialect: .opsgenie, followUp: followUp)
         ingestRequest.priority = create.priority  // a new incident's, written with it
         let result = await processor.process([ingestRequest])[0]
         if case let .failure(error) = result { return opsgenieRefusal(error, requestID: requestID) }

@@ -121,6 +121,8 @@ public enum PagerDutyEvents {
     }
 
     static func parseTimestamp(_ text: String) -> Int64? {
+        // RFC 3339 by arithmetic first: a Foundation formatter is built per call and costs ~0.1 ms.
+        if let millis = RFC3339.millis(text) { return millis }
         let formatter = ISO8601DateFormatter()
         for options: ISO8601DateFormatter.Options in [
             [.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime],

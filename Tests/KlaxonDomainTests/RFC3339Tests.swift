@@ -25,4 +25,27 @@ import Testing
             #expect(ours.hasSuffix(String(format: ".%03dZ", Int(millis % 1000))), "\(millis)")
         }
     }
+
+    /// Parsing, by arithmetic too: what Alertmanager, Opsgenie and PagerDuty send.
+    @Test func parsesWhatMonitorsSend() {
+        #expect(RFC3339.millis("2026-12-05T10:00:00Z") == 1_796_464_800_000)
+        #expect(RFC3339.millis("2026-12-05T10:00:00.5Z") == 1_796_464_800_500)
+        #expect(RFC3339.millis("2026-12-05T10:00:00.123456789Z") == 1_796_464_800_123)
+        #expect(RFC3339.millis("2026-12-05T11:30:00+01:30") == 1_796_464_800_000)
+        #expect(RFC3339.millis("2015-07-17T08:42:58.315+0000") == 1_437_122_578_315)  // PagerDuty's own example
+        #expect(RFC3339.millis("2026-12-05T05:00:00-05:00") == 1_796_464_800_000)
+        #expect(RFC3339.millis("0001-01-01T00:00:00Z") == -62_135_596_800_000)  // Go's zero time
+        for bad in ["", "2026-12-05", "2026-12-05T10:00:00", "2026-13-05T10:00:00Z", "2026-02-30T10:00:00Z", "2026-12-05T10:00:00.Z",
+                    "2026-12-05T10:00:00Zx", "2026-12-05T24:00:00Z", "2026-12-05T10:00:00+1:00", "２026-12-05T10:00:00Z"] {
+            #expect(RFC3339.millis(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func parsingRoundTripsWithFormatting() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let millis = Int64.random(in: 0...4_102_444_800_000, using: &generator)
+            #expect(RFC3339.millis(RFC3339.string(millis: millis)) == millis, "\(millis)")
+        }
+    }
 }
