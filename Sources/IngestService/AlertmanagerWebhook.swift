@@ -105,10 +105,15 @@ public enum AlertmanagerWebhook {
 
     /// The notification, or what is wrong with the body (INVALID_ARGUMENT-style violations).
     public static func parse(_ body: [UInt8]) -> (notification: Notification?, violations: [FieldViolation]) {
-        if let problem = StrictJSON.problem(body) {
-            return (nil, [FieldViolation(field: "body", description: "is not valid JSON: \(problem)")])
+        // Machine-made JSON: Foundation's parser alone (no strict pre-pass, as PagerDuty's shape
+        // needs: the notification is Alertmanager's, not a person's), its error named when it fails.
+        let root: Any
+        do {
+            root = try JSONSerialization.jsonObject(with: Data(body))
+        } catch {
+            return (nil, [FieldViolation(field: "body", description: "is not valid JSON: \(StrictJSON.problem(body) ?? "\(error)")")])
         }
-        guard let root = try? JSONSerialization.jsonObject(with: Data(body)), let object = root as? [String: Any] else {
+        guard let object = root as? [String: Any] else {
             return (nil, [FieldViolation(field: "body", description: "is not a JSON object")])
         }
         if PagerDutyEvents.containsNUL(object) { return (nil, [FieldViolation(field: "body", description: "contains a NUL character")]) }
