@@ -26,6 +26,7 @@ public struct AssignmentService: Service {
 
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
         KlaxonMetrics.bootstrap()
+        ChangeStore.windowMs.store(Int64(config.changeWindowHours) * 3_600_000, ordering: .relaxed)
         OutboundGuard.allowLinkLocal = config.allowLinkLocalDestinations
         let waker = Waker()
         let timerWaker = Waker()

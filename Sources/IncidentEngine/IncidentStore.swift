@@ -17,12 +17,14 @@ public struct IncidentRecord: Sendable {
     public var state: IncidentState
     /// A major incident: it has a response (ResponseStore) that closes when it resolves.
     public var major: Bool = false
+    /// Its service's change events in the window before it opened (newest first, at most 3).
+    public var recentChanges: [RecentChange] = []
 
     public func snapshot(at now: Millis, status: IncidentStatus) -> IncidentSnapshot {
         IncidentSnapshot(
             incidentID: UInt64(id), number: UInt64(number), title: title, status: status, urgency: state.urgency,
             serviceID: UInt64(serviceID), serviceName: serviceName, severity: severity, dedupKey: dedupKey,
-            createdAtMs: createdAtMs, atMs: now, details: details)
+            createdAtMs: createdAtMs, atMs: now, details: details, recentChanges: recentChanges)
     }
 }
 
@@ -120,10 +122,15 @@ public enum IncidentStore {
                    coalesce(i.escalation_policy_id, s.escalation_policy_id) AS escalation_policy_id, s.ack_timeout_seconds,
                    s.auto_resolve_timeout_seconds, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
-                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.major
+                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.major,
+                   (SELECT coalesce(json_agg(json_build_object('summary', c.summary, 'source', c.source, 'at_ms', c.at_ms, 'links', c.links)
+                                             ORDER BY c.at_ms DESC), '[]')::text
+                    FROM (SELECT summary, source, at_ms, links FROM change_events
+                          WHERE service_id = i.service_id AND at_ms <= i.created_at_ms AND at_ms > i.created_at_ms - $2::bigint
+                          ORDER BY at_ms DESC LIMIT $3) c) AS recent_changes
             FROM incidents i JOIN services s ON s.id = i.service_id
             WHERE i.id = ANY($1::bigint[]) ORDER BY i.id \(forUpdate ? "FOR UPDATE OF i" : "")
-            """, [PGArray(ids)])
+            """, [PGArray(ids), ChangeStore.windowMs.load(ordering: .relaxed), Int64(ChangeStore.onPages)])
         guard !rows.isEmpty else { return [] }
         let assignees = try connection.query(
             """
@@ -154,7 +161,7 @@ public enum IncidentStore {
                     autoResolveSeconds: UInt32(rows.int(row, "auto_resolve_timeout_seconds")!)),
                 title: rows.string(row, "title")!, severity: rows.string(row, "severity")!, dedupKey: rows.string(row, "dedup_key")!,
                 details: JSON.stringMap(rows.string(row, "details")!), createdAtMs: rows.int64(row, "created_at_ms")!, state: state,
-                major: rows.bool(row, "major")!)
+                major: rows.bool(row, "major")!, recentChanges: ChangeStore.recent(rows.string(row, "recent_changes")))
         }
     }
 

@@ -22,6 +22,8 @@ public enum IngestHTTP {
         }
         router.post("/v2/enqueue", use: enqueue)
         router.post("/v2/events", use: enqueue)
+        // PagerDuty's Change Events API: deploys and configuration changes, per service.
+        router.post("/v2/change/enqueue") { request, _ in try await Self.changeEvent(request, processor: processor) }
         // Alertmanager's own webhook: the routing key in the path, or as a bearer token.
         router.post("/alertmanager/:key") { request, context in
             try await Self.alertmanager(request, routingKey: context.parameters.get("key"), processor: processor)
@@ -75,6 +77,48 @@ public enum IngestHTTP {
                 return json(.internalServerError, PagerDutyEvents.failed(error.message))
             }
         }
+    }
+
+    /// `POST /v2/change/enqueue` (PagerDuty's Change Events API): 202 once stored; PagerDuty's 400
+    /// shape naming every problem, 429 when the key's rate limit is spent.
+    static func changeEvent(_ request: Request, processor: EventProcessor) async throws -> Response {
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: maxBodyBytes)
+        } catch {
+            return json(.contentTooLarge, PagerDutyEvents.invalid(
+                [FieldViolation(field: "event", description: "body exceeds \(maxBodyBytes) bytes")], message: "Change event is too large"))
+        }
+        let bytes = Array(body.readableBytesView)
+        let parsed = PagerDutyEvents.parseChange(bytes)
+        guard let change = parsed.change else {
+            KlaxonMetrics.event(outcome: "invalid_argument", dialect: IngestRequest.Dialect.pagerduty.rawValue)
+            return json(.badRequest, PagerDutyEvents.invalid(parsed.violations, message: "Change event object is invalid"))
+        }
+        let now = processor.clock.nowMs()
+        do {
+            guard let target = try await processor.directory.target(for: change.routingKey, now: now) else {
+                KlaxonMetrics.event(outcome: "invalid_argument", dialect: IngestRequest.Dialect.pagerduty.rawValue)
+                return json(.badRequest, PagerDutyEvents.invalid(
+                    [FieldViolation(field: "routing_key", description: "unknown routing key")], message: "Change event object is invalid"))
+            }
+            if let retryMs = processor.limiter.admit(routingKey: change.routingKey, target: target, now: now) {
+                KlaxonMetrics.event(outcome: "resource_exhausted", dialect: IngestRequest.Dialect.pagerduty.rawValue)
+                var response = json(.tooManyRequests, PagerDutyEvents.throttled("rate limit exceeded for this routing key"))
+                response.headers[.retryAfter] = String(max(1, (retryMs + 999) / 1000))
+                return response
+            }
+            try await processor.pool.withConnection { connection in
+                try ChangeStore.insert(
+                    connection, serviceID: target.serviceID, summary: change.summary, source: change.source,
+                    atMs: change.timestampMs ?? now, receivedAtMs: now, customDetailsJSON: change.customDetailsJSON, linksJSON: change.linksJSON)
+            }
+        } catch {
+            return json(.serviceUnavailable, PagerDutyEvents.failed("the change event could not be stored; send it again"))
+        }
+        KlaxonMetrics.event(outcome: "change", dialect: IngestRequest.Dialect.pagerduty.rawValue)
+        return json(.accepted, PagerDutyEvents.body(["status": "success", "message": "Change event processed"]))
     }
 
     /// Alertmanager notifications can hold many alerts: a larger body than one event's.

@@ -120,6 +120,67 @@ public enum PagerDutyEvents {
         return Parsed(event: event, customDetailsJSON: customDetailsJSON, violations: violations)
     }
 
+    /// A change event (`POST /v2/change/enqueue`).
+    public struct Change: Sendable {
+        public var routingKey: String
+        public var summary: String
+        public var source: String
+        public var timestampMs: Int64?
+        public var customDetailsJSON: String
+        public var linksJSON: String
+    }
+
+    /// PagerDuty's change event shape: `routing_key`, `payload.summary` (required, ≤ 1024),
+    /// `payload.source`, `payload.timestamp`, `payload.custom_details`, `links[]` (≤ 50).
+    public static func parseChange(_ body: [UInt8]) -> (change: Change?, violations: [FieldViolation]) {
+        if let problem = StrictJSON.problem(body) {
+            return (nil, [FieldViolation(field: "event", description: "body is not valid JSON: \(problem)")])
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+            return (nil, [FieldViolation(field: "event", description: "body is not a JSON object")])
+        }
+        var violations: [FieldViolation] = []
+        func add(_ field: String, _ description: String) { violations.append(FieldViolation(field: field, description: description)) }
+        if containsNUL(object) { add("event", "contains a NUL character") }
+        let routingKey = object["routing_key"] as? String ?? ""
+        if routingKey.count != EventValidation.routingKeyLength { add("routing_key", "must be \(EventValidation.routingKeyLength) characters") }
+        let payload = object["payload"] as? [String: Any]
+        if payload == nil { add("payload", "is required") }
+        let summary = payload?["summary"] as? String ?? ""
+        if summary.isEmpty || summary.count > EventValidation.maxSummary { add("payload.summary", "is required, at most \(EventValidation.maxSummary) characters") }
+        let source = payload?["source"] as? String ?? ""
+        if source.count > EventValidation.maxSource { add("payload.source", "must be at most \(EventValidation.maxSource) characters") }
+        var timestampMs: Int64?
+        if let text = payload?["timestamp"] as? String, !text.isEmpty {
+            timestampMs = parseTimestamp(text)
+            if timestampMs == nil { add("payload.timestamp", "must be an ISO 8601 date-time, got \"\(text.prefix(64))\"") }
+        }
+        var details = "{}"
+        if let value = payload?["custom_details"], !(value is NSNull) {
+            if let object = value as? [String: Any], let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
+                details = String(decoding: data, as: UTF8.self)
+            } else {
+                add("payload.custom_details", "must be an object")
+            }
+        }
+        var links: [[String: String]] = []
+        if let value = object["links"], !(value is NSNull) {
+            guard let items = value as? [[String: Any]] else {
+                add("links", "must be an array of objects")
+                return (nil, violations)
+            }
+            if items.count > EventValidation.maxLinks { add("links", "has \(items.count) entries; the limit is \(EventValidation.maxLinks)") }
+            for (index, item) in items.prefix(EventValidation.maxLinks).enumerated() {
+                let href = item["href"] as? String ?? ""
+                if href.isEmpty || href.count > EventValidation.maxURL { add("links[\(index)].href", "is required, at most \(EventValidation.maxURL) characters") }
+                links.append(["href": href, "text": String((item["text"] as? String ?? "").prefix(EventValidation.maxLinkText))])
+            }
+        }
+        guard violations.isEmpty else { return (nil, violations) }
+        let linksJSON = (try? JSONSerialization.data(withJSONObject: links, options: [.sortedKeys])).map { String(decoding: $0, as: UTF8.self) } ?? "[]"
+        return (Change(routingKey: routingKey, summary: summary, source: source, timestampMs: timestampMs, customDetailsJSON: details, linksJSON: linksJSON), [])
+    }
+
     static func parseTimestamp(_ text: String) -> Int64? {
         // RFC 3339 by arithmetic first: a Foundation formatter is built per call and costs ~0.1 ms.
         if let millis = RFC3339.millis(text) { return millis }

@@ -322,6 +322,192 @@ void   klaxon__assignment__v1__incident__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__incident__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__change_event_info__custom_details_entry__init
+                     (Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry         *message)
+{
+  static const Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry init_value = KLAXON__ASSIGNMENT__V1__CHANGE_EVENT_INFO__CUSTOM_DETAILS_ENTRY__INIT;
+  *message = init_value;
+}
+void   klaxon__assignment__v1__change_event_info__init
+                     (Klaxon__Assignment__V1__ChangeEventInfo         *message)
+{
+  static const Klaxon__Assignment__V1__ChangeEventInfo init_value = KLAXON__ASSIGNMENT__V1__CHANGE_EVENT_INFO__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__change_event_info__get_packed_size
+                     (const Klaxon__Assignment__V1__ChangeEventInfo *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_event_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__change_event_info__pack
+                     (const Klaxon__Assignment__V1__ChangeEventInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_event_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__change_event_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ChangeEventInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_event_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ChangeEventInfo *
+       klaxon__assignment__v1__change_event_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ChangeEventInfo *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__change_event_info__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__change_event_info__free_unpacked
+                     (Klaxon__Assignment__V1__ChangeEventInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_event_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__change_link__init
+                     (Klaxon__Assignment__V1__ChangeLink         *message)
+{
+  static const Klaxon__Assignment__V1__ChangeLink init_value = KLAXON__ASSIGNMENT__V1__CHANGE_LINK__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__change_link__get_packed_size
+                     (const Klaxon__Assignment__V1__ChangeLink *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_link__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__change_link__pack
+                     (const Klaxon__Assignment__V1__ChangeLink *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_link__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__change_link__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ChangeLink *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_link__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ChangeLink *
+       klaxon__assignment__v1__change_link__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ChangeLink *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__change_link__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__change_link__free_unpacked
+                     (Klaxon__Assignment__V1__ChangeLink *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__change_link__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_changes_request__init
+                     (Klaxon__Assignment__V1__ListChangesRequest         *message)
+{
+  static const Klaxon__Assignment__V1__ListChangesRequest init_value = KLAXON__ASSIGNMENT__V1__LIST_CHANGES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_changes_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListChangesRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_changes_request__pack
+                     (const Klaxon__Assignment__V1__ListChangesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_changes_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListChangesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListChangesRequest *
+       klaxon__assignment__v1__list_changes_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListChangesRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_changes_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_changes_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListChangesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_changes_reply__init
+                     (Klaxon__Assignment__V1__ListChangesReply         *message)
+{
+  static const Klaxon__Assignment__V1__ListChangesReply init_value = KLAXON__ASSIGNMENT__V1__LIST_CHANGES_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_changes_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListChangesReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_changes_reply__pack
+                     (const Klaxon__Assignment__V1__ListChangesReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_changes_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListChangesReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListChangesReply *
+       klaxon__assignment__v1__list_changes_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListChangesReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_changes_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_changes_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListChangesReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_changes_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   klaxon__assignment__v1__alert_info__labels_entry__init
                      (Klaxon__Assignment__V1__AlertInfo__LabelsEntry         *message)
 {
@@ -2840,7 +3026,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__d
   (ProtobufCMessageInit) klaxon__assignment__v1__get_incident_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[20] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_descriptors[21] =
 {
   {
     "id",
@@ -3082,6 +3268,18 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "recent_changes",
+    21,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__Incident, n_recent_changes),
+    offsetof(Klaxon__Assignment__V1__Incident, recent_changes),
+    &klaxon__assignment__v1__change_event_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] = {
   10,   /* field[10] = alert_count */
@@ -3096,6 +3294,7 @@ static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] 
   14,   /* field[14] = major_incident_id */
   1,   /* field[1] = number */
   12,   /* field[12] = priority */
+  20,   /* field[20] = recent_changes */
   9,   /* field[9] = resolved_at_ms */
   16,   /* field[16] = roles */
   4,   /* field[4] = service_id */
@@ -3108,7 +3307,7 @@ static const unsigned klaxon__assignment__v1__incident__field_indices_by_name[] 
 static const ProtobufCIntRange klaxon__assignment__v1__incident__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 20 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
 {
@@ -3118,11 +3317,344 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor =
   "Klaxon__Assignment__V1__Incident",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__Incident),
-  20,
+  21,
   klaxon__assignment__v1__incident__field_descriptors,
   klaxon__assignment__v1__incident__field_indices_by_name,
   1,  klaxon__assignment__v1__incident__number_ranges,
   (ProtobufCMessageInit) klaxon__assignment__v1__incident__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__change_event_info__custom_details_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__change_event_info__custom_details_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__change_event_info__custom_details_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__change_event_info__custom_details_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ChangeEventInfo.CustomDetailsEntry",
+  "CustomDetailsEntry",
+  "Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry),
+  2,
+  klaxon__assignment__v1__change_event_info__custom_details_entry__field_descriptors,
+  klaxon__assignment__v1__change_event_info__custom_details_entry__field_indices_by_name,
+  1,  klaxon__assignment__v1__change_event_info__custom_details_entry__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__change_event_info__custom_details_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__change_event_info__field_descriptors[8] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "summary",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, summary),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "received_at_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, received_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "custom_details",
+    7,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, n_custom_details),
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, custom_details),
+    &klaxon__assignment__v1__change_event_info__custom_details_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "links",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, n_links),
+    offsetof(Klaxon__Assignment__V1__ChangeEventInfo, links),
+    &klaxon__assignment__v1__change_link__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__change_event_info__field_indices_by_name[] = {
+  4,   /* field[4] = at_ms */
+  6,   /* field[6] = custom_details */
+  0,   /* field[0] = id */
+  7,   /* field[7] = links */
+  5,   /* field[5] = received_at_ms */
+  1,   /* field[1] = service_id */
+  3,   /* field[3] = source */
+  2,   /* field[2] = summary */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__change_event_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 8 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__change_event_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ChangeEventInfo",
+  "ChangeEventInfo",
+  "Klaxon__Assignment__V1__ChangeEventInfo",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ChangeEventInfo),
+  8,
+  klaxon__assignment__v1__change_event_info__field_descriptors,
+  klaxon__assignment__v1__change_event_info__field_indices_by_name,
+  1,  klaxon__assignment__v1__change_event_info__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__change_event_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__change_link__field_descriptors[2] =
+{
+  {
+    "href",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeLink, href),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ChangeLink, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__change_link__field_indices_by_name[] = {
+  0,   /* field[0] = href */
+  1,   /* field[1] = text */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__change_link__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__change_link__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ChangeLink",
+  "ChangeLink",
+  "Klaxon__Assignment__V1__ChangeLink",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ChangeLink),
+  2,
+  klaxon__assignment__v1__change_link__field_descriptors,
+  klaxon__assignment__v1__change_link__field_indices_by_name,
+  1,  klaxon__assignment__v1__change_link__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__change_link__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_changes_request__field_descriptors[3] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListChangesRequest, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListChangesRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "before_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListChangesRequest, before_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_changes_request__field_indices_by_name[] = {
+  2,   /* field[2] = before_ms */
+  1,   /* field[1] = limit */
+  0,   /* field[0] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_changes_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_changes_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListChangesRequest",
+  "ListChangesRequest",
+  "Klaxon__Assignment__V1__ListChangesRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListChangesRequest),
+  3,
+  klaxon__assignment__v1__list_changes_request__field_descriptors,
+  klaxon__assignment__v1__list_changes_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_changes_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_changes_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_changes_reply__field_descriptors[1] =
+{
+  {
+    "changes",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ListChangesReply, n_changes),
+    offsetof(Klaxon__Assignment__V1__ListChangesReply, changes),
+    &klaxon__assignment__v1__change_event_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_changes_reply__field_indices_by_name[] = {
+  0,   /* field[0] = changes */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_changes_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_changes_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListChangesReply",
+  "ListChangesReply",
+  "Klaxon__Assignment__V1__ListChangesReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListChangesReply),
+  1,
+  klaxon__assignment__v1__list_changes_reply__field_descriptors,
+  klaxon__assignment__v1__list_changes_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_changes_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_changes_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__alert_info__labels_entry__field_descriptors[2] =
@@ -7022,7 +7554,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
                                      &klaxon__assignment__v1__assignment__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[30] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[31] =
 {
   { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
   { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
@@ -7039,6 +7571,7 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "UpdateService", &klaxon__assignment__v1__service__descriptor, &klaxon__assignment__v1__service__descriptor },
   { "GetService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__service__descriptor },
   { "ListServices", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__service_list__descriptor },
+  { "ListChanges", &klaxon__assignment__v1__list_changes_request__descriptor, &klaxon__assignment__v1__list_changes_reply__descriptor },
   { "DeleteService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "CreateRoutingKey", &klaxon__assignment__v1__create_routing_key_request__descriptor, &klaxon__assignment__v1__routing_key__descriptor },
   { "DeleteRoutingKey", &klaxon__assignment__v1__delete_routing_key_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
@@ -7056,35 +7589,36 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "DeleteResponsePlan", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
 };
 const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
-  22,        /* ApplyConfiguration */
+  23,        /* ApplyConfiguration */
   0,        /* CreateEscalationPolicy */
-  27,        /* CreateResponsePlan */
-  16,        /* CreateRoutingKey */
+  28,        /* CreateResponsePlan */
+  17,        /* CreateRoutingKey */
   5,        /* CreateSchedule */
   11,        /* CreateService */
-  18,        /* CreateToken */
+  19,        /* CreateToken */
   4,        /* DeleteEscalationPolicy */
-  29,        /* DeleteResponsePlan */
-  17,        /* DeleteRoutingKey */
+  30,        /* DeleteResponsePlan */
+  18,        /* DeleteRoutingKey */
   9,        /* DeleteSchedule */
-  15,        /* DeleteService */
-  23,        /* ExportConfiguration */
+  16,        /* DeleteService */
+  24,        /* ExportConfiguration */
   2,        /* GetEscalationPolicy */
   7,        /* GetSchedule */
   13,        /* GetService */
-  25,        /* GetSurgeSettings */
+  26,        /* GetSurgeSettings */
+  15,        /* ListChanges */
   3,        /* ListEscalationPolicies */
-  28,        /* ListResponsePlans */
+  29,        /* ListResponsePlans */
   8,        /* ListSchedules */
   14,        /* ListServices */
-  19,        /* ListTokens */
-  20,        /* RevokeToken */
-  24,        /* RotateScheduleFeed */
+  20,        /* ListTokens */
+  21,        /* RevokeToken */
+  25,        /* RotateScheduleFeed */
   1,        /* UpdateEscalationPolicy */
   6,        /* UpdateSchedule */
   12,        /* UpdateService */
-  26,        /* UpdateSurgeSettings */
-  21,        /* WhoAmI */
+  27,        /* UpdateSurgeSettings */
+  22,        /* WhoAmI */
   10         /* WhoIsOnCall */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
@@ -7094,7 +7628,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
   "Admin",
   "Klaxon__Assignment__V1__Admin",
   "klaxon.assignment.v1",
-  30,
+  31,
   klaxon__assignment__v1__admin__method_descriptors,
   klaxon__assignment__v1__admin__method_indices_by_name
 };
@@ -7218,13 +7752,21 @@ void klaxon__assignment__v1__admin__list_services(ProtobufCService *service,
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
   service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void klaxon__assignment__v1__admin__list_changes(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__ListChangesRequest *input,
+                                                 Klaxon__Assignment__V1__ListChangesReply_Closure closure,
+                                                 void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
                                                    void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__CreateRoutingKeyRequest *input,
@@ -7232,7 +7774,7 @@ void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *input,
@@ -7240,7 +7782,7 @@ void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__ApiToken *input,
@@ -7248,7 +7790,7 @@ void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 const Klaxon__Rpc__V1__Empty *input,
@@ -7256,7 +7798,7 @@ void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -7264,7 +7806,7 @@ void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              const Klaxon__Rpc__V1__Empty *input,
@@ -7272,7 +7814,7 @@ void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *service,
                                                         const Klaxon__Assignment__V1__ConfigDocument *input,
@@ -7280,7 +7822,7 @@ void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *service,
                                                          const Klaxon__Rpc__V1__Empty *input,
@@ -7288,7 +7830,7 @@ void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -7296,7 +7838,7 @@ void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service,
                                                        const Klaxon__Rpc__V1__Empty *input,
@@ -7304,7 +7846,7 @@ void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *service,
                                                           const Klaxon__Assignment__V1__SurgeSettings *input,
@@ -7312,7 +7854,7 @@ void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__ResponsePlan *input,
@@ -7320,7 +7862,7 @@ void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *service,
                                                         const Klaxon__Rpc__V1__Empty *input,
@@ -7328,7 +7870,7 @@ void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -7336,7 +7878,7 @@ void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
                                           Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)

@@ -58,6 +58,51 @@ void   klaxon__incident__v1__incident_snapshot__free_unpacked
   assert(message->base.descriptor == &klaxon__incident__v1__incident_snapshot__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__incident__v1__recent_change__init
+                     (Klaxon__Incident__V1__RecentChange         *message)
+{
+  static const Klaxon__Incident__V1__RecentChange init_value = KLAXON__INCIDENT__V1__RECENT_CHANGE__INIT;
+  *message = init_value;
+}
+size_t klaxon__incident__v1__recent_change__get_packed_size
+                     (const Klaxon__Incident__V1__RecentChange *message)
+{
+  assert(message->base.descriptor == &klaxon__incident__v1__recent_change__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__incident__v1__recent_change__pack
+                     (const Klaxon__Incident__V1__RecentChange *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__incident__v1__recent_change__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__incident__v1__recent_change__pack_to_buffer
+                     (const Klaxon__Incident__V1__RecentChange *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__incident__v1__recent_change__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Incident__V1__RecentChange *
+       klaxon__incident__v1__recent_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Incident__V1__RecentChange *)
+     protobuf_c_message_unpack (&klaxon__incident__v1__recent_change__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__incident__v1__recent_change__free_unpacked
+                     (Klaxon__Incident__V1__RecentChange *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__incident__v1__recent_change__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__incident__v1__incident_snapshot__details_entry__field_descriptors[2] =
 {
   {
@@ -109,7 +154,7 @@ const ProtobufCMessageDescriptor klaxon__incident__v1__incident_snapshot__detail
   (ProtobufCMessageInit) klaxon__incident__v1__incident_snapshot__details_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__incident__v1__incident_snapshot__field_descriptors[12] =
+static const ProtobufCFieldDescriptor klaxon__incident__v1__incident_snapshot__field_descriptors[13] =
 {
   {
     "incident_id",
@@ -255,6 +300,18 @@ static const ProtobufCFieldDescriptor klaxon__incident__v1__incident_snapshot__f
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "recent_changes",
+    13,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Incident__V1__IncidentSnapshot, n_recent_changes),
+    offsetof(Klaxon__Incident__V1__IncidentSnapshot, recent_changes),
+    &klaxon__incident__v1__recent_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__incident__v1__incident_snapshot__field_indices_by_name[] = {
   10,   /* field[10] = at_ms */
@@ -263,6 +320,7 @@ static const unsigned klaxon__incident__v1__incident_snapshot__field_indices_by_
   11,   /* field[11] = details */
   0,   /* field[0] = incident_id */
   1,   /* field[1] = number */
+  12,   /* field[12] = recent_changes */
   5,   /* field[5] = service_id */
   6,   /* field[6] = service_name */
   7,   /* field[7] = severity */
@@ -273,7 +331,7 @@ static const unsigned klaxon__incident__v1__incident_snapshot__field_indices_by_
 static const ProtobufCIntRange klaxon__incident__v1__incident_snapshot__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor klaxon__incident__v1__incident_snapshot__descriptor =
 {
@@ -283,11 +341,88 @@ const ProtobufCMessageDescriptor klaxon__incident__v1__incident_snapshot__descri
   "Klaxon__Incident__V1__IncidentSnapshot",
   "klaxon.incident.v1",
   sizeof(Klaxon__Incident__V1__IncidentSnapshot),
-  12,
+  13,
   klaxon__incident__v1__incident_snapshot__field_descriptors,
   klaxon__incident__v1__incident_snapshot__field_indices_by_name,
   1,  klaxon__incident__v1__incident_snapshot__number_ranges,
   (ProtobufCMessageInit) klaxon__incident__v1__incident_snapshot__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__incident__v1__recent_change__field_descriptors[4] =
+{
+  {
+    "summary",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Incident__V1__RecentChange, summary),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "source",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Incident__V1__RecentChange, source),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Incident__V1__RecentChange, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "link_hrefs",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Klaxon__Incident__V1__RecentChange, n_link_hrefs),
+    offsetof(Klaxon__Incident__V1__RecentChange, link_hrefs),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__incident__v1__recent_change__field_indices_by_name[] = {
+  2,   /* field[2] = at_ms */
+  3,   /* field[3] = link_hrefs */
+  1,   /* field[1] = source */
+  0,   /* field[0] = summary */
+};
+static const ProtobufCIntRange klaxon__incident__v1__recent_change__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor klaxon__incident__v1__recent_change__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.incident.v1.RecentChange",
+  "RecentChange",
+  "Klaxon__Incident__V1__RecentChange",
+  "klaxon.incident.v1",
+  sizeof(Klaxon__Incident__V1__RecentChange),
+  4,
+  klaxon__incident__v1__recent_change__field_descriptors,
+  klaxon__incident__v1__recent_change__field_indices_by_name,
+  1,  klaxon__incident__v1__recent_change__number_ranges,
+  (ProtobufCMessageInit) klaxon__incident__v1__recent_change__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue klaxon__incident__v1__incident_status__enum_values_by_number[4] =

@@ -21,11 +21,21 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
         public var htmlURL: String?
         /// The one-tap acknowledge endpoint for this user and incident (POST; no body needed).
         public var ackURL: String?
+        /// Its service's change events in the window before it opened (deploys first thing to
+        /// look at), newest first; absent when there are none.
+        public var recentChanges: [ChangeBody]?
 
         enum CodingKeys: String, CodingKey {
             case id, number, title, status, urgency, service
-            case dedupKey = "dedup_key", createdAt = "created_at", htmlURL = "html_url", ackURL = "ack_url"
+            case dedupKey = "dedup_key", createdAt = "created_at", htmlURL = "html_url", ackURL = "ack_url", recentChanges = "recent_changes"
         }
+    }
+
+    public struct ChangeBody: Codable, Sendable, Equatable {
+        public var summary: String
+        public var source: String
+        public var at: String
+        public var links: [String]
     }
 
     public struct UserRef: Codable, Sendable, Equatable {
@@ -104,7 +114,10 @@ public struct WebhookMessage: Codable, Sendable, Equatable {
             id: incident.incidentID, number: incident.number, title: incident.title,
             status: incident.status?.rawValue ?? "triggered", urgency: incident.urgency?.rawValue ?? "high",
             service: ServiceRef(id: incident.serviceID, name: incident.serviceName), dedupKey: incident.dedupKey,
-            createdAt: Self.iso8601(incident.createdAtMs), htmlURL: nil)
+            createdAt: Self.iso8601(incident.createdAtMs), htmlURL: nil,
+            recentChanges: incident.recentChanges.isEmpty ? nil : incident.recentChanges.map {
+                ChangeBody(summary: $0.summary, source: $0.source, at: Self.iso8601($0.atMs), links: $0.linkHrefs)
+            })
         self.user = user
         self.rule = rule
         self.sentAt = Self.iso8601(sentAt)

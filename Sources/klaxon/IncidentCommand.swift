@@ -62,6 +62,13 @@ struct IncidentCommand: AsyncParsableCommand {
             if !incident.conferenceURL.isEmpty || !incident.conferencePhone.isEmpty {
                 print("  bridge " + [incident.conferenceURL, incident.conferencePhone].filter { !$0.isEmpty }.joined(separator: " · "))
             }
+            if !incident.recentChanges.isEmpty {
+                print("  recent changes (before it opened)")
+                for change in incident.recentChanges {
+                    print("    " + [CLITime.text(change.atMs), change.source.isEmpty ? nil : change.source, change.summary,
+                                    change.links.first?.href].compactMap { $0 }.joined(separator: "  "))
+                }
+            }
             if !incident.alerts.isEmpty {
                 print("  alerts")
                 for alert in incident.alerts {

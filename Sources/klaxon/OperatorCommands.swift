@@ -383,8 +383,24 @@ struct PolicyCommand: AsyncParsableCommand {
 
 struct ServiceAdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "service", abstract: "Services: list, show, create, update, delete.",
-        subcommands: [List.self, Show.self, Create.self, Update.self, Delete.self])
+        commandName: "service", abstract: "Services: list, show, create, update, delete; their change events.",
+        subcommands: [List.self, Show.self, Create.self, Update.self, Delete.self, Changes.self])
+
+    struct Changes: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A service's change events (deploys, config changes), newest first.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "Service id.") var id: UInt64
+        @Option(help: "How many (default 20, at most 500).") var limit: UInt32 = 20
+        func run() async throws {
+            let reply: ListChangesReply = try await client.call(Admin.ListChanges, ListChangesRequest(serviceID: id, limit: limit))
+            if client.json { return print(JSONOut.text(reply)) }
+            var table = Table("AT", "SOURCE", "SUMMARY", "LINKS")
+            for change in reply.changes {
+                table.add(CLITime.text(change.atMs), change.source, change.summary, change.links.map(\.href).joined(separator: " "))
+            }
+            table.print(empty: "no change events")
+        }
+    }
 
     struct Settings: ParsableArguments {
         @Option(help: "Escalation policy id.") var policy: UInt64?

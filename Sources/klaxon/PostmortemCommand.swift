@@ -36,9 +36,17 @@ extension IncidentCommand {
             } while before != 0
             let pages: NotificationListMessage = try await connection.call(People.ListIncidentNotifications, IDRequest(id: id))
             let users: UserListMessage = try await connection.call(People.ListUsers, Empty())
-            let record = PostmortemRecord(
+            // The linked incidents' services' change events in the window before the major incident opened.
+            var changes: [ChangeEventInfo] = []
+            for service in Set(children.map(\.serviceID)).sorted() {
+                let reply: ListChangesReply = try await connection.call(
+                    Admin.ListChanges, ListChangesRequest(serviceID: service, limit: 10, beforeMs: incident.createdAtMs))
+                changes += reply.changes
+            }
+            var record = PostmortemRecord(
                 incident: incident, response: response, timeline: timeline.entries, children: children.sorted { $0.id < $1.id },
                 pages: pages.notifications, names: Dictionary(users.users.map { ($0.id, $0.name) }) { first, _ in first })
+            record.changes = changes.sorted { ($0.atMs, $0.id) > ($1.atMs, $1.id) }
             print(format == "json" ? record.json() : record.markdown())
         }
     }
@@ -52,6 +60,8 @@ struct PostmortemRecord {
     let children: [IncidentInfo]
     let pages: [NotificationMessage]
     let names: [UInt64: String]
+    /// The change events (deploys, config changes) of the linked incidents' services just before it.
+    var changes: [ChangeEventInfo] = []
 
     func name(_ id: UInt64) -> String { names[id].map { "\($0) (user \(id))" } ?? "user \(id)" }
 
@@ -100,6 +110,18 @@ struct PostmortemRecord {
         out.append("| time to resolve | \(Self.duration(resolvedMs)) |")
         out.append("| linked incidents | \(children.count) |")
         out.append("")
+        if !changes.isEmpty {
+            let services = Dictionary(children.map { ($0.serviceID, $0.serviceName) }) { first, _ in first }
+            out.append("## Changes before it")
+            out.append("")
+            out.append("| at | service | source | change |")
+            out.append("|---|---|---|---|")
+            for change in changes {
+                let link = change.links.first.map { " ([\($0.text.isEmpty ? "link" : $0.text)](\($0.href)))" } ?? ""
+                out.append("| \(CLITime.text(change.atMs)) | \(services[change.serviceID] ?? "service \(change.serviceID)") | \(change.source) | \(change.summary)\(link) |")
+            }
+            out.append("")
+        }
         out.append("## Responders")
         out.append("")
         out.append("| who | asked as | asked | answer | after |")
@@ -192,6 +214,8 @@ struct PostmortemRecord {
                                   "due_at_ms": $0.dueAtMs, "finished_at_ms": $0.finishedAtMs] as [String: Any] },
             "status_updates": response.updates.map { ["author": $0.author, "text": $0.text, "at_ms": $0.atMs] as [String: Any] },
             "linked_incidents": children.map { ["id": $0.id, "number": $0.number, "title": $0.title] as [String: Any] },
+            "changes_before": changes.map { ["service_id": $0.serviceID, "at_ms": $0.atMs, "source": $0.source, "summary": $0.summary,
+                                             "links": $0.links.map(\.href)] as [String: Any] },
             "timeline": timeline.map { ["at_ms": $0.atMs, "type": $0.type, "actor": $0.actor, "details": $0.details] as [String: Any] },
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()

@@ -1,3 +1,4 @@
+import IncidentEngine
 import KlaxonDomain
 import Shared
 
@@ -186,6 +187,19 @@ extension AdminAPI {
         }
         router.register(Admin.ListServices) { (_: Empty, _) in
             ServiceListMessage(services: try await pool.withConnection { try ServiceStore.load($0) })
+        }
+        router.register(Admin.ListChanges) { (request: ListChangesRequest, _) in
+            guard request.limit <= 500 else {
+                throw RPCError.invalidArgument([FieldViolation(field: "limit", description: "must be at most 500")])
+            }
+            return try await pool.withConnection { connection in
+                guard !(try connection.query("SELECT 1 FROM services WHERE id = $1 AND NOT canary", [Int64(request.serviceID)])).isEmpty else {
+                    throw RPCError(.notFound, "service \(request.serviceID) does not exist")
+                }
+                return ListChangesReply(changes: try ChangeStore.list(
+                    connection, serviceID: Int64(request.serviceID), before: request.beforeMs == 0 ? nil : request.beforeMs,
+                    limit: Int(request.limit == 0 ? 20 : request.limit)))
+            }
         }
         router.register(Admin.DeleteService) { (request: AdminIDRequest, _) in
             let now = clock.nowMs()

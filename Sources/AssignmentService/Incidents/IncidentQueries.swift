@@ -29,6 +29,7 @@ public struct IncidentQueries: Sendable {
         guard let info = try await pool.withConnection({ connection -> IncidentInfo? in
             guard var info = try Self.info(connection, id: Int64(id)) else { return nil }
             info.alerts = try Self.alerts(connection, incidentID: Int64(id))
+            info.recentChanges = try ChangeStore.list(connection, serviceID: Int64(info.serviceID), before: info.createdAtMs, limit: 20)
             return info
         }) else {
             throw RPCError(.notFound, "incident \(id) does not exist")

@@ -24,6 +24,11 @@ typedef struct Klaxon__Assignment__V1__Acknowledgement Klaxon__Assignment__V1__A
 typedef struct Klaxon__Assignment__V1__IncidentView Klaxon__Assignment__V1__IncidentView;
 typedef struct Klaxon__Assignment__V1__GetIncidentRequest Klaxon__Assignment__V1__GetIncidentRequest;
 typedef struct Klaxon__Assignment__V1__Incident Klaxon__Assignment__V1__Incident;
+typedef struct Klaxon__Assignment__V1__ChangeEventInfo Klaxon__Assignment__V1__ChangeEventInfo;
+typedef struct Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry;
+typedef struct Klaxon__Assignment__V1__ChangeLink Klaxon__Assignment__V1__ChangeLink;
+typedef struct Klaxon__Assignment__V1__ListChangesRequest Klaxon__Assignment__V1__ListChangesRequest;
+typedef struct Klaxon__Assignment__V1__ListChangesReply Klaxon__Assignment__V1__ListChangesReply;
 typedef struct Klaxon__Assignment__V1__AlertInfo Klaxon__Assignment__V1__AlertInfo;
 typedef struct Klaxon__Assignment__V1__AlertInfo__LabelsEntry Klaxon__Assignment__V1__AlertInfo__LabelsEntry;
 typedef struct Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry Klaxon__Assignment__V1__AlertInfo__AnnotationsEntry;
@@ -263,10 +268,94 @@ struct  Klaxon__Assignment__V1__Incident
    */
   size_t n_alerts;
   Klaxon__Assignment__V1__AlertInfo **alerts;
+  /*
+   * GetIncident only: its service's changes in the window before it opened, newest first
+   */
+  size_t n_recent_changes;
+  Klaxon__Assignment__V1__ChangeEventInfo **recent_changes;
 };
 #define KLAXON__ASSIGNMENT__V1__INCIDENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL }
+    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, NULL, (char *)protobuf_c_empty_string, 0, 0, 0, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define KLAXON__ASSIGNMENT__V1__CHANGE_EVENT_INFO__CUSTOM_DETAILS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__change_event_info__custom_details_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A change event (PagerDuty's Change Events API: a deploy, a configuration change) on a service.
+ */
+struct  Klaxon__Assignment__V1__ChangeEventInfo
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  uint64_t service_id;
+  char *summary;
+  char *source;
+  /*
+   * the change's own timestamp, else when it arrived
+   */
+  int64_t at_ms;
+  int64_t received_at_ms;
+  size_t n_custom_details;
+  Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry **custom_details;
+  size_t n_links;
+  Klaxon__Assignment__V1__ChangeLink **links;
+};
+#define KLAXON__ASSIGNMENT__V1__CHANGE_EVENT_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__change_event_info__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__ChangeLink
+{
+  ProtobufCMessage base;
+  char *href;
+  char *text;
+};
+#define KLAXON__ASSIGNMENT__V1__CHANGE_LINK__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__change_link__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * ListChanges: a service's change events, newest first.
+ */
+struct  Klaxon__Assignment__V1__ListChangesRequest
+{
+  ProtobufCMessage base;
+  uint64_t service_id;
+  /*
+   * default 20, at most 500
+   */
+  uint32_t limit;
+  /*
+   * with it: only the changes in the window (KLAXON_CHANGE_WINDOW_HOURS) before this instant
+   */
+  int64_t before_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_CHANGES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_changes_request__descriptor) \
+    , 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListChangesReply
+{
+  ProtobufCMessage base;
+  size_t n_changes;
+  Klaxon__Assignment__V1__ChangeEventInfo **changes;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_CHANGES_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_changes_reply__descriptor) \
+    , 0,NULL }
 
 
 struct  Klaxon__Assignment__V1__AlertInfo__LabelsEntry
@@ -1342,6 +1431,85 @@ Klaxon__Assignment__V1__Incident *
 void   klaxon__assignment__v1__incident__free_unpacked
                      (Klaxon__Assignment__V1__Incident *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry methods */
+void   klaxon__assignment__v1__change_event_info__custom_details_entry__init
+                     (Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry         *message);
+/* Klaxon__Assignment__V1__ChangeEventInfo methods */
+void   klaxon__assignment__v1__change_event_info__init
+                     (Klaxon__Assignment__V1__ChangeEventInfo         *message);
+size_t klaxon__assignment__v1__change_event_info__get_packed_size
+                     (const Klaxon__Assignment__V1__ChangeEventInfo   *message);
+size_t klaxon__assignment__v1__change_event_info__pack
+                     (const Klaxon__Assignment__V1__ChangeEventInfo   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__change_event_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ChangeEventInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ChangeEventInfo *
+       klaxon__assignment__v1__change_event_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__change_event_info__free_unpacked
+                     (Klaxon__Assignment__V1__ChangeEventInfo *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ChangeLink methods */
+void   klaxon__assignment__v1__change_link__init
+                     (Klaxon__Assignment__V1__ChangeLink         *message);
+size_t klaxon__assignment__v1__change_link__get_packed_size
+                     (const Klaxon__Assignment__V1__ChangeLink   *message);
+size_t klaxon__assignment__v1__change_link__pack
+                     (const Klaxon__Assignment__V1__ChangeLink   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__change_link__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ChangeLink   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ChangeLink *
+       klaxon__assignment__v1__change_link__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__change_link__free_unpacked
+                     (Klaxon__Assignment__V1__ChangeLink *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListChangesRequest methods */
+void   klaxon__assignment__v1__list_changes_request__init
+                     (Klaxon__Assignment__V1__ListChangesRequest         *message);
+size_t klaxon__assignment__v1__list_changes_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListChangesRequest   *message);
+size_t klaxon__assignment__v1__list_changes_request__pack
+                     (const Klaxon__Assignment__V1__ListChangesRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_changes_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListChangesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListChangesRequest *
+       klaxon__assignment__v1__list_changes_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_changes_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListChangesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListChangesReply methods */
+void   klaxon__assignment__v1__list_changes_reply__init
+                     (Klaxon__Assignment__V1__ListChangesReply         *message);
+size_t klaxon__assignment__v1__list_changes_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListChangesReply   *message);
+size_t klaxon__assignment__v1__list_changes_reply__pack
+                     (const Klaxon__Assignment__V1__ListChangesReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_changes_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListChangesReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListChangesReply *
+       klaxon__assignment__v1__list_changes_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_changes_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListChangesReply *message,
+                      ProtobufCAllocator *allocator);
 /* Klaxon__Assignment__V1__AlertInfo__LabelsEntry methods */
 void   klaxon__assignment__v1__alert_info__labels_entry__init
                      (Klaxon__Assignment__V1__AlertInfo__LabelsEntry         *message);
@@ -2213,6 +2381,21 @@ typedef void (*Klaxon__Assignment__V1__GetIncidentRequest_Closure)
 typedef void (*Klaxon__Assignment__V1__Incident_Closure)
                  (const Klaxon__Assignment__V1__Incident *message,
                   void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry_Closure)
+                 (const Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ChangeEventInfo_Closure)
+                 (const Klaxon__Assignment__V1__ChangeEventInfo *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ChangeLink_Closure)
+                 (const Klaxon__Assignment__V1__ChangeLink *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListChangesRequest_Closure)
+                 (const Klaxon__Assignment__V1__ListChangesRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListChangesReply_Closure)
+                 (const Klaxon__Assignment__V1__ListChangesReply *message,
+                  void *closure_data);
 typedef void (*Klaxon__Assignment__V1__AlertInfo__LabelsEntry_Closure)
                  (const Klaxon__Assignment__V1__AlertInfo__LabelsEntry *message,
                   void *closure_data);
@@ -2616,6 +2799,10 @@ struct Klaxon__Assignment__V1__Admin_Service
                         const Klaxon__Rpc__V1__Empty *input,
                         Klaxon__Assignment__V1__ServiceList_Closure closure,
                         void *closure_data);
+  void (*list_changes)(Klaxon__Assignment__V1__Admin_Service *service,
+                       const Klaxon__Assignment__V1__ListChangesRequest *input,
+                       Klaxon__Assignment__V1__ListChangesReply_Closure closure,
+                       void *closure_data);
   void (*delete_service)(Klaxon__Assignment__V1__Admin_Service *service,
                          const Klaxon__Assignment__V1__AdminIdRequest *input,
                          Klaxon__Rpc__V1__Empty_Closure closure,
@@ -2699,6 +2886,7 @@ void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service 
       function_prefix__ ## update_service,\
       function_prefix__ ## get_service,\
       function_prefix__ ## list_services,\
+      function_prefix__ ## list_changes,\
       function_prefix__ ## delete_service,\
       function_prefix__ ## create_routing_key,\
       function_prefix__ ## delete_routing_key,\
@@ -2774,6 +2962,10 @@ void klaxon__assignment__v1__admin__list_services(ProtobufCService *service,
                                                   const Klaxon__Rpc__V1__Empty *input,
                                                   Klaxon__Assignment__V1__ServiceList_Closure closure,
                                                   void *closure_data);
+void klaxon__assignment__v1__admin__list_changes(ProtobufCService *service,
+                                                 const Klaxon__Assignment__V1__ListChangesRequest *input,
+                                                 Klaxon__Assignment__V1__ListChangesReply_Closure closure,
+                                                 void *closure_data);
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
@@ -2845,6 +3037,11 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement_
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__get_incident_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__incident__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__change_event_info__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__change_event_info__custom_details_entry__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__change_link__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_changes_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_changes_reply__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__labels_entry__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__alert_info__annotations_entry__descriptor;

@@ -17,6 +17,7 @@ PROTOBUF_C__BEGIN_DECLS
 
 typedef struct Klaxon__Incident__V1__IncidentSnapshot Klaxon__Incident__V1__IncidentSnapshot;
 typedef struct Klaxon__Incident__V1__IncidentSnapshot__DetailsEntry Klaxon__Incident__V1__IncidentSnapshot__DetailsEntry;
+typedef struct Klaxon__Incident__V1__RecentChange Klaxon__Incident__V1__RecentChange;
 
 
 /* --- enums --- */
@@ -74,10 +75,32 @@ struct  Klaxon__Incident__V1__IncidentSnapshot
   int64_t at_ms;
   size_t n_details;
   Klaxon__Incident__V1__IncidentSnapshot__DetailsEntry **details;
+  /*
+   * its service's changes in the window before it opened, newest first (at most 3)
+   */
+  size_t n_recent_changes;
+  Klaxon__Incident__V1__RecentChange **recent_changes;
 };
 #define KLAXON__INCIDENT__V1__INCIDENT_SNAPSHOT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__incident__v1__incident_snapshot__descriptor) \
-    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__INCIDENT_STATUS__INCIDENT_STATUS_UNSPECIFIED, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+    , 0, 0, (char *)protobuf_c_empty_string, KLAXON__INCIDENT__V1__INCIDENT_STATUS__INCIDENT_STATUS_UNSPECIFIED, KLAXON__INCIDENT__V1__URGENCY__URGENCY_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, 0,NULL }
+
+
+/*
+ * A change event as a page carries it.
+ */
+struct  Klaxon__Incident__V1__RecentChange
+{
+  ProtobufCMessage base;
+  char *summary;
+  char *source;
+  int64_t at_ms;
+  size_t n_link_hrefs;
+  char **link_hrefs;
+};
+#define KLAXON__INCIDENT__V1__RECENT_CHANGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__incident__v1__recent_change__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
 
 
 /* Klaxon__Incident__V1__IncidentSnapshot__DetailsEntry methods */
@@ -102,6 +125,25 @@ Klaxon__Incident__V1__IncidentSnapshot *
 void   klaxon__incident__v1__incident_snapshot__free_unpacked
                      (Klaxon__Incident__V1__IncidentSnapshot *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Incident__V1__RecentChange methods */
+void   klaxon__incident__v1__recent_change__init
+                     (Klaxon__Incident__V1__RecentChange         *message);
+size_t klaxon__incident__v1__recent_change__get_packed_size
+                     (const Klaxon__Incident__V1__RecentChange   *message);
+size_t klaxon__incident__v1__recent_change__pack
+                     (const Klaxon__Incident__V1__RecentChange   *message,
+                      uint8_t             *out);
+size_t klaxon__incident__v1__recent_change__pack_to_buffer
+                     (const Klaxon__Incident__V1__RecentChange   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Incident__V1__RecentChange *
+       klaxon__incident__v1__recent_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__incident__v1__recent_change__free_unpacked
+                     (Klaxon__Incident__V1__RecentChange *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Incident__V1__IncidentSnapshot__DetailsEntry_Closure)
@@ -109,6 +151,9 @@ typedef void (*Klaxon__Incident__V1__IncidentSnapshot__DetailsEntry_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Incident__V1__IncidentSnapshot_Closure)
                  (const Klaxon__Incident__V1__IncidentSnapshot *message,
+                  void *closure_data);
+typedef void (*Klaxon__Incident__V1__RecentChange_Closure)
+                 (const Klaxon__Incident__V1__RecentChange *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -120,6 +165,7 @@ extern const ProtobufCEnumDescriptor    klaxon__incident__v1__incident_status__d
 extern const ProtobufCEnumDescriptor    klaxon__incident__v1__urgency__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__incident__v1__incident_snapshot__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__incident__v1__incident_snapshot__details_entry__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__incident__v1__recent_change__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -48,7 +48,8 @@ public enum AccessPolicy {
         for method in [
             Assignment.GetIncident.name, Assignment.ListIncidents.name, Assignment.GetTimeline.name,
             Admin.GetEscalationPolicy.name, Admin.ListEscalationPolicies.name, Admin.GetSchedule.name, Admin.ListSchedules.name,
-            Admin.WhoIsOnCall.name, Admin.GetService.name, Admin.ListServices.name, Admin.WhoAmI.name, Admin.GetSurgeSettings.name,
+            Admin.WhoIsOnCall.name, Admin.GetService.name, Admin.ListServices.name, Admin.ListChanges.name, Admin.WhoAmI.name,
+            Admin.GetSurgeSettings.name,
             Assignment.GetResponse.name, Admin.ListResponsePlans.name,
             People.GetUser.name, People.ListUsers.name, People.ListIncidentNotifications.name,
         ] { table[method] = .read }

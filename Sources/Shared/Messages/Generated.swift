@@ -439,6 +439,85 @@ public struct AssignRoleRequest: GeneratedMessage, CBridged {
     }
 }
 
+/// A change event (PagerDuty's Change Events API: a deploy, a configuration change) on a service.
+public struct ChangeEventInfo: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ChangeEventInfo"
+    public var id: UInt64
+    public var serviceID: UInt64
+    public var summary: String
+    public var source: String
+    /// the change's own timestamp, else when it arrived
+    public var atMs: Int64
+    public var receivedAtMs: Int64
+    public var customDetails: [String: String]
+    public var links: [ChangeLink]
+
+    public init(id: UInt64 = 0, serviceID: UInt64 = 0, summary: String = "", source: String = "", atMs: Int64 = 0, receivedAtMs: Int64 = 0, customDetails: [String: String] = [:], links: [ChangeLink] = []) {
+        self.id = id
+        self.serviceID = serviceID
+        self.summary = summary
+        self.source = source
+        self.atMs = atMs
+        self.receivedAtMs = receivedAtMs
+        self.customDetails = customDetails
+        self.links = links
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, serviceID: 2_000_000_000_321, summary: "summary 3 é", source: "source 4 é", atMs: -5_000_000_000_123, receivedAtMs: -6_000_000_000_123, customDetails: ["custom_details": "v7", "k": "custom_details 7"], links: [ChangeLink.sample, ChangeLink.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__change_event_info__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ChangeEventInfo>) throws(WireError) {
+        id = c.pointee.id
+        serviceID = c.pointee.service_id
+        summary = CRead.string(c.pointee.summary)
+        source = CRead.string(c.pointee.source)
+        atMs = c.pointee.at_ms
+        receivedAtMs = c.pointee.received_at_ms
+        customDetails = CRead.map(c.pointee.n_custom_details, c.pointee.custom_details) { (CRead.string($0.pointee.key), CRead.string($0.pointee.value)) }
+        links = try CRead.messages(c.pointee.n_links, c.pointee.links, field: "links")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ChangeEventInfo>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.service_id = self.serviceID
+        c.pointee.summary = arena.string(self.summary)
+        c.pointee.source = arena.string(self.source)
+        c.pointee.at_ms = self.atMs
+        c.pointee.received_at_ms = self.receivedAtMs
+        (c.pointee.n_custom_details, c.pointee.custom_details) = arena.map(self.customDetails, klaxon__assignment__v1__change_event_info__custom_details_entry__init) { (entry: UnsafeMutablePointer<Klaxon__Assignment__V1__ChangeEventInfo__CustomDetailsEntry>, key, value) in
+            entry.pointee.key = key
+            entry.pointee.value = value
+        }
+        (c.pointee.n_links, c.pointee.links) = arena.messages(self.links)
+    }
+}
+
+public struct ChangeLink: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ChangeLink"
+    public var href: String
+    public var text: String
+
+    public init(href: String = "", text: String = "") {
+        self.href = href
+        self.text = text
+    }
+
+    public static var sample: Self { Self(href: "href 1 é", text: "text 2 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__change_link__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ChangeLink>) {
+        href = CRead.string(c.pointee.href)
+        text = CRead.string(c.pointee.text)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ChangeLink>, arena: CArena) {
+        c.pointee.href = arena.string(self.href)
+        c.pointee.text = arena.string(self.text)
+    }
+}
+
 /// Configuration as code: the document is JSON (klaxon apply turns YAML into it).
 public struct ConfigDocument: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.ConfigDocument"
@@ -694,8 +773,10 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
     public var conferencePhone: String
     /// GetIncident only: the incident's alerts, oldest first
     public var alerts: [AlertInfo]
+    /// GetIncident only: its service's changes in the window before it opened, newest first
+    public var recentChanges: [ChangeEventInfo]
 
-    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil, priority: String = "", major: Bool = false, majorIncidentID: UInt64 = 0, childCount: UInt32 = 0, roles: [RoleHolder] = [], conferenceURL: String = "", conferencePhone: String = "", alerts: [AlertInfo] = []) {
+    public init(id: UInt64 = 0, number: UInt64 = 0, title: String = "", urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", dedupKey: String = "", severity: String = "", createdAtMs: Int64 = 0, resolvedAtMs: Int64 = 0, alertCount: UInt32 = 0, state: IncidentView? = nil, priority: String = "", major: Bool = false, majorIncidentID: UInt64 = 0, childCount: UInt32 = 0, roles: [RoleHolder] = [], conferenceURL: String = "", conferencePhone: String = "", alerts: [AlertInfo] = [], recentChanges: [ChangeEventInfo] = []) {
         self.id = id
         self.number = number
         self.title = title
@@ -716,9 +797,10 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         self.conferenceURL = conferenceURL
         self.conferencePhone = conferencePhone
         self.alerts = alerts
+        self.recentChanges = recentChanges
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample, priority: "priority 13 é", major: true, majorIncidentID: 15_000_000_000_321, childCount: 16_000_009, roles: [RoleHolder.sample, RoleHolder.sample], conferenceURL: "conference_url 18 é", conferencePhone: "conference_phone 19 é", alerts: [AlertInfo.sample, AlertInfo.sample]) }
+    public static var sample: Self { Self(id: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", urgency: .low, serviceID: 5_000_000_000_321, serviceName: "service_name 6 é", dedupKey: "dedup_key 7 é", severity: "severity 8 é", createdAtMs: -9_000_000_000_123, resolvedAtMs: -10_000_000_000_123, alertCount: 11_000_009, state: IncidentView.sample, priority: "priority 13 é", major: true, majorIncidentID: 15_000_000_000_321, childCount: 16_000_009, roles: [RoleHolder.sample, RoleHolder.sample], conferenceURL: "conference_url 18 é", conferencePhone: "conference_phone 19 é", alerts: [AlertInfo.sample, AlertInfo.sample], recentChanges: [ChangeEventInfo.sample, ChangeEventInfo.sample]) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident__init($0) }
 
@@ -743,6 +825,7 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         conferenceURL = CRead.string(c.pointee.conference_url)
         conferencePhone = CRead.string(c.pointee.conference_phone)
         alerts = try CRead.messages(c.pointee.n_alerts, c.pointee.alerts, field: "alerts")
+        recentChanges = try CRead.messages(c.pointee.n_recent_changes, c.pointee.recent_changes, field: "recent_changes")
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__Incident>, arena: CArena) {
@@ -766,6 +849,7 @@ public struct IncidentInfo: GeneratedMessage, CBridged {
         c.pointee.conference_url = arena.string(self.conferenceURL)
         c.pointee.conference_phone = arena.string(self.conferencePhone)
         (c.pointee.n_alerts, c.pointee.alerts) = arena.messages(self.alerts)
+        (c.pointee.n_recent_changes, c.pointee.recent_changes) = arena.messages(self.recentChanges)
     }
 }
 
@@ -1028,6 +1112,59 @@ public struct LinkIncidentsRequest: GeneratedMessage, CBridged {
         c.pointee.major_incident_id = self.majorIncidentID
         (c.pointee.n_incident_ids, c.pointee.incident_ids) = arena.scalars(self.incidentIDs)
         c.pointee.merge = self.merge ? 1 : 0
+    }
+}
+
+public struct ListChangesReply: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListChangesReply"
+    public var changes: [ChangeEventInfo]
+
+    public init(changes: [ChangeEventInfo] = []) {
+        self.changes = changes
+    }
+
+    public static var sample: Self { Self(changes: [ChangeEventInfo.sample, ChangeEventInfo.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_changes_reply__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListChangesReply>) throws(WireError) {
+        changes = try CRead.messages(c.pointee.n_changes, c.pointee.changes, field: "changes")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListChangesReply>, arena: CArena) {
+        (c.pointee.n_changes, c.pointee.changes) = arena.messages(self.changes)
+    }
+}
+
+/// ListChanges: a service's change events, newest first.
+public struct ListChangesRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListChangesRequest"
+    public var serviceID: UInt64
+    /// default 20, at most 500
+    public var limit: UInt32
+    /// with it: only the changes in the window (KLAXON_CHANGE_WINDOW_HOURS) before this instant
+    public var beforeMs: Int64
+
+    public init(serviceID: UInt64 = 0, limit: UInt32 = 0, beforeMs: Int64 = 0) {
+        self.serviceID = serviceID
+        self.limit = limit
+        self.beforeMs = beforeMs
+    }
+
+    public static var sample: Self { Self(serviceID: 1_000_000_000_321, limit: 2_000_009, beforeMs: -3_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_changes_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListChangesRequest>) {
+        serviceID = c.pointee.service_id
+        limit = c.pointee.limit
+        beforeMs = c.pointee.before_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListChangesRequest>, arena: CArena) {
+        c.pointee.service_id = self.serviceID
+        c.pointee.limit = self.limit
+        c.pointee.before_ms = self.beforeMs
     }
 }
 
@@ -2110,8 +2247,10 @@ public struct IncidentSnapshot: GeneratedMessage, CBridged {
     /// the instant the snapshot was taken
     public var atMs: Int64
     public var details: [String: String]
+    /// its service's changes in the window before it opened, newest first (at most 3)
+    public var recentChanges: [RecentChange]
 
-    public init(incidentID: UInt64 = 0, number: UInt64 = 0, title: String = "", status: IncidentStatus? = nil, urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", severity: String = "", dedupKey: String = "", createdAtMs: Int64 = 0, atMs: Int64 = 0, details: [String: String] = [:]) {
+    public init(incidentID: UInt64 = 0, number: UInt64 = 0, title: String = "", status: IncidentStatus? = nil, urgency: Urgency? = nil, serviceID: UInt64 = 0, serviceName: String = "", severity: String = "", dedupKey: String = "", createdAtMs: Int64 = 0, atMs: Int64 = 0, details: [String: String] = [:], recentChanges: [RecentChange] = []) {
         self.incidentID = incidentID
         self.number = number
         self.title = title
@@ -2124,13 +2263,14 @@ public struct IncidentSnapshot: GeneratedMessage, CBridged {
         self.createdAtMs = createdAtMs
         self.atMs = atMs
         self.details = details
+        self.recentChanges = recentChanges
     }
 
-    public static var sample: Self { Self(incidentID: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", status: .resolved, urgency: .low, serviceID: 6_000_000_000_321, serviceName: "service_name 7 é", severity: "severity 8 é", dedupKey: "dedup_key 9 é", createdAtMs: -10_000_000_000_123, atMs: -11_000_000_000_123, details: ["details": "v12", "k": "details 12"]) }
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, number: 2_000_000_000_321, title: "title 3 é", status: .resolved, urgency: .low, serviceID: 6_000_000_000_321, serviceName: "service_name 7 é", severity: "severity 8 é", dedupKey: "dedup_key 9 é", createdAtMs: -10_000_000_000_123, atMs: -11_000_000_000_123, details: ["details": "v12", "k": "details 12"], recentChanges: [RecentChange.sample, RecentChange.sample]) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__incident__v1__incident_snapshot__init($0) }
 
-    init(c: UnsafePointer<Klaxon__Incident__V1__IncidentSnapshot>) {
+    init(c: UnsafePointer<Klaxon__Incident__V1__IncidentSnapshot>) throws(WireError) {
         incidentID = c.pointee.incident_id
         number = c.pointee.number
         title = CRead.string(c.pointee.title)
@@ -2143,6 +2283,7 @@ public struct IncidentSnapshot: GeneratedMessage, CBridged {
         createdAtMs = c.pointee.created_at_ms
         atMs = c.pointee.at_ms
         details = CRead.map(c.pointee.n_details, c.pointee.details) { (CRead.string($0.pointee.key), CRead.string($0.pointee.value)) }
+        recentChanges = try CRead.messages(c.pointee.n_recent_changes, c.pointee.recent_changes, field: "recent_changes")
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Incident__V1__IncidentSnapshot>, arena: CArena) {
@@ -2161,6 +2302,41 @@ public struct IncidentSnapshot: GeneratedMessage, CBridged {
             entry.pointee.key = key
             entry.pointee.value = value
         }
+        (c.pointee.n_recent_changes, c.pointee.recent_changes) = arena.messages(self.recentChanges)
+    }
+}
+
+/// A change event as a page carries it.
+public struct RecentChange: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.incident.v1.RecentChange"
+    public var summary: String
+    public var source: String
+    public var atMs: Int64
+    public var linkHrefs: [String]
+
+    public init(summary: String = "", source: String = "", atMs: Int64 = 0, linkHrefs: [String] = []) {
+        self.summary = summary
+        self.source = source
+        self.atMs = atMs
+        self.linkHrefs = linkHrefs
+    }
+
+    public static var sample: Self { Self(summary: "summary 1 é", source: "source 2 é", atMs: -3_000_000_000_123, linkHrefs: ["link_hrefs 4 é", "link_hrefs 4 é"]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__incident__v1__recent_change__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Incident__V1__RecentChange>) {
+        summary = CRead.string(c.pointee.summary)
+        source = CRead.string(c.pointee.source)
+        atMs = c.pointee.at_ms
+        linkHrefs = CRead.strings(c.pointee.n_link_hrefs, c.pointee.link_hrefs)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Incident__V1__RecentChange>, arena: CArena) {
+        c.pointee.summary = arena.string(self.summary)
+        c.pointee.source = arena.string(self.source)
+        c.pointee.at_ms = self.atMs
+        (c.pointee.n_link_hrefs, c.pointee.link_hrefs) = arena.strings(self.linkHrefs)
     }
 }
 
@@ -3097,6 +3273,8 @@ public enum WireMessages {
         ApiTokenList.self,
         ApplyReply.self,
         AssignRoleRequest.self,
+        ChangeEventInfo.self,
+        ChangeLink.self,
         ConfigDocument.self,
         CreateRoutingKeyRequest.self,
         DeclareMajorRequest.self,
@@ -3112,6 +3290,8 @@ public enum WireMessages {
         IncidentTriggeredRequest.self,
         IncidentView.self,
         LinkIncidentsRequest.self,
+        ListChangesReply.self,
+        ListChangesRequest.self,
         ListIncidentsReply.self,
         ListIncidentsRequest.self,
         PlanChange.self,
@@ -3143,6 +3323,7 @@ public enum WireMessages {
         WhoIsOnCallReply.Level.self,
         WhoIsOnCallRequest.self,
         IncidentSnapshot.self,
+        RecentChange.self,
         Event.self,
         EventResult.self,
         Image.self,
@@ -3190,6 +3371,7 @@ public enum Admin {
     public static let UpdateService = RPCMethod<ServiceMessage, ServiceMessage>("klaxon.assignment.v1.Admin/UpdateService")
     public static let GetService = RPCMethod<AdminIDRequest, ServiceMessage>("klaxon.assignment.v1.Admin/GetService")
     public static let ListServices = RPCMethod<Empty, ServiceListMessage>("klaxon.assignment.v1.Admin/ListServices")
+    public static let ListChanges = RPCMethod<ListChangesRequest, ListChangesReply>("klaxon.assignment.v1.Admin/ListChanges")
     public static let DeleteService = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteService")
     public static let CreateRoutingKey = RPCMethod<CreateRoutingKeyRequest, RoutingKey>("klaxon.assignment.v1.Admin/CreateRoutingKey")
     public static let DeleteRoutingKey = RPCMethod<DeleteRoutingKeyRequest, Empty>("klaxon.assignment.v1.Admin/DeleteRoutingKey")
@@ -3205,7 +3387,7 @@ public enum Admin {
     public static let CreateResponsePlan = RPCMethod<ResponsePlan, ResponsePlan>("klaxon.assignment.v1.Admin/CreateResponsePlan")
     public static let ListResponsePlans = RPCMethod<Empty, ResponsePlanList>("klaxon.assignment.v1.Admin/ListResponsePlans")
     public static let DeleteResponsePlan = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteResponsePlan")
-    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
+    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, ListChanges.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
 }
 
 /// The methods of `klaxon.assignment.v1.Assignment`.

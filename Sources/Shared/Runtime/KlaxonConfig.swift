@@ -130,6 +130,8 @@ public struct KlaxonConfig: Sendable {
     public var canaryIntervalSeconds = 60
     /// GET after each completed canary round trip (a dead man's switch); empty: no ping.
     public var watchdogURL = ""
+    /// A service's change events this long before an incident are its "recent changes".
+    public var changeWindowHours = 4
 
     /// The listeners of a process, for their TLS settings.
     public enum Listener: String, Sendable, CaseIterable {
@@ -317,6 +319,8 @@ public struct KlaxonConfig: Sendable {
         .flag("allow_link_local_destinations", \.allowLinkLocalDestinations, "true: pages may go to link-local addresses (cloud metadata)"),
         .number("canary.interval_seconds", \.canaryIntervalSeconds, minimum: 0,
                 "seconds between canary round trips through Ingest → Assignment → Notifier (0: off)"),
+        .number("change_window_hours", \.changeWindowHours, minimum: 0,
+                "a service's change events this long before an incident show as its recent changes (pages, incident show, postmortem)"),
         .text("watchdog.url", \.watchdogURL, "GET after each completed canary round trip: a dead man's switch outside Klaxon",
               check: { $0.hasPrefix("https://") || $0.hasPrefix("http://") ? nil : "must start with https:// (or http://)" }),
     ]
