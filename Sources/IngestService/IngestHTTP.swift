@@ -40,16 +40,20 @@ public enum IngestHTTP {
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) }, logger: logger)
     }
 
-    static func enqueue(_ request: Request, processor: EventProcessor) async throws -> Response {
+    /// The request's body, or nil when it is over `limit` bytes (the caller says so in its own shape).
+    static func body(_ request: Request, limit: Int) async -> [UInt8]? {
         var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: maxBodyBytes)
-        } catch {
-            return json(.contentTooLarge, PagerDutyEvents.invalid(
-                [FieldViolation(field: "event", description: "body exceeds \(maxBodyBytes) bytes")], message: "Event object is too large"))
-        }
-        let bytes = Array(body.readableBytesView)
+        guard let body = try? await request.collectBody(upTo: limit) else { return nil }
+        return Array(body.readableBytesView)
+    }
+
+    static func tooLarge(_ what: String) -> Response {
+        json(.contentTooLarge, PagerDutyEvents.invalid(
+            [FieldViolation(field: "event", description: "body exceeds \(maxBodyBytes) bytes")], message: "\(what) is too large"))
+    }
+
+    static func enqueue(_ request: Request, processor: EventProcessor) async throws -> Response {
+        guard let bytes = await body(request, limit: maxBodyBytes) else { return tooLarge("Event object") }
         let parsed = PagerDutyEvents.parse(bytes)
         guard parsed.violations.isEmpty, let event = parsed.event else {
             // Report the limits too, so one answer names everything to fix.
@@ -82,15 +86,7 @@ public enum IngestHTTP {
     /// `POST /v2/change/enqueue` (PagerDuty's Change Events API): 202 once stored; PagerDuty's 400
     /// shape naming every problem, 429 when the key's rate limit is spent.
     static func changeEvent(_ request: Request, processor: EventProcessor) async throws -> Response {
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: maxBodyBytes)
-        } catch {
-            return json(.contentTooLarge, PagerDutyEvents.invalid(
-                [FieldViolation(field: "event", description: "body exceeds \(maxBodyBytes) bytes")], message: "Change event is too large"))
-        }
-        let bytes = Array(body.readableBytesView)
+        guard let bytes = await body(request, limit: maxBodyBytes) else { return tooLarge("Change event") }
         let parsed = PagerDutyEvents.parseChange(bytes)
         guard let change = parsed.change else {
             KlaxonMetrics.event(outcome: "invalid_argument", dialect: IngestRequest.Dialect.pagerduty.rawValue)
@@ -139,15 +135,10 @@ public enum IngestHTTP {
             return json(.unauthorized, PagerDutyEvents.body([
                 "status": "unauthorized", "message": "no routing key: POST /alertmanager/{routing key}, or send it as a bearer token"]))
         }
-        var request = request
-        let body: ByteBuffer
-        do {
-            body = try await request.collectBody(upTo: maxAlertmanagerBodyBytes)
-        } catch {
+        guard let bytes = await body(request, limit: maxAlertmanagerBodyBytes) else {
             return json(.contentTooLarge, PagerDutyEvents.body([
                 "status": "invalid", "message": "body exceeds \(maxAlertmanagerBodyBytes) bytes: set max_alerts in the webhook config"]))
         }
-        let bytes = Array(body.readableBytesView)
         let parsed = AlertmanagerWebhook.parse(bytes)
         guard let notification = parsed.notification else {
             return json(.badRequest, PagerDutyEvents.body([

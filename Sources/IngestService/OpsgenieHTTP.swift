@@ -57,11 +57,7 @@ extension IngestHTTP {
         guard let key = genieKey(request), !key.isEmpty else {
             return json(.unauthorized, OpsgenieAlerts.failure("Could not authenticate: send Authorization: GenieKey <routing key>", requestID: requestID))
         }
-        var request = request
-        let bytes: [UInt8]
-        do {
-            bytes = Array(try await request.collectBody(upTo: maxBodyBytes).readableBytesView)
-        } catch {
+        guard let bytes = await body(request, limit: maxBodyBytes) else {
             return json(.contentTooLarge, OpsgenieAlerts.failure("Body exceeds \(maxBodyBytes) bytes", requestID: requestID))
         }
         do {
