@@ -50,6 +50,13 @@ import Testing
         let stored: SurgeSettingsMessage = try await admin.call(Admin.UpdateSurgeSettings, settings)
         #expect(stored.responsePlan == "Global outage")
 
+        // A config push on the first service just before the outage (PagerDuty's Change Events API).
+        let change = try await PagerDutyHTTPTests.post(pipeline.ingestHTTPPort, "/v2/change/enqueue", body: """
+            {"routing_key": "\(services[0].routingKey)", "payload": {"summary": "Config push eu-west v7", "source": "deployer"},
+             "links": [{"href": "https://deploys.example/eu-west/7", "text": "deploy 7"}]}
+            """)
+        #expect(change.status == 202, "\(change.json)")
+
         // The burst.
         let ingest = pipeline.client(.ingest, token: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -178,11 +185,14 @@ import Testing
         for who in ["Cora", "Sam", "Sid"] { #expect(text.contains("| \(who) (user ") && text.contains("| responder_request | webhook |")) }
         #expect(text.components(separatedBy: "| Stan (user \(stan)) | status_update | webhook |").count == 3, "two pages to Stan")
         #expect(text.contains("## Linked incidents") && text.contains("EU down"))
+        // The change that came just before it, with its link.
+        #expect(text.contains("## Changes before it") && text.contains("| deployer | Config push eu-west v7 ([deploy 7](https://deploys.example/eu-west/7)) |"), "\(text)")
         let json = try await cli("incident", "postmortem", "\(majorID)", "--format", "json")
         let record = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any], "\(json.out.prefix(300))")
         let silent = try #require(record["did_not_respond"] as? [[String: Any]])
         #expect(silent.map { $0["name"] as? String } == ["Sid"])
         #expect((record["linked_incidents"] as? [Any])?.count == 60)
+        #expect((record["changes_before"] as? [[String: Any]])?.map { $0["summary"] as? String } == ["Config push eu-west v7"])
         let notMajor = try await cli("incident", "postmortem", "\(try #require(try await db.scalar("SELECT min(id) FROM incidents WHERE NOT major")))")
         #expect(notMajor.status == 3 && notMajor.err.contains("is not a major incident"))
         for client in [ingest, admin, asCora, asSam] { await client.close() }

@@ -239,8 +239,10 @@ class Load:
         number, begin, threads = 0, time.time(), []
         while time.time() - begin < self.seconds:
             due = begin + number / self.rate
-            if due > time.time():
-                time.sleep(due - time.time())
+            # Read the clock once: between a check and the sleep it moves (a negative sleep raises).
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
             thread = threading.Thread(target=self.trigger, args=(number,), daemon=True)
             thread.start()
             threads.append(thread)
