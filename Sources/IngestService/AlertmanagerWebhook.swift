@@ -100,7 +100,7 @@ public enum AlertmanagerWebhook {
     }
 
     public static func dedupKey(groupKey: String) -> String {
-        "alertmanager-" + Secrets.sha256(groupKey).prefix(16).map { String(format: "%02x", $0) }.joined()
+        "alertmanager-" + Secrets.sha256Hex(groupKey, bytes: 16)
     }
 
     /// The notification, or what is wrong with the body (INVALID_ARGUMENT-style violations).
@@ -185,7 +185,7 @@ public enum AlertmanagerWebhook {
                 if parsed.fingerprint.isEmpty {
                     // Alertmanager always sends one; other senders get one from the labels.
                     let labels = parsed.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\u{1F}")
-                    parsed.fingerprint = Secrets.sha256(labels).prefix(8).map { String(format: "%02x", $0) }.joined()
+                    parsed.fingerprint = Secrets.sha256Hex(labels, bytes: 8)
                 }
                 if parsed.fingerprint.count > 255 { add("\(path).fingerprint", "must be at most 255 characters") }
                 notification.alerts.append(parsed)
@@ -202,7 +202,6 @@ public enum AlertmanagerWebhook {
     /// a resolve once Alertmanager says the whole group resolved. Long texts are cut to the
     /// limits rather than refused: Alertmanager drops whatever gets a 4xx.
     public static func event(_ notification: Notification, routingKey: String) -> (event: Event, customDetailsJSON: String) {
-        func cut(_ text: String, _ limit: Int) -> String { text.count <= limit ? text : String(text.prefix(limit - 1)) + "…" }
         let source = notification.commonLabels["instance"] ?? notification.commonLabels["job"] ?? notification.receiver
         var details = JSONWriter(capacity: 512)
         details.beginObject()
@@ -231,7 +230,6 @@ public enum AlertmanagerWebhook {
     public struct Recorded: Sendable, Equatable {
         public var added = 0
         public var resolved = 0
-        public var refired = 0
     }
 
     /// One alert row per fingerprint on the incident, in the event's transaction (its follow-up):
@@ -264,7 +262,6 @@ public enum AlertmanagerWebhook {
             for row in 0..<existing.count { known[existing.string(row, "fingerprint")!] = existing.string(row, "status")! }
         }
         for alert in alerts {
-            let now = now
             if let previous = known[alert.fingerprint] {
                 if created, alert.fingerprint == alerts[0].fingerprint { continue }  // written just above
                 try connection.enqueue(
@@ -272,7 +269,7 @@ public enum AlertmanagerWebhook {
                     [incidentID, alert.fingerprint, status(alert), alert.json, now])
                 if previous != status(alert) {
                     let resolved = status(alert) == "resolved"
-                    if resolved { recorded.resolved += 1 } else { recorded.refired += 1 }
+                    if resolved { recorded.resolved += 1 }
                     try Timeline.enqueue(connection, incidentID: incidentID, TimelineEntry(
                         at: now, type: resolved ? .alertResolved : .alertRefired, actor: EventProcessor.consumerActor, details: details(alert)))
                 }
@@ -291,7 +288,8 @@ public enum AlertmanagerWebhook {
         return recorded
     }
 
-    static func cut(_ text: String) -> String {
-        text.count <= EventValidation.maxSummary ? text : String(text.prefix(EventValidation.maxSummary - 1)) + "…"
+    /// `text`, cut to `limit` characters with an ellipsis (a summary's by default).
+    static func cut(_ text: String, _ limit: Int = EventValidation.maxSummary) -> String {
+        text.count <= limit ? text : String(text.prefix(limit - 1)) + "…"
     }
 }

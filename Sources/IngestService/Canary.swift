@@ -36,8 +36,6 @@ public final class Canary: Sendable {
     struct State {
         var nextRoundAt: Millis?
         var client: RPCClient?
-        var routingKey: String?
-        var rounds = 0
     }
 
     public init(
@@ -53,9 +51,6 @@ public final class Canary: Sendable {
         self.logger = logger
         self.connect = connect
     }
-
-    /// Rounds completed so far by this process.
-    public var completedRounds: Int { state.withLockedValue { $0.rounds } }
 
     /// The work loop's step: the first round one interval after start, then one per interval
     /// (counted from each round's start). A round waits at most one interval for its page.
@@ -107,7 +102,6 @@ public final class Canary: Sendable {
         }
         if let delivered {
             let roundTripMs = max(0, delivered - now)
-            state.withLockedValue { $0.rounds += 1 }
             Counter(label: "klaxon_canary_rounds_total", dimensions: [("outcome", "completed")]).increment()
             Gauge(label: "klaxon_canary_round_trip_seconds", dimensions: []).record(Double(roundTripMs) / 1000)
             Gauge(label: "klaxon_canary_last_completed_timestamp_seconds", dimensions: []).record(Double(delivered) / 1000)

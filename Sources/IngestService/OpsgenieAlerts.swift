@@ -18,7 +18,7 @@ public enum OpsgenieAlerts {
 
     /// An alias as the incident's dedup key (one longer than a dedup key allows is hashed).
     public static func dedupKey(alias: String) -> String {
-        alias.count <= EventValidation.maxDedupKey ? alias : "opsgenie-" + Secrets.sha256(alias).prefix(16).map { String(format: "%02x", $0) }.joined()
+        alias.count <= EventValidation.maxDedupKey ? alias : "opsgenie-" + Secrets.sha256Hex(alias, bytes: 16)
     }
 
     /// Opsgenie's priority as the event's severity: P1 critical, P2 error, P3 warning, P4–P5 info.

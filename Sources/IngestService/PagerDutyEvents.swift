@@ -182,7 +182,8 @@ public enum PagerDutyEvents {
     }
 
     static func parseTimestamp(_ text: String) -> Int64? {
-        // RFC 3339 by arithmetic first: a Foundation formatter is built per call and costs ~0.1 ms.
+        // RFC 3339 by arithmetic first: Foundation builds a formatter per call, which was most of
+        // the Alertmanager path's CPU (`scripts/bench --dialects`: 44 % → 74 % of PagerDuty's rate).
         if let millis = RFC3339.millis(text) { return millis }
         let formatter = ISO8601DateFormatter()
         for options: ISO8601DateFormatter.Options in [

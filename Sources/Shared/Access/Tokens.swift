@@ -26,6 +26,11 @@ public enum Secrets {
 
     public static func sha256(_ text: String) -> [UInt8] { Array(SHA256.hash(data: Array(text.utf8))) }
 
+    /// The first `bytes` bytes of `text`'s SHA-256, as lowercase hex (a stable key from a long text).
+    public static func sha256Hex(_ text: String, bytes: Int = 32) -> String {
+        sha256(text).prefix(bytes).map { String(format: "%02x", $0) }.joined()
+    }
+
     /// Compares two byte strings in time that depends on their length only.
     public static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }

@@ -264,40 +264,32 @@ enum ProtoCodec {
 /// the message itself is malformed (a truncated tag or length, an unknown wire type).
 public enum WireFields {
     public static func encodedItems(_ bytes: [UInt8], field wanted: UInt32, name: String) throws(WireError) -> [ArraySlice<UInt8>] {
-        var items: [ArraySlice<UInt8>] = []
-        var index = 0
-        func varint() throws(WireError) -> UInt64 {
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            while true {
-                guard index < bytes.count, shift < 64 else { throw WireError(field: "body", reason: "truncated varint") }
-                let byte = bytes[index]
-                index += 1
-                value |= UInt64(byte & 0x7F) << shift
-                if byte & 0x80 == 0 { return value }
-                shift += 7
-            }
-        }
-        while index < bytes.count {
-            let tag = try varint()
-            let number = UInt32(truncatingIfNeeded: tag >> 3)
-            switch tag & 7 {
-            case 0: _ = try varint()
-            case 1, 5:
-                let size = tag & 7 == 1 ? 8 : 4
-                guard bytes.count - index >= size else { throw WireError(field: "body", reason: "truncated field") }
-                index += size
-            case 2:
-                let length = try varint()
-                guard length <= UInt64(bytes.count - index) else {
-                    throw WireError(field: number == wanted ? name : "body", reason: "truncated field")
+        // Offsets found with the validator's reader, sliced out of the array afterwards.
+        var ranges: [Range<Int>] = []
+        var failure: WireError?
+        bytes.withUnsafeBytes { raw in
+            do throws(WireError) {
+                var reader = StringFieldValidator.Reader(bytes: raw)
+                while !reader.atEnd {
+                    let tag = try reader.varint("body")
+                    let number = UInt32(truncatingIfNeeded: tag >> 3)
+                    switch tag & 7 {
+                    case 0: _ = try reader.varint("body")
+                    case 1: try reader.skip(8, "body")
+                    case 5: try reader.skip(4, "body")
+                    case 2:
+                        let length = try reader.varint("body")
+                        _ = try reader.take(length, number == wanted ? name : "body")
+                        if number == wanted { ranges.append(reader.offset - Int(length)..<reader.offset) }
+                    default:
+                        throw WireError(field: "body", reason: "unsupported wire type \(tag & 7)")
+                    }
                 }
-                if number == wanted { items.append(bytes[index..<index + Int(length)]) }
-                index += Int(length)
-            default:
-                throw WireError(field: "body", reason: "unsupported wire type \(tag & 7)")
+            } catch {
+                failure = error
             }
         }
-        return items
+        if let failure { throw failure }  // withUnsafeBytes rethrows untyped errors: carried out by hand
+        return ranges.map { bytes[$0] }
     }
 }

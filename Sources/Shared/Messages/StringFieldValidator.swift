@@ -104,7 +104,8 @@ enum StringFieldValidator {
         }
     }
 
-    private struct Reader {
+    /// A cursor over encoded protobuf (also `WireFields`').
+    struct Reader {
         let bytes: UnsafeRawBufferPointer
         var offset = 0
         var atEnd: Bool { offset >= bytes.count }
