@@ -105,6 +105,7 @@ public struct AssignmentService: Service {
         var takeoverLoop = DueWorkLoop(name: "assignment.outbox_takeover", clock: clock, waker: Waker(), logger: logger)
         takeoverLoop.maxSleep = .seconds(1)
         let takeover = self.takeover
+        let heartbeats = HeartbeatDeadlines(pool: pool, notifierOutbox: relayWaker, logger: logger)
         // Timers: wake at the earliest due one, on a poke, and at least every second for timers
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
@@ -129,7 +130,11 @@ public struct AssignmentService: Service {
                     try await relay.deliverDue(now: now)
                 },
                 WorkLoop(takeoverLoop) { now in try await takeover.deliverDue(now: now) },
-                WorkLoop(timerLoop) { now in try await timers.fireDue(now: now) },
+                WorkLoop(timerLoop) { now in
+                    // Incident timers, then heartbeat deadlines: both due within a second.
+                    let next = try await timers.fireDue(now: now)
+                    return [next, try await heartbeats.fireDue(now: now)].compactMap { $0 }.min()
+                },
                 WorkLoop(surgeLoop) { now in try await surge.step(now: now) },
                 WorkLoop(expiryLoop) { now in try await expiry.step(now: now) },
                 WorkLoop(pruneLoop) { now in try await pruner.step(now: now) },

@@ -122,7 +122,7 @@ public enum IncidentStore {
                    coalesce(i.escalation_policy_id, s.escalation_policy_id) AS escalation_policy_id, s.ack_timeout_seconds,
                    s.auto_resolve_timeout_seconds, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.details::text AS details, i.created_at_ms, i.current_level, i.current_loop, i.escalate_at_ms,
-                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.major,
+                   i.ack_timeout_at_ms, i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.major, i.held_until_ms,
                    (SELECT coalesce(json_agg(json_build_object('summary', c.summary, 'source', c.source, 'at_ms', c.at_ms, 'links', c.links)
                                              ORDER BY c.at_ms DESC), '[]')::text
                     FROM (SELECT summary, source, at_ms, links FROM change_events
@@ -178,6 +178,7 @@ public enum IncidentStore {
         state.autoResolveAt = rows.int64(row, "auto_resolve_at_ms")
         state.exhausted = rows.bool(row, "exhausted")!
         state.triggerApplied = rows.bool(row, "trigger_applied")!
+        state.heldUntil = rows.int64(row, "held_until_ms")
         return state
     }
 
@@ -219,12 +220,12 @@ public enum IncidentStore {
             """
             UPDATE incidents SET status = $2, current_level = $3, current_loop = $4, escalate_at_ms = $5,
                    ack_timeout_at_ms = $6, snoozed_until_ms = $7, auto_resolve_at_ms = $8, exhausted = $9,
-                   updated_at_ms = $10, trigger_applied = $11,
+                   updated_at_ms = $10, trigger_applied = $11, held_until_ms = $12,
                    work_attempts = 0, work_retry_at_ms = NULL, work_last_error = NULL, resolved_at_ms = CASE WHEN $2 = 'resolved' THEN coalesce(resolved_at_ms, $10) END
             WHERE id = $1
             """,
             [record.id, new.status.rawValue, new.level, new.loop, new.escalateAt, new.ackTimeoutAt, new.snoozedUntil,
-             new.autoResolveAt, new.exhausted, now, new.triggerApplied])
+             new.autoResolveAt, new.exhausted, now, new.triggerApplied, new.heldUntil])
         if new.assignees != old.assignees {
             if !old.assignees.isEmpty {
                 try connection.enqueue(

@@ -38,11 +38,11 @@ public enum TriggerWriter {
         """
 
     static let insertIncidents = """
-        INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms, canary, number, priority)
+        INSERT INTO incidents (service_id, title, status, urgency, severity, dedup_key, details, created_at_ms, updated_at_ms, canary, number, priority, held_until_ms)
         SELECT k.service_id, k.title, 'triggered', k.urgency, k.severity, k.dedup_key, k.details::jsonb, $7, $7, k.canary,
-               CASE WHEN k.canary THEN nextval('canary_incident_numbers') ELSE nextval('incident_numbers') END, k.priority
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::boolean[], $9::text[])
-             WITH ORDINALITY AS k(service_id, title, urgency, severity, dedup_key, details, canary, priority, n)
+               CASE WHEN k.canary THEN nextval('canary_incident_numbers') ELSE nextval('incident_numbers') END, k.priority, k.held_until_ms
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $8::boolean[], $9::text[], $10::bigint[])
+             WITH ORDINALITY AS k(service_id, title, urgency, severity, dedup_key, details, canary, priority, held_until_ms, n)
         ORDER BY k.n
         RETURNING id, service_id, dedup_key
         """
@@ -102,7 +102,7 @@ public enum TriggerWriter {
                     insertIncidents,
                     [PGArray(firsts.map(\.serviceID)), PGArray(firsts.map(\.summary)), PGArray(firsts.map(\.urgency.rawValue)),
                      PGArray(firsts.map(\.severity)), PGArray(firsts.map(\.dedupKey)), PGArray(firsts.map(\.detailsJSON)), now,
-                     PGArray(firsts.map(\.canary)), PGArray(firsts.map(\.priority))])
+                     PGArray(firsts.map(\.canary)), PGArray(firsts.map(\.priority)), PGArray(firsts.map(\.heldUntil))])
             } catch let error as PostgresError where error.isUniqueViolation {
                 throw ConcurrentCreation()
             }
@@ -263,6 +263,8 @@ public struct PreparedTrigger: Sendable {
     /// firing/resolved); nil and "" for the others.
     public var alertFingerprint: String?
     public var alertStatus = ""
+    /// A maintenance window holds the new incident until then (nobody paged); nil for none.
+    public var heldUntil: Millis?
 
     public init(
         serviceID: Int64, dedupKey: String, summary: String, source: String, severity: String, urgency: Urgency, detailsJSON: String,

@@ -29,6 +29,9 @@ public struct IngestRequest: Sendable {
     public var alertFingerprint: String?
     public var alertStatus = ""
     public var alertEventJSON: String?
+    /// Fields conditions see beyond the event's own: Alertmanager's labels, Opsgenie's tags.
+    public var labels: [String: String] = [:]
+    public var tags: [String] = []
 
     public init(
         event: Event, encodedSize: Int, customDetailsJSON: String? = nil, dialect: Dialect = .binary, followUp: TriggerFollowUp? = nil
@@ -52,6 +55,8 @@ public struct EventProcessor: Sendable {
     let directory: ServiceDirectory
     let limiter: RateLimiter
     let batcher: TriggerBatcher
+    /// Poked after a commit that wrote new incidents outside the batcher (a heartbeat's failure).
+    let assignmentOutbox: Waker
     let logger: Logger
 
     public init(
@@ -60,6 +65,7 @@ public struct EventProcessor: Sendable {
     ) {
         self.pool = pool
         self.clock = clock
+        self.assignmentOutbox = assignmentOutbox
         self.directory = ServiceDirectory(pool: pool)
         self.limiter = RateLimiter()
         self.batcher = TriggerBatcher(
@@ -97,9 +103,12 @@ public struct EventProcessor: Sendable {
                 switch try await admit(item, now: now) {
                 case let .trigger(trigger):
                     run.append((index, trigger))
-                case let .status(target, status):
+                case let .status(target, status, event):
                     await flush()
-                    results[index] = .success(try await changeStatus(item.event, target: target, to: status, followUp: item.followUp))
+                    results[index] = .success(try await changeStatus(event, target: target, to: status, followUp: item.followUp))
+                case let .audit(entry):
+                    await flush()
+                    results[index] = .success(try await audit(entry))
                 }
             } catch {
                 results[index] = .failure(Self.rpcError(error))
@@ -145,8 +154,50 @@ public struct EventProcessor: Sendable {
 
     private enum Admitted {
         case trigger(PreparedTrigger)
-        case status(IngestTarget, IncidentStatus)
+        /// The event as the service's rules left it (its dedup key may be theirs).
+        case status(IngestTarget, IncidentStatus, Event)
+        /// Suppressed by a rule or dropped by a maintenance window: kept in the audit trail.
+        case audit(AuditEntry)
     }
+
+    struct AuditEntry {
+        var serviceID: Int64
+        var kind: String
+        var reason: String
+        var eventJSON: String
+        var dedupKey: String
+    }
+
+    /// An event a rule suppressed or a window dropped: written to the service's audit trail
+    /// (committed before the reply, like any event), no incident.
+    private func audit(_ entry: AuditEntry) async throws -> EventResult {
+        let now = clock.nowMs()
+        try await pool.withConnection { connection in
+            try ServiceAudit.insert(connection, serviceID: entry.serviceID, at: now, kind: entry.kind, reason: entry.reason, eventJSON: entry.eventJSON)
+        }
+        KlaxonMetrics.eventFiltered(entry.kind)
+        return EventResult(
+            dedupKey: entry.dedupKey, incidentID: 0, outcome: .ignored, message: "\(entry.kind) by \(entry.reason); kept in the service's audit trail")
+    }
+
+    /// The event's fields as rules and maintenance matchers see them (built only for a service that has some).
+    static func fields(_ request: IngestRequest, event: Event) -> EventFields {
+        let payload = event.payload
+        let details = request.customDetailsJSON.map(EventFields.flatten(json:)) ?? payload?.customDetails ?? [:]
+        return EventFields.of(
+            summary: payload?.summary ?? "", source: payload?.source ?? "", severity: payload?.severity?.rawValue ?? "",
+            component: payload?.component ?? "", group: payload?.group ?? "", eventClass: payload?.eventClass ?? "",
+            dedupKey: event.dedupKey, action: event.eventAction?.rawValue ?? "", client: event.client, dialect: request.dialect.rawValue,
+            customDetails: details, labels: request.labels, tags: request.tags)
+    }
+
+    static let ruleTimeline = BatchedRows.Statement(
+        """
+        INSERT INTO timeline_entries (incident_id, at_ms, type, actor, details)
+        SELECT t.incident_id, t.at_ms, t.type, t.actor, t.details::jsonb
+        FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS t(incident_id, at_ms, type, actor, details, n)
+        ORDER BY t.n
+        """)
 
     /// Validation, routing key and rate limit: everything that may refuse an event before any write.
     private func admit(_ request: IngestRequest, now: Millis) async throws -> Admitted {
@@ -161,10 +212,11 @@ public struct EventProcessor: Sendable {
         return action
     }
 
-    /// The routing key and rate limit, for an event that passed validation.
+    /// The routing key and rate limit, for an event that passed validation; then the service's
+    /// event rules (before dedup) and maintenance windows.
     private func admit(_ request: IngestRequest, action: EventAction, target: IngestTarget?, now: Millis) throws -> Admitted {
-        let event = request.event
-        guard let target else {
+        var event = request.event
+        guard var target else {
             throw RPCError.invalidArgument([FieldViolation(field: "routing_key", description: "unknown routing key")])
         }
         if let retryMs = limiter.admit(routingKey: event.routingKey, target: target, now: now) {
@@ -173,19 +225,73 @@ public struct EventProcessor: Sendable {
                 "rate limit exceeded for this routing key (\(target.eventsPerMinute) events/min, burst \(target.eventsBurst)); retry in \(retryMs) ms",
                 violations: [FieldViolation(field: "retry_after_ms", description: String(retryMs))])
         }
+        var rules = RuleOutcome()
+        let serviceRules = target.rules
+        var heldUntil: Millis?
+        if !target.rules.isEmpty || !target.windows.isEmpty || target.routes.contains(where: { !$0.value.windows.isEmpty }) {
+            var fields = Self.fields(request, event: event)
+            if !target.rules.isEmpty {
+                rules = EventRules.evaluate(target.rules, fields)
+                if let position = rules.suppressedBy {
+                    let rule = target.rules[position - 1]
+                    return .audit(AuditEntry(
+                        serviceID: target.serviceID, kind: "suppressed", reason: "event rule \(position)\(rule.name.isEmpty ? "" : " (\(rule.name))")",
+                        eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), dedupKey: event.dedupKey))
+                }
+                fields = rules.fields
+                if let key = rules.dedupKey, !key.isEmpty { event.dedupKey = String(key.prefix(EventValidation.maxShortField)) }
+                if let severity = rules.severity.flatMap(Severity.init(rawValue:)) { event.payload?.severity = severity }
+                if let route = rules.route, let routed = target.routes[route] { target = routed }
+            }
+            if action == .trigger {
+                switch Maintenance.decide(target.windows, fields, at: now) {
+                case let .drop(windowID)?:
+                    return .audit(AuditEntry(
+                        serviceID: target.serviceID, kind: "dropped", reason: "maintenance window \(windowID)",
+                        eventJSON: Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), dedupKey: event.dedupKey))
+                case let .hold(until, _)?:
+                    heldUntil = until
+                    KlaxonMetrics.eventFiltered("held")
+                case nil:
+                    break
+                }
+            }
+        }
         switch action {
-        case .acknowledge: return .status(target, .acknowledged)
-        case .resolve: return .status(target, .resolved)
+        case .acknowledge: return .status(target, .acknowledged, event)
+        case .resolve: return .status(target, .resolved, event)
         case .trigger:
             let payload = event.payload!
-            return .trigger(PreparedTrigger(
+            var trigger = PreparedTrigger(
                 serviceID: target.serviceID,
                 dedupKey: event.dedupKey.isEmpty ? RandomID.uuid() : event.dedupKey,
                 summary: payload.summary, source: payload.source, severity: payload.severity?.rawValue ?? "",
-                urgency: target.urgencyRule.urgency(for: payload.severity),
+                urgency: rules.urgency.flatMap(Urgency.init(rawValue:)) ?? target.urgencyRule.urgency(for: payload.severity),
                 detailsJSON: request.customDetailsJSON ?? JSON.object(payload.customDetails),
                 eventJSON: request.alertEventJSON ?? Self.eventJSON(event, customDetailsJSON: request.customDetailsJSON), canary: target.canary,
-                followUp: request.followUp, priority: request.priority, alertFingerprint: request.alertFingerprint, alertStatus: request.alertStatus))
+                followUp: request.followUp, priority: rules.priority ?? request.priority, alertFingerprint: request.alertFingerprint,
+                alertStatus: request.alertStatus)
+            trigger.heldUntil = heldUntil
+            if !rules.matched.isEmpty {
+                // What the rules did goes on the new incident's timeline, in its transaction.
+                let matched = rules.matched.map { EventRules.describe(serviceRules[$0 - 1], position: $0) }
+                trigger.followUp = Self.withRuleEntries(request.followUp, matched: matched, notes: rules.notes)
+            }
+            return .trigger(trigger)
+        }
+    }
+
+    /// The follow-up that writes, for a new incident, which rules matched and their notes.
+    static func withRuleEntries(_ followUp: TriggerFollowUp?, matched: [String], notes: [String]) -> TriggerFollowUp {
+        { connection, result, now, rows in
+            try followUp?(connection, result, now, rows)
+            guard result.outcome == .created else { return }
+            let incident = BatchedRows.Value.int(Int64(result.incidentID))
+            rows.add(ruleTimeline, [incident, .int(now), .text(TimelineType.eventRule.rawValue), .text("event rules"),
+                                    .text(JSON.object(["matched": matched.joined(separator: "\n")]))])
+            for note in notes {
+                rows.add(ruleTimeline, [incident, .int(now), .text(TimelineType.note.rawValue), .text("event rule"), .text(JSON.object(["text": note]))])
+            }
         }
     }
 

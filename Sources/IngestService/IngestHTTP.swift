@@ -33,6 +33,8 @@ public enum IngestHTTP {
         }
         // The Opsgenie Alert API (OpsgenieHTTP.swift).
         Self.addOpsgenie(to: router, processor: processor)
+        // Heartbeat pings (HeartbeatHTTP.swift).
+        Self.addHeartbeats(to: router, processor: processor)
         // /healthz, /readyz and /metrics: the same shape as every other listener (README, Operations).
         OperationsRoutes.add(to: router, readiness: readiness)
         return Application(
@@ -158,6 +160,7 @@ public enum IngestHTTP {
             // The event's size, not the notification's (many alerts make a large body, one event).
             event: event, encodedSize: details.utf8.count + (event.payload?.summary.utf8.count ?? 0) + 256, customDetailsJSON: details,
             dialect: .alertmanager, followUp: followUp)
+        ingestRequest.labels = notification.commonLabels.merging(notification.groupLabels) { common, _ in common }
         // A new incident's first alert is the notification's first, written with the trigger.
         if let first = notification.alerts.first {
             ingestRequest.alertFingerprint = first.fingerprint

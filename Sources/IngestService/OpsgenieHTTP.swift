@@ -111,6 +111,7 @@ extension IngestHTTP {
         var ingestRequest = IngestRequest(
             event: event, encodedSize: body.count, customDetailsJSON: details, dialect: .opsgenie, followUp: followUp)
         ingestRequest.priority = create.priority  // a new incident's, written with it
+        ingestRequest.tags = create.tags
         let result = await processor.process([ingestRequest])[0]
         if case let .failure(error) = result { return opsgenieRefusal(error, requestID: requestID) }
         return (.accepted, OpsgenieAlerts.accepted(requestID: requestID, took: took(started)))

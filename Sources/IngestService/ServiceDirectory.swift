@@ -1,3 +1,4 @@
+import IncidentEngine
 import KlaxonDomain
 import NIOConcurrencyHelpers
 import Shared
@@ -10,10 +11,18 @@ public struct IngestTarget: Sendable, Equatable {
     public var eventsBurst: Int
     /// Klaxon's own canary service: its events and incidents stay out of real incidents' metrics.
     public var canary = false
+    public var serviceName = ""
+    /// The service's event rules, in order (applied before dedup).
+    public var rules: [EventRule] = []
+    /// Its maintenance windows that are not over (ongoing, future, recurring).
+    public var windows: [MaintenanceWindow] = []
+    /// The services its rules route to, by name, each with its own urgency rule and windows.
+    public var routes: [String: IngestTarget] = [:]
 }
 
-/// Routing key → service, cached for `ttlMs` so the hot path does not ask PostgreSQL per event.
-/// A key removed from the database stops working within the TTL.
+/// Routing key → service (with its event rules and maintenance windows), cached for `ttlMs` so
+/// the hot path does not ask PostgreSQL per event. A key removed from the database stops working,
+/// and a changed rule or window applies, within the TTL (5 s) on every Ingest replica.
 public final class ServiceDirectory: Sendable {
     private let pool: PostgresPool
     private let ttlMs: Millis
@@ -41,14 +50,26 @@ public final class ServiceDirectory: Sendable {
         let target = try await pool.withConnection { connection -> IngestTarget? in
             let rows = try connection.query(
                 """
-                SELECT s.id, s.urgency_rule, s.events_per_minute, s.events_burst, s.canary
+                SELECT s.id, s.name, s.urgency_rule, s.events_per_minute, s.events_burst, s.canary, s.event_rules::text AS rules
                 FROM routing_keys k JOIN services s ON s.id = k.service_id WHERE k.key = $1
                 """, [routingKey])
             guard !rows.isEmpty else { return nil }
-            return IngestTarget(
-                serviceID: rows.int64(0, "id")!, urgencyRule: UrgencyRule(rawValue: rows.string(0, "urgency_rule")!) ?? .high,
-                eventsPerMinute: rows.int(0, "events_per_minute")!, eventsBurst: rows.int(0, "events_burst")!,
-                canary: rows.bool(0, "canary")!)
+            var target = Self.target(rows, 0)
+            target.rules = (try? EventRules.parse(json: rows.string(0, "rules") ?? "[]").get()) ?? []
+            let routeNames = Set(target.rules.compactMap(\.actions.route))
+            if !routeNames.isEmpty {
+                let routed = try connection.query(
+                    """
+                    SELECT s.id, s.name, s.urgency_rule, s.events_per_minute, s.events_burst, s.canary FROM services s
+                    WHERE s.name = ANY($1::text[]) AND s.deleted_at_ms IS NULL AND NOT s.canary
+                    """, [PGArray(Array(routeNames))])
+                for row in 0..<routed.count { target.routes[routed.string(row, "name")!] = Self.target(routed, row) }
+            }
+            let windows = try MaintenanceStore.current(
+                connection, serviceIDs: [target.serviceID] + target.routes.values.map(\.serviceID), now: now)
+            target.windows = windows[target.serviceID] ?? []
+            for (name, routed) in target.routes { target.routes[name]?.windows = windows[routed.serviceID] ?? [] }
+            return target
         }
         cache.withLockedValue { cache in
             if let target {
@@ -58,5 +79,12 @@ public final class ServiceDirectory: Sendable {
             }
         }
         return target
+    }
+
+    static func target(_ rows: PGResult, _ row: Int) -> IngestTarget {
+        IngestTarget(
+            serviceID: rows.int64(row, "id")!, urgencyRule: UrgencyRule(rawValue: rows.string(row, "urgency_rule")!) ?? .high,
+            eventsPerMinute: rows.int(row, "events_per_minute")!, eventsBurst: rows.int(row, "events_burst")!,
+            canary: rows.bool(row, "canary")!, serviceName: rows.string(row, "name")!)
     }
 }

@@ -99,6 +99,10 @@ public enum TimelineType: String, Sendable, Codable, CaseIterable {
     /// Alertmanager's own webhook: an alert (a fingerprint) joined the incident's group, an alert
     /// resolved, a resolved one fired again — none pages anyone again.
     case alertAdded = "alert_added", alertResolved = "alert_resolved", alertRefired = "alert_refired"
+    /// A maintenance window holds the incident (nobody paged), and then released it.
+    case maintenanceHeld = "maintenance_held", maintenanceReleased = "maintenance_released"
+    /// An event rule of the service matched (its position and name, what it did).
+    case eventRule = "event_rule"
 }
 
 public struct TimelineEntry: Sendable, Equatable {

@@ -2512,6 +2512,501 @@ void   klaxon__assignment__v1__response_plan_list__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__response_plan_list__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__heartbeat__init
+                     (Klaxon__Assignment__V1__Heartbeat         *message)
+{
+  static const Klaxon__Assignment__V1__Heartbeat init_value = KLAXON__ASSIGNMENT__V1__HEARTBEAT__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__heartbeat__get_packed_size
+                     (const Klaxon__Assignment__V1__Heartbeat *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__heartbeat__pack
+                     (const Klaxon__Assignment__V1__Heartbeat *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__heartbeat__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Heartbeat *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__Heartbeat *
+       klaxon__assignment__v1__heartbeat__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__Heartbeat *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__heartbeat__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__heartbeat__free_unpacked
+                     (Klaxon__Assignment__V1__Heartbeat *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__heartbeat_list__init
+                     (Klaxon__Assignment__V1__HeartbeatList         *message)
+{
+  static const Klaxon__Assignment__V1__HeartbeatList init_value = KLAXON__ASSIGNMENT__V1__HEARTBEAT_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__heartbeat_list__get_packed_size
+                     (const Klaxon__Assignment__V1__HeartbeatList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__heartbeat_list__pack
+                     (const Klaxon__Assignment__V1__HeartbeatList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__heartbeat_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__HeartbeatList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__HeartbeatList *
+       klaxon__assignment__v1__heartbeat_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__HeartbeatList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__heartbeat_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__heartbeat_list__free_unpacked
+                     (Klaxon__Assignment__V1__HeartbeatList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__heartbeat_request__init
+                     (Klaxon__Assignment__V1__HeartbeatRequest         *message)
+{
+  static const Klaxon__Assignment__V1__HeartbeatRequest init_value = KLAXON__ASSIGNMENT__V1__HEARTBEAT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__heartbeat_request__get_packed_size
+                     (const Klaxon__Assignment__V1__HeartbeatRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__heartbeat_request__pack
+                     (const Klaxon__Assignment__V1__HeartbeatRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__heartbeat_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__HeartbeatRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__HeartbeatRequest *
+       klaxon__assignment__v1__heartbeat_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__HeartbeatRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__heartbeat_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__heartbeat_request__free_unpacked
+                     (Klaxon__Assignment__V1__HeartbeatRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__heartbeat_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__event_condition_info__init
+                     (Klaxon__Assignment__V1__EventConditionInfo         *message)
+{
+  static const Klaxon__Assignment__V1__EventConditionInfo init_value = KLAXON__ASSIGNMENT__V1__EVENT_CONDITION_INFO__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__event_condition_info__get_packed_size
+                     (const Klaxon__Assignment__V1__EventConditionInfo *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_condition_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__event_condition_info__pack
+                     (const Klaxon__Assignment__V1__EventConditionInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_condition_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__event_condition_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EventConditionInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_condition_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__EventConditionInfo *
+       klaxon__assignment__v1__event_condition_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__EventConditionInfo *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__event_condition_info__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__event_condition_info__free_unpacked
+                     (Klaxon__Assignment__V1__EventConditionInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_condition_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__maintenance_window_info__init
+                     (Klaxon__Assignment__V1__MaintenanceWindowInfo         *message)
+{
+  static const Klaxon__Assignment__V1__MaintenanceWindowInfo init_value = KLAXON__ASSIGNMENT__V1__MAINTENANCE_WINDOW_INFO__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__maintenance_window_info__get_packed_size
+                     (const Klaxon__Assignment__V1__MaintenanceWindowInfo *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_window_info__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__maintenance_window_info__pack
+                     (const Klaxon__Assignment__V1__MaintenanceWindowInfo *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_window_info__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__maintenance_window_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__MaintenanceWindowInfo *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_window_info__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__MaintenanceWindowInfo *
+       klaxon__assignment__v1__maintenance_window_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__MaintenanceWindowInfo *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__maintenance_window_info__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__maintenance_window_info__free_unpacked
+                     (Klaxon__Assignment__V1__MaintenanceWindowInfo *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_window_info__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_maintenance_request__init
+                     (Klaxon__Assignment__V1__ListMaintenanceRequest         *message)
+{
+  static const Klaxon__Assignment__V1__ListMaintenanceRequest init_value = KLAXON__ASSIGNMENT__V1__LIST_MAINTENANCE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_maintenance_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListMaintenanceRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_maintenance_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_maintenance_request__pack
+                     (const Klaxon__Assignment__V1__ListMaintenanceRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_maintenance_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_maintenance_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListMaintenanceRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_maintenance_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListMaintenanceRequest *
+       klaxon__assignment__v1__list_maintenance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListMaintenanceRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_maintenance_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_maintenance_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListMaintenanceRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_maintenance_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__maintenance_list__init
+                     (Klaxon__Assignment__V1__MaintenanceList         *message)
+{
+  static const Klaxon__Assignment__V1__MaintenanceList init_value = KLAXON__ASSIGNMENT__V1__MAINTENANCE_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__maintenance_list__get_packed_size
+                     (const Klaxon__Assignment__V1__MaintenanceList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__maintenance_list__pack
+                     (const Klaxon__Assignment__V1__MaintenanceList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__maintenance_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__MaintenanceList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__MaintenanceList *
+       klaxon__assignment__v1__maintenance_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__MaintenanceList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__maintenance_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__maintenance_list__free_unpacked
+                     (Klaxon__Assignment__V1__MaintenanceList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__maintenance_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__event_rule_set__init
+                     (Klaxon__Assignment__V1__EventRuleSet         *message)
+{
+  static const Klaxon__Assignment__V1__EventRuleSet init_value = KLAXON__ASSIGNMENT__V1__EVENT_RULE_SET__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__event_rule_set__get_packed_size
+                     (const Klaxon__Assignment__V1__EventRuleSet *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_rule_set__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__event_rule_set__pack
+                     (const Klaxon__Assignment__V1__EventRuleSet *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_rule_set__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__event_rule_set__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EventRuleSet *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_rule_set__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__EventRuleSet *
+       klaxon__assignment__v1__event_rule_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__EventRuleSet *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__event_rule_set__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__event_rule_set__free_unpacked
+                     (Klaxon__Assignment__V1__EventRuleSet *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__event_rule_set__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__service_audit_entry__init
+                     (Klaxon__Assignment__V1__ServiceAuditEntry         *message)
+{
+  static const Klaxon__Assignment__V1__ServiceAuditEntry init_value = KLAXON__ASSIGNMENT__V1__SERVICE_AUDIT_ENTRY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__service_audit_entry__get_packed_size
+                     (const Klaxon__Assignment__V1__ServiceAuditEntry *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_audit_entry__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__service_audit_entry__pack
+                     (const Klaxon__Assignment__V1__ServiceAuditEntry *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_audit_entry__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__service_audit_entry__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ServiceAuditEntry *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_audit_entry__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ServiceAuditEntry *
+       klaxon__assignment__v1__service_audit_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ServiceAuditEntry *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__service_audit_entry__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__service_audit_entry__free_unpacked
+                     (Klaxon__Assignment__V1__ServiceAuditEntry *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__service_audit_entry__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_service_audit_request__init
+                     (Klaxon__Assignment__V1__ListServiceAuditRequest         *message)
+{
+  static const Klaxon__Assignment__V1__ListServiceAuditRequest init_value = KLAXON__ASSIGNMENT__V1__LIST_SERVICE_AUDIT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_service_audit_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListServiceAuditRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_service_audit_request__pack
+                     (const Klaxon__Assignment__V1__ListServiceAuditRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_service_audit_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListServiceAuditRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListServiceAuditRequest *
+       klaxon__assignment__v1__list_service_audit_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListServiceAuditRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_service_audit_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_service_audit_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListServiceAuditRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_service_audit_reply__init
+                     (Klaxon__Assignment__V1__ListServiceAuditReply         *message)
+{
+  static const Klaxon__Assignment__V1__ListServiceAuditReply init_value = KLAXON__ASSIGNMENT__V1__LIST_SERVICE_AUDIT_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_service_audit_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListServiceAuditReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_service_audit_reply__pack
+                     (const Klaxon__Assignment__V1__ListServiceAuditReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_service_audit_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListServiceAuditReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListServiceAuditReply *
+       klaxon__assignment__v1__list_service_audit_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListServiceAuditReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_service_audit_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_service_audit_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListServiceAuditReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -2820,7 +3315,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__acknowledgement__descri
   (ProtobufCMessageInit) klaxon__assignment__v1__acknowledgement__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_view__field_descriptors[11] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_view__field_descriptors[12] =
 {
   {
     "incident_id",
@@ -2954,6 +3449,18 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_view__fie
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "held_until_ms",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__IncidentView, held_until_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__incident_view__field_indices_by_name[] = {
   7,   /* field[7] = ack_timeout_at_ms */
@@ -2962,6 +3469,7 @@ static const unsigned klaxon__assignment__v1__incident_view__field_indices_by_na
   9,   /* field[9] = auto_resolve_at_ms */
   6,   /* field[6] = escalate_at_ms */
   10,   /* field[10] = exhausted */
+  11,   /* field[11] = held_until_ms */
   0,   /* field[0] = incident_id */
   2,   /* field[2] = level */
   3,   /* field[3] = loop */
@@ -2971,7 +3479,7 @@ static const unsigned klaxon__assignment__v1__incident_view__field_indices_by_na
 static const ProtobufCIntRange klaxon__assignment__v1__incident_view__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descriptor =
 {
@@ -2981,7 +3489,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__incident_view__descript
   "Klaxon__Assignment__V1__IncidentView",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__IncidentView),
-  11,
+  12,
   klaxon__assignment__v1__incident_view__field_descriptors,
   klaxon__assignment__v1__incident_view__field_indices_by_name,
   1,  klaxon__assignment__v1__incident_view__number_ranges,
@@ -7301,6 +7809,957 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_list__des
   (ProtobufCMessageInit) klaxon__assignment__v1__response_plan_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__heartbeat__field_descriptors[16] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "period_seconds",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, period_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cron",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, cron),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time_zone",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, time_zone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grace_seconds",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, grace_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "start_timeout_seconds",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, start_timeout_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_ping_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, last_ping_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_ping_kind",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, last_ping_kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_ping_body",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, last_ping_body),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_success_at_ms",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, last_success_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "deadline_at_ms",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, deadline_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "down_reason",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, down_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Heartbeat, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__heartbeat__field_indices_by_name[] = {
+  15,   /* field[15] = created_at_ms */
+  4,   /* field[4] = cron */
+  13,   /* field[13] = deadline_at_ms */
+  14,   /* field[14] = down_reason */
+  6,   /* field[6] = grace_seconds */
+  0,   /* field[0] = id */
+  9,   /* field[9] = last_ping_at_ms */
+  11,   /* field[11] = last_ping_body */
+  10,   /* field[10] = last_ping_kind */
+  12,   /* field[12] = last_success_at_ms */
+  1,   /* field[1] = name */
+  3,   /* field[3] = period_seconds */
+  2,   /* field[2] = service_id */
+  7,   /* field[7] = start_timeout_seconds */
+  8,   /* field[8] = status */
+  5,   /* field[5] = time_zone */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__heartbeat__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 16 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__heartbeat__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.Heartbeat",
+  "Heartbeat",
+  "Klaxon__Assignment__V1__Heartbeat",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__Heartbeat),
+  16,
+  klaxon__assignment__v1__heartbeat__field_descriptors,
+  klaxon__assignment__v1__heartbeat__field_indices_by_name,
+  1,  klaxon__assignment__v1__heartbeat__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__heartbeat__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__heartbeat_list__field_descriptors[1] =
+{
+  {
+    "heartbeats",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__HeartbeatList, n_heartbeats),
+    offsetof(Klaxon__Assignment__V1__HeartbeatList, heartbeats),
+    &klaxon__assignment__v1__heartbeat__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__heartbeat_list__field_indices_by_name[] = {
+  0,   /* field[0] = heartbeats */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__heartbeat_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__heartbeat_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.HeartbeatList",
+  "HeartbeatList",
+  "Klaxon__Assignment__V1__HeartbeatList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__HeartbeatList),
+  1,
+  klaxon__assignment__v1__heartbeat_list__field_descriptors,
+  klaxon__assignment__v1__heartbeat_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__heartbeat_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__heartbeat_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__heartbeat_request__field_descriptors[1] =
+{
+  {
+    "id_or_name",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__HeartbeatRequest, id_or_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__heartbeat_request__field_indices_by_name[] = {
+  0,   /* field[0] = id_or_name */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__heartbeat_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__heartbeat_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.HeartbeatRequest",
+  "HeartbeatRequest",
+  "Klaxon__Assignment__V1__HeartbeatRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__HeartbeatRequest),
+  1,
+  klaxon__assignment__v1__heartbeat_request__field_descriptors,
+  klaxon__assignment__v1__heartbeat_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__heartbeat_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__heartbeat_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__event_condition_info__field_descriptors[3] =
+{
+  {
+    "field",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EventConditionInfo, field),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "op",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EventConditionInfo, op),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EventConditionInfo, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__event_condition_info__field_indices_by_name[] = {
+  0,   /* field[0] = field */
+  1,   /* field[1] = op */
+  2,   /* field[2] = value */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__event_condition_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__event_condition_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.EventConditionInfo",
+  "EventConditionInfo",
+  "Klaxon__Assignment__V1__EventConditionInfo",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__EventConditionInfo),
+  3,
+  klaxon__assignment__v1__event_condition_info__field_descriptors,
+  klaxon__assignment__v1__event_condition_info__field_indices_by_name,
+  1,  klaxon__assignment__v1__event_condition_info__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__event_condition_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__maintenance_window_info__field_descriptors[17] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "description",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, description),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_ids",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, n_service_ids),
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, service_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "starts_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, starts_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ends_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, ends_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rrule",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, rrule),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time_zone",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, time_zone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "mode",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, mode),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "matchers",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, n_matchers),
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, matchers),
+    &klaxon__assignment__v1__event_condition_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ended_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, ended_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cancelled",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, cancelled),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "phase",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, phase),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "current_start_ms",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, current_start_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "current_end_ms",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, current_end_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_by",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, created_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "duration_seconds",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__MaintenanceWindowInfo, duration_seconds),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__maintenance_window_info__field_indices_by_name[] = {
+  10,   /* field[10] = cancelled */
+  14,   /* field[14] = created_at_ms */
+  15,   /* field[15] = created_by */
+  13,   /* field[13] = current_end_ms */
+  12,   /* field[12] = current_start_ms */
+  1,   /* field[1] = description */
+  16,   /* field[16] = duration_seconds */
+  9,   /* field[9] = ended_at_ms */
+  4,   /* field[4] = ends_at_ms */
+  0,   /* field[0] = id */
+  8,   /* field[8] = matchers */
+  7,   /* field[7] = mode */
+  11,   /* field[11] = phase */
+  5,   /* field[5] = rrule */
+  2,   /* field[2] = service_ids */
+  3,   /* field[3] = starts_at_ms */
+  6,   /* field[6] = time_zone */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__maintenance_window_info__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 17 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__maintenance_window_info__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.MaintenanceWindowInfo",
+  "MaintenanceWindowInfo",
+  "Klaxon__Assignment__V1__MaintenanceWindowInfo",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__MaintenanceWindowInfo),
+  17,
+  klaxon__assignment__v1__maintenance_window_info__field_descriptors,
+  klaxon__assignment__v1__maintenance_window_info__field_indices_by_name,
+  1,  klaxon__assignment__v1__maintenance_window_info__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__maintenance_window_info__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_maintenance_request__field_descriptors[2] =
+{
+  {
+    "phase",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListMaintenanceRequest, phase),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListMaintenanceRequest, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_maintenance_request__field_indices_by_name[] = {
+  0,   /* field[0] = phase */
+  1,   /* field[1] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_maintenance_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_maintenance_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListMaintenanceRequest",
+  "ListMaintenanceRequest",
+  "Klaxon__Assignment__V1__ListMaintenanceRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListMaintenanceRequest),
+  2,
+  klaxon__assignment__v1__list_maintenance_request__field_descriptors,
+  klaxon__assignment__v1__list_maintenance_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_maintenance_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_maintenance_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__maintenance_list__field_descriptors[1] =
+{
+  {
+    "windows",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__MaintenanceList, n_windows),
+    offsetof(Klaxon__Assignment__V1__MaintenanceList, windows),
+    &klaxon__assignment__v1__maintenance_window_info__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__maintenance_list__field_indices_by_name[] = {
+  0,   /* field[0] = windows */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__maintenance_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__maintenance_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.MaintenanceList",
+  "MaintenanceList",
+  "Klaxon__Assignment__V1__MaintenanceList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__MaintenanceList),
+  1,
+  klaxon__assignment__v1__maintenance_list__field_descriptors,
+  klaxon__assignment__v1__maintenance_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__maintenance_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__maintenance_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__event_rule_set__field_descriptors[2] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EventRuleSet, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rules_json",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__EventRuleSet, rules_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__event_rule_set__field_indices_by_name[] = {
+  1,   /* field[1] = rules_json */
+  0,   /* field[0] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__event_rule_set__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__event_rule_set__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.EventRuleSet",
+  "EventRuleSet",
+  "Klaxon__Assignment__V1__EventRuleSet",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__EventRuleSet),
+  2,
+  klaxon__assignment__v1__event_rule_set__field_descriptors,
+  klaxon__assignment__v1__event_rule_set__field_indices_by_name,
+  1,  klaxon__assignment__v1__event_rule_set__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__event_rule_set__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__service_audit_entry__field_descriptors[6] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ServiceAuditEntry, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ServiceAuditEntry, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ServiceAuditEntry, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ServiceAuditEntry, kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ServiceAuditEntry, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event_json",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ServiceAuditEntry, event_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__service_audit_entry__field_indices_by_name[] = {
+  2,   /* field[2] = at_ms */
+  5,   /* field[5] = event_json */
+  0,   /* field[0] = id */
+  3,   /* field[3] = kind */
+  4,   /* field[4] = reason */
+  1,   /* field[1] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__service_audit_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__service_audit_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ServiceAuditEntry",
+  "ServiceAuditEntry",
+  "Klaxon__Assignment__V1__ServiceAuditEntry",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ServiceAuditEntry),
+  6,
+  klaxon__assignment__v1__service_audit_entry__field_descriptors,
+  klaxon__assignment__v1__service_audit_entry__field_indices_by_name,
+  1,  klaxon__assignment__v1__service_audit_entry__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__service_audit_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_service_audit_request__field_descriptors[2] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListServiceAuditRequest, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListServiceAuditRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_service_audit_request__field_indices_by_name[] = {
+  1,   /* field[1] = limit */
+  0,   /* field[0] = service_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_service_audit_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_service_audit_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListServiceAuditRequest",
+  "ListServiceAuditRequest",
+  "Klaxon__Assignment__V1__ListServiceAuditRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListServiceAuditRequest),
+  2,
+  klaxon__assignment__v1__list_service_audit_request__field_descriptors,
+  klaxon__assignment__v1__list_service_audit_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_service_audit_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_service_audit_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_service_audit_reply__field_descriptors[1] =
+{
+  {
+    "entries",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ListServiceAuditReply, n_entries),
+    offsetof(Klaxon__Assignment__V1__ListServiceAuditReply, entries),
+    &klaxon__assignment__v1__service_audit_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_service_audit_reply__field_indices_by_name[] = {
+  0,   /* field[0] = entries */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_service_audit_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_service_audit_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListServiceAuditReply",
+  "ListServiceAuditReply",
+  "Klaxon__Assignment__V1__ListServiceAuditReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListServiceAuditReply),
+  1,
+  klaxon__assignment__v1__list_service_audit_reply__field_descriptors,
+  klaxon__assignment__v1__list_service_audit_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_service_audit_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_service_audit_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue klaxon__assignment__v1__restriction_kind__enum_values_by_number[3] =
 {
   { "RESTRICTION_KIND_UNSPECIFIED", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED", 0 },
@@ -7554,7 +9013,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
                                      &klaxon__assignment__v1__assignment__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[31] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[42] =
 {
   { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
   { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
@@ -7572,6 +9031,17 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "GetService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__service__descriptor },
   { "ListServices", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__service_list__descriptor },
   { "ListChanges", &klaxon__assignment__v1__list_changes_request__descriptor, &klaxon__assignment__v1__list_changes_reply__descriptor },
+  { "ListServiceAudit", &klaxon__assignment__v1__list_service_audit_request__descriptor, &klaxon__assignment__v1__list_service_audit_reply__descriptor },
+  { "GetEventRules", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__event_rule_set__descriptor },
+  { "SetEventRules", &klaxon__assignment__v1__event_rule_set__descriptor, &klaxon__assignment__v1__event_rule_set__descriptor },
+  { "CreateHeartbeat", &klaxon__assignment__v1__heartbeat__descriptor, &klaxon__assignment__v1__heartbeat__descriptor },
+  { "GetHeartbeat", &klaxon__assignment__v1__heartbeat_request__descriptor, &klaxon__assignment__v1__heartbeat__descriptor },
+  { "ListHeartbeats", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__heartbeat_list__descriptor },
+  { "DeleteHeartbeat", &klaxon__assignment__v1__heartbeat_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "CreateMaintenance", &klaxon__assignment__v1__maintenance_window_info__descriptor, &klaxon__assignment__v1__maintenance_window_info__descriptor },
+  { "ListMaintenance", &klaxon__assignment__v1__list_maintenance_request__descriptor, &klaxon__assignment__v1__maintenance_list__descriptor },
+  { "EndMaintenance", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__maintenance_window_info__descriptor },
+  { "CancelMaintenance", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__maintenance_window_info__descriptor },
   { "DeleteService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "CreateRoutingKey", &klaxon__assignment__v1__create_routing_key_request__descriptor, &klaxon__assignment__v1__routing_key__descriptor },
   { "DeleteRoutingKey", &klaxon__assignment__v1__delete_routing_key_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
@@ -7589,36 +9059,47 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "DeleteResponsePlan", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
 };
 const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
-  23,        /* ApplyConfiguration */
+  34,        /* ApplyConfiguration */
+  26,        /* CancelMaintenance */
   0,        /* CreateEscalationPolicy */
-  28,        /* CreateResponsePlan */
-  17,        /* CreateRoutingKey */
+  19,        /* CreateHeartbeat */
+  23,        /* CreateMaintenance */
+  39,        /* CreateResponsePlan */
+  28,        /* CreateRoutingKey */
   5,        /* CreateSchedule */
   11,        /* CreateService */
-  19,        /* CreateToken */
+  30,        /* CreateToken */
   4,        /* DeleteEscalationPolicy */
-  30,        /* DeleteResponsePlan */
-  18,        /* DeleteRoutingKey */
+  22,        /* DeleteHeartbeat */
+  41,        /* DeleteResponsePlan */
+  29,        /* DeleteRoutingKey */
   9,        /* DeleteSchedule */
-  16,        /* DeleteService */
-  24,        /* ExportConfiguration */
+  27,        /* DeleteService */
+  25,        /* EndMaintenance */
+  35,        /* ExportConfiguration */
   2,        /* GetEscalationPolicy */
+  17,        /* GetEventRules */
+  20,        /* GetHeartbeat */
   7,        /* GetSchedule */
   13,        /* GetService */
-  26,        /* GetSurgeSettings */
+  37,        /* GetSurgeSettings */
   15,        /* ListChanges */
   3,        /* ListEscalationPolicies */
-  29,        /* ListResponsePlans */
+  21,        /* ListHeartbeats */
+  24,        /* ListMaintenance */
+  40,        /* ListResponsePlans */
   8,        /* ListSchedules */
+  16,        /* ListServiceAudit */
   14,        /* ListServices */
-  20,        /* ListTokens */
-  21,        /* RevokeToken */
-  25,        /* RotateScheduleFeed */
+  31,        /* ListTokens */
+  32,        /* RevokeToken */
+  36,        /* RotateScheduleFeed */
+  18,        /* SetEventRules */
   1,        /* UpdateEscalationPolicy */
   6,        /* UpdateSchedule */
   12,        /* UpdateService */
-  27,        /* UpdateSurgeSettings */
-  22,        /* WhoAmI */
+  38,        /* UpdateSurgeSettings */
+  33,        /* WhoAmI */
   10         /* WhoIsOnCall */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
@@ -7628,7 +9109,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
   "Admin",
   "Klaxon__Assignment__V1__Admin",
   "klaxon.assignment.v1",
-  31,
+  42,
   klaxon__assignment__v1__admin__method_descriptors,
   klaxon__assignment__v1__admin__method_indices_by_name
 };
@@ -7760,13 +9241,101 @@ void klaxon__assignment__v1__admin__list_changes(ProtobufCService *service,
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
   service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void klaxon__assignment__v1__admin__list_service_audit(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__ListServiceAuditRequest *input,
+                                                       Klaxon__Assignment__V1__ListServiceAuditReply_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__get_event_rules(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                    Klaxon__Assignment__V1__EventRuleSet_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__set_event_rules(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__EventRuleSet *input,
+                                                    Klaxon__Assignment__V1__EventRuleSet_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__create_heartbeat(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__Heartbeat *input,
+                                                     Klaxon__Assignment__V1__Heartbeat_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__get_heartbeat(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__HeartbeatRequest *input,
+                                                  Klaxon__Assignment__V1__Heartbeat_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_heartbeats(ProtobufCService *service,
+                                                    const Klaxon__Rpc__V1__Empty *input,
+                                                    Klaxon__Assignment__V1__HeartbeatList_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__delete_heartbeat(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__HeartbeatRequest *input,
+                                                     Klaxon__Rpc__V1__Empty_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__create_maintenance(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__MaintenanceWindowInfo *input,
+                                                       Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_maintenance(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__ListMaintenanceRequest *input,
+                                                     Klaxon__Assignment__V1__MaintenanceList_Closure closure,
+                                                     void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__end_maintenance(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                    Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__cancel_maintenance(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                       Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
                                                    void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__CreateRoutingKeyRequest *input,
@@ -7774,7 +9343,7 @@ void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *input,
@@ -7782,7 +9351,7 @@ void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__ApiToken *input,
@@ -7790,7 +9359,7 @@ void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 const Klaxon__Rpc__V1__Empty *input,
@@ -7798,7 +9367,7 @@ void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -7806,7 +9375,7 @@ void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              const Klaxon__Rpc__V1__Empty *input,
@@ -7814,7 +9383,7 @@ void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *service,
                                                         const Klaxon__Assignment__V1__ConfigDocument *input,
@@ -7822,7 +9391,7 @@ void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 34, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *service,
                                                          const Klaxon__Rpc__V1__Empty *input,
@@ -7830,7 +9399,7 @@ void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 35, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -7838,7 +9407,7 @@ void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 25, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 36, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service,
                                                        const Klaxon__Rpc__V1__Empty *input,
@@ -7846,7 +9415,7 @@ void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 37, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *service,
                                                           const Klaxon__Assignment__V1__SurgeSettings *input,
@@ -7854,7 +9423,7 @@ void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 38, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__ResponsePlan *input,
@@ -7862,7 +9431,7 @@ void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 39, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *service,
                                                         const Klaxon__Rpc__V1__Empty *input,
@@ -7870,7 +9439,7 @@ void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 40, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -7878,7 +9447,7 @@ void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 41, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
                                           Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)

@@ -31,7 +31,7 @@ import Testing
         let database = try await TestDatabase.create()
         let statements: [(name: String, sql: String, arguments: String)] = [
             ("lock open incidents", TriggerWriter.lockOpen, "'{1}', '{a}'"),
-            ("insert incidents", TriggerWriter.insertIncidents, "'{1}', '{t}', '{high}', '{\"\"}', '{d}', '{\"{}\"}', 0, '{f}', '{NULL}'"),
+            ("insert incidents", TriggerWriter.insertIncidents, "'{1}', '{t}', '{high}', '{\"\"}', '{d}', '{\"{}\"}', 0, '{f}', '{NULL}', '{NULL}'"),
             ("insert alerts", TriggerWriter.insertAlerts, "'{1}', '{s}', '{s}', '{\"\"}', '{\"{}\"}', 0, '{NULL}', '{\"\"}'"),
             ("count duplicates", TriggerWriter.countDuplicates, "'{1}', '{1}', 0"),
             ("touch incidents", TriggerWriter.touchIncidents, "'{1}', 0"),

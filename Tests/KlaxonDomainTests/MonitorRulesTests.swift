@@ -131,6 +131,34 @@ import Testing
         #expect(ended.phase(at: t0 + 700_000) == "past")
     }
 
+    /// A hold window: the incident is created, nobody is paged and nothing escalates; at the
+    /// window's end level 1 is paged with reason `assigned`, the timeline says
+    /// `maintenance_released`, and escalation starts from there.
+    @Test func aHeldIncidentPagesLevelOneWhenTheWindowEnds() throws {
+        let core = IncidentCore(
+            policy: EscalationPolicy(levels: [EscalationLevel(delaySeconds: 600, targets: [.user(1)]), EscalationLevel(delaySeconds: 600, targets: [.user(2)])], numLoops: 0),
+            settings: IncidentSettings(ackTimeoutSeconds: 300, autoResolveSeconds: 0))
+        let t0 = Self.at("2027-01-01T10:00:00Z")
+        var state = IncidentState(urgency: .high)
+        state.heldUntil = t0 + 7_200_000
+        let held = try core.apply(.trigger, to: state, now: t0)
+        #expect(IncidentCoreTests.notified(held) == [])
+        #expect(IncidentCoreTests.timelineTypes(held) == [.maintenanceHeld])
+        #expect(held.state.escalateAt == nil && held.state.assignees.isEmpty && held.state.triggerApplied)
+        #expect(IncidentCore.dueTimer(of: held.state, at: t0 + 7_199_999) == nil)
+        let released = try core.fireDueTimers(held.state, now: t0 + 7_200_000)
+        #expect(released.effects.contains { if case .notify(1, .assigned, .triggered) = $0 { true } else { false } })
+        #expect(IncidentCoreTests.timelineTypes(released).first == .maintenanceReleased)
+        #expect(released.state.heldUntil == nil && released.state.level == 1 && released.state.escalateAt == t0 + 7_800_000)
+        // A resolve during the hold applies, and nothing is paged at the end.
+        let resolved = try core.apply(.resolve(actor: "integration", reason: "resolve event"), to: held.state, now: t0 + 60_000)
+        #expect(resolved.state.status == .resolved && resolved.state.heldUntil == nil)
+        #expect(IncidentCore.dueTimer(of: resolved.state, at: t0 + 7_200_000) == nil)
+        // A window that already ended when the trigger is applied holds nothing.
+        let late = try core.apply(.trigger, to: state, now: t0 + 7_200_000)
+        #expect(IncidentCoreTests.notified(late) == [1] && late.state.heldUntil == nil)
+    }
+
     // MARK: Event rules
 
     static func rules(_ json: String) -> [EventRule] { try! EventRules.parse(json: json).get() }

@@ -103,7 +103,7 @@ public struct IncidentQueries: Sendable {
             """
             SELECT i.id, i.number, i.service_id, s.name AS service_name, i.title, i.status, i.urgency, i.severity, i.dedup_key,
                    i.created_at_ms, i.resolved_at_ms, i.current_level, i.current_loop, i.escalate_at_ms, i.ack_timeout_at_ms,
-                   i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.priority, i.major, i.major_incident_id,
+                   i.snoozed_until_ms, i.auto_resolve_at_ms, i.exhausted, i.trigger_applied, i.held_until_ms, i.priority, i.major, i.major_incident_id,
                    i.conference_url, i.conference_phone,
                    CASE WHEN i.major THEN (SELECT count(*) FROM incidents c WHERE c.major_incident_id = i.id) ELSE 0 END AS child_count
             FROM incidents i JOIN services s ON s.id = i.service_id

@@ -11,6 +11,7 @@ extension IncidentView {
                 AcknowledgementView(userID: $0.user ?? 0, actor: $0.actor, atMs: $0.at, closedAtMs: $0.closedAt ?? 0)
             },
             escalateAtMs: state.escalateAt ?? 0, ackTimeoutAtMs: state.ackTimeoutAt ?? 0,
-            snoozedUntilMs: state.snoozedUntil ?? 0, autoResolveAtMs: state.autoResolveAt ?? 0, exhausted: state.exhausted)
+            snoozedUntilMs: state.snoozedUntil ?? 0, autoResolveAtMs: state.autoResolveAt ?? 0, exhausted: state.exhausted,
+            heldUntilMs: state.heldUntil ?? 0)
     }
 }

@@ -72,6 +72,13 @@ public struct IncidentCore: Sendable {
         case .escalationTimerFired: escalationTimerFired(&step)
         case .ackTimeoutFired: ackTimeoutFired(&step)
         case .autoResolveTimerFired: autoResolveTimerFired(&step)
+        case .maintenanceEnded: maintenanceEnded(&step)
+        }
+        // A person who escalates or reassigns a held incident takes it out of maintenance; a
+        // resolved one has nothing left to hold.
+        switch command {
+        case .reassign, .reassignToPolicy, .escalate, .resolve, .autoResolveTimerFired: step.state.heldUntil = nil
+        default: break
         }
         return step.transition
     }
@@ -80,7 +87,7 @@ public struct IncidentCore: Sendable {
 extension IncidentCommand {
     public var isTimer: Bool {
         switch self {
-        case .escalationTimerFired, .ackTimeoutFired, .autoResolveTimerFired: true
+        case .escalationTimerFired, .ackTimeoutFired, .autoResolveTimerFired, .maintenanceEnded: true
         default: false
         }
     }

@@ -46,6 +46,9 @@ public struct IncidentState: Sendable, Equatable {
     /// The trigger's level 1 was assigned and paged. Until then the incident exists (Ingest wrote
     /// it) but nobody was told; whatever command reaches it first applies the trigger first.
     public var triggerApplied: Bool
+    /// Held by a maintenance window: created and visible, nobody paged and nothing escalating
+    /// until this instant, when level 1 is assigned (`maintenanceEnded`).
+    public var heldUntil: Millis?
 
     public init(urgency: Urgency) {
         status = .triggered
@@ -79,6 +82,8 @@ public enum IncidentCommand: Sendable, Equatable {
     case escalationTimerFired
     case ackTimeoutFired
     case autoResolveTimerFired
+    /// The maintenance window holding the incident ended.
+    case maintenanceEnded
 }
 
 /// What the shell does besides saving the new state: page people and write the timeline.

@@ -5,6 +5,7 @@ extension IncidentCore {
         guard state.status != .resolved else { return nil }
         let candidates: [(Millis?, IncidentCommand)] = [
             (state.escalateAt, .escalationTimerFired), (state.ackTimeoutAt, .ackTimeoutFired), (state.autoResolveAt, .autoResolveTimerFired),
+            (state.heldUntil, .maintenanceEnded),
         ]
         return candidates.compactMap { at, command in at.map { ($0, command) } }
             .filter { $0.0 <= now }.min { $0.0 < $1.0 }?.1
@@ -23,6 +24,7 @@ extension IncidentCore {
                 switch command {
                 case .escalationTimerFired: current.state.escalateAt = nil
                 case .ackTimeoutFired: current.state.ackTimeoutAt = nil
+                case .maintenanceEnded: current.state.heldUntil = nil
                 default: current.state.autoResolveAt = nil
                 }
                 continue

@@ -77,6 +77,17 @@ typedef struct Klaxon__Assignment__V1__SurgeSettings Klaxon__Assignment__V1__Sur
 typedef struct Klaxon__Assignment__V1__ResponsePlanResponder Klaxon__Assignment__V1__ResponsePlanResponder;
 typedef struct Klaxon__Assignment__V1__ResponsePlan Klaxon__Assignment__V1__ResponsePlan;
 typedef struct Klaxon__Assignment__V1__ResponsePlanList Klaxon__Assignment__V1__ResponsePlanList;
+typedef struct Klaxon__Assignment__V1__Heartbeat Klaxon__Assignment__V1__Heartbeat;
+typedef struct Klaxon__Assignment__V1__HeartbeatList Klaxon__Assignment__V1__HeartbeatList;
+typedef struct Klaxon__Assignment__V1__HeartbeatRequest Klaxon__Assignment__V1__HeartbeatRequest;
+typedef struct Klaxon__Assignment__V1__EventConditionInfo Klaxon__Assignment__V1__EventConditionInfo;
+typedef struct Klaxon__Assignment__V1__MaintenanceWindowInfo Klaxon__Assignment__V1__MaintenanceWindowInfo;
+typedef struct Klaxon__Assignment__V1__ListMaintenanceRequest Klaxon__Assignment__V1__ListMaintenanceRequest;
+typedef struct Klaxon__Assignment__V1__MaintenanceList Klaxon__Assignment__V1__MaintenanceList;
+typedef struct Klaxon__Assignment__V1__EventRuleSet Klaxon__Assignment__V1__EventRuleSet;
+typedef struct Klaxon__Assignment__V1__ServiceAuditEntry Klaxon__Assignment__V1__ServiceAuditEntry;
+typedef struct Klaxon__Assignment__V1__ListServiceAuditRequest Klaxon__Assignment__V1__ListServiceAuditRequest;
+typedef struct Klaxon__Assignment__V1__ListServiceAuditReply Klaxon__Assignment__V1__ListServiceAuditReply;
 
 
 /* --- enums --- */
@@ -200,10 +211,14 @@ struct  Klaxon__Assignment__V1__IncidentView
   int64_t snoozed_until_ms;
   int64_t auto_resolve_at_ms;
   protobuf_c_boolean exhausted;
+  /*
+   * held by a maintenance window until then: nobody paged, no escalation (0: not held)
+   */
+  int64_t held_until_ms;
 };
 #define KLAXON__ASSIGNMENT__V1__INCIDENT_VIEW__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__incident_view__descriptor) \
-    , 0, KLAXON__INCIDENT__V1__INCIDENT_STATUS__INCIDENT_STATUS_UNSPECIFIED, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0 }
+    , 0, KLAXON__INCIDENT__V1__INCIDENT_STATUS__INCIDENT_STATUS_UNSPECIFIED, 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0 }
 
 
 struct  Klaxon__Assignment__V1__GetIncidentRequest
@@ -1298,6 +1313,242 @@ struct  Klaxon__Assignment__V1__ResponsePlanList
     , 0,NULL }
 
 
+/*
+ * A heartbeat monitor: a job pings its secret URL; no success by the deadline (or a failure)
+ * triggers the incident `heartbeat:{id}` on its service, and the next success resolves it.
+ */
+struct  Klaxon__Assignment__V1__Heartbeat
+{
+  ProtobufCMessage base;
+  /*
+   * the secret in the ping URL, made by Klaxon (leave empty on create)
+   */
+  char *id;
+  /*
+   * unique; Opsgenie's heartbeat ping uses it
+   */
+  char *name;
+  uint64_t service_id;
+  /*
+   * 60 s – 366 days; or a cron schedule
+   */
+  uint32_t period_seconds;
+  /*
+   * five fields, in time_zone
+   */
+  char *cron;
+  /*
+   * IANA name, default UTC
+   */
+  char *time_zone;
+  uint32_t grace_seconds;
+  /*
+   * 0: a start has no timeout
+   */
+  uint32_t start_timeout_seconds;
+  /*
+   * read only: new, up, started, down
+   */
+  char *status;
+  int64_t last_ping_at_ms;
+  /*
+   * success, start, fail, log, exit N
+   */
+  char *last_ping_kind;
+  /*
+   * at most 10 KiB
+   */
+  char *last_ping_body;
+  int64_t last_success_at_ms;
+  /*
+   * 0 when nothing is expected (new, down)
+   */
+  int64_t deadline_at_ms;
+  char *down_reason;
+  int64_t created_at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__HEARTBEAT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__heartbeat__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Klaxon__Assignment__V1__HeartbeatList
+{
+  ProtobufCMessage base;
+  size_t n_heartbeats;
+  Klaxon__Assignment__V1__Heartbeat **heartbeats;
+};
+#define KLAXON__ASSIGNMENT__V1__HEARTBEAT_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__heartbeat_list__descriptor) \
+    , 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__HeartbeatRequest
+{
+  ProtobufCMessage base;
+  char *id_or_name;
+};
+#define KLAXON__ASSIGNMENT__V1__HEARTBEAT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__heartbeat_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+/*
+ * A condition over an event field: op is =, !=, =~, !~ or exists.
+ */
+struct  Klaxon__Assignment__V1__EventConditionInfo
+{
+  ProtobufCMessage base;
+  char *field;
+  char *op;
+  char *value;
+};
+#define KLAXON__ASSIGNMENT__V1__EVENT_CONDITION_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__event_condition_info__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * A maintenance window on services: one-off (starts/ends) or recurring (rrule from the first
+ * occurrence, in time_zone); hold pages nobody until it ends, drop opens nothing.
+ */
+struct  Klaxon__Assignment__V1__MaintenanceWindowInfo
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  char *description;
+  size_t n_service_ids;
+  uint64_t *service_ids;
+  int64_t starts_at_ms;
+  int64_t ends_at_ms;
+  /*
+   * RFC 5545: FREQ=DAILY|WEEKLY|MONTHLY, INTERVAL, BYDAY, COUNT, UNTIL
+   */
+  char *rrule;
+  char *time_zone;
+  /*
+   * hold (default) or drop
+   */
+  char *mode;
+  /*
+   * all must hold; none: every event
+   */
+  size_t n_matchers;
+  Klaxon__Assignment__V1__EventConditionInfo **matchers;
+  /*
+   * ended by hand at
+   */
+  int64_t ended_at_ms;
+  protobuf_c_boolean cancelled;
+  /*
+   * read only: past, ongoing, future, cancelled
+   */
+  char *phase;
+  /*
+   * read only: the ongoing or next occurrence
+   */
+  int64_t current_start_ms;
+  int64_t current_end_ms;
+  int64_t created_at_ms;
+  char *created_by;
+  /*
+   * create only: with starts_at_ms 0, from now for this long
+   */
+  uint32_t duration_seconds;
+};
+#define KLAXON__ASSIGNMENT__V1__MAINTENANCE_WINDOW_INFO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__maintenance_window_info__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListMaintenanceRequest
+{
+  ProtobufCMessage base;
+  /*
+   * past, ongoing, future; "" for all
+   */
+  char *phase;
+  /*
+   * 0 for all
+   */
+  uint64_t service_id;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_MAINTENANCE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_maintenance_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Klaxon__Assignment__V1__MaintenanceList
+{
+  ProtobufCMessage base;
+  size_t n_windows;
+  Klaxon__Assignment__V1__MaintenanceWindowInfo **windows;
+};
+#define KLAXON__ASSIGNMENT__V1__MAINTENANCE_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__maintenance_list__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * A service's event rules, in order, as JSON (the format of `event_rules` in YAML).
+ */
+struct  Klaxon__Assignment__V1__EventRuleSet
+{
+  ProtobufCMessage base;
+  uint64_t service_id;
+  char *rules_json;
+};
+#define KLAXON__ASSIGNMENT__V1__EVENT_RULE_SET__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__event_rule_set__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * What a service's rules suppressed and its drop windows dropped.
+ */
+struct  Klaxon__Assignment__V1__ServiceAuditEntry
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  uint64_t service_id;
+  int64_t at_ms;
+  /*
+   * suppressed, dropped
+   */
+  char *kind;
+  char *reason;
+  char *event_json;
+};
+#define KLAXON__ASSIGNMENT__V1__SERVICE_AUDIT_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__service_audit_entry__descriptor) \
+    , 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Klaxon__Assignment__V1__ListServiceAuditRequest
+{
+  ProtobufCMessage base;
+  uint64_t service_id;
+  /*
+   * default 20, at most 500
+   */
+  uint32_t limit;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_SERVICE_AUDIT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_service_audit_request__descriptor) \
+    , 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListServiceAuditReply
+{
+  ProtobufCMessage base;
+  size_t n_entries;
+  Klaxon__Assignment__V1__ServiceAuditEntry **entries;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_SERVICE_AUDIT_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_service_audit_reply__descriptor) \
+    , 0,NULL }
+
+
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
 void   klaxon__assignment__v1__incident_triggered_request__init
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest         *message);
@@ -2358,6 +2609,215 @@ Klaxon__Assignment__V1__ResponsePlanList *
 void   klaxon__assignment__v1__response_plan_list__free_unpacked
                      (Klaxon__Assignment__V1__ResponsePlanList *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__Heartbeat methods */
+void   klaxon__assignment__v1__heartbeat__init
+                     (Klaxon__Assignment__V1__Heartbeat         *message);
+size_t klaxon__assignment__v1__heartbeat__get_packed_size
+                     (const Klaxon__Assignment__V1__Heartbeat   *message);
+size_t klaxon__assignment__v1__heartbeat__pack
+                     (const Klaxon__Assignment__V1__Heartbeat   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__heartbeat__pack_to_buffer
+                     (const Klaxon__Assignment__V1__Heartbeat   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__Heartbeat *
+       klaxon__assignment__v1__heartbeat__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__heartbeat__free_unpacked
+                     (Klaxon__Assignment__V1__Heartbeat *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__HeartbeatList methods */
+void   klaxon__assignment__v1__heartbeat_list__init
+                     (Klaxon__Assignment__V1__HeartbeatList         *message);
+size_t klaxon__assignment__v1__heartbeat_list__get_packed_size
+                     (const Klaxon__Assignment__V1__HeartbeatList   *message);
+size_t klaxon__assignment__v1__heartbeat_list__pack
+                     (const Klaxon__Assignment__V1__HeartbeatList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__heartbeat_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__HeartbeatList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__HeartbeatList *
+       klaxon__assignment__v1__heartbeat_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__heartbeat_list__free_unpacked
+                     (Klaxon__Assignment__V1__HeartbeatList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__HeartbeatRequest methods */
+void   klaxon__assignment__v1__heartbeat_request__init
+                     (Klaxon__Assignment__V1__HeartbeatRequest         *message);
+size_t klaxon__assignment__v1__heartbeat_request__get_packed_size
+                     (const Klaxon__Assignment__V1__HeartbeatRequest   *message);
+size_t klaxon__assignment__v1__heartbeat_request__pack
+                     (const Klaxon__Assignment__V1__HeartbeatRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__heartbeat_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__HeartbeatRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__HeartbeatRequest *
+       klaxon__assignment__v1__heartbeat_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__heartbeat_request__free_unpacked
+                     (Klaxon__Assignment__V1__HeartbeatRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__EventConditionInfo methods */
+void   klaxon__assignment__v1__event_condition_info__init
+                     (Klaxon__Assignment__V1__EventConditionInfo         *message);
+size_t klaxon__assignment__v1__event_condition_info__get_packed_size
+                     (const Klaxon__Assignment__V1__EventConditionInfo   *message);
+size_t klaxon__assignment__v1__event_condition_info__pack
+                     (const Klaxon__Assignment__V1__EventConditionInfo   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__event_condition_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EventConditionInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__EventConditionInfo *
+       klaxon__assignment__v1__event_condition_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__event_condition_info__free_unpacked
+                     (Klaxon__Assignment__V1__EventConditionInfo *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__MaintenanceWindowInfo methods */
+void   klaxon__assignment__v1__maintenance_window_info__init
+                     (Klaxon__Assignment__V1__MaintenanceWindowInfo         *message);
+size_t klaxon__assignment__v1__maintenance_window_info__get_packed_size
+                     (const Klaxon__Assignment__V1__MaintenanceWindowInfo   *message);
+size_t klaxon__assignment__v1__maintenance_window_info__pack
+                     (const Klaxon__Assignment__V1__MaintenanceWindowInfo   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__maintenance_window_info__pack_to_buffer
+                     (const Klaxon__Assignment__V1__MaintenanceWindowInfo   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__MaintenanceWindowInfo *
+       klaxon__assignment__v1__maintenance_window_info__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__maintenance_window_info__free_unpacked
+                     (Klaxon__Assignment__V1__MaintenanceWindowInfo *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListMaintenanceRequest methods */
+void   klaxon__assignment__v1__list_maintenance_request__init
+                     (Klaxon__Assignment__V1__ListMaintenanceRequest         *message);
+size_t klaxon__assignment__v1__list_maintenance_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListMaintenanceRequest   *message);
+size_t klaxon__assignment__v1__list_maintenance_request__pack
+                     (const Klaxon__Assignment__V1__ListMaintenanceRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_maintenance_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListMaintenanceRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListMaintenanceRequest *
+       klaxon__assignment__v1__list_maintenance_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_maintenance_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListMaintenanceRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__MaintenanceList methods */
+void   klaxon__assignment__v1__maintenance_list__init
+                     (Klaxon__Assignment__V1__MaintenanceList         *message);
+size_t klaxon__assignment__v1__maintenance_list__get_packed_size
+                     (const Klaxon__Assignment__V1__MaintenanceList   *message);
+size_t klaxon__assignment__v1__maintenance_list__pack
+                     (const Klaxon__Assignment__V1__MaintenanceList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__maintenance_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__MaintenanceList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__MaintenanceList *
+       klaxon__assignment__v1__maintenance_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__maintenance_list__free_unpacked
+                     (Klaxon__Assignment__V1__MaintenanceList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__EventRuleSet methods */
+void   klaxon__assignment__v1__event_rule_set__init
+                     (Klaxon__Assignment__V1__EventRuleSet         *message);
+size_t klaxon__assignment__v1__event_rule_set__get_packed_size
+                     (const Klaxon__Assignment__V1__EventRuleSet   *message);
+size_t klaxon__assignment__v1__event_rule_set__pack
+                     (const Klaxon__Assignment__V1__EventRuleSet   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__event_rule_set__pack_to_buffer
+                     (const Klaxon__Assignment__V1__EventRuleSet   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__EventRuleSet *
+       klaxon__assignment__v1__event_rule_set__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__event_rule_set__free_unpacked
+                     (Klaxon__Assignment__V1__EventRuleSet *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ServiceAuditEntry methods */
+void   klaxon__assignment__v1__service_audit_entry__init
+                     (Klaxon__Assignment__V1__ServiceAuditEntry         *message);
+size_t klaxon__assignment__v1__service_audit_entry__get_packed_size
+                     (const Klaxon__Assignment__V1__ServiceAuditEntry   *message);
+size_t klaxon__assignment__v1__service_audit_entry__pack
+                     (const Klaxon__Assignment__V1__ServiceAuditEntry   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__service_audit_entry__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ServiceAuditEntry   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ServiceAuditEntry *
+       klaxon__assignment__v1__service_audit_entry__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__service_audit_entry__free_unpacked
+                     (Klaxon__Assignment__V1__ServiceAuditEntry *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListServiceAuditRequest methods */
+void   klaxon__assignment__v1__list_service_audit_request__init
+                     (Klaxon__Assignment__V1__ListServiceAuditRequest         *message);
+size_t klaxon__assignment__v1__list_service_audit_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListServiceAuditRequest   *message);
+size_t klaxon__assignment__v1__list_service_audit_request__pack
+                     (const Klaxon__Assignment__V1__ListServiceAuditRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_service_audit_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListServiceAuditRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListServiceAuditRequest *
+       klaxon__assignment__v1__list_service_audit_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_service_audit_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListServiceAuditRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListServiceAuditReply methods */
+void   klaxon__assignment__v1__list_service_audit_reply__init
+                     (Klaxon__Assignment__V1__ListServiceAuditReply         *message);
+size_t klaxon__assignment__v1__list_service_audit_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListServiceAuditReply   *message);
+size_t klaxon__assignment__v1__list_service_audit_reply__pack
+                     (const Klaxon__Assignment__V1__ListServiceAuditReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_service_audit_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListServiceAuditReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListServiceAuditReply *
+       klaxon__assignment__v1__list_service_audit_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_service_audit_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListServiceAuditReply *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -2539,6 +2999,39 @@ typedef void (*Klaxon__Assignment__V1__ResponsePlan_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__ResponsePlanList_Closure)
                  (const Klaxon__Assignment__V1__ResponsePlanList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__Heartbeat_Closure)
+                 (const Klaxon__Assignment__V1__Heartbeat *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__HeartbeatList_Closure)
+                 (const Klaxon__Assignment__V1__HeartbeatList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__HeartbeatRequest_Closure)
+                 (const Klaxon__Assignment__V1__HeartbeatRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__EventConditionInfo_Closure)
+                 (const Klaxon__Assignment__V1__EventConditionInfo *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure)
+                 (const Klaxon__Assignment__V1__MaintenanceWindowInfo *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListMaintenanceRequest_Closure)
+                 (const Klaxon__Assignment__V1__ListMaintenanceRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__MaintenanceList_Closure)
+                 (const Klaxon__Assignment__V1__MaintenanceList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__EventRuleSet_Closure)
+                 (const Klaxon__Assignment__V1__EventRuleSet *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ServiceAuditEntry_Closure)
+                 (const Klaxon__Assignment__V1__ServiceAuditEntry *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListServiceAuditRequest_Closure)
+                 (const Klaxon__Assignment__V1__ListServiceAuditRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListServiceAuditReply_Closure)
+                 (const Klaxon__Assignment__V1__ListServiceAuditReply *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -2803,6 +3296,50 @@ struct Klaxon__Assignment__V1__Admin_Service
                        const Klaxon__Assignment__V1__ListChangesRequest *input,
                        Klaxon__Assignment__V1__ListChangesReply_Closure closure,
                        void *closure_data);
+  void (*list_service_audit)(Klaxon__Assignment__V1__Admin_Service *service,
+                             const Klaxon__Assignment__V1__ListServiceAuditRequest *input,
+                             Klaxon__Assignment__V1__ListServiceAuditReply_Closure closure,
+                             void *closure_data);
+  void (*get_event_rules)(Klaxon__Assignment__V1__Admin_Service *service,
+                          const Klaxon__Assignment__V1__AdminIdRequest *input,
+                          Klaxon__Assignment__V1__EventRuleSet_Closure closure,
+                          void *closure_data);
+  void (*set_event_rules)(Klaxon__Assignment__V1__Admin_Service *service,
+                          const Klaxon__Assignment__V1__EventRuleSet *input,
+                          Klaxon__Assignment__V1__EventRuleSet_Closure closure,
+                          void *closure_data);
+  void (*create_heartbeat)(Klaxon__Assignment__V1__Admin_Service *service,
+                           const Klaxon__Assignment__V1__Heartbeat *input,
+                           Klaxon__Assignment__V1__Heartbeat_Closure closure,
+                           void *closure_data);
+  void (*get_heartbeat)(Klaxon__Assignment__V1__Admin_Service *service,
+                        const Klaxon__Assignment__V1__HeartbeatRequest *input,
+                        Klaxon__Assignment__V1__Heartbeat_Closure closure,
+                        void *closure_data);
+  void (*list_heartbeats)(Klaxon__Assignment__V1__Admin_Service *service,
+                          const Klaxon__Rpc__V1__Empty *input,
+                          Klaxon__Assignment__V1__HeartbeatList_Closure closure,
+                          void *closure_data);
+  void (*delete_heartbeat)(Klaxon__Assignment__V1__Admin_Service *service,
+                           const Klaxon__Assignment__V1__HeartbeatRequest *input,
+                           Klaxon__Rpc__V1__Empty_Closure closure,
+                           void *closure_data);
+  void (*create_maintenance)(Klaxon__Assignment__V1__Admin_Service *service,
+                             const Klaxon__Assignment__V1__MaintenanceWindowInfo *input,
+                             Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                             void *closure_data);
+  void (*list_maintenance)(Klaxon__Assignment__V1__Admin_Service *service,
+                           const Klaxon__Assignment__V1__ListMaintenanceRequest *input,
+                           Klaxon__Assignment__V1__MaintenanceList_Closure closure,
+                           void *closure_data);
+  void (*end_maintenance)(Klaxon__Assignment__V1__Admin_Service *service,
+                          const Klaxon__Assignment__V1__AdminIdRequest *input,
+                          Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                          void *closure_data);
+  void (*cancel_maintenance)(Klaxon__Assignment__V1__Admin_Service *service,
+                             const Klaxon__Assignment__V1__AdminIdRequest *input,
+                             Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                             void *closure_data);
   void (*delete_service)(Klaxon__Assignment__V1__Admin_Service *service,
                          const Klaxon__Assignment__V1__AdminIdRequest *input,
                          Klaxon__Rpc__V1__Empty_Closure closure,
@@ -2887,6 +3424,17 @@ void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service 
       function_prefix__ ## get_service,\
       function_prefix__ ## list_services,\
       function_prefix__ ## list_changes,\
+      function_prefix__ ## list_service_audit,\
+      function_prefix__ ## get_event_rules,\
+      function_prefix__ ## set_event_rules,\
+      function_prefix__ ## create_heartbeat,\
+      function_prefix__ ## get_heartbeat,\
+      function_prefix__ ## list_heartbeats,\
+      function_prefix__ ## delete_heartbeat,\
+      function_prefix__ ## create_maintenance,\
+      function_prefix__ ## list_maintenance,\
+      function_prefix__ ## end_maintenance,\
+      function_prefix__ ## cancel_maintenance,\
       function_prefix__ ## delete_service,\
       function_prefix__ ## create_routing_key,\
       function_prefix__ ## delete_routing_key,\
@@ -2966,6 +3514,50 @@ void klaxon__assignment__v1__admin__list_changes(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__ListChangesRequest *input,
                                                  Klaxon__Assignment__V1__ListChangesReply_Closure closure,
                                                  void *closure_data);
+void klaxon__assignment__v1__admin__list_service_audit(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__ListServiceAuditRequest *input,
+                                                       Klaxon__Assignment__V1__ListServiceAuditReply_Closure closure,
+                                                       void *closure_data);
+void klaxon__assignment__v1__admin__get_event_rules(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                    Klaxon__Assignment__V1__EventRuleSet_Closure closure,
+                                                    void *closure_data);
+void klaxon__assignment__v1__admin__set_event_rules(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__EventRuleSet *input,
+                                                    Klaxon__Assignment__V1__EventRuleSet_Closure closure,
+                                                    void *closure_data);
+void klaxon__assignment__v1__admin__create_heartbeat(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__Heartbeat *input,
+                                                     Klaxon__Assignment__V1__Heartbeat_Closure closure,
+                                                     void *closure_data);
+void klaxon__assignment__v1__admin__get_heartbeat(ProtobufCService *service,
+                                                  const Klaxon__Assignment__V1__HeartbeatRequest *input,
+                                                  Klaxon__Assignment__V1__Heartbeat_Closure closure,
+                                                  void *closure_data);
+void klaxon__assignment__v1__admin__list_heartbeats(ProtobufCService *service,
+                                                    const Klaxon__Rpc__V1__Empty *input,
+                                                    Klaxon__Assignment__V1__HeartbeatList_Closure closure,
+                                                    void *closure_data);
+void klaxon__assignment__v1__admin__delete_heartbeat(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__HeartbeatRequest *input,
+                                                     Klaxon__Rpc__V1__Empty_Closure closure,
+                                                     void *closure_data);
+void klaxon__assignment__v1__admin__create_maintenance(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__MaintenanceWindowInfo *input,
+                                                       Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                                                       void *closure_data);
+void klaxon__assignment__v1__admin__list_maintenance(ProtobufCService *service,
+                                                     const Klaxon__Assignment__V1__ListMaintenanceRequest *input,
+                                                     Klaxon__Assignment__V1__MaintenanceList_Closure closure,
+                                                     void *closure_data);
+void klaxon__assignment__v1__admin__end_maintenance(ProtobufCService *service,
+                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                    Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                                                    void *closure_data);
+void klaxon__assignment__v1__admin__cancel_maintenance(ProtobufCService *service,
+                                                       const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                       Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
+                                                       void *closure_data);
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
@@ -3090,6 +3682,17 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__surge_settings__
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_responder__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__response_plan_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__heartbeat__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__heartbeat_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__heartbeat_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__event_condition_info__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__maintenance_window_info__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_maintenance_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__maintenance_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__event_rule_set__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__service_audit_entry__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_service_audit_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_service_audit_reply__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor;
 

@@ -44,12 +44,15 @@ public enum AccessPolicy {
             Assignment.SetPriority.name, Assignment.DeclareMajor.name, Assignment.LinkIncidents.name,
             Assignment.RequestResponders.name, Assignment.AnswerResponderRequest.name, Assignment.AssignRole.name,
             Assignment.PostStatusUpdate.name, Assignment.Subscribe.name,
+            // The on-call engineer starting maintenance before a deploy.
+            Admin.CreateMaintenance.name, Admin.EndMaintenance.name, Admin.CancelMaintenance.name,
         ] { table[method] = .incidentAction }
         for method in [
             Assignment.GetIncident.name, Assignment.ListIncidents.name, Assignment.GetTimeline.name,
             Admin.GetEscalationPolicy.name, Admin.ListEscalationPolicies.name, Admin.GetSchedule.name, Admin.ListSchedules.name,
             Admin.WhoIsOnCall.name, Admin.GetService.name, Admin.ListServices.name, Admin.ListChanges.name, Admin.WhoAmI.name,
-            Admin.GetSurgeSettings.name,
+            Admin.GetSurgeSettings.name, Admin.GetHeartbeat.name, Admin.ListHeartbeats.name, Admin.ListMaintenance.name,
+            Admin.GetEventRules.name, Admin.ListServiceAudit.name,
             Assignment.GetResponse.name, Admin.ListResponsePlans.name,
             People.GetUser.name, People.ListUsers.name, People.ListIncidentNotifications.name,
         ] { table[method] = .read }

@@ -699,6 +699,62 @@ public struct PolicyListMessage: GeneratedMessage, CBridged {
     }
 }
 
+/// A condition over an event field: op is =, !=, =~, !~ or exists.
+public struct EventConditionInfo: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.EventConditionInfo"
+    public var field: String
+    public var op: String
+    public var value: String
+
+    public init(field: String = "", op: String = "", value: String = "") {
+        self.field = field
+        self.op = op
+        self.value = value
+    }
+
+    public static var sample: Self { Self(field: "field 1 é", op: "op 2 é", value: "value 3 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__event_condition_info__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__EventConditionInfo>) {
+        field = CRead.string(c.pointee.field)
+        op = CRead.string(c.pointee.op)
+        value = CRead.string(c.pointee.value)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__EventConditionInfo>, arena: CArena) {
+        c.pointee.field = arena.string(self.field)
+        c.pointee.op = arena.string(self.op)
+        c.pointee.value = arena.string(self.value)
+    }
+}
+
+/// A service's event rules, in order, as JSON (the format of `event_rules` in YAML).
+public struct EventRuleSet: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.EventRuleSet"
+    public var serviceID: UInt64
+    public var rulesJson: String
+
+    public init(serviceID: UInt64 = 0, rulesJson: String = "") {
+        self.serviceID = serviceID
+        self.rulesJson = rulesJson
+    }
+
+    public static var sample: Self { Self(serviceID: 1_000_000_000_321, rulesJson: "rules_json 2 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__event_rule_set__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__EventRuleSet>) {
+        serviceID = c.pointee.service_id
+        rulesJson = CRead.string(c.pointee.rules_json)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__EventRuleSet>, arena: CArena) {
+        c.pointee.service_id = self.serviceID
+        c.pointee.rules_json = arena.string(self.rulesJson)
+    }
+}
+
 public struct GetIncidentRequest: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.GetIncidentRequest"
     public var incidentID: UInt64
@@ -739,6 +795,141 @@ public struct GetTimelineReply: GeneratedMessage, CBridged {
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__GetTimelineReply>, arena: CArena) {
         (c.pointee.n_entries, c.pointee.entries) = arena.messages(self.entries)
+    }
+}
+
+/// A heartbeat monitor: a job pings its secret URL; no success by the deadline (or a failure)
+/// triggers the incident `heartbeat:{id}` on its service, and the next success resolves it.
+public struct Heartbeat: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.Heartbeat"
+    /// the secret in the ping URL, made by Klaxon (leave empty on create)
+    public var id: String
+    /// unique; Opsgenie's heartbeat ping uses it
+    public var name: String
+    public var serviceID: UInt64
+    /// 60 s – 366 days; or a cron schedule
+    public var periodSeconds: UInt32
+    /// five fields, in time_zone
+    public var cron: String
+    /// IANA name, default UTC
+    public var timeZone: String
+    public var graceSeconds: UInt32
+    /// 0: a start has no timeout
+    public var startTimeoutSeconds: UInt32
+    /// read only: new, up, started, down
+    public var status: String
+    public var lastPingAtMs: Int64
+    /// success, start, fail, log, exit N
+    public var lastPingKind: String
+    /// at most 10 KiB
+    public var lastPingBody: String
+    public var lastSuccessAtMs: Int64
+    /// 0 when nothing is expected (new, down)
+    public var deadlineAtMs: Int64
+    public var downReason: String
+    public var createdAtMs: Int64
+
+    public init(id: String = "", name: String = "", serviceID: UInt64 = 0, periodSeconds: UInt32 = 0, cron: String = "", timeZone: String = "", graceSeconds: UInt32 = 0, startTimeoutSeconds: UInt32 = 0, status: String = "", lastPingAtMs: Int64 = 0, lastPingKind: String = "", lastPingBody: String = "", lastSuccessAtMs: Int64 = 0, deadlineAtMs: Int64 = 0, downReason: String = "", createdAtMs: Int64 = 0) {
+        self.id = id
+        self.name = name
+        self.serviceID = serviceID
+        self.periodSeconds = periodSeconds
+        self.cron = cron
+        self.timeZone = timeZone
+        self.graceSeconds = graceSeconds
+        self.startTimeoutSeconds = startTimeoutSeconds
+        self.status = status
+        self.lastPingAtMs = lastPingAtMs
+        self.lastPingKind = lastPingKind
+        self.lastPingBody = lastPingBody
+        self.lastSuccessAtMs = lastSuccessAtMs
+        self.deadlineAtMs = deadlineAtMs
+        self.downReason = downReason
+        self.createdAtMs = createdAtMs
+    }
+
+    public static var sample: Self { Self(id: "id 1 é", name: "name 2 é", serviceID: 3_000_000_000_321, periodSeconds: 4_000_009, cron: "cron 5 é", timeZone: "time_zone 6 é", graceSeconds: 7_000_009, startTimeoutSeconds: 8_000_009, status: "status 9 é", lastPingAtMs: -10_000_000_000_123, lastPingKind: "last_ping_kind 11 é", lastPingBody: "last_ping_body 12 é", lastSuccessAtMs: -13_000_000_000_123, deadlineAtMs: -14_000_000_000_123, downReason: "down_reason 15 é", createdAtMs: -16_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__heartbeat__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__Heartbeat>) {
+        id = CRead.string(c.pointee.id)
+        name = CRead.string(c.pointee.name)
+        serviceID = c.pointee.service_id
+        periodSeconds = c.pointee.period_seconds
+        cron = CRead.string(c.pointee.cron)
+        timeZone = CRead.string(c.pointee.time_zone)
+        graceSeconds = c.pointee.grace_seconds
+        startTimeoutSeconds = c.pointee.start_timeout_seconds
+        status = CRead.string(c.pointee.status)
+        lastPingAtMs = c.pointee.last_ping_at_ms
+        lastPingKind = CRead.string(c.pointee.last_ping_kind)
+        lastPingBody = CRead.string(c.pointee.last_ping_body)
+        lastSuccessAtMs = c.pointee.last_success_at_ms
+        deadlineAtMs = c.pointee.deadline_at_ms
+        downReason = CRead.string(c.pointee.down_reason)
+        createdAtMs = c.pointee.created_at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__Heartbeat>, arena: CArena) {
+        c.pointee.id = arena.string(self.id)
+        c.pointee.name = arena.string(self.name)
+        c.pointee.service_id = self.serviceID
+        c.pointee.period_seconds = self.periodSeconds
+        c.pointee.cron = arena.string(self.cron)
+        c.pointee.time_zone = arena.string(self.timeZone)
+        c.pointee.grace_seconds = self.graceSeconds
+        c.pointee.start_timeout_seconds = self.startTimeoutSeconds
+        c.pointee.status = arena.string(self.status)
+        c.pointee.last_ping_at_ms = self.lastPingAtMs
+        c.pointee.last_ping_kind = arena.string(self.lastPingKind)
+        c.pointee.last_ping_body = arena.string(self.lastPingBody)
+        c.pointee.last_success_at_ms = self.lastSuccessAtMs
+        c.pointee.deadline_at_ms = self.deadlineAtMs
+        c.pointee.down_reason = arena.string(self.downReason)
+        c.pointee.created_at_ms = self.createdAtMs
+    }
+}
+
+public struct HeartbeatList: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.HeartbeatList"
+    public var heartbeats: [Heartbeat]
+
+    public init(heartbeats: [Heartbeat] = []) {
+        self.heartbeats = heartbeats
+    }
+
+    public static var sample: Self { Self(heartbeats: [Heartbeat.sample, Heartbeat.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__heartbeat_list__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__HeartbeatList>) throws(WireError) {
+        heartbeats = try CRead.messages(c.pointee.n_heartbeats, c.pointee.heartbeats, field: "heartbeats")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__HeartbeatList>, arena: CArena) {
+        (c.pointee.n_heartbeats, c.pointee.heartbeats) = arena.messages(self.heartbeats)
+    }
+}
+
+public struct HeartbeatRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.HeartbeatRequest"
+    public var idOrName: String
+
+    public init(idOrName: String = "") {
+        self.idOrName = idOrName
+    }
+
+    public static var sample: Self { Self(idOrName: "id_or_name 1 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__heartbeat_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__HeartbeatRequest>) {
+        idOrName = CRead.string(c.pointee.id_or_name)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__HeartbeatRequest>, arena: CArena) {
+        c.pointee.id_or_name = arena.string(self.idOrName)
     }
 }
 
@@ -1036,8 +1227,10 @@ public struct IncidentView: GeneratedMessage, CBridged {
     public var snoozedUntilMs: Int64
     public var autoResolveAtMs: Int64
     public var exhausted: Bool
+    /// held by a maintenance window until then: nobody paged, no escalation (0: not held)
+    public var heldUntilMs: Int64
 
-    public init(incidentID: UInt64 = 0, status: IncidentStatus? = nil, level: UInt32 = 0, loop: UInt32 = 0, assigneeIDs: [UInt64] = [], acknowledgements: [AcknowledgementView] = [], escalateAtMs: Int64 = 0, ackTimeoutAtMs: Int64 = 0, snoozedUntilMs: Int64 = 0, autoResolveAtMs: Int64 = 0, exhausted: Bool = false) {
+    public init(incidentID: UInt64 = 0, status: IncidentStatus? = nil, level: UInt32 = 0, loop: UInt32 = 0, assigneeIDs: [UInt64] = [], acknowledgements: [AcknowledgementView] = [], escalateAtMs: Int64 = 0, ackTimeoutAtMs: Int64 = 0, snoozedUntilMs: Int64 = 0, autoResolveAtMs: Int64 = 0, exhausted: Bool = false, heldUntilMs: Int64 = 0) {
         self.incidentID = incidentID
         self.status = status
         self.level = level
@@ -1049,9 +1242,10 @@ public struct IncidentView: GeneratedMessage, CBridged {
         self.snoozedUntilMs = snoozedUntilMs
         self.autoResolveAtMs = autoResolveAtMs
         self.exhausted = exhausted
+        self.heldUntilMs = heldUntilMs
     }
 
-    public static var sample: Self { Self(incidentID: 1_000_000_000_321, status: .resolved, level: 3_000_009, loop: 4_000_009, assigneeIDs: [5_000_000_000_321, 5_000_000_000_321], acknowledgements: [AcknowledgementView.sample, AcknowledgementView.sample], escalateAtMs: -7_000_000_000_123, ackTimeoutAtMs: -8_000_000_000_123, snoozedUntilMs: -9_000_000_000_123, autoResolveAtMs: -10_000_000_000_123, exhausted: true) }
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, status: .resolved, level: 3_000_009, loop: 4_000_009, assigneeIDs: [5_000_000_000_321, 5_000_000_000_321], acknowledgements: [AcknowledgementView.sample, AcknowledgementView.sample], escalateAtMs: -7_000_000_000_123, ackTimeoutAtMs: -8_000_000_000_123, snoozedUntilMs: -9_000_000_000_123, autoResolveAtMs: -10_000_000_000_123, exhausted: true, heldUntilMs: -12_000_000_000_123) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__incident_view__init($0) }
 
@@ -1067,6 +1261,7 @@ public struct IncidentView: GeneratedMessage, CBridged {
         snoozedUntilMs = c.pointee.snoozed_until_ms
         autoResolveAtMs = c.pointee.auto_resolve_at_ms
         exhausted = c.pointee.exhausted != 0
+        heldUntilMs = c.pointee.held_until_ms
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__IncidentView>, arena: CArena) {
@@ -1081,6 +1276,7 @@ public struct IncidentView: GeneratedMessage, CBridged {
         c.pointee.snoozed_until_ms = self.snoozedUntilMs
         c.pointee.auto_resolve_at_ms = self.autoResolveAtMs
         c.pointee.exhausted = self.exhausted ? 1 : 0
+        c.pointee.held_until_ms = self.heldUntilMs
     }
 }
 
@@ -1234,6 +1430,195 @@ public struct ListIncidentsRequest: GeneratedMessage, CBridged {
         c.pointee.page_size = self.pageSize
         c.pointee.before_id = self.beforeID
         c.pointee.major_incident_id = self.majorIncidentID
+    }
+}
+
+public struct ListMaintenanceRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListMaintenanceRequest"
+    /// past, ongoing, future; "" for all
+    public var phase: String
+    /// 0 for all
+    public var serviceID: UInt64
+
+    public init(phase: String = "", serviceID: UInt64 = 0) {
+        self.phase = phase
+        self.serviceID = serviceID
+    }
+
+    public static var sample: Self { Self(phase: "phase 1 é", serviceID: 2_000_000_000_321) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_maintenance_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListMaintenanceRequest>) {
+        phase = CRead.string(c.pointee.phase)
+        serviceID = c.pointee.service_id
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListMaintenanceRequest>, arena: CArena) {
+        c.pointee.phase = arena.string(self.phase)
+        c.pointee.service_id = self.serviceID
+    }
+}
+
+public struct ListServiceAuditReply: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListServiceAuditReply"
+    public var entries: [ServiceAuditEntry]
+
+    public init(entries: [ServiceAuditEntry] = []) {
+        self.entries = entries
+    }
+
+    public static var sample: Self { Self(entries: [ServiceAuditEntry.sample, ServiceAuditEntry.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_service_audit_reply__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListServiceAuditReply>) throws(WireError) {
+        entries = try CRead.messages(c.pointee.n_entries, c.pointee.entries, field: "entries")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListServiceAuditReply>, arena: CArena) {
+        (c.pointee.n_entries, c.pointee.entries) = arena.messages(self.entries)
+    }
+}
+
+public struct ListServiceAuditRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListServiceAuditRequest"
+    public var serviceID: UInt64
+    /// default 20, at most 500
+    public var limit: UInt32
+
+    public init(serviceID: UInt64 = 0, limit: UInt32 = 0) {
+        self.serviceID = serviceID
+        self.limit = limit
+    }
+
+    public static var sample: Self { Self(serviceID: 1_000_000_000_321, limit: 2_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_service_audit_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListServiceAuditRequest>) {
+        serviceID = c.pointee.service_id
+        limit = c.pointee.limit
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListServiceAuditRequest>, arena: CArena) {
+        c.pointee.service_id = self.serviceID
+        c.pointee.limit = self.limit
+    }
+}
+
+public struct MaintenanceList: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.MaintenanceList"
+    public var windows: [MaintenanceWindowInfo]
+
+    public init(windows: [MaintenanceWindowInfo] = []) {
+        self.windows = windows
+    }
+
+    public static var sample: Self { Self(windows: [MaintenanceWindowInfo.sample, MaintenanceWindowInfo.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__maintenance_list__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__MaintenanceList>) throws(WireError) {
+        windows = try CRead.messages(c.pointee.n_windows, c.pointee.windows, field: "windows")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__MaintenanceList>, arena: CArena) {
+        (c.pointee.n_windows, c.pointee.windows) = arena.messages(self.windows)
+    }
+}
+
+/// A maintenance window on services: one-off (starts/ends) or recurring (rrule from the first
+/// occurrence, in time_zone); hold pages nobody until it ends, drop opens nothing.
+public struct MaintenanceWindowInfo: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.MaintenanceWindowInfo"
+    public var id: UInt64
+    public var description: String
+    public var serviceIDs: [UInt64]
+    public var startsAtMs: Int64
+    public var endsAtMs: Int64
+    /// RFC 5545: FREQ=DAILY|WEEKLY|MONTHLY, INTERVAL, BYDAY, COUNT, UNTIL
+    public var rrule: String
+    public var timeZone: String
+    /// hold (default) or drop
+    public var mode: String
+    /// all must hold; none: every event
+    public var matchers: [EventConditionInfo]
+    /// ended by hand at
+    public var endedAtMs: Int64
+    public var cancelled: Bool
+    /// read only: past, ongoing, future, cancelled
+    public var phase: String
+    /// read only: the ongoing or next occurrence
+    public var currentStartMs: Int64
+    public var currentEndMs: Int64
+    public var createdAtMs: Int64
+    public var createdBy: String
+    /// create only: with starts_at_ms 0, from now for this long
+    public var durationSeconds: UInt32
+
+    public init(id: UInt64 = 0, description: String = "", serviceIDs: [UInt64] = [], startsAtMs: Int64 = 0, endsAtMs: Int64 = 0, rrule: String = "", timeZone: String = "", mode: String = "", matchers: [EventConditionInfo] = [], endedAtMs: Int64 = 0, cancelled: Bool = false, phase: String = "", currentStartMs: Int64 = 0, currentEndMs: Int64 = 0, createdAtMs: Int64 = 0, createdBy: String = "", durationSeconds: UInt32 = 0) {
+        self.id = id
+        self.description = description
+        self.serviceIDs = serviceIDs
+        self.startsAtMs = startsAtMs
+        self.endsAtMs = endsAtMs
+        self.rrule = rrule
+        self.timeZone = timeZone
+        self.mode = mode
+        self.matchers = matchers
+        self.endedAtMs = endedAtMs
+        self.cancelled = cancelled
+        self.phase = phase
+        self.currentStartMs = currentStartMs
+        self.currentEndMs = currentEndMs
+        self.createdAtMs = createdAtMs
+        self.createdBy = createdBy
+        self.durationSeconds = durationSeconds
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, description: "description 2 é", serviceIDs: [3_000_000_000_321, 3_000_000_000_321], startsAtMs: -4_000_000_000_123, endsAtMs: -5_000_000_000_123, rrule: "rrule 6 é", timeZone: "time_zone 7 é", mode: "mode 8 é", matchers: [EventConditionInfo.sample, EventConditionInfo.sample], endedAtMs: -10_000_000_000_123, cancelled: true, phase: "phase 12 é", currentStartMs: -13_000_000_000_123, currentEndMs: -14_000_000_000_123, createdAtMs: -15_000_000_000_123, createdBy: "created_by 16 é", durationSeconds: 17_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__maintenance_window_info__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__MaintenanceWindowInfo>) throws(WireError) {
+        id = c.pointee.id
+        description = CRead.string(c.pointee.description)
+        serviceIDs = CRead.scalars(c.pointee.n_service_ids, c.pointee.service_ids)
+        startsAtMs = c.pointee.starts_at_ms
+        endsAtMs = c.pointee.ends_at_ms
+        rrule = CRead.string(c.pointee.rrule)
+        timeZone = CRead.string(c.pointee.time_zone)
+        mode = CRead.string(c.pointee.mode)
+        matchers = try CRead.messages(c.pointee.n_matchers, c.pointee.matchers, field: "matchers")
+        endedAtMs = c.pointee.ended_at_ms
+        cancelled = c.pointee.cancelled != 0
+        phase = CRead.string(c.pointee.phase)
+        currentStartMs = c.pointee.current_start_ms
+        currentEndMs = c.pointee.current_end_ms
+        createdAtMs = c.pointee.created_at_ms
+        createdBy = CRead.string(c.pointee.created_by)
+        durationSeconds = c.pointee.duration_seconds
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__MaintenanceWindowInfo>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.description = arena.string(self.description)
+        (c.pointee.n_service_ids, c.pointee.service_ids) = arena.scalars(self.serviceIDs)
+        c.pointee.starts_at_ms = self.startsAtMs
+        c.pointee.ends_at_ms = self.endsAtMs
+        c.pointee.rrule = arena.string(self.rrule)
+        c.pointee.time_zone = arena.string(self.timeZone)
+        c.pointee.mode = arena.string(self.mode)
+        (c.pointee.n_matchers, c.pointee.matchers) = arena.messages(self.matchers)
+        c.pointee.ended_at_ms = self.endedAtMs
+        c.pointee.cancelled = self.cancelled ? 1 : 0
+        c.pointee.phase = arena.string(self.phase)
+        c.pointee.current_start_ms = self.currentStartMs
+        c.pointee.current_end_ms = self.currentEndMs
+        c.pointee.created_at_ms = self.createdAtMs
+        c.pointee.created_by = arena.string(self.createdBy)
+        c.pointee.duration_seconds = self.durationSeconds
     }
 }
 
@@ -1927,6 +2312,49 @@ public struct ServiceMessage: GeneratedMessage, CBridged {
         c.pointee.events_per_minute = self.eventsPerMinute
         c.pointee.events_burst = self.eventsBurst
         (c.pointee.n_routing_keys, c.pointee.routing_keys) = arena.messages(self.routingKeys)
+    }
+}
+
+/// What a service's rules suppressed and its drop windows dropped.
+public struct ServiceAuditEntry: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ServiceAuditEntry"
+    public var id: UInt64
+    public var serviceID: UInt64
+    public var atMs: Int64
+    /// suppressed, dropped
+    public var kind: String
+    public var reason: String
+    public var eventJson: String
+
+    public init(id: UInt64 = 0, serviceID: UInt64 = 0, atMs: Int64 = 0, kind: String = "", reason: String = "", eventJson: String = "") {
+        self.id = id
+        self.serviceID = serviceID
+        self.atMs = atMs
+        self.kind = kind
+        self.reason = reason
+        self.eventJson = eventJson
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, serviceID: 2_000_000_000_321, atMs: -3_000_000_000_123, kind: "kind 4 é", reason: "reason 5 é", eventJson: "event_json 6 é") }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__service_audit_entry__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ServiceAuditEntry>) {
+        id = c.pointee.id
+        serviceID = c.pointee.service_id
+        atMs = c.pointee.at_ms
+        kind = CRead.string(c.pointee.kind)
+        reason = CRead.string(c.pointee.reason)
+        eventJson = CRead.string(c.pointee.event_json)
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ServiceAuditEntry>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.service_id = self.serviceID
+        c.pointee.at_ms = self.atMs
+        c.pointee.kind = arena.string(self.kind)
+        c.pointee.reason = arena.string(self.reason)
+        c.pointee.event_json = arena.string(self.eventJson)
     }
 }
 
@@ -3281,8 +3709,13 @@ public enum WireMessages {
         DeleteRoutingKeyRequest.self,
         PolicyMessage.self,
         PolicyListMessage.self,
+        EventConditionInfo.self,
+        EventRuleSet.self,
         GetIncidentRequest.self,
         GetTimelineReply.self,
+        Heartbeat.self,
+        HeartbeatList.self,
+        HeartbeatRequest.self,
         IncidentInfo.self,
         IncidentActionRequest.self,
         IncidentResponse.self,
@@ -3294,6 +3727,11 @@ public enum WireMessages {
         ListChangesRequest.self,
         ListIncidentsReply.self,
         ListIncidentsRequest.self,
+        ListMaintenanceRequest.self,
+        ListServiceAuditReply.self,
+        ListServiceAuditRequest.self,
+        MaintenanceList.self,
+        MaintenanceWindowInfo.self,
         PlanChange.self,
         PolicyLevelMessage.self,
         PolicyTargetMessage.self,
@@ -3313,6 +3751,7 @@ public enum WireMessages {
         OverrideMessage.self,
         RestrictionMessage.self,
         ServiceMessage.self,
+        ServiceAuditEntry.self,
         ServiceListMessage.self,
         SetPriorityRequest.self,
         StatusUpdateView.self,
@@ -3372,6 +3811,17 @@ public enum Admin {
     public static let GetService = RPCMethod<AdminIDRequest, ServiceMessage>("klaxon.assignment.v1.Admin/GetService")
     public static let ListServices = RPCMethod<Empty, ServiceListMessage>("klaxon.assignment.v1.Admin/ListServices")
     public static let ListChanges = RPCMethod<ListChangesRequest, ListChangesReply>("klaxon.assignment.v1.Admin/ListChanges")
+    public static let ListServiceAudit = RPCMethod<ListServiceAuditRequest, ListServiceAuditReply>("klaxon.assignment.v1.Admin/ListServiceAudit")
+    public static let GetEventRules = RPCMethod<AdminIDRequest, EventRuleSet>("klaxon.assignment.v1.Admin/GetEventRules")
+    public static let SetEventRules = RPCMethod<EventRuleSet, EventRuleSet>("klaxon.assignment.v1.Admin/SetEventRules")
+    public static let CreateHeartbeat = RPCMethod<Heartbeat, Heartbeat>("klaxon.assignment.v1.Admin/CreateHeartbeat")
+    public static let GetHeartbeat = RPCMethod<HeartbeatRequest, Heartbeat>("klaxon.assignment.v1.Admin/GetHeartbeat")
+    public static let ListHeartbeats = RPCMethod<Empty, HeartbeatList>("klaxon.assignment.v1.Admin/ListHeartbeats")
+    public static let DeleteHeartbeat = RPCMethod<HeartbeatRequest, Empty>("klaxon.assignment.v1.Admin/DeleteHeartbeat")
+    public static let CreateMaintenance = RPCMethod<MaintenanceWindowInfo, MaintenanceWindowInfo>("klaxon.assignment.v1.Admin/CreateMaintenance")
+    public static let ListMaintenance = RPCMethod<ListMaintenanceRequest, MaintenanceList>("klaxon.assignment.v1.Admin/ListMaintenance")
+    public static let EndMaintenance = RPCMethod<AdminIDRequest, MaintenanceWindowInfo>("klaxon.assignment.v1.Admin/EndMaintenance")
+    public static let CancelMaintenance = RPCMethod<AdminIDRequest, MaintenanceWindowInfo>("klaxon.assignment.v1.Admin/CancelMaintenance")
     public static let DeleteService = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteService")
     public static let CreateRoutingKey = RPCMethod<CreateRoutingKeyRequest, RoutingKey>("klaxon.assignment.v1.Admin/CreateRoutingKey")
     public static let DeleteRoutingKey = RPCMethod<DeleteRoutingKeyRequest, Empty>("klaxon.assignment.v1.Admin/DeleteRoutingKey")
@@ -3387,7 +3837,7 @@ public enum Admin {
     public static let CreateResponsePlan = RPCMethod<ResponsePlan, ResponsePlan>("klaxon.assignment.v1.Admin/CreateResponsePlan")
     public static let ListResponsePlans = RPCMethod<Empty, ResponsePlanList>("klaxon.assignment.v1.Admin/ListResponsePlans")
     public static let DeleteResponsePlan = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteResponsePlan")
-    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, ListChanges.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
+    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, ListChanges.name, ListServiceAudit.name, GetEventRules.name, SetEventRules.name, CreateHeartbeat.name, GetHeartbeat.name, ListHeartbeats.name, DeleteHeartbeat.name, CreateMaintenance.name, ListMaintenance.name, EndMaintenance.name, CancelMaintenance.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
 }
 
 /// The methods of `klaxon.assignment.v1.Assignment`.

@@ -24,6 +24,20 @@ public struct PGArray: PGEncodable {
         bytes = writer.bytes
     }
 
+    /// Integers with NULLs (an absent instant).
+    public init(_ values: [Int64?]) {
+        var writer = Writer(type: .int8, count: values.count, hasNulls: values.contains(nil), payload: values.count * 12)
+        for value in values {
+            guard let value else {
+                writer.int32(-1)
+                continue
+            }
+            writer.int32(8)
+            writer.int64(value)
+        }
+        bytes = writer.bytes
+    }
+
     public init(_ values: [Bool]) {
         var writer = Writer(type: .bool, count: values.count, hasNulls: false, payload: values.count * 5)
         for value in values {

@@ -99,6 +99,16 @@ public enum KlaxonMetrics {
         if outcome == "created" { Counter(label: "klaxon_incidents_created_total", dimensions: []).increment() }
     }
 
+    /// Heartbeat monitors: pings by kind (success, start, fail, log, exit), and deadlines missed.
+    public static func heartbeat(event: String) {
+        Counter(label: "klaxon_heartbeat_events_total", dimensions: [("event", event)]).increment()
+    }
+
+    /// Events a service's rules suppressed or its maintenance windows dropped or held.
+    public static func eventFiltered(_ how: String) {
+        Counter(label: "klaxon_events_filtered_total", dimensions: [("how", how)]).increment()
+    }
+
     /// A page's end: sent, skipped, failed, or retried (an attempt that failed and will be tried again).
     public static func notification(channel: String, outcome: String) {
         Counter(label: "klaxon_notifications_total", dimensions: [("channel", channel), ("outcome", outcome)]).increment()
