@@ -4,7 +4,7 @@ import Shared
 
 /// Maintenance windows in PostgreSQL (migration 0025).
 public enum MaintenanceStore {
-    static let columns = """
+    public static let columns = """
         w.id, w.description, w.starts_at_ms, w.ends_at_ms, w.rrule, w.time_zone, w.mode, w.matchers::text AS matchers,
         w.ended_at_ms, w.cancelled, w.created_at_ms, w.created_by,
         (SELECT array_agg(s.service_id ORDER BY s.service_id)::text FROM maintenance_window_services s WHERE s.window_id = w.id) AS service_ids
@@ -21,7 +21,7 @@ public enum MaintenanceStore {
             cancelled: rows.bool(row, "cancelled")!)
     }
 
-    static func conditions(_ text: String) -> [EventCondition] {
+    public static func conditions(_ text: String) -> [EventCondition] {
         guard let items = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String: Any]] else { return [] }
         return items.compactMap { try? EventRules.parseCondition($0).get() }
     }

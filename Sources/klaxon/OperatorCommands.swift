@@ -383,8 +383,24 @@ struct PolicyCommand: AsyncParsableCommand {
 
 struct ServiceAdminCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "service", abstract: "Services: list, show, create, update, delete; their change events.",
-        subcommands: [List.self, Show.self, Create.self, Update.self, Delete.self, Changes.self])
+        commandName: "service", abstract: "Services: list, show, create, update, delete; their change events and audit trail.",
+        subcommands: [List.self, Show.self, Create.self, Update.self, Delete.self, Changes.self, Audit.self])
+
+    struct Audit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Events the service's rules suppressed and its maintenance windows dropped, newest first.")
+        @OptionGroup var client: ClientOptions
+        @Argument(help: "Service id or name.") var service: String
+        @Option(help: "How many (default 20, at most 500).") var limit: UInt32 = 20
+        func run() async throws {
+            let id = try await serviceID(service, client: client)
+            let reply: ListServiceAuditReply = try await client.call(Admin.ListServiceAudit, ListServiceAuditRequest(serviceID: id, limit: limit))
+            if client.json { return print(JSONOut.text(reply)) }
+            var table = Table("AT", "WHAT", "WHY", "EVENT")
+            for entry in reply.entries { table.add(CLITime.text(entry.atMs), entry.kind, entry.reason, String(entry.eventJson.prefix(200))) }
+            table.print(empty: "nothing suppressed or dropped")
+        }
+    }
 
     struct Changes: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A service's change events (deploys, config changes), newest first.")

@@ -45,6 +45,9 @@ struct ConfigApplier {
         try applyServices()
         try applyPlans()
         try applySurge()
+        try applyEventRules()
+        try applyHeartbeats()
+        try applyWindows()
         if prune { try pruneUnnamed() }
     }
 
@@ -385,7 +388,122 @@ struct ConfigApplier {
         }
     }
 
+    // MARK: Event rules, heartbeat monitors, maintenance windows (issue 27)
+
+    func serviceID(named name: String, path: String) throws -> Int64 {
+        let rows = try connection.query("SELECT id FROM services WHERE name = $1 AND deleted_at_ms IS NULL AND NOT canary", [name])
+        guard let id = rows.int64(0, "id"), !rows.isEmpty else { throw invalid(path, "service \"\(name)\" is neither in the document nor in Klaxon") }
+        return id
+    }
+
+    mutating func applyEventRules() throws {
+        for service in document.services {
+            guard let value = service.eventRules else { continue }
+            let id = try serviceID(named: service.name, path: service.path + ".name")
+            let json = String(decoding: try JSONSerialization.data(withJSONObject: value.foundation, options: [.fragmentsAllowed]), as: UTF8.self)
+            let canonical = EventRules.json(try MonitorChecks.rules(connection, json: json, prefix: service.path + ".event_rules"))
+            let stored = try connection.query("SELECT event_rules::text AS rules FROM services WHERE id = $1", [id]).string(0, "rules") ?? "[]"
+            if EventRules.json((try? EventRules.parse(json: stored).get()) ?? []) != canonical {
+                try connection.query("UPDATE services SET event_rules = $2::jsonb WHERE id = $1", [id, canonical])
+                note("~", "event_rules", service.name, counted(((try? EventRules.parse(json: canonical).get()) ?? []).count, "rule"))
+            }
+        }
+    }
+
+    mutating func applyHeartbeats() throws {
+        for heartbeat in document.heartbeats {
+            let service = try serviceID(named: heartbeat.service, path: heartbeat.path + ".service")
+            var wanted = try MonitorChecks.heartbeat(
+                Heartbeat(
+                    id: heartbeat.id ?? "", name: heartbeat.name, serviceID: UInt64(service), periodSeconds: heartbeat.periodSeconds,
+                    cron: heartbeat.cron, timeZone: heartbeat.timeZone, graceSeconds: heartbeat.graceSeconds,
+                    startTimeoutSeconds: heartbeat.startTimeoutSeconds),
+                prefix: heartbeat.path + ".", now: now)
+            if let current = try HeartbeatStore.find(connection, idOrName: heartbeat.name, forUpdate: true), current.name == heartbeat.name {
+                if let id = heartbeat.id, id != current.id {
+                    throw invalid(heartbeat.path + ".id", "heartbeat \"\(heartbeat.name)\" has another id: its ping URL cannot change (delete it and create it again)")
+                }
+                let old = current.monitor
+                let new = wanted.monitor
+                var changed: [String] = []
+                if current.serviceID != service { changed.append("service") }
+                if old.periodSeconds != new.periodSeconds || old.cron?.expression != new.cron?.expression || old.timeZone != new.timeZone {
+                    changed.append("schedule")
+                }
+                if old.graceSeconds != new.graceSeconds { changed.append("grace_seconds") }
+                if old.startTimeoutSeconds != new.startTimeoutSeconds { changed.append("start_timeout_seconds") }
+                guard !changed.isEmpty else { continue }
+                var updated = current
+                updated.serviceID = service
+                updated.monitor.periodSeconds = new.periodSeconds
+                updated.monitor.cron = new.cron
+                updated.monitor.timeZone = new.timeZone
+                updated.monitor.graceSeconds = new.graceSeconds
+                updated.monitor.startTimeoutSeconds = new.startTimeoutSeconds
+                // An armed monitor now expects its next success by the new schedule.
+                if updated.monitor.status == .up, let last = updated.monitor.lastSuccessAt { updated.monitor.deadline = updated.monitor.successDeadline(after: last) }
+                try HeartbeatStore.update(connection, updated)
+                note("~", "heartbeat", heartbeat.name, changed.joined(separator: ", "))
+            } else {
+                wanted.serviceID = service
+                if !(try connection.query("SELECT 1 FROM heartbeats WHERE id = $1", [wanted.id])).isEmpty {
+                    throw invalid(heartbeat.path + ".id", "another heartbeat monitor has this id")
+                }
+                try HeartbeatStore.insert(connection, wanted)
+                note("+", "heartbeat", heartbeat.name, "ping URL /heartbeat/\(wanted.id)")
+            }
+        }
+    }
+
+    mutating func applyWindows() throws {
+        let existing = try connection.query(
+            "SELECT \(MaintenanceStore.columns) FROM maintenance_windows w WHERE NOT w.cancelled ORDER BY w.id")
+        var byDescription: [String: Int] = [:]
+        for row in 0..<existing.count { byDescription[existing.string(row, "description")!] = row }
+        for window in document.windows {
+            var serviceIDs: [UInt64] = []
+            for (index, name) in window.services.enumerated() {
+                serviceIDs.append(UInt64(try serviceID(named: name, path: "\(window.path).services[\(index)]")))
+            }
+            let message = MaintenanceWindowInfo(
+                description: window.description, serviceIDs: serviceIDs, startsAtMs: window.start, endsAtMs: window.end, rrule: window.rrule,
+                timeZone: window.timeZone, mode: window.mode, matchers: window.matchers)
+            let checked = try MonitorChecks.window(message, prefix: window.path + ".", now: now)
+            if let row = byDescription[window.description] {
+                let current = MaintenanceStore.info(existing, row, now: now)
+                let same = current.serviceIDs == serviceIDs.sorted() && current.startsAtMs == checked.start && current.endsAtMs == checked.end
+                    && current.rrule == checked.rrule && current.timeZone == checked.zone && current.mode == checked.mode.rawValue
+                    && MaintenanceStore.conditionsJSON(checked.matchers) == existing.string(row, "matchers")
+                        .map { MaintenanceStore.conditionsJSON(MaintenanceStore.conditions($0)) }
+                guard !same else { continue }
+                try connection.query(
+                    """
+                    UPDATE maintenance_windows SET starts_at_ms = $2, ends_at_ms = $3, rrule = $4, time_zone = $5, mode = $6, matchers = $7::jsonb
+                    WHERE id = $1
+                    """,
+                    [Int64(current.id), checked.start, checked.end, checked.rrule, checked.zone, checked.mode.rawValue,
+                     MaintenanceStore.conditionsJSON(checked.matchers)])
+                try connection.query("DELETE FROM maintenance_window_services WHERE window_id = $1", [Int64(current.id)])
+                try connection.query(
+                    "INSERT INTO maintenance_window_services (window_id, service_id) SELECT $1, unnest($2::bigint[])",
+                    [Int64(current.id), PGArray(serviceIDs.map(Int64.init))])
+                note("~", "maintenance_window", window.description)
+            } else {
+                _ = try MaintenanceStore.insert(
+                    connection, description: window.description, serviceIDs: serviceIDs.map(Int64.init), startsAt: checked.start,
+                    endsAt: checked.end, rrule: checked.rrule, timeZone: checked.zone, mode: checked.mode, matchers: checked.matchers,
+                    actor: "klaxon apply", now: now)
+                note("+", "maintenance_window", window.description)
+            }
+        }
+    }
+
     mutating func pruneUnnamed() throws {
+        let heartbeats = Set(document.heartbeats.map(\.name))
+        for heartbeat in try HeartbeatStore.list(connection) where !heartbeats.contains(heartbeat.name) {
+            try connection.query("DELETE FROM heartbeats WHERE id = $1", [heartbeat.id])
+            note("-", "heartbeat", heartbeat.name)
+        }
         let plans = Set(document.plans.map(\.name))
         for plan in try PlanStore.all(connection) where !plans.contains(plan.name) {
             try PlanStore.delete(connection, id: Int64(plan.id))

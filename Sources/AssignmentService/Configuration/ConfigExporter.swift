@@ -110,7 +110,47 @@ enum ConfigExporter {
                 "events_burst": service.eventsBurst, "routing_keys": service.routingKeys.map { ["name": $0.name] },
             ]
             if let policy = policyNames[service.escalationPolicyID] { entry["escalation_policy"] = policy }
+            if let text = try? connection.query("SELECT event_rules::text AS rules FROM services WHERE id = $1", [Int64(service.id)]).string(0, "rules"),
+               let rules = try? EventRules.parse(json: text).get(), !rules.isEmpty,
+               let value = try? JSONSerialization.jsonObject(with: Data(EventRules.json(rules).utf8))
+            {
+                entry["event_rules"] = value
+            }
             return entry
+        }
+        let serviceNames = Dictionary(try ServiceStore.load(connection).map { (Int64($0.id), $0.name) }, uniquingKeysWith: { first, _ in first })
+        let heartbeats = try HeartbeatStore.list(connection).map { row -> [String: Any] in
+            var entry: [String: Any] = [
+                "name": row.name, "service": serviceNames[row.serviceID] ?? "service-\(row.serviceID)", "grace_seconds": Int(row.monitor.graceSeconds),
+            ]
+            if let cron = row.monitor.cron {
+                entry["cron"] = cron.expression
+                entry["time_zone"] = row.monitor.timeZone
+            } else {
+                entry["period_seconds"] = Int(row.monitor.periodSeconds)
+            }
+            if row.monitor.startTimeoutSeconds > 0 { entry["start_timeout_seconds"] = Int(row.monitor.startTimeoutSeconds) }
+            return entry
+        }
+        // Windows still to come or recurring (past ones are history, not configuration).
+        let now = Millis(Date().timeIntervalSince1970 * 1000)
+        let windowRows = try connection.query("SELECT \(MaintenanceStore.columns) FROM maintenance_windows w WHERE NOT w.cancelled ORDER BY w.id")
+        var windows: [[String: Any]] = []
+        for row in 0..<windowRows.count {
+            let info = MaintenanceStore.info(windowRows, row, now: now)
+            guard info.phase != "past", !info.description.isEmpty else { continue }
+            var entry: [String: Any] = [
+                "description": info.description, "services": info.serviceIDs.map { serviceNames[Int64($0)] ?? "service-\($0)" },
+                "start": RFC3339.string(millis: info.startsAtMs), "end": RFC3339.string(millis: info.endsAtMs), "mode": info.mode,
+            ]
+            if !info.rrule.isEmpty {
+                entry["rrule"] = info.rrule
+                entry["time_zone"] = info.timeZone
+            }
+            if !info.matchers.isEmpty {
+                entry["matchers"] = info.matchers.map { $0.op == "exists" ? ["field": $0.field, "op": "exists"] : ["field": $0.field, "op": $0.op, "value": $0.value] }
+            }
+            windows.append(entry)
         }
         let plans = try PlanStore.all(connection).map { plan -> [String: Any] in
             var entry: [String: Any] = ["name": plan.name, "request_timeout_seconds": plan.requestTimeoutSeconds]
@@ -142,6 +182,7 @@ enum ConfigExporter {
         if let plan = surgeRow.string(0, "plan"), !plan.isEmpty { surge["response_plan"] = plan }
         let document: [String: Any] = [
             "users": users, "schedules": schedules, "escalation_policies": policies, "services": services, "response_plans": plans, "surge": surge,
+            "heartbeats": heartbeats, "maintenance_windows": windows,
         ]
         let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)

@@ -48,6 +48,18 @@ struct ConfigModel: Sendable {
     struct Service: Sendable {
         var path: String; var name, policy, urgencyRule: String
         var ackTimeoutSeconds, autoResolveSeconds, eventsPerMinute, eventsBurst: UInt32; var keys: [Key]
+        /// The service's event rules as written (nil: not in the document, left as they are).
+        var eventRules: JSONValue?
+    }
+    /// A heartbeat monitor, by name; `id` pins its ping URL (else Klaxon makes one, and keeps it).
+    struct HeartbeatDoc: Sendable {
+        var path: String; var name, service: String; var id: String?; var periodSeconds: UInt32; var cron, timeZone: String
+        var graceSeconds, startTimeoutSeconds: UInt32
+    }
+    /// A maintenance window, by its description.
+    struct WindowDoc: Sendable {
+        var path: String; var description: String; var services: [String]; var start, end: Millis; var rrule, timeZone, mode: String
+        var matchers: [EventConditionInfo]
     }
     struct Key: Sendable { var path: String; var name: String; var key: String? }
     /// A response plan: responders name a user (email), schedule or escalation policy (by name).
@@ -68,6 +80,8 @@ struct ConfigModel: Sendable {
     var services: [Service] = []
     var plans: [Plan] = []
     var surge: Surge?
+    var heartbeats: [HeartbeatDoc] = []
+    var windows: [WindowDoc] = []
 
     static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
@@ -152,6 +166,24 @@ struct ConfigModel: Sendable {
                     eventsPerMinute: service.uint("events_per_minute") ?? 120, eventsBurst: service.uint("events_burst") ?? 60,
                     keys: service.list("routing_keys") { key in
                         Key(path: key.path, name: key.string("name", required: true) ?? "", key: key.string("key"))
+                    },
+                    eventRules: service.value("event_rules", required: false))
+            }
+            model.heartbeats = top.list("heartbeats") { heartbeat in
+                HeartbeatDoc(
+                    path: heartbeat.path, name: heartbeat.string("name", required: true) ?? "", service: heartbeat.string("service", required: true) ?? "",
+                    id: heartbeat.string("id", maxLength: 64), periodSeconds: heartbeat.uint("period_seconds") ?? 0, cron: heartbeat.string("cron") ?? "",
+                    timeZone: heartbeat.string("time_zone") ?? "UTC", graceSeconds: heartbeat.uint("grace_seconds") ?? 0,
+                    startTimeoutSeconds: heartbeat.uint("start_timeout_seconds") ?? 0)
+            }
+            model.windows = top.list("maintenance_windows") { window in
+                WindowDoc(
+                    path: window.path, description: window.string("description", required: true, maxLength: 1000) ?? "",
+                    services: window.strings("services"), start: window.instant("start", required: true) ?? 0,
+                    end: window.instant("end", required: true) ?? 0, rrule: window.string("rrule") ?? "", timeZone: window.string("time_zone") ?? "UTC",
+                    mode: window.choice("mode", ["hold", "drop"]) ?? "hold",
+                    matchers: window.list("matchers") { matcher in
+                        EventConditionInfo(field: matcher.string("field", required: true) ?? "", op: matcher.string("op") ?? "=", value: matcher.string("value", maxLength: 1000) ?? "")
                     })
             }
             model.plans = top.list("response_plans") { plan in
@@ -207,6 +239,8 @@ struct ConfigModel: Sendable {
         }
         for service in services { unique(service.keys, \.name, \.path, field: "name", what: "routing key") }
         unique(plans, \.name, \.path, field: "name", what: "response plan")
+        unique(heartbeats, \.name, \.path, field: "name", what: "heartbeat monitor")
+        unique(windows, \.description, \.path, field: "description", what: "maintenance window")
         for plan in plans {
             for responder in plan.responders where [responder.user, responder.schedule, responder.policy].compactMap({ $0 }).count != 1 {
                 reader.fail(responder.path, "name exactly one of user, schedule, escalation_policy")
@@ -389,8 +423,13 @@ public enum ConfigKeys {
         "targets": ["user", "schedule"],
         "services": [
             "name", "escalation_policy", "urgency_rule", "ack_timeout_seconds", "auto_resolve_timeout_seconds", "events_per_minute",
-            "events_burst", "routing_keys",
+            "events_burst", "routing_keys", "event_rules",
         ],
+        "event_rules": ["name", "conditions", "actions", "continue"],
+        "conditions": ["field", "op", "value"],
+        "heartbeats": ["name", "service", "id", "period_seconds", "cron", "time_zone", "grace_seconds", "start_timeout_seconds"],
+        "maintenance_windows": ["description", "services", "start", "end", "rrule", "time_zone", "mode", "matchers"],
+        "matchers": ["field", "op", "value"],
         "routing_keys": ["name", "key"],
         "response_plans": [
             "name", "message", "conference_url", "conference_phone", "chat_channel", "request_timeout_seconds", "responders", "subscribers",
@@ -399,7 +438,9 @@ public enum ConfigKeys {
         "responders": ["user", "schedule", "escalation_policy", "role"],
         "surge": ["enabled", "window_seconds", "min_incidents", "rate_factor", "min_services", "quiet_period_seconds", "response_plan"],
     ]
-    public static let topLevel = ["users", "schedules", "escalation_policies", "services", "response_plans", "surge"]
+    public static let topLevel = [
+        "users", "schedules", "escalation_policies", "services", "response_plans", "surge", "heartbeats", "maintenance_windows",
+    ]
 }
 
 enum RFC3339Parser {
@@ -413,7 +454,7 @@ enum RFC3339Parser {
 }
 
 /// JSON as read, keeping booleans apart from numbers.
-enum JSONValue: Decodable, Equatable {
+enum JSONValue: Decodable, Equatable, @unchecked Sendable {
     case null
     case bool(Bool)
     case number(Double)
@@ -498,6 +539,20 @@ public enum Configuration {
             }
             guard try !TokenStore.hasAdmin(connection) else { return nil }
             return try TokenStore.issue(connection, name: "first admin", role: .admin, userID: nil, now: now).token
+        }
+    }
+}
+
+extension JSONValue {
+    /// As JSONSerialization would have read it (for the parsers that take Foundation values).
+    var foundation: Any {
+        switch self {
+        case .null: NSNull()
+        case let .bool(value): value
+        case let .number(value): value.rounded() == value && abs(value) < 1e15 ? Int(value) as Any : value as Any
+        case let .string(value): value
+        case let .array(items): items.map(\.foundation)
+        case let .object(members): members.mapValues(\.foundation)
         }
     }
 }

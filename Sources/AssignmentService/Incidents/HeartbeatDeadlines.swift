@@ -1,6 +1,7 @@
 import IncidentEngine
 import KlaxonDomain
 import Logging
+import NIOConcurrencyHelpers
 import Shared
 
 /// Fires heartbeat monitors' deadlines, kept in PostgreSQL like every timer: claimed with FOR
@@ -13,6 +14,10 @@ public struct HeartbeatDeadlines: Sendable {
     let notifierOutbox: Waker
     let outageMs: Millis
     let logger: Logger
+    /// Deadlines are read at the next one known, and at least every `pollMs` (monitors made and
+    /// pinged elsewhere), not on every timer step.
+    let pollMs: Millis = 5_000
+    private let nextCheck = NIOLockedValueBox<Millis>(0)
 
     public init(pool: PostgresPool, notifierOutbox: Waker, outageMs: Millis = 60_000, logger: Logger) {
         self.pool = pool
@@ -22,6 +27,8 @@ public struct HeartbeatDeadlines: Sendable {
     }
 
     public func fireDue(now: Millis) async throws -> Millis? {
+        let scheduled = nextCheck.withLockedValue { $0 }
+        guard now >= scheduled else { return scheduled }
         let outageMs = self.outageMs
         let (fired, next, notified) = try await pool.transaction { connection -> ([HeartbeatStore.Outcome], Millis?, Int) in
             let (outcomes, next) = try HeartbeatStore.fireDue(connection, now: now, outageMs: outageMs)
@@ -40,6 +47,8 @@ public struct HeartbeatDeadlines: Sendable {
             KlaxonMetrics.heartbeat(event: "missed")
         }
         if notified > 0 { notifierOutbox.poke() }
-        return next
+        let check = min(next ?? Millis.max, now + pollMs)
+        nextCheck.withLockedValue { $0 = check }
+        return check
     }
 }
