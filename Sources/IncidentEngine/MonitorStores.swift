@@ -321,7 +321,7 @@ public enum HeartbeatStore {
             RETURNING old.checked_at_ms AS last
             """, [now])
         if let last = watch.int64(0, "last"), now - last > outageMs {
-            let gap = try connection.query("SELECT \(columns) FROM heartbeats h WHERE h.deadline_at_ms > $1 - 1 AND h.deadline_at_ms <= $2 FOR UPDATE", [last, now])
+            let gap = try connection.query("SELECT \(columns) FROM heartbeats h WHERE h.deadline_at_ms > $1::bigint - 1 AND h.deadline_at_ms <= $2::bigint FOR UPDATE", [last, now])
             for index in 0..<gap.count {
                 var row = row(gap, index)
                 row.monitor.afterOutage(lastChecked: last, now: now)
