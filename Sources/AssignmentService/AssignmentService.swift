@@ -131,9 +131,17 @@ public struct AssignmentService: Service {
                 },
                 WorkLoop(takeoverLoop) { now in try await takeover.deliverDue(now: now) },
                 WorkLoop(timerLoop) { now in
-                    // Incident timers, then heartbeat deadlines: both due within a second.
+                    // Incident timers, then heartbeat deadlines: both due within a second. A failing
+                    // heartbeat step is logged and retried in a second; it never holds up incident timers.
                     let next = try await timers.fireDue(now: now)
-                    return [next, try await heartbeats.fireDue(now: now)].compactMap { $0 }.min()
+                    let heartbeatNext: Millis?
+                    do {
+                        heartbeatNext = try await heartbeats.fireDue(now: now)
+                    } catch {
+                        logger.error("heartbeat deadlines failed; retried in a second", metadata: ["error": "\(error)"])
+                        heartbeatNext = now + 1_000
+                    }
+                    return [next, heartbeatNext].compactMap { $0 }.min()
                 },
                 WorkLoop(surgeLoop) { now in try await surge.step(now: now) },
                 WorkLoop(expiryLoop) { now in try await expiry.step(now: now) },

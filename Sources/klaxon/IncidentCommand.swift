@@ -56,6 +56,9 @@ struct IncidentCommand: AsyncParsableCommand {
                   escalates at \(CLITime.text(state?.escalateAtMs ?? 0)), ack timeout at \(CLITime.text(state?.ackTimeoutAtMs ?? 0)), auto-resolve at \(CLITime.text(state?.autoResolveAtMs ?? 0))
                   priority \(incident.priority.isEmpty ? "none" : incident.priority)\(incident.major ? ", MAJOR incident with \(incident.childCount) linked" : "")\(incident.majorIncidentID != 0 ? ", linked to major incident \(incident.majorIncidentID)" : "")
                 """)
+            if let held = state?.heldUntilMs, held != 0 {
+                print("  in maintenance until \(CLITime.text(held)): nobody is paged before then; level 1 is paged when it ends")
+            }
             if !incident.roles.isEmpty {
                 print("  roles " + incident.roles.map { "\($0.role) user \($0.userID)" }.joined(separator: ", "))
             }
