@@ -114,6 +114,18 @@ extension IngestHTTP {
         ingestRequest.tags = create.tags
         let result = await processor.process([ingestRequest])[0]
         if case let .failure(error) = result { return opsgenieRefusal(error, requestID: requestID) }
+        if case let .success(outcome) = result, outcome.outcome == .ignored, outcome.incidentID == 0 {
+            // Suppressed by an event rule or dropped by a maintenance window: no alert, and the
+            // request's status says so (Zabbix polls it after every call).
+            let now = processor.clock.nowMs()
+            try await processor.pool.transaction { connection in
+                let rows = BatchedRows()
+                try OpsgenieAlerts.record(connection, rows, requestID: requestID, serviceID: serviceID, OpsgenieAlerts.Outcome(
+                    action: "Create", success: true, status: "Alert not created: \(outcome.message)", alertID: "",
+                    alias: create.alias.isEmpty ? event.dedupKey : create.alias), now: now)
+                try rows.enqueue(connection)
+            }
+        }
         return (.accepted, OpsgenieAlerts.accepted(requestID: requestID, took: took(started)))
     }
 

@@ -78,8 +78,15 @@ import Testing
         let httpSuppressed = try await PagerDutyHTTPTests.post(port, body: Self.http(checkout.routingKey, summary: "canary check", source: "test-8"))
         #expect(httpSuppressed.status == 202)
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents WHERE title = 'canary check'") == 0)
+        // And through the Opsgenie door: the request's status (what Zabbix polls) says why no alert.
+        let genie = ["Authorization": "GenieKey \(checkout.routingKey)", "Content-Type": "application/json"]
+        let created = try await HeartbeatTests.ping(port, "/v2/alerts", body: #"{"message": "canary check", "source": "test-9", "alias": "c9"}"#, headers: genie)
+        #expect(created.status == 202, "\(created.body)")
+        let requestID = try #require((try? JSONSerialization.jsonObject(with: Data(created.body.utf8)) as? [String: Any])?["requestId"] as? String)
+        let status = try await HeartbeatTests.ping(port, "/v2/alerts/requests/\(requestID)", headers: genie)
+        #expect(status.status == 200 && status.body.contains(#""success":true"#) && status.body.contains("suppressed by event rule 1"), "\(status.body)")
         let audit = try await cli("service", "audit", "Checkout")
-        #expect(audit.lines.filter { $0.contains("suppressed") && $0.contains("event rule 1 (test hosts)") }.count == 2, "\(audit.out)")
+        #expect(audit.lines.filter { $0.contains("suppressed") && $0.contains("event rule 1 (test hosts)") }.count == 3, "\(audit.out)")
 
         // 2. A dedup key from a template: two events about web-1's disk, one per door, one incident;
         // severity set to warning, so low urgency (the rule after it, with continue).
