@@ -22,6 +22,9 @@ import Testing
             continue: true
           - conditions: [{field: severity, op: "=", value: warning}]
             actions: {urgency: low}
+          - name: stuck queues
+            conditions: [{field: labels.alertname, op: "=", value: QueueStuck}]
+            actions: {priority: P1}
         """
 
     static func event(
@@ -55,7 +58,7 @@ import Testing
         let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
         let set = try await cli("rules", "set", "--service", "Checkout", "-f", try cli.write("rules.yaml", Self.rules))
         #expect(set.status == 0, "\(set.err)")
-        #expect(set.lines.first == "service \(checkout.serviceID): 4 event rules (every Ingest applies them within 5 s)")
+        #expect(set.lines.first == "service \(checkout.serviceID): 5 event rules (every Ingest applies them within 5 s)")
         #expect(set.lines.contains("2. database alerts: custom_details.team = db → priority P2, route to Databases, note \"routed from {{source}}\""), "\(set.out)")
 
         // The dry run: which rule, the event after it; nothing written.
@@ -121,6 +124,12 @@ import Testing
             Assignment.GetTimeline, GetIncidentRequest(incidentID: UInt64(routedRow.int64(0, "id")!)))
         #expect(routedTimeline.entries.contains { $0.type == "note" && $0.details["text"] == "routed from pg-3" })
 
+        // Alertmanager's labels are fields too (its own webhook, the fourth door).
+        let notification = AlertmanagerWebhookTests.notification(status: "firing", groupKey: "{}:{queue}", alerts: [("q1", "firing")])
+        let posted = try await AlertmanagerWebhookTests.post("http://127.0.0.1:\(port)/alertmanager/\(checkout.routingKey)", notification)
+        #expect(posted.status == 200, "\(posted.body)")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM incidents WHERE priority = 'P1' AND dedup_key LIKE 'alertmanager-%'") == 1)
+
         // Bad rules are refused, every problem named by its path, and nothing changes.
         let bad = try await cli("rules", "set", "--service", "Checkout", "-f", try cli.write("bad.yaml", """
             - conditions: [{field: severity, op: "~", value: x}]
@@ -129,7 +138,7 @@ import Testing
         #expect(bad.status == 3, "\(bad.out)")
         for field in ["rules[0].conditions[0].op", "rules[0].actions.priority"] { #expect(bad.err.contains(field), "\(bad.err)") }
         let shown = try await cli("rules", "show", "--service", "Checkout")
-        #expect(shown.lines.count == 4, "\(shown.out)")
+        #expect(shown.lines.count == 5, "\(shown.out)")
         await ingest.close()
         await pipeline.shutdown()
     }
