@@ -136,10 +136,17 @@ struct MaintenanceCommand: AsyncParsableCommand {
          (window.matchers.map { $0.op == "exists" ? "\($0.field) exists" : "\($0.field)\($0.op)\($0.value)" } + [window.description]).filter { !$0.isEmpty }.joined(separator: " ")]
     }
 
-    static func print(_ window: MaintenanceWindowInfo) {
+    static func print(_ windows: [MaintenanceWindowInfo], empty: String = "(none)") {
         var table = Table("ID", "PHASE", "MODE", "SERVICES", "WINDOW", "REPEATS", "MATCHERS / DESCRIPTION")
-        table.rows.append(row(window))
-        table.print()
+        table.rows = windows.map(row)
+        table.print(empty: empty)
+    }
+
+    /// End or cancel: the window as it is after.
+    static func act(_ method: RPCMethod<AdminIDRequest, MaintenanceWindowInfo>, _ id: UInt64, _ client: ClientOptions) async throws {
+        let window: MaintenanceWindowInfo = try await client.call(method, AdminIDRequest(id: id))
+        if client.json { return Swift.print(JSONOut.text(window)) }
+        print([window])
     }
 
     struct Start: AsyncParsableCommand {
@@ -168,7 +175,7 @@ struct MaintenanceCommand: AsyncParsableCommand {
             }
             let created: MaintenanceWindowInfo = try await client.call(Admin.CreateMaintenance, request)
             if client.json { return Swift.print(JSONOut.text(created)) }
-            MaintenanceCommand.print(created)
+            MaintenanceCommand.print([created])
         }
     }
 
@@ -182,9 +189,7 @@ struct MaintenanceCommand: AsyncParsableCommand {
             if let service { id = try await serviceID(service, client: client) }
             let list: MaintenanceList = try await client.call(Admin.ListMaintenance, ListMaintenanceRequest(phase: phase, serviceID: id))
             if client.json { return Swift.print(JSONOut.text(list)) }
-            var table = Table("ID", "PHASE", "MODE", "SERVICES", "WINDOW", "REPEATS", "MATCHERS / DESCRIPTION")
-            for window in list.windows { table.rows.append(MaintenanceCommand.row(window)) }
-            table.print(empty: "no maintenance windows")
+            MaintenanceCommand.print(list.windows, empty: "no maintenance windows")
         }
     }
 
@@ -192,22 +197,14 @@ struct MaintenanceCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "End an ongoing window now: what it held pages its level 1.")
         @OptionGroup var client: ClientOptions
         @Argument(help: "Window id.") var id: UInt64
-        func run() async throws {
-            let ended: MaintenanceWindowInfo = try await client.call(Admin.EndMaintenance, AdminIDRequest(id: id))
-            if client.json { return Swift.print(JSONOut.text(ended)) }
-            MaintenanceCommand.print(ended)
-        }
+        func run() async throws { try await MaintenanceCommand.act(Admin.EndMaintenance, id, client) }
     }
 
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Cancel a window that has not started.")
         @OptionGroup var client: ClientOptions
         @Argument(help: "Window id.") var id: UInt64
-        func run() async throws {
-            let cancelled: MaintenanceWindowInfo = try await client.call(Admin.CancelMaintenance, AdminIDRequest(id: id))
-            if client.json { return Swift.print(JSONOut.text(cancelled)) }
-            MaintenanceCommand.print(cancelled)
-        }
+        func run() async throws { try await MaintenanceCommand.act(Admin.CancelMaintenance, id, client) }
     }
 }
 

@@ -172,37 +172,16 @@ extension AdminAPI {
             }
             return MaintenanceList(windows: request.phase.isEmpty ? windows : windows.filter { $0.phase == request.phase })
         }
+        // Ending is for an ongoing window, cancelling for one to come; each refusal says what to do instead.
         router.register(Admin.EndMaintenance) { (request: AdminIDRequest, _) in
-            let now = clock.nowMs()
-            return try await pool.transaction { connection in
-                guard let (_, info) = try MaintenanceStore.load(connection, id: Int64(request.id), now: now, forUpdate: true) else {
-                    throw RPCError(.notFound, "maintenance window \(request.id) does not exist")
-                }
-                switch info.phase {
-                case "ongoing": break
-                case "future": throw RPCError(.failedPrecondition, "maintenance window \(request.id) has not started: cancel it instead")
-                case "cancelled": throw RPCError(.failedPrecondition, "maintenance window \(request.id) was cancelled")
-                default: throw RPCError(.failedPrecondition, "maintenance window \(request.id) is already over")
-                }
-                try MaintenanceStore.end(connection, id: Int64(request.id), now: now)
-                return try MaintenanceStore.load(connection, id: Int64(request.id), now: now)!.1
-            }
+            try await Self.changeWindow(pool: pool, now: clock.nowMs(), id: request.id, allowed: "ongoing", refusals: [
+                "future": "has not started: cancel it instead", "cancelled": "was cancelled", "past": "is already over",
+            ]) { connection, now in try MaintenanceStore.end(connection, id: Int64(request.id), now: now) }
         }
         router.register(Admin.CancelMaintenance) { (request: AdminIDRequest, _) in
-            let now = clock.nowMs()
-            return try await pool.transaction { connection in
-                guard let (_, info) = try MaintenanceStore.load(connection, id: Int64(request.id), now: now, forUpdate: true) else {
-                    throw RPCError(.notFound, "maintenance window \(request.id) does not exist")
-                }
-                switch info.phase {
-                case "future": break
-                case "ongoing": throw RPCError(.failedPrecondition, "maintenance window \(request.id) is ongoing: end it instead")
-                case "cancelled": throw RPCError(.failedPrecondition, "maintenance window \(request.id) is already cancelled")
-                default: throw RPCError(.failedPrecondition, "maintenance window \(request.id) is already over")
-                }
-                try MaintenanceStore.cancel(connection, id: Int64(request.id))
-                return try MaintenanceStore.load(connection, id: Int64(request.id), now: now)!.1
-            }
+            try await Self.changeWindow(pool: pool, now: clock.nowMs(), id: request.id, allowed: "future", refusals: [
+                "ongoing": "is ongoing: end it instead", "cancelled": "is already cancelled", "past": "is already over",
+            ]) { connection, _ in try MaintenanceStore.cancel(connection, id: Int64(request.id)) }
         }
         // Event rules and the audit trail.
         router.register(Admin.GetEventRules) { (request: AdminIDRequest, _) in
@@ -228,6 +207,23 @@ extension AdminAPI {
                 return ListServiceAuditReply(entries: try ServiceAudit.list(
                     connection, serviceID: Int64(request.serviceID), limit: Int(request.limit == 0 ? 20 : request.limit)))
             }
+        }
+    }
+
+    /// Locks the window, checks its phase, changes it, and answers with it as it is after.
+    static func changeWindow(
+        pool: PostgresPool, now: Millis, id: UInt64, allowed: String, refusals: [String: String],
+        _ change: @escaping @Sendable (PGConnection, Millis) throws -> Void
+    ) async throws -> MaintenanceWindowInfo {
+        try await pool.transaction { connection in
+            guard let (_, info) = try MaintenanceStore.load(connection, id: Int64(id), now: now, forUpdate: true) else {
+                throw RPCError(.notFound, "maintenance window \(id) does not exist")
+            }
+            guard info.phase == allowed else {
+                throw RPCError(.failedPrecondition, "maintenance window \(id) \(refusals[info.phase] ?? "is \(info.phase)")")
+            }
+            try change(connection, now)
+            return try MaintenanceStore.load(connection, id: Int64(id), now: now)!.1
         }
     }
 }
