@@ -93,6 +93,7 @@ let package = Package(
             name: "klaxon",
             dependencies: [
                 "Shared", "IngestService", "AssignmentService", "NotifierService",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

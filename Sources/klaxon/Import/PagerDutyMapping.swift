@@ -1,0 +1,314 @@
+import Foundation
+import KlaxonDomain
+
+/// PagerDuty's configuration as Klaxon's YAML document (the one `klaxon apply` takes), and
+/// everything that does not map, said instead of dropped or rounded.
+struct PagerDutyMapping {
+    /// Names Klaxon already knows these PagerDuty objects by (the import state file): a second
+    /// import keeps them, so a renamed object in PagerDuty is not a delete and a create here.
+    struct State: Codable {
+        var schedules: [String: String] = [:]
+        var escalationPolicies: [String: String] = [:]
+        var services: [String: String] = [:]
+    }
+
+    let data: PagerDutyData
+    var state: State
+    private(set) var notMapped: [String] = []
+    private(set) var notes: [String] = []
+    private(set) var emails: [String: String] = [:]  // PagerDuty user id → email
+    private(set) var scheduleNames: [String: String] = [:]
+    private(set) var policyNames: [String: String] = [:]
+
+    init(data: PagerDutyData, state: State) {
+        self.data = data
+        self.state = state
+    }
+
+    static func time(_ text: Any?) -> Date? {
+        guard let text = text as? String else { return nil }
+        let formatter = ISO8601DateFormatter()
+        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime], [.withInternetDateTime, .withFractionalSeconds]] {
+            formatter.formatOptions = options
+            if let date = formatter.date(from: text) { return date }
+        }
+        return nil
+    }
+
+    static func instant(_ date: Date) -> String { PagerDutyData.instant(date) }
+
+    /// A name unique among `used` (PagerDuty allows duplicates where Klaxon does not).
+    static func unique(_ name: String, _ used: inout Set<String>) -> String {
+        var candidate = String(name.prefix(200))
+        var index = 2
+        while used.contains(candidate) {
+            candidate = "\(name.prefix(200)) (\(index))"
+            index += 1
+        }
+        used.insert(candidate)
+        return candidate
+    }
+
+    mutating func document() -> [String: Any] {
+        var document: [String: Any] = [:]
+        document["users"] = users()
+        document["schedules"] = schedules()
+        document["escalation_policies"] = policies()
+        document["services"] = services()
+        return document
+    }
+
+    // MARK: Users, contact methods, notification rules
+
+    mutating func users() -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        for user in data.users {
+            guard let id = user["id"] as? String, let email = user["email"] as? String else { continue }
+            let name = user["name"] as? String ?? email
+            emails[id] = email
+            var entry: [String: Any] = ["name": name, "email": email, "time_zone": user["time_zone"] as? String ?? "UTC"]
+            if let role = user["role"] as? String { entry["role"] = ["admin", "owner"].contains(role) ? "admin" : ["read_only_user", "read_only_limited_user", "observer"].contains(role) ? "observer" : "responder" }
+            var methods: [[String: Any]] = []
+            var methodNames: [String: String] = [:]
+            var used = Set<String>()
+            for method in user["contact_methods"] as? [[String: Any]] ?? [] {
+                guard let methodID = method["id"] as? String else { continue }
+                let type = method["type"] as? String ?? ""
+                let label = method["label"] as? String ?? type
+                let address = method["address"] as? String ?? ""
+                var klaxon: (type: String, address: String)?
+                switch type {
+                case "email_contact_method": klaxon = ("email", address)
+                case "phone_contact_method", "sms_contact_method":
+                    let code = (method["country_code"] as? NSNumber)?.stringValue ?? "1"
+                    klaxon = (type == "sms_contact_method" ? "sms" : "phone", "+\(code)\(address.filter(\.isNumber))")
+                default:
+                    notMapped.append("user \(email): contact method \"\(label)\" (\(type)): Klaxon has no such channel (push goes through ntfy: add a `push` method)")
+                }
+                guard let klaxon else { continue }
+                let methodName = Self.unique(label.isEmpty ? klaxon.type : label, &used)
+                methodNames[methodID] = methodName
+                // They were paged through PagerDuty: kept verified (apply with an admin token).
+                methods.append(["name": methodName, "type": klaxon.type, "address": klaxon.address, "verified": true])
+            }
+            var rules: [[String: Any]] = []
+            for rule in user["notification_rules"] as? [[String: Any]] ?? [] {
+                let method = rule["contact_method"] as? [String: Any] ?? [:]
+                let delay = (rule["start_delay_in_minutes"] as? NSNumber)?.intValue ?? 0
+                guard let methodID = method["id"] as? String, let methodName = methodNames[methodID] else {
+                    notMapped.append("user \(email): notification rule after \(delay) min: its contact method is not mapped")
+                    continue
+                }
+                rules.append([
+                    "contact_method": methodName, "start_delay_seconds": delay * 60,
+                    "urgency": (rule["urgency"] as? String) == "low" ? "low" : "high",
+                ])
+            }
+            if rules.count > UserRules.maxRulesPerUser {
+                notMapped.append("user \(email): \(rules.count - UserRules.maxRulesPerUser) notification rules past Klaxon's \(UserRules.maxRulesPerUser)")
+                rules = Array(rules.prefix(UserRules.maxRulesPerUser))
+            }
+            if !methods.isEmpty { entry["contact_methods"] = methods }
+            if !rules.isEmpty { entry["notification_rules"] = rules }
+            out.append(entry)
+        }
+        return out
+    }
+
+    // MARK: Schedules
+
+    static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+    mutating func schedules() -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        var used = Set<String>()
+        for schedule in data.schedules {
+            guard let id = schedule["id"] as? String else { continue }
+            let pdName = schedule["name"] as? String ?? id
+            let name = Self.unique(state.schedules[id] ?? pdName, &used)
+            if let kept = state.schedules[id], kept != pdName { notes.append("schedule \(pdName) was imported as \(kept): the name is kept") }
+            guard let pdLayers = schedule["schedule_layers"] as? [[String: Any]] else {
+                notMapped.append("schedule \(pdName): no schedule_layers (a shift-based v3 schedule?): not mapped")
+                continue
+            }
+            var layers: [[String: Any]] = []
+            // PagerDuty lists layers from the highest priority down; Klaxon's last layer wins.
+            for layer in pdLayers.reversed() {
+                let layerName = layer["name"] as? String ?? "layer"
+                if let end = Self.time(layer["end"]), end <= data.since {
+                    notes.append("schedule \(pdName): \(layerName) ended \(Self.instant(end)): not imported")
+                    continue
+                }
+                var users: [String] = []
+                var missing: [String] = []
+                for member in layer["users"] as? [[String: Any]] ?? [] {
+                    let user = member["user"] as? [String: Any] ?? member
+                    let userID = user["id"] as? String ?? "?"
+                    if let email = emails[userID] { users.append(email) } else { missing.append(userID) }
+                }
+                guard missing.isEmpty, !users.isEmpty else {
+                    notMapped.append(
+                        "schedule \(pdName): \(layerName): names \(missing.isEmpty ? "no user" : "user(s) \(missing.joined(separator: ", ")) not among PagerDuty's users (deactivated?)"): the layer is not imported")
+                    continue
+                }
+                guard let virtualStart = Self.time(layer["rotation_virtual_start"]),
+                      let turn = (layer["rotation_turn_length_seconds"] as? NSNumber)?.intValue, turn > 0
+                else {
+                    notMapped.append("schedule \(pdName): \(layerName): no rotation_virtual_start or turn length: the layer is not imported")
+                    continue
+                }
+                var restrictions: [[String: Any]] = []
+                var unexpressed = false
+                for restriction in layer["restrictions"] as? [[String: Any]] ?? [] {
+                    let start = String((restriction["start_time_of_day"] as? String ?? "00:00:00").prefix(8))
+                    let duration = (restriction["duration_seconds"] as? NSNumber)?.intValue ?? 0
+                    switch restriction["type"] as? String {
+                    case "daily_restriction" where (1...86_400).contains(duration):
+                        restrictions.append(["kind": "daily", "start": start, "duration_seconds": duration])
+                    case "weekly_restriction" where (1...604_800).contains(duration):
+                        let day = (restriction["start_day_of_week"] as? NSNumber)?.intValue ?? 1
+                        guard (1...7).contains(day) else { unexpressed = true; continue }
+                        restrictions.append(["kind": "weekly", "weekday": Self.weekdays[day - 1], "start": start, "duration_seconds": duration])
+                    default:
+                        unexpressed = true
+                    }
+                }
+                if unexpressed {
+                    notMapped.append("schedule \(pdName): \(layerName): a restriction Klaxon cannot express: the layer is not imported")
+                    continue
+                }
+                var entry: [String: Any] = [
+                    "users": users, "rotation_virtual_start": Self.instant(virtualStart), "rotation_turn_length_seconds": turn,
+                ]
+                if !restrictions.isEmpty { entry["restrictions"] = restrictions }
+                if let start = Self.time(layer["start"]) { entry["start"] = Self.instant(start) }
+                if let end = Self.time(layer["end"]) { entry["end"] = Self.instant(end) }
+                layers.append(entry)
+            }
+            var overrides: [[String: Any]] = []
+            for override in data.overrides[id] ?? [] {
+                let user = override["user"] as? [String: Any] ?? [:]
+                guard let start = Self.time(override["start"]), let end = Self.time(override["end"]) else { continue }
+                guard let email = emails[user["id"] as? String ?? ""] else {
+                    notMapped.append("schedule \(pdName): override \(Self.instant(start))–\(Self.instant(end)) for a user not among PagerDuty's users")
+                    continue
+                }
+                overrides.append(["user": email, "start": Self.instant(start), "end": Self.instant(end)])
+            }
+            guard !layers.isEmpty else {
+                notMapped.append("schedule \(pdName): no layer could be imported: the schedule is not imported")
+                continue
+            }
+            state.schedules[id] = name
+            scheduleNames[id] = name
+            var entry: [String: Any] = ["name": name, "time_zone": schedule["time_zone"] as? String ?? "UTC", "layers": layers]
+            if !overrides.isEmpty { entry["overrides"] = overrides }
+            out.append(entry)
+        }
+        return out
+    }
+
+    // MARK: Escalation policies and services
+
+    mutating func policies() -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        var used = Set<String>()
+        for policy in data.escalationPolicies {
+            guard let id = policy["id"] as? String else { continue }
+            let pdName = policy["name"] as? String ?? id
+            let name = Self.unique(state.escalationPolicies[id] ?? pdName, &used)
+            state.escalationPolicies[id] = name
+            var levels: [[String: Any]] = []
+            for (index, rule) in (policy["escalation_rules"] as? [[String: Any]] ?? []).enumerated() {
+                var targets: [[String: Any]] = []
+                for target in rule["targets"] as? [[String: Any]] ?? [] {
+                    let targetID = target["id"] as? String ?? ""
+                    switch target["type"] as? String {
+                    case "user_reference", "user":
+                        if let email = emails[targetID] { targets.append(["user": email]) } else {
+                            notMapped.append("escalation policy \(pdName): rule \(index + 1) targets user \(targetID), not among PagerDuty's users")
+                        }
+                    case "schedule_reference", "schedule":
+                        if let schedule = scheduleNames[targetID] { targets.append(["schedule": schedule]) } else {
+                            notMapped.append("escalation policy \(pdName): rule \(index + 1) targets schedule \(targetID), which is not imported")
+                        }
+                    default:
+                        notMapped.append("escalation policy \(pdName): rule \(index + 1) targets a \(target["type"] as? String ?? "?"): Klaxon targets users and schedules")
+                    }
+                }
+                if targets.count > 10 {
+                    notMapped.append("escalation policy \(pdName): rule \(index + 1) has \(targets.count) targets: Klaxon takes 10, the rest are left out")
+                    targets = Array(targets.prefix(10))
+                }
+                guard !targets.isEmpty else {
+                    notMapped.append("escalation policy \(pdName): rule \(index + 1) has no target Klaxon can page: the level is left out")
+                    continue
+                }
+                let minutes = (rule["escalation_delay_in_minutes"] as? NSNumber)?.intValue ?? 30
+                levels.append(["escalation_delay_seconds": minutes * 60, "targets": targets])
+            }
+            guard !levels.isEmpty else {
+                notMapped.append("escalation policy \(pdName): no level could be imported: the policy is not imported")
+                continue
+            }
+            policyNames[id] = name
+            var loops = (policy["num_loops"] as? NSNumber)?.intValue ?? 0
+            if loops > 9 {
+                notMapped.append("escalation policy \(pdName): num_loops \(loops): Klaxon repeats at most 9 times")
+                loops = 9
+            }
+            out.append(["name": name, "num_loops": loops, "levels": levels])
+        }
+        return out
+    }
+
+    mutating func services() -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        var used = Set<String>()
+        let keyCharacters = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+        for service in data.services {
+            guard let id = service["id"] as? String else { continue }
+            let pdName = service["name"] as? String ?? id
+            let policyID = (service["escalation_policy"] as? [String: Any])?["id"] as? String ?? ""
+            guard let policy = policyNames[policyID] else {
+                notMapped.append("service \(pdName): its escalation policy \(policyID) is not imported: the service is not imported")
+                continue
+            }
+            let name = Self.unique(state.services[id] ?? pdName, &used)
+            state.services[id] = name
+            var entry: [String: Any] = [
+                "name": name, "escalation_policy": policy,
+                "ack_timeout_seconds": (service["acknowledgement_timeout"] as? NSNumber)?.intValue ?? 0,
+                "auto_resolve_timeout_seconds": (service["auto_resolve_timeout"] as? NSNumber)?.intValue ?? 0,
+            ]
+            let rule = service["incident_urgency_rule"] as? [String: Any] ?? [:]
+            switch (rule["type"] as? String, rule["urgency"] as? String) {
+            case ("constant", "low"?): entry["urgency_rule"] = "low"
+            case ("constant", "severity_based"?): entry["urgency_rule"] = "severity"
+            case ("use_support_hours", _):
+                entry["urgency_rule"] = "high"
+                notMapped.append("service \(pdName): urgency by support hours: Klaxon has no support hours; imported as high urgency at all hours")
+            default: entry["urgency_rule"] = "high"
+            }
+            var keys: [[String: Any]] = []
+            var keyNames = Set<String>()
+            for integration in service["integrations"] as? [[String: Any]] ?? [] {
+                let type = integration["type"] as? String ?? ""
+                let integrationName = integration["name"] as? String ?? type
+                guard type == "events_api_v2_inbound_integration", let key = integration["integration_key"] as? String else {
+                    notMapped.append("service \(pdName): integration \"\(integrationName)\" (\(type)): only Events API v2 keys become routing keys")
+                    continue
+                }
+                guard key.count == 32, key.allSatisfy({ keyCharacters.contains($0) }) else {
+                    notMapped.append("service \(pdName): integration \"\(integrationName)\": its key is not 32 letters and digits")
+                    continue
+                }
+                let keyName = Self.unique(String(integrationName.prefix(60)).isEmpty ? "events" : String(integrationName.prefix(60)), &keyNames)
+                keys.append(["name": keyName, "key": key])
+            }
+            if !keys.isEmpty { entry["routing_keys"] = keys }
+            out.append(entry)
+        }
+        return out
+    }
+}

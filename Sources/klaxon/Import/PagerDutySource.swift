@@ -1,0 +1,126 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// PagerDuty's REST API answers an import reads (or the saved copies of them): every list
+/// paginated by limit/offset/more, and each schedule's detail with its final schedule over the
+/// diff's window. `--save DIR` writes exactly what `--from DIR` reads.
+struct PagerDutyData {
+    var users: [[String: Any]] = []
+    var schedules: [[String: Any]] = []
+    var overrides: [String: [[String: Any]]] = [:]  // by schedule id
+    var escalationPolicies: [[String: Any]] = []
+    var services: [[String: Any]] = []
+    /// The window the schedules were rendered over.
+    var since: Date = Date()
+    var until: Date = Date()
+
+    static let files = ["users", "schedules", "overrides", "escalation_policies", "services", "window"]
+
+    /// Reads PagerDuty's API at `base` with `token` (`Authorization: Token token=…`).
+    static func fetch(base: String, token: String, days: Int, now: Date) async throws -> PagerDutyData {
+        var data = PagerDutyData()
+        data.since = now
+        data.until = now.addingTimeInterval(Double(days) * 86_400)
+        let client = PagerDutyClient(base: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
+        data.users = try await client.list("users", key: "users", query: ["include[]=contact_methods", "include[]=notification_rules"])
+        let summaries = try await client.list("schedules", key: "schedules")
+        let window = ["since=\(Self.instant(data.since))", "until=\(Self.instant(data.until))"]
+        for summary in summaries {
+            guard let id = summary["id"] as? String else { continue }
+            let detail = try await client.get("schedules/\(id)", query: window + ["time_zone=UTC"])
+            if let schedule = detail["schedule"] as? [String: Any] { data.schedules.append(schedule) }
+            let overrides = try await client.get("schedules/\(id)/overrides", query: window)
+            data.overrides[id] = overrides["overrides"] as? [[String: Any]] ?? []
+        }
+        data.escalationPolicies = try await client.list("escalation_policies", key: "escalation_policies")
+        data.services = try await client.list("services", key: "services", query: ["include[]=integrations"])
+        return data
+    }
+
+    static func instant(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
+
+    func save(_ directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let documents: [String: Any] = [
+            "users": users, "schedules": schedules, "overrides": overrides, "escalation_policies": escalationPolicies,
+            "services": services, "window": ["since": Self.instant(since), "until": Self.instant(until)],
+        ]
+        for (name, value) in documents {
+            let bytes = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
+            try bytes.write(to: URL(fileURLWithPath: directory).appendingPathComponent("\(name).json"))
+        }
+    }
+
+    static func load(_ directory: String) throws -> PagerDutyData {
+        func read(_ name: String) throws -> Any {
+            let path = URL(fileURLWithPath: directory).appendingPathComponent("\(name).json").path
+            guard let bytes = FileManager.default.contents(atPath: path) else {
+                throw CLIError(code: CLIExit.failed, message: "\(path): cannot read the file (written by --save)")
+            }
+            do { return try JSONSerialization.jsonObject(with: bytes) } catch {
+                throw CLIError(code: CLIExit.failed, message: "\(path): not JSON")
+            }
+        }
+        var data = PagerDutyData()
+        data.users = try read("users") as? [[String: Any]] ?? []
+        data.schedules = try read("schedules") as? [[String: Any]] ?? []
+        data.overrides = try read("overrides") as? [String: [[String: Any]]] ?? [:]
+        data.escalationPolicies = try read("escalation_policies") as? [[String: Any]] ?? []
+        data.services = try read("services") as? [[String: Any]] ?? []
+        let window = try read("window") as? [String: String] ?? [:]
+        let formatter = ISO8601DateFormatter()
+        data.since = window["since"].flatMap(formatter.date(from:)) ?? Date()
+        data.until = window["until"].flatMap(formatter.date(from:)) ?? data.since.addingTimeInterval(90 * 86_400)
+        return data
+    }
+}
+
+/// GETs against PagerDuty's REST API v2.
+struct PagerDutyClient {
+    let base: String
+    let token: String
+    static let pageSize = 100
+
+    func get(_ path: String, query: [String] = []) async throws -> [String: Any] {
+        let url = "\(base)/\(path)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
+        var request = HTTPClientRequest(url: url)
+        request.headers.add(name: "Authorization", value: "Token token=\(token)")
+        request.headers.add(name: "Accept", value: "application/vnd.pagerduty+json;version=2")
+        let response: HTTPClientResponse
+        do {
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        } catch {
+            throw CLIError(code: CLIExit.unreachable, message: "cannot reach PagerDuty at \(base): \(error)")
+        }
+        let body = try await response.body.collect(upTo: 64 << 20)
+        guard response.status == .ok else {
+            throw CLIError(
+                code: response.status == .unauthorized || response.status == .forbidden ? CLIExit.notAllowed : CLIExit.refused,
+                message: "PagerDuty answered \(response.status.code) to GET /\(path): \(String(buffer: body).prefix(300))")
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] else {
+            throw CLIError(code: CLIExit.failed, message: "PagerDuty's answer to GET /\(path) is not a JSON object")
+        }
+        return object
+    }
+
+    /// Every page of a list (`limit`, `offset`, until `more` is false).
+    func list(_ path: String, key: String, query: [String] = []) async throws -> [[String: Any]] {
+        var items: [[String: Any]] = []
+        var offset = 0
+        for _ in 0..<10_000 {
+            let page = try await get(path, query: query + ["limit=\(Self.pageSize)", "offset=\(offset)"])
+            let found = page[key] as? [[String: Any]] ?? []
+            items += found
+            guard page["more"] as? Bool == true, !found.isEmpty else { break }
+            offset += found.count
+        }
+        return items
+    }
+}
