@@ -248,6 +248,8 @@ public enum IncidentStore {
             try connection.enqueue(
                 "UPDATE acknowledgements SET closed_at_ms = $2 WHERE incident_id = $1 AND closed_at_ms IS NULL", [record.id, closedAt])
         }
+        // Outbound webhooks: one delivery per matching subscription, in this transaction.
+        try WebhookEvents.enqueue(connection, record, old: old, transition: transition, now: now)
         var notifies: [(method: String, body: [UInt8])] = []
         for effect in transition.effects {
             switch effect {

@@ -3007,6 +3007,237 @@ void   klaxon__assignment__v1__list_service_audit_reply__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__list_service_audit_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__webhook_subscription__headers_entry__init
+                     (Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry         *message)
+{
+  static const Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry init_value = KLAXON__ASSIGNMENT__V1__WEBHOOK_SUBSCRIPTION__HEADERS_ENTRY__INIT;
+  *message = init_value;
+}
+void   klaxon__assignment__v1__webhook_subscription__init
+                     (Klaxon__Assignment__V1__WebhookSubscription         *message)
+{
+  static const Klaxon__Assignment__V1__WebhookSubscription init_value = KLAXON__ASSIGNMENT__V1__WEBHOOK_SUBSCRIPTION__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__webhook_subscription__get_packed_size
+                     (const Klaxon__Assignment__V1__WebhookSubscription *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_subscription__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__webhook_subscription__pack
+                     (const Klaxon__Assignment__V1__WebhookSubscription *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_subscription__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__webhook_subscription__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WebhookSubscription *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_subscription__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__WebhookSubscription *
+       klaxon__assignment__v1__webhook_subscription__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__WebhookSubscription *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__webhook_subscription__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__webhook_subscription__free_unpacked
+                     (Klaxon__Assignment__V1__WebhookSubscription *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_subscription__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__webhook_list__init
+                     (Klaxon__Assignment__V1__WebhookList         *message)
+{
+  static const Klaxon__Assignment__V1__WebhookList init_value = KLAXON__ASSIGNMENT__V1__WEBHOOK_LIST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__webhook_list__get_packed_size
+                     (const Klaxon__Assignment__V1__WebhookList *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_list__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__webhook_list__pack
+                     (const Klaxon__Assignment__V1__WebhookList *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_list__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__webhook_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WebhookList *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_list__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__WebhookList *
+       klaxon__assignment__v1__webhook_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__WebhookList *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__webhook_list__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__webhook_list__free_unpacked
+                     (Klaxon__Assignment__V1__WebhookList *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_list__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__webhook_delivery__init
+                     (Klaxon__Assignment__V1__WebhookDelivery         *message)
+{
+  static const Klaxon__Assignment__V1__WebhookDelivery init_value = KLAXON__ASSIGNMENT__V1__WEBHOOK_DELIVERY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__webhook_delivery__get_packed_size
+                     (const Klaxon__Assignment__V1__WebhookDelivery *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_delivery__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__webhook_delivery__pack
+                     (const Klaxon__Assignment__V1__WebhookDelivery *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_delivery__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__webhook_delivery__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WebhookDelivery *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_delivery__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__WebhookDelivery *
+       klaxon__assignment__v1__webhook_delivery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__WebhookDelivery *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__webhook_delivery__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__webhook_delivery__free_unpacked
+                     (Klaxon__Assignment__V1__WebhookDelivery *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__webhook_delivery__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_webhook_deliveries_request__init
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesRequest         *message)
+{
+  static const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest init_value = KLAXON__ASSIGNMENT__V1__LIST_WEBHOOK_DELIVERIES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_webhook_deliveries_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_webhook_deliveries_request__pack
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_webhook_deliveries_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *
+       klaxon__assignment__v1__list_webhook_deliveries_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_webhook_deliveries_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_webhook_deliveries_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_webhook_deliveries_reply__init
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesReply         *message)
+{
+  static const Klaxon__Assignment__V1__ListWebhookDeliveriesReply init_value = KLAXON__ASSIGNMENT__V1__LIST_WEBHOOK_DELIVERIES_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_webhook_deliveries_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_webhook_deliveries_reply__pack
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_webhook_deliveries_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListWebhookDeliveriesReply *
+       klaxon__assignment__v1__list_webhook_deliveries_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListWebhookDeliveriesReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_webhook_deliveries_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -8760,6 +8991,546 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__list_service_audit_repl
   (ProtobufCMessageInit) klaxon__assignment__v1__list_service_audit_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__webhook_subscription__headers_entry__field_descriptors[2] =
+{
+  {
+    "key",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry, key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "value",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry, value),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__webhook_subscription__headers_entry__field_indices_by_name[] = {
+  0,   /* field[0] = key */
+  1,   /* field[1] = value */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__webhook_subscription__headers_entry__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_subscription__headers_entry__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.WebhookSubscription.HeadersEntry",
+  "HeadersEntry",
+  "Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry),
+  2,
+  klaxon__assignment__v1__webhook_subscription__headers_entry__field_descriptors,
+  klaxon__assignment__v1__webhook_subscription__headers_entry__field_indices_by_name,
+  1,  klaxon__assignment__v1__webhook_subscription__headers_entry__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__webhook_subscription__headers_entry__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__webhook_subscription__field_descriptors[12] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "url",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, url),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "description",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, description),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event_types",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, n_event_types),
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, event_types),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "service_ids",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, n_service_ids),
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, service_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "headers",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, n_headers),
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, headers),
+    &klaxon__assignment__v1__webhook_subscription__headers_entry__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "secret",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, secret),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "enabled",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, enabled),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "consecutive_drops",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, consecutive_drops),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "disabled_reason",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, disabled_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "pending",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, pending),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__webhook_subscription__field_indices_by_name[] = {
+  8,   /* field[8] = consecutive_drops */
+  10,   /* field[10] = created_at_ms */
+  2,   /* field[2] = description */
+  9,   /* field[9] = disabled_reason */
+  7,   /* field[7] = enabled */
+  3,   /* field[3] = event_types */
+  5,   /* field[5] = headers */
+  0,   /* field[0] = id */
+  11,   /* field[11] = pending */
+  6,   /* field[6] = secret */
+  4,   /* field[4] = service_ids */
+  1,   /* field[1] = url */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__webhook_subscription__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_subscription__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.WebhookSubscription",
+  "WebhookSubscription",
+  "Klaxon__Assignment__V1__WebhookSubscription",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__WebhookSubscription),
+  12,
+  klaxon__assignment__v1__webhook_subscription__field_descriptors,
+  klaxon__assignment__v1__webhook_subscription__field_indices_by_name,
+  1,  klaxon__assignment__v1__webhook_subscription__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__webhook_subscription__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__webhook_list__field_descriptors[1] =
+{
+  {
+    "webhooks",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__WebhookList, n_webhooks),
+    offsetof(Klaxon__Assignment__V1__WebhookList, webhooks),
+    &klaxon__assignment__v1__webhook_subscription__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__webhook_list__field_indices_by_name[] = {
+  0,   /* field[0] = webhooks */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__webhook_list__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_list__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.WebhookList",
+  "WebhookList",
+  "Klaxon__Assignment__V1__WebhookList",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__WebhookList),
+  1,
+  klaxon__assignment__v1__webhook_list__field_descriptors,
+  klaxon__assignment__v1__webhook_list__field_indices_by_name,
+  1,  klaxon__assignment__v1__webhook_list__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__webhook_list__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__webhook_delivery__field_descriptors[12] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subscription_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, subscription_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, event_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event_type",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, event_type),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "incident_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, status),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "attempts",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, attempts),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_status",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, last_status),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_error",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, last_error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "finished_at_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, finished_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_attempt_at_ms",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookDelivery, next_attempt_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__webhook_delivery__field_indices_by_name[] = {
+  6,   /* field[6] = attempts */
+  9,   /* field[9] = created_at_ms */
+  2,   /* field[2] = event_id */
+  3,   /* field[3] = event_type */
+  10,   /* field[10] = finished_at_ms */
+  0,   /* field[0] = id */
+  4,   /* field[4] = incident_id */
+  8,   /* field[8] = last_error */
+  7,   /* field[7] = last_status */
+  11,   /* field[11] = next_attempt_at_ms */
+  5,   /* field[5] = status */
+  1,   /* field[1] = subscription_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__webhook_delivery__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 12 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_delivery__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.WebhookDelivery",
+  "WebhookDelivery",
+  "Klaxon__Assignment__V1__WebhookDelivery",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__WebhookDelivery),
+  12,
+  klaxon__assignment__v1__webhook_delivery__field_descriptors,
+  klaxon__assignment__v1__webhook_delivery__field_indices_by_name,
+  1,  klaxon__assignment__v1__webhook_delivery__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__webhook_delivery__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_webhook_deliveries_request__field_descriptors[2] =
+{
+  {
+    "subscription_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListWebhookDeliveriesRequest, subscription_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListWebhookDeliveriesRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_webhook_deliveries_request__field_indices_by_name[] = {
+  1,   /* field[1] = limit */
+  0,   /* field[0] = subscription_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_webhook_deliveries_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_webhook_deliveries_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListWebhookDeliveriesRequest",
+  "ListWebhookDeliveriesRequest",
+  "Klaxon__Assignment__V1__ListWebhookDeliveriesRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListWebhookDeliveriesRequest),
+  2,
+  klaxon__assignment__v1__list_webhook_deliveries_request__field_descriptors,
+  klaxon__assignment__v1__list_webhook_deliveries_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_webhook_deliveries_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_webhook_deliveries_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_webhook_deliveries_reply__field_descriptors[1] =
+{
+  {
+    "deliveries",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ListWebhookDeliveriesReply, n_deliveries),
+    offsetof(Klaxon__Assignment__V1__ListWebhookDeliveriesReply, deliveries),
+    &klaxon__assignment__v1__webhook_delivery__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_webhook_deliveries_reply__field_indices_by_name[] = {
+  0,   /* field[0] = deliveries */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_webhook_deliveries_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListWebhookDeliveriesReply",
+  "ListWebhookDeliveriesReply",
+  "Klaxon__Assignment__V1__ListWebhookDeliveriesReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListWebhookDeliveriesReply),
+  1,
+  klaxon__assignment__v1__list_webhook_deliveries_reply__field_descriptors,
+  klaxon__assignment__v1__list_webhook_deliveries_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_webhook_deliveries_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_webhook_deliveries_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue klaxon__assignment__v1__restriction_kind__enum_values_by_number[3] =
 {
   { "RESTRICTION_KIND_UNSPECIFIED", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED", 0 },
@@ -9013,7 +9784,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
                                      &klaxon__assignment__v1__assignment__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[42] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[48] =
 {
   { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
   { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
@@ -9042,6 +9813,12 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "ListMaintenance", &klaxon__assignment__v1__list_maintenance_request__descriptor, &klaxon__assignment__v1__maintenance_list__descriptor },
   { "EndMaintenance", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__maintenance_window_info__descriptor },
   { "CancelMaintenance", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__maintenance_window_info__descriptor },
+  { "CreateWebhook", &klaxon__assignment__v1__webhook_subscription__descriptor, &klaxon__assignment__v1__webhook_subscription__descriptor },
+  { "ListWebhooks", &klaxon__rpc__v1__empty__descriptor, &klaxon__assignment__v1__webhook_list__descriptor },
+  { "DeleteWebhook", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
+  { "EnableWebhook", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__webhook_subscription__descriptor },
+  { "ListWebhookDeliveries", &klaxon__assignment__v1__list_webhook_deliveries_request__descriptor, &klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor },
+  { "RedeliverWebhook", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__webhook_delivery__descriptor },
   { "DeleteService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "CreateRoutingKey", &klaxon__assignment__v1__create_routing_key_request__descriptor, &klaxon__assignment__v1__routing_key__descriptor },
   { "DeleteRoutingKey", &klaxon__assignment__v1__delete_routing_key_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
@@ -9059,47 +9836,53 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "DeleteResponsePlan", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
 };
 const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
-  34,        /* ApplyConfiguration */
+  40,        /* ApplyConfiguration */
   26,        /* CancelMaintenance */
   0,        /* CreateEscalationPolicy */
   19,        /* CreateHeartbeat */
   23,        /* CreateMaintenance */
-  39,        /* CreateResponsePlan */
-  28,        /* CreateRoutingKey */
+  45,        /* CreateResponsePlan */
+  34,        /* CreateRoutingKey */
   5,        /* CreateSchedule */
   11,        /* CreateService */
-  30,        /* CreateToken */
+  36,        /* CreateToken */
+  27,        /* CreateWebhook */
   4,        /* DeleteEscalationPolicy */
   22,        /* DeleteHeartbeat */
-  41,        /* DeleteResponsePlan */
-  29,        /* DeleteRoutingKey */
+  47,        /* DeleteResponsePlan */
+  35,        /* DeleteRoutingKey */
   9,        /* DeleteSchedule */
-  27,        /* DeleteService */
+  33,        /* DeleteService */
+  29,        /* DeleteWebhook */
+  30,        /* EnableWebhook */
   25,        /* EndMaintenance */
-  35,        /* ExportConfiguration */
+  41,        /* ExportConfiguration */
   2,        /* GetEscalationPolicy */
   17,        /* GetEventRules */
   20,        /* GetHeartbeat */
   7,        /* GetSchedule */
   13,        /* GetService */
-  37,        /* GetSurgeSettings */
+  43,        /* GetSurgeSettings */
   15,        /* ListChanges */
   3,        /* ListEscalationPolicies */
   21,        /* ListHeartbeats */
   24,        /* ListMaintenance */
-  40,        /* ListResponsePlans */
+  46,        /* ListResponsePlans */
   8,        /* ListSchedules */
   16,        /* ListServiceAudit */
   14,        /* ListServices */
-  31,        /* ListTokens */
-  32,        /* RevokeToken */
-  36,        /* RotateScheduleFeed */
+  37,        /* ListTokens */
+  31,        /* ListWebhookDeliveries */
+  28,        /* ListWebhooks */
+  32,        /* RedeliverWebhook */
+  38,        /* RevokeToken */
+  42,        /* RotateScheduleFeed */
   18,        /* SetEventRules */
   1,        /* UpdateEscalationPolicy */
   6,        /* UpdateSchedule */
   12,        /* UpdateService */
-  38,        /* UpdateSurgeSettings */
-  33,        /* WhoAmI */
+  44,        /* UpdateSurgeSettings */
+  39,        /* WhoAmI */
   10         /* WhoIsOnCall */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
@@ -9109,7 +9892,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
   "Admin",
   "Klaxon__Assignment__V1__Admin",
   "klaxon.assignment.v1",
-  42,
+  48,
   klaxon__assignment__v1__admin__method_descriptors,
   klaxon__assignment__v1__admin__method_indices_by_name
 };
@@ -9329,13 +10112,61 @@ void klaxon__assignment__v1__admin__cancel_maintenance(ProtobufCService *service
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
   service->invoke(service, 26, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void klaxon__assignment__v1__admin__create_webhook(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__WebhookSubscription *input,
+                                                   Klaxon__Assignment__V1__WebhookSubscription_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_webhooks(ProtobufCService *service,
+                                                  const Klaxon__Rpc__V1__Empty *input,
+                                                  Klaxon__Assignment__V1__WebhookList_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__delete_webhook(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                   Klaxon__Rpc__V1__Empty_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__enable_webhook(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                   Klaxon__Assignment__V1__WebhookSubscription_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__list_webhook_deliveries(ProtobufCService *service,
+                                                            const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *input,
+                                                            Klaxon__Assignment__V1__ListWebhookDeliveriesReply_Closure closure,
+                                                            void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void klaxon__assignment__v1__admin__redeliver_webhook(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                      Klaxon__Assignment__V1__WebhookDelivery_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
                                                    void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 27, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__CreateRoutingKeyRequest *input,
@@ -9343,7 +10174,7 @@ void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 28, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 34, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *input,
@@ -9351,7 +10182,7 @@ void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 29, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 35, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__ApiToken *input,
@@ -9359,7 +10190,7 @@ void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 30, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 36, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 const Klaxon__Rpc__V1__Empty *input,
@@ -9367,7 +10198,7 @@ void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 31, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 37, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -9375,7 +10206,7 @@ void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 38, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              const Klaxon__Rpc__V1__Empty *input,
@@ -9383,7 +10214,7 @@ void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 39, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *service,
                                                         const Klaxon__Assignment__V1__ConfigDocument *input,
@@ -9391,7 +10222,7 @@ void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 34, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 40, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *service,
                                                          const Klaxon__Rpc__V1__Empty *input,
@@ -9399,7 +10230,7 @@ void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 35, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 41, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -9407,7 +10238,7 @@ void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 36, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 42, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service,
                                                        const Klaxon__Rpc__V1__Empty *input,
@@ -9415,7 +10246,7 @@ void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 37, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 43, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *service,
                                                           const Klaxon__Assignment__V1__SurgeSettings *input,
@@ -9423,7 +10254,7 @@ void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 38, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 44, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__ResponsePlan *input,
@@ -9431,7 +10262,7 @@ void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 39, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 45, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *service,
                                                         const Klaxon__Rpc__V1__Empty *input,
@@ -9439,7 +10270,7 @@ void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 40, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 46, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -9447,7 +10278,7 @@ void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 41, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 47, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
                                           Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)

@@ -16,6 +16,7 @@ public struct NotifierService: Service {
     let notices: NoticeSender
     /// Assignment's outbox, taken over when no Assignment reaches a Notifier with it.
     let takeover: OutboxRelay
+    let webhooks: WebhookSender
     let noticeWaker: Waker
     let http: any Service
     private let httpPortLatch = Latch<Int>()
@@ -63,6 +64,8 @@ public struct NotifierService: Service {
                     gapMs: Millis(config.notifyPhoneGapSeconds) * 1000))
             }),
             channelPostHTTP: .pages(trusting: config.tlsExtraCAFile), logger: logger)
+        self.webhooks = WebhookSender(
+            pool: pool, http: .pages(trusting: config.tlsExtraCAFile), timeoutMs: Int64(config.notifyTimeoutSeconds) * 1000, logger: logger)
         self.waker = waker
         self.pool = pool
         self.clock = clock
@@ -109,8 +112,20 @@ public struct NotifierService: Service {
         var takeoverLoop = DueWorkLoop(name: "notifier.outbox_takeover", clock: clock, waker: Waker(), logger: logger)
         takeoverLoop.maxSleep = .seconds(1)
         let takeover = self.takeover
+        let webhooks = self.webhooks
         try await ServiceRunner.run(
-            server: server, loops: [WorkLoop(takeoverLoop) { now in try await takeover.deliverDue(now: now) }],
+            server: server, loops: [WorkLoop(takeoverLoop) { now in
+                // Orphaned outbox rows, then outbound webhook events (due ones, every second).
+                let next = try await takeover.deliverDue(now: now)
+                let webhookNext: Millis?
+                do {
+                    webhookNext = try await webhooks.deliverDue(now: now)
+                } catch {
+                    logger.error("webhook deliveries failed; retried in a second", metadata: ["error": "\(error)"])
+                    webhookNext = now + 1_000
+                }
+                return [next, webhookNext].compactMap { $0 }.min()
+            }],
             others: [Sending(dispatcher: dispatcher, loop: loop), Noticing(notices: notices, loop: noticeLoop), http],
             collector: KlaxonMetrics.databaseCollector(pool, destinations: []), logger: logger)
     }

@@ -16,7 +16,7 @@ struct Klaxon: AsyncParsableCommand {
         subcommands: [
             DevCommand.self, ServiceCommand.self, MigrateCommand.self, SendEventCommand.self, IncidentCommand.self,
             UserCommand.self, ContactCommand.self, RuleCommand.self, ScheduleCommand.self, OnCallCommand.self, PolicyCommand.self,
-            ServiceAdminCommand.self, RoutingKeyCommand.self, HeartbeatCommand.self, MaintenanceCommand.self, RulesCommand.self, TokenCommand.self, SurgeCommand.self, PlanCommand.self, ApplyCommand.self, ExportCommand.self, ImportCommand.self,
+            ServiceAdminCommand.self, RoutingKeyCommand.self, HeartbeatCommand.self, MaintenanceCommand.self, RulesCommand.self, WebhookCommand.self, TokenCommand.self, SurgeCommand.self, PlanCommand.self, ApplyCommand.self, ExportCommand.self, ImportCommand.self,
             HealthcheckCommand.self,
         ])
 }

@@ -42,11 +42,11 @@ klaxon_ensure_test_deps() {
 # aiosmtpd (a real SMTP server for the email channel), icalendar (a real iCal parser for the
 # schedule feeds), pagerduty (PagerDuty's own Events API v2 client, over https) and selenium
 # (drives headless Chromium through the incident page), twilio (its RequestValidator signs the
-# Twilio stand-in's callbacks) and opsgenie-sdk (Opsgenie's own Python client, against the
-# Opsgenie Alert API).
+# Twilio stand-in's callbacks), opsgenie-sdk (Opsgenie's own Python client, against the
+# Opsgenie Alert API) and standardwebhooks (verifies the outbound webhooks' signatures).
 klaxon_ensure_python_protobuf() {
   local module package
-  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd icalendar:icalendar pagerduty:pagerduty==7.2.0 selenium:selenium twilio:twilio opsgenie_sdk:opsgenie-sdk==2.1.5; do
+  for pair in google.protobuf:protobuf aiosmtpd:aiosmtpd icalendar:icalendar pagerduty:pagerduty==7.2.0 selenium:selenium twilio:twilio opsgenie_sdk:opsgenie-sdk==2.1.5 standardwebhooks:standardwebhooks==1.3.0; do
     module=${pair%%:*}; package=${pair##*:}
     python3 -c "import $module" 2>/dev/null && continue
     echo "==> installing the Python $package package"

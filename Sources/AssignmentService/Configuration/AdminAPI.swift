@@ -21,6 +21,7 @@ public struct AdminAPI: Sendable {
         registerConfiguration(into: &router)
         registerFeeds(into: &router)
         registerMonitors(into: &router)
+        registerWebhooks(into: &router)
         router.register(Admin.CreateEscalationPolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: true) }
         router.register(Admin.UpdateEscalationPolicy) { (request: PolicyMessage, _) in try await savePolicy(request, create: false) }
         router.register(Admin.GetEscalationPolicy) { (request: AdminIDRequest, _) in

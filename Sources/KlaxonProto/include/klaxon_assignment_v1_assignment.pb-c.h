@@ -88,6 +88,12 @@ typedef struct Klaxon__Assignment__V1__EventRuleSet Klaxon__Assignment__V1__Even
 typedef struct Klaxon__Assignment__V1__ServiceAuditEntry Klaxon__Assignment__V1__ServiceAuditEntry;
 typedef struct Klaxon__Assignment__V1__ListServiceAuditRequest Klaxon__Assignment__V1__ListServiceAuditRequest;
 typedef struct Klaxon__Assignment__V1__ListServiceAuditReply Klaxon__Assignment__V1__ListServiceAuditReply;
+typedef struct Klaxon__Assignment__V1__WebhookSubscription Klaxon__Assignment__V1__WebhookSubscription;
+typedef struct Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry;
+typedef struct Klaxon__Assignment__V1__WebhookList Klaxon__Assignment__V1__WebhookList;
+typedef struct Klaxon__Assignment__V1__WebhookDelivery Klaxon__Assignment__V1__WebhookDelivery;
+typedef struct Klaxon__Assignment__V1__ListWebhookDeliveriesRequest Klaxon__Assignment__V1__ListWebhookDeliveriesRequest;
+typedef struct Klaxon__Assignment__V1__ListWebhookDeliveriesReply Klaxon__Assignment__V1__ListWebhookDeliveriesReply;
 
 
 /* --- enums --- */
@@ -1549,6 +1555,123 @@ struct  Klaxon__Assignment__V1__ListServiceAuditReply
     , 0,NULL }
 
 
+struct  Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry
+{
+  ProtobufCMessage base;
+  char *key;
+  char *value;
+};
+#define KLAXON__ASSIGNMENT__V1__WEBHOOK_SUBSCRIPTION__HEADERS_ENTRY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__webhook_subscription__headers_entry__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * An outbound webhook subscription: PagerDuty v3-shaped events, signed (X-PagerDuty-Signature
+ * and Standard Webhooks), at least once, in order per incident.
+ */
+struct  Klaxon__Assignment__V1__WebhookSubscription
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  char *url;
+  char *description;
+  /*
+   * none: every type
+   */
+  size_t n_event_types;
+  char **event_types;
+  /*
+   * none: every service
+   */
+  size_t n_service_ids;
+  uint64_t *service_ids;
+  /*
+   * sent with every delivery
+   */
+  size_t n_headers;
+  Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry **headers;
+  /*
+   * in CreateWebhook's reply only (whsec_…)
+   */
+  char *secret;
+  protobuf_c_boolean enabled;
+  uint32_t consecutive_drops;
+  char *disabled_reason;
+  int64_t created_at_ms;
+  /*
+   * deliveries waiting (List only)
+   */
+  uint32_t pending;
+};
+#define KLAXON__ASSIGNMENT__V1__WEBHOOK_SUBSCRIPTION__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__webhook_subscription__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__WebhookList
+{
+  ProtobufCMessage base;
+  size_t n_webhooks;
+  Klaxon__Assignment__V1__WebhookSubscription **webhooks;
+};
+#define KLAXON__ASSIGNMENT__V1__WEBHOOK_LIST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__webhook_list__descriptor) \
+    , 0,NULL }
+
+
+struct  Klaxon__Assignment__V1__WebhookDelivery
+{
+  ProtobufCMessage base;
+  uint64_t id;
+  uint64_t subscription_id;
+  char *event_id;
+  char *event_type;
+  uint64_t incident_id;
+  /*
+   * pending, delivered, dropped
+   */
+  char *status;
+  uint32_t attempts;
+  /*
+   * the receiver's HTTP status, 0 for none
+   */
+  uint32_t last_status;
+  char *last_error;
+  int64_t created_at_ms;
+  int64_t finished_at_ms;
+  int64_t next_attempt_at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__WEBHOOK_DELIVERY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__webhook_delivery__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListWebhookDeliveriesRequest
+{
+  ProtobufCMessage base;
+  uint64_t subscription_id;
+  /*
+   * default 20, at most 500
+   */
+  uint32_t limit;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_WEBHOOK_DELIVERIES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_webhook_deliveries_request__descriptor) \
+    , 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListWebhookDeliveriesReply
+{
+  ProtobufCMessage base;
+  size_t n_deliveries;
+  Klaxon__Assignment__V1__WebhookDelivery **deliveries;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_WEBHOOK_DELIVERIES_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor) \
+    , 0,NULL }
+
+
 /* Klaxon__Assignment__V1__IncidentTriggeredRequest methods */
 void   klaxon__assignment__v1__incident_triggered_request__init
                      (Klaxon__Assignment__V1__IncidentTriggeredRequest         *message);
@@ -2818,6 +2941,104 @@ Klaxon__Assignment__V1__ListServiceAuditReply *
 void   klaxon__assignment__v1__list_service_audit_reply__free_unpacked
                      (Klaxon__Assignment__V1__ListServiceAuditReply *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry methods */
+void   klaxon__assignment__v1__webhook_subscription__headers_entry__init
+                     (Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry         *message);
+/* Klaxon__Assignment__V1__WebhookSubscription methods */
+void   klaxon__assignment__v1__webhook_subscription__init
+                     (Klaxon__Assignment__V1__WebhookSubscription         *message);
+size_t klaxon__assignment__v1__webhook_subscription__get_packed_size
+                     (const Klaxon__Assignment__V1__WebhookSubscription   *message);
+size_t klaxon__assignment__v1__webhook_subscription__pack
+                     (const Klaxon__Assignment__V1__WebhookSubscription   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__webhook_subscription__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WebhookSubscription   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__WebhookSubscription *
+       klaxon__assignment__v1__webhook_subscription__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__webhook_subscription__free_unpacked
+                     (Klaxon__Assignment__V1__WebhookSubscription *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__WebhookList methods */
+void   klaxon__assignment__v1__webhook_list__init
+                     (Klaxon__Assignment__V1__WebhookList         *message);
+size_t klaxon__assignment__v1__webhook_list__get_packed_size
+                     (const Klaxon__Assignment__V1__WebhookList   *message);
+size_t klaxon__assignment__v1__webhook_list__pack
+                     (const Klaxon__Assignment__V1__WebhookList   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__webhook_list__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WebhookList   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__WebhookList *
+       klaxon__assignment__v1__webhook_list__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__webhook_list__free_unpacked
+                     (Klaxon__Assignment__V1__WebhookList *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__WebhookDelivery methods */
+void   klaxon__assignment__v1__webhook_delivery__init
+                     (Klaxon__Assignment__V1__WebhookDelivery         *message);
+size_t klaxon__assignment__v1__webhook_delivery__get_packed_size
+                     (const Klaxon__Assignment__V1__WebhookDelivery   *message);
+size_t klaxon__assignment__v1__webhook_delivery__pack
+                     (const Klaxon__Assignment__V1__WebhookDelivery   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__webhook_delivery__pack_to_buffer
+                     (const Klaxon__Assignment__V1__WebhookDelivery   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__WebhookDelivery *
+       klaxon__assignment__v1__webhook_delivery__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__webhook_delivery__free_unpacked
+                     (Klaxon__Assignment__V1__WebhookDelivery *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListWebhookDeliveriesRequest methods */
+void   klaxon__assignment__v1__list_webhook_deliveries_request__init
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesRequest         *message);
+size_t klaxon__assignment__v1__list_webhook_deliveries_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest   *message);
+size_t klaxon__assignment__v1__list_webhook_deliveries_request__pack
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_webhook_deliveries_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *
+       klaxon__assignment__v1__list_webhook_deliveries_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_webhook_deliveries_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListWebhookDeliveriesReply methods */
+void   klaxon__assignment__v1__list_webhook_deliveries_reply__init
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesReply         *message);
+size_t klaxon__assignment__v1__list_webhook_deliveries_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply   *message);
+size_t klaxon__assignment__v1__list_webhook_deliveries_reply__pack
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_webhook_deliveries_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListWebhookDeliveriesReply *
+       klaxon__assignment__v1__list_webhook_deliveries_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_webhook_deliveries_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -3032,6 +3253,24 @@ typedef void (*Klaxon__Assignment__V1__ListServiceAuditRequest_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__ListServiceAuditReply_Closure)
                  (const Klaxon__Assignment__V1__ListServiceAuditReply *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry_Closure)
+                 (const Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__WebhookSubscription_Closure)
+                 (const Klaxon__Assignment__V1__WebhookSubscription *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__WebhookList_Closure)
+                 (const Klaxon__Assignment__V1__WebhookList *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__WebhookDelivery_Closure)
+                 (const Klaxon__Assignment__V1__WebhookDelivery *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListWebhookDeliveriesRequest_Closure)
+                 (const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListWebhookDeliveriesReply_Closure)
+                 (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -3340,6 +3579,30 @@ struct Klaxon__Assignment__V1__Admin_Service
                              const Klaxon__Assignment__V1__AdminIdRequest *input,
                              Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
                              void *closure_data);
+  void (*create_webhook)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Assignment__V1__WebhookSubscription *input,
+                         Klaxon__Assignment__V1__WebhookSubscription_Closure closure,
+                         void *closure_data);
+  void (*list_webhooks)(Klaxon__Assignment__V1__Admin_Service *service,
+                        const Klaxon__Rpc__V1__Empty *input,
+                        Klaxon__Assignment__V1__WebhookList_Closure closure,
+                        void *closure_data);
+  void (*delete_webhook)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Assignment__V1__AdminIdRequest *input,
+                         Klaxon__Rpc__V1__Empty_Closure closure,
+                         void *closure_data);
+  void (*enable_webhook)(Klaxon__Assignment__V1__Admin_Service *service,
+                         const Klaxon__Assignment__V1__AdminIdRequest *input,
+                         Klaxon__Assignment__V1__WebhookSubscription_Closure closure,
+                         void *closure_data);
+  void (*list_webhook_deliveries)(Klaxon__Assignment__V1__Admin_Service *service,
+                                  const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *input,
+                                  Klaxon__Assignment__V1__ListWebhookDeliveriesReply_Closure closure,
+                                  void *closure_data);
+  void (*redeliver_webhook)(Klaxon__Assignment__V1__Admin_Service *service,
+                            const Klaxon__Assignment__V1__AdminIdRequest *input,
+                            Klaxon__Assignment__V1__WebhookDelivery_Closure closure,
+                            void *closure_data);
   void (*delete_service)(Klaxon__Assignment__V1__Admin_Service *service,
                          const Klaxon__Assignment__V1__AdminIdRequest *input,
                          Klaxon__Rpc__V1__Empty_Closure closure,
@@ -3435,6 +3698,12 @@ void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service 
       function_prefix__ ## list_maintenance,\
       function_prefix__ ## end_maintenance,\
       function_prefix__ ## cancel_maintenance,\
+      function_prefix__ ## create_webhook,\
+      function_prefix__ ## list_webhooks,\
+      function_prefix__ ## delete_webhook,\
+      function_prefix__ ## enable_webhook,\
+      function_prefix__ ## list_webhook_deliveries,\
+      function_prefix__ ## redeliver_webhook,\
       function_prefix__ ## delete_service,\
       function_prefix__ ## create_routing_key,\
       function_prefix__ ## delete_routing_key,\
@@ -3558,6 +3827,30 @@ void klaxon__assignment__v1__admin__cancel_maintenance(ProtobufCService *service
                                                        const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                        Klaxon__Assignment__V1__MaintenanceWindowInfo_Closure closure,
                                                        void *closure_data);
+void klaxon__assignment__v1__admin__create_webhook(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__WebhookSubscription *input,
+                                                   Klaxon__Assignment__V1__WebhookSubscription_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__admin__list_webhooks(ProtobufCService *service,
+                                                  const Klaxon__Rpc__V1__Empty *input,
+                                                  Klaxon__Assignment__V1__WebhookList_Closure closure,
+                                                  void *closure_data);
+void klaxon__assignment__v1__admin__delete_webhook(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                   Klaxon__Rpc__V1__Empty_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__admin__enable_webhook(ProtobufCService *service,
+                                                   const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                   Klaxon__Assignment__V1__WebhookSubscription_Closure closure,
+                                                   void *closure_data);
+void klaxon__assignment__v1__admin__list_webhook_deliveries(ProtobufCService *service,
+                                                            const Klaxon__Assignment__V1__ListWebhookDeliveriesRequest *input,
+                                                            Klaxon__Assignment__V1__ListWebhookDeliveriesReply_Closure closure,
+                                                            void *closure_data);
+void klaxon__assignment__v1__admin__redeliver_webhook(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__AdminIdRequest *input,
+                                                      Klaxon__Assignment__V1__WebhookDelivery_Closure closure,
+                                                      void *closure_data);
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
@@ -3693,6 +3986,12 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__event_rule_set__
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__service_audit_entry__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_service_audit_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_service_audit_reply__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_subscription__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_subscription__headers_entry__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_list__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_delivery__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_webhook_deliveries_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor;
 

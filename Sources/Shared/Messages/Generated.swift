@@ -1507,6 +1507,53 @@ public struct ListServiceAuditRequest: GeneratedMessage, CBridged {
     }
 }
 
+public struct ListWebhookDeliveriesReply: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListWebhookDeliveriesReply"
+    public var deliveries: [WebhookDelivery]
+
+    public init(deliveries: [WebhookDelivery] = []) {
+        self.deliveries = deliveries
+    }
+
+    public static var sample: Self { Self(deliveries: [WebhookDelivery.sample, WebhookDelivery.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_webhook_deliveries_reply__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListWebhookDeliveriesReply>) throws(WireError) {
+        deliveries = try CRead.messages(c.pointee.n_deliveries, c.pointee.deliveries, field: "deliveries")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListWebhookDeliveriesReply>, arena: CArena) {
+        (c.pointee.n_deliveries, c.pointee.deliveries) = arena.messages(self.deliveries)
+    }
+}
+
+public struct ListWebhookDeliveriesRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListWebhookDeliveriesRequest"
+    public var subscriptionID: UInt64
+    /// default 20, at most 500
+    public var limit: UInt32
+
+    public init(subscriptionID: UInt64 = 0, limit: UInt32 = 0) {
+        self.subscriptionID = subscriptionID
+        self.limit = limit
+    }
+
+    public static var sample: Self { Self(subscriptionID: 1_000_000_000_321, limit: 2_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_webhook_deliveries_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListWebhookDeliveriesRequest>) {
+        subscriptionID = c.pointee.subscription_id
+        limit = c.pointee.limit
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListWebhookDeliveriesRequest>, arena: CArena) {
+        c.pointee.subscription_id = self.subscriptionID
+        c.pointee.limit = self.limit
+    }
+}
+
 public struct MaintenanceList: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.MaintenanceList"
     public var windows: [MaintenanceWindowInfo]
@@ -2571,6 +2618,169 @@ public struct TimelineEntryView: GeneratedMessage, CBridged {
             entry.pointee.key = key
             entry.pointee.value = value
         }
+    }
+}
+
+public struct WebhookDelivery: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.WebhookDelivery"
+    public var id: UInt64
+    public var subscriptionID: UInt64
+    public var eventID: String
+    public var eventType: String
+    public var incidentID: UInt64
+    /// pending, delivered, dropped
+    public var status: String
+    public var attempts: UInt32
+    /// the receiver's HTTP status, 0 for none
+    public var lastStatus: UInt32
+    public var lastError: String
+    public var createdAtMs: Int64
+    public var finishedAtMs: Int64
+    public var nextAttemptAtMs: Int64
+
+    public init(id: UInt64 = 0, subscriptionID: UInt64 = 0, eventID: String = "", eventType: String = "", incidentID: UInt64 = 0, status: String = "", attempts: UInt32 = 0, lastStatus: UInt32 = 0, lastError: String = "", createdAtMs: Int64 = 0, finishedAtMs: Int64 = 0, nextAttemptAtMs: Int64 = 0) {
+        self.id = id
+        self.subscriptionID = subscriptionID
+        self.eventID = eventID
+        self.eventType = eventType
+        self.incidentID = incidentID
+        self.status = status
+        self.attempts = attempts
+        self.lastStatus = lastStatus
+        self.lastError = lastError
+        self.createdAtMs = createdAtMs
+        self.finishedAtMs = finishedAtMs
+        self.nextAttemptAtMs = nextAttemptAtMs
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, subscriptionID: 2_000_000_000_321, eventID: "event_id 3 é", eventType: "event_type 4 é", incidentID: 5_000_000_000_321, status: "status 6 é", attempts: 7_000_009, lastStatus: 8_000_009, lastError: "last_error 9 é", createdAtMs: -10_000_000_000_123, finishedAtMs: -11_000_000_000_123, nextAttemptAtMs: -12_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__webhook_delivery__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__WebhookDelivery>) {
+        id = c.pointee.id
+        subscriptionID = c.pointee.subscription_id
+        eventID = CRead.string(c.pointee.event_id)
+        eventType = CRead.string(c.pointee.event_type)
+        incidentID = c.pointee.incident_id
+        status = CRead.string(c.pointee.status)
+        attempts = c.pointee.attempts
+        lastStatus = c.pointee.last_status
+        lastError = CRead.string(c.pointee.last_error)
+        createdAtMs = c.pointee.created_at_ms
+        finishedAtMs = c.pointee.finished_at_ms
+        nextAttemptAtMs = c.pointee.next_attempt_at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__WebhookDelivery>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.subscription_id = self.subscriptionID
+        c.pointee.event_id = arena.string(self.eventID)
+        c.pointee.event_type = arena.string(self.eventType)
+        c.pointee.incident_id = self.incidentID
+        c.pointee.status = arena.string(self.status)
+        c.pointee.attempts = self.attempts
+        c.pointee.last_status = self.lastStatus
+        c.pointee.last_error = arena.string(self.lastError)
+        c.pointee.created_at_ms = self.createdAtMs
+        c.pointee.finished_at_ms = self.finishedAtMs
+        c.pointee.next_attempt_at_ms = self.nextAttemptAtMs
+    }
+}
+
+public struct WebhookList: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.WebhookList"
+    public var webhooks: [WebhookSubscription]
+
+    public init(webhooks: [WebhookSubscription] = []) {
+        self.webhooks = webhooks
+    }
+
+    public static var sample: Self { Self(webhooks: [WebhookSubscription.sample, WebhookSubscription.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__webhook_list__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__WebhookList>) throws(WireError) {
+        webhooks = try CRead.messages(c.pointee.n_webhooks, c.pointee.webhooks, field: "webhooks")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__WebhookList>, arena: CArena) {
+        (c.pointee.n_webhooks, c.pointee.webhooks) = arena.messages(self.webhooks)
+    }
+}
+
+/// An outbound webhook subscription: PagerDuty v3-shaped events, signed (X-PagerDuty-Signature
+/// and Standard Webhooks), at least once, in order per incident.
+public struct WebhookSubscription: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.WebhookSubscription"
+    public var id: UInt64
+    public var url: String
+    public var description: String
+    /// none: every type
+    public var eventTypes: [String]
+    /// none: every service
+    public var serviceIDs: [UInt64]
+    /// sent with every delivery
+    public var headers: [String: String]
+    /// in CreateWebhook's reply only (whsec_…)
+    public var secret: String
+    public var enabled: Bool
+    public var consecutiveDrops: UInt32
+    public var disabledReason: String
+    public var createdAtMs: Int64
+    /// deliveries waiting (List only)
+    public var pending: UInt32
+
+    public init(id: UInt64 = 0, url: String = "", description: String = "", eventTypes: [String] = [], serviceIDs: [UInt64] = [], headers: [String: String] = [:], secret: String = "", enabled: Bool = false, consecutiveDrops: UInt32 = 0, disabledReason: String = "", createdAtMs: Int64 = 0, pending: UInt32 = 0) {
+        self.id = id
+        self.url = url
+        self.description = description
+        self.eventTypes = eventTypes
+        self.serviceIDs = serviceIDs
+        self.headers = headers
+        self.secret = secret
+        self.enabled = enabled
+        self.consecutiveDrops = consecutiveDrops
+        self.disabledReason = disabledReason
+        self.createdAtMs = createdAtMs
+        self.pending = pending
+    }
+
+    public static var sample: Self { Self(id: 1_000_000_000_321, url: "url 2 é", description: "description 3 é", eventTypes: ["event_types 4 é", "event_types 4 é"], serviceIDs: [5_000_000_000_321, 5_000_000_000_321], headers: ["headers": "v6", "k": "headers 6"], secret: "secret 7 é", enabled: true, consecutiveDrops: 9_000_009, disabledReason: "disabled_reason 10 é", createdAtMs: -11_000_000_000_123, pending: 12_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__webhook_subscription__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__WebhookSubscription>) {
+        id = c.pointee.id
+        url = CRead.string(c.pointee.url)
+        description = CRead.string(c.pointee.description)
+        eventTypes = CRead.strings(c.pointee.n_event_types, c.pointee.event_types)
+        serviceIDs = CRead.scalars(c.pointee.n_service_ids, c.pointee.service_ids)
+        headers = CRead.map(c.pointee.n_headers, c.pointee.headers) { (CRead.string($0.pointee.key), CRead.string($0.pointee.value)) }
+        secret = CRead.string(c.pointee.secret)
+        enabled = c.pointee.enabled != 0
+        consecutiveDrops = c.pointee.consecutive_drops
+        disabledReason = CRead.string(c.pointee.disabled_reason)
+        createdAtMs = c.pointee.created_at_ms
+        pending = c.pointee.pending
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__WebhookSubscription>, arena: CArena) {
+        c.pointee.id = self.id
+        c.pointee.url = arena.string(self.url)
+        c.pointee.description = arena.string(self.description)
+        (c.pointee.n_event_types, c.pointee.event_types) = arena.strings(self.eventTypes)
+        (c.pointee.n_service_ids, c.pointee.service_ids) = arena.scalars(self.serviceIDs)
+        (c.pointee.n_headers, c.pointee.headers) = arena.map(self.headers, klaxon__assignment__v1__webhook_subscription__headers_entry__init) { (entry: UnsafeMutablePointer<Klaxon__Assignment__V1__WebhookSubscription__HeadersEntry>, key, value) in
+            entry.pointee.key = key
+            entry.pointee.value = value
+        }
+        c.pointee.secret = arena.string(self.secret)
+        c.pointee.enabled = self.enabled ? 1 : 0
+        c.pointee.consecutive_drops = self.consecutiveDrops
+        c.pointee.disabled_reason = arena.string(self.disabledReason)
+        c.pointee.created_at_ms = self.createdAtMs
+        c.pointee.pending = self.pending
     }
 }
 
@@ -3730,6 +3940,8 @@ public enum WireMessages {
         ListMaintenanceRequest.self,
         ListServiceAuditReply.self,
         ListServiceAuditRequest.self,
+        ListWebhookDeliveriesReply.self,
+        ListWebhookDeliveriesRequest.self,
         MaintenanceList.self,
         MaintenanceWindowInfo.self,
         PlanChange.self,
@@ -3758,6 +3970,9 @@ public enum WireMessages {
         SubscribeRequest.self,
         SurgeSettingsMessage.self,
         TimelineEntryView.self,
+        WebhookDelivery.self,
+        WebhookList.self,
+        WebhookSubscription.self,
         WhoIsOnCallReply.self,
         WhoIsOnCallReply.Level.self,
         WhoIsOnCallRequest.self,
@@ -3822,6 +4037,12 @@ public enum Admin {
     public static let ListMaintenance = RPCMethod<ListMaintenanceRequest, MaintenanceList>("klaxon.assignment.v1.Admin/ListMaintenance")
     public static let EndMaintenance = RPCMethod<AdminIDRequest, MaintenanceWindowInfo>("klaxon.assignment.v1.Admin/EndMaintenance")
     public static let CancelMaintenance = RPCMethod<AdminIDRequest, MaintenanceWindowInfo>("klaxon.assignment.v1.Admin/CancelMaintenance")
+    public static let CreateWebhook = RPCMethod<WebhookSubscription, WebhookSubscription>("klaxon.assignment.v1.Admin/CreateWebhook")
+    public static let ListWebhooks = RPCMethod<Empty, WebhookList>("klaxon.assignment.v1.Admin/ListWebhooks")
+    public static let DeleteWebhook = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteWebhook")
+    public static let EnableWebhook = RPCMethod<AdminIDRequest, WebhookSubscription>("klaxon.assignment.v1.Admin/EnableWebhook")
+    public static let ListWebhookDeliveries = RPCMethod<ListWebhookDeliveriesRequest, ListWebhookDeliveriesReply>("klaxon.assignment.v1.Admin/ListWebhookDeliveries")
+    public static let RedeliverWebhook = RPCMethod<AdminIDRequest, WebhookDelivery>("klaxon.assignment.v1.Admin/RedeliverWebhook")
     public static let DeleteService = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteService")
     public static let CreateRoutingKey = RPCMethod<CreateRoutingKeyRequest, RoutingKey>("klaxon.assignment.v1.Admin/CreateRoutingKey")
     public static let DeleteRoutingKey = RPCMethod<DeleteRoutingKeyRequest, Empty>("klaxon.assignment.v1.Admin/DeleteRoutingKey")
@@ -3837,7 +4058,7 @@ public enum Admin {
     public static let CreateResponsePlan = RPCMethod<ResponsePlan, ResponsePlan>("klaxon.assignment.v1.Admin/CreateResponsePlan")
     public static let ListResponsePlans = RPCMethod<Empty, ResponsePlanList>("klaxon.assignment.v1.Admin/ListResponsePlans")
     public static let DeleteResponsePlan = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteResponsePlan")
-    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, ListChanges.name, ListServiceAudit.name, GetEventRules.name, SetEventRules.name, CreateHeartbeat.name, GetHeartbeat.name, ListHeartbeats.name, DeleteHeartbeat.name, CreateMaintenance.name, ListMaintenance.name, EndMaintenance.name, CancelMaintenance.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
+    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, ListChanges.name, ListServiceAudit.name, GetEventRules.name, SetEventRules.name, CreateHeartbeat.name, GetHeartbeat.name, ListHeartbeats.name, DeleteHeartbeat.name, CreateMaintenance.name, ListMaintenance.name, EndMaintenance.name, CancelMaintenance.name, CreateWebhook.name, ListWebhooks.name, DeleteWebhook.name, EnableWebhook.name, ListWebhookDeliveries.name, RedeliverWebhook.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
 }
 
 /// The methods of `klaxon.assignment.v1.Assignment`.

@@ -57,6 +57,11 @@ public final class PGConnection: @unchecked Sendable {
     deinit { PQfinish(handle) }
 
     public var isHealthy: Bool { !broken && PQstatus(handle) == CONNECTION_OK }
+    /// Which database this is (host, port, name): for caches kept per database.
+    public var databaseKey: String {
+        func text(_ value: UnsafeMutablePointer<CChar>?) -> String { value.map { String(cString: $0) } ?? "" }
+        return "\(text(PQhost(handle))):\(text(PQport(handle)))/\(text(PQdb(handle)))"
+    }
 
     /// Runs `sql` (one statement, `$1…` placeholders) as a prepared statement. Statements queued
     /// with `enqueue` go first, in the same round trip (libpq pipeline mode); if one of them fails,

@@ -104,6 +104,11 @@ public enum KlaxonMetrics {
         Counter(label: "klaxon_heartbeat_events_total", dimensions: [("event", event)]).increment()
     }
 
+    /// Outbound webhook deliveries: delivered, retried, dropped, subscription_disabled.
+    public static func webhook(outcome: String) {
+        Counter(label: "klaxon_webhook_deliveries_total", dimensions: [("outcome", outcome)]).increment()
+    }
+
     /// Events a service's rules suppressed or its maintenance windows dropped or held.
     public static func eventFiltered(_ how: String) {
         Counter(label: "klaxon_events_filtered_total", dimensions: [("how", how)]).increment()

@@ -1,0 +1,137 @@
+import Foundation
+import KlaxonDomain
+import KlaxonTestSupport
+import Shared
+import Testing
+
+/// Outbound webhooks (issue 28, point 5): PagerDuty v3-shaped events, each signature checked by
+/// its own side's code — the `standardwebhooks` package (PyPI) for Standard Webhooks, PagerDuty's
+/// documented HMAC recomputed for `X-PagerDuty-Signature`.
+@Suite struct WebhookTests {
+    static let secret = "chat-signing-secret"
+
+    static func events(_ requests: [HTTPSink.Request]) -> [[String: Any]] {
+        requests.compactMap { ((try? JSONSerialization.jsonObject(with: Data($0.body))) as? [String: Any])?["event"] as? [String: Any] }
+    }
+
+    @Test func signedEventsInOrderAndAnAckByChatNamesItsUser() async throws {
+        let pipeline = try await Pipeline { config, _ in config.chatSigningSecret = Self.secret }
+        let service = try await pipeline.seed(users: ["Alice"])
+        let alice = service.userIDs[0]
+        try await pipeline.db.pool.withConnection { connection in
+            try connection.query("UPDATE users SET chat_id = 'UALICE' WHERE id = $1", [alice])
+        }
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let created = try await cli("webhook", "create", "--url", "\(pipeline.sink.url)/events", "--header", "X-Team=payments")
+        #expect(created.status == 0, "\(created.err)")
+        let secret = try #require(created.lines.first { $0.hasPrefix("secret whsec_") }?.split(separator: " ")[1]).description
+        let refused = try await cli("webhook", "create", "--url", "http://169.254.169.254/latest", "--event", "incident.exploded")
+        #expect(refused.status == 3 && refused.err.contains("url:") && refused.err.contains("event_types[0]"), "\(refused.err)")
+
+        let ingest = pipeline.client(.ingest)
+        let incident: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "hooked"))
+        _ = await pipeline.sink.waitForRequests(1, timeout: .seconds(10))  // Alice's page
+        let chat = ChatApp(port: pipeline.assignmentHTTPPort, secret: Self.secret)
+        #expect(try await chat.command("ack \(incident.incidentID)", user: "UALICE").status == 200)
+        let admin = pipeline.client(.assignment)
+        let _: IncidentView = try await admin.call(Assignment.AddNote, IncidentActionRequest(incidentID: incident.incidentID, userID: UInt64(alice), text: "rolling back"))
+        let _: EventResult = try await ingest.call(Ingest.SendEvent, Event(routingKey: service.routingKey, eventAction: .resolve, dedupKey: "hooked"))
+        let delivered = await eventually(timeout: .seconds(15)) { pipeline.sink.requests.filter { $0.uri == "/events" }.count >= 4 }
+        let state = try await pipeline.db.pool.withConnection { connection in
+            let rows = try connection.query("SELECT event_type, status, attempts, last_error FROM webhook_deliveries ORDER BY id")
+            return (0..<rows.count).map { "\(rows.string($0, "event_type")!) \(rows.string($0, "status")!) \(rows.string($0, "attempts")!) \(rows.string($0, "last_error")!)" }
+        }
+        #expect(delivered, "\(state)")
+        let requests = pipeline.sink.requests.filter { $0.uri == "/events" }
+        let events = Self.events(requests)
+        #expect(events.map { $0["event_type"] as? String ?? "" } == ["incident.triggered", "incident.acknowledged", "incident.annotated", "incident.resolved"])
+        #expect(events.allSatisfy { $0["resource_type"] as? String == "incident" && ($0["data"] as? [String: Any])?["id"] as? String == String(incident.incidentID) })
+        let ackAgent = events.first { $0["event_type"] as? String == "incident.acknowledged" }?["agent"] as? [String: Any]
+        #expect(ackAgent?["type"] as? String == "user_reference" && ackAgent?["id"] as? String == String(alice), "\(String(describing: ackAgent))")
+        #expect((events[2]["data"] as? [String: Any])?["note"] as? String == "rolling back")
+        #expect(requests.allSatisfy { $0.header("X-Team") == "payments" && $0.header("webhook-id") == (Self.events([$0]).first?["id"] as? String) })
+
+        // Both signatures, each checked by its own side's code.
+        let folder = cli.folder.appendingPathComponent("deliveries")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for (index, request) in requests.enumerated() {
+            try Data(request.body).write(to: folder.appendingPathComponent("\(index).body"))
+            let headers = ["webhook-id", "webhook-timestamp", "webhook-signature", "x-pagerduty-signature"].reduce(into: [String: String]()) {
+                $0[$1] = request.header($1) ?? ""
+            }
+            try JSONSerialization.data(withJSONObject: headers).write(to: folder.appendingPathComponent("\(index).headers"))
+        }
+        let verify = """
+            import glob, hashlib, hmac, json, sys
+            from standardwebhooks.webhooks import Webhook
+            folder, secret = sys.argv[1], sys.argv[2]
+            hook = Webhook(secret)
+            for path in sorted(glob.glob(folder + "/*.body")):
+                body = open(path, "rb").read()
+                headers = json.load(open(path[:-5] + ".headers"))
+                hook.verify(body, headers)  # raises on a bad signature
+                expected = "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+                assert hmac.compare_digest(headers["x-pagerduty-signature"], expected), path
+                print("verified", path.rsplit("/", 1)[1])
+            """
+        let run = try await offCooperativePool { try ThirdPartyClientTests.runBlocking("python3", ["-c", verify, folder.path, secret]) }
+        #expect(run.status == 0 && run.output.components(separatedBy: "verified").count == 5, "\(run.output)")
+        let log = try await cli("webhook", "deliveries", "1")
+        #expect(log.lines.filter { $0.contains("delivered") }.count == 4, "\(log.out)")
+        await ingest.close()
+        await admin.close()
+        await pipeline.shutdown()
+    }
+
+    /// A receiver down for 5 minutes on the manual clock gets every event afterwards, in order per
+    /// incident; a 4xx drops a delivery, and 3 in a row disable the subscription.
+    @Test func aReceiverDownFiveMinutesGetsEverythingInOrderAfterwards() async throws {
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock)
+        let service = try await pipeline.seed(users: ["Alice"])
+        let receiver = try await HTTPSink.start()
+        let admin = pipeline.client(.assignment)
+        let _: WebhookSubscription = try await admin.call(Admin.CreateWebhook, WebhookSubscription(url: "\(receiver.url)/hooks"))
+        receiver.failFor(.seconds(3600), status: 503)
+        let ingest = pipeline.client(.ingest)
+        let first: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "one"))
+        let second: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "two"))
+        await pipeline.settle()
+        let alice = UInt64(service.userIDs[0])
+        let _: IncidentView = try await admin.call(Assignment.Acknowledge, IncidentActionRequest(incidentID: first.incidentID, userID: alice))
+        let _: IncidentView = try await admin.call(Assignment.AddNote, IncidentActionRequest(incidentID: first.incidentID, userID: alice, text: "looking"))
+        let _: EventResult = try await ingest.call(Ingest.SendEvent, Event(routingKey: service.routingKey, eventAction: .resolve, dedupKey: "two"))
+        // Five minutes of 503s: retried with backoff, only each incident's oldest event tried.
+        let down = clock.nowMs()
+        while clock.nowMs() - down < 300_000 { await pipeline.letTimePass(10_000) }
+        let tried = Self.events(receiver.requests)
+        #expect(!tried.isEmpty && tried.allSatisfy { $0["event_type"] as? String == "incident.triggered" }, "\(tried.map { $0["event_type"] ?? "" })")
+        receiver.failFor(.zero)
+        let before = receiver.requests.count
+        let done = await pipeline.runClock(until: { Self.events(Array(receiver.requests.dropFirst(before))).count >= 5 })
+        #expect(done)
+        let after = Self.events(Array(receiver.requests.dropFirst(before)))
+        func types(_ incident: UInt64) -> [String] {
+            after.filter { ($0["data"] as? [String: Any])?["id"] as? String == String(incident) }.map { $0["event_type"] as? String ?? "" }
+        }
+        #expect(types(first.incidentID) == ["incident.triggered", "incident.acknowledged", "incident.annotated"])
+        #expect(types(second.incidentID) == ["incident.triggered", "incident.resolved"])
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'") == 5)
+
+        // A receiver answering 410: each delivery is dropped; after 3 in a row the subscription is disabled.
+        receiver.respond([410, 410, 410])
+        for key in ["a", "b", "c"] {
+            let _: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "gone-\(key)"))
+        }
+        let disabled = try await pipeline.runClock(until: {
+            try await pipeline.db.scalar("SELECT count(*) FROM webhook_subscriptions WHERE NOT enabled") == 1
+        })
+        #expect(disabled)
+        let list: WebhookList = try await admin.call(Admin.ListWebhooks, Empty())
+        #expect(list.webhooks.first?.disabledReason.hasPrefix("disabled after 3 deliveries in a row were dropped") == true, "\(list)")
+        await receiver.shutdown()
+        await ingest.close()
+        await admin.close()
+        await pipeline.shutdown()
+    }
+}
