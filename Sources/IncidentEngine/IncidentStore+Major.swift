@@ -29,6 +29,7 @@ extension IncidentStore {
         guard updated.count == 1 else { throw RPCError(.notFound, "incident \(incidentID) does not exist") }
         try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
             at: now, type: .note, actor: actor, details: ["priority": priority?.rawValue ?? "none"]))
+        try WebhookEvents.enqueue(connection, incidentID: incidentID, type: "incident.priority_updated", actor: actor, now: now)
     }
 
     /// A new major incident, on Klaxon's own service.
@@ -49,6 +50,7 @@ extension IncidentStore {
             """, [serviceID!, title, now, priority.rawValue]).int64(0, "id")!
         try Timeline.append(connection, incidentID: majorID, TimelineEntry(
             at: now, type: .majorDeclared, actor: actor, details: ["reason": title, "priority": priority.rawValue]))
+        try WebhookEvents.enqueue(connection, incidentID: majorID, type: "incident.major_declared", actor: actor, now: now)
         return majorID
     }
 
@@ -66,6 +68,7 @@ extension IncidentStore {
         try connection.query("UPDATE incidents SET major = true, priority = $2, updated_at_ms = $3 WHERE id = $1", [incidentID, priority.rawValue, now])
         try Timeline.append(connection, incidentID: incidentID, TimelineEntry(
             at: now, type: .majorDeclared, actor: actor, details: ["priority": priority.rawValue]))
+        try WebhookEvents.enqueue(connection, incidentID: incidentID, type: "incident.major_declared", actor: actor, now: now)
     }
 
     /// Links children to an open major incident (its response must be open: ResponseCore's

@@ -11,7 +11,7 @@ import Synchronization
 public enum WebhookEvents {
     public static let types = [
         "incident.triggered", "incident.acknowledged", "incident.unacknowledged", "incident.escalated", "incident.reassigned",
-        "incident.resolved", "incident.annotated",
+        "incident.resolved", "incident.annotated", "incident.priority_updated", "incident.major_declared",
     ]
 
     /// A new subscription's secret: `whsec_` and 24 random bytes in base64 (Standard Webhooks'
@@ -156,5 +156,16 @@ public enum WebhookEvents {
                 now, record.serviceID,
             ])
         }
+    }
+
+    /// One event about an incident changed outside the incident rules (its priority; declared
+    /// major), in the caller's transaction.
+    public static func enqueue(_ connection: PGConnection, incidentID: Int64, type: String, actor: String, now: Millis) throws {
+        guard try anySubscription(connection), let record = try IncidentStore.load(connection, id: incidentID) else { return }
+        let eventID = RandomID.uuid()
+        try connection.enqueue(insert, [
+            eventID, type, record.id, body(record, state: record.state, type: type, agent: agent(actor), eventID: eventID, now: now, note: nil),
+            now, record.serviceID,
+        ])
     }
 }

@@ -35,8 +35,9 @@ import Testing
         #expect(try await chat.command("ack \(incident.incidentID)", user: "UALICE").status == 200)
         let admin = pipeline.client(.assignment)
         let _: IncidentView = try await admin.call(Assignment.AddNote, IncidentActionRequest(incidentID: incident.incidentID, userID: UInt64(alice), text: "rolling back"))
+        let _: IncidentInfo = try await admin.call(Assignment.SetPriority, SetPriorityRequest(incidentID: incident.incidentID, priority: "P1"))
         let _: EventResult = try await ingest.call(Ingest.SendEvent, Event(routingKey: service.routingKey, eventAction: .resolve, dedupKey: "hooked"))
-        let delivered = await eventually(timeout: .seconds(15)) { pipeline.sink.requests.filter { $0.uri == "/events" }.count >= 4 }
+        let delivered = await eventually(timeout: .seconds(15)) { pipeline.sink.requests.filter { $0.uri == "/events" }.count >= 5 }
         let state = try await pipeline.db.pool.withConnection { connection in
             let rows = try connection.query("SELECT event_type, status, attempts, last_error FROM webhook_deliveries ORDER BY id")
             return (0..<rows.count).map { "\(rows.string($0, "event_type")!) \(rows.string($0, "status")!) \(rows.string($0, "attempts")!) \(rows.string($0, "last_error")!)" }
@@ -44,7 +45,7 @@ import Testing
         #expect(delivered, "\(state)")
         let requests = pipeline.sink.requests.filter { $0.uri == "/events" }
         let events = Self.events(requests)
-        #expect(events.map { $0["event_type"] as? String ?? "" } == ["incident.triggered", "incident.acknowledged", "incident.annotated", "incident.resolved"])
+        #expect(events.map { $0["event_type"] as? String ?? "" } == ["incident.triggered", "incident.acknowledged", "incident.annotated", "incident.priority_updated", "incident.resolved"])
         #expect(events.allSatisfy { $0["resource_type"] as? String == "incident" && ($0["data"] as? [String: Any])?["id"] as? String == String(incident.incidentID) })
         let ackAgent = events.first { $0["event_type"] as? String == "incident.acknowledged" }?["agent"] as? [String: Any]
         #expect(ackAgent?["type"] as? String == "user_reference" && ackAgent?["id"] as? String == String(alice), "\(String(describing: ackAgent))")
@@ -75,9 +76,9 @@ import Testing
                 print("verified", path.rsplit("/", 1)[1])
             """
         let run = try await offCooperativePool { try ThirdPartyClientTests.runBlocking("python3", ["-c", verify, folder.path, secret]) }
-        #expect(run.status == 0 && run.output.components(separatedBy: "verified").count == 5, "\(run.output)")
+        #expect(run.status == 0 && run.output.components(separatedBy: "verified").count == 6, "\(run.output)")
         let log = try await cli("webhook", "deliveries", "1")
-        #expect(log.lines.filter { $0.contains("delivered") }.count == 4, "\(log.out)")
+        #expect(log.lines.filter { $0.contains("delivered") }.count == 5, "\(log.out)")
         await ingest.close()
         await admin.close()
         await pipeline.shutdown()
