@@ -100,7 +100,6 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Yams", package: "Yams"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]),
         // Benchmarks and the load generator (scripts/bench, scripts/bench-e2e): not in the product binary.
         .executableTarget(

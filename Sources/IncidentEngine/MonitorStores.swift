@@ -50,8 +50,7 @@ public enum MaintenanceStore {
     public static func info(_ rows: PGResult, _ row: Int, now: Millis) -> MaintenanceWindowInfo {
         let window = window(rows, row)
         let current = window.active(at: now) ?? window.next(after: now)
-        let services = (rows.string(row, "service_ids") ?? "{}").trimmingCharacters(in: CharacterSet(charactersIn: "{}"))
-            .split(separator: ",").compactMap { UInt64($0) }
+        let services = PGTextArray.parse(rows.string(row, "service_ids") ?? "{}").compactMap { UInt64($0) }
         return MaintenanceWindowInfo(
             id: UInt64(window.id), description: rows.string(row, "description")!, serviceIDs: services, startsAtMs: window.startsAt,
             endsAtMs: window.endsAt, rrule: rows.string(row, "rrule")!, timeZone: window.timeZone, mode: window.mode.rawValue,
@@ -243,12 +242,25 @@ public enum HeartbeatStore {
         public var dropped = false
     }
 
+    /// Which monitor a ping names: the secret id (its URL), or the name with a routing key of its
+    /// service (Opsgenie's heartbeat ping).
+    public enum PingKey: Sendable {
+        case id(String)
+        case name(String, serviceID: Int64)
+    }
+
     /// A ping, in the caller's transaction: the monitor's row locked, its rules applied, the
     /// incident triggered or resolved with it. nil for an unknown monitor.
     public static func ping(
-        _ connection: PGConnection, idOrName: String, signal: HeartbeatMonitor.Signal, body: String, now: Millis
+        _ connection: PGConnection, _ key: PingKey, signal: HeartbeatMonitor.Signal, body: String, now: Millis
     ) throws -> Outcome? {
-        guard var row = try find(connection, idOrName: idOrName, forUpdate: true) else { return nil }
+        let rows = switch key {
+        case let .id(id): try connection.query("SELECT \(columns) FROM heartbeats h WHERE h.id = $1 FOR UPDATE", [id])
+        case let .name(name, serviceID):
+            try connection.query("SELECT \(columns) FROM heartbeats h WHERE h.name = $1 AND h.service_id = $2 FOR UPDATE", [name, serviceID])
+        }
+        guard !rows.isEmpty else { return nil }
+        var row = row(rows, 0)
         let effect = row.monitor.ping(signal, body: body, at: now)
         try save(connection, row)
         return try apply(effect, row: row, connection: connection, now: now)

@@ -86,13 +86,8 @@ extension IngestHTTP {
         do {
             let outcome = try await processor.pool.transaction { connection -> HeartbeatStore.Outcome? in
                 // The secret URL takes the id only; Opsgenie's ping the name, with a key of its service.
-                let known = if let serviceID {
-                    try connection.query("SELECT 1 FROM heartbeats WHERE name = $1 AND service_id = $2", [id, serviceID])
-                } else {
-                    try connection.query("SELECT 1 FROM heartbeats WHERE id = $1", [id])
-                }
-                guard !known.isEmpty else { return nil }
-                return try HeartbeatStore.ping(connection, idOrName: id, signal: signal, body: body, now: now)
+                let key: HeartbeatStore.PingKey = serviceID.map { .name(id, serviceID: $0) } ?? .id(id)
+                return try HeartbeatStore.ping(connection, key, signal: signal, body: body, now: now)
             }
             guard let outcome else { return .unknown }
             KlaxonMetrics.heartbeat(event: signal.name.hasPrefix("exit") ? "exit" : signal.name)

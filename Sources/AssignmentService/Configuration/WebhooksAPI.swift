@@ -136,12 +136,3 @@ extension AdminAPI {
         }
     }
 }
-
-/// PostgreSQL's text form of a one-dimensional array (`{a,"b c"}`), for the simple values here.
-enum PGTextArray {
-    static func parse(_ text: String) -> [String] {
-        let inner = text.trimmingCharacters(in: CharacterSet(charactersIn: "{}"))
-        guard !inner.isEmpty else { return [] }
-        return inner.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
-    }
-}
