@@ -45,7 +45,8 @@ extension IngestHTTP {
         guard let value = request.headers[.authorization] else { return nil }
         let parts = value.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "geniekey" else { return nil }
-        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+        // A key moved in from Opsgenie (a UUID) is kept as its 32 hex digits.
+        return GenieKey.routingKey(String(parts[1]).trimmingCharacters(in: .whitespaces))
     }
 
     typealias OpsgenieHandler = @Sendable (_ key: String, _ target: IngestTarget, _ body: [UInt8], _ requestID: String) async throws

@@ -265,7 +265,6 @@ struct PagerDutyMapping {
     mutating func services() -> [[String: Any]] {
         var out: [[String: Any]] = []
         var used = Set<String>()
-        let keyCharacters = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
         for service in data.services {
             guard let id = service["id"] as? String else { continue }
             let pdName = service["name"] as? String ?? id
@@ -299,7 +298,7 @@ struct PagerDutyMapping {
                     notMapped.append("service \(pdName): integration \"\(integrationName)\" (\(type)): only Events API v2 keys become routing keys")
                     continue
                 }
-                guard key.count == 32, key.allSatisfy({ keyCharacters.contains($0) }) else {
+                guard ServicesKeyShape.valid(key) else {
                     notMapped.append("service \(pdName): integration \"\(integrationName)\": its key is not 32 letters and digits")
                     continue
                 }

@@ -1,7 +1,4 @@
-import AsyncHTTPClient
 import Foundation
-import NIOCore
-import NIOHTTP1
 
 /// PagerDuty's REST API answers an import reads (or the saved copies of them): every list
 /// paginated by limit/offset/more, and each schedule's detail with its final schedule over the
@@ -23,7 +20,7 @@ struct PagerDutyData {
         var data = PagerDutyData()
         data.since = now
         data.until = now.addingTimeInterval(Double(days) * 86_400)
-        let client = PagerDutyClient(base: base.hasSuffix("/") ? String(base.dropLast()) : base, token: token)
+        let client = PagerDutyClient(base: base, token: token)
         data.users = try await client.list("users", key: "users", query: ["include[]=contact_methods", "include[]=notification_rules"])
         let summaries = try await client.list("schedules", key: "schedules")
         let window = ["since=\(Self.instant(data.since))", "until=\(Self.instant(data.until))"]
@@ -46,27 +43,14 @@ struct PagerDutyData {
     }
 
     func save(_ directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let documents: [String: Any] = [
+        try SavedAnswers.write([
             "users": users, "schedules": schedules, "overrides": overrides, "escalation_policies": escalationPolicies,
             "services": services, "window": ["since": Self.instant(since), "until": Self.instant(until)],
-        ]
-        for (name, value) in documents {
-            let bytes = try JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys])
-            try bytes.write(to: URL(fileURLWithPath: directory).appendingPathComponent("\(name).json"))
-        }
+        ], to: directory)
     }
 
     static func load(_ directory: String) throws -> PagerDutyData {
-        func read(_ name: String) throws -> Any {
-            let path = URL(fileURLWithPath: directory).appendingPathComponent("\(name).json").path
-            guard let bytes = FileManager.default.contents(atPath: path) else {
-                throw CLIError(code: CLIExit.failed, message: "\(path): cannot read the file (written by --save)")
-            }
-            do { return try JSONSerialization.jsonObject(with: bytes) } catch {
-                throw CLIError(code: CLIExit.failed, message: "\(path): not JSON")
-            }
-        }
+        func read(_ name: String) throws -> Any { try SavedAnswers.read(name, in: directory) }
         var data = PagerDutyData()
         data.users = try read("users") as? [[String: Any]] ?? []
         data.schedules = try read("schedules") as? [[String: Any]] ?? []
@@ -83,31 +67,17 @@ struct PagerDutyData {
 
 /// GETs against PagerDuty's REST API v2.
 struct PagerDutyClient {
-    let base: String
-    let token: String
+    let client: SourceClient
     static let pageSize = 100
 
+    init(base: String, token: String) {
+        client = SourceClient(
+            pager: "PagerDuty", base: base,
+            headers: [("Authorization", "Token token=\(token)"), ("Accept", "application/vnd.pagerduty+json;version=2")])
+    }
+
     func get(_ path: String, query: [String] = []) async throws -> [String: Any] {
-        let url = "\(base)/\(path)" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
-        var request = HTTPClientRequest(url: url)
-        request.headers.add(name: "Authorization", value: "Token token=\(token)")
-        request.headers.add(name: "Accept", value: "application/vnd.pagerduty+json;version=2")
-        let response: HTTPClientResponse
-        do {
-            response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
-        } catch {
-            throw CLIError(code: CLIExit.unreachable, message: "cannot reach PagerDuty at \(base): \(error)")
-        }
-        let body = try await response.body.collect(upTo: 64 << 20)
-        guard response.status == .ok else {
-            throw CLIError(
-                code: response.status == .unauthorized || response.status == .forbidden ? CLIExit.notAllowed : CLIExit.refused,
-                message: "PagerDuty answered \(response.status.code) to GET /\(path): \(String(buffer: body).prefix(300))")
-        }
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] else {
-            throw CLIError(code: CLIExit.failed, message: "PagerDuty's answer to GET /\(path) is not a JSON object")
-        }
-        return object
+        try await client.get(path, query: query)
     }
 
     /// Every page of a list (`limit`, `offset`, until `more` is false).
