@@ -3238,6 +3238,141 @@ void   klaxon__assignment__v1__list_webhook_deliveries_reply__free_unpacked
   assert(message->base.descriptor == &klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   klaxon__assignment__v1__shadow_page__init
+                     (Klaxon__Assignment__V1__ShadowPage         *message)
+{
+  static const Klaxon__Assignment__V1__ShadowPage init_value = KLAXON__ASSIGNMENT__V1__SHADOW_PAGE__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__shadow_page__get_packed_size
+                     (const Klaxon__Assignment__V1__ShadowPage *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__shadow_page__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__shadow_page__pack
+                     (const Klaxon__Assignment__V1__ShadowPage *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__shadow_page__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__shadow_page__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ShadowPage *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__shadow_page__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ShadowPage *
+       klaxon__assignment__v1__shadow_page__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ShadowPage *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__shadow_page__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__shadow_page__free_unpacked
+                     (Klaxon__Assignment__V1__ShadowPage *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__shadow_page__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_shadow_pages_request__init
+                     (Klaxon__Assignment__V1__ListShadowPagesRequest         *message)
+{
+  static const Klaxon__Assignment__V1__ListShadowPagesRequest init_value = KLAXON__ASSIGNMENT__V1__LIST_SHADOW_PAGES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_shadow_pages_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListShadowPagesRequest *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_shadow_pages_request__pack
+                     (const Klaxon__Assignment__V1__ListShadowPagesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_shadow_pages_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListShadowPagesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListShadowPagesRequest *
+       klaxon__assignment__v1__list_shadow_pages_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListShadowPagesRequest *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_shadow_pages_request__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_shadow_pages_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListShadowPagesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   klaxon__assignment__v1__list_shadow_pages_reply__init
+                     (Klaxon__Assignment__V1__ListShadowPagesReply         *message)
+{
+  static const Klaxon__Assignment__V1__ListShadowPagesReply init_value = KLAXON__ASSIGNMENT__V1__LIST_SHADOW_PAGES_REPLY__INIT;
+  *message = init_value;
+}
+size_t klaxon__assignment__v1__list_shadow_pages_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListShadowPagesReply *message)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t klaxon__assignment__v1__list_shadow_pages_reply__pack
+                     (const Klaxon__Assignment__V1__ListShadowPagesReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t klaxon__assignment__v1__list_shadow_pages_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListShadowPagesReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Klaxon__Assignment__V1__ListShadowPagesReply *
+       klaxon__assignment__v1__list_shadow_pages_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Klaxon__Assignment__V1__ListShadowPagesReply *)
+     protobuf_c_message_unpack (&klaxon__assignment__v1__list_shadow_pages_reply__descriptor,
+                                allocator, len, data);
+}
+void   klaxon__assignment__v1__list_shadow_pages_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListShadowPagesReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &klaxon__assignment__v1__list_shadow_pages_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor klaxon__assignment__v1__incident_triggered_request__field_descriptors[3] =
 {
   {
@@ -6884,7 +7019,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__routing_key__descriptor
   (ProtobufCMessageInit) klaxon__assignment__v1__routing_key__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__service__field_descriptors[9] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__service__field_descriptors[10] =
 {
   {
     "id",
@@ -6994,6 +7129,18 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__service__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "mode",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__Service, mode),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__service__field_indices_by_name[] = {
   3,   /* field[3] = ack_timeout_seconds */
@@ -7002,6 +7149,7 @@ static const unsigned klaxon__assignment__v1__service__field_indices_by_name[] =
   7,   /* field[7] = events_burst */
   6,   /* field[6] = events_per_minute */
   0,   /* field[0] = id */
+  9,   /* field[9] = mode */
   1,   /* field[1] = name */
   8,   /* field[8] = routing_keys */
   5,   /* field[5] = urgency_rule */
@@ -7009,7 +7157,7 @@ static const unsigned klaxon__assignment__v1__service__field_indices_by_name[] =
 static const ProtobufCIntRange klaxon__assignment__v1__service__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__service__descriptor =
 {
@@ -7019,7 +7167,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__service__descriptor =
   "Klaxon__Assignment__V1__Service",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__Service),
-  9,
+  10,
   klaxon__assignment__v1__service__field_descriptors,
   klaxon__assignment__v1__service__field_indices_by_name,
   1,  klaxon__assignment__v1__service__number_ranges,
@@ -9531,6 +9679,276 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__list_webhook_deliveries
   (ProtobufCMessageInit) klaxon__assignment__v1__list_webhook_deliveries_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__shadow_page__field_descriptors[11] =
+{
+  {
+    "incident_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, incident_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "incident_number",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, incident_number),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "dedup_key",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, dedup_key),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "title",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, title),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_id",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "user_email",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, user_email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "channel",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, channel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "minute_zero",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, minute_zero),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "due_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, due_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ShadowPage, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__shadow_page__field_indices_by_name[] = {
+  10,   /* field[10] = at_ms */
+  6,   /* field[6] = channel */
+  2,   /* field[2] = dedup_key */
+  9,   /* field[9] = due_at_ms */
+  0,   /* field[0] = incident_id */
+  1,   /* field[1] = incident_number */
+  8,   /* field[8] = minute_zero */
+  7,   /* field[7] = reason */
+  3,   /* field[3] = title */
+  5,   /* field[5] = user_email */
+  4,   /* field[4] = user_id */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__shadow_page__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__shadow_page__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ShadowPage",
+  "ShadowPage",
+  "Klaxon__Assignment__V1__ShadowPage",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ShadowPage),
+  11,
+  klaxon__assignment__v1__shadow_page__field_descriptors,
+  klaxon__assignment__v1__shadow_page__field_indices_by_name,
+  1,  klaxon__assignment__v1__shadow_page__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__shadow_page__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_shadow_pages_request__field_descriptors[3] =
+{
+  {
+    "service_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListShadowPagesRequest, service_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "since_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListShadowPagesRequest, since_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__ListShadowPagesRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_shadow_pages_request__field_indices_by_name[] = {
+  2,   /* field[2] = limit */
+  0,   /* field[0] = service_id */
+  1,   /* field[1] = since_ms */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_shadow_pages_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_shadow_pages_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListShadowPagesRequest",
+  "ListShadowPagesRequest",
+  "Klaxon__Assignment__V1__ListShadowPagesRequest",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListShadowPagesRequest),
+  3,
+  klaxon__assignment__v1__list_shadow_pages_request__field_descriptors,
+  klaxon__assignment__v1__list_shadow_pages_request__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_shadow_pages_request__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_shadow_pages_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__list_shadow_pages_reply__field_descriptors[1] =
+{
+  {
+    "pages",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Klaxon__Assignment__V1__ListShadowPagesReply, n_pages),
+    offsetof(Klaxon__Assignment__V1__ListShadowPagesReply, pages),
+    &klaxon__assignment__v1__shadow_page__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned klaxon__assignment__v1__list_shadow_pages_reply__field_indices_by_name[] = {
+  0,   /* field[0] = pages */
+};
+static const ProtobufCIntRange klaxon__assignment__v1__list_shadow_pages_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor klaxon__assignment__v1__list_shadow_pages_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "klaxon.assignment.v1.ListShadowPagesReply",
+  "ListShadowPagesReply",
+  "Klaxon__Assignment__V1__ListShadowPagesReply",
+  "klaxon.assignment.v1",
+  sizeof(Klaxon__Assignment__V1__ListShadowPagesReply),
+  1,
+  klaxon__assignment__v1__list_shadow_pages_reply__field_descriptors,
+  klaxon__assignment__v1__list_shadow_pages_reply__field_indices_by_name,
+  1,  klaxon__assignment__v1__list_shadow_pages_reply__number_ranges,
+  (ProtobufCMessageInit) klaxon__assignment__v1__list_shadow_pages_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue klaxon__assignment__v1__restriction_kind__enum_values_by_number[3] =
 {
   { "RESTRICTION_KIND_UNSPECIFIED", "KLAXON__ASSIGNMENT__V1__RESTRICTION_KIND__RESTRICTION_KIND_UNSPECIFIED", 0 },
@@ -9784,7 +10202,7 @@ void klaxon__assignment__v1__assignment__init (Klaxon__Assignment__V1__Assignmen
                                      &klaxon__assignment__v1__assignment__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[48] =
+static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_descriptors[49] =
 {
   { "CreateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
   { "UpdateEscalationPolicy", &klaxon__assignment__v1__escalation_policy__descriptor, &klaxon__assignment__v1__escalation_policy__descriptor },
@@ -9819,6 +10237,7 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "EnableWebhook", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__webhook_subscription__descriptor },
   { "ListWebhookDeliveries", &klaxon__assignment__v1__list_webhook_deliveries_request__descriptor, &klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor },
   { "RedeliverWebhook", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__assignment__v1__webhook_delivery__descriptor },
+  { "ListShadowPages", &klaxon__assignment__v1__list_shadow_pages_request__descriptor, &klaxon__assignment__v1__list_shadow_pages_reply__descriptor },
   { "DeleteService", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
   { "CreateRoutingKey", &klaxon__assignment__v1__create_routing_key_request__descriptor, &klaxon__assignment__v1__routing_key__descriptor },
   { "DeleteRoutingKey", &klaxon__assignment__v1__delete_routing_key_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
@@ -9836,53 +10255,54 @@ static const ProtobufCMethodDescriptor klaxon__assignment__v1__admin__method_des
   { "DeleteResponsePlan", &klaxon__assignment__v1__admin_id_request__descriptor, &klaxon__rpc__v1__empty__descriptor },
 };
 const unsigned klaxon__assignment__v1__admin__method_indices_by_name[] = {
-  40,        /* ApplyConfiguration */
+  41,        /* ApplyConfiguration */
   26,        /* CancelMaintenance */
   0,        /* CreateEscalationPolicy */
   19,        /* CreateHeartbeat */
   23,        /* CreateMaintenance */
-  45,        /* CreateResponsePlan */
-  34,        /* CreateRoutingKey */
+  46,        /* CreateResponsePlan */
+  35,        /* CreateRoutingKey */
   5,        /* CreateSchedule */
   11,        /* CreateService */
-  36,        /* CreateToken */
+  37,        /* CreateToken */
   27,        /* CreateWebhook */
   4,        /* DeleteEscalationPolicy */
   22,        /* DeleteHeartbeat */
-  47,        /* DeleteResponsePlan */
-  35,        /* DeleteRoutingKey */
+  48,        /* DeleteResponsePlan */
+  36,        /* DeleteRoutingKey */
   9,        /* DeleteSchedule */
-  33,        /* DeleteService */
+  34,        /* DeleteService */
   29,        /* DeleteWebhook */
   30,        /* EnableWebhook */
   25,        /* EndMaintenance */
-  41,        /* ExportConfiguration */
+  42,        /* ExportConfiguration */
   2,        /* GetEscalationPolicy */
   17,        /* GetEventRules */
   20,        /* GetHeartbeat */
   7,        /* GetSchedule */
   13,        /* GetService */
-  43,        /* GetSurgeSettings */
+  44,        /* GetSurgeSettings */
   15,        /* ListChanges */
   3,        /* ListEscalationPolicies */
   21,        /* ListHeartbeats */
   24,        /* ListMaintenance */
-  46,        /* ListResponsePlans */
+  47,        /* ListResponsePlans */
   8,        /* ListSchedules */
   16,        /* ListServiceAudit */
   14,        /* ListServices */
-  37,        /* ListTokens */
+  33,        /* ListShadowPages */
+  38,        /* ListTokens */
   31,        /* ListWebhookDeliveries */
   28,        /* ListWebhooks */
   32,        /* RedeliverWebhook */
-  38,        /* RevokeToken */
-  42,        /* RotateScheduleFeed */
+  39,        /* RevokeToken */
+  43,        /* RotateScheduleFeed */
   18,        /* SetEventRules */
   1,        /* UpdateEscalationPolicy */
   6,        /* UpdateSchedule */
   12,        /* UpdateService */
-  44,        /* UpdateSurgeSettings */
-  39,        /* WhoAmI */
+  45,        /* UpdateSurgeSettings */
+  40,        /* WhoAmI */
   10         /* WhoIsOnCall */
 };
 const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
@@ -9892,7 +10312,7 @@ const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor =
   "Admin",
   "Klaxon__Assignment__V1__Admin",
   "klaxon.assignment.v1",
-  48,
+  49,
   klaxon__assignment__v1__admin__method_descriptors,
   klaxon__assignment__v1__admin__method_indices_by_name
 };
@@ -10160,13 +10580,21 @@ void klaxon__assignment__v1__admin__redeliver_webhook(ProtobufCService *service,
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
   service->invoke(service, 32, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void klaxon__assignment__v1__admin__list_shadow_pages(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__ListShadowPagesRequest *input,
+                                                      Klaxon__Assignment__V1__ListShadowPagesReply_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
+  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
                                                    void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 33, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 34, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__CreateRoutingKeyRequest *input,
@@ -10174,7 +10602,7 @@ void klaxon__assignment__v1__admin__create_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 34, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 35, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service,
                                                        const Klaxon__Assignment__V1__DeleteRoutingKeyRequest *input,
@@ -10182,7 +10610,7 @@ void klaxon__assignment__v1__admin__delete_routing_key(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 35, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 36, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__ApiToken *input,
@@ -10190,7 +10618,7 @@ void klaxon__assignment__v1__admin__create_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 36, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 37, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 const Klaxon__Rpc__V1__Empty *input,
@@ -10198,7 +10626,7 @@ void klaxon__assignment__v1__admin__list_tokens(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 37, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 38, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -10206,7 +10634,7 @@ void klaxon__assignment__v1__admin__revoke_token(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 38, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 39, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              const Klaxon__Rpc__V1__Empty *input,
@@ -10214,7 +10642,7 @@ void klaxon__assignment__v1__admin__who_am_i(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 39, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 40, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *service,
                                                         const Klaxon__Assignment__V1__ConfigDocument *input,
@@ -10222,7 +10650,7 @@ void klaxon__assignment__v1__admin__apply_configuration(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 40, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 41, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *service,
                                                          const Klaxon__Rpc__V1__Empty *input,
@@ -10230,7 +10658,7 @@ void klaxon__assignment__v1__admin__export_configuration(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 41, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 42, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -10238,7 +10666,7 @@ void klaxon__assignment__v1__admin__rotate_schedule_feed(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 42, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 43, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service,
                                                        const Klaxon__Rpc__V1__Empty *input,
@@ -10246,7 +10674,7 @@ void klaxon__assignment__v1__admin__get_surge_settings(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 43, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 44, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *service,
                                                           const Klaxon__Assignment__V1__SurgeSettings *input,
@@ -10254,7 +10682,7 @@ void klaxon__assignment__v1__admin__update_surge_settings(ProtobufCService *serv
                                                           void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 44, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 45, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__ResponsePlan *input,
@@ -10262,7 +10690,7 @@ void klaxon__assignment__v1__admin__create_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 45, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 46, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *service,
                                                         const Klaxon__Rpc__V1__Empty *input,
@@ -10270,7 +10698,7 @@ void klaxon__assignment__v1__admin__list_response_plans(ProtobufCService *servic
                                                         void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 46, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 47, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *service,
                                                          const Klaxon__Assignment__V1__AdminIdRequest *input,
@@ -10278,7 +10706,7 @@ void klaxon__assignment__v1__admin__delete_response_plan(ProtobufCService *servi
                                                          void *closure_data)
 {
   assert(service->descriptor == &klaxon__assignment__v1__admin__descriptor);
-  service->invoke(service, 47, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 48, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service *service,
                                           Klaxon__Assignment__V1__Admin_ServiceDestroy destroy)

@@ -425,8 +425,10 @@ struct ServiceAdminCommand: AsyncParsableCommand {
         @Option(help: "high, low or severity (critical/error → high).") var urgencyRule: String?
         @Option(help: "Events per minute per routing key, 0 = no limit (default 120).") var rate: UInt32?
         @Option(help: "Burst of the rate limit (default 60).") var burst: UInt32?
+        @Option(help: "live, or shadow: everything but delivery, each page recorded for `klaxon shadow report` (default live).") var mode: String?
 
         func apply(to service: inout ServiceMessage) throws {
+            if let mode { service.mode = mode }
             if let policy { service.escalationPolicyID = policy }
             if let ackTimeout { service.ackTimeoutSeconds = try CLITime.duration(ackTimeout) }
             if let autoResolve { service.autoResolveTimeoutSeconds = try CLITime.duration(autoResolve) }
@@ -442,6 +444,7 @@ struct ServiceAdminCommand: AsyncParsableCommand {
               escalation policy \(service.escalationPolicyID), urgency \(service.urgencyRule), ack timeout \(service.ackTimeoutSeconds) s, \
             auto-resolve \(service.autoResolveTimeoutSeconds) s, rate limit \(service.eventsPerMinute)/min burst \(service.eventsBurst)
             """)
+        if service.mode == "shadow" { print("  shadow mode: pages are recorded, not delivered (klaxon shadow report)") }
         var table = Table("ROUTING KEY", "NAME", "CREATED")
         for key in service.routingKeys { table.add(key.key, key.name, CLITime.text(key.createdAtMs)) }
         table.print(empty: "no routing keys")
@@ -453,10 +456,10 @@ struct ServiceAdminCommand: AsyncParsableCommand {
         func run() async throws {
             let reply: ServiceListMessage = try await client.call(Admin.ListServices, Empty())
             client.output(reply.services) {
-                var table = Table("ID", "NAME", "POLICY", "URGENCY", "ACK TIMEOUT", "AUTO-RESOLVE", "KEYS")
+                var table = Table("ID", "NAME", "MODE", "POLICY", "URGENCY", "ACK TIMEOUT", "AUTO-RESOLVE", "KEYS")
                 for service in reply.services {
                     table.add(
-                        "\(service.id)", service.name, "\(service.escalationPolicyID)", service.urgencyRule, "\(service.ackTimeoutSeconds) s",
+                        "\(service.id)", service.name, service.mode.isEmpty ? "live" : service.mode, "\(service.escalationPolicyID)", service.urgencyRule, "\(service.ackTimeoutSeconds) s",
                         "\(service.autoResolveTimeoutSeconds) s", service.routingKeys.map(\.name).joined(separator: ","))
                 }
                 table.print(empty: "no services")

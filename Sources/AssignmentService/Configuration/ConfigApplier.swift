@@ -275,7 +275,7 @@ struct ConfigApplier {
                 id: 0, name: service.name, escalationPolicyID: UInt64(policyID), ackTimeoutSeconds: service.ackTimeoutSeconds,
                 autoResolveTimeoutSeconds: service.autoResolveSeconds, urgencyRule: service.urgencyRule,
                 eventsPerMinute: service.eventsPerMinute, eventsBurst: service.eventsBurst,
-                routingKeys: service.keys.map { RoutingKey(key: $0.key ?? "", name: $0.name) })
+                routingKeys: service.keys.map { RoutingKey(key: $0.key ?? "", name: $0.name) }, mode: service.mode)
             let violations = ServiceStore.violations(message, prefix: service.path + ".")
                 .map { FieldViolation(field: $0.field.replacingOccurrences(of: "escalation_policy_id", with: "escalation_policy"), description: $0.description) }
             guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
@@ -288,6 +288,7 @@ struct ConfigApplier {
                 if current.urgencyRule != message.urgencyRule { changed.append("urgency_rule") }
                 if current.eventsPerMinute != message.eventsPerMinute { changed.append("events_per_minute") }
                 if current.eventsBurst != message.eventsBurst { changed.append("events_burst") }
+                if current.mode != message.mode { changed.append("mode \(current.mode) → \(message.mode)") }
                 if !changed.isEmpty {
                     try ServiceStore.update(connection, message)
                     note("~", "service", service.name, changed.joined(separator: ", "))

@@ -110,6 +110,7 @@ enum ConfigExporter {
                 "events_burst": service.eventsBurst, "routing_keys": service.routingKeys.map { ["name": $0.name] },
             ]
             if let policy = policyNames[service.escalationPolicyID] { entry["escalation_policy"] = policy }
+            if service.mode == "shadow" { entry["mode"] = "shadow" }
             if let text = try? connection.query("SELECT event_rules::text AS rules FROM services WHERE id = $1", [Int64(service.id)]).string(0, "rules"),
                let rules = try? EventRules.parse(json: text).get(), !rules.isEmpty,
                let value = try? JSONSerialization.jsonObject(with: Data(EventRules.json(rules).utf8))

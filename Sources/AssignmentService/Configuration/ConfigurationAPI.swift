@@ -50,6 +50,8 @@ struct ConfigModel: Sendable {
         var ackTimeoutSeconds, autoResolveSeconds, eventsPerMinute, eventsBurst: UInt32; var keys: [Key]
         /// The service's event rules as written (nil: not in the document, left as they are).
         var eventRules: JSONValue?
+        /// live (the default) or shadow: everything but delivery, each page recorded instead.
+        var mode = "live"
     }
     /// A heartbeat monitor, by name; `id` pins its ping URL (else Klaxon makes one, and keeps it).
     struct HeartbeatDoc: Sendable {
@@ -167,7 +169,8 @@ struct ConfigModel: Sendable {
                     keys: service.list("routing_keys") { key in
                         Key(path: key.path, name: key.string("name", required: true) ?? "", key: key.string("key"))
                     },
-                    eventRules: service.value("event_rules", required: false))
+                    eventRules: service.value("event_rules", required: false),
+                    mode: service.choice("mode", ["live", "shadow"]) ?? "live")
             }
             model.heartbeats = top.list("heartbeats") { heartbeat in
                 HeartbeatDoc(
@@ -422,7 +425,7 @@ public enum ConfigKeys {
         "levels": ["escalation_delay_seconds", "targets"],
         "targets": ["user", "schedule"],
         "services": [
-            "name", "escalation_policy", "urgency_rule", "ack_timeout_seconds", "auto_resolve_timeout_seconds", "events_per_minute",
+            "name", "escalation_policy", "urgency_rule", "ack_timeout_seconds", "auto_resolve_timeout_seconds", "events_per_minute", "mode",
             "events_burst", "routing_keys", "event_rules",
         ],
         "event_rules": ["name", "conditions", "actions", "continue"],

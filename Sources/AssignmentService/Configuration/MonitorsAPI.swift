@@ -208,6 +208,27 @@ extension AdminAPI {
                     connection, serviceID: Int64(request.serviceID), limit: Int(request.limit == 0 ? 20 : request.limit)))
             }
         }
+        // Shadow mode: the pages a service would have sent, oldest first, from `since_ms`.
+        router.register(Admin.ListShadowPages) { (request: ListShadowPagesRequest, _) in
+            guard request.limit <= 10_000 else { throw RPCError.invalidArgument([FieldViolation(field: "limit", description: "must be at most 10000")]) }
+            return try await pool.withConnection { connection in
+                try MonitorChecks.service(connection, request.serviceID, field: "service_id")
+                let rows = try connection.query(
+                    """
+                    SELECT p.incident_id, i.number, i.dedup_key, i.title, p.user_id, u.email, p.channel, p.reason, p.minute_zero, p.due_at_ms, p.at_ms
+                    FROM shadow_pages p JOIN incidents i ON i.id = p.incident_id JOIN users u ON u.id = p.user_id
+                    WHERE p.service_id = $1 AND p.at_ms >= $2 ORDER BY p.at_ms, p.notification_id LIMIT $3
+                    """, [Int64(request.serviceID), request.sinceMs, Int64(request.limit == 0 ? 1000 : request.limit)])
+                return ListShadowPagesReply(pages: (0..<rows.count).map { row in
+                    ShadowPage(
+                        incidentID: rows.uint64(row, "incident_id")!, incidentNumber: rows.uint64(row, "number")!,
+                        dedupKey: rows.string(row, "dedup_key") ?? "", title: rows.string(row, "title") ?? "",
+                        userID: rows.uint64(row, "user_id")!, userEmail: rows.string(row, "email")!, channel: rows.string(row, "channel")!,
+                        reason: rows.string(row, "reason")!, minuteZero: rows.bool(row, "minute_zero")!, dueAtMs: rows.int64(row, "due_at_ms")!,
+                        atMs: rows.int64(row, "at_ms")!)
+                })
+            }
+        }
     }
 
     /// Locks the window, checks its phase, changes it, and answers with it as it is after.

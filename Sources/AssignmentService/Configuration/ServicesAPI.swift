@@ -22,6 +22,7 @@ public enum ServiceStore {
             add("auto_resolve_timeout_seconds", "must be at most \(maxAutoResolveSeconds) (30 days); 0 = off")
         }
         if service.eventsBurst < 1 { add("events_burst", "must be at least 1") }
+        if !["", "live", "shadow"].contains(service.mode) { add("mode", "must be live or shadow, got \"\(service.mode)\"") }
         var names = Set<String>()
         for (index, key) in service.routingKeys.enumerated() {
             if let problem = keyNameProblem(key.name) { add("routing_keys[\(index)].name", problem) }
@@ -63,12 +64,13 @@ public enum ServiceStore {
         let id = try connection.query(
             """
             INSERT INTO services (name, escalation_policy_id, ack_timeout_seconds, auto_resolve_timeout_seconds, urgency_rule,
-                                  events_per_minute, events_burst)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+                                  events_per_minute, events_burst, mode)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
             """,
             [service.name, Int64(service.escalationPolicyID), service.ackTimeoutSeconds, service.autoResolveTimeoutSeconds,
-             service.urgencyRule, service.eventsPerMinute, service.eventsBurst]).int64(0, "id")!
+             service.urgencyRule, service.eventsPerMinute, service.eventsBurst, service.mode.isEmpty ? "live" : service.mode]).int64(0, "id")!
         var created = service
+        if created.mode.isEmpty { created.mode = "live" }
         created.id = UInt64(id)
         let wanted = service.routingKeys.isEmpty && defaultKey ? [RoutingKey(name: "default")] : service.routingKeys
         created.routingKeys = try wanted.enumerated().map { index, key in
@@ -81,11 +83,13 @@ public enum ServiceStore {
         guard try connection.query(
             """
             UPDATE services SET name = $2, escalation_policy_id = $3, ack_timeout_seconds = $4, auto_resolve_timeout_seconds = $5,
-                urgency_rule = $6, events_per_minute = $7, events_burst = $8
+                urgency_rule = $6, events_per_minute = $7, events_burst = $8,
+                mode = CASE WHEN $9 = '' THEN mode ELSE $9 END
             WHERE id = $1 AND deleted_at_ms IS NULL
             """,
+            // An empty mode (a client that predates it) keeps the service's.
             [Int64(service.id), service.name, Int64(service.escalationPolicyID), service.ackTimeoutSeconds,
-             service.autoResolveTimeoutSeconds, service.urgencyRule, service.eventsPerMinute, service.eventsBurst]
+             service.autoResolveTimeoutSeconds, service.urgencyRule, service.eventsPerMinute, service.eventsBurst, service.mode]
         ).affectedRows == 1 else { throw RPCError(.notFound, "service \(service.id) does not exist") }
     }
 
@@ -126,7 +130,8 @@ public enum ServiceStore {
     static func load(_ connection: PGConnection, id: Int64? = nil) throws -> [ServiceMessage] {
         let rows = try connection.query(
             """
-            SELECT id, name, escalation_policy_id, ack_timeout_seconds, auto_resolve_timeout_seconds, urgency_rule, events_per_minute, events_burst
+            SELECT id, name, escalation_policy_id, ack_timeout_seconds, auto_resolve_timeout_seconds, urgency_rule, events_per_minute, events_burst,
+                   mode
             FROM services WHERE deleted_at_ms IS NULL AND ($1::bigint IS NULL AND NOT system OR id = $1) ORDER BY id
             """, [id])
         let keys = try connection.query(
@@ -148,7 +153,7 @@ public enum ServiceStore {
                 ackTimeoutSeconds: UInt32(rows.int(row, "ack_timeout_seconds")!),
                 autoResolveTimeoutSeconds: UInt32(rows.int(row, "auto_resolve_timeout_seconds")!),
                 urgencyRule: rows.string(row, "urgency_rule")!, eventsPerMinute: UInt32(rows.int(row, "events_per_minute")!),
-                eventsBurst: UInt32(rows.int(row, "events_burst")!), routingKeys: keysByService[id] ?? [])
+                eventsBurst: UInt32(rows.int(row, "events_burst")!), routingKeys: keysByService[id] ?? [], mode: rows.string(row, "mode")!)
         }
     }
 }

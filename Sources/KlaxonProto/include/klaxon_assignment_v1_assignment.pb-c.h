@@ -94,6 +94,9 @@ typedef struct Klaxon__Assignment__V1__WebhookList Klaxon__Assignment__V1__Webho
 typedef struct Klaxon__Assignment__V1__WebhookDelivery Klaxon__Assignment__V1__WebhookDelivery;
 typedef struct Klaxon__Assignment__V1__ListWebhookDeliveriesRequest Klaxon__Assignment__V1__ListWebhookDeliveriesRequest;
 typedef struct Klaxon__Assignment__V1__ListWebhookDeliveriesReply Klaxon__Assignment__V1__ListWebhookDeliveriesReply;
+typedef struct Klaxon__Assignment__V1__ShadowPage Klaxon__Assignment__V1__ShadowPage;
+typedef struct Klaxon__Assignment__V1__ListShadowPagesRequest Klaxon__Assignment__V1__ListShadowPagesRequest;
+typedef struct Klaxon__Assignment__V1__ListShadowPagesReply Klaxon__Assignment__V1__ListShadowPagesReply;
 
 
 /* --- enums --- */
@@ -1034,10 +1037,14 @@ struct  Klaxon__Assignment__V1__Service
    */
   size_t n_routing_keys;
   Klaxon__Assignment__V1__RoutingKey **routing_keys;
+  /*
+   * live (empty: live) | shadow: everything but delivery; each page recorded instead
+   */
+  char *mode;
 };
 #define KLAXON__ASSIGNMENT__V1__SERVICE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__service__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0,NULL }
+    , 0, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0,NULL, (char *)protobuf_c_empty_string }
 
 
 struct  Klaxon__Assignment__V1__ServiceList
@@ -1669,6 +1676,64 @@ struct  Klaxon__Assignment__V1__ListWebhookDeliveriesReply
 };
 #define KLAXON__ASSIGNMENT__V1__LIST_WEBHOOK_DELIVERIES_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * A page a service in shadow mode would have sent: recorded instead of delivered.
+ */
+struct  Klaxon__Assignment__V1__ShadowPage
+{
+  ProtobufCMessage base;
+  uint64_t incident_id;
+  uint64_t incident_number;
+  char *dedup_key;
+  char *title;
+  uint64_t user_id;
+  char *user_email;
+  /*
+   * the contact method's kind: sms, phone, email, push, webhook…
+   */
+  char *channel;
+  /*
+   * assigned, escalated, reassigned, …
+   */
+  char *reason;
+  protobuf_c_boolean minute_zero;
+  int64_t due_at_ms;
+  /*
+   * when it would have gone out
+   */
+  int64_t at_ms;
+};
+#define KLAXON__ASSIGNMENT__V1__SHADOW_PAGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__shadow_page__descriptor) \
+    , 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListShadowPagesRequest
+{
+  ProtobufCMessage base;
+  uint64_t service_id;
+  int64_t since_ms;
+  /*
+   * default 1000, at most 10000
+   */
+  uint32_t limit;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_SHADOW_PAGES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_shadow_pages_request__descriptor) \
+    , 0, 0, 0 }
+
+
+struct  Klaxon__Assignment__V1__ListShadowPagesReply
+{
+  ProtobufCMessage base;
+  size_t n_pages;
+  Klaxon__Assignment__V1__ShadowPage **pages;
+};
+#define KLAXON__ASSIGNMENT__V1__LIST_SHADOW_PAGES_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__list_shadow_pages_reply__descriptor) \
     , 0,NULL }
 
 
@@ -3039,6 +3104,63 @@ Klaxon__Assignment__V1__ListWebhookDeliveriesReply *
 void   klaxon__assignment__v1__list_webhook_deliveries_reply__free_unpacked
                      (Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message,
                       ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ShadowPage methods */
+void   klaxon__assignment__v1__shadow_page__init
+                     (Klaxon__Assignment__V1__ShadowPage         *message);
+size_t klaxon__assignment__v1__shadow_page__get_packed_size
+                     (const Klaxon__Assignment__V1__ShadowPage   *message);
+size_t klaxon__assignment__v1__shadow_page__pack
+                     (const Klaxon__Assignment__V1__ShadowPage   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__shadow_page__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ShadowPage   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ShadowPage *
+       klaxon__assignment__v1__shadow_page__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__shadow_page__free_unpacked
+                     (Klaxon__Assignment__V1__ShadowPage *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListShadowPagesRequest methods */
+void   klaxon__assignment__v1__list_shadow_pages_request__init
+                     (Klaxon__Assignment__V1__ListShadowPagesRequest         *message);
+size_t klaxon__assignment__v1__list_shadow_pages_request__get_packed_size
+                     (const Klaxon__Assignment__V1__ListShadowPagesRequest   *message);
+size_t klaxon__assignment__v1__list_shadow_pages_request__pack
+                     (const Klaxon__Assignment__V1__ListShadowPagesRequest   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_shadow_pages_request__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListShadowPagesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListShadowPagesRequest *
+       klaxon__assignment__v1__list_shadow_pages_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_shadow_pages_request__free_unpacked
+                     (Klaxon__Assignment__V1__ListShadowPagesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Klaxon__Assignment__V1__ListShadowPagesReply methods */
+void   klaxon__assignment__v1__list_shadow_pages_reply__init
+                     (Klaxon__Assignment__V1__ListShadowPagesReply         *message);
+size_t klaxon__assignment__v1__list_shadow_pages_reply__get_packed_size
+                     (const Klaxon__Assignment__V1__ListShadowPagesReply   *message);
+size_t klaxon__assignment__v1__list_shadow_pages_reply__pack
+                     (const Klaxon__Assignment__V1__ListShadowPagesReply   *message,
+                      uint8_t             *out);
+size_t klaxon__assignment__v1__list_shadow_pages_reply__pack_to_buffer
+                     (const Klaxon__Assignment__V1__ListShadowPagesReply   *message,
+                      ProtobufCBuffer     *buffer);
+Klaxon__Assignment__V1__ListShadowPagesReply *
+       klaxon__assignment__v1__list_shadow_pages_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   klaxon__assignment__v1__list_shadow_pages_reply__free_unpacked
+                     (Klaxon__Assignment__V1__ListShadowPagesReply *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Klaxon__Assignment__V1__IncidentTriggeredRequest_Closure)
@@ -3271,6 +3393,15 @@ typedef void (*Klaxon__Assignment__V1__ListWebhookDeliveriesRequest_Closure)
                   void *closure_data);
 typedef void (*Klaxon__Assignment__V1__ListWebhookDeliveriesReply_Closure)
                  (const Klaxon__Assignment__V1__ListWebhookDeliveriesReply *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ShadowPage_Closure)
+                 (const Klaxon__Assignment__V1__ShadowPage *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListShadowPagesRequest_Closure)
+                 (const Klaxon__Assignment__V1__ListShadowPagesRequest *message,
+                  void *closure_data);
+typedef void (*Klaxon__Assignment__V1__ListShadowPagesReply_Closure)
+                 (const Klaxon__Assignment__V1__ListShadowPagesReply *message,
                   void *closure_data);
 
 /* --- services --- */
@@ -3603,6 +3734,10 @@ struct Klaxon__Assignment__V1__Admin_Service
                             const Klaxon__Assignment__V1__AdminIdRequest *input,
                             Klaxon__Assignment__V1__WebhookDelivery_Closure closure,
                             void *closure_data);
+  void (*list_shadow_pages)(Klaxon__Assignment__V1__Admin_Service *service,
+                            const Klaxon__Assignment__V1__ListShadowPagesRequest *input,
+                            Klaxon__Assignment__V1__ListShadowPagesReply_Closure closure,
+                            void *closure_data);
   void (*delete_service)(Klaxon__Assignment__V1__Admin_Service *service,
                          const Klaxon__Assignment__V1__AdminIdRequest *input,
                          Klaxon__Rpc__V1__Empty_Closure closure,
@@ -3704,6 +3839,7 @@ void klaxon__assignment__v1__admin__init (Klaxon__Assignment__V1__Admin_Service 
       function_prefix__ ## enable_webhook,\
       function_prefix__ ## list_webhook_deliveries,\
       function_prefix__ ## redeliver_webhook,\
+      function_prefix__ ## list_shadow_pages,\
       function_prefix__ ## delete_service,\
       function_prefix__ ## create_routing_key,\
       function_prefix__ ## delete_routing_key,\
@@ -3851,6 +3987,10 @@ void klaxon__assignment__v1__admin__redeliver_webhook(ProtobufCService *service,
                                                       const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                       Klaxon__Assignment__V1__WebhookDelivery_Closure closure,
                                                       void *closure_data);
+void klaxon__assignment__v1__admin__list_shadow_pages(ProtobufCService *service,
+                                                      const Klaxon__Assignment__V1__ListShadowPagesRequest *input,
+                                                      Klaxon__Assignment__V1__ListShadowPagesReply_Closure closure,
+                                                      void *closure_data);
 void klaxon__assignment__v1__admin__delete_service(ProtobufCService *service,
                                                    const Klaxon__Assignment__V1__AdminIdRequest *input,
                                                    Klaxon__Rpc__V1__Empty_Closure closure,
@@ -3992,6 +4132,9 @@ extern const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_list__de
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_delivery__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_webhook_deliveries_request__descriptor;
 extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_webhook_deliveries_reply__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__shadow_page__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_shadow_pages_request__descriptor;
+extern const ProtobufCMessageDescriptor klaxon__assignment__v1__list_shadow_pages_reply__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__assignment__descriptor;
 extern const ProtobufCServiceDescriptor klaxon__assignment__v1__admin__descriptor;
 

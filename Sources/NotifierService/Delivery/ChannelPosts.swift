@@ -105,6 +105,7 @@ struct ChannelPostQueue: DeliveryQueue {
         case let .retry(at, why): dueAt = at; error = why
         case let .failed(why), let .skipped(why): error = why
         case .sent: break
+        case .shadowed: error = "shadow mode"  // pages only; channel posts are never shadowed
         }
         try connection.enqueue(
             """

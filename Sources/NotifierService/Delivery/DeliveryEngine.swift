@@ -176,6 +176,11 @@ public struct DeliveryEngine: Sendable {
         case .sendSnapshot: content = item.snapshot
         case .sendCurrent: content = item.current
         }
+        if item.shadow != nil {
+            // Shadow mode: everything happened (rules, minute zero, escalation); only delivery is withheld.
+            await finish(item, DeliveryResult(outcome: .shadowed, at: clock.nowMs(), attempts: item.attempts))
+            return
+        }
         guard let channel = item.deliverer else {
             logger.error("\(item.what) failed", metadata: metadata(item, attempts: item.attempts, ["reason": "\(item.notConfigured)"]))
             await finish(item, DeliveryResult(outcome: .failed(error: item.notConfigured), at: now, attempts: item.attempts))
@@ -280,7 +285,8 @@ public struct DeliveryEngine: Sendable {
     /// Counts the outcome and records it through its queue, in the next group commit.
     private func finish(_ item: DeliveryItem, _ result: DeliveryResult) async {
         if !item.metricChannel.isEmpty {  // the canary's are not counted
-            KlaxonMetrics.notification(channel: item.metricChannel, outcome: result.status == "pending" ? "retried" : result.status)
+            KlaxonMetrics.notification(
+                channel: item.metricChannel, outcome: result.outcome == .shadowed ? "shadowed" : result.status == "pending" ? "retried" : result.status)
         }
         if result.status == "sent", item.countsAsPage { KlaxonMetrics.pageSent(channel: item.channel, latencyMs: result.at - item.dueAt) }
         let queue = queues[item.queue]

@@ -34,6 +34,13 @@ struct DeliveryItem: Sendable {
     var claimedAt: Millis
     /// Counted in the page latency histogram (not channel posts, not the canary's pages).
     var countsAsPage: Bool
+    /// A page of a service in shadow mode: recorded, never delivered.
+    var shadow: ShadowPage? = nil
+
+    struct ShadowPage: Sendable {
+        var serviceID: Int64
+        var minuteZero: Bool
+    }
 }
 
 /// How an attempt ended; `at` is the attempt's own instant, `attempts` the count after it.
@@ -43,6 +50,8 @@ struct DeliveryResult: Sendable {
         case skipped(reason: String)
         case failed(error: String)
         case retry(at: Millis, error: String)
+        /// Shadow mode: what would have been sent is recorded instead.
+        case shadowed
     }
 
     var outcome: Outcome
@@ -54,7 +63,7 @@ struct DeliveryResult: Sendable {
     var status: String {
         switch outcome {
         case .sent: "sent"
-        case .skipped: "skipped"
+        case .skipped, .shadowed: "skipped"
         case .failed: "failed"
         case .retry: "pending"
         }

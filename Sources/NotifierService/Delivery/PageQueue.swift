@@ -34,7 +34,7 @@ struct PageQueue: DeliveryQueue {
               AND i.id = n.incident_id AND s.id = i.service_id
             RETURNING n.id::text AS id, n.due_at_ms, n.incident_id, n.user_id, n.rule_id, n.contact_method_id, n.minute_zero, n.reason, n.snapshot,
                       n.attempts, n.first_attempt_at_ms, c.type, c.address, c.verified_at_ms IS NOT NULL AS verified, u.name, u.email, r.start_delay_seconds,
-                      i.status, i.title, i.urgency, i.number, s.name AS service_name,
+                      i.status, i.title, i.urgency, i.number, s.name AS service_name, s.id AS service_id, s.mode = 'shadow' AS shadow,
                       EXISTS (SELECT 1 FROM incident_assignments a
                               WHERE a.incident_id = n.incident_id AND a.user_id = n.user_id) AS assigned,
                       CASE WHEN n.reason = 'responder_request' THEN
@@ -86,7 +86,8 @@ struct PageQueue: DeliveryQueue {
                 user: .init(id: rows.uint64(row, "user_id")!, name: rows.string(row, "name")!, email: rows.string(row, "email")!),
                 rule: .init(id: rows.uint64(row, "rule_id")!, startDelaySeconds: UInt32(rows.int(row, "start_delay_seconds")!)),
                 attempts: rows.int(row, "attempts")!, firstAttemptAt: rows.int64(row, "first_attempt_at_ms"),
-                dueAt: rows.int64(row, "due_at_ms")!, claimedAt: now, countsAsPage: channel != CanaryReceiver.kind))
+                dueAt: rows.int64(row, "due_at_ms")!, claimedAt: now, countsAsPage: channel != CanaryReceiver.kind,
+                shadow: rows.bool(row, "shadow")! ? .init(serviceID: rows.int64(row, "service_id")!, minuteZero: minuteZero) : nil))
         }
         addressMethods.withLockedValue { map in for (address, method) in learnt { map[address, default: []].insert(method) } }
         return items
@@ -143,6 +144,20 @@ struct PageQueue: DeliveryQueue {
             details["reason"] = reason
             why = reason
             type = .notifySkipped
+        case .shadowed:
+            // Shadow mode: the page is recorded, not delivered (`klaxon shadow report`).
+            why = "shadow mode: recorded, not delivered"
+            details["reason"] = why
+            details["shadow"] = "true"
+            type = .notifySkipped
+            if let shadow = item.shadow {
+                try connection.enqueue(
+                    """
+                    INSERT INTO shadow_pages (notification_id, service_id, incident_id, user_id, channel, reason, minute_zero, due_at_ms, at_ms)
+                    VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (notification_id) DO NOTHING
+                    """, [item.id, shadow.serviceID, item.incidentID, Int64(item.user.id), item.channel, item.reason.rawValue,
+                          shadow.minuteZero, item.dueAt, result.at])
+            }
         case let .failed(error):
             details["error"] = error
             why = error

@@ -52,7 +52,7 @@ public enum AccessPolicy {
             Admin.GetEscalationPolicy.name, Admin.ListEscalationPolicies.name, Admin.GetSchedule.name, Admin.ListSchedules.name,
             Admin.WhoIsOnCall.name, Admin.GetService.name, Admin.ListServices.name, Admin.ListChanges.name, Admin.WhoAmI.name,
             Admin.GetSurgeSettings.name, Admin.GetHeartbeat.name, Admin.ListHeartbeats.name, Admin.ListMaintenance.name,
-            Admin.GetEventRules.name, Admin.ListServiceAudit.name, Admin.ListWebhooks.name, Admin.ListWebhookDeliveries.name,
+            Admin.GetEventRules.name, Admin.ListServiceAudit.name, Admin.ListShadowPages.name, Admin.ListWebhooks.name, Admin.ListWebhookDeliveries.name,
             Assignment.GetResponse.name, Admin.ListResponsePlans.name,
             People.GetUser.name, People.ListUsers.name, People.ListIncidentNotifications.name,
         ] { table[method] = .read }

@@ -1507,6 +1507,57 @@ public struct ListServiceAuditRequest: GeneratedMessage, CBridged {
     }
 }
 
+public struct ListShadowPagesReply: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListShadowPagesReply"
+    public var pages: [ShadowPage]
+
+    public init(pages: [ShadowPage] = []) {
+        self.pages = pages
+    }
+
+    public static var sample: Self { Self(pages: [ShadowPage.sample, ShadowPage.sample]) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_shadow_pages_reply__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListShadowPagesReply>) throws(WireError) {
+        pages = try CRead.messages(c.pointee.n_pages, c.pointee.pages, field: "pages")
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListShadowPagesReply>, arena: CArena) {
+        (c.pointee.n_pages, c.pointee.pages) = arena.messages(self.pages)
+    }
+}
+
+public struct ListShadowPagesRequest: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ListShadowPagesRequest"
+    public var serviceID: UInt64
+    public var sinceMs: Int64
+    /// default 1000, at most 10000
+    public var limit: UInt32
+
+    public init(serviceID: UInt64 = 0, sinceMs: Int64 = 0, limit: UInt32 = 0) {
+        self.serviceID = serviceID
+        self.sinceMs = sinceMs
+        self.limit = limit
+    }
+
+    public static var sample: Self { Self(serviceID: 1_000_000_000_321, sinceMs: -2_000_000_000_123, limit: 3_000_009) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__list_shadow_pages_request__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ListShadowPagesRequest>) {
+        serviceID = c.pointee.service_id
+        sinceMs = c.pointee.since_ms
+        limit = c.pointee.limit
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ListShadowPagesRequest>, arena: CArena) {
+        c.pointee.service_id = self.serviceID
+        c.pointee.since_ms = self.sinceMs
+        c.pointee.limit = self.limit
+    }
+}
+
 public struct ListWebhookDeliveriesReply: GeneratedMessage, CBridged {
     public static let protoName = "klaxon.assignment.v1.ListWebhookDeliveriesReply"
     public var deliveries: [WebhookDelivery]
@@ -2320,8 +2371,10 @@ public struct ServiceMessage: GeneratedMessage, CBridged {
     public var eventsBurst: UInt32
     /// CreateService: the keys to make (none: one "default"); replies: the keys
     public var routingKeys: [RoutingKey]
+    /// live (empty: live) | shadow: everything but delivery; each page recorded instead
+    public var mode: String
 
-    public init(id: UInt64 = 0, name: String = "", escalationPolicyID: UInt64 = 0, ackTimeoutSeconds: UInt32 = 0, autoResolveTimeoutSeconds: UInt32 = 0, urgencyRule: String = "", eventsPerMinute: UInt32 = 0, eventsBurst: UInt32 = 0, routingKeys: [RoutingKey] = []) {
+    public init(id: UInt64 = 0, name: String = "", escalationPolicyID: UInt64 = 0, ackTimeoutSeconds: UInt32 = 0, autoResolveTimeoutSeconds: UInt32 = 0, urgencyRule: String = "", eventsPerMinute: UInt32 = 0, eventsBurst: UInt32 = 0, routingKeys: [RoutingKey] = [], mode: String = "") {
         self.id = id
         self.name = name
         self.escalationPolicyID = escalationPolicyID
@@ -2331,9 +2384,10 @@ public struct ServiceMessage: GeneratedMessage, CBridged {
         self.eventsPerMinute = eventsPerMinute
         self.eventsBurst = eventsBurst
         self.routingKeys = routingKeys
+        self.mode = mode
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", escalationPolicyID: 3_000_000_000_321, ackTimeoutSeconds: 4_000_009, autoResolveTimeoutSeconds: 5_000_009, urgencyRule: "urgency_rule 6 é", eventsPerMinute: 7_000_009, eventsBurst: 8_000_009, routingKeys: [RoutingKey.sample, RoutingKey.sample]) }
+    public static var sample: Self { Self(id: 1_000_000_000_321, name: "name 2 é", escalationPolicyID: 3_000_000_000_321, ackTimeoutSeconds: 4_000_009, autoResolveTimeoutSeconds: 5_000_009, urgencyRule: "urgency_rule 6 é", eventsPerMinute: 7_000_009, eventsBurst: 8_000_009, routingKeys: [RoutingKey.sample, RoutingKey.sample], mode: "mode 10 é") }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__service__init($0) }
 
@@ -2347,6 +2401,7 @@ public struct ServiceMessage: GeneratedMessage, CBridged {
         eventsPerMinute = c.pointee.events_per_minute
         eventsBurst = c.pointee.events_burst
         routingKeys = try CRead.messages(c.pointee.n_routing_keys, c.pointee.routing_keys, field: "routing_keys")
+        mode = CRead.string(c.pointee.mode)
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__Service>, arena: CArena) {
@@ -2359,6 +2414,7 @@ public struct ServiceMessage: GeneratedMessage, CBridged {
         c.pointee.events_per_minute = self.eventsPerMinute
         c.pointee.events_burst = self.eventsBurst
         (c.pointee.n_routing_keys, c.pointee.routing_keys) = arena.messages(self.routingKeys)
+        c.pointee.mode = arena.string(self.mode)
     }
 }
 
@@ -2449,6 +2505,71 @@ public struct SetPriorityRequest: GeneratedMessage, CBridged {
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__SetPriorityRequest>, arena: CArena) {
         c.pointee.incident_id = self.incidentID
         c.pointee.priority = arena.string(self.priority)
+    }
+}
+
+/// A page a service in shadow mode would have sent: recorded instead of delivered.
+public struct ShadowPage: GeneratedMessage, CBridged {
+    public static let protoName = "klaxon.assignment.v1.ShadowPage"
+    public var incidentID: UInt64
+    public var incidentNumber: UInt64
+    public var dedupKey: String
+    public var title: String
+    public var userID: UInt64
+    public var userEmail: String
+    /// the contact method's kind: sms, phone, email, push, webhook…
+    public var channel: String
+    /// assigned, escalated, reassigned, …
+    public var reason: String
+    public var minuteZero: Bool
+    public var dueAtMs: Int64
+    /// when it would have gone out
+    public var atMs: Int64
+
+    public init(incidentID: UInt64 = 0, incidentNumber: UInt64 = 0, dedupKey: String = "", title: String = "", userID: UInt64 = 0, userEmail: String = "", channel: String = "", reason: String = "", minuteZero: Bool = false, dueAtMs: Int64 = 0, atMs: Int64 = 0) {
+        self.incidentID = incidentID
+        self.incidentNumber = incidentNumber
+        self.dedupKey = dedupKey
+        self.title = title
+        self.userID = userID
+        self.userEmail = userEmail
+        self.channel = channel
+        self.reason = reason
+        self.minuteZero = minuteZero
+        self.dueAtMs = dueAtMs
+        self.atMs = atMs
+    }
+
+    public static var sample: Self { Self(incidentID: 1_000_000_000_321, incidentNumber: 2_000_000_000_321, dedupKey: "dedup_key 3 é", title: "title 4 é", userID: 5_000_000_000_321, userEmail: "user_email 6 é", channel: "channel 7 é", reason: "reason 8 é", minuteZero: true, dueAtMs: -10_000_000_000_123, atMs: -11_000_000_000_123) }
+
+    nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__shadow_page__init($0) }
+
+    init(c: UnsafePointer<Klaxon__Assignment__V1__ShadowPage>) {
+        incidentID = c.pointee.incident_id
+        incidentNumber = c.pointee.incident_number
+        dedupKey = CRead.string(c.pointee.dedup_key)
+        title = CRead.string(c.pointee.title)
+        userID = c.pointee.user_id
+        userEmail = CRead.string(c.pointee.user_email)
+        channel = CRead.string(c.pointee.channel)
+        reason = CRead.string(c.pointee.reason)
+        minuteZero = c.pointee.minute_zero != 0
+        dueAtMs = c.pointee.due_at_ms
+        atMs = c.pointee.at_ms
+    }
+
+    func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__ShadowPage>, arena: CArena) {
+        c.pointee.incident_id = self.incidentID
+        c.pointee.incident_number = self.incidentNumber
+        c.pointee.dedup_key = arena.string(self.dedupKey)
+        c.pointee.title = arena.string(self.title)
+        c.pointee.user_id = self.userID
+        c.pointee.user_email = arena.string(self.userEmail)
+        c.pointee.channel = arena.string(self.channel)
+        c.pointee.reason = arena.string(self.reason)
+        c.pointee.minute_zero = self.minuteZero ? 1 : 0
+        c.pointee.due_at_ms = self.dueAtMs
+        c.pointee.at_ms = self.atMs
     }
 }
 
@@ -3940,6 +4061,8 @@ public enum WireMessages {
         ListMaintenanceRequest.self,
         ListServiceAuditReply.self,
         ListServiceAuditRequest.self,
+        ListShadowPagesReply.self,
+        ListShadowPagesRequest.self,
         ListWebhookDeliveriesReply.self,
         ListWebhookDeliveriesRequest.self,
         MaintenanceList.self,
@@ -3966,6 +4089,7 @@ public enum WireMessages {
         ServiceAuditEntry.self,
         ServiceListMessage.self,
         SetPriorityRequest.self,
+        ShadowPage.self,
         StatusUpdateView.self,
         SubscribeRequest.self,
         SurgeSettingsMessage.self,
@@ -4043,6 +4167,7 @@ public enum Admin {
     public static let EnableWebhook = RPCMethod<AdminIDRequest, WebhookSubscription>("klaxon.assignment.v1.Admin/EnableWebhook")
     public static let ListWebhookDeliveries = RPCMethod<ListWebhookDeliveriesRequest, ListWebhookDeliveriesReply>("klaxon.assignment.v1.Admin/ListWebhookDeliveries")
     public static let RedeliverWebhook = RPCMethod<AdminIDRequest, WebhookDelivery>("klaxon.assignment.v1.Admin/RedeliverWebhook")
+    public static let ListShadowPages = RPCMethod<ListShadowPagesRequest, ListShadowPagesReply>("klaxon.assignment.v1.Admin/ListShadowPages")
     public static let DeleteService = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteService")
     public static let CreateRoutingKey = RPCMethod<CreateRoutingKeyRequest, RoutingKey>("klaxon.assignment.v1.Admin/CreateRoutingKey")
     public static let DeleteRoutingKey = RPCMethod<DeleteRoutingKeyRequest, Empty>("klaxon.assignment.v1.Admin/DeleteRoutingKey")
@@ -4058,7 +4183,7 @@ public enum Admin {
     public static let CreateResponsePlan = RPCMethod<ResponsePlan, ResponsePlan>("klaxon.assignment.v1.Admin/CreateResponsePlan")
     public static let ListResponsePlans = RPCMethod<Empty, ResponsePlanList>("klaxon.assignment.v1.Admin/ListResponsePlans")
     public static let DeleteResponsePlan = RPCMethod<AdminIDRequest, Empty>("klaxon.assignment.v1.Admin/DeleteResponsePlan")
-    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, ListChanges.name, ListServiceAudit.name, GetEventRules.name, SetEventRules.name, CreateHeartbeat.name, GetHeartbeat.name, ListHeartbeats.name, DeleteHeartbeat.name, CreateMaintenance.name, ListMaintenance.name, EndMaintenance.name, CancelMaintenance.name, CreateWebhook.name, ListWebhooks.name, DeleteWebhook.name, EnableWebhook.name, ListWebhookDeliveries.name, RedeliverWebhook.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
+    public static let all: [String] = [CreateEscalationPolicy.name, UpdateEscalationPolicy.name, GetEscalationPolicy.name, ListEscalationPolicies.name, DeleteEscalationPolicy.name, CreateSchedule.name, UpdateSchedule.name, GetSchedule.name, ListSchedules.name, DeleteSchedule.name, WhoIsOnCall.name, CreateService.name, UpdateService.name, GetService.name, ListServices.name, ListChanges.name, ListServiceAudit.name, GetEventRules.name, SetEventRules.name, CreateHeartbeat.name, GetHeartbeat.name, ListHeartbeats.name, DeleteHeartbeat.name, CreateMaintenance.name, ListMaintenance.name, EndMaintenance.name, CancelMaintenance.name, CreateWebhook.name, ListWebhooks.name, DeleteWebhook.name, EnableWebhook.name, ListWebhookDeliveries.name, RedeliverWebhook.name, ListShadowPages.name, DeleteService.name, CreateRoutingKey.name, DeleteRoutingKey.name, CreateToken.name, ListTokens.name, RevokeToken.name, WhoAmI.name, ApplyConfiguration.name, ExportConfiguration.name, RotateScheduleFeed.name, GetSurgeSettings.name, UpdateSurgeSettings.name, CreateResponsePlan.name, ListResponsePlans.name, DeleteResponsePlan.name]
 }
 
 /// The methods of `klaxon.assignment.v1.Assignment`.

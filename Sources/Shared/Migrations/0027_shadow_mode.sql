@@ -1,0 +1,17 @@
+-- Issue 28, point 6: shadow mode. A service in shadow mode does everything but deliver: each
+-- page that would have gone out is recorded here instead (by the Notifier that claimed it, in
+-- the transaction that finishes the notification), and `klaxon shadow report` compares them
+-- with what the old pager sent. Going live is one field.
+ALTER TABLE services ADD COLUMN mode text NOT NULL DEFAULT 'live' CHECK (mode IN ('live', 'shadow'));
+CREATE TABLE shadow_pages (
+    notification_id  uuid PRIMARY KEY,
+    service_id       bigint NOT NULL,
+    incident_id      bigint NOT NULL,
+    user_id          bigint NOT NULL,
+    channel          text NOT NULL,
+    reason           text NOT NULL,
+    minute_zero      boolean NOT NULL,
+    due_at_ms        bigint NOT NULL,
+    at_ms            bigint NOT NULL
+);
+CREATE INDEX shadow_pages_service_at ON shadow_pages (service_id, at_ms);
