@@ -273,6 +273,9 @@ public enum HeartbeatStore {
             break
         case let .trigger(reason):
             try trigger(row, reason: reason, connection: connection, now: now, into: &outcome)
+            if let incidentID = outcome.incidentID, !outcome.dropped {
+                try WebhookEvents.enqueue(connection, incidentID: incidentID, type: "heartbeat.expired", actor: "system", now: now, extra: heartbeat(row, reason))
+            }
         case .resolve:
             let open = try connection.query(
                 "SELECT id FROM incidents WHERE service_id = $1 AND dedup_key = $2 AND status <> 'resolved'", [row.serviceID, row.dedupKey])
@@ -281,9 +284,23 @@ public enum HeartbeatStore {
                     .resolve(actor: "heartbeat", reason: "heartbeat \(row.name): success ping"), incidentID: incidentID,
                     connection: connection, now: now, when: { $0.state.status != .resolved })
                 outcome.incidentID = incidentID
+                try WebhookEvents.enqueue(
+                    connection, incidentID: incidentID, type: "heartbeat.restored", actor: "system", now: now, extra: heartbeat(row, "success ping"))
             }
         }
         return outcome
+    }
+
+    /// The monitor in a webhook event's data.
+    static func heartbeat(_ row: Row, _ reason: String) -> WebhookEvents.Extra {
+        let (id, name) = (row.id, row.name)
+        return { json in
+            json.beginObject("heartbeat")
+            json.field("id", id)
+            json.field("name", name)
+            json.field("reason", reason)
+            json.endObject()
+        }
     }
 
     static func trigger(_ row: Row, reason: String, connection: PGConnection, now: Millis, into outcome: inout Outcome) throws {

@@ -11,8 +11,12 @@ import Synchronization
 public enum WebhookEvents {
     public static let types = [
         "incident.triggered", "incident.acknowledged", "incident.unacknowledged", "incident.escalated", "incident.reassigned",
-        "incident.resolved", "incident.annotated", "incident.priority_updated", "incident.major_declared",
+        "incident.resolved", "incident.annotated", "incident.priority_updated", "incident.responder.added", "incident.responder.replied",
+        "incident.status_update_published", "incident.major_declared", "heartbeat.expired", "heartbeat.restored",
     ]
+
+    /// Fields an event adds to `data` beside the incident's (the responder, the status update…).
+    public typealias Extra = @Sendable (inout JSONWriter) -> Void
 
     /// A new subscription's secret: `whsec_` and 24 random bytes in base64 (Standard Webhooks'
     /// format; PagerDuty's signature keys on the whole text).
@@ -20,6 +24,12 @@ public enum WebhookEvents {
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<24).map { _ in UInt8.random(in: 0...255, using: &generator) }
         return "whsec_" + Data(bytes).base64EncodedString()
+    }
+
+    /// A secret given in YAML: Standard Webhooks' `whsec_` and base64 of 24–64 bytes.
+    public static func validSecret(_ secret: String) -> Bool {
+        guard secret.hasPrefix("whsec_"), let bytes = Data(base64Encoded: String(secret.dropFirst(6))) else { return false }
+        return (24...64).contains(bytes.count)
     }
 
     static let insert = """
@@ -72,7 +82,9 @@ public enum WebhookEvents {
         }
     }
 
-    static func body(_ record: IncidentRecord, state: IncidentState, type: String, agent: Agent?, eventID: String, now: Millis, note: String?) -> String {
+    static func body(
+        _ record: IncidentRecord, state: IncidentState, type: String, agent: Agent?, eventID: String, now: Millis, note: String?, extra: Extra? = nil
+    ) -> String {
         var json = JSONWriter(capacity: 1024)
         json.beginObject()
         json.beginObject("event")
@@ -114,6 +126,7 @@ public enum WebhookEvents {
         json.endArray()
         json.field("escalation_level", Int64(state.level))
         if let note { json.field("note", note) }
+        extra?(&json)
         json.endObject()
         json.endObject()
         json.endObject()
@@ -159,12 +172,16 @@ public enum WebhookEvents {
     }
 
     /// One event about an incident changed outside the incident rules (its priority; declared
-    /// major), in the caller's transaction.
-    public static func enqueue(_ connection: PGConnection, incidentID: Int64, type: String, actor: String, now: Millis) throws {
+    /// major; a responder requested or answering; a status update; its heartbeat), in the
+    /// caller's transaction. `agentUser` names the user who did it when the actor text does not.
+    public static func enqueue(
+        _ connection: PGConnection, incidentID: Int64, type: String, actor: String, agentUser: UInt64? = nil, now: Millis, extra: Extra? = nil
+    ) throws {
         guard try anySubscription(connection), let record = try IncidentStore.load(connection, id: incidentID) else { return }
         let eventID = RandomID.uuid()
+        let who = agentUser.map { Agent(type: "user_reference", id: String($0), summary: actor) } ?? agent(actor)
         try connection.enqueue(insert, [
-            eventID, type, record.id, body(record, state: record.state, type: type, agent: agent(actor), eventID: eventID, now: now, note: nil),
+            eventID, type, record.id, body(record, state: record.state, type: type, agent: who, eventID: eventID, now: now, note: nil, extra: extra),
             now, record.serviceID,
         ])
     }

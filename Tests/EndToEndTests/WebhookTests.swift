@@ -135,4 +135,108 @@ import Testing
         await admin.close()
         await pipeline.shutdown()
     }
+
+    /// Subscriptions from YAML (the secret printed once, kept on re-apply, never exported), and the
+    /// response wing's and heartbeats' events: major declared, responder added and replied, a
+    /// status update, a heartbeat expired and restored.
+    @Test func yamlSubscriptionsAndTheResponseAndHeartbeatEvents() async throws {
+        let pipeline = try await Pipeline()
+        let service = try await pipeline.seed(users: ["Alice", "Bob"])
+        let (alice, bob) = (UInt64(service.userIDs[0]), UInt64(service.userIDs[1]))
+        let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
+        let events = [
+            "incident.major_declared", "incident.responder.added", "incident.responder.replied", "incident.status_update_published",
+            "heartbeat.expired", "heartbeat.restored",
+        ]
+        let hookURL = "\(pipeline.sink.url)/events"
+        let heartbeatID = "nightly-backup-0123456789"
+        let document = """
+            heartbeats:
+            - name: nightly-backup
+              service: Checkout
+              id: \(heartbeatID)
+              period_seconds: 86400
+            webhooks:
+            - url: \(hookURL)
+              description: the ops bot
+              events: [\(events.joined(separator: ", "))]
+              services: [Checkout]
+              headers: {X-Team: ops}
+
+            """
+        let file = try cli.write("hooks.yaml", document)
+        // Bad entries are named by path, nothing applied.
+        let badFile = try cli.write("bad.yaml", "webhooks:\n- url: http://169.254.169.254/latest\n  events: [incident.exploded]\n")
+        let bad = try await cli("apply", "-f", badFile)
+        #expect(bad.status == 3 && bad.err.contains("webhooks[0].url") && bad.err.contains("webhooks[0].events[0]"), "\(bad.err)")
+        let applied = try await cli("apply", "-f", file)
+        #expect(applied.status == 0, "\(applied.err)")
+        let line = try #require(applied.lines.first { $0.hasPrefix("+ webhook \(hookURL)") }, "\(applied.out)")
+        let secret = try #require(line.split(separator: " ").first { $0.hasPrefix("whsec_") }.map { String($0.trimmingCharacters(in: .punctuationCharacters.subtracting(CharacterSet(charactersIn: "=+/")))) })
+        #expect(secret.hasSuffix("=") || secret.count > 30, "\(line)")
+        let stored = try await pipeline.db.pool.withConnection { try $0.query("SELECT secret FROM webhook_subscriptions").string(0, "secret") }
+        #expect(line.contains("secret \(stored ?? "?"), shown this once"), "\(line)")
+
+        let ingest = pipeline.client(.ingest)
+        let admin = pipeline.client(.assignment)
+        let incident: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "all-regions"))
+        let _: IncidentInfo = try await admin.call(Assignment.DeclareMajor, DeclareMajorRequest(incidentID: incident.incidentID))
+        let _: IncidentResponse = try await admin.call(
+            Assignment.RequestResponders, RequestRespondersRequest(incidentID: incident.incidentID, userIDs: [bob], message: "join the bridge"))
+        let _: IncidentResponse = try await admin.call(Assignment.AnswerResponderRequest, ResponderAnswer(incidentID: incident.incidentID, userID: bob, join: true))
+        let _: IncidentResponse = try await admin.call(
+            Assignment.PostStatusUpdate, PostStatusUpdateRequest(incidentID: incident.incidentID, text: "Failing over to us-west"))
+        let base = "/heartbeat/\(heartbeatID)"
+        #expect(try await HeartbeatTests.ping(pipeline.ingestHTTPPort, base + "/fail", body: "backup failed").status == 200)
+        #expect(try await HeartbeatTests.ping(pipeline.ingestHTTPPort, base).status == 200)
+
+        let arrived = await eventually(timeout: .seconds(15)) { Self.events(pipeline.sink.requests.filter { $0.uri == "/events" }).count >= 6 }
+        let requests = pipeline.sink.requests.filter { $0.uri == "/events" }
+        let received = Self.events(requests)
+        #expect(arrived, "\(received.map { $0["event_type"] ?? "" })")
+        // In order per incident: the major incident's four, then the heartbeat's two.
+        let major = received.filter { ($0["data"] as? [String: Any])?["id"] as? String == String(incident.incidentID) }
+        #expect(major.map { $0["event_type"] as? String ?? "" } == Array(events.prefix(4)))
+        #expect(received.filter { ($0["event_type"] as? String ?? "").hasPrefix("heartbeat.") }.map { $0["event_type"] as? String ?? "" } == Array(events.suffix(2)))
+        let added = major.first { $0["event_type"] as? String == "incident.responder.added" }?["data"] as? [String: Any]
+        #expect((added?["responder"] as? [String: Any])?["id"] as? String == String(bob) && added?["message"] as? String == "join the bridge", "\(String(describing: added))")
+        let replied = major.first { $0["event_type"] as? String == "incident.responder.replied" }
+        #expect((replied?["data"] as? [String: Any])?["response"] as? String == "joined")
+        #expect((replied?["agent"] as? [String: Any])?["id"] as? String == String(bob), "\(String(describing: replied))")
+        let update = (major.first { $0["event_type"] as? String == "incident.status_update_published" }?["data"] as? [String: Any])?["status_update"] as? [String: Any]
+        #expect(update?["message"] as? String == "Failing over to us-west")
+        let expired = received.first { $0["event_type"] as? String == "heartbeat.expired" }?["data"] as? [String: Any]
+        #expect((expired?["heartbeat"] as? [String: Any])?["name"] as? String == "nightly-backup" && expired?["incident_key"] as? String == "heartbeat:\(heartbeatID)",
+                "\(String(describing: expired))")
+        #expect(received.allSatisfy { ($0["data"] as? [String: Any])?["status"] != nil })
+        // Signed with the secret apply printed; the custom header sent.
+        #expect(requests.allSatisfy { $0.header("X-Team") == "ops" })
+        let folder = cli.folder.appendingPathComponent("signed")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        for (index, request) in requests.enumerated() {
+            try Data(request.body).write(to: folder.appendingPathComponent("\(index).body"))
+            try Data((request.header("X-PagerDuty-Signature") ?? "").utf8).write(to: folder.appendingPathComponent("\(index).sig"))
+        }
+        let check = """
+            import glob, hashlib, hmac, sys
+            for path in sorted(glob.glob(sys.argv[1] + "/*.body")):
+                expected = "v1=" + hmac.new(sys.argv[2].encode(), open(path, "rb").read(), hashlib.sha256).hexdigest()
+                assert hmac.compare_digest(open(path[:-5] + ".sig").read(), expected), path
+                print("verified")
+            """
+        let run = try await offCooperativePool { try ThirdPartyClientTests.runBlocking("python3", ["-c", check, folder.path, secret]) }
+        #expect(run.status == 0 && run.output.components(separatedBy: "verified").count == requests.count + 1, "\(run.output)")
+        _ = alice
+
+        // Export: the subscription without its secret; applying the export changes nothing, and
+        // the secret stays the one first made.
+        let exported = try await cli("export")
+        #expect(exported.out.contains("webhooks:") && exported.out.contains(hookURL) && exported.out.contains("X-Team: ops") && !exported.out.contains("whsec_"), "\(exported.out)")
+        let exportFile = try cli.write("export.yaml", exported.out)
+        let again = try await cli("apply", "-f", exportFile)
+        #expect(again.out.hasPrefix("no changes"), "\(again.out)\(again.err)")
+        #expect(try await pipeline.db.pool.withConnection { try $0.query("SELECT secret FROM webhook_subscriptions").string(0, "secret") } == stored)
+        await pipeline.shutdown()
+    }
+
 }

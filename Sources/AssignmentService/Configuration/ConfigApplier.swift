@@ -12,6 +12,8 @@ struct ConfigApplier {
     let document: ConfigModel
     let prune: Bool
     let now: Millis
+    /// A dry run's plan: nothing it makes is kept (a webhook's secret is not shown).
+    var dryRun = false
     private(set) var changes: [PlanChange] = []
     private(set) var createdKeys: [RoutingKey] = []
     private var userIDs: [String: Int64] = [:]      // by lowercased email
@@ -48,6 +50,7 @@ struct ConfigApplier {
         try applyEventRules()
         try applyHeartbeats()
         try applyWindows()
+        try applyWebhooks()
         if prune { try pruneUnnamed() }
     }
 
@@ -499,7 +502,58 @@ struct ConfigApplier {
         }
     }
 
+    // MARK: Outbound webhooks (issue 28)
+
+    mutating func applyWebhooks() throws {
+        let rows = try connection.query(
+            "SELECT \(AdminAPI.webhookColumns), w.secret FROM webhook_subscriptions w ORDER BY w.id FOR UPDATE OF w")
+        var current: [String: (WebhookSubscription, String)] = [:]
+        for row in 0..<rows.count {
+            let hook = AdminAPI.webhook(rows, row)
+            if current[hook.url] == nil { current[hook.url] = (hook, rows.string(row, "secret")!) }
+        }
+        for hook in document.webhooks {
+            let serviceIDs = try hook.services.enumerated().map { index, name in
+                UInt64(try serviceID(named: name, path: "\(hook.path).services[\(index)]"))
+            }
+            if let (existing, secret) = current[hook.url] {
+                var changed: [String] = []
+                if existing.description != hook.description { changed.append("description") }
+                if existing.eventTypes != hook.events { changed.append("events") }
+                if existing.serviceIDs != serviceIDs { changed.append("services") }
+                if existing.headers != hook.headers { changed.append("headers") }
+                let newSecret = hook.secret.flatMap { $0 == secret ? nil : $0 }
+                if newSecret != nil { changed.append("secret") }
+                guard !changed.isEmpty else { continue }
+                try connection.query(
+                    """
+                    UPDATE webhook_subscriptions SET description = $2, event_types = $3::text[], service_ids = $4::bigint[], headers = $5::jsonb,
+                        secret = coalesce($6, secret)
+                    WHERE id = $1
+                    """,
+                    [Int64(existing.id), hook.description, PGArray(hook.events), PGArray(serviceIDs.map(Int64.init)), JSON.object(hook.headers), newSecret])
+                note("~", "webhook", hook.url, changed.joined(separator: ", "))
+            } else {
+                let secret = hook.secret ?? WebhookEvents.newSecret()
+                try connection.query(
+                    """
+                    INSERT INTO webhook_subscriptions (url, description, event_types, service_ids, headers, secret, created_at_ms)
+                    VALUES ($1, $2, $3::text[], $4::bigint[], $5::jsonb, $6, $7)
+                    """,
+                    [hook.url, hook.description, PGArray(hook.events), PGArray(serviceIDs.map(Int64.init)), JSON.object(hook.headers), secret, now])
+                note("+", "webhook", hook.url, hook.secret != nil ? "the document's secret" : dryRun ? "a secret will be made" : "secret \(secret), shown this once")
+            }
+        }
+        if !document.webhooks.isEmpty { WebhookEvents.subscribed() }
+    }
+
     mutating func pruneUnnamed() throws {
+        let hooks = Set(document.webhooks.map(\.url))
+        let subscribed = try connection.query("SELECT id, url FROM webhook_subscriptions ORDER BY id")
+        for row in 0..<subscribed.count where !hooks.contains(subscribed.string(row, "url")!) {
+            try connection.query("DELETE FROM webhook_subscriptions WHERE id = $1", [subscribed.int64(row, "id")!])
+            note("-", "webhook", subscribed.string(row, "url")!)
+        }
         let heartbeats = Set(document.heartbeats.map(\.name))
         for heartbeat in try HeartbeatStore.list(connection) where !heartbeats.contains(heartbeat.name) {
             try connection.query("DELETE FROM heartbeats WHERE id = $1", [heartbeat.id])

@@ -120,6 +120,18 @@ enum ConfigExporter {
             return entry
         }
         let serviceNames = Dictionary(try ServiceStore.load(connection).map { (Int64($0.id), $0.name) }, uniquingKeysWith: { first, _ in first })
+        // Webhook subscriptions without their secrets (the apply that made one printed it).
+        let serviceNamesByID = Dictionary(try ServiceStore.load(connection).map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
+        let hookRows = try connection.query("SELECT \(AdminAPI.webhookColumns) FROM webhook_subscriptions w ORDER BY w.id")
+        let webhooks = (0..<hookRows.count).map { row -> [String: Any] in
+            let hook = AdminAPI.webhook(hookRows, row)
+            var entry: [String: Any] = ["url": hook.url]
+            if !hook.description.isEmpty { entry["description"] = hook.description }
+            if !hook.eventTypes.isEmpty { entry["events"] = hook.eventTypes }
+            if !hook.serviceIDs.isEmpty { entry["services"] = hook.serviceIDs.map { serviceNamesByID[$0] ?? "service-\($0)" } }
+            if !hook.headers.isEmpty { entry["headers"] = hook.headers }
+            return entry
+        }
         let heartbeats = try HeartbeatStore.list(connection).map { row -> [String: Any] in
             var entry: [String: Any] = [
                 "name": row.name, "service": serviceNames[row.serviceID] ?? "service-\(row.serviceID)", "grace_seconds": Int(row.monitor.graceSeconds),
@@ -183,7 +195,7 @@ enum ConfigExporter {
         if let plan = surgeRow.string(0, "plan"), !plan.isEmpty { surge["response_plan"] = plan }
         let document: [String: Any] = [
             "users": users, "schedules": schedules, "escalation_policies": policies, "services": services, "response_plans": plans, "surge": surge,
-            "heartbeats": heartbeats, "maintenance_windows": windows,
+            "heartbeats": heartbeats, "maintenance_windows": windows, "webhooks": webhooks,
         ]
         let data = try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
         return String(decoding: data, as: UTF8.self)

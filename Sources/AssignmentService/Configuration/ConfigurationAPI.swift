@@ -64,6 +64,11 @@ struct ConfigModel: Sendable {
         var matchers: [EventConditionInfo]
     }
     struct Key: Sendable { var path: String; var name: String; var key: String? }
+    /// An outbound webhook subscription, by URL; `secret` (whsec_…) optional: Klaxon makes one
+    /// (printed by the apply that creates it) and keeps it when the document names none.
+    struct WebhookDoc: Sendable {
+        var path: String; var url, description: String; var events, services: [String]; var headers: [String: String]; var secret: String?
+    }
     /// A response plan: responders name a user (email), schedule or escalation policy (by name).
     struct Plan: Sendable {
         var path: String; var name, message, conferenceURL, conferencePhone, chatChannel: String; var requestTimeoutSeconds: UInt32
@@ -84,6 +89,7 @@ struct ConfigModel: Sendable {
     var surge: Surge?
     var heartbeats: [HeartbeatDoc] = []
     var windows: [WindowDoc] = []
+    var webhooks: [WebhookDoc] = []
 
     static let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 
@@ -189,6 +195,21 @@ struct ConfigModel: Sendable {
                         EventConditionInfo(field: matcher.string("field", required: true) ?? "", op: matcher.string("op") ?? "=", value: matcher.string("value", maxLength: 1000) ?? "")
                     })
             }
+            model.webhooks = top.list("webhooks") { hook in
+                var headers: [String: String] = [:]
+                switch hook.value("headers", required: false) {
+                case nil: break
+                case let .object(values)?:
+                    for (name, value) in values {
+                        if case let .string(text) = value { headers[name] = text } else { hook.fail("headers.\(name)", "must be a string") }
+                    }
+                default: hook.fail("headers", "must be a mapping of header names to values")
+                }
+                return WebhookDoc(
+                    path: hook.path, url: hook.string("url", required: true, maxLength: 2048) ?? "",
+                    description: hook.string("description", maxLength: 1000) ?? "", events: hook.strings("events", required: false),
+                    services: hook.strings("services", required: false), headers: headers, secret: hook.string("secret", maxLength: 200))
+            }
             model.plans = top.list("response_plans") { plan in
                 Plan(
                     path: plan.path, name: plan.string("name", required: true) ?? "", message: plan.string("message", maxLength: 4000) ?? "",
@@ -243,6 +264,7 @@ struct ConfigModel: Sendable {
         for service in services { unique(service.keys, \.name, \.path, field: "name", what: "routing key") }
         unique(plans, \.name, \.path, field: "name", what: "response plan")
         unique(heartbeats, \.name, \.path, field: "name", what: "heartbeat monitor")
+        unique(webhooks, \.url, \.path, field: "url", what: "webhook")
         unique(windows, \.description, \.path, field: "description", what: "maintenance window")
         for plan in plans {
             for responder in plan.responders where [responder.user, responder.schedule, responder.policy].compactMap({ $0 }).count != 1 {
@@ -433,6 +455,7 @@ public enum ConfigKeys {
         "heartbeats": ["name", "service", "id", "period_seconds", "cron", "time_zone", "grace_seconds", "start_timeout_seconds"],
         "maintenance_windows": ["description", "services", "start", "end", "rrule", "time_zone", "mode", "matchers"],
         "matchers": ["field", "op", "value"],
+        "webhooks": ["url", "description", "events", "services", "headers", "secret"],
         "routing_keys": ["name", "key"],
         "response_plans": [
             "name", "message", "conference_url", "conference_phone", "chat_channel", "request_timeout_seconds", "responders", "subscribers",
@@ -442,7 +465,7 @@ public enum ConfigKeys {
         "surge": ["enabled", "window_seconds", "min_incidents", "rate_factor", "min_services", "quiet_period_seconds", "response_plan"],
     ]
     public static let topLevel = [
-        "users", "schedules", "escalation_policies", "services", "response_plans", "surge", "heartbeats", "maintenance_windows",
+        "users", "schedules", "escalation_policies", "services", "response_plans", "surge", "heartbeats", "maintenance_windows", "webhooks",
     ]
 }
 
@@ -481,10 +504,21 @@ enum JSONValue: Decodable, Equatable, @unchecked Sendable {
 public enum Configuration {
     public static func apply(_ pool: PostgresPool, json: String, prune: Bool = false, dryRun: Bool = false, now: Millis) async throws -> ApplyReply {
         let document = try ConfigModel.parse(json: json)
+        // Webhook URLs are checked as CreateWebhook checks them (the metadata guard resolves names).
+        var violations: [FieldViolation] = []
+        for hook in document.webhooks {
+            let found = await AdminAPI.webhookViolations(WebhookSubscription(url: hook.url, eventTypes: hook.events, headers: hook.headers))
+            violations += found.map { FieldViolation(field: "\(hook.path).\($0.field.replacingOccurrences(of: "event_types", with: "events"))", description: $0.description) }
+            if let secret = hook.secret, !WebhookEvents.validSecret(secret) {
+                violations.append(FieldViolation(field: "\(hook.path).secret", description: "must be whsec_ and 24 to 64 bytes in base64"))
+            }
+        }
+        guard violations.isEmpty else { throw RPCError.invalidArgument(violations) }
         do {
             return try await pool.transaction { connection in
                 let sequences = dryRun ? try Self.holdSequences(connection) : []
                 var applier = ConfigApplier(connection: connection, document: document, prune: prune, now: now)
+                applier.dryRun = dryRun
                 try applier.apply()
                 if dryRun {
                     try Self.restore(connection, sequences)
@@ -505,7 +539,7 @@ public enum Configuration {
     static let insertedTables = [
         "users", "contact_methods", "notification_rules", "schedules", "escalation_policies", "escalation_levels",
         "escalation_targets", "services", "routing_keys", "response_plans", "response_plan_responders",
-        "response_plan_subscribers", "response_plan_channels",
+        "response_plan_subscribers", "response_plan_channels", "webhook_subscriptions",
     ]
 
     static func holdSequences(_ connection: PGConnection) throws -> [(sequence: String, last: Int64?)] {

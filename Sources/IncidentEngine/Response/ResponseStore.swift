@@ -108,6 +108,33 @@ public enum ResponseStore {
                  PGArray(changed.map(\.requestedAt)), PGArray(changed.map(\.timeoutAt)),
                  PGArray(changed.map { $0.answeredAt.map(String.init) } as [String?])])
         }
+        // Outbound webhooks: a responder asked (again), a responder's answer.
+        for request in changed {
+            let before = old.request(of: request.user)
+            if request.state == .pending, before?.state != .pending || before?.requestedAt != request.requestedAt {
+                let (user, message, role) = (request.user, request.message, request.role?.rawValue)
+                try WebhookEvents.enqueue(connection, incidentID: id, type: "incident.responder.added", actor: request.requestedBy, now: now) { json in
+                    json.beginObject("responder")
+                    json.field("id", String(user))
+                    json.field("type", "user_reference")
+                    json.endObject()
+                    json.field("message", message)
+                    if let role { json.field("role", role) }
+                }
+            } else if request.state.isAnswered, before?.state == .pending {
+                let (user, state) = (request.user, request.state.rawValue)
+                try WebhookEvents.enqueue(
+                    connection, incidentID: id, type: "incident.responder.replied", actor: "user \(user)",
+                    agentUser: [.joined, .declined].contains(request.state) ? user : nil, now: now
+                ) { json in
+                    json.beginObject("responder")
+                    json.field("id", String(user))
+                    json.field("type", "user_reference")
+                    json.endObject()
+                    json.field("response", state)
+                }
+            }
+        }
         let oldRoles = Set(old.roles.map { RoleKey(role: $0.role, user: $0.user) })
         let newRoles = Set(new.roles.map { RoleKey(role: $0.role, user: $0.user) })
         let gone = oldRoles.subtracting(newRoles), added = new.roles.filter { !oldRoles.contains(RoleKey(role: $0.role, user: $0.user)) }
@@ -168,6 +195,13 @@ public enum ResponseStore {
                 entries.append((id, entry))
             case let .recordStatusUpdate(author, text, at):
                 try connection.enqueue("INSERT INTO status_updates (incident_id, author, body, at_ms) VALUES ($1, $2, $3, $4)", [id, author, text, at])
+                try WebhookEvents.enqueue(connection, incidentID: id, type: "incident.status_update_published", actor: author, now: now) { json in
+                    json.beginObject("status_update")
+                    json.field("message", text)
+                    json.field("author", author)
+                    json.field("created_at", RFC3339.string(millis: at))
+                    json.endObject()
+                }
             case let .page(users, reason, details):
                 let made = try snapshot(details)
                 for user in users {
