@@ -47,6 +47,48 @@ public enum MaintenanceStore {
         return windows
     }
 
+    /// Outbound webhooks' `maintenance_window.started` and `.ended`: each window whose occurrence
+    /// began or ended since last told (windows locked SKIP LOCKED: replicas never tell one twice).
+    /// Nothing is read while no subscription exists. Returns how many events were queued.
+    public static func announce(_ connection: PGConnection, now: Millis) throws -> Int {
+        guard try WebhookEvents.anySubscription(connection) else { return 0 }
+        let rows = try connection.query(
+            """
+            SELECT \(columns), w.announced_start_ms, w.announced_end_ms FROM maintenance_windows w
+            WHERE NOT w.cancelled AND (w.announced_start_ms IS NOT NULL OR w.starts_at_ms <= $1)
+              AND (w.announced_start_ms IS NOT NULL OR w.rrule <> '' OR coalesce(least(w.ended_at_ms, w.ends_at_ms), w.ends_at_ms) > $1)
+            ORDER BY w.id FOR UPDATE OF w SKIP LOCKED
+            """, [now])
+        var queued = 0
+        for row in 0..<rows.count {
+            let window = window(rows, row)
+            let announced = rows.int64(row, "announced_start_ms")
+            let services = PGTextArray.parse(rows.string(row, "service_ids") ?? "{}").compactMap { Int64($0) }
+            let description = rows.string(row, "description") ?? ""
+            if let active = window.active(at: now) {
+                guard announced != active.start else { continue }
+                if let announced, let end = rows.int64(row, "announced_end_ms") {
+                    // The previous occurrence ended unseen (Klaxon was down): told first.
+                    try WebhookEvents.enqueueWindow(connection, window, description: description, services: services, type: "maintenance_window.ended",
+                                                    occurrence: (announced, end), now: now)
+                    queued += 1
+                }
+                try WebhookEvents.enqueueWindow(connection, window, description: description, services: services, type: "maintenance_window.started",
+                                                occurrence: active, now: now)
+                try connection.query(
+                    "UPDATE maintenance_windows SET announced_start_ms = $2, announced_end_ms = $3 WHERE id = $1", [window.id, active.start, active.end])
+                queued += 1
+            } else if let announced {
+                let end = min(rows.int64(row, "announced_end_ms") ?? now, window.endedAt ?? Millis.max)
+                try WebhookEvents.enqueueWindow(connection, window, description: description, services: services, type: "maintenance_window.ended",
+                                                occurrence: (announced, end), now: now)
+                try connection.query("UPDATE maintenance_windows SET announced_start_ms = NULL, announced_end_ms = NULL WHERE id = $1", [window.id])
+                queued += 1
+            }
+        }
+        return queued
+    }
+
     public static func info(_ rows: PGResult, _ row: Int, now: Millis) -> MaintenanceWindowInfo {
         let window = window(rows, row)
         let current = window.active(at: now) ?? window.next(after: now)

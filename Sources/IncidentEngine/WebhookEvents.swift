@@ -13,6 +13,7 @@ public enum WebhookEvents {
         "incident.triggered", "incident.acknowledged", "incident.unacknowledged", "incident.escalated", "incident.reassigned",
         "incident.resolved", "incident.annotated", "incident.priority_updated", "incident.responder.added", "incident.responder.replied",
         "incident.status_update_published", "incident.major_declared", "heartbeat.expired", "heartbeat.restored",
+        "maintenance_window.started", "maintenance_window.ended",
     ]
 
     /// Fields an event adds to `data` beside the incident's (the responder, the status update…).
@@ -169,6 +170,49 @@ public enum WebhookEvents {
                 now, record.serviceID,
             ])
         }
+    }
+
+    /// A maintenance window's occurrence began or ended: no incident; a subscription filtered by
+    /// service hears it when the window covers one of its services.
+    static func enqueueWindow(
+        _ connection: PGConnection, _ window: MaintenanceWindow, description: String, services: [Int64], type: String,
+        occurrence: (start: Millis, end: Millis), now: Millis
+    ) throws {
+        let eventID = RandomID.uuid()
+        var json = JSONWriter(capacity: 512)
+        json.beginObject()
+        json.beginObject("event")
+        json.field("id", eventID)
+        json.field("event_type", type)
+        json.field("resource_type", "maintenance_window")
+        json.field("occurred_at", RFC3339.string(millis: now))
+        json.field("agent", json: "null")
+        json.field("client", json: "null")
+        json.beginObject("data")
+        json.field("id", String(window.id))
+        json.field("type", "maintenance_window")
+        json.field("description", description)
+        json.field("mode", window.mode.rawValue)
+        json.field("start_time", RFC3339.string(millis: occurrence.start))
+        json.field("end_time", RFC3339.string(millis: occurrence.end))
+        json.beginArray("services")
+        for service in services {
+            json.beginObject()
+            json.field("id", String(service))
+            json.field("type", "service_reference")
+            json.endObject()
+        }
+        json.endArray()
+        json.endObject()
+        json.endObject()
+        json.endObject()
+        try connection.enqueue(
+            """
+            INSERT INTO webhook_deliveries (subscription_id, event_id, event_type, incident_id, body, next_attempt_at_ms, created_at_ms)
+            SELECT s.id, $1, $2, NULL, $3, $4, $4 FROM webhook_subscriptions s
+            WHERE s.enabled AND (cardinality(s.event_types) = 0 OR $2 = ANY(s.event_types))
+              AND (cardinality(s.service_ids) = 0 OR s.service_ids && $5::bigint[])
+            """, [eventID, type, json.string, now, PGArray(services)])
     }
 
     /// One event about an incident changed outside the incident rules (its priority; declared

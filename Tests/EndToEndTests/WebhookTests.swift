@@ -138,7 +138,7 @@ import Testing
 
     /// Subscriptions from YAML (the secret printed once, kept on re-apply, never exported), and the
     /// response wing's and heartbeats' events: major declared, responder added and replied, a
-    /// status update, a heartbeat expired and restored.
+    /// status update, a heartbeat expired and restored, a maintenance window started and ended.
     @Test func yamlSubscriptionsAndTheResponseAndHeartbeatEvents() async throws {
         let pipeline = try await Pipeline()
         let service = try await pipeline.seed(users: ["Alice", "Bob"])
@@ -146,7 +146,7 @@ import Testing
         let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
         let events = [
             "incident.major_declared", "incident.responder.added", "incident.responder.replied", "incident.status_update_published",
-            "heartbeat.expired", "heartbeat.restored",
+            "heartbeat.expired", "heartbeat.restored", "maintenance_window.started", "maintenance_window.ended",
         ]
         let hookURL = "\(pipeline.sink.url)/events"
         let heartbeatID = "nightly-backup-0123456789"
@@ -197,7 +197,7 @@ import Testing
         // In order per incident: the major incident's four, then the heartbeat's two.
         let major = received.filter { ($0["data"] as? [String: Any])?["id"] as? String == String(incident.incidentID) }
         #expect(major.map { $0["event_type"] as? String ?? "" } == Array(events.prefix(4)))
-        #expect(received.filter { ($0["event_type"] as? String ?? "").hasPrefix("heartbeat.") }.map { $0["event_type"] as? String ?? "" } == Array(events.suffix(2)))
+        #expect(received.filter { ($0["event_type"] as? String ?? "").hasPrefix("heartbeat.") }.map { $0["event_type"] as? String ?? "" } == ["heartbeat.expired", "heartbeat.restored"])
         let added = major.first { $0["event_type"] as? String == "incident.responder.added" }?["data"] as? [String: Any]
         #expect((added?["responder"] as? [String: Any])?["id"] as? String == String(bob) && added?["message"] as? String == "join the bridge", "\(String(describing: added))")
         let replied = major.first { $0["event_type"] as? String == "incident.responder.replied" }
@@ -227,6 +227,26 @@ import Testing
         let run = try await offCooperativePool { try ThirdPartyClientTests.runBlocking("python3", ["-c", check, folder.path, secret]) }
         #expect(run.status == 0 && run.output.components(separatedBy: "verified").count == requests.count + 1, "\(run.output)")
         _ = alice
+
+        // A maintenance window started now and ended early: told within the timer loop's 5 s poll.
+        let started = try await cli("maintenance", "start", "--service", "Checkout", "--for", "2h")
+        #expect(started.status == 0, "\(started.err)")
+        let windowID = try #require(try await pipeline.db.scalar("SELECT max(id) FROM maintenance_windows"))
+        let told = await eventually(timeout: .seconds(15)) {
+            Self.events(pipeline.sink.requests.filter { $0.uri == "/events" }).contains { $0["event_type"] as? String == "maintenance_window.started" }
+        }
+        #expect(told)
+        #expect(try await cli("maintenance", "end", "\(windowID)").status == 0)
+        let ended = await eventually(timeout: .seconds(15)) {
+            Self.events(pipeline.sink.requests.filter { $0.uri == "/events" }).contains { $0["event_type"] as? String == "maintenance_window.ended" }
+        }
+        #expect(ended)
+        let windowEvents = Self.events(pipeline.sink.requests.filter { $0.uri == "/events" }).filter { ($0["event_type"] as? String ?? "").hasPrefix("maintenance_window.") }
+        #expect(windowEvents.map { $0["event_type"] as? String ?? "" } == ["maintenance_window.started", "maintenance_window.ended"])
+        let window = windowEvents.first?["data"] as? [String: Any]
+        #expect(window?["id"] as? String == String(windowID) && (window?["services"] as? [[String: Any]])?.first?["id"] as? String == String(service.serviceID),
+                "\(String(describing: window))")
+        #expect(windowEvents.first?["resource_type"] as? String == "maintenance_window")
 
         // Export: the subscription without its secret; applying the export changes nothing, and
         // the secret stays the one first made.

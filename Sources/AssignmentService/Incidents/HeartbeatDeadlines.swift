@@ -8,7 +8,8 @@ import Shared
 /// UPDATE SKIP LOCKED (replicas share them, none fires twice), each missed one triggering its
 /// incident `heartbeat:{id}` and paging its level 1 in the same transaction. After Klaxon itself
 /// was down for longer than `outageMs`, deadlines that fell in the gap move a whole period past
-/// the restart instead of paging for every monitor at once.
+/// the restart instead of paging for every monitor at once. The same poll tells outbound webhook
+/// subscribers when maintenance windows start and end.
 public struct HeartbeatDeadlines: Sendable {
     let pool: PostgresPool
     let notifierOutbox: Waker
@@ -47,6 +48,9 @@ public struct HeartbeatDeadlines: Sendable {
             KlaxonMetrics.heartbeat(event: "missed")
         }
         if notified > 0 { notifierOutbox.poke() }
+        // Maintenance windows starting and ending, told to webhook subscribers (within a poll).
+        let announced = try await pool.transaction { connection in try MaintenanceStore.announce(connection, now: now) }
+        if announced > 0 { logger.debug("maintenance window boundaries told to webhook subscribers", metadata: ["events": "\(announced)"]) }
         let check = min(next ?? Millis.max, now + pollMs)
         nextCheck.withLockedValue { $0 = check }
         return check

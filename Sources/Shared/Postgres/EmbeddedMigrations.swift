@@ -764,6 +764,10 @@ extension Migrator {
                 at_ms            bigint NOT NULL
             );
             CREATE INDEX shadow_pages_service_at ON shadow_pages (service_id, at_ms);
+
+            -- Outbound webhooks' maintenance_window.started|ended: the occurrence last announced, so each
+            -- start and end is told once (by whichever Assignment replica looks first).
+            ALTER TABLE maintenance_windows ADD COLUMN announced_start_ms bigint, ADD COLUMN announced_end_ms bigint;
             """#),
     ]
 }
