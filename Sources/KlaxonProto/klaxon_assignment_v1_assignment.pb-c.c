@@ -9190,7 +9190,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_subscription__h
   (ProtobufCMessageInit) klaxon__assignment__v1__webhook_subscription__headers_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor klaxon__assignment__v1__webhook_subscription__field_descriptors[12] =
+static const ProtobufCFieldDescriptor klaxon__assignment__v1__webhook_subscription__field_descriptors[13] =
 {
   {
     "id",
@@ -9336,6 +9336,18 @@ static const ProtobufCFieldDescriptor klaxon__assignment__v1__webhook_subscripti
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner_user_id",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Klaxon__Assignment__V1__WebhookSubscription, owner_user_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned klaxon__assignment__v1__webhook_subscription__field_indices_by_name[] = {
   8,   /* field[8] = consecutive_drops */
@@ -9346,6 +9358,7 @@ static const unsigned klaxon__assignment__v1__webhook_subscription__field_indice
   3,   /* field[3] = event_types */
   5,   /* field[5] = headers */
   0,   /* field[0] = id */
+  12,   /* field[12] = owner_user_id */
   11,   /* field[11] = pending */
   6,   /* field[6] = secret */
   4,   /* field[4] = service_ids */
@@ -9354,7 +9367,7 @@ static const unsigned klaxon__assignment__v1__webhook_subscription__field_indice
 static const ProtobufCIntRange klaxon__assignment__v1__webhook_subscription__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 0, 13 }
 };
 const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_subscription__descriptor =
 {
@@ -9364,7 +9377,7 @@ const ProtobufCMessageDescriptor klaxon__assignment__v1__webhook_subscription__d
   "Klaxon__Assignment__V1__WebhookSubscription",
   "klaxon.assignment.v1",
   sizeof(Klaxon__Assignment__V1__WebhookSubscription),
-  12,
+  13,
   klaxon__assignment__v1__webhook_subscription__field_descriptors,
   klaxon__assignment__v1__webhook_subscription__field_indices_by_name,
   1,  klaxon__assignment__v1__webhook_subscription__number_ranges,

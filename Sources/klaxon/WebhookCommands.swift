@@ -23,7 +23,18 @@ struct WebhookCommand: AsyncParsableCommand {
         @Option(name: .customLong("service"), help: "Only this service's incidents (id or name; repeat).") var services: [String] = []
         @Option(name: .customLong("header"), help: "A header sent with every delivery: Name=value (repeat).") var headers: [String] = []
         @Option(help: "What it is for.") var description: String = ""
+        @Option(help: "A user (id or email) told on their contact methods if the subscription is disabled.") var owner: String?
         func run() async throws {
+            var ownerID: UInt64 = 0
+            if let owner {
+                if let id = UInt64(owner) { ownerID = id } else {
+                    let users: UserListMessage = try await client.call(People.ListUsers, Empty())
+                    guard let user = users.users.first(where: { $0.email.lowercased() == owner.lowercased() }) else {
+                        throw CLIError(code: CLIExit.refused, message: "not found: no user has the email \(owner)")
+                    }
+                    ownerID = user.id
+                }
+            }
             var ids: [UInt64] = []
             for service in services { ids.append(try await serviceID(service, client: client)) }
             var map: [String: String] = [:]
@@ -33,7 +44,7 @@ struct WebhookCommand: AsyncParsableCommand {
                 map[parts[0]] = parts[1]
             }
             let created: WebhookSubscription = try await client.call(
-                Admin.CreateWebhook, WebhookSubscription(url: url, description: description, eventTypes: events, serviceIDs: ids, headers: map))
+                Admin.CreateWebhook, WebhookSubscription(url: url, description: description, eventTypes: events, serviceIDs: ids, headers: map, ownerUserID: ownerID))
             if client.json { return print(JSONOut.text(created)) }
             print("webhook \(created.id) → \(created.url)")
             print("secret \(created.secret)  (shown this once: verify X-PagerDuty-Signature or webhook-signature with it)")

@@ -92,7 +92,9 @@ import Testing
         let service = try await pipeline.seed(users: ["Alice"])
         let receiver = try await HTTPSink.start()
         let admin = pipeline.client(.assignment)
-        let _: WebhookSubscription = try await admin.call(Admin.CreateWebhook, WebhookSubscription(url: "\(receiver.url)/hooks"))
+        // Alice owns it: told if it is disabled.
+        let _: WebhookSubscription = try await admin.call(
+            Admin.CreateWebhook, WebhookSubscription(url: "\(receiver.url)/hooks", ownerUserID: UInt64(service.userIDs[0])))
         receiver.failFor(.seconds(3600), status: 503)
         let ingest = pipeline.client(.ingest)
         let first: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "one"))
@@ -130,6 +132,12 @@ import Testing
         #expect(disabled)
         let list: WebhookList = try await admin.call(Admin.ListWebhooks, Empty())
         #expect(list.webhooks.first?.disabledReason.hasPrefix("disabled after 3 deliveries in a row were dropped") == true, "\(list)")
+        // Its owner is told, on her contact method (a webhook to the pipeline's sink), through Notifier's notices.
+        let told = await pipeline.runClock(until: {
+            pipeline.sink.requests.contains { String(decoding: $0.body, as: UTF8.self).contains("Klaxon disabled webhook subscription 1") }
+        })
+        #expect(told, "\(pipeline.sink.requests.map { String(decoding: $0.body, as: UTF8.self).prefix(200) })")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM contact_notices WHERE kind = 'notice' AND status = 'sent'") == 1)
         await receiver.shutdown()
         await ingest.close()
         await admin.close()

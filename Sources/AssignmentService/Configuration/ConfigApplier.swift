@@ -516,31 +516,38 @@ struct ConfigApplier {
             let serviceIDs = try hook.services.enumerated().map { index, name in
                 UInt64(try serviceID(named: name, path: "\(hook.path).services[\(index)]"))
             }
+            var owner: Int64?
+            if let email = hook.owner {
+                owner = try connection.query("SELECT id FROM users WHERE lower(email) = lower($1)", [email]).int64(0, "id")
+                if owner == nil { throw invalid(hook.path + ".owner", "user \"\(email)\" is neither in the document nor in Klaxon") }
+            }
             if let (existing, secret) = current[hook.url] {
                 var changed: [String] = []
                 if existing.description != hook.description { changed.append("description") }
                 if existing.eventTypes != hook.events { changed.append("events") }
                 if existing.serviceIDs != serviceIDs { changed.append("services") }
                 if existing.headers != hook.headers { changed.append("headers") }
+                if existing.ownerUserID != UInt64(owner ?? 0) { changed.append("owner") }
                 let newSecret = hook.secret.flatMap { $0 == secret ? nil : $0 }
                 if newSecret != nil { changed.append("secret") }
                 guard !changed.isEmpty else { continue }
                 try connection.query(
                     """
                     UPDATE webhook_subscriptions SET description = $2, event_types = $3::text[], service_ids = $4::bigint[], headers = $5::jsonb,
-                        secret = coalesce($6, secret)
+                        secret = coalesce($6, secret), owner_user_id = $7
                     WHERE id = $1
                     """,
-                    [Int64(existing.id), hook.description, PGArray(hook.events), PGArray(serviceIDs.map(Int64.init)), JSON.object(hook.headers), newSecret])
+                    [Int64(existing.id), hook.description, PGArray(hook.events), PGArray(serviceIDs.map(Int64.init)), JSON.object(hook.headers), newSecret,
+                     owner])
                 note("~", "webhook", hook.url, changed.joined(separator: ", "))
             } else {
                 let secret = hook.secret ?? WebhookEvents.newSecret()
                 try connection.query(
                     """
-                    INSERT INTO webhook_subscriptions (url, description, event_types, service_ids, headers, secret, created_at_ms)
-                    VALUES ($1, $2, $3::text[], $4::bigint[], $5::jsonb, $6, $7)
+                    INSERT INTO webhook_subscriptions (url, description, event_types, service_ids, headers, secret, created_at_ms, owner_user_id)
+                    VALUES ($1, $2, $3::text[], $4::bigint[], $5::jsonb, $6, $7, $8)
                     """,
-                    [hook.url, hook.description, PGArray(hook.events), PGArray(serviceIDs.map(Int64.init)), JSON.object(hook.headers), secret, now])
+                    [hook.url, hook.description, PGArray(hook.events), PGArray(serviceIDs.map(Int64.init)), JSON.object(hook.headers), secret, now, owner])
                 note("+", "webhook", hook.url, hook.secret != nil ? "the document's secret" : dryRun ? "a secret will be made" : "secret \(secret), shown this once")
             }
         }

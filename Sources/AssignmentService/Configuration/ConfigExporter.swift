@@ -130,6 +130,10 @@ enum ConfigExporter {
             if !hook.eventTypes.isEmpty { entry["events"] = hook.eventTypes }
             if !hook.serviceIDs.isEmpty { entry["services"] = hook.serviceIDs.map { serviceNamesByID[$0] ?? "service-\($0)" } }
             if !hook.headers.isEmpty { entry["headers"] = hook.headers }
+            if hook.ownerUserID != 0,
+               let email = try? connection.query("SELECT email FROM users WHERE id = $1", [Int64(hook.ownerUserID)]).string(0, "email") {
+                entry["owner"] = email
+            }
             return entry
         }
         let heartbeats = try HeartbeatStore.list(connection).map { row -> [String: Any] in

@@ -68,6 +68,8 @@ struct ConfigModel: Sendable {
     /// (printed by the apply that creates it) and keeps it when the document names none.
     struct WebhookDoc: Sendable {
         var path: String; var url, description: String; var events, services: [String]; var headers: [String: String]; var secret: String?
+        /// A user's email: told when the subscription is disabled.
+        var owner: String?
     }
     /// A response plan: responders name a user (email), schedule or escalation policy (by name).
     struct Plan: Sendable {
@@ -208,7 +210,8 @@ struct ConfigModel: Sendable {
                 return WebhookDoc(
                     path: hook.path, url: hook.string("url", required: true, maxLength: 2048) ?? "",
                     description: hook.string("description", maxLength: 1000) ?? "", events: hook.strings("events", required: false),
-                    services: hook.strings("services", required: false), headers: headers, secret: hook.string("secret", maxLength: 200))
+                    services: hook.strings("services", required: false), headers: headers, secret: hook.string("secret", maxLength: 200),
+                    owner: hook.string("owner"))
             }
             model.plans = top.list("response_plans") { plan in
                 Plan(
@@ -455,7 +458,7 @@ public enum ConfigKeys {
         "heartbeats": ["name", "service", "id", "period_seconds", "cron", "time_zone", "grace_seconds", "start_timeout_seconds"],
         "maintenance_windows": ["description", "services", "start", "end", "rrule", "time_zone", "mode", "matchers"],
         "matchers": ["field", "op", "value"],
-        "webhooks": ["url", "description", "events", "services", "headers", "secret"],
+        "webhooks": ["url", "description", "events", "services", "headers", "secret", "owner"],
         "routing_keys": ["name", "key"],
         "response_plans": [
             "name", "message", "conference_url", "conference_phone", "chat_channel", "request_timeout_seconds", "responders", "subscribers",

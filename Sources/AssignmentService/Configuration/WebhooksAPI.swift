@@ -42,12 +42,13 @@ extension AdminAPI {
             serviceIDs: PGTextArray.parse(rows.string(row, "service_ids") ?? "{}").compactMap { UInt64($0) },
             headers: JSON.stringMap(rows.string(row, "headers") ?? "{}"), enabled: rows.bool(row, "enabled")!,
             consecutiveDrops: UInt32(rows.int(row, "consecutive_drops")!), disabledReason: rows.string(row, "disabled_reason")!,
-            createdAtMs: rows.int64(row, "created_at_ms")!, pending: UInt32(rows.int(row, "pending") ?? 0))
+            createdAtMs: rows.int64(row, "created_at_ms")!, pending: UInt32(rows.int(row, "pending") ?? 0),
+            ownerUserID: rows.uint64(row, "owner_user_id") ?? 0)
     }
 
     static let webhookColumns = """
         w.id, w.url, w.description, w.event_types::text AS event_types, w.service_ids::text AS service_ids, w.headers::text AS headers,
-        w.enabled, w.consecutive_drops, w.disabled_reason, w.created_at_ms,
+        w.enabled, w.consecutive_drops, w.disabled_reason, w.created_at_ms, w.owner_user_id,
         (SELECT count(*) FROM webhook_deliveries d WHERE d.subscription_id = w.id AND d.status = 'pending') AS pending
         """
 
@@ -70,13 +71,16 @@ extension AdminAPI {
             let secret = WebhookEvents.newSecret()
             let created = try await pool.transaction { connection -> WebhookSubscription in
                 for (index, id) in request.serviceIDs.enumerated() { try MonitorChecks.service(connection, id, field: "service_ids[\(index)]") }
+                if request.ownerUserID != 0, !(try UserStore.exists(connection, id: Int64(request.ownerUserID))) {
+                    throw RPCError.invalidArgument([FieldViolation(field: "owner_user_id", description: "user \(request.ownerUserID) does not exist")])
+                }
                 let id = try connection.query(
                     """
-                    INSERT INTO webhook_subscriptions (url, description, event_types, service_ids, headers, secret, created_at_ms)
-                    VALUES ($1, $2, $3::text[], $4::bigint[], $5::jsonb, $6, $7) RETURNING id
+                    INSERT INTO webhook_subscriptions (url, description, event_types, service_ids, headers, secret, created_at_ms, owner_user_id)
+                    VALUES ($1, $2, $3::text[], $4::bigint[], $5::jsonb, $6, $7, nullif($8, 0)) RETURNING id
                     """,
                     [request.url, request.description, PGArray(request.eventTypes), PGArray(request.serviceIDs.map(Int64.init)),
-                     JSON.object(request.headers), secret, now]).int64(0, "id")!
+                     JSON.object(request.headers), secret, now, Int64(request.ownerUserID)]).int64(0, "id")!
                 let rows = try connection.query("SELECT \(Self.webhookColumns) FROM webhook_subscriptions w WHERE w.id = $1", [id])
                 var created = Self.webhook(rows, 0)
                 created.secret = secret

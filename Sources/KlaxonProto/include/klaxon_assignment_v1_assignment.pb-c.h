@@ -1610,10 +1610,14 @@ struct  Klaxon__Assignment__V1__WebhookSubscription
    * deliveries waiting (List only)
    */
   uint32_t pending;
+  /*
+   * told (a notice on their contact methods) if it is disabled; 0: nobody
+   */
+  uint64_t owner_user_id;
 };
 #define KLAXON__ASSIGNMENT__V1__WEBHOOK_SUBSCRIPTION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&klaxon__assignment__v1__webhook_subscription__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0 }
 
 
 struct  Klaxon__Assignment__V1__WebhookList

@@ -149,6 +149,7 @@ public struct WebhookSender: Sendable {
                                 "UPDATE webhook_subscriptions SET enabled = false, disabled_reason = $2 WHERE id = $1 AND enabled",
                                 [delivery.subscriptionID, "disabled after \(drops) deliveries in a row were dropped; the last: \(why)"])
                             KlaxonMetrics.webhook(outcome: "subscription_disabled")
+                            try Self.tellOwner(connection, subscription: delivery.subscriptionID, why: why, now: now)
                             logger.error("webhook subscription disabled", metadata: [
                                 "webhook.subscription": "\(delivery.subscriptionID)", "error": "\(why)"])
                         }
@@ -162,5 +163,25 @@ public struct WebhookSender: Sendable {
                 }
             }
         }
+    }
+
+    /// The disabled subscription's owner, told on each of their contact methods that can be sent
+    /// to (verified, or needing no code) through the notices Notifier sends, 3 tries each.
+    static func tellOwner(_ connection: PGConnection, subscription: Int64, why: String, now: Millis) throws {
+        let rows = try connection.query("SELECT url, owner_user_id FROM webhook_subscriptions WHERE id = $1", [subscription])
+        guard let owner = rows.int64(0, "owner_user_id"), let url = rows.string(0, "url") else { return }
+        let host = URL(string: url)?.host ?? "its receiver"
+        let subject = "Klaxon webhook \(subscription) disabled"
+        let body = """
+            Klaxon disabled webhook subscription \(subscription) (to \(host)): 3 deliveries in a row were dropped; the last: \(why). \
+            Events wait for no one while it is disabled. Fix the receiver, then: klaxon webhook enable \(subscription)
+            """
+        try connection.query(
+            """
+            INSERT INTO contact_notices (id, contact_method_id, kind, batch, subject, body, spoken, max_attempts, due_at_ms, created_at_ms)
+            SELECT gen_random_uuid(), c.id, 'notice', $2::uuid, $3, $4, $5, 3, $6, $6 FROM contact_methods c
+            WHERE c.user_id = $1 AND (c.verified_at_ms IS NOT NULL OR NOT (c.type = ANY($7::text[])))
+            """, [owner, RandomID.uuid(), subject, body, "Klaxon disabled webhook \(subscription), to \(host), after 3 dropped deliveries.", now,
+                  PGArray([ContactKind.sms.name, ContactKind.phone.name, ContactKind.email.name].filter(ContactVerification.needsCode))])
     }
 }

@@ -2851,8 +2851,10 @@ public struct WebhookSubscription: GeneratedMessage, CBridged {
     public var createdAtMs: Int64
     /// deliveries waiting (List only)
     public var pending: UInt32
+    /// told (a notice on their contact methods) if it is disabled; 0: nobody
+    public var ownerUserID: UInt64
 
-    public init(id: UInt64 = 0, url: String = "", description: String = "", eventTypes: [String] = [], serviceIDs: [UInt64] = [], headers: [String: String] = [:], secret: String = "", enabled: Bool = false, consecutiveDrops: UInt32 = 0, disabledReason: String = "", createdAtMs: Int64 = 0, pending: UInt32 = 0) {
+    public init(id: UInt64 = 0, url: String = "", description: String = "", eventTypes: [String] = [], serviceIDs: [UInt64] = [], headers: [String: String] = [:], secret: String = "", enabled: Bool = false, consecutiveDrops: UInt32 = 0, disabledReason: String = "", createdAtMs: Int64 = 0, pending: UInt32 = 0, ownerUserID: UInt64 = 0) {
         self.id = id
         self.url = url
         self.description = description
@@ -2865,9 +2867,10 @@ public struct WebhookSubscription: GeneratedMessage, CBridged {
         self.disabledReason = disabledReason
         self.createdAtMs = createdAtMs
         self.pending = pending
+        self.ownerUserID = ownerUserID
     }
 
-    public static var sample: Self { Self(id: 1_000_000_000_321, url: "url 2 é", description: "description 3 é", eventTypes: ["event_types 4 é", "event_types 4 é"], serviceIDs: [5_000_000_000_321, 5_000_000_000_321], headers: ["headers": "v6", "k": "headers 6"], secret: "secret 7 é", enabled: true, consecutiveDrops: 9_000_009, disabledReason: "disabled_reason 10 é", createdAtMs: -11_000_000_000_123, pending: 12_000_009) }
+    public static var sample: Self { Self(id: 1_000_000_000_321, url: "url 2 é", description: "description 3 é", eventTypes: ["event_types 4 é", "event_types 4 é"], serviceIDs: [5_000_000_000_321, 5_000_000_000_321], headers: ["headers": "v6", "k": "headers 6"], secret: "secret 7 é", enabled: true, consecutiveDrops: 9_000_009, disabledReason: "disabled_reason 10 é", createdAtMs: -11_000_000_000_123, pending: 12_000_009, ownerUserID: 13_000_000_000_321) }
 
     nonisolated(unsafe) static let descriptor = messageDescriptor { klaxon__assignment__v1__webhook_subscription__init($0) }
 
@@ -2884,6 +2887,7 @@ public struct WebhookSubscription: GeneratedMessage, CBridged {
         disabledReason = CRead.string(c.pointee.disabled_reason)
         createdAtMs = c.pointee.created_at_ms
         pending = c.pointee.pending
+        ownerUserID = c.pointee.owner_user_id
     }
 
     func fill(_ c: UnsafeMutablePointer<Klaxon__Assignment__V1__WebhookSubscription>, arena: CArena) {
@@ -2902,6 +2906,7 @@ public struct WebhookSubscription: GeneratedMessage, CBridged {
         c.pointee.disabled_reason = arena.string(self.disabledReason)
         c.pointee.created_at_ms = self.createdAtMs
         c.pointee.pending = self.pending
+        c.pointee.owner_user_id = self.ownerUserID
     }
 }
 

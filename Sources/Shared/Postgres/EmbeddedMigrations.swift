@@ -768,6 +768,11 @@ extension Migrator {
             -- Outbound webhooks' maintenance_window.started|ended: the occurrence last announced, so each
             -- start and end is told once (by whichever Assignment replica looks first).
             ALTER TABLE maintenance_windows ADD COLUMN announced_start_ms bigint, ADD COLUMN announced_end_ms bigint;
+
+            -- A webhook subscription's owner is told (a notice on their contact methods) when it is disabled.
+            ALTER TABLE webhook_subscriptions ADD COLUMN owner_user_id bigint REFERENCES users (id) ON DELETE SET NULL;
+            ALTER TABLE contact_notices DROP CONSTRAINT contact_notices_kind_check,
+                ADD CONSTRAINT contact_notices_kind_check CHECK (kind IN ('verification', 'test', 'notice'));
             """#),
     ]
 }
