@@ -6,15 +6,15 @@ import Testing
 
 /// Shadow mode (issue 28, point 6): a service in shadow mode does everything but deliver; each
 /// page it would have sent is recorded, and `klaxon shadow report` sets them beside PagerDuty's
-/// notify log entries (served by a local server in PagerDuty's shapes, two a page) and marks every
-/// difference. Going live is one YAML field.
+/// notify log entries or Opsgenie's alert logs (served by a local server in their shapes, two a
+/// page) and marks every difference. Going live is one YAML field.
 @Suite struct ShadowModeTests {
     static let server = #"""
     import json, sys, os, threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     from urllib.parse import urlparse, parse_qs
 
-    port_file, token, entries_file = sys.argv[1], sys.argv[2], sys.argv[3]
+    port_file, token, entries_file, alerts_file = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     users = [{"id": "PALICE1", "type": "user", "name": "Alice", "email": "alice@example.com"},
              {"id": "PBOB001", "type": "user", "name": "Bob", "email": "bob@example.com"},
              {"id": "PCAROL1", "type": "user", "name": "Carol", "email": "carol@example.com"}]
@@ -26,6 +26,20 @@ import Testing
             self.send_response(code); self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(data)))
             self.end_headers(); self.wfile.write(data)
         def do_GET(self):
+            if self.path.startswith("/v2/"):  # Opsgenie's API
+                if self.headers.get("Authorization") != "GenieKey " + token:
+                    return self.answer(401, {"message": "Could not authenticate", "took": 0.0, "requestId": "r"})
+                url = urlparse(self.path); query = parse_qs(url.query); parts = url.path.strip("/").split("/")
+                alerts = json.load(open(alerts_file))
+                if parts == ["v2", "alerts"]: items = [{k: v for k, v in a.items() if k != "logs"} for a in alerts]
+                elif parts[:2] == ["v2", "alerts"] and parts[3:] == ["logs"]:
+                    assert query.get("identifierType") == ["id"], query
+                    items = [a for a in alerts if a["id"] == parts[2]][0]["logs"]
+                elif parts == ["v2", "users"]: items = [{"id": u["id"], "username": u["email"], "fullName": u["name"]} for u in users]
+                else: return self.answer(404, {"message": "Not found", "took": 0.0, "requestId": "r"})
+                offset = int(query.get("offset", ["0"])[0]); limit = min(int(query.get("limit", ["20"])[0]), 2)
+                paging = {"next": "/x?offset=%d" % (offset + limit)} if offset + limit < len(items) else {}
+                return self.answer(200, {"data": items[offset:offset + limit], "paging": paging, "took": 0.01, "requestId": "r"})
             if self.headers.get("Authorization") != "Token token=" + token:
                 return self.answer(401, {"error": {"message": "Unauthorized", "code": 2006}})
             url = urlparse(self.path); query = parse_qs(url.query); name = url.path.strip("/")
@@ -107,13 +121,27 @@ import Testing
             ["id": "R5", "type": "trigger_log_entry", "created_at": Self.instant(aliceAt), "incident": ["incident_key": "disk-full"]],
         ]
         try JSONSerialization.data(withJSONObject: entries).write(to: entriesFile)
+        // Opsgenie's alert logs for the same alias (the monitor sent both the same events): Alice
+        // by SMS 3 s after Klaxon, Bob called 90 s after.
+        let alertsFile = folder.appendingPathComponent("alerts.json")
+        let alerts: [[String: Any]] = [[
+            "id": "og-alert-1", "alias": "disk-full", "message": "Disk full", "createdAt": Self.instant(aliceAt - 1_000),
+            "logs": [
+                ["log": "Alert created via API", "type": "system", "owner": "System", "createdAt": Self.instant(aliceAt - 1_000), "offset": "1"],
+                ["log": "Sent [SMS] notification to [alice@example.com]", "type": "system", "owner": "System", "createdAt": Self.instant(aliceAt + 3_000), "offset": "2"],
+                ["log": "Sent [Email] notification to [alice@example.com]", "type": "system", "owner": "System", "createdAt": Self.instant(aliceAt + 4_000), "offset": "3"],
+                ["log": "Sent [Voice] notification to [bob@example.com]", "type": "system", "owner": "System", "createdAt": Self.instant(bobAt + 90_000), "offset": "4"],
+                ["log": "alice@example.com acknowledged alert via SMS", "type": "system", "owner": "alice@example.com", "createdAt": Self.instant(aliceAt + 60_000), "offset": "5"],
+            ],
+        ]]
+        try JSONSerialization.data(withJSONObject: alerts).write(to: alertsFile)
         let script = try cli.write("pagerduty.py", Self.server)
         let portFile = folder.appendingPathComponent("port").path
         let environment = ProcessInfo.processInfo.environment
         let stdin = try await offCooperativePool { () -> Pipe in
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, portFile, "pd-token", entriesFile.path]
+            process.arguments = ["python3", script, portFile, "pd-token", entriesFile.path, alertsFile.path]
             process.environment = environment
             let stdin = Pipe()
             process.standardInput = stdin
@@ -140,6 +168,16 @@ import Testing
         // The saved answers give the same report offline.
         let offline = try await cli("shadow", "report", "--service", "Checkout", "--since", "1h", "--pagerduty-from", folder.appendingPathComponent("saved").path)
         #expect(offline.status == 2 && offline.out == report.out, "\(offline.out)")
+
+        // The same against Opsgenie's alert logs: Alice the same, Bob called 90 s later.
+        let opsgenie = try await cli(
+            "shadow", "report", "--service", "Checkout", "--since", "1h", "--opsgenie-api-url", api, "--opsgenie-key", "pd-token")
+        #expect(opsgenie.status == 2, "\(opsgenie.out)\(opsgenie.err)")
+        let ogAlice = opsgenie.lines.first { $0.contains("alice@example.com") } ?? ""
+        let ogBob = opsgenie.lines.first { $0.contains("bob@example.com") } ?? ""
+        let ogLater = ((bobAt + 90_000) / 1000 * 1000 - bobAt + 500) / 1000
+        #expect(opsgenie.out.contains("OPSGENIE") && ogAlice.contains("sms, ") && ogAlice.hasSuffix("same"), "\(opsgenie.out)")
+        #expect(ogBob.contains("phone") && ogBob.contains("DIFFERENT: Opsgenie \(ogLater) s later") && opsgenie.out.contains("1 difference"), "\(opsgenie.out)")
 
         // Going live is one field: export says `mode: shadow`; `mode: live` (or none) makes the service live.
         let exported = try await cli("export")
