@@ -80,11 +80,33 @@ import Testing
                               "users": [{"user": ref("user_reference", "PGONE01")}], "restrictions": []}],
          "final_schedule": {"name": "Final Schedule", "rendered_schedule_entries": []}},
     ]
+    # A shift-based (v3) schedule in London: weekdays 09:00–17:00 rotating weekly between Alice and
+    # Bob (5 shifts each), Saturdays for Carol and Alice together, and two events Klaxon cannot express.
+    def member(u): return {"type": "user_member", "user_id": u}
+    schedules_v3 = [
+        {"id": "PV3SCH1", "type": "schedule", "name": "Follow the sun", "time_zone": "Europe/London", "rotations": [
+            {"id": "PR1", "events": [
+                {"id": "PE1", "name": "Weekdays", "start_time": "2027-10-04T08:00:00Z", "end_time": "2027-10-04T16:00:00Z",
+                 "effective_since": "2027-10-04T08:00:00Z", "effective_until": None, "recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"],
+                 "assignment_strategy": {"type": "rotating_member_assignment_strategy", "shifts_per_member": 5,
+                                         "members": [member("PALICE1"), member("PBOB001")]}}]},
+            {"id": "PR2", "events": [
+                {"id": "PE2", "name": "Saturdays", "start_time": "2027-10-08T23:00:00Z", "end_time": "2027-10-09T23:00:00Z",
+                 "effective_since": "2027-10-08T23:00:00Z", "effective_until": "2028-06-01T00:00:00Z", "recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=SA"],
+                 "assignment_strategy": {"type": "every_member_assignment_strategy", "members": [member("PCAROL1"), member("PALICE1")]}},
+                {"id": "PE3", "name": "Monthly review", "start_time": "2027-10-01T08:00:00Z", "end_time": "2027-10-01T09:00:00Z",
+                 "effective_since": "2027-10-01T08:00:00Z", "recurrence": ["RRULE:FREQ=MONTHLY;BYMONTHDAY=1"],
+                 "assignment_strategy": {"type": "rotating_member_assignment_strategy", "shifts_per_member": 1, "members": [member("PBOB001")]}},
+                {"id": "PE4", "name": "Mondays and Wednesdays", "start_time": "2027-10-04T18:00:00Z", "end_time": "2027-10-04T22:00:00Z",
+                 "effective_since": "2027-10-04T18:00:00Z", "recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=MO,WE"],
+                 "assignment_strategy": {"type": "rotating_member_assignment_strategy", "shifts_per_member": 1,
+                                         "members": [member("PALICE1"), member("PBOB001")]}}]}]},
+    ]
     schedule_overrides = {"PSCHED1": [{"id": "PO%d" % i, "start": iso(s), "end": iso(e), "user": ref("user_reference", w)} for i, (s, e, w) in enumerate(overrides)], "PSCHED2": []}
     policies = [
         {"id": "PEP1", "type": "escalation_policy", "name": "Ops", "num_loops": 2, "escalation_rules": [
             {"id": "PR1", "escalation_delay_in_minutes": 4, "targets": [ref("schedule_reference", "PSCHED1")]},
-            {"id": "PR2", "escalation_delay_in_minutes": 30, "targets": [ref("user_reference", "PBOB001")]},
+            {"id": "PR2", "escalation_delay_in_minutes": 30, "targets": [ref("user_reference", "PBOB001"), ref("schedule_reference", "PV3SCH1")]},
             {"id": "PR3", "escalation_delay_in_minutes": 10, "targets": [ref("schedule_reference", "PSCHED2"), ref("user_reference", "PCAROL1")]}]},
     ]
     services = [
@@ -112,6 +134,14 @@ import Testing
             if self.headers.get("Authorization") != "Token token=" + token:
                 return self.answer(401, {"error": {"message": "Unauthorized", "code": 2006}})
             url = urlparse(self.path); query = parse_qs(url.query); parts = url.path.strip("/").split("/")
+            if parts[:2] == ["v3", "schedules"]:
+                if self.headers.get("X-Early-Access") != "flexible-schedules-early-access":
+                    return self.answer(403, {"error": {"message": "Early access required", "code": 2010}})
+                if len(parts) == 2:
+                    offset = int(query.get("offset", ["0"])[0]); limit = min(int(query.get("limit", ["25"])[0]), 2)
+                    items = [{"id": x["id"], "name": x["name"]} for x in schedules_v3]
+                    return self.answer(200, {"schedules": items[offset:offset + limit], "limit": limit, "offset": offset, "more": offset + limit < len(items)})
+                return self.answer(200, {"schedule": [x for x in schedules_v3 if x["id"] == parts[2]][0]})
             if len(parts) == 1 and parts[0] in lists:
                 offset = int(query.get("offset", ["0"])[0]); limit = min(int(query.get("limit", ["25"])[0]), 2)
                 items = lists[parts[0]]
@@ -169,7 +199,7 @@ import Testing
         let imported = try await cli(
             "import", "pagerduty", "--api-url", api, "--token", "s3cret-token", "--save", saved, "-o", team, "--plan", "--since", "2027-10-01T00:00:00Z")
         #expect(imported.status == 0, "\(imported.err)")
-        #expect(imported.err.contains("imported 3 users, 1 schedules, 1 escalation policies, 2 services to \(team)"), "\(imported.err)")
+        #expect(imported.err.contains("imported 3 users, 4 schedules, 1 escalation policies, 2 services to \(team)"), "\(imported.err)")
         #expect(imported.err.contains("on call, schedule Primary: the same as PagerDuty's for 90 days from 2027-10-01T00:00:00Z"), "\(imported.err)")
         for line in [
             "not mapped: user alice@example.com: contact method \"Pixel\" (push_notification_contact_method)",
@@ -178,6 +208,9 @@ import Testing
             "not mapped: escalation policy Ops: rule 3 targets schedule PSCHED2, which is not imported",
             "not mapped: service Checkout: integration \"Email\" (generic_email_inbound_integration)",
             "not mapped: service Billing: urgency by support hours",
+            "not mapped: schedule Follow the sun, rotation 2, event \"Monthly review\": RRULE:FREQ=MONTHLY;BYMONTHDAY=1: Klaxon takes FREQ=DAILY or WEEKLY",
+            "not mapped: schedule Follow the sun, rotation 2, event \"Mondays and Wednesdays\": each member takes 1 of 2 weekly shifts",
+            "note: schedule Follow the sun (shift-based): imported as Follow the sun / rotation 1, Follow the sun / rotation 2, Follow the sun / rotation 2, member 2",
         ] {
             #expect(imported.err.contains(line), "missing: \(line)\n\(imported.err)")
         }
@@ -186,6 +219,9 @@ import Testing
         #expect(yaml.contains("start_delay_seconds: 240") && yaml.contains("escalation_delay_seconds: 240"), "\(yaml)")
         #expect(yaml.contains("address: \"+15555550100\"") && yaml.contains("address: \"+447700900123\""), "\(yaml)")
         #expect(yaml.contains("key: \(integrationKey)"), "\(yaml)")
+        // The shift-based schedule: weekly turns (5 weekday shifts each) from the first shift, the
+        // shifts as restrictions at 09:00 London; Saturdays for two people, each their own schedule.
+
 
         // A deliberate difference in PagerDuty's rendering: found, both names printed, exit 2.
         let schedulesFile = URL(fileURLWithPath: saved).appendingPathComponent("schedules.json")
@@ -206,6 +242,25 @@ import Testing
         #expect(try await pipeline.db.scalar(
             "SELECT count(*) FROM incidents i JOIN services s ON s.id = i.service_id WHERE s.name = 'Checkout' AND i.dedup_key = 'moved-in'") == 1)
         #expect(try await pipeline.db.scalar("SELECT escalation_delay_seconds FROM escalation_levels ORDER BY position LIMIT 1") == 240)
+
+        // The shift-based schedule as Klaxon computes it: weekdays 09:00–17:00 London (GMT after
+        // 2027-10-31), Alice the weeks from 4 October, 18 October, 1 November…, Bob the others;
+        // Saturdays Carol and Alice, each in their own schedule.
+        func onCall(_ schedule: String, _ at: String) async throws -> String {
+            let id = try #require(try await pipeline.db.pool.withConnection {
+                try $0.query("SELECT id FROM schedules WHERE name = $1", [schedule]).int64(0, "id")
+            })
+            let reply = try await cli("oncall", "--schedule", String(id), "--at", at)
+            return reply.out.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.map { String($0.prefix(while: { $0 != " " })) } ?? "?"
+        }
+        #expect(try await onCall("Follow the sun / rotation 1", "2027-10-05T08:30:00Z") == "Alice")   // Tuesday 09:30 BST
+        #expect(try await onCall("Follow the sun / rotation 1", "2027-10-12T15:30:00Z") == "Bob")     // Tuesday 16:30 BST
+        #expect(try await onCall("Follow the sun / rotation 1", "2027-11-01T08:30:00Z") == "nobody")  // Monday 08:30 GMT
+        #expect(try await onCall("Follow the sun / rotation 1", "2027-11-01T09:30:00Z") == "Alice")   // Monday 09:30 GMT
+        #expect(try await onCall("Follow the sun / rotation 1", "2027-11-13T12:00:00Z") == "nobody")  // Saturday
+        #expect(try await onCall("Follow the sun / rotation 2", "2027-11-13T12:00:00Z") == "Carol")
+        #expect(try await onCall("Follow the sun / rotation 2, member 2", "2027-11-13T12:00:00Z") == "Alice")
+        #expect(try await onCall("Follow the sun / rotation 2", "2027-11-14T12:00:00Z") == "nobody")  // Sunday
 
         // A second import — PagerDuty's schedule renamed meanwhile — changes nothing in Klaxon.
         let renamed = original.replacingOccurrences(of: "\"name\" : \"Primary\"", with: "\"name\" : \"Primary on-call\"")

@@ -17,12 +17,14 @@ struct PagerDutyMapping {
     private(set) var notMapped: [String] = []
     private(set) var notes: [String] = []
     private(set) var emails: [String: String] = [:]  // PagerDuty user id → email
-    private(set) var scheduleNames: [String: String] = [:]
+    /// PagerDuty schedule id → the Klaxon schedules it became (a v3 schedule may become several).
+    private(set) var scheduleNames: [String: [String]] = [:]
     private(set) var policyNames: [String: String] = [:]
 
     init(data: PagerDutyData, state: State) {
         self.data = data
         self.state = state
+        notes = data.notices
     }
 
     static func time(_ text: Any?) -> Date? {
@@ -128,7 +130,10 @@ struct PagerDutyMapping {
             let name = Self.unique(state.schedules[id] ?? pdName, &used)
             if let kept = state.schedules[id], kept != pdName { notes.append("schedule \(pdName) was imported as \(kept): the name is kept") }
             guard let pdLayers = schedule["schedule_layers"] as? [[String: Any]] else {
-                notMapped.append("schedule \(pdName): no schedule_layers (a shift-based v3 schedule?): not mapped")
+                // A shift-based schedule is read from the v3 API (below), when PagerDuty answered it.
+                if !data.schedulesV3.contains(where: { $0["id"] as? String == id }) {
+                    notMapped.append("schedule \(pdName): no schedule_layers (a shift-based v3 schedule?): not mapped")
+                }
                 continue
             }
             var layers: [[String: Any]] = []
@@ -200,10 +205,149 @@ struct PagerDutyMapping {
                 continue
             }
             state.schedules[id] = name
-            scheduleNames[id] = name
+            scheduleNames[id] = [name]
             var entry: [String: Any] = ["name": name, "time_zone": schedule["time_zone"] as? String ?? "UTC", "layers": layers]
             if !overrides.isEmpty { entry["overrides"] = overrides }
             out.append(entry)
+        }
+        out += schedulesV3(&used)
+        return out
+    }
+
+    // MARK: Shift-based (v3) schedules
+
+    /// Each v3 rotation's events as Klaxon layers: a rotating assignment turns every
+    /// `shifts_per_member` occurrences (a fixed length when that is whole days of a daily rule, or
+    /// whole weeks of a weekly one), the occurrences themselves the restrictions; every member of
+    /// an every-member assignment is on call at once, so each gets a schedule of its own (an
+    /// escalation rule naming the schedule targets them all). What does not fit is listed.
+    mutating func schedulesV3(_ used: inout Set<String>) -> [[String: Any]] {
+        var out: [[String: Any]] = []
+        for schedule in data.schedulesV3 {
+            guard let id = schedule["id"] as? String else { continue }
+            let pdName = schedule["name"] as? String ?? id
+            let zoneName = schedule["time_zone"] as? String ?? "UTC"
+            guard let zone = TimeZone(identifier: zoneName) else {
+                notMapped.append("schedule \(pdName): time zone \(zoneName) unknown: not imported")
+                continue
+            }
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = zone
+            // (rotation, member slot) → layers
+            var slots: [(key: String, label: String, layers: [[String: Any]])] = []
+            func add(_ key: String, _ label: String, _ layer: [String: Any]) {
+                if let index = slots.firstIndex(where: { $0.key == key }) { slots[index].layers.append(layer) } else { slots.append((key, label, [layer])) }
+            }
+            for (rotationIndex, rotation) in (schedule["rotations"] as? [[String: Any]] ?? []).enumerated() {
+                for event in rotation["events"] as? [[String: Any]] ?? [] {
+                    let place = "schedule \(pdName), rotation \(rotationIndex + 1), event \"\(event["name"] as? String ?? "?")\""
+                    guard let first = Self.time(event["start_time"]), let firstEnd = Self.time(event["end_time"]), firstEnd > first else {
+                        notMapped.append("\(place): no start_time before end_time: not imported")
+                        continue
+                    }
+                    let duration = Int(firstEnd.timeIntervalSince(first))
+                    let rules = (event["recurrence"] as? [String] ?? event["recurrences"] as? [String] ?? [])
+                    guard rules.count == 1, let rrule = rules.first, rrule.hasPrefix("RRULE:") else {
+                        notMapped.append("\(place): recurrence \(rules) (EXDATE/RDATE or no RRULE): Klaxon's layers repeat without exceptions: not imported")
+                        continue
+                    }
+                    var parts: [String: String] = [:]
+                    for part in rrule.dropFirst(6).split(separator: ";") {
+                        let pair = part.split(separator: "=", maxSplits: 1).map(String.init)
+                        if pair.count == 2 { parts[pair[0].uppercased()] = pair[1].uppercased() }
+                    }
+                    let codes = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+                    let startWeekday = (calendar.component(.weekday, from: first) + 5) % 7  // Monday 0
+                    let startOfDay = calendar.component(.hour, from: first) * 3600 + calendar.component(.minute, from: first) * 60
+                        + calendar.component(.second, from: first)
+                    let startText = OpsgenieMapping.text(startOfDay)
+                    let known = Set(["FREQ", "BYDAY", "INTERVAL", "WKST"])
+                    guard Set(parts.keys).isSubset(of: known), (parts["INTERVAL"] ?? "1") == "1" else {
+                        notMapped.append("\(place): \(rrule): Klaxon takes FREQ=DAILY or WEEKLY (BYDAY), every interval: not imported")
+                        continue
+                    }
+                    var occurrencesPerWeek: Int
+                    var restrictions: [[String: Any]]
+                    var weekly: Bool
+                    switch parts["FREQ"] {
+                    case "DAILY" where parts["BYDAY"] == nil && duration <= 86_400:
+                        weekly = false
+                        occurrencesPerWeek = 7
+                        restrictions = duration == 86_400 ? [] : [["kind": "daily", "start": startText, "duration_seconds": duration]]
+                    case "WEEKLY" where duration <= 604_800:
+                        weekly = true
+                        let days = (parts["BYDAY"].map { $0.split(separator: ",").map(String.init) } ?? [codes[startWeekday]])
+                        let indexes = days.compactMap { codes.firstIndex(of: $0) }
+                        guard indexes.count == days.count, !indexes.isEmpty, indexes.contains(startWeekday) else {
+                            notMapped.append("\(place): \(rrule): BYDAY must name plain weekdays, the first shift's among them: not imported")
+                            continue
+                        }
+                        occurrencesPerWeek = indexes.count
+                        restrictions = indexes.sorted().map { ["kind": "weekly", "weekday": Self.weekdays[$0], "start": startText, "duration_seconds": duration] }
+                        if indexes.count == 1 && duration == 604_800 { restrictions = [] }
+                    default:
+                        notMapped.append("\(place): \(rrule) with \(duration) s shifts: Klaxon takes daily or weekly rules whose shifts do not overlap: not imported")
+                        continue
+                    }
+                    let strategy = event["assignment_strategy"] as? [String: Any] ?? [:]
+                    var members: [String] = []
+                    var problems: [String] = []
+                    for member in strategy["members"] as? [[String: Any]] ?? strategy["member"] as? [[String: Any]] ?? [] {
+                        if member["type"] as? String == "user_member", let email = emails[member["user_id"] as? String ?? ""] {
+                            members.append(email)
+                        } else if member["type"] as? String == "user_member" {
+                            problems.append("user \(member["user_id"] as? String ?? "?") not among PagerDuty's users")
+                        } else {
+                            problems.append("a \(member["type"] as? String ?? "?") (Klaxon's rotations have a person in every turn)")
+                        }
+                    }
+                    guard problems.isEmpty, !members.isEmpty else {
+                        notMapped.append("\(place): \(problems.isEmpty ? "no member" : problems.joined(separator: ", ")): not imported")
+                        continue
+                    }
+                    var layer: [String: Any] = ["rotation_virtual_start": Self.instant(first), "start": Self.instant(Self.time(event["effective_since"]) ?? first)]
+                    if let until = Self.time(event["effective_until"]) { layer["end"] = Self.instant(until) }
+                    if !restrictions.isEmpty { layer["restrictions"] = restrictions }
+                    switch strategy["type"] as? String {
+                    case "rotating_member_assignment_strategy", "user_assignment_strategy":
+                        let shifts = (strategy["shifts_per_member"] as? NSNumber)?.intValue ?? 1
+                        // Whole days (daily) or whole weeks (weekly) per turn: a fixed turn length.
+                        guard members.count == 1 || shifts % (weekly ? occurrencesPerWeek : 1) == 0 else {
+                            notMapped.append(
+                                "\(place): each member takes \(shifts) of \(occurrencesPerWeek) weekly shifts: the handoff moves through the week, Klaxon's turns have a fixed length: not imported")
+                            continue
+                        }
+                        layer["users"] = members
+                        layer["rotation_turn_length_seconds"] = weekly ? shifts / occurrencesPerWeek * 604_800 : shifts * 86_400
+                        add("\(rotationIndex)/0", "rotation \(rotationIndex + 1)", layer)
+                    case "every_member_assignment_strategy":
+                        for (index, member) in members.enumerated() {
+                            var own = layer
+                            own["users"] = [member]
+                            own["rotation_turn_length_seconds"] = 604_800
+                            add("\(rotationIndex)/\(index)", index == 0 ? "rotation \(rotationIndex + 1)" : "rotation \(rotationIndex + 1), member \(index + 1)", own)
+                        }
+                    case let type:
+                        notMapped.append("\(place): assignment strategy \(type ?? "none"): not imported")
+                    }
+                }
+            }
+            guard !slots.isEmpty else {
+                notMapped.append("schedule \(pdName): no event could be imported: the schedule is not imported")
+                continue
+            }
+            var names: [String] = []
+            for slot in slots {
+                let stateKey = "\(id)/\(slot.key)"
+                let fresh = slots.count == 1 ? pdName : "\(pdName) / \(slot.label)"
+                let name = Self.unique(state.schedules[stateKey] ?? fresh, &used)
+                if let kept = state.schedules[stateKey], kept != fresh { notes.append("schedule \(fresh) was imported as \(kept): the name is kept") }
+                state.schedules[stateKey] = name
+                names.append(name)
+                out.append(["name": name, "time_zone": zoneName, "layers": slot.layers])
+            }
+            scheduleNames[id] = names
+            notes.append("schedule \(pdName) (shift-based): imported as \(names.joined(separator: ", ")); --plan does not compare it (PagerDuty renders no final schedule for it here)")
         }
         return out
     }
@@ -229,7 +373,7 @@ struct PagerDutyMapping {
                             notMapped.append("escalation policy \(pdName): rule \(index + 1) targets user \(targetID), not among PagerDuty's users")
                         }
                     case "schedule_reference", "schedule":
-                        if let schedule = scheduleNames[targetID] { targets.append(["schedule": schedule]) } else {
+                        if let schedules = scheduleNames[targetID] { targets += schedules.map { ["schedule": $0] } } else {
                             notMapped.append("escalation policy \(pdName): rule \(index + 1) targets schedule \(targetID), which is not imported")
                         }
                     default:

@@ -6,6 +6,11 @@ import Foundation
 struct PagerDutyData {
     var users: [[String: Any]] = []
     var schedules: [[String: Any]] = []
+    /// Shift-based schedules (`/v3/schedules`): empty when PagerDuty does not answer it (an account
+    /// without them).
+    var schedulesV3: [[String: Any]] = []
+    /// What the fetch could not read, said in the report.
+    var notices: [String] = []
     var overrides: [String: [[String: Any]]] = [:]  // by schedule id
     var escalationPolicies: [[String: Any]] = []
     var services: [[String: Any]] = []
@@ -31,6 +36,16 @@ struct PagerDutyData {
             let overrides = try await client.get("schedules/\(id)/overrides", query: window)
             data.overrides[id] = overrides["overrides"] as? [[String: Any]] ?? []
         }
+        do {
+            for summary in try await client.list("v3/schedules", key: "schedules") {
+                guard let id = summary["id"] as? String else { continue }
+                if let schedule = try await client.get("v3/schedules/\(id)")["schedule"] as? [String: Any] { data.schedulesV3.append(schedule) }
+            }
+        } catch let error as CLIError where error.code == CLIExit.refused || error.code == CLIExit.notAllowed {
+            // No shift-based schedules on this account (or no early access): the v2 ones are all there is.
+            data.schedulesV3 = []
+            data.notices.append("shift-based (v3) schedules not read: \(error.message)")
+        }
         data.escalationPolicies = try await client.list("escalation_policies", key: "escalation_policies")
         data.services = try await client.list("services", key: "services", query: ["include[]=integrations"])
         return data
@@ -44,7 +59,7 @@ struct PagerDutyData {
 
     func save(_ directory: String) throws {
         try SavedAnswers.write([
-            "users": users, "schedules": schedules, "overrides": overrides, "escalation_policies": escalationPolicies,
+            "users": users, "schedules": schedules, "schedules_v3": schedulesV3, "overrides": overrides, "escalation_policies": escalationPolicies,
             "services": services, "window": ["since": Self.instant(since), "until": Self.instant(until)],
         ], to: directory)
     }
@@ -54,6 +69,9 @@ struct PagerDutyData {
         var data = PagerDutyData()
         data.users = try read("users") as? [[String: Any]] ?? []
         data.schedules = try read("schedules") as? [[String: Any]] ?? []
+        // Saved before shift-based schedules were read: none.
+        let v3 = URL(fileURLWithPath: directory).appendingPathComponent("schedules_v3.json").path
+        data.schedulesV3 = FileManager.default.fileExists(atPath: v3) ? try read("schedules_v3") as? [[String: Any]] ?? [] : []
         data.overrides = try read("overrides") as? [String: [[String: Any]]] ?? [:]
         data.escalationPolicies = try read("escalation_policies") as? [[String: Any]] ?? []
         data.services = try read("services") as? [[String: Any]] ?? []
@@ -73,7 +91,11 @@ struct PagerDutyClient {
     init(base: String, token: String) {
         client = SourceClient(
             pager: "PagerDuty", base: base,
-            headers: [("Authorization", "Token token=\(token)"), ("Accept", "application/vnd.pagerduty+json;version=2")])
+            headers: [
+                ("Authorization", "Token token=\(token)"), ("Accept", "application/vnd.pagerduty+json;version=2"),
+                // Shift-based schedules (/v3/schedules) are behind this early-access flag.
+                ("X-Early-Access", "flexible-schedules-early-access"),
+            ])
     }
 
     func get(_ path: String, query: [String] = []) async throws -> [String: Any] {
