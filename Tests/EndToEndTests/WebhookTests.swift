@@ -267,4 +267,42 @@ import Testing
         await pipeline.shutdown()
     }
 
+
+    /// Retried for up to 48 h from the event, then dropped: a delivery 47 h 58 min old that fails
+    /// is tried again; once past 48 h, its next failure drops it, saying why (manual clock; the
+    /// event's age is set in the database rather than waited for).
+    @Test func aDeliveryFailingFor48HoursIsDropped() async throws {
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock)
+        let service = try await pipeline.seed(users: ["Alice"])
+        let receiver = try await HTTPSink.start()
+        let admin = pipeline.client(.assignment)
+        let _: WebhookSubscription = try await admin.call(Admin.CreateWebhook, WebhookSubscription(url: "\(receiver.url)/hooks"))
+        receiver.failFor(.seconds(3600), status: 503)
+        let ingest = pipeline.client(.ingest)
+        let _: EventResult = try await ingest.call(Ingest.SendEvent, Pipeline.trigger(service.routingKey, dedupKey: "long-outage"))
+        let tried = await pipeline.runClock(until: { receiver.requests.count >= 1 })
+        #expect(tried)
+        // 47 h 58 min old: still retried (two minutes before the 48 h are up).
+        try await pipeline.db.pool.withConnection { connection in
+            try connection.query("UPDATE webhook_deliveries SET created_at_ms = $1", [clock.nowMs() - 48 * 3_600_000 + 120_000])
+        }
+        let attempts = receiver.requests.count
+        let again = await pipeline.runClock(until: { receiver.requests.count > attempts })
+        #expect(again)
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'") == 1)
+        // Past 48 h: the next failure drops it, saying why.
+        let dropped = await pipeline.runClock(until: {
+            (try? await pipeline.db.scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'dropped'")) == 1
+        })
+        #expect(dropped)
+        let why = try await pipeline.db.pool.withConnection { try $0.query("SELECT last_error FROM webhook_deliveries").string(0, "last_error") }
+        #expect(why?.hasPrefix("gave up after 48 h") == true, "\(why ?? "")")
+        #expect(try await pipeline.db.scalar("SELECT consecutive_drops FROM webhook_subscriptions") == 1)
+        await receiver.shutdown()
+        await ingest.close()
+        await admin.close()
+        await pipeline.shutdown()
+    }
+
 }
