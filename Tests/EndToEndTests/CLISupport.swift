@@ -77,3 +77,42 @@ final class NIOLockedData: @unchecked Sendable {
     var done: Bool { lock.lock(); defer { lock.unlock() }; return finished }
     var data: Data { lock.lock(); defer { lock.unlock() }; return value }
 }
+
+/// A local server answering as another pager's REST API does (a Python script the test writes):
+/// launched off the cooperative pool with the test's environment, as the CLI runs are
+/// (Foundation's Process.run crashed once when launched on a test's task). It writes its port to
+/// a file, and exits when `stop` closes its stdin (pyenv's shim is a process of its own, so
+/// killing the started pid would leave the server running).
+struct FixtureServer {
+    let url: String
+    private let stdin: Pipe
+
+    /// Runs `python3 script portFile arguments…` from the CLI's folder.
+    static func start(_ cli: KlaxonCLI, name: String, script: String, arguments: [String]) async throws -> FixtureServer {
+        let path = try cli.write("\(name).py", script)
+        let portFile = cli.folder.appendingPathComponent("\(name).port").path
+        let environment = ProcessInfo.processInfo.environment
+        let stdin = try await offCooperativePool { () -> Pipe in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", path, portFile] + arguments
+            process.environment = environment
+            let stdin = Pipe()
+            process.standardInput = stdin
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return stdin
+        }
+        let started = await eventually(timeout: .seconds(10)) { !((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "").isEmpty }
+        guard started else {
+            try? stdin.fileHandleForWriting.close()
+            throw FixtureError(message: "the \(name) fixture server did not start")
+        }
+        return FixtureServer(url: "http://127.0.0.1:\(try String(contentsOfFile: portFile, encoding: .utf8))", stdin: stdin)
+    }
+
+    func stop() { try? stdin.fileHandleForWriting.close() }
+
+    struct FixtureError: Error { var message: String }
+}

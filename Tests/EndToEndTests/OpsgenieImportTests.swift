@@ -168,26 +168,10 @@ import Testing
         let pipeline = try await Pipeline()
         let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
         let folder = cli.folder
-        let script = try cli.write("opsgenie.py", Self.server)
-        let portFile = folder.appendingPathComponent("port").path
         let genieKey = "3f2c1b0a-9e8d-4c7b-a6f5-e4d3c2b1a098"
-        let environment = ProcessInfo.processInfo.environment
-        let stdin = try await offCooperativePool { () -> Pipe in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, portFile, "read-config-key", genieKey]
-            process.environment = environment
-            let stdin = Pipe()
-            process.standardInput = stdin
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            return stdin
-        }
-        defer { try? stdin.fileHandleForWriting.close() }
-        let started = await eventually(timeout: .seconds(10)) { !((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "").isEmpty }
-        try #require(started)
-        let api = "http://127.0.0.1:\(try String(contentsOfFile: portFile, encoding: .utf8))"
+        let server = try await FixtureServer.start(cli, name: "opsgenie", script: Self.server, arguments: ["read-config-key", genieKey])
+        defer { server.stop() }
+        let api = server.url
         let team = folder.appendingPathComponent("team.yaml").path
         let saved = folder.appendingPathComponent("saved").path
 

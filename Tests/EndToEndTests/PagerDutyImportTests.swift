@@ -166,28 +166,10 @@ import Testing
         let pipeline = try await Pipeline()
         let cli = try KlaxonCLI(address: "127.0.0.1:\(pipeline.config.assignmentListen.port)", token: pipeline.adminToken)
         let folder = cli.folder
-        let script = try cli.write("pagerduty.py", Self.server)
-        let portFile = folder.appendingPathComponent("port").path
         let integrationKey = "R0ut1ngKeyFromPagerDuty000000042"
-        // Launched off the cooperative pool with its own environment, as the CLI runs are
-        // (Foundation's Process.run crashed here once when launched on a test's task).
-        let environment = ProcessInfo.processInfo.environment
-        let stdin = try await offCooperativePool { () -> Pipe in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, portFile, "s3cret-token", integrationKey]
-            process.environment = environment
-            let stdin = Pipe()
-            process.standardInput = stdin
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            return stdin
-        }
-        defer { try? stdin.fileHandleForWriting.close() }
-        let started = await eventually(timeout: .seconds(10)) { FileManager.default.fileExists(atPath: portFile) && !((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "").isEmpty }
-        try #require(started)
-        let api = "http://127.0.0.1:\(try String(contentsOfFile: portFile, encoding: .utf8))"
+        let server = try await FixtureServer.start(cli, name: "pagerduty", script: Self.server, arguments: ["s3cret-token", integrationKey])
+        defer { server.stop() }
+        let api = server.url
         let team = folder.appendingPathComponent("team.yaml").path
         let saved = folder.appendingPathComponent("saved").path
 

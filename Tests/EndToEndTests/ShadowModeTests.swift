@@ -135,25 +135,9 @@ import Testing
             ],
         ]]
         try JSONSerialization.data(withJSONObject: alerts).write(to: alertsFile)
-        let script = try cli.write("pagerduty.py", Self.server)
-        let portFile = folder.appendingPathComponent("port").path
-        let environment = ProcessInfo.processInfo.environment
-        let stdin = try await offCooperativePool { () -> Pipe in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, portFile, "pd-token", entriesFile.path, alertsFile.path]
-            process.environment = environment
-            let stdin = Pipe()
-            process.standardInput = stdin
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            return stdin
-        }
-        defer { try? stdin.fileHandleForWriting.close() }
-        let started = await eventually(timeout: .seconds(10)) { !((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "").isEmpty }
-        try #require(started)
-        let api = "http://127.0.0.1:\(try String(contentsOfFile: portFile, encoding: .utf8))"
+        let server = try await FixtureServer.start(cli, name: "pagerduty", script: Self.server, arguments: ["pd-token", entriesFile.path, alertsFile.path])
+        defer { server.stop() }
+        let api = server.url
         let report = try await cli(
             "shadow", "report", "--service", "Checkout", "--since", "1h", "--pagerduty-api-url", api, "--pagerduty-token", "pd-token",
             "--save", folder.appendingPathComponent("saved").path)
