@@ -87,9 +87,23 @@ struct FixtureServer {
     let url: String
     private let stdin: Pipe
 
-    /// Runs `python3 script portFile arguments…` from the CLI's folder.
+    /// Appended to every script (which defines `Handler`, reads `sys.argv[1]` as the port file).
+    static let serving = """
+
+        import os, sys, threading
+        from http.server import ThreadingHTTPServer
+        threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+        threading.Timer(600, lambda: os._exit(0)).start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        open(sys.argv[1], "w").write(str(server.server_address[1]))
+        server.serve_forever()
+
+        """
+
+    /// Runs `python3 script portFile arguments…` from the CLI's folder; the script defines
+    /// `Handler` (a BaseHTTPRequestHandler), the serving is appended.
     static func start(_ cli: KlaxonCLI, name: String, script: String, arguments: [String]) async throws -> FixtureServer {
-        let path = try cli.write("\(name).py", script)
+        let path = try cli.write("\(name).py", script + serving)
         let portFile = cli.folder.appendingPathComponent("\(name).port").path
         let environment = ProcessInfo.processInfo.environment
         let stdin = try await offCooperativePool { () -> Pipe in

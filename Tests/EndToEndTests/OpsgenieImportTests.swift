@@ -157,11 +157,7 @@ import Testing
             if parts[:2] == ["v2", "integrations"] and len(parts) == 3: return self.data([i for i in integrations if i["id"] == parts[2]][0])
             self.answer(404, {"message": "Not found", "took": 0.0, "requestId": "r"})
 
-    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
-    threading.Timer(600, lambda: os._exit(0)).start()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    open(port_file, "w").write(str(server.server_address[1]))
-    server.serve_forever()
+    # FixtureServer.start appends the serving (port file, exit on stdin close).
     """#
 
     @Test func importPlanApplyAndImportAgain() async throws {

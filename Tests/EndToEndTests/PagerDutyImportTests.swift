@@ -153,13 +153,7 @@ import Testing
                 return self.answer(200, {"schedule": found[0]})
             self.answer(404, {"error": {"message": "Not Found", "code": 2100}})
 
-    # Gone when the test closes our stdin (or ends), whatever started us (pyenv's shim is a process of its own).
-    import os, threading
-    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
-    threading.Timer(600, lambda: os._exit(0)).start()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    open(port_file, "w").write(str(server.server_address[1]))
-    server.serve_forever()
+    # FixtureServer.start appends the serving (port file, exit on stdin close).
     """#
 
     @Test func importPlanApplyAndImportAgain() async throws {

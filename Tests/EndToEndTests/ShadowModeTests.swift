@@ -51,11 +51,7 @@ import Testing
             offset = int(query.get("offset", ["0"])[0]); limit = min(int(query.get("limit", ["25"])[0]), 2)
             self.answer(200, {name: items[offset:offset + limit], "limit": limit, "offset": offset, "more": offset + limit < len(items), "total": None})
 
-    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
-    threading.Timer(600, lambda: os._exit(0)).start()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    open(port_file, "w").write(str(server.server_address[1]))
-    server.serve_forever()
+    # FixtureServer.start appends the serving (port file, exit on stdin close).
     """#
 
     static func instant(_ at: Millis) -> String {
