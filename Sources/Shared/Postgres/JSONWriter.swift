@@ -43,6 +43,22 @@ public struct JSONWriter {
         quoted(value)
     }
 
+    public mutating func field(_ key: String, _ value: Bool) {
+        self.key(key)
+        bytes.append(contentsOf: (value ? "true" : "false").utf8)
+    }
+
+    public mutating func field(_ key: String, _ value: UInt64) {
+        self.key(key)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    /// A string as the next value of an array.
+    public mutating func value(_ value: String) {
+        separate()
+        quoted(value)
+    }
+
     public mutating func field(_ key: String, _ value: Int64) {
         self.key(key)
         bytes.append(contentsOf: String(value).utf8)
