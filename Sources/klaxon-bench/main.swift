@@ -8,7 +8,7 @@ struct KlaxonBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "klaxon-bench",
         abstract: "Klaxon's benchmarks: Ingest throughput and the pipeline end to end.",
-        subcommands: [BenchIngestCommand.self, BenchE2ECommand.self])
+        subcommands: [BenchIngestCommand.self, BenchE2ECommand.self, BenchPageBodyCommand.self])
 
     /// The product binary the benchmarks start: `klaxon` beside this one.
     static var productBinary: URL {
