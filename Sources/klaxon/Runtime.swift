@@ -52,22 +52,33 @@ enum Runtime {
     }
 
     static func openDatabase(_ config: KlaxonConfig, clock: any WallClock, logger: Logger) async throws -> PostgresPool {
-        var configuration = PostgresConfiguration(url: config.databaseURL)
-        configuration.maxConnections = config.databasePoolSize
-        configuration.preparedStatements = config.databasePreparedStatements
-        let pool = PostgresPool(configuration: configuration, logger: logger)
+        let pool = newPool(config, logger: logger)
         try await Migrator.migrate(pool, now: clock.nowMs(), logger: logger)
         return pool
     }
 
+    /// A pool of `KLAXON_DATABASE_POOL_SIZE` connections (no migration).
+    static func newPool(_ config: KlaxonConfig, logger: Logger) -> PostgresPool {
+        var configuration = PostgresConfiguration(url: config.databaseURL)
+        configuration.maxConnections = config.databasePoolSize
+        configuration.preparedStatements = config.databasePreparedStatements
+        return PostgresPool(configuration: configuration, logger: logger)
+    }
+
     /// Runs services until SIGTERM/SIGINT, then shuts them down gracefully.
     static func run(_ services: [any Service], pool: PostgresPool, logger: Logger) async throws {
+        try await run(services, pools: [pool], logger: logger)
+    }
+
+    /// Runs services until SIGTERM/SIGINT, then shuts them down gracefully; the pools close last.
+    static func run(_ services: [any Service], pools: [PostgresPool], logger: Logger) async throws {
         // The pool first: services shut down in reverse order, so it closes after all of them.
         // Callers list services upstream first (ingest, assignment, notifier); reversed here, so
         // on SIGTERM Ingest stops first and its relay's last step still reaches Assignment, and
         // Assignment's still reaches Notifier, which stops last, finishing the pages in flight.
         var configuration = ServiceGroupConfiguration(
-            services: ([pool] + services.reversed()).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: (pools.map { $0 as any Service } + services.reversed()).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
         // Past the grace, what is left is cancelled (claimed pages are released by their lease).
         configuration.maximumGracefulShutdownDuration = shutdownGrace()
         configuration.maximumCancellationDuration = .seconds(5)

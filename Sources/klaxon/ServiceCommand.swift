@@ -30,14 +30,19 @@ struct ServiceCommand: AsyncParsableCommand {
         {
             print("First start: no admin token existed; created one (shown this once, keep it): \(token)")
         }
-        let running: [any Service] = names.map { name in
+        // Each service has its own pool (KLAXON_DATABASE_POOL_SIZE connections each): Ingest's
+        // group commits never wait for a connection behind Assignment's and Notifier's batches.
+        var pools = [pool]
+        let running: [any Service] = names.enumerated().map { index, name in
+            let own = index == 0 ? pool : Runtime.newPool(config, logger: logger)
+            if index > 0 { pools.append(own) }
             switch name {
-            case .ingest: IngestService(config: config, pool: pool, clock: clock, logger: logger)
-            case .assignment: AssignmentService(config: config, pool: pool, clock: clock, logger: logger)
-            case .notifier: NotifierService(config: config, pool: pool, clock: clock, logger: logger)
+            case .ingest: return IngestService(config: config, pool: own, clock: clock, logger: logger)
+            case .assignment: return AssignmentService(config: config, pool: own, clock: clock, logger: logger)
+            case .notifier: return NotifierService(config: config, pool: own, clock: clock, logger: logger)
             }
         }
-        try await Runtime.run(running, pool: pool, logger: logger)
+        try await Runtime.run(running, pools: pools, logger: logger)
     }
 }
 
