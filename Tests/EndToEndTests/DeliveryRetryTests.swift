@@ -103,6 +103,46 @@ import Testing
         await pipeline.shutdown()
     }
 
+    /// A failing destination backs off for all its pages (issue 29, point 4): while Alice's
+    /// endpoint answers 503 for a minute, 50 incidents' pages to it make a bounded number of
+    /// attempts — each new page waits for the destination's shared backoff to open instead of
+    /// starting a retry schedule of its own — while Bob's 50 pages go out at once; when her
+    /// endpoint answers again, every one of hers is delivered.
+    @Test func aFailingDestinationBacksOffForAllItsPages() async throws {
+        let clock = ManualClock()
+        let pipeline = try await Pipeline(clock: clock)
+        let service = try await pipeline.seed(users: ["Alice", "Bob"])
+        let receiver = try await HTTPSink.start()
+        try await pipeline.db.pool.withConnection { connection in
+            try connection.query("UPDATE contact_methods SET address = $1 WHERE user_id = $2", ["\(receiver.url)/alice", service.userIDs[0]])
+        }
+        receiver.failFor(.seconds(3600), status: 503)
+        let ingest = pipeline.client(.ingest)
+        for index in 0..<50 {
+            let _: EventResult = try await ingest.call(Self.sendEvent, Pipeline.trigger(service.routingKey, dedupKey: "outage-\(index)"))
+        }
+        let start = clock.nowMs()
+        while clock.nowMs() - start < 60_000 { await pipeline.letTimePass(1_000) }
+        #expect(pipeline.sink.requests.filter { $0.uri == "/hooks" }.count == 50, "Bob's pages go out while Alice's endpoint fails")
+        let attempts = receiver.requests.count
+        // Without a shared backoff each of the 50 pages would retry on its own (from 100 ms,
+        // doubling): about 10 attempts each in a minute, 500 in all. With it, a new page is tried
+        // only when the backoff opens (9 times in a minute), and only those keep retrying. (Measured:
+        // 30 attempts; 500 with the backoff switched off.)
+        print("DeliveryRetryTests: 50 pages to an endpoint failing for 60 s: \(attempts) attempts")
+        #expect(attempts <= 120, "\(attempts) attempts to the failing endpoint in 60 s")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'failed'") == 0)
+        receiver.failFor(.zero)
+        let delivered = await pipeline.runClock(until: {
+            receiver.requests.filter { $0.uri == "/alice" }.count - attempts >= 50
+        })
+        #expect(delivered, "\(receiver.requests.count - attempts) of Alice's 50 pages delivered after the outage")
+        #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'sent'") == 100)
+        await receiver.shutdown()
+        await ingest.close()
+        await pipeline.shutdown()
+    }
+
     /// A 404 will not get better: failed after one attempt, status named.
     @Test func aPermanentRefusalFailsAtOnce() async throws {
         let clock = ManualClock()

@@ -48,7 +48,7 @@ struct ChannelPostQueue: DeliveryQueue {
     let channel: SlackChannel
     let logger: Logger
 
-    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>) throws -> [DeliveryItem] {
+    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>) throws -> [DeliveryItem] {
         let rows = try connection.query(
             """
             UPDATE channel_posts SET lease_until_ms = $1 + $3
@@ -91,7 +91,9 @@ struct ChannelPostQueue: DeliveryQueue {
         try connection.enqueue("UPDATE channel_posts SET lease_until_ms = 0 WHERE id = ANY($1::text[]::uuid[])", [PGArray(ids)])
     }
 
-    func nextDue(_ connection: PGConnection, now: Millis) throws -> Millis? {
+    var sharesBackoff: Bool { false }
+
+    func nextDue(_ connection: PGConnection, now: Millis, closed: Set<String>) throws -> Millis? {
         try connection.query(
             "SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM channel_posts WHERE status = 'pending'").int64(0, "next")
     }

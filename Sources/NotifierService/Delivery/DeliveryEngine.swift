@@ -32,6 +32,8 @@ public struct DeliveryEngine: Sendable {
     /// is a transaction, so it should carry a worthwhile number of items.
     public var claimWhenFree = 32
     let slots = Slots()
+    /// One backoff per page destination, shared by its pages.
+    let backoff: DestinationBackoff
     let writer: OutcomeWriter
     /// How long a claimed item is invisible to other engines: one attempt's timeout plus a
     /// margin, so a killed Notifier's pages are taken over soon after.
@@ -65,7 +67,7 @@ public struct DeliveryEngine: Sendable {
         self.throttles = throttles
         self.pool = pool
         self.queues = [
-            PageQueue(channels: channels, logger: logger),
+            PageQueue(channels: channels, windowMs: deliveryWindowMs, logger: logger),
             ChannelPostQueue(channel: SlackChannel(http: channelPostHTTP, timeout: .milliseconds(sendTimeoutMs)), logger: logger),
         ]
         self.clock = clock
@@ -74,6 +76,7 @@ public struct DeliveryEngine: Sendable {
         self.baseBackoffMs = baseBackoffMs
         self.logger = logger
         self.writer = OutcomeWriter(pool: pool, logger: logger)
+        self.backoff = DestinationBackoff(firstMs: baseBackoffMs, capMs: maxBackoffMs)
     }
 
     /// Sends what is due at `now` and waits for those sends and their outcomes; returns when the
@@ -89,7 +92,7 @@ public struct DeliveryEngine: Sendable {
             }
         }
         if claimed.count == batchSize { return now }
-        return try await nextDue()
+        return [try await nextDue(), backoff.nextOpening(after: now)].compactMap { $0 }.min()
     }
 
     /// The service's sending: `loop` claims whenever a slot is free (a finished send pokes it),
@@ -106,9 +109,11 @@ public struct DeliveryEngine: Sendable {
                     let (claimed, saturated) = try await self.claim(now: now, limit: min(free, self.batchSize))
                     for item in claimed { continuation.yield(item) }
                     if claimed.count == min(free, self.batchSize) { return now }
-                    // Items wait for a full address: its next finished send pokes the loop.
-                    if saturated { return nil }
-                    return try await self.nextDue()
+                    // Items wait for a full address: its next finished send pokes the loop; for a
+                    // destination backing off, the end of its backoff.
+                    let opening = self.backoff.nextOpening(after: now)
+                    if saturated { return opening }
+                    return [try await self.nextDue(), opening].compactMap { $0 }.min()
                 }
                 continuation.finish()
             }
@@ -126,8 +131,9 @@ public struct DeliveryEngine: Sendable {
     private func nextDue() async throws -> Millis? {
         let now = clock.nowMs()
         let queues = self.queues
+        let closed = backoff.closed(at: now, inFlight: slots.snapshot())
         return try await pool.withConnection { connection in
-            try queues.compactMap { try $0.nextDue(connection, now: now) }.min()
+            try queues.compactMap { try $0.nextDue(connection, now: now, closed: $0.sharesBackoff ? closed : []) }.min()
         }
     }
 
@@ -140,6 +146,9 @@ public struct DeliveryEngine: Sendable {
         let counts = slots.snapshot()
         let perDestination = maxPerDestination
         let full = Set(counts.filter { $0.value >= perDestination }.map(\.key))
+        // Pages pass over destinations backing off, or probing with one page in flight.
+        let closed = backoff.closed(at: now, inFlight: counts)
+        let backoff = self.backoff
         // A lease need not survive a crash (the item is claimed again after one): no WAL flush.
         let (claimed, putBack) = try await pool.transaction(durable: false) { connection -> ([DeliveryItem], Bool) in
             var claimed: [DeliveryItem] = []
@@ -147,8 +156,12 @@ public struct DeliveryEngine: Sendable {
             var anyPutBack = false
             for (index, queue) in queues.enumerated() where claimed.count < limit {
                 var putBack: [String] = []
-                for var item in try queue.claim(connection, now: now, limit: limit - claimed.count, leaseMs: leaseMs, full: full) {
-                    guard taken[item.address, default: 0] < perDestination else {
+                let shares = queue.sharesBackoff
+                for var item in try queue.claim(connection, now: now, limit: limit - claimed.count, leaseMs: leaseMs, full: full, closed: shares ? closed : []) {
+                    // A failing destination takes one new page at a time (the probe); pages in
+                    // their own retry schedule keep the usual limit.
+                    let cap = shares && item.attempts == 0 ? backoff.limit(item.address, normal: perDestination) : perDestination
+                    guard taken[item.address, default: 0] < cap else {
                         putBack.append(item.id)
                         continue
                     }
@@ -179,6 +192,14 @@ public struct DeliveryEngine: Sendable {
         if item.shadow != nil {
             // Shadow mode: everything happened (rules, minute zero, escalation); only delivery is withheld.
             await finish(item, DeliveryResult(outcome: .shadowed, at: clock.nowMs(), attempts: item.attempts))
+            return
+        }
+        let shares = queues[item.queue].sharesBackoff
+        if shares, item.attempts == 0, let lastError = backoff.failing(item.address, at: now), item.dueAt <= now - deliveryWindowMs {
+            // Waited the whole delivery window for a destination that kept failing: not attempted again.
+            let why = "not delivered within \(deliveryWindowMs / 60_000) min: its destination kept failing (last: \(lastError))"
+            logger.error("\(item.what) failed", metadata: metadata(item, attempts: item.attempts, ["reason": "\(why)"]))
+            await finish(item, DeliveryResult(outcome: .failed(error: why), at: now, attempts: item.attempts, firstAttemptAt: item.firstAttemptAt))
             return
         }
         guard let channel = item.deliverer else {
@@ -238,6 +259,7 @@ public struct DeliveryEngine: Sendable {
                 message.replyCode = try await pool.transaction { try PhoneStore.replyCode($0, userID: user, incidentID: incident) }
             }
             try await channel.deliver(to: item.address, idempotencyKey: item.id, message: message)
+            if shares { backoff.succeeded(item.address) }
             await finish(item, DeliveryResult(
                 outcome: .sent(snapshot: message.snapshot), at: attemptAt, attempts: attempts, firstAttemptAt: firstAttemptAt))
             if !riders.isEmpty {
@@ -256,6 +278,10 @@ public struct DeliveryEngine: Sendable {
             // an email or phone number is personal): where an error repeats it, it is masked.
             let description = "\(error)".replacingOccurrences(of: item.address, with: AddressMask.mask(item.address, channel: item.channel))
             let delivery = error as? DeliveryError
+            // The destination backs off for all its pages (not for one page's own permanent refusal).
+            if shares, !(delivery?.permanent ?? false) {
+                backoff.failed(item.address, at: clock.nowMs(), error: description, retryAfterMs: delivery?.retryAfterMs)
+            }
             let outcome = NotificationCore.afterFailedAttempt(
                 DeliveryFailure(description: description, permanent: delivery?.permanent ?? false, retryAfterMs: delivery?.retryAfterMs),
                 attempts: attempts, firstAttemptAt: firstAttemptAt, finishedAt: clock.nowMs(),

@@ -77,11 +77,16 @@ protocol DeliveryQueue: Sendable {
     /// Up to `limit` due items at `now`, leased until `now + leaseMs`, passing over those to
     /// `full` addresses. An item that cannot be attempted at all (an undecodable snapshot) is
     /// failed here, with its timeline entry, and not returned.
-    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>) throws -> [DeliveryItem]
+    /// `closed` addresses (backing off) hold back only items never attempted (queues that share
+    /// the backoff): a page already in its own retry schedule keeps it.
+    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>) throws -> [DeliveryItem]
     /// Ends the lease of claimed items the engine has no slot for.
     func putBack(_ connection: PGConnection, ids: [String]) throws
-    /// The earliest instant an item can be claimed (due, or its lease ended), nil when none waits.
-    func nextDue(_ connection: PGConnection, now: Millis) throws -> Millis?
+    /// The earliest instant an item can be claimed (due, or its lease ended), nil when none waits;
+    /// items to `closed` addresses (backing off) are left out: the engine wakes when they open.
+    func nextDue(_ connection: PGConnection, now: Millis, closed: Set<String>) throws -> Millis?
+    /// Whether its items share their destination's backoff (`DestinationBackoff`): pages do.
+    var sharesBackoff: Bool { get }
     /// The outcome of one attempt (a retry puts it back as pending, due at the retry instant).
     func record(_ connection: PGConnection, _ item: DeliveryItem, _ result: DeliveryResult) throws
 }

@@ -14,19 +14,35 @@ struct PageQueue: DeliveryQueue {
     /// full address's pages by contact method, so it stays an index scan in due order.
     private let addressMethods = NIOLockedValueBox([String: Set<Int64>]())
 
-    init(channels: [String: any DeliveryChannel], logger: Logger) {
+    /// A page that waited this long for a destination still backing off is failed (the engine's
+    /// delivery window).
+    let windowMs: Millis
+
+    init(channels: [String: any DeliveryChannel], windowMs: Millis = 900_000, logger: Logger) {
         self.channels = channels
+        self.windowMs = windowMs
         self.logger = logger
     }
 
-    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>) throws -> [DeliveryItem] {
-        let passOver: [Int64] = full.isEmpty ? [] : addressMethods.withLockedValue { map in full.flatMap { map[$0] ?? [] } }
+    var sharesBackoff: Bool { true }
+
+    func methods(_ addresses: Set<String>) -> [Int64] {
+        addresses.isEmpty ? [] : addressMethods.withLockedValue { map in addresses.flatMap { map[$0] ?? [] } }
+    }
+
+    /// Passes over `full` addresses' pages (saturated), and `closed` addresses' pages never
+    /// attempted (backing off) except those due longer than the delivery window ago: the engine
+    /// fails them if their address is still failing.
+    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>) throws -> [DeliveryItem] {
+        let passOver = methods(full)
+        let holdBack = methods(closed)
         let rows = try connection.query(
             """
             WITH due AS (
                 SELECT n.id FROM notifications n
                 WHERE n.status = 'pending' AND n.due_at_ms <= $1 AND n.lease_until_ms <= $1
                   AND NOT (n.contact_method_id = ANY($4::bigint[]))
+                  AND (n.attempts > 0 OR NOT (n.contact_method_id = ANY($6::bigint[])) OR n.due_at_ms <= $1 - $5::bigint)
                 ORDER BY n.due_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
             UPDATE notifications n SET lease_until_ms = $1 + $3
             FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
@@ -43,7 +59,7 @@ struct PageQueue: DeliveryQueue {
                       CASE WHEN n.reason = 'status_update' THEN
                           EXISTS (SELECT 1 FROM incident_subscribers b WHERE b.incident_id = n.incident_id AND b.user_id = n.user_id)
                       ELSE false END AS subscribed
-            """, [now, limit, leaseMs, PGArray(passOver)])
+            """, [now, limit, leaseMs, PGArray(passOver), windowMs, PGArray(holdBack)])
         var learnt: [(String, Int64)] = []
         var items: [DeliveryItem] = []
         for row in 0..<rows.count {
@@ -99,12 +115,14 @@ struct PageQueue: DeliveryQueue {
 
     /// The first due one not leased (index order), or the end of the earliest lease: two index
     /// lookups, whatever the backlog.
-    func nextDue(_ connection: PGConnection, now: Millis) throws -> Millis? {
+    func nextDue(_ connection: PGConnection, now: Millis, closed: Set<String>) throws -> Millis? {
+        let passOver = methods(closed)
         let due = try connection.query(
             """
             SELECT due_at_ms AS next FROM notifications WHERE status = 'pending' AND lease_until_ms <= $1
+              AND (attempts > 0 OR NOT (contact_method_id = ANY($2::bigint[])))
             ORDER BY due_at_ms LIMIT 1
-            """, [now]).int64(0, "next")
+            """, [now, PGArray(passOver)]).int64(0, "next")
         let leased = try connection.query(
             """
             SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM notifications
