@@ -51,16 +51,16 @@ enum Runtime {
         try KlaxonConfig.fromEnvironment(ProcessInfo.processInfo.environment)
     }
 
-    static func openDatabase(_ config: KlaxonConfig, clock: any WallClock, logger: Logger) async throws -> PostgresPool {
-        let pool = newPool(config, logger: logger)
+    static func openDatabase(_ config: KlaxonConfig, size: Int? = nil, clock: any WallClock, logger: Logger) async throws -> PostgresPool {
+        let pool = newPool(config, size: size, logger: logger)
         try await Migrator.migrate(pool, now: clock.nowMs(), logger: logger)
         return pool
     }
 
-    /// A pool of `KLAXON_DATABASE_POOL_SIZE` connections (no migration).
-    static func newPool(_ config: KlaxonConfig, logger: Logger) -> PostgresPool {
+    /// A pool of `size` (default `KLAXON_DATABASE_POOL_SIZE`) connections (no migration).
+    static func newPool(_ config: KlaxonConfig, size: Int? = nil, logger: Logger) -> PostgresPool {
         var configuration = PostgresConfiguration(url: config.databaseURL)
-        configuration.maxConnections = config.databasePoolSize
+        configuration.maxConnections = size ?? config.databasePoolSize
         configuration.preparedStatements = config.databasePreparedStatements
         return PostgresPool(configuration: configuration, logger: logger)
     }

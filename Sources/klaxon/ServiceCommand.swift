@@ -21,8 +21,14 @@ struct ServiceCommand: AsyncParsableCommand {
         let logger = Runtime.bootstrapLogging()
         let config = try Runtime.config()
         let clock = SystemWallClock()
-        let pool = try await Runtime.openDatabase(config, clock: clock, logger: logger)
         let names = services.isEmpty ? Name.allCases : services
+        // Ingest beside the others has a pool of its own, a quarter of KLAXON_DATABASE_POOL_SIZE
+        // (at least 2): its group commits never wait for a connection behind Assignment's and
+        // Notifier's batches. Assignment and Notifier share the configured pool, so whichever is
+        // busy has all of it (split pools measured worse latency: docs/PERFORMANCE.md).
+        let ingestOwn = names.contains(.ingest) && names.count > 1
+        let ingestShare = max(2, config.databasePoolSize / 4)
+        let pool = try await Runtime.openDatabase(config, clock: clock, logger: logger)
         // Tokens are Assignment's business (it serves Admin): a process without it (an Ingest or
         // Notifier container) neither reads KLAXON_BOOTSTRAP_TOKEN nor makes a first admin token.
         if names.contains(.assignment),
@@ -30,16 +36,13 @@ struct ServiceCommand: AsyncParsableCommand {
         {
             print("First start: no admin token existed; created one (shown this once, keep it): \(token)")
         }
-        // Each service has its own pool (KLAXON_DATABASE_POOL_SIZE connections each): Ingest's
-        // group commits never wait for a connection behind Assignment's and Notifier's batches.
-        var pools = [pool]
-        let running: [any Service] = names.enumerated().map { index, name in
-            let own = index == 0 ? pool : Runtime.newPool(config, logger: logger)
-            if index > 0 { pools.append(own) }
+        let ingestPool = ingestOwn ? Runtime.newPool(config, size: ingestShare, logger: logger) : pool
+        let pools = ingestOwn ? [pool, ingestPool] : [pool]
+        let running: [any Service] = names.map { name in
             switch name {
-            case .ingest: return IngestService(config: config, pool: own, clock: clock, logger: logger)
-            case .assignment: return AssignmentService(config: config, pool: own, clock: clock, logger: logger)
-            case .notifier: return NotifierService(config: config, pool: own, clock: clock, logger: logger)
+            case .ingest: IngestService(config: config, pool: ingestPool, clock: clock, logger: logger)
+            case .assignment: AssignmentService(config: config, pool: pool, clock: clock, logger: logger)
+            case .notifier: NotifierService(config: config, pool: pool, clock: clock, logger: logger)
             }
         }
         try await Runtime.run(running, pools: pools, logger: logger)

@@ -259,7 +259,7 @@ public struct KlaxonConfig: Sendable {
 
     public static let settings: [Setting] = [
         .text("database.url", \.databaseURL, "libpq connection string (required)"),
-        .number("database.pool_size", \.databasePoolSize, minimum: 1, "connections per service (serve with all three: three pools)"),
+        .number("database.pool_size", \.databasePoolSize, minimum: 1, "connections per process (Ingest beside the others: a quarter more, its own)"),
         .flag("database.prepared_statements", \.databasePreparedStatements,
               "false: send each statement whole, unprepared (pgbouncer in transaction mode before 1.21)"),
         .address("ingest.listen", \.ingestListen, "Ingest binary protocol"),
