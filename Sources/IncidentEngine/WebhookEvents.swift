@@ -83,15 +83,14 @@ public enum WebhookEvents {
         }
     }
 
-    static func body(
-        _ record: IncidentRecord, state: IncidentState, type: String, agent: Agent?, eventID: String, now: Millis, note: String?, extra: Extra? = nil
-    ) -> String {
-        var json = JSONWriter(capacity: 1024)
+    /// `{"event": {id, event_type, resource_type, occurred_at, agent, client, "data": {` — the
+    /// caller writes data's fields, then closes the three objects.
+    static func beginEnvelope(_ json: inout JSONWriter, eventID: String, type: String, resourceType: String, agent: Agent?, now: Millis) {
         json.beginObject()
         json.beginObject("event")
         json.field("id", eventID)
         json.field("event_type", type)
-        json.field("resource_type", "incident")
+        json.field("resource_type", resourceType)
         json.field("occurred_at", RFC3339.string(millis: now))
         if let agent {
             json.beginObject("agent")
@@ -104,6 +103,13 @@ public enum WebhookEvents {
         }
         json.field("client", json: "null")
         json.beginObject("data")
+    }
+
+    static func body(
+        _ record: IncidentRecord, state: IncidentState, type: String, agent: Agent?, eventID: String, now: Millis, note: String?, extra: Extra? = nil
+    ) -> String {
+        var json = JSONWriter(capacity: 1024)
+        beginEnvelope(&json, eventID: eventID, type: type, resourceType: "incident", agent: agent, now: now)
         json.field("id", String(record.id))
         json.field("type", "incident")
         json.field("number", record.number)
@@ -180,15 +186,7 @@ public enum WebhookEvents {
     ) throws {
         let eventID = RandomID.uuid()
         var json = JSONWriter(capacity: 512)
-        json.beginObject()
-        json.beginObject("event")
-        json.field("id", eventID)
-        json.field("event_type", type)
-        json.field("resource_type", "maintenance_window")
-        json.field("occurred_at", RFC3339.string(millis: now))
-        json.field("agent", json: "null")
-        json.field("client", json: "null")
-        json.beginObject("data")
+        beginEnvelope(&json, eventID: eventID, type: type, resourceType: "maintenance_window", agent: nil, now: now)
         json.field("id", String(window.id))
         json.field("type", "maintenance_window")
         json.field("description", description)

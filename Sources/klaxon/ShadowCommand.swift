@@ -36,10 +36,10 @@ struct ShadowCommand: AsyncParsableCommand {
         @Option(help: "Later than this counts as a difference (default 60s).") var tolerance = "60s"
 
         func run() async throws {
-            let serviceID = try await ShadowCommand.resolve(service, client: client)
+            let id = try await serviceID(service, client: client)
             let sinceMs = Millis(Date().timeIntervalSince1970 * 1000) - Millis(try CLITime.duration(since)) * 1000
             let reply: ListShadowPagesReply = try await client.call(
-                Admin.ListShadowPages, ListShadowPagesRequest(serviceID: serviceID, sinceMs: sinceMs, limit: 10_000))
+                Admin.ListShadowPages, ListShadowPagesRequest(serviceID: id, sinceMs: sinceMs, limit: 10_000))
             let ours = reply.pages.map {
                 ShadowComparison.Page(incidentKey: $0.dedupKey, person: $0.userEmail, channel: $0.channel, at: $0.atMs)
             }
@@ -112,10 +112,6 @@ struct ShadowCommand: AsyncParsableCommand {
             }
             table.print(empty: "no pages recorded since \(since) ago")
         }
-    }
-
-    static func resolve(_ text: String, client: ClientOptions) async throws -> UInt64 {
-        try await serviceID(text, client: client)
     }
 
     static func text(_ verdict: ShadowComparison.Verdict, pager: String) -> String {

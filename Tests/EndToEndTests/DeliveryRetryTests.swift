@@ -128,7 +128,7 @@ import Testing
         // Without a shared backoff each of the 50 pages would retry on its own (from 100 ms,
         // doubling): about 10 attempts each in a minute, 500 in all. With it, a new page is tried
         // only when the backoff opens (9 times in a minute), and only those keep retrying. (Measured:
-        // 30 attempts; 500 with the backoff switched off.)
+        // 30 attempts; 500 in a trial with the backoff disabled by hand.)
         print("DeliveryRetryTests: 50 pages to an endpoint failing for 60 s: \(attempts) attempts")
         #expect(attempts <= 120, "\(attempts) attempts to the failing endpoint in 60 s")
         #expect(try await pipeline.db.scalar("SELECT count(*) FROM notifications WHERE status = 'failed'") == 0)

@@ -36,7 +36,8 @@ public enum ServiceStore {
         name.isEmpty || name.count > 64 ? "must be 1–64 characters" : nil
     }
 
-    static func keyProblem(_ key: String) -> String? {
+    /// Why `key` cannot be a routing key (nil: it can): also what `klaxon import` checks moved-in keys with.
+    public static func keyProblem(_ key: String) -> String? {
         if key.count != 32 { return "must be 32 characters, got \(key.count)" }
         if !key.allSatisfy({ keyCharacters.contains($0) }) { return "may contain only letters, digits, _ and -" }
         return nil

@@ -38,7 +38,7 @@ final class DestinationBackoff: Sendable {
     }
 
     func succeeded(_ address: String) {
-        states.withLockedValue { states in if states[address] != nil { states[address] = nil } }
+        _ = states.withLockedValue { $0.removeValue(forKey: address) }
     }
 
     /// Addresses not to claim for at `now`: backing off, or half-open with their probe in flight.

@@ -1,3 +1,4 @@
+import AssignmentService
 import Foundation
 import KlaxonDomain
 
@@ -426,7 +427,7 @@ struct OpsgenieMapping {
                     continue
                 }
                 let key = GenieKey.routingKey(apiKey)
-                guard ServicesKeyShape.valid(key) else {
+                guard ServiceStore.keyProblem(key) == nil else {
                     notMapped.append("team \(teamName): integration \"\(integrationName)\": its key is neither a UUID nor 32 letters and digits")
                     continue
                 }
@@ -440,10 +441,4 @@ struct OpsgenieMapping {
         }
         return out
     }
-}
-
-/// Klaxon's routing key shape: 32 letters, digits, `_` or `-`.
-enum ServicesKeyShape {
-    static let characters = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-    static func valid(_ key: String) -> Bool { key.count == 32 && key.allSatisfy { characters.contains($0) } }
 }

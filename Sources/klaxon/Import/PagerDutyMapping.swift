@@ -1,3 +1,4 @@
+import AssignmentService
 import Foundation
 import KlaxonDomain
 
@@ -442,7 +443,7 @@ struct PagerDutyMapping {
                     notMapped.append("service \(pdName): integration \"\(integrationName)\" (\(type)): only Events API v2 keys become routing keys")
                     continue
                 }
-                guard ServicesKeyShape.valid(key) else {
+                guard ServiceStore.keyProblem(key) == nil else {
                     notMapped.append("service \(pdName): integration \"\(integrationName)\": its key is not 32 letters and digits")
                     continue
                 }
