@@ -1,3 +1,4 @@
+import Foundation
 import Shared
 import KlaxonDomain
 
@@ -74,6 +75,7 @@ public enum IncidentStore {
         var policies: [Int64: (EscalationPolicy, [UInt64: Schedule])] = [:]  // policy id (0: none) → policy, schedules
         var outcomes: [Outcome] = []
         var notifies: [(method: String, body: [UInt8])] = []
+        var writes = SaveBatch()
         for record in try loadMany(connection, ids: ids, forUpdate: true) where when(record) {
             let key = record.policyID ?? 0
             if policies[key] == nil {
@@ -88,9 +90,10 @@ public enum IncidentStore {
                 outcomes.append(Outcome(record: record, transition: transition, notified: 0))
                 continue
             }
-            let requests = try save(record, transition, connection: connection, now: now)
+            let requests = try save(record, transition, connection: connection, now: now, into: &writes)
             notifies += requests
             if record.major, record.state.status != .resolved, transition.state.status == .resolved {
+                try connection.combine { try writes.flush(connection) }  // the response's rules read the incident as saved
                 // A resolved major incident's response is closed: nobody is waited for any more.
                 let actor = transition.effects.lazy.compactMap { effect -> String? in
                     if case let .timeline(entry) = effect, entry.type == .resolve { return entry.actor }
@@ -100,7 +103,10 @@ public enum IncidentStore {
             }
             outcomes.append(Outcome(record: record, transition: transition, notified: requests.count))
         }
-        try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, notifies, now: now)
+        try connection.combine {
+            try writes.flush(connection)
+            try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, notifies, now: now)
+        }
         return outcomes
     }
 
@@ -114,7 +120,8 @@ public enum IncidentStore {
         try loadMany(connection, ids: [id], forUpdate: forUpdate).first
     }
 
-    /// Loads the incidents that exist among `ids`, in id order: three queries whatever the count.
+    /// Loads the incidents that exist among `ids`, in id order: one query whatever the count
+    /// (assignees and acknowledgements come along as arrays).
     public static func loadMany(_ connection: PGConnection, ids: [Int64], forUpdate: Bool = false) throws -> [IncidentRecord] {
         let rows = try connection.query(
             """
@@ -127,26 +134,31 @@ public enum IncidentStore {
                                              ORDER BY c.at_ms DESC), '[]')::text
                     FROM (SELECT summary, source, at_ms, links FROM change_events
                           WHERE service_id = i.service_id AND at_ms <= i.created_at_ms AND at_ms > i.created_at_ms - $2::bigint
-                          ORDER BY at_ms DESC LIMIT $3) c) AS recent_changes
+                          ORDER BY at_ms DESC LIMIT $3) c) AS recent_changes,
+                   array_to_string(ARRAY(SELECT a.user_id FROM incident_assignments a WHERE a.incident_id = i.id
+                                         ORDER BY a.assigned_at_ms, a.user_id), ',') AS assignees,
+                   (SELECT coalesce(json_agg(json_build_object('user', k.user_id, 'actor', k.actor, 'at', k.at_ms, 'closed', k.closed_at_ms)
+                                             ORDER BY k.id), '[]')::text
+                    FROM acknowledgements k WHERE k.incident_id = i.id) AS acks
             FROM incidents i JOIN services s ON s.id = i.service_id
             WHERE i.id = ANY($1::bigint[]) ORDER BY i.id \(forUpdate ? "FOR UPDATE OF i" : "")
             """, [PGArray(ids), ChangeStore.windowMs.load(ordering: .relaxed), Int64(ChangeStore.onPages)])
         guard !rows.isEmpty else { return [] }
-        let assignees = try connection.query(
-            """
-            SELECT incident_id, user_id FROM incident_assignments WHERE incident_id = ANY($1::bigint[])
-            ORDER BY incident_id, assigned_at_ms, user_id
-            """, [PGArray(ids)])
         var assigned: [Int64: [UInt64]] = [:]
-        for row in 0..<assignees.count { assigned[assignees.int64(row, "incident_id")!, default: []].append(assignees.uint64(row, "user_id")!) }
-        let acks = try connection.query(
-            "SELECT incident_id, user_id, actor, at_ms, closed_at_ms FROM acknowledgements WHERE incident_id = ANY($1::bigint[]) ORDER BY id",
-            [PGArray(ids)])
         var acknowledged: [Int64: [Acknowledgement]] = [:]
-        for row in 0..<acks.count {
-            acknowledged[acks.int64(row, "incident_id")!, default: []].append(Acknowledgement(
-                user: acks.uint64(row, "user_id"), actor: acks.string(row, "actor")!, at: acks.int64(row, "at_ms")!,
-                closedAt: acks.int64(row, "closed_at_ms")))
+        for row in 0..<rows.count {
+            let id = rows.int64(row, "id")!
+            if let list = rows.string(row, "assignees"), !list.isEmpty {
+                assigned[id] = list.split(separator: ",").compactMap { UInt64($0) }
+            }
+            if let acks = rows.string(row, "acks"), acks != "[]",
+               let array = try? JSONSerialization.jsonObject(with: Data(acks.utf8)) as? [[String: Any]] {
+                acknowledged[id] = array.map { ack in
+                    Acknowledgement(
+                        user: (ack["user"] as? NSNumber)?.uint64Value, actor: ack["actor"] as? String ?? "",
+                        at: (ack["at"] as? NSNumber)?.int64Value ?? 0, closedAt: (ack["closed"] as? NSNumber)?.int64Value)
+                }
+            }
         }
         return (0..<rows.count).map { row in
             let id = rows.int64(row, "id")!
@@ -182,20 +194,21 @@ public enum IncidentStore {
         return state
     }
 
+    /// The policy with its levels and targets: one query.
     public static func policy(_ connection: PGConnection, id: Int64) throws -> EscalationPolicy? {
-        let policy = try connection.query("SELECT num_loops FROM escalation_policies WHERE id = $1", [id])
-        guard let numLoops = policy.int(0, "num_loops"), !policy.isEmpty else { return nil }
         let rows = try connection.query(
             """
-            SELECT l.position, l.escalation_delay_seconds, t.user_id, t.schedule_id
-            FROM escalation_levels l LEFT JOIN escalation_targets t
-              ON t.policy_id = l.policy_id AND t.level_position = l.position
-            WHERE l.policy_id = $1 ORDER BY l.position, t.position
+            SELECT p.num_loops, l.position, l.escalation_delay_seconds, t.user_id, t.schedule_id
+            FROM escalation_policies p
+            LEFT JOIN escalation_levels l ON l.policy_id = p.id
+            LEFT JOIN escalation_targets t ON t.policy_id = l.policy_id AND t.level_position = l.position
+            WHERE p.id = $1 ORDER BY l.position, t.position
             """, [id])
+        guard !rows.isEmpty, let numLoops = rows.int(0, "num_loops") else { return nil }
         var levels: [EscalationLevel] = []
         var lastPosition = -1
         for row in 0..<rows.count {
-            let position = rows.int(row, "position")!
+            guard let position = rows.int(row, "position") else { continue }  // a policy without levels
             if position != lastPosition {
                 levels.append(EscalationLevel(delaySeconds: UInt32(rows.int(row, "escalation_delay_seconds")!), targets: []))
                 lastPosition = position
@@ -209,35 +222,80 @@ public enum IncidentStore {
         return EscalationPolicy(levels: levels, numLoops: numLoops)
     }
 
-    /// Writes the new state and the timeline (queued: they go out with the transaction's next
-    /// statement, in one round trip) and returns the notify requests for Notifier's outbox.
+    /// The common writes of a batch's saves, sent as set-based statements: one UPDATE of the
+    /// incidents, one INSERT of new assignees, one INSERT of timeline entries, whatever the
+    /// batch's size, made one statement by `PGConnection.combine` (issue 29: statements per
+    /// incident). They touch different rows, so none needs to see another's effect.
+    struct SaveBatch {
+        var ids: [Int64] = [], status: [String] = [], level: [Int64] = [], loop: [Int64] = []
+        var escalateAt: [Int64?] = [], ackTimeoutAt: [Int64?] = [], snoozedUntil: [Int64?] = [], autoResolveAt: [Int64?] = []
+        var exhausted: [Bool] = [], triggerApplied: [Bool] = [], heldUntil: [Int64?] = []
+        var assigned: (incident: [Int64], user: [Int64]) = ([], [])
+        var entries: [(incidentID: Int64, entry: TimelineEntry)] = []
+        var now: Millis = 0
+
+        /// Queues what was collected (sent with the transaction's next statement) and empties it.
+        mutating func flush(_ connection: PGConnection) throws {
+            if !ids.isEmpty {
+                try connection.enqueue(
+                    """
+                    UPDATE incidents i SET status = n.status, current_level = n.level, current_loop = n.loop, escalate_at_ms = n.escalate_at,
+                           ack_timeout_at_ms = n.ack_timeout_at, snoozed_until_ms = n.snoozed_until, auto_resolve_at_ms = n.auto_resolve_at,
+                           exhausted = n.exhausted, updated_at_ms = $12, trigger_applied = n.trigger_applied, held_until_ms = n.held_until,
+                           work_attempts = 0, work_retry_at_ms = NULL, work_last_error = NULL,
+                           resolved_at_ms = CASE WHEN n.status = 'resolved' THEN coalesce(i.resolved_at_ms, $12) END
+                    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[],
+                                $9::boolean[], $10::boolean[], $11::bigint[])
+                         AS n(id, status, level, loop, escalate_at, ack_timeout_at, snoozed_until, auto_resolve_at, exhausted,
+                              trigger_applied, held_until)
+                    WHERE i.id = n.id
+                    """,
+                    [PGArray(ids), PGArray(status), PGArray(level), PGArray(loop), PGArray(escalateAt), PGArray(ackTimeoutAt),
+                     PGArray(snoozedUntil), PGArray(autoResolveAt), PGArray(exhausted), PGArray(triggerApplied), PGArray(heldUntil), now])
+            }
+            if !assigned.incident.isEmpty {
+                try connection.enqueue(
+                    """
+                    INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)
+                    SELECT a.incident_id, a.user_id, $3 FROM unnest($1::bigint[], $2::bigint[]) AS a(incident_id, user_id)
+                    ON CONFLICT DO NOTHING
+                    """, [PGArray(assigned.incident), PGArray(assigned.user), now])
+            }
+            try Timeline.enqueueMany(connection, entries)
+            self = SaveBatch()
+        }
+    }
+
+    /// Writes the new state and the timeline (collected in `batch`, or queued: they go out with
+    /// the transaction's next statement, in one round trip) and returns the notify requests for
+    /// Notifier's outbox.
     static func save(
-        _ record: IncidentRecord, _ transition: IncidentTransition, connection: PGConnection, now: Millis
+        _ record: IncidentRecord, _ transition: IncidentTransition, connection: PGConnection, now: Millis, into batch: inout SaveBatch
     ) throws -> [(method: String, body: [UInt8])] {
         let old = record.state
         let new = transition.state
-        try connection.enqueue(
-            """
-            UPDATE incidents SET status = $2, current_level = $3, current_loop = $4, escalate_at_ms = $5,
-                   ack_timeout_at_ms = $6, snoozed_until_ms = $7, auto_resolve_at_ms = $8, exhausted = $9,
-                   updated_at_ms = $10, trigger_applied = $11, held_until_ms = $12,
-                   work_attempts = 0, work_retry_at_ms = NULL, work_last_error = NULL, resolved_at_ms = CASE WHEN $2 = 'resolved' THEN coalesce(resolved_at_ms, $10) END
-            WHERE id = $1
-            """,
-            [record.id, new.status.rawValue, new.level, new.loop, new.escalateAt, new.ackTimeoutAt, new.snoozedUntil,
-             new.autoResolveAt, new.exhausted, now, new.triggerApplied, new.heldUntil])
+        batch.now = now
+        batch.ids.append(record.id)
+        batch.status.append(new.status.rawValue)
+        batch.level.append(Int64(new.level))
+        batch.loop.append(Int64(new.loop))
+        batch.escalateAt.append(new.escalateAt)
+        batch.ackTimeoutAt.append(new.ackTimeoutAt)
+        batch.snoozedUntil.append(new.snoozedUntil)
+        batch.autoResolveAt.append(new.autoResolveAt)
+        batch.exhausted.append(new.exhausted)
+        batch.triggerApplied.append(new.triggerApplied)
+        batch.heldUntil.append(new.heldUntil)
         if new.assignees != old.assignees {
             if !old.assignees.isEmpty {
                 try connection.enqueue(
                     "DELETE FROM incident_assignments WHERE incident_id = $1 AND NOT (user_id = ANY($2::bigint[]))",
                     [record.id, PGArray(new.assignees.map(Int64.init))])
             }
-            try connection.enqueue(
-                """
-                INSERT INTO incident_assignments (incident_id, user_id, assigned_at_ms)
-                SELECT $1, u.user_id, $3 FROM unnest($2::bigint[]) AS u(user_id)
-                ON CONFLICT DO NOTHING
-                """, [record.id, PGArray(new.assignees.map(Int64.init)), now])
+            for user in new.assignees {
+                batch.assigned.incident.append(record.id)
+                batch.assigned.user.append(Int64(user))
+            }
         }
         for ack in new.acknowledgements.dropFirst(old.acknowledgements.count) {
             try connection.enqueue(
@@ -254,7 +312,7 @@ public enum IncidentStore {
         for effect in transition.effects {
             switch effect {
             case let .timeline(entry):
-                try Timeline.enqueue(connection, incidentID: record.id, entry)
+                batch.entries.append((record.id, entry))
             case let .notify(user, reason, status):
                 let requestID = Outbox.newMessageID()
                 let request = NotifyRequest(

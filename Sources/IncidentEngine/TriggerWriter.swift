@@ -151,32 +151,34 @@ public enum TriggerWriter {
         }
         // What follows is queued and goes out with COMMIT: one round trip for the rest of the batch.
         // The new alerts' ids are read back only when a duplicate in this batch needs them.
-        if !alerts.incident.isEmpty {
-            let parameters: [any PGEncodable] = [
-                PGArray(alerts.incident), PGArray(alerts.summary), PGArray(alerts.source), PGArray(alerts.severity),
-                PGArray(alerts.event), now, PGArray(alerts.fingerprint), PGArray(alerts.status)]
-            if duplicates.keys.contains(where: { firstAlertOf[$0] == nil }) {
-                let inserted = try connection.query(insertAlerts, parameters)
-                for row in 0..<inserted.count { firstAlertOf[inserted.int64(row, "incident_id")!] = inserted.int64(row, "id")! }
-            } else {
-                try connection.enqueue(insertAlerts, parameters)
+        let alertParameters: [any PGEncodable] = [
+            PGArray(alerts.incident), PGArray(alerts.summary), PGArray(alerts.source), PGArray(alerts.severity),
+            PGArray(alerts.event), now, PGArray(alerts.fingerprint), PGArray(alerts.status)]
+        var alertsWritten = alerts.incident.isEmpty
+        if !alertsWritten, duplicates.keys.contains(where: { firstAlertOf[$0] == nil }) {
+            let inserted = try connection.query(insertAlerts, alertParameters)
+            for row in 0..<inserted.count { firstAlertOf[inserted.int64(row, "incident_id")!] = inserted.int64(row, "id")! }
+            alertsWritten = true
+        }
+        // The rest touch different rows of different tables: one statement (`combine`).
+        try connection.combine {
+            if !alertsWritten { try connection.enqueue(insertAlerts, alertParameters) }
+            if !duplicates.isEmpty {
+                // The count goes on the incident's first alert: found by the lock query, or inserted just above.
+                let ids = duplicates.keys.sorted()
+                let counted = ids.filter { firstAlertOf[$0] != nil }
+                try connection.enqueue(
+                    countDuplicates, [PGArray(counted.map { firstAlertOf[$0]! }), PGArray(counted.map { duplicates[$0]! }), now])
+                try connection.enqueue(touchIncidents, [PGArray(ids), now])
             }
-        }
-        if !duplicates.isEmpty {
-            // The count goes on the incident's first alert: found by the lock query, or inserted just above.
-            let ids = duplicates.keys.sorted()
-            let counted = ids.filter { firstAlertOf[$0] != nil }
-            try connection.enqueue(
-                countDuplicates, [PGArray(counted.map { firstAlertOf[$0]! }), PGArray(counted.map { duplicates[$0]! }), now])
-            try connection.enqueue(touchIncidents, [PGArray(ids), now])
-        }
-        try connection.enqueue(insertTimeline, [PGArray(timeline.incident), PGArray(timeline.type), PGArray(timeline.details), now])
-        if !announcements.isEmpty {
-            // One outbox row for the batch's new incidents: the relay sends each message as its own
-            // call, with its own message id (Assignment's inbox), and deletes the row when all are OK.
-            try connection.enqueue(
-                Outbox.insert,
-                [Outbox.newMessageID(), Outbox.Destination.assignment, Outbox.bundleMethod, Outbox.bundle(announcements), now])
+            try connection.enqueue(insertTimeline, [PGArray(timeline.incident), PGArray(timeline.type), PGArray(timeline.details), now])
+            if !announcements.isEmpty {
+                // One outbox row for the batch's new incidents: the relay sends each message as its own
+                // call, with its own message id (Assignment's inbox), and deletes the row when all are OK.
+                try connection.enqueue(
+                    Outbox.insert,
+                    [Outbox.newMessageID(), Outbox.Destination.assignment, Outbox.bundleMethod, Outbox.bundle(announcements), now])
+            }
         }
         // What a front door writes with its trigger (an Alertmanager notification's alerts, an
         // Opsgenie request's outcome): in the same transaction, so under the same commit.

@@ -61,7 +61,8 @@ public struct NotifyIntake: Sendable {
     }
 
     /// Expands the requests into notifications in one transaction: one inbox statement, one
-    /// query for every user's rules, one for what still waits, then pipelined writes.
+    /// query for every user's rules, one for what still waits, then one set-based write of the
+    /// notifications and their timeline entries (and one of superseded ones, when there are).
     private func schedule(_ requests: [NotifyRequest]) async throws -> Int {
         let now = clock.nowMs()
         return try await pool.transaction { connection -> Int in
@@ -101,6 +102,12 @@ public struct NotifyIntake: Sendable {
                         reason: NotifyReason(rawValue: pendingRows.string(row, "reason")!) ?? .assigned))
             }
             var scheduled = 0
+            // Written after the loop as three set-based statements, whatever the batch's size.
+            var inserts: (id: [String], request: [String], rule: [Int64], incident: [Int64], user: [Int64], method: [Int64],
+                          reason: [String], minuteZero: [Bool], snapshot: [[UInt8]], requestedAt: [Int64], dueAt: [Int64]) =
+                ([], [], [], [], [], [], [], [], [], [], [])
+            var supersededIDs: [String] = []
+            var entries: [(incidentID: Int64, entry: TimelineEntry)] = []
             for request in todo {
                 let snapshot = request.snapshot!
                 let reason = request.reason ?? .assigned
@@ -112,49 +119,72 @@ public struct NotifyIntake: Sendable {
                 if !superseded.isEmpty {
                     let ids = Set(superseded.map(\.id))
                     waiting[pair]?.removeAll { ids.contains($0.id) }
-                    try connection.enqueue(
-                        "UPDATE notifications SET status = 'skipped', finished_at_ms = $2, last_error = 'superseded' WHERE id = ANY($1::text[]::uuid[])",
-                        [PGArray(superseded.map(\.id)), now])
+                    supersededIDs += superseded.map(\.id)
                 }
                 for notification in superseded {
-                    try Timeline.enqueue(
-                        connection, incidentID: incidentID,
-                        TimelineEntry(at: now, type: .notifySkipped, actor: "notifier", details: [
-                            "notification": notification.id, "user": String(request.userID),
-                            "rule": String(notification.ruleID), "reason": "superseded", "by_request": request.requestID,
-                        ]))
+                    entries.append((incidentID, TimelineEntry(at: now, type: .notifySkipped, actor: "notifier", details: [
+                        "notification": notification.id, "user": String(request.userID),
+                        "rule": String(notification.ruleID), "reason": "superseded", "by_request": request.requestID,
+                    ])))
                 }
                 let plan = NotificationCore.expand(rules: rules[pair.user] ?? [], urgency: urgency, requestedAt: request.requestedAtMs)
                 if plan.isEmpty {
-                    try Timeline.enqueue(
-                        connection, incidentID: incidentID,
-                        TimelineEntry(at: now, type: .notifySkipped, actor: "notifier",
-                                      details: ["user": String(request.userID), "reason": "no notification rule for \(urgency.rawValue) urgency"]))
+                    entries.append((incidentID, TimelineEntry(
+                        at: now, type: .notifySkipped, actor: "notifier",
+                        details: ["user": String(request.userID), "reason": "no notification rule for \(urgency.rawValue) urgency"])))
                     continue
                 }
                 let snapshotBytes = snapshot.wireBytes()
                 for item in plan {
                     let id = RandomID.uuid()
-                    // Never a conflict here (the inbox admitted this request once); kept as a guard.
-                    try connection.enqueue(
-                        """
-                        INSERT INTO notifications (id, request_id, rule_id, incident_id, user_id, contact_method_id, reason,
-                                                   minute_zero, snapshot, requested_at_ms, due_at_ms)
-                        VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                        ON CONFLICT (request_id, rule_id) DO NOTHING
-                        """,
-                        [id, request.requestID, item.ruleID, incidentID, request.userID, item.contactMethodID, reason.rawValue,
-                         item.minuteZero, snapshotBytes, request.requestedAtMs, item.dueAt])
-                    try Timeline.enqueue(
-                        connection, incidentID: incidentID,
-                        TimelineEntry(at: now, type: .notifyScheduled, actor: "notifier",
-                                      details: ["user": String(request.userID), "rule": String(item.ruleID), "notification": id,
-                                                "due_at_ms": String(item.dueAt)]))
+                    inserts.id.append(id)
+                    inserts.request.append(request.requestID)
+                    inserts.rule.append(Int64(item.ruleID))
+                    inserts.incident.append(incidentID)
+                    inserts.user.append(Int64(request.userID))
+                    inserts.method.append(Int64(item.contactMethodID))
+                    inserts.reason.append(reason.rawValue)
+                    inserts.minuteZero.append(item.minuteZero)
+                    inserts.snapshot.append(snapshotBytes)
+                    inserts.requestedAt.append(request.requestedAtMs)
+                    inserts.dueAt.append(item.dueAt)
+                    entries.append((incidentID, TimelineEntry(
+                        at: now, type: .notifyScheduled, actor: "notifier",
+                        details: ["user": String(request.userID), "rule": String(item.ruleID), "notification": id,
+                                  "due_at_ms": String(item.dueAt)])))
                     waiting[pair, default: []].append(WaitingNotification(
                         id: id, ruleID: item.ruleID, requestID: request.requestID, minuteZero: item.minuteZero,
                         requestedAt: request.requestedAtMs, leaseUntil: 0, reason: reason))
                 }
                 scheduled += plan.count
+            }
+            // The notifications and their timeline entries: one statement (`combine`).
+            try connection.combine {
+                if !inserts.id.isEmpty {
+                    // Never a conflict here (the inbox admitted these requests once); kept as a guard.
+                    try connection.enqueue(
+                        """
+                        INSERT INTO notifications (id, request_id, rule_id, incident_id, user_id, contact_method_id, reason,
+                                                   minute_zero, snapshot, requested_at_ms, due_at_ms)
+                        SELECT id::uuid, request_id, rule_id, incident_id, user_id, contact_method_id, reason, minute_zero, snapshot,
+                               requested_at_ms, due_at_ms
+                        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],
+                                    $8::boolean[], $9::bytea[], $10::bigint[], $11::bigint[])
+                             AS n(id, request_id, rule_id, incident_id, user_id, contact_method_id, reason, minute_zero, snapshot,
+                                  requested_at_ms, due_at_ms)
+                        ON CONFLICT (request_id, rule_id) DO NOTHING
+                        """,
+                        [PGArray(inserts.id), PGArray(inserts.request), PGArray(inserts.rule), PGArray(inserts.incident), PGArray(inserts.user),
+                         PGArray(inserts.method), PGArray(inserts.reason), PGArray(inserts.minuteZero), PGArray(bytea: inserts.snapshot),
+                         PGArray(inserts.requestedAt), PGArray(inserts.dueAt)])
+                }
+                try Timeline.enqueueMany(connection, entries)
+            }
+            if !supersededIDs.isEmpty {
+                // After the INSERT: a request may supersede a notification an earlier one of this batch scheduled.
+                try connection.enqueue(
+                    "UPDATE notifications SET status = 'skipped', finished_at_ms = $2, last_error = 'superseded' WHERE id = ANY($1::text[]::uuid[])",
+                    [PGArray(supersededIDs), now])
             }
             return scheduled
         }

@@ -114,6 +114,38 @@ import Glibc
         await db.drop()
     }
 
+    /// `combine` sends several writes as one statement (data-modifying CTEs), each with its own
+    /// placeholders renumbered; one that fails fails the whole transaction.
+    @Test func combinedWritesAreOneStatement() async throws {
+        #expect(PGConnection.renumbered("VALUES ($1, $2, $12) -- $", by: 3) == "VALUES ($4, $5, $15) -- $")
+        let db = try await TestDatabase.create()
+        try await db.pool.transaction { connection in
+            try connection.combine {
+                try connection.enqueue("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('c', $1, $2)", ["a", Int64(1)])
+                try connection.enqueue(
+                    "INSERT INTO inbox (consumer, message_id, received_at_ms) SELECT 'c', m, $2 FROM unnest($1::text[]) AS m",
+                    [PGArray(["b", "c"]), Int64(2)])
+                try connection.enqueue("INSERT INTO escalation_policies (name, num_loops) VALUES ($1, $2)", ["p", Int64(3)])
+            }
+        }
+        #expect(try await db.scalar("SELECT count(*) FROM inbox WHERE consumer = 'c'") == 3)
+        #expect(try await db.scalar("SELECT sum(received_at_ms) FROM inbox WHERE consumer = 'c'") == 5)
+        #expect(try await db.scalar("SELECT num_loops FROM escalation_policies WHERE name = 'p'") == 3)
+        do {
+            try await db.pool.transaction { connection in
+                try connection.combine {
+                    try connection.enqueue("INSERT INTO inbox (consumer, message_id, received_at_ms) VALUES ('c', $1, 9)", ["d"])
+                    try connection.enqueue("INSERT INTO escalation_policies (name, num_loops) VALUES ($1, 10)", ["q"])  // check violation
+                }
+            }
+            Issue.record("expected the check violation")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "23514")
+        }
+        #expect(try await db.scalar("SELECT count(*) FROM inbox WHERE consumer = 'c'") == 3)
+        await db.drop()
+    }
+
     @Test func errorsAreMappedBySQLState() async throws {
         let db = try await TestDatabase.create()
         do {

@@ -65,7 +65,7 @@ struct ChannelPostQueue: DeliveryQueue {
                 logger.error("channel post snapshot undecodable; failed", metadata: ["incident.id": "\(incidentID)"])
                 let result = DeliveryResult(
                     outcome: .failed(error: "the post's snapshot cannot be decoded"), at: now, attempts: rows.int(row, "attempts")!)
-                try record(connection, Self.item(id: id, incidentID: incidentID, url: url, reason: reason, snapshot: IncidentSnapshot(),
+                try recordOne(connection, Self.item(id: id, incidentID: incidentID, url: url, reason: reason, snapshot: IncidentSnapshot(),
                                                  channel: channel, row: rows, index: row, now: now), result)
                 continue
             }
@@ -98,9 +98,14 @@ struct ChannelPostQueue: DeliveryQueue {
             "SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM channel_posts WHERE status = 'pending'").int64(0, "next")
     }
 
+    /// Channel posts are few (status updates): one statement pair each.
+    func record(_ connection: PGConnection, _ outcomes: [(DeliveryItem, DeliveryResult)]) throws {
+        for (item, result) in outcomes { try recordOne(connection, item, result) }
+    }
+
     /// The outcome and, when final, its timeline entry. If it cannot be written the lease runs
     /// out and the post is tried again (at least once, never lost).
-    func record(_ connection: PGConnection, _ item: DeliveryItem, _ result: DeliveryResult) throws {
+    private func recordOne(_ connection: PGConnection, _ item: DeliveryItem, _ result: DeliveryResult) throws {
         var dueAt: Millis?
         var error: String?
         switch result.outcome {

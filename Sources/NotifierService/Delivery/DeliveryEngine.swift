@@ -75,7 +75,7 @@ public struct DeliveryEngine: Sendable {
         self.leaseMs = sendTimeoutMs + Self.leaseMarginMs
         self.baseBackoffMs = baseBackoffMs
         self.logger = logger
-        self.writer = OutcomeWriter(pool: pool, logger: logger)
+        self.writer = OutcomeWriter(pool: pool, queues: queues, logger: logger)
         self.backoff = DestinationBackoff(firstMs: baseBackoffMs, capMs: maxBackoffMs)
     }
 
@@ -315,14 +315,13 @@ public struct DeliveryEngine: Sendable {
                 channel: item.metricChannel, outcome: result.outcome == .shadowed ? "shadowed" : result.status == "pending" ? "retried" : result.status)
         }
         if result.status == "sent", item.countsAsPage { KlaxonMetrics.pageSent(channel: item.channel, latencyMs: result.at - item.dueAt) }
-        let queue = queues[item.queue]
         // A failover makes the database unreachable for seconds: the outcome is written again
         // (backing off) while the lease holds, so a page already sent is not sent again after it.
         let giveUpAt = ContinuousClock.now + .milliseconds(max(leaseMs - Self.leaseMarginMs, 0))  // monotonic, not a domain instant
         var pause = Duration.milliseconds(200)
         while true {
             do {
-                try await writer.write { connection in try queue.record(connection, item, result) }
+                try await writer.record(item, result)
                 return
             } catch {
                 guard ContinuousClock.now + pause < giveUpAt, !Task.isCancelled else {
@@ -357,28 +356,47 @@ final class Slots: Sendable {
 }
 
 /// Group commit for outcomes: writes submitted while a transaction is running go together in the
-/// next one. A batch that fails is retried item by item, so one bad write fails alone.
+/// next one, and each queue writes its outcomes of the batch as set-based statements (one UPDATE,
+/// one timeline INSERT), not one per attempt. A batch that fails is retried item by item, so one
+/// bad write fails alone.
 final class OutcomeWriter: Sendable {
     typealias Work = @Sendable (PGConnection) throws -> Void
+    /// An attempt's outcome (through its queue), or another write, in submission order.
+    enum Write: Sendable {
+        case outcome(DeliveryItem, DeliveryResult)
+        case other(Work)
+    }
+
     private struct State {
-        var pending: [(work: Work, done: CheckedContinuation<Void, Error>)] = []
+        var pending: [(write: Write, done: CheckedContinuation<Void, Error>)] = []
         var writing = false
     }
 
     private let pool: PostgresPool
+    private let queues: [any DeliveryQueue]
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
-    init(pool: PostgresPool, logger: Logger) {
+    init(pool: PostgresPool, queues: [any DeliveryQueue], logger: Logger) {
         self.pool = pool
+        self.queues = queues
         self.logger = logger
     }
 
     /// Returns once `work` is committed (or throws its error).
     func write(_ work: @escaping Work) async throws {
+        try await submit(.other(work))
+    }
+
+    /// Returns once the outcome is committed (or throws its error).
+    func record(_ item: DeliveryItem, _ result: DeliveryResult) async throws {
+        try await submit(.outcome(item, result))
+    }
+
+    private func submit(_ write: Write) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
             let lead = state.withLockedValue { state -> Bool in
-                state.pending.append((work, continuation))
+                state.pending.append((write, continuation))
                 if state.writing { return false }
                 state.writing = true
                 return true
@@ -387,27 +405,47 @@ final class OutcomeWriter: Sendable {
         }
     }
 
+    /// Runs `writes` in order; consecutive outcomes go to their queues together.
+    private static func apply(_ writes: [Write], queues: [any DeliveryQueue], _ connection: PGConnection) throws {
+        var outcomes: [[(DeliveryItem, DeliveryResult)]] = Array(repeating: [], count: queues.count)
+        func flush() throws {
+            for index in outcomes.indices where !outcomes[index].isEmpty {
+                try queues[index].record(connection, outcomes[index])
+                outcomes[index] = []
+            }
+        }
+        for write in writes {
+            switch write {
+            case let .outcome(item, result): outcomes[item.queue].append((item, result))
+            case let .other(work):
+                try flush()
+                try work(connection)
+            }
+        }
+        try flush()
+    }
+
     private func drain() async {
         while true {
-            let batch = state.withLockedValue { state -> [(work: Work, done: CheckedContinuation<Void, Error>)] in
+            let batch = state.withLockedValue { state -> [(write: Write, done: CheckedContinuation<Void, Error>)] in
                 let batch = state.pending
                 state.pending = []
                 if batch.isEmpty { state.writing = false }
                 return batch
             }
             if batch.isEmpty { return }
-            let works = batch.map(\.work)
+            let (writes, queues) = (batch.map(\.write), queues)
             do {
-                try await pool.transaction { connection in for work in works { try work(connection) } }
+                try await pool.transaction { connection in try Self.apply(writes, queues: queues, connection) }
                 for item in batch { item.done.resume() }
             } catch {
                 if batch.count > 1 {
                     logger.warning("outcome batch failed; writing its items one by one", metadata: ["error": "\(error)"])
                 }
                 for item in batch {
-                    let work = item.work
+                    let write = item.write
                     do {
-                        try await pool.transaction { connection in try work(connection) }
+                        try await pool.transaction { connection in try Self.apply([write], queues: queues, connection) }
                         item.done.resume()
                     } catch {
                         item.done.resume(throwing: error)

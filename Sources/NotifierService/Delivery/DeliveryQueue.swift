@@ -87,6 +87,7 @@ protocol DeliveryQueue: Sendable {
     func nextDue(_ connection: PGConnection, now: Millis, closed: Set<String>) throws -> Millis?
     /// Whether its items share their destination's backoff (`DestinationBackoff`): pages do.
     var sharesBackoff: Bool { get }
-    /// The outcome of one attempt (a retry puts it back as pending, due at the retry instant).
-    func record(_ connection: PGConnection, _ item: DeliveryItem, _ result: DeliveryResult) throws
+    /// The outcomes of attempts (a retry puts it back as pending, due at the retry instant), a
+    /// group commit's at once: set-based statements, not one per attempt.
+    func record(_ connection: PGConnection, _ outcomes: [(DeliveryItem, DeliveryResult)]) throws
 }

@@ -114,79 +114,106 @@ struct PageQueue: DeliveryQueue {
     }
 
     /// The first due one not leased (index order), or the end of the earliest lease: two index
-    /// lookups, whatever the backlog.
+    /// lookups in one statement, whatever the backlog.
     func nextDue(_ connection: PGConnection, now: Millis, closed: Set<String>) throws -> Millis? {
         let passOver = methods(closed)
-        let due = try connection.query(
+        return try connection.query(
             """
-            SELECT due_at_ms AS next FROM notifications WHERE status = 'pending' AND lease_until_ms <= $1
-              AND (attempts > 0 OR NOT (contact_method_id = ANY($2::bigint[])))
-            ORDER BY due_at_ms LIMIT 1
+            SELECT least(
+                (SELECT due_at_ms FROM notifications WHERE status = 'pending' AND lease_until_ms <= $1
+                   AND (attempts > 0 OR NOT (contact_method_id = ANY($2::bigint[])))
+                 ORDER BY due_at_ms LIMIT 1),
+                (SELECT min(greatest(due_at_ms, lease_until_ms)) FROM notifications
+                 WHERE status = 'pending' AND lease_until_ms > $1)) AS next
             """, [now, PGArray(passOver)]).int64(0, "next")
-        let leased = try connection.query(
-            """
-            SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM notifications
-            WHERE status = 'pending' AND lease_until_ms > $1
-            """, [now]).int64(0, "next")
-        return [due, leased].compactMap { $0 }.min()
     }
 
-    /// The outcome at the attempt's instant. A skip or a failure keeps its reason in
-    /// `last_error`; a sent notification keeps none (its failed attempts are in the timeline).
-    func record(_ connection: PGConnection, _ item: DeliveryItem, _ result: DeliveryResult) throws {
-        var details = [
-            "notification": item.id, "user": String(item.user.id), "rule": String(item.rule.id),
-            "channel": item.channel, "address": AddressMask.mask(item.address, channel: item.channel),
-            "attempts": String(result.attempts),
-        ]
-        if let method = item.contactMethodID { details["contact_method"] = String(method) }
-        let type: TimelineType
-        var why: String?
-        switch result.outcome {
-        case let .retry(at, error):
-            details["error"] = error
-            details["retry_at_ms"] = String(at)
+    /// The outcomes at their attempts' instants, a group commit's at once: one UPDATE for the
+    /// retries, one for the final outcomes, one INSERT for their timeline entries, sent as one statement. A skip or a
+    /// failure keeps its reason in `last_error`; a sent notification keeps none (its failed
+    /// attempts are in the timeline).
+    func record(_ connection: PGConnection, _ outcomes: [(DeliveryItem, DeliveryResult)]) throws {
+        // Different rows of different tables: one statement (`combine`).
+        try connection.combine { try recordTogether(connection, outcomes) }
+    }
+
+    private func recordTogether(_ connection: PGConnection, _ outcomes: [(DeliveryItem, DeliveryResult)]) throws {
+        var retries: (ids: [String], due: [Int64], errors: [String?], attempts: [Int64], first: [Int64?]) = ([], [], [], [], [])
+        var finals: (ids: [String], status: [String?], at: [Int64], why: [String?], attempts: [Int64], first: [Int64?]) = ([], [], [], [], [], [])
+        var entries: [(incidentID: Int64, entry: TimelineEntry)] = []
+        for (item, result) in outcomes {
+            var details = [
+                "notification": item.id, "user": String(item.user.id), "rule": String(item.rule.id),
+                "channel": item.channel, "address": AddressMask.mask(item.address, channel: item.channel),
+                "attempts": String(result.attempts),
+            ]
+            if let method = item.contactMethodID { details["contact_method"] = String(method) }
+            let type: TimelineType
+            var why: String?
+            switch result.outcome {
+            case let .retry(at, error):
+                details["error"] = error
+                details["retry_at_ms"] = String(at)
+                retries.ids.append(item.id)
+                retries.due.append(at)
+                retries.errors.append(error)
+                retries.attempts.append(Int64(result.attempts))
+                retries.first.append(result.firstAttemptAt)
+                entries.append((item.incidentID, TimelineEntry(at: result.at, type: .notifyRetry, actor: "notifier", details: details)))
+                continue
+            case let .sent(snapshot):
+                details["snapshot"] = snapshot ? "true" : "false"
+                type = .notifySent
+            case let .skipped(reason):
+                details["reason"] = reason
+                why = reason
+                type = .notifySkipped
+            case .shadowed:
+                // Shadow mode: the page is recorded, not delivered (`klaxon shadow report`).
+                why = "shadow mode: recorded, not delivered"
+                details["reason"] = why
+                details["shadow"] = "true"
+                type = .notifySkipped
+                if let shadow = item.shadow {
+                    try connection.enqueue(
+                        """
+                        INSERT INTO shadow_pages (notification_id, service_id, incident_id, user_id, channel, reason, minute_zero, due_at_ms, at_ms)
+                        VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (notification_id) DO NOTHING
+                        """, [item.id, shadow.serviceID, item.incidentID, Int64(item.user.id), item.channel, item.reason.rawValue,
+                              shadow.minuteZero, item.dueAt, result.at])
+                }
+            case let .failed(error):
+                details["error"] = error
+                why = error
+                type = .notifyFailed
+            }
+            finals.ids.append(item.id)
+            finals.status.append(result.status)
+            finals.at.append(result.at)
+            finals.why.append(why)
+            finals.attempts.append(Int64(result.attempts))
+            finals.first.append(result.firstAttemptAt)
+            entries.append((item.incidentID, TimelineEntry(at: result.at, type: type, actor: "notifier", details: details)))
+        }
+        if !retries.ids.isEmpty {
             try connection.enqueue(
                 """
-                UPDATE notifications SET due_at_ms = $2, lease_until_ms = 0, last_error = $3, attempts = $4,
-                       first_attempt_at_ms = coalesce(first_attempt_at_ms, $5)
-                WHERE id = $1::uuid
-                """, [item.id, at, error, result.attempts, result.firstAttemptAt])
-            try Timeline.enqueue(connection, incidentID: item.incidentID, TimelineEntry(
-                at: result.at, type: .notifyRetry, actor: "notifier", details: details))
-            return
-        case let .sent(snapshot):
-            details["snapshot"] = snapshot ? "true" : "false"
-            type = .notifySent
-        case let .skipped(reason):
-            details["reason"] = reason
-            why = reason
-            type = .notifySkipped
-        case .shadowed:
-            // Shadow mode: the page is recorded, not delivered (`klaxon shadow report`).
-            why = "shadow mode: recorded, not delivered"
-            details["reason"] = why
-            details["shadow"] = "true"
-            type = .notifySkipped
-            if let shadow = item.shadow {
-                try connection.enqueue(
-                    """
-                    INSERT INTO shadow_pages (notification_id, service_id, incident_id, user_id, channel, reason, minute_zero, due_at_ms, at_ms)
-                    VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (notification_id) DO NOTHING
-                    """, [item.id, shadow.serviceID, item.incidentID, Int64(item.user.id), item.channel, item.reason.rawValue,
-                          shadow.minuteZero, item.dueAt, result.at])
-            }
-        case let .failed(error):
-            details["error"] = error
-            why = error
-            type = .notifyFailed
+                UPDATE notifications n SET due_at_ms = o.due, lease_until_ms = 0, last_error = o.error, attempts = o.attempts,
+                       first_attempt_at_ms = coalesce(n.first_attempt_at_ms, o.first)
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) AS o(id, due, error, attempts, first)
+                WHERE n.id = o.id::uuid
+                """, [PGArray(retries.ids), PGArray(retries.due), PGArray(retries.errors), PGArray(retries.attempts), PGArray(retries.first)])
         }
-        try connection.enqueue(
-            """
-            UPDATE notifications SET status = $2, finished_at_ms = $3, lease_until_ms = 0, last_error = $4, attempts = $5,
-                   first_attempt_at_ms = coalesce(first_attempt_at_ms, $6)
-            WHERE id = $1::uuid
-            """, [item.id, result.status, result.at, why, result.attempts, result.firstAttemptAt])
-        try Timeline.enqueue(connection, incidentID: item.incidentID, TimelineEntry(at: result.at, type: type, actor: "notifier", details: details))
+        if !finals.ids.isEmpty {
+            try connection.enqueue(
+                """
+                UPDATE notifications n SET status = o.status, finished_at_ms = o.at, lease_until_ms = 0, last_error = o.why,
+                       attempts = o.attempts, first_attempt_at_ms = coalesce(n.first_attempt_at_ms, o.first)
+                FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[]) AS o(id, status, at, why, attempts, first)
+                WHERE n.id = o.id::uuid
+                """, [PGArray(finals.ids), PGArray(finals.status), PGArray(finals.at), PGArray(finals.why), PGArray(finals.attempts),
+                      PGArray(finals.first)])
+        }
+        try Timeline.enqueueMany(connection, entries)
     }
 }
