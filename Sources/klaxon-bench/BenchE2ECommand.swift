@@ -90,7 +90,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
         say("services: \(layout.rawValue) — " + cluster.processes.map { "\($0.name) pid \($0.process.processIdentifier)" }.joined(separator: ", "))
 
         if chosen.contains("surge") {
-            try await runSurge(services.surge, sink: sink, cluster: cluster, runID: runID, table: &table)
+            try await runSurge(services.surge, sink: sink, cluster: cluster, pool: pool, runID: runID, table: &table)
         }
         if chosen.contains("latency") {
             for rate in rates.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
@@ -146,29 +146,48 @@ struct BenchE2ECommand: AsyncParsableCommand {
 
     // MARK: Scenarios
 
-    func runSurge(_ routingKey: String, sink: ArrivalSink, cluster: ServiceCluster, runID: String, table: inout ResultTable) async throws {
+    func runSurge(
+        _ routingKey: String, sink: ArrivalSink, cluster: ServiceCluster, pool: PostgresPool, runID: String, table: inout ResultTable
+    ) async throws {
         let prefix = "surge-\(runID)"
+        let statements = await StatementCount(pool: pool)
         say("surge: \(surge) new incidents at full speed (8 connections × 64 in flight)…")
+        let klaxonPIDs = Set(cluster.processes.map(\.process.processIdentifier))
+        let cpuStart = CPUAccount.now()
         let report = try await offThread {
             try LoadGenerator(port: cluster.ingestPort, connections: 8, inFlight: 64)
                 .run(calls: surge, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0) }, inspect: Self.outcome)
         }
         guard report.errors == 0 else { throw BenchError("surge: \(report.errors) calls failed: \(report.firstError ?? "")") }
+        let cpuIngested = CPUAccount.now()
         let lastReply = report.startNanos + UInt64(report.seconds * 1e9)
         let expected = surge * 2
         let arrived = await sink.wait(prefix: prefix, pages: expected, timeout: .seconds(300))
+        let cpuEnd = CPUAccount.now()
         let lastPage = arrived.max() ?? 0
         let afterLastReply = Double(Int64(lastPage) - Int64(lastReply)) / 1e9
         let pagesPerSecond = Double(arrived.count) / (Double(lastPage - report.startNanos) / 1e9)
         say(String(
             format: "surge: Ingest %.0f events/s; %d of %d pages, the last %.2f s after the last ingest reply; %.0f pages/s end to end",
             report.rate, arrived.count, expected, afterLastReply, pagesPerSecond))
+        let ingestCPU = cpuStart.split(to: cpuIngested, klaxon: klaxonPIDs, wall: report.seconds)
+        let wholeCPU = cpuStart.split(to: cpuEnd, klaxon: klaxonPIDs, wall: Double(lastPage - report.startNanos) / 1e9)
+        let perPage = 1000 * (wholeCPU.klaxon + wholeCPU.postgres) / Double(max(arrived.count, 1))
+        let klaxonPerPage = 1000 * wholeCPU.klaxon / Double(max(arrived.count, 1))
+        say("surge CPU while Ingest accepted (\(String(format: "%.2f", report.seconds)) s): \(ingestCPU.describe())")
+        say("surge CPU until the last page: \(wholeCPU.describe())")
+        say(String(format: "surge CPU per page (Klaxon + PostgreSQL): %.3f ms (Klaxon alone %.3f ms)", perPage, klaxonPerPage))
+        let perIncident = await statements.perIncident(surge)
+        say("surge statements per incident (pg_stat_statements, whole pipeline): \(perIncident)")
         table.figures["klaxon.surge"] = pagesPerSecond
         table.row("Surge: Ingest's rate with the pipeline running", String(format: "%.0f events/s (%d new incidents)", report.rate, surge))
         table.row(
             "Surge: pages end to end", String(
                 format: "%.0f pages/s; %d of %d pages, the last %.2f s after the last ingest reply", pagesPerSecond, arrived.count,
                 expected, afterLastReply))
+        table.row("Surge: CPU while Ingest accepted", ingestCPU.describe())
+        table.row("Surge: CPU per page (Klaxon + PostgreSQL, until the last page)", String(format: "%.3f ms (Klaxon alone %.3f ms)", perPage, klaxonPerPage))
+        table.row("Surge: statements per incident (pg_stat_statements)", perIncident)
     }
 
     struct LatencyResult {
@@ -439,6 +458,43 @@ struct ResultTable {
         ]
         lines += rows.map { "| \($0.0) | \($0.1) |" }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// Statements PostgreSQL executed for the benchmark's database, from pg_stat_statements (scripts/bench-e2e
+/// loads it): reset at the start of a scenario, summed at its end. BEGIN and COMMIT sent through the
+/// extended protocol are not in PostgreSQL 15's view; transactions come from pg_stat_database.
+struct StatementCount {
+    let pool: PostgresPool
+    let available: Bool
+    var commitsBefore: Int64 = 0
+    static let database = "(SELECT oid FROM pg_database WHERE datname = current_database())"
+
+    init(pool: PostgresPool) async {
+        self.pool = pool
+        let reset = try? await pool.withConnection { connection -> Int64 in
+            try connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            try connection.query("SELECT pg_stat_statements_reset(0, \(Self.database), 0)")
+            return try connection.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").int64(0, "xact_commit") ?? 0
+        }
+        available = reset != nil
+        commitsBefore = reset ?? 0
+    }
+
+    func perIncident(_ incidents: Int) async -> String {
+        guard available else { return "n/a (pg_stat_statements is not loaded: shared_preload_libraries)" }
+        try? await Task.sleep(for: .milliseconds(1_500))  // backends flush their transaction counts within a second
+        let figures = try? await pool.withConnection { connection -> (Int64, Int64) in
+            let calls = try connection.query(
+                "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements WHERE dbid = \(Self.database) AND toplevel"
+            ).int64(0, "calls") ?? 0
+            let commits = try connection.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").int64(0, "xact_commit") ?? 0
+            return (calls, commits)
+        }
+        guard let (calls, commits) = figures else { return "n/a" }
+        return String(
+            format: "%.2f (%lld statements; %.2f transactions per incident)", Double(calls) / Double(incidents), calls,
+            Double(commits - commitsBefore) / Double(incidents))
     }
 }
 

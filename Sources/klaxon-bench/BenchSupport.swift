@@ -386,3 +386,70 @@ enum BenchConfig {
         return made
     }
 }
+
+/// CPU time by process from the kernel's own accounting (/proc/PID/stat utime + stime, every
+/// thread included), so a window's CPU can be split between PostgreSQL (every `postgres`
+/// process, backends that started meanwhile too), Klaxon's services and this benchmark (the load
+/// generator and the webhook sink). `/proc/stat` gives the whole machine's busy time beside it.
+struct CPUAccount {
+    /// CPU seconds per pid, with the process's name.
+    var byPID: [Int32: (name: String, seconds: Double)] = [:]
+    /// The machine's busy and total seconds (all cores).
+    var machineBusy = 0.0
+    var machineTotal = 0.0
+
+    static let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    static func now() -> CPUAccount {
+        var account = CPUAccount()
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for entry in entries {
+            guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { continue }
+            let name = String(stat[stat.index(after: open)..<close])
+            // After ") ": state is field 3; utime and stime are fields 14 and 15.
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { continue }
+            account.byPID[pid] = (name, (user + system) / ticks)
+        }
+        if let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+           let line = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) {
+            let values = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+            if values.count >= 5 {
+                account.machineTotal = values.prefix(8).reduce(0, +) / ticks
+                account.machineBusy = account.machineTotal - (values[3] + values[4]) / ticks  // minus idle and iowait
+            }
+        }
+        return account
+    }
+
+    struct Split {
+        var postgres = 0.0, klaxon = 0.0, bench = 0.0, other = 0.0
+        var machineBusy = 0.0, machineTotal = 0.0
+        var wall = 0.0
+
+        func describe() -> String {
+            func part(_ seconds: Double) -> String {
+                String(format: "%.2f s (%.0f%%)", seconds, machineBusy > 0 ? 100 * seconds / machineBusy : 0)
+            }
+            return "PostgreSQL \(part(postgres)), Klaxon \(part(klaxon)), load generator + sink \(part(bench)), other \(part(other)); "
+                + String(format: "machine busy %.0f%% of %.0f core-seconds", machineTotal > 0 ? 100 * machineBusy / machineTotal : 0, machineTotal)
+        }
+    }
+
+    /// What each group used between `self` (earlier) and `later`; a process that started
+    /// meanwhile counts from zero.
+    func split(to later: CPUAccount, klaxon: Set<Int32>, wall: Double) -> Split {
+        var split = Split(machineBusy: later.machineBusy - machineBusy, machineTotal: later.machineTotal - machineTotal, wall: wall)
+        let me = getpid()
+        for (pid, entry) in later.byPID {
+            let used = entry.seconds - (byPID[pid]?.seconds ?? 0)
+            guard used > 0 else { continue }
+            if klaxon.contains(pid) { split.klaxon += used }
+            else if pid == me { split.bench += used }
+            else if entry.name == "postgres" { split.postgres += used }
+            else { split.other += used }
+        }
+        return split
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import KlaxonTestSupport
 import Testing
 
 @Suite struct RandomIDTests {
@@ -134,6 +135,18 @@ import Testing
         #expect(OneTapLink.verify("v1.7.42", key: key, nowMs: 0) == .failure(.malformed))
         #expect(OneTapLink.verify("", key: key, nowMs: 0) == .failure(.malformed))
         #expect(link.url(publicURL: "https://k.example/", key: key) == "https://k.example/i/" + token)
+    }
+
+    /// The signature's base64url is written by hand: the same text as Foundation's base64 with
+    /// `+/` made `-_` and the padding dropped, for every length and every byte value.
+    @Test func base64urlIsFoundationsWithoutPadding() {
+        var generator = SplitMix(state: 29)
+        for length in 0...70 {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) } + (length == 64 ? Array(0...255).map(UInt8.init) : [])
+            let expected = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+            #expect(bytes.withUnsafeBytes { OneTapLink.base64url($0) } == expected, "length \(bytes.count)")
+        }
     }
 }
 
