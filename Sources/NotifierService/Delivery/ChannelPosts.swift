@@ -48,7 +48,10 @@ struct ChannelPostQueue: DeliveryQueue {
     let channel: SlackChannel
     let logger: Logger
 
-    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>) throws -> [DeliveryItem] {
+    func claim(
+        _ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>,
+        inFlight: [String: Int], perDestination: Int
+    ) throws -> [DeliveryItem] {
         let rows = try connection.query(
             """
             UPDATE channel_posts SET lease_until_ms = $1 + $3

@@ -157,7 +157,10 @@ public struct DeliveryEngine: Sendable {
             for (index, queue) in queues.enumerated() where claimed.count < limit {
                 var putBack: [String] = []
                 let shares = queue.sharesBackoff
-                for var item in try queue.claim(connection, now: now, limit: limit - claimed.count, leaseMs: leaseMs, full: full, closed: shares ? closed : []) {
+                let items = try queue.claim(
+                    connection, now: now, limit: limit - claimed.count, leaseMs: leaseMs, full: full, closed: shares ? closed : [],
+                    inFlight: taken, perDestination: perDestination)
+                for var item in items {
                     // A failing destination takes one new page at a time (the probe); pages in
                     // their own retry schedule keep the usual limit.
                     let cap = shares && item.attempts == 0 ? backoff.limit(item.address, normal: perDestination) : perDestination

@@ -79,7 +79,12 @@ protocol DeliveryQueue: Sendable {
     /// failed here, with its timeline entry, and not returned.
     /// `closed` addresses (backing off) hold back only items never attempted (queues that share
     /// the backoff): a page already in its own retry schedule keeps it.
-    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>) throws -> [DeliveryItem]
+    /// `inFlight` (attempts per address) and `perDestination` let a queue lease no more per
+    /// address than fits; the engine puts back any excess.
+    func claim(
+        _ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>,
+        inFlight: [String: Int], perDestination: Int
+    ) throws -> [DeliveryItem]
     /// Ends the lease of claimed items the engine has no slot for.
     func putBack(_ connection: PGConnection, ids: [String]) throws
     /// The earliest instant an item can be claimed (due, or its lease ended), nil when none waits;

@@ -33,17 +33,32 @@ struct PageQueue: DeliveryQueue {
     /// Passes over `full` addresses' pages (saturated), and `closed` addresses' pages never
     /// attempted (backing off) except those due longer than the delivery window ago: the engine
     /// fails them if their address is still failing.
-    func claim(_ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>) throws -> [DeliveryItem] {
+    func claim(
+        _ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>,
+        inFlight: [String: Int], perDestination: Int
+    ) throws -> [DeliveryItem] {
         let passOver = methods(full)
         let holdBack = methods(closed)
+        // Room left per address (its free slots): the claim leases no more than fits, so few are
+        // put back (a put-back row costs two writes for nothing).
+        let busy = inFlight.filter { $0.value > 0 }
+        let room = (addresses: Array(busy.keys), free: busy.values.map { Int64(max(perDestination - $0, 0)) })
         let rows = try connection.query(
             """
-            WITH due AS (
-                SELECT n.id FROM notifications n
-                WHERE n.status = 'pending' AND n.due_at_ms <= $1 AND n.lease_until_ms <= $1
-                  AND NOT (n.contact_method_id = ANY($4::bigint[]))
-                  AND (n.attempts > 0 OR NOT (n.contact_method_id = ANY($6::bigint[])) OR n.due_at_ms <= $1 - $5::bigint)
-                ORDER BY n.due_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
+            WITH candidates AS (
+                SELECT c.id, c.due_at_ms, m.address,
+                       row_number() OVER (PARTITION BY m.address ORDER BY c.due_at_ms) AS rank
+                FROM (SELECT n.id, n.due_at_ms, n.contact_method_id FROM notifications n
+                      WHERE n.status = 'pending' AND n.due_at_ms <= $1 AND n.lease_until_ms <= $1
+                        AND NOT (n.contact_method_id = ANY($4::bigint[]))
+                        AND (n.attempts > 0 OR NOT (n.contact_method_id = ANY($6::bigint[])) OR n.due_at_ms <= $1 - $5::bigint)
+                      ORDER BY n.due_at_ms LIMIT $7) c
+                JOIN contact_methods m ON m.id = c.contact_method_id
+            ), due AS (
+                SELECT n.id FROM notifications n JOIN candidates c ON c.id = n.id
+                LEFT JOIN unnest($8::text[], $9::bigint[]) AS r(address, free) ON r.address = c.address
+                WHERE c.rank <= coalesce(r.free, $10::bigint) AND n.status = 'pending' AND n.lease_until_ms <= $1
+                ORDER BY c.due_at_ms LIMIT $2 FOR UPDATE OF n SKIP LOCKED)
             UPDATE notifications n SET lease_until_ms = $1 + $3
             FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
             WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
@@ -59,7 +74,8 @@ struct PageQueue: DeliveryQueue {
                       CASE WHEN n.reason = 'status_update' THEN
                           EXISTS (SELECT 1 FROM incident_subscribers b WHERE b.incident_id = n.incident_id AND b.user_id = n.user_id)
                       ELSE false END AS subscribed
-            """, [now, limit, leaseMs, PGArray(passOver), windowMs, PGArray(holdBack)])
+            """, [now, limit, leaseMs, PGArray(passOver), windowMs, PGArray(holdBack), Int64(min(limit * 4, 2048)), PGArray(room.addresses),
+                  PGArray(room.free), Int64(perDestination)])
         var learnt: [(String, Int64)] = []
         var items: [DeliveryItem] = []
         for row in 0..<rows.count {
