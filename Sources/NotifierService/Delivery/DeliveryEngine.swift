@@ -180,7 +180,9 @@ public struct DeliveryEngine: Sendable {
             return (claimed, anyPutBack)
         }
         slots.take(claimed.map(\.address))
-        return (claimed, !full.isEmpty || putBack)
+        // An address the claim filled up is saturated too: its next finished send pokes the loop.
+        let filled = slots.snapshot().contains { $0.value >= perDestination }
+        return (claimed, !full.isEmpty || putBack || filled)
     }
 
     private func process(_ item: DeliveryItem, now: Millis) async {
