@@ -492,6 +492,24 @@ struct StatementCount {
             return (calls, commits)
         }
         guard let (calls, commits) = figures else { return "n/a" }
+        // Where PostgreSQL's executor time went: the statements that took most of it.
+        if let top = try? await pool.withConnection({ connection -> [String] in
+            let rows = try connection.query(
+                """
+                SELECT calls, total_exec_time::numeric(12,1)::text AS ms,
+                       (100 * total_exec_time / nullif(sum(total_exec_time) OVER (), 0))::numeric(5,1)::text AS share,
+                       (1000 * total_exec_time / calls)::numeric(10,1)::text AS us_per_call,
+                       regexp_replace(left(query, 90), '\\s+', ' ', 'g') AS query
+                FROM pg_stat_statements WHERE dbid = \(Self.database) AND toplevel ORDER BY total_exec_time DESC LIMIT 8
+                """)
+            return (0..<rows.count).map { row in
+                "  \(rows.string(row, "share") ?? "")% \(rows.string(row, "ms") ?? "") ms, \(rows.string(row, "calls") ?? "") calls, "
+                    + "\(rows.string(row, "us_per_call") ?? "") µs each: \(rows.string(row, "query") ?? "")"
+            }
+        }) {
+            say("statements by executor time (pg_stat_statements; parse, plan and commit not included):")
+            for line in top { say(line) }
+        }
         return String(
             format: "%.2f (%lld statements; %.2f transactions per incident)", Double(calls) / Double(incidents), calls,
             Double(commits - commitsBefore) / Double(incidents))

@@ -32,6 +32,10 @@ public struct DeliveryEngine: Sendable {
     /// is a transaction, so it should carry a worthwhile number of items.
     public var claimWhenFree = 32
     let slots = Slots()
+    /// Sends finished since the last claim: the loop is poked after `claimAfterFinished` of them
+    /// (or when nothing is in flight), so a surge's claims carry a batch, not one page each.
+    let finishedSinceClaim = Counter()
+    public var claimAfterFinished = 16
     /// One backoff per page destination, shared by its pages.
     let backoff: DestinationBackoff
     let writer: OutcomeWriter
@@ -106,6 +110,7 @@ public struct DeliveryEngine: Sendable {
                     let free = self.slots.free(self.maxInFlight)
                     // A finished send pokes the loop.
                     guard free >= min(self.claimWhenFree, self.maxInFlight) || free == self.maxInFlight else { return nil }
+                    self.finishedSinceClaim.reset()
                     let (claimed, saturated) = try await self.claim(now: now, limit: min(free, self.batchSize))
                     for item in claimed { continuation.yield(item) }
                     if claimed.count == min(free, self.batchSize) { return now }
@@ -121,8 +126,10 @@ public struct DeliveryEngine: Sendable {
                 group.addTask {
                     await self.process(item, now: item.claimedAt)
                     self.slots.release(item.address)
-                    // After the outcome is recorded and the slot freed (what "nothing in flight" means).
-                    loop.waker.poke()
+                    // After the outcome is recorded and the slot freed (what "nothing in flight"
+                    // means). Not after every send: a claim per freed slot leases one page per
+                    // transaction in a surge. New work pokes the loop itself; the loop polls.
+                    if self.finishedSinceClaim.add(1) >= self.claimAfterFinished || self.inFlight == 0 { loop.waker.poke() }
                 }
             }
         }
@@ -180,9 +187,7 @@ public struct DeliveryEngine: Sendable {
             return (claimed, anyPutBack)
         }
         slots.take(claimed.map(\.address))
-        // An address the claim filled up is saturated too: its next finished send pokes the loop.
-        let filled = slots.snapshot().contains { $0.value >= perDestination }
-        return (claimed, !full.isEmpty || putBack || filled)
+        return (claimed, !full.isEmpty || putBack)
     }
 
     private func process(_ item: DeliveryItem, now: Millis) async {
@@ -341,6 +346,14 @@ public struct DeliveryEngine: Sendable {
             }
         }
     }
+}
+
+/// A count shared by the sends and the loop.
+final class Counter: Sendable {
+    private let value = NIOLockedValueBox(0)
+    /// The count after adding `amount`.
+    func add(_ amount: Int) -> Int { value.withLockedValue { $0 += amount; return $0 } }
+    func reset() { value.withLockedValue { $0 = 0 } }
 }
 
 /// Sending slots: attempts in flight, in total and per address.
