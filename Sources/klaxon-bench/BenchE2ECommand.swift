@@ -99,6 +99,10 @@ struct BenchE2ECommand: AsyncParsableCommand {
                 table.figures["klaxon.p50.\(rate)"] = result.ms(50)
                 table.figures["klaxon.p99.\(rate)"] = result.ms(99)
                 table.row("Klaxon latency at \(rate) triggers/s (ingest reply → page)", result.describe)
+                if let stages = await Self.stages(pool, prefix: "lat\(rate)-\(runID)") {
+                    say("  by stage: \(stages)")
+                    table.row("… where the time went at \(rate) triggers/s (incident timelines)", stages)
+                }
             }
         }
         if chosen.contains("sms") {
@@ -188,6 +192,32 @@ struct BenchE2ECommand: AsyncParsableCommand {
         table.row("Surge: CPU while Ingest accepted", ingestCPU.describe())
         table.row("Surge: CPU per page (Klaxon + PostgreSQL, until the last page)", String(format: "%.3f ms (Klaxon alone %.3f ms)", perPage, klaxonPerPage))
         table.row("Surge: statements per incident (pg_stat_statements)", perIncident)
+    }
+
+    /// Where a run's time went, from its incidents' timelines (each entry carries the instant its
+    /// service began the step): Ingest's write to Assignment's step (Ingest's commit, its outbox
+    /// relay, the call), Assignment's step to Notifier's intake (Assignment's commit, relay, call),
+    /// the intake to the send (the intake's commit, the dispatcher's claim), p50 / p99 of each.
+    static func stages(_ pool: PostgresPool, prefix: String) async -> String? {
+        try? await pool.withConnection { connection -> String in
+            let rows = try connection.query(
+                """
+                WITH t AS (
+                    SELECT min(e.at_ms) FILTER (WHERE e.type = 'trigger') AS trig, min(e.at_ms) FILTER (WHERE e.type = 'assign') AS assign,
+                           min(e.at_ms) FILTER (WHERE e.type = 'notify_scheduled') AS sched,
+                           max(e.at_ms) FILTER (WHERE e.type = 'notify_sent') AS sent
+                    FROM timeline_entries e JOIN incidents i ON i.id = e.incident_id
+                    WHERE i.dedup_key LIKE $1 || '%' GROUP BY e.incident_id)
+                SELECT s.name, percentile_disc(0.5) WITHIN GROUP (ORDER BY s.ms)::text AS p50,
+                       percentile_disc(0.99) WITHIN GROUP (ORDER BY s.ms)::text AS p99
+                FROM t, LATERAL (VALUES (1, 'Ingest → Assignment', t.assign - t.trig), (2, 'Assignment → Notifier', t.sched - t.assign),
+                                        (3, 'Notifier intake → last send', t.sent - t.sched)) AS s(n, name, ms)
+                GROUP BY s.n, s.name ORDER BY s.n
+                """, [prefix])
+            return (0..<rows.count).map { row in
+                "\(rows.string(row, "name") ?? "") p50 \(rows.string(row, "p50") ?? "?") ms, p99 \(rows.string(row, "p99") ?? "?") ms"
+            }.joined(separator: "; ")
+        }
     }
 
     struct LatencyResult {

@@ -56,7 +56,10 @@ public struct DeliveryEngine: Sendable {
     public static let leaseMarginMs: Millis = 2_000
 
     /// Attempts being made right now (their outcome not yet recorded).
-    public var inFlight: Int { maxInFlight - slots.free(maxInFlight) }
+    /// (Sends, and outcomes being recorded: a send's slot is freed when the send ends.)
+    public var inFlight: Int { maxInFlight - slots.free(maxInFlight) + recording.add(0) }
+    /// Outcomes waiting for their group commit (their sends are over, their slots free).
+    let recording = Counter()
 
     /// Pages through `channels`, and channel posts through a Slack-compatible channel of their own.
     public init(
@@ -91,7 +94,7 @@ public struct DeliveryEngine: Sendable {
             for item in claimed {
                 group.addTask {
                     await self.process(item, now: now)
-                    self.slots.release(item.address)
+                    item.slot?.release()
                 }
             }
         }
@@ -125,7 +128,7 @@ public struct DeliveryEngine: Sendable {
             for await item in stream {
                 group.addTask {
                     await self.process(item, now: item.claimedAt)
-                    self.slots.release(item.address)
+                    item.slot?.release()
                     // After the outcome is recorded and the slot freed (what "nothing in flight"
                     // means). Not after every send: a claim per freed slot leases one page per
                     // transaction in a surge. New work pokes the loop itself; the loop polls.
@@ -187,7 +190,14 @@ public struct DeliveryEngine: Sendable {
             return (claimed, anyPutBack)
         }
         slots.take(claimed.map(\.address))
-        return (claimed, !full.isEmpty || putBack)
+        let slots = self.slots
+        let ticketed = claimed.map { claimedItem in
+            var item = claimedItem
+            let address = item.address
+            item.slot = SlotTicket { slots.release(address) }
+            return item
+        }
+        return (ticketed, !full.isEmpty || putBack)
     }
 
     private func process(_ item: DeliveryItem, now: Millis) async {
@@ -327,6 +337,11 @@ public struct DeliveryEngine: Sendable {
         if result.status == "sent", item.countsAsPage { KlaxonMetrics.pageSent(channel: item.channel, latencyMs: result.at - item.dueAt) }
         // A failover makes the database unreachable for seconds: the outcome is written again
         // (backing off) while the lease holds, so a page already sent is not sent again after it.
+        // The destination is done with this attempt: its slot goes to the next page now, not after
+        // the group commit (a slot held through the commit capped each address at 64 per commit).
+        _ = recording.add(1)
+        item.slot?.release()
+        defer { _ = recording.add(-1) }
         let giveUpAt = ContinuousClock.now + .milliseconds(max(leaseMs - Self.leaseMarginMs, 0))  // monotonic, not a domain instant
         var pause = Duration.milliseconds(200)
         while true {
@@ -345,6 +360,20 @@ public struct DeliveryEngine: Sendable {
                 pause = min(pause * 2, .seconds(2))
             }
         }
+    }
+}
+
+/// A claimed item's sending slot, given back once: when its outcome is handed to the group
+/// commit, or when its processing ends without one.
+final class SlotTicket: Sendable {
+    private let action: NIOLockedValueBox<(@Sendable () -> Void)?>
+    init(_ release: @escaping @Sendable () -> Void) { self.action = NIOLockedValueBox(release) }
+    func release() {
+        let action = self.action.withLockedValue { action -> (@Sendable () -> Void)? in
+            defer { action = nil }
+            return action
+        }
+        action?()
     }
 }
 

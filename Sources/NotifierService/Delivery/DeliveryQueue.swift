@@ -36,6 +36,8 @@ struct DeliveryItem: Sendable {
     var countsAsPage: Bool
     /// A page of a service in shadow mode: recorded, never delivered.
     var shadow: ShadowPage? = nil
+    /// Its sending slot (set by the engine's claim).
+    var slot: SlotTicket? = nil
 
     struct ShadowPage: Sendable {
         var serviceID: Int64
