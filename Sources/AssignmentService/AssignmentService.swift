@@ -13,6 +13,8 @@ public struct AssignmentService: Service {
     /// Ingest's outbox, taken over when no Ingest sends it.
     let takeover: OutboxRelay
     let relayWaker: Waker
+    /// The relay's second lane (poked when the first is busy).
+    let relayLane: Waker
     let credentials: ServiceCredentials
     let pool: PostgresPool
     let timers: TimerManager
@@ -28,7 +30,9 @@ public struct AssignmentService: Service {
         KlaxonMetrics.bootstrap()
         ChangeStore.windowMs.store(Int64(config.changeWindowHours) * 3_600_000, ordering: .relaxed)
         OutboundGuard.allowLinkLocal = config.allowLinkLocalDestinations
-        let waker = Waker()
+        // The outbox relay's second lane: it claims new rows while the first waits for a reply.
+        let relayLane = Waker()
+        let waker = Waker(overflow: relayLane)
         let timerWaker = Waker()
         let manager = AssignmentManager(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker, logger: logger)
         let actions = IncidentActions(pool: pool, clock: clock, notifierOutbox: waker, timers: timerWaker)
@@ -63,6 +67,7 @@ public struct AssignmentService: Service {
             destination: Outbox.Destination.notifier, client: config.rpcClient(config.notifierAddress, credentials: credentials),
             pool: pool, logger: logger)
         self.relayWaker = waker
+        self.relayLane = relayLane
         // Committed means paged, whoever is left: Ingest's outbox rows that no live Ingest is
         // sending, 5 s old, are applied here (through this process's own entrance, as a service).
         self.takeover = .takeover(destination: Outbox.Destination.assignment, server: server, who: "assignment", pool: pool, logger: logger)
@@ -122,11 +127,15 @@ public struct AssignmentService: Service {
         var surgeLoop = DueWorkLoop(name: "assignment.surge", clock: clock, waker: Waker(), logger: logger)
         surgeLoop.maxSleep = .seconds(1)
         let surge = SurgeWatcher(pool: pool, notifierOutbox: relayWaker, logger: logger)
+        let relayLane = self.relayLane
         var relayLoop = DueWorkLoop(name: "assignment.outbox", clock: clock, waker: relayWaker, logger: logger)
         relayLoop.finalStepOnShutdown = true
         try await credentials.whileIssued(pool: pool, clock: clock) {
             try await ServiceRunner.run(server: server, loops: [
                 WorkLoop(relayLoop) { now in
+                    try await relay.deliverDue(now: now)
+                },
+                WorkLoop(DueWorkLoop(name: "assignment.outbox.lane2", clock: clock, waker: relayLane, logger: logger)) { now in
                     try await relay.deliverDue(now: now)
                 },
                 WorkLoop(takeoverLoop) { now in try await takeover.deliverDue(now: now) },

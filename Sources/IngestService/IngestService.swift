@@ -12,6 +12,8 @@ public struct IngestService: Service {
     private let httpPortLatch = Latch<Int>()
     let relay: OutboxRelay
     let relayWaker: Waker
+    /// The relay's second lane (poked when the first is busy).
+    let relayLane: Waker
     /// The canary (nil when KLAXON_CANARY_INTERVAL_SECONDS=0).
     public let canary: Canary?
     let credentials: ServiceCredentials
@@ -21,7 +23,9 @@ public struct IngestService: Service {
 
     public init(config: KlaxonConfig, pool: PostgresPool, clock: any WallClock, logger: Logger) {
         KlaxonMetrics.bootstrap()
-        let waker = Waker()
+        // The outbox relay's second lane: it claims new rows while the first waits for a reply.
+        let relayLane = Waker()
+        let waker = Waker(overflow: relayLane)
         let processor = EventProcessor(
             pool: pool, clock: clock, assignmentOutbox: waker, logger: logger, maxBatch: config.ingestBatchMax,
             maxConcurrentBatches: config.ingestBatchConcurrency)
@@ -41,6 +45,7 @@ public struct IngestService: Service {
             destination: Outbox.Destination.assignment, client: config.rpcClient(config.assignmentAddress, credentials: credentials),
             pool: pool, logger: logger)
         self.relayWaker = waker
+        self.relayLane = relayLane
         self.clock = clock
         self.logger = logger
         if config.canaryIntervalSeconds > 0 {
@@ -115,12 +120,15 @@ public struct IngestService: Service {
 
     public func run() async throws {
         defer { httpPortLatch.resolve(.failure(CancellationError())) }  // no-op once it resolved
+        let relayLane = self.relayLane
         var relayLoop = DueWorkLoop(name: "ingest.outbox", clock: clock, waker: relayWaker, logger: logger)
         relayLoop.finalStepOnShutdown = true
         try await credentials.whileIssued(pool: pool, clock: clock) {
             try await ServiceRunner.run(
                 server: server,
                 loops: [WorkLoop(relayLoop) { now in
+                    try await relay.deliverDue(now: now)
+                }, WorkLoop(DueWorkLoop(name: "ingest.outbox.lane2", clock: clock, waker: relayLane, logger: logger)) { now in
                     try await relay.deliverDue(now: now)
                 }] + canaryLoops,
                 others: [http], collector: KlaxonMetrics.databaseCollector(pool, destinations: [Outbox.Destination.assignment]),

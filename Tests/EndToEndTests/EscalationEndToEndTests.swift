@@ -155,7 +155,7 @@ import Testing
         second.assignmentListen = HostPort(host: "127.0.0.1", port: try await freePort())
         let replica = AssignmentService(config: second, pool: pipeline.db.pool, clock: clock, logger: pipeline.logger)
         let replicaRun = RunningService(replica, logger: pipeline.logger)
-        pipeline.extraLoops = 6
+        pipeline.extraLoops = 7  // the replica's loops (Pipeline.loopCount's Assignment)
         try await pipeline.start(.assignment)
 
         let pages = await pipeline.sink.waitForRequests(2, timeout: .seconds(10))

@@ -127,10 +127,10 @@ final class Pipeline: @unchecked Sendable {
 
     /// The work loops each running part sleeps in between steps (outbox relays, timers, dispatch).
     var loopCount: Int {
-        // Assignment: outbox, Ingest's outbox taken over, timers, surge, responder requests, inbox
-        // pruning. Notifier: delivery (pages and channel posts), codes and test pages, Assignment's
-        // outbox taken over. Ingest: outbox.
-        running.keys.reduce(0) { count, part in count + (part == .assignment ? 6 : part == .notifier ? 3 : 1) } + extraLoops
+        // Assignment: outbox (two lanes), Ingest's outbox taken over, timers, surge, responder
+        // requests, inbox pruning. Notifier: delivery (pages and channel posts), codes and test
+        // pages, Assignment's outbox taken over. Ingest: outbox (two lanes).
+        running.keys.reduce(0) { count, part in count + (part == .assignment ? 7 : part == .notifier ? 3 : 2) } + extraLoops
     }
     /// Loops of services a test started by itself (another replica) on the same clock.
     var extraLoops = 0

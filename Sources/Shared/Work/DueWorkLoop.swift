@@ -31,6 +31,8 @@ public struct DueWorkLoop: Sendable {
                 do {
                     let now = clock.nowMs()
                     wakeAt = now + maxSleep.milliseconds
+                    waker.setBusy(true)
+                    defer { waker.setBusy(false) }
                     if let next = try await step(now) { wakeAt = min(wakeAt, max(next, now)) }
                 } catch is CancellationError {
                     return

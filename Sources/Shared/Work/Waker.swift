@@ -6,6 +6,8 @@ import NIOConcurrencyHelpers
 public final class Waker: Sendable {
     private struct State {
         var poked = false
+        /// Its loop is running a step (set by `DueWorkLoop`).
+        var busy = false
         var waiter: CheckedContinuation<Void, Never>?
         /// The clock alarm ending the current wait; a poke cancels it before waking the waiter,
         /// so a loop is asleep on its clock exactly while it waits and nobody poked it.
@@ -13,21 +15,34 @@ public final class Waker: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// A second loop doing the same work: poked too when this one's loop is busy, so new work
+    /// starts at once instead of waiting for the step in progress (an outbox relay's second
+    /// lane: it claims what came in while the first waits for its peer's reply).
+    private let overflow: Waker?
 
-    public init() {}
+    public init(overflow: Waker? = nil) {
+        self.overflow = overflow
+    }
 
     public func poke() {
-        let (waiter, alarm) = state.withLockedValue { state -> (CheckedContinuation<Void, Never>?, Alarm?) in
+        let (waiter, alarm, busy) = state.withLockedValue { state -> (CheckedContinuation<Void, Never>?, Alarm?, Bool) in
             defer { state.alarm = nil }
             if let waiter = state.waiter {
                 state.waiter = nil
-                return (waiter, state.alarm)
+                return (waiter, state.alarm, state.busy)
             }
             state.poked = true
-            return (nil, state.alarm)
+            return (nil, state.alarm, state.busy)
         }
         alarm?.cancel()
         waiter?.resume()
+        if busy { overflow?.poke() }
+    }
+
+    /// Set by the loop around each step.
+    public func setBusy(_ busy: Bool) {
+        guard overflow != nil else { return }
+        state.withLockedValue { $0.busy = busy }
     }
 
     /// Returns on a poke, once `clock` reads `deadline`, or when the task is cancelled.
