@@ -164,3 +164,28 @@ import Testing
         #expect(!TwilioSignature.valid(signature: "EAgACqLGgj9GCAv2cvt3WLFyY5s=", url: url, fields: fields, authToken: "other"))
     }
 }
+
+/// An outbox relay's second lane: a poke reaches the overflow waker only while the first loop is
+/// busy (running a step), so an idle relay claims alone and a busy one gets help at once.
+@Suite struct WakerOverflowTests {
+    /// Waits on `waker` until `ms` from now; true when a poke ended the wait before the deadline.
+    static func poked(_ waker: Waker, withinMs ms: Int64) async -> Bool {
+        let clock = SystemWallClock()
+        let deadline = clock.nowMs() + ms
+        await waker.wait(until: deadline, on: clock)
+        return clock.nowMs() < deadline
+    }
+
+    @Test func aPokeReachesTheOverflowOnlyWhileBusy() async {
+        let lane = Waker()
+        let waker = Waker(overflow: lane)
+        waker.poke()  // idle: the loop itself takes it
+        #expect(await Self.poked(waker, withinMs: 5_000))
+        #expect(await !Self.poked(lane, withinMs: 100))
+        waker.setBusy(true)
+        waker.poke()  // busy: the lane too, and the loop keeps it for after its step
+        #expect(await Self.poked(lane, withinMs: 5_000))
+        waker.setBusy(false)
+        #expect(await Self.poked(waker, withinMs: 5_000))
+    }
+}
