@@ -93,7 +93,7 @@ public enum IncidentStore {
             let requests = try save(record, transition, connection: connection, now: now, into: &writes)
             notifies += requests
             if record.major, record.state.status != .resolved, transition.state.status == .resolved {
-                try connection.combine { try writes.flush(connection) }  // the response's rules read the incident as saved
+                try connection.combine { try writes.flush(connection, now: now) }  // the response's rules read the incident as saved
                 // A resolved major incident's response is closed: nobody is waited for any more.
                 let actor = transition.effects.lazy.compactMap { effect -> String? in
                     if case let .timeline(entry) = effect, entry.type == .resolve { return entry.actor }
@@ -104,7 +104,7 @@ public enum IncidentStore {
             outcomes.append(Outcome(record: record, transition: transition, notified: requests.count))
         }
         try connection.combine {
-            try writes.flush(connection)
+            try writes.flush(connection, now: now)
             try Outbox.enqueueAll(connection, destination: Outbox.Destination.notifier, notifies, now: now)
         }
         return outcomes
@@ -232,10 +232,9 @@ public enum IncidentStore {
         var exhausted: [Bool] = [], triggerApplied: [Bool] = [], heldUntil: [Int64?] = []
         var assigned: (incident: [Int64], user: [Int64]) = ([], [])
         var entries: [(incidentID: Int64, entry: TimelineEntry)] = []
-        var now: Millis = 0
 
         /// Queues what was collected (sent with the transaction's next statement) and empties it.
-        mutating func flush(_ connection: PGConnection) throws {
+        mutating func flush(_ connection: PGConnection, now: Millis) throws {
             if !ids.isEmpty {
                 try connection.enqueue(
                     """
@@ -274,7 +273,6 @@ public enum IncidentStore {
     ) throws -> [(method: String, body: [UInt8])] {
         let old = record.state
         let new = transition.state
-        batch.now = now
         batch.ids.append(record.id)
         batch.status.append(new.status.rawValue)
         batch.level.append(Int64(new.level))

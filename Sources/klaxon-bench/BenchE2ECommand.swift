@@ -157,17 +157,17 @@ struct BenchE2ECommand: AsyncParsableCommand {
         let statements = await StatementCount(pool: pool)
         say("surge: \(surge) new incidents at full speed (8 connections × 64 in flight)…")
         let klaxonPIDs = Set(cluster.processes.map(\.process.processIdentifier))
-        let cpuStart = CPUAccount.now()
+        let cpuStart = CPUAccount.sample()
         let report = try await offThread {
             try LoadGenerator(port: cluster.ingestPort, connections: 8, inFlight: 64)
                 .run(calls: surge, frame: { Self.triggerFrame(routingKey, key: "\(prefix)-\($0)", index: $0) }, inspect: Self.outcome)
         }
         guard report.errors == 0 else { throw BenchError("surge: \(report.errors) calls failed: \(report.firstError ?? "")") }
-        let cpuIngested = CPUAccount.now()
+        let cpuIngested = CPUAccount.sample()
         let lastReply = report.startNanos + UInt64(report.seconds * 1e9)
         let expected = surge * 2
         let arrived = await sink.wait(prefix: prefix, pages: expected, timeout: .seconds(300))
-        let cpuEnd = CPUAccount.now()
+        let cpuEnd = CPUAccount.sample()
         let lastPage = arrived.max() ?? 0
         let afterLastReply = Double(Int64(lastPage) - Int64(lastReply)) / 1e9
         let pagesPerSecond = Double(arrived.count) / (Double(lastPage - report.startNanos) / 1e9)

@@ -400,7 +400,7 @@ struct CPUAccount {
 
     static let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
 
-    static func now() -> CPUAccount {
+    static func sample() -> CPUAccount {
         var account = CPUAccount()
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         for entry in entries {

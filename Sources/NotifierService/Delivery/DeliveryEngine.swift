@@ -57,7 +57,7 @@ public struct DeliveryEngine: Sendable {
 
     /// Attempts being made right now (their outcome not yet recorded).
     /// (Sends, and outcomes being recorded: a send's slot is freed when the send ends.)
-    public var inFlight: Int { maxInFlight - slots.free(maxInFlight) + recording.add(0) }
+    public var inFlight: Int { maxInFlight - slots.free(maxInFlight) + recording.value }
     /// Outcomes waiting for their group commit (their sends are over, their slots free).
     let recording = Counter()
 
@@ -379,10 +379,11 @@ final class SlotTicket: Sendable {
 
 /// A count shared by the sends and the loop.
 final class Counter: Sendable {
-    private let value = NIOLockedValueBox(0)
+    private let count = NIOLockedValueBox(0)
     /// The count after adding `amount`.
-    func add(_ amount: Int) -> Int { value.withLockedValue { $0 += amount; return $0 } }
-    func reset() { value.withLockedValue { $0 = 0 } }
+    func add(_ amount: Int) -> Int { count.withLockedValue { $0 += amount; return $0 } }
+    func reset() { count.withLockedValue { $0 = 0 } }
+    var value: Int { count.withLockedValue { $0 } }
 }
 
 /// Sending slots: attempts in flight, in total and per address.

@@ -155,7 +155,7 @@ struct PageQueue: DeliveryQueue {
 
     private func recordTogether(_ connection: PGConnection, _ outcomes: [(DeliveryItem, DeliveryResult)]) throws {
         var retries: (ids: [String], due: [Int64], errors: [String?], attempts: [Int64], first: [Int64?]) = ([], [], [], [], [])
-        var finals: (ids: [String], status: [String?], at: [Int64], why: [String?], attempts: [Int64], first: [Int64?]) = ([], [], [], [], [], [])
+        var finals: (ids: [String], status: [String], at: [Int64], why: [String?], attempts: [Int64], first: [Int64?]) = ([], [], [], [], [], [])
         var entries: [(incidentID: Int64, entry: TimelineEntry)] = []
         for (item, result) in outcomes {
             var details = [
