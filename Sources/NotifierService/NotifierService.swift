@@ -30,6 +30,7 @@ public struct NotifierService: Service {
     ) {
         KlaxonMetrics.bootstrap()
         OutboundGuard.allowLinkLocal = config.allowLinkLocalDestinations
+        HTTPClient.leanPages = config.pagesHTTPClient == "lean"
         let waker = Waker()
         let httpPort = httpPortLatch
         let intake = NotifyIntake(pool: pool, clock: clock, dispatcherWaker: waker, logger: logger)

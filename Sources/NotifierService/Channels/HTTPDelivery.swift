@@ -22,22 +22,15 @@ func post(
             throw DeliveryError(
                 description: "\(what) not sent: \(why); KLAXON_ALLOW_LINK_LOCAL_DESTINATIONS=true allows it", permanent: true)
         }
-        var request = HTTPClientRequest(url: target)
-        request.method = .POST
-        if !bearer.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(bearer)") }
-        request.headers.add(name: "Content-Type", value: contentType)
-        request.headers.add(name: "Idempotency-Key", value: idempotencyKey)
-        request.headers.add(name: "User-Agent", value: "Klaxon-Notifier")
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        request.body = .bytes(body)
-        let response = try await http.execute(request, deadline: deadline)
-        _ = try? await response.body.collect(upTo: 64 * 1024)
-        let code = Int(response.status.code)
+        let response = try await exchange(
+            http, target, idempotencyKey: idempotencyKey, body: body, deadline: deadline, what: what, bearer: bearer, contentType: contentType,
+            headers: headers)
+        let code = response.status
         switch code {
         case 200..<300:
             return
         case 307, 308:
-            let location = response.headers.first(name: "Location") ?? ""
+            let location = response.location ?? ""
             guard hop < maxRedirects, let next = redirectTarget(location, from: target) else {
                 throw DeliveryError(description: hop < maxRedirects
                     ? "\(what) answered HTTP \(code) with an unusable Location \"\(location)\""
@@ -45,12 +38,12 @@ func post(
             }
             target = next
         case 300..<400:
-            let location = response.headers.first(name: "Location").map { " to \($0)" } ?? ""
+            let location = response.location.map { " to \($0)" } ?? ""
             throw DeliveryError(description: "\(what) answered HTTP \(code)\(location): not delivered (redirects are followed only for 307 and 308)")
         case 429:
             throw DeliveryError(
                 description: "\(what) answered HTTP 429 (rate limited)",
-                retryAfterMs: response.headers.first(name: "Retry-After").flatMap(retryAfterMs))
+                retryAfterMs: response.retryAfter.flatMap(retryAfterMs))
         case 408:
             throw DeliveryError(description: "\(what) answered HTTP 408")
         case 400..<500:
@@ -63,6 +56,35 @@ func post(
 }
 
 let maxRedirects = 3
+
+/// One POST and its answer: through the client's lean twin when it has one and takes the URL
+/// (keep-alive connections per origin, NIO's codec directly), else through AsyncHTTPClient.
+func exchange(
+    _ http: HTTPClient, _ url: String, idempotencyKey: String, body: [UInt8], deadline: NIODeadline, what: String, bearer: String,
+    contentType: String, headers: [(String, String)]
+) async throws -> LeanHTTP1.Response {
+    var fields = HTTPHeaders()
+    if !bearer.isEmpty { fields.add(name: "Authorization", value: "Bearer \(bearer)") }
+    fields.add(name: "Content-Type", value: contentType)
+    fields.add(name: "Idempotency-Key", value: idempotencyKey)
+    fields.add(name: "User-Agent", value: "Klaxon-Notifier")
+    for (name, value) in headers { fields.add(name: name, value: value) }
+    if let lean = http.lean, let target = lean.target(url) {
+        do {
+            if let response = try await lean.post(target, headers: fields, body: body, deadline: deadline) { return response }
+        } catch let error as LeanHTTP1Error {
+            throw DeliveryError(description: "\(what) not delivered: \(error)")
+        }
+    }
+    var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.headers = fields
+    request.body = .bytes(body)
+    let response = try await http.execute(request, deadline: deadline)
+    _ = try? await response.body.collect(upTo: 64 * 1024)
+    return LeanHTTP1.Response(
+        status: Int(response.status.code), location: response.headers.first(name: "Location"), retryAfter: response.headers.first(name: "Retry-After"))
+}
 
 /// Location resolved against the URL that answered (absolute http(s) or a relative reference).
 func redirectTarget(_ location: String, from base: String) -> String? {

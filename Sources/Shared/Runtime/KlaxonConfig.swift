@@ -125,6 +125,9 @@ public struct KlaxonConfig: Sendable {
     public var tlsExtraCAFile = ""
     /// Pages may go to link-local addresses (169.254.0.0/16, fe80::/10); refused otherwise.
     public var allowLinkLocalDestinations = false
+    /// Outbound POSTs (pages, channel posts, provider calls): `lean` through Klaxon's own HTTP/1.1
+    /// client on kept-alive connections where it can (issue 29), `general` through AsyncHTTPClient alone.
+    public var pagesHTTPClient = "lean"
     /// The canary (issue 26): every Ingest sends a synthetic event through the whole pipeline this
     /// often; 0 turns it off.
     public var canaryIntervalSeconds = 60
@@ -317,6 +320,8 @@ public struct KlaxonConfig: Sendable {
     } + [
         .number("rpc.inbound_budget_bytes", \.inboundBudgetBytes, minimum: 1 << 20, "bytes of large frames (over 64 KiB) being received at once, per process"),
         .flag("allow_link_local_destinations", \.allowLinkLocalDestinations, "true: pages may go to link-local addresses (cloud metadata)"),
+        .text("pages_http_client", \.pagesHTTPClient, "lean: outbound POSTs on Klaxon's own kept-alive HTTP/1.1 connections; general: AsyncHTTPClient alone",
+              check: { ["lean", "general"].contains($0) ? nil : "must be lean or general" }),
         .number("canary.interval_seconds", \.canaryIntervalSeconds, minimum: 0,
                 "seconds between canary round trips through Ingest → Assignment → Notifier (0: off)"),
         .number("change_window_hours", \.changeWindowHours, minimum: 0,

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import NIOConcurrencyHelpers
 import NIOSSL
 
@@ -11,6 +12,7 @@ extension HTTPClient {
     public static var pages: HTTPClient { pages(trusting: "") }
 
     private static let clients = NIOLockedValueBox<[String: HTTPClient]>([:])
+    private static let leanTwins = NIOLockedValueBox<[ObjectIdentifier: LeanHTTP1]>([:])
 
     /// The pages' client verifying certificates against the system's roots plus `extraCAFile`'s
     /// (KLAXON_TLS_EXTRA_CA_FILE; empty: the system's alone). One per CA file, kept for the process.
@@ -25,7 +27,26 @@ extension HTTPClient {
             configuration.tlsConfiguration = tls
             let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
             clients[extraCAFile] = client
+            let lean = LeanHTTP1(group: HTTPClient.defaultEventLoopGroup, tlsConfiguration: tls)
+            leanTwins.withLockedValue { $0[ObjectIdentifier(client)] = lean }
             return client
         }
     }
+
+    /// The lean HTTP/1.1 client with this client's trust (issue 29): present for the clients
+    /// `pages(trusting:)` makes, nil for any other (which then sends everything itself).
+    /// None while `leanPages` is false.
+    public var lean: LeanHTTP1? {
+        guard Self.leanEnabled.withLockedValue({ $0 }) else { return nil }
+        return Self.leanTwins.withLockedValue { $0[ObjectIdentifier(self)] }
+    }
+
+    /// false (KLAXON_PAGES_HTTP_CLIENT=general) sends every outbound POST through AsyncHTTPClient
+    /// alone, the way before issue 29. Set by the services from their configuration.
+    public static var leanPages: Bool {
+        get { leanEnabled.withLockedValue { $0 } }
+        set { leanEnabled.withLockedValue { $0 = newValue } }
+    }
+
+    private static let leanEnabled = NIOLockedValueBox(true)
 }
