@@ -87,6 +87,8 @@ struct BenchE2ECommand: AsyncParsableCommand {
         ]
         let cluster = try await ServiceCluster.start(layout: layout, databaseURL: config.databaseURL, poolSize: poolSize, extra: twilio)
         defer { cluster.stop() }
+        let outbound = ProcessInfo.processInfo.environment["KLAXON_PAGES_HTTP_CLIENT"] ?? "lean"
+        say("pages go out through the \(outbound) HTTP client (KLAXON_PAGES_HTTP_CLIENT)")
         say("services: \(layout.rawValue) — " + cluster.processes.map { "\($0.name) pid \($0.process.processIdentifier)" }.joined(separator: ", "))
 
         if chosen.contains("surge") {

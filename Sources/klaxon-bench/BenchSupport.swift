@@ -122,6 +122,8 @@ final class ServiceCluster: @unchecked Sendable {
         var ports: [Int] = []
         for _ in 0..<4 { ports.append(try await BenchIngestCommand.freePort()) }
         var config = KlaxonConfig(databaseURL: databaseURL)
+        // The benchmark's own environment chooses the pages' HTTP client (before/after issue 29).
+        config.pagesHTTPClient = ProcessInfo.processInfo.environment["KLAXON_PAGES_HTTP_CLIENT"] ?? config.pagesHTTPClient
         config.databasePoolSize = poolSize
         config.ingestListen = HostPort(host: "127.0.0.1", port: ports[0])
         config.ingestHTTPListen = HostPort(host: "127.0.0.1", port: ports[1])

@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -154,6 +155,18 @@ import Testing
         #expect(third == nil)
         for task in held { _ = await task.value }
         #expect(await eventually { lean.openConnections(to: server.url) == 0 })
+    }
+
+    /// The clients `HTTPClient.pages(trusting:)` makes have a lean twin (one per CA file, as they
+    /// are); a client made elsewhere has none and sends everything itself.
+    @Test func thePagesClientsHaveALeanTwin() throws {
+        let pages = HTTPClient.pages
+        let twin = try #require(pages.lean)
+        #expect(HTTPClient.pages(trusting: "").lean === twin)
+        #expect(HTTPClient.pages(trusting: "/nonexistent-ca.pem").lean !== twin)
+        let other = HTTPClient(eventLoopGroupProvider: .singleton)
+        defer { try? other.syncShutdown() }
+        #expect(other.lean == nil)
     }
 
     @Test func aBadHeaderIsRefusedBeforeAnythingIsSent() async throws {
