@@ -95,9 +95,20 @@ struct BenchE2ECommand: AsyncParsableCommand {
             try await runSurge(services.surge, sink: sink, cluster: cluster, pool: pool, runID: runID, table: &table)
         }
         if chosen.contains("latency") {
+            let klaxonPIDs = Set(cluster.processes.map(\.process.processIdentifier))
             for rate in rates.split(separator: ",").compactMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) {
+                let cpuStart = CPUAccount.sample()
+                let started = ContinuousClock.now
                 let result = try await openLoop(
                     routingKey: services.surge, rate: rate, prefix: "lat\(rate)-\(runID)", paths: nil, sink: sink, port: cluster.ingestPort)
+                // Until the last page: whether the machine kept up is what the percentiles hang on.
+                let wall = ContinuousClock.now - started
+                let cpu = cpuStart.split(
+                    to: CPUAccount.sample(), klaxon: klaxonPIDs, wall: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18)
+                let perPage = 1000 * (cpu.klaxon + cpu.postgres) / Double(max(result.pages, 1))
+                say(String(format: "  CPU: %@; Klaxon + PostgreSQL %.3f ms per page", cpu.describe(), perPage))
+                table.row(
+                    "… CPU at \(rate) triggers/s (until the last page)", String(format: "%@; Klaxon + PostgreSQL %.3f ms per page", cpu.describe(), perPage))
                 table.figures["klaxon.p50.\(rate)"] = result.ms(50)
                 table.figures["klaxon.p99.\(rate)"] = result.ms(99)
                 table.row("Klaxon latency at \(rate) triggers/s (ingest reply → page)", result.describe)

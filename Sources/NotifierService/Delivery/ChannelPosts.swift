@@ -51,7 +51,7 @@ struct ChannelPostQueue: DeliveryQueue {
     func claim(
         _ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>,
         inFlight: [String: Int], perDestination: Int
-    ) throws -> [DeliveryItem] {
+    ) throws -> (items: [DeliveryItem], more: Bool) {
         let rows = try connection.query(
             """
             UPDATE channel_posts SET lease_until_ms = $1 + $3
@@ -75,7 +75,8 @@ struct ChannelPostQueue: DeliveryQueue {
             items.append(Self.item(
                 id: id, incidentID: incidentID, url: url, reason: reason, snapshot: snapshot, channel: channel, row: rows, index: row, now: now))
         }
-        return items
+        // Posts have no per-address room: a full batch may have left more.
+        return (items, rows.count == limit)
     }
 
     private static func item(
@@ -99,6 +100,11 @@ struct ChannelPostQueue: DeliveryQueue {
     func nextDue(_ connection: PGConnection, now: Millis, closed: Set<String>) throws -> Millis? {
         try connection.query(
             "SELECT min(greatest(due_at_ms, lease_until_ms)) AS next FROM channel_posts WHERE status = 'pending'").int64(0, "next")
+    }
+
+    /// Channel posts are few: the same question.
+    func nextDueLater(_ connection: PGConnection, now: Millis, full: Set<String>, closed: Set<String>) throws -> Millis? {
+        try nextDue(connection, now: now, closed: closed)
     }
 
     /// Channel posts are few (status updates): one statement pair each.

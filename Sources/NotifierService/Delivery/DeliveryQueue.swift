@@ -83,15 +83,22 @@ protocol DeliveryQueue: Sendable {
     /// the backoff): a page already in its own retry schedule keeps it.
     /// `inFlight` (attempts per address) and `perDestination` let a queue lease no more per
     /// address than fits; the engine puts back any excess.
+    /// `more`: items it could have leased beyond `limit` were left (the engine claims again at
+    /// once); false when it took every item that fits its address's room, so the next claim can
+    /// only find something once a slot frees or new work comes (both poke the engine).
     func claim(
         _ connection: PGConnection, now: Millis, limit: Int, leaseMs: Millis, full: Set<String>, closed: Set<String>,
         inFlight: [String: Int], perDestination: Int
-    ) throws -> [DeliveryItem]
+    ) throws -> (items: [DeliveryItem], more: Bool)
     /// Ends the lease of claimed items the engine has no slot for.
     func putBack(_ connection: PGConnection, ids: [String]) throws
     /// The earliest instant an item can be claimed (due, or its lease ended), nil when none waits;
     /// items to `closed` addresses (backing off) are left out: the engine wakes when they open.
     func nextDue(_ connection: PGConnection, now: Millis, closed: Set<String>) throws -> Millis?
+    /// The earliest instant after `now` an item comes due whose address is not `full` (a retry, a
+    /// delayed rule), leaving out `closed` addresses' items never attempted. Asked when addresses
+    /// are full: their due items wait for a freed slot's poke, and a backlog of them is not read.
+    func nextDueLater(_ connection: PGConnection, now: Millis, full: Set<String>, closed: Set<String>) throws -> Millis?
     /// Whether its items share their destination's backoff (`DestinationBackoff`): pages do.
     var sharesBackoff: Bool { get }
     /// The outcomes of attempts (a retry puts it back as pending, due at the retry instant), a
