@@ -55,17 +55,17 @@ struct PageQueue: DeliveryQueue {
                       ORDER BY n.due_at_ms LIMIT $7) c
                 JOIN contact_methods m ON m.id = c.contact_method_id
             ), due AS (
-                SELECT n.id, c.due_at_ms FROM notifications n JOIN candidates c ON c.id = n.id
+                SELECT n.id FROM notifications n JOIN candidates c ON c.id = n.id
                 LEFT JOIN unnest($8::text[], $9::bigint[]) AS r(address, free) ON r.address = c.address
                 WHERE c.rank <= coalesce(r.free, $10::bigint) AND n.status = 'pending' AND n.lease_until_ms <= $1
-                ORDER BY c.due_at_ms LIMIT $2 + 1 FOR UPDATE OF n SKIP LOCKED
-            ), picked AS (
-                -- One row more than the limit is looked for (and only locked): it says whether
-                -- this claim left claimable work behind.
-                SELECT id FROM due ORDER BY due_at_ms LIMIT $2)
+                ORDER BY c.due_at_ms LIMIT $2 FOR UPDATE OF n SKIP LOCKED
+            ), spare AS (
+                -- Whether the candidates hold more that fits than this claim takes: work left behind.
+                SELECT 1 FROM candidates c LEFT JOIN unnest($8::text[], $9::bigint[]) AS r(address, free) ON r.address = c.address
+                WHERE c.rank <= coalesce(r.free, $10::bigint) OFFSET $2 LIMIT 1)
             UPDATE notifications n SET lease_until_ms = $1 + $3
-            FROM picked, users u, contact_methods c, notification_rules r, incidents i, services s
-            WHERE n.id = picked.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
+            FROM due, users u, contact_methods c, notification_rules r, incidents i, services s
+            WHERE n.id = due.id AND u.id = n.user_id AND c.id = n.contact_method_id AND r.id = n.rule_id
               AND i.id = n.incident_id AND s.id = i.service_id
             RETURNING n.id::text AS id, n.due_at_ms, n.incident_id, n.user_id, n.rule_id, n.contact_method_id, n.minute_zero, n.reason, n.snapshot,
                       n.attempts, n.first_attempt_at_ms, c.type, c.address, c.verified_at_ms IS NOT NULL AS verified, u.name, u.email, r.start_delay_seconds,
@@ -78,7 +78,7 @@ struct PageQueue: DeliveryQueue {
                       CASE WHEN n.reason = 'status_update' THEN
                           EXISTS (SELECT 1 FROM incident_subscribers b WHERE b.incident_id = n.incident_id AND b.user_id = n.user_id)
                       ELSE false END AS subscribed,
-                      (SELECT count(*) FROM due) AS claimable
+                      EXISTS (SELECT 1 FROM spare) AS more
             """, [now, limit, leaseMs, PGArray(passOver), windowMs, PGArray(holdBack), Int64(min(limit * 4, 2048)), PGArray(room.addresses),
                   PGArray(room.free), Int64(perDestination)])
         var learnt: [(String, Int64)] = []
@@ -127,7 +127,7 @@ struct PageQueue: DeliveryQueue {
                 shadow: rows.bool(row, "shadow")! ? .init(serviceID: rows.int64(row, "service_id")!, minuteZero: minuteZero) : nil))
         }
         addressMethods.withLockedValue { map in for (address, method) in learnt { map[address, default: []].insert(method) } }
-        return (items, (rows.count > 0 ? rows.int(0, "claimable") ?? 0 : 0) > limit)
+        return (items, rows.count > 0 && rows.bool(0, "more") == true)
     }
 
     func putBack(_ connection: PGConnection, ids: [String]) throws {
