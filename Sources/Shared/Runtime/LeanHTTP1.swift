@@ -182,7 +182,8 @@ public final class LeanHTTP1: Sendable {
         let sniName = target.tls && !Self.isIPLiteral(target.host) ? target.host : nil
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(left)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // TCP level: `.socketOption(.tcp_nodelay)` would be SOL_SOCKET option 1, SO_DEBUG (root only).
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: sniName)) }
