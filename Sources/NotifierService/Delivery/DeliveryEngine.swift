@@ -114,19 +114,20 @@ public struct DeliveryEngine: Sendable {
                     // A finished send pokes the loop.
                     guard free >= min(self.claimWhenFree, self.maxInFlight) || free == self.maxInFlight else { return nil }
                     self.finishedSinceClaim.reset()
-                    let (claimed, saturated, more) = try await self.claim(now: now, limit: min(free, self.batchSize))
+                    let limit = min(free, self.batchSize)
+                    let (claimed, saturated, more) = try await self.claim(now: now, limit: limit)
                     for item in claimed { continuation.yield(item) }
                     // Claim again at once only if this one left claimable work. When it took all
                     // that fits, a claim now would find its addresses full and, with a backlog
                     // behind them, read the whole backlog to lease nothing (at 1,000 triggers/s to
                     // two addresses, on a busy machine, such empty claims took up to 120 ms each).
-                    if claimed.count == min(free, self.batchSize) && more { return now }
+                    if claimed.count == limit && more { return now }
                     // Items wait for a full address: its next finished send pokes the loop; for a
                     // destination backing off, the end of its backoff. What comes due later for
                     // the others (a retry, a delayed rule) is looked up past the full ones.
                     let opening = self.backoff.nextOpening(after: now)
                     let fullNow = self.fullAddresses()
-                    if saturated || !fullNow.isEmpty || claimed.count == min(free, self.batchSize) {
+                    if saturated || !fullNow.isEmpty || claimed.count == limit {
                         return [try await self.nextDueLater(full: fullNow), opening].compactMap { $0 }.min()
                     }
                     return [try await self.nextDue(), opening].compactMap { $0 }.min()

@@ -182,7 +182,7 @@ public final class LeanHTTP1: Sendable {
         let sniName = target.tls && !Self.isIPLiteral(target.host) ? target.host : nil
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(left)
-            // TCP level: `.socketOption(.tcp_nodelay)` would be SOL_SOCKET option 1, SO_DEBUG (root only).
+            // At the TCP level (IPPROTO_TCP): the socket-level option of the same number is SO_DEBUG, root only.
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
