@@ -130,7 +130,8 @@ import Testing
 
         let closedPort = try await ScriptedServer.start { _, _ in .silence }
         let refusedURL = closedPort.url
-        closedPort.stop()
+        // Closed before the connect: `stop()` alone closes later, and a connect could still land.
+        try await closedPort.channel.close()
         do {
             _ = try await lean.post(try #require(lean.target(refusedURL)), headers: Self.headers("r"), body: [1], deadline: .now() + .seconds(5))
             Issue.record("a refused connection delivered")
