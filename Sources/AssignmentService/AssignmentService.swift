@@ -114,7 +114,7 @@ public struct AssignmentService: Service {
         // Timers: wake at the earliest due one, on a poke, and at least every second for timers
         // set by other processes (Ingest, other replicas), so each fires within a second of due.
         var timerLoop = DueWorkLoop(name: "assignment.timers", clock: clock, waker: timerWaker, logger: logger)
-        timerLoop.maxSleep = .seconds(1)
+        timerLoop.maxSleep = .milliseconds(TimerManager.pollMs)
         // Responder requests: expired at their timeout (and every second for other replicas' requests).
         var expiryLoop = DueWorkLoop(name: "assignment.responder_requests", clock: clock, waker: Waker(), logger: logger)
         expiryLoop.maxSleep = .seconds(1)

@@ -9,6 +9,9 @@ import Shared
 /// the incident rules, which ignore a timer that is no longer due. Survives restarts: the
 /// instants are columns, read again at start.
 public struct TimerManager: Sendable {
+    /// The timer loop reads the next due timer at least this often (timers set by other
+    /// processes); a new timer due sooner pokes it.
+    public static let pollMs: Millis = 1_000
     let pool: PostgresPool
     let notifierOutbox: Waker
     let batchSize: Int
@@ -77,21 +80,18 @@ public struct TimerManager: Sendable {
             if fired == batchSize { return now }
         }
         return try await pool.withConnection { connection in
-            // The earliest timer not backing off (index order), or the earliest end of a backoff.
-            let next = try connection.query(
+            // The earliest timer not backing off (index order), or the earliest end of a backoff:
+            // one statement, one round trip.
+            try connection.query(
                 """
-                SELECT next_timer_at_ms AS next FROM incidents
-                WHERE status <> 'resolved' AND next_timer_at_ms IS NOT NULL AND work_retry_at_ms IS NULL
-                ORDER BY next_timer_at_ms LIMIT 1
-                """
-            ).int64(0, "next")
-            let retry = try connection.query(
-                """
-                SELECT min(greatest(next_timer_at_ms, work_retry_at_ms)) AS next FROM incidents
-                WHERE work_retry_at_ms IS NOT NULL AND status <> 'resolved' AND next_timer_at_ms IS NOT NULL
+                SELECT least(
+                    (SELECT next_timer_at_ms FROM incidents
+                     WHERE status <> 'resolved' AND next_timer_at_ms IS NOT NULL AND work_retry_at_ms IS NULL
+                     ORDER BY next_timer_at_ms LIMIT 1),
+                    (SELECT min(greatest(next_timer_at_ms, work_retry_at_ms)) FROM incidents
+                     WHERE work_retry_at_ms IS NOT NULL AND status <> 'resolved' AND next_timer_at_ms IS NOT NULL)) AS next
                 """
             ).int64(0, "next")
-            return [next, retry].compactMap { $0 }.min()
         }
     }
 

@@ -50,6 +50,11 @@ public struct IncidentState: Sendable, Equatable {
     /// until this instant, when level 1 is assigned (`maintenanceEnded`).
     public var heldUntil: Millis?
 
+    /// The earliest timer set (escalation, acknowledgement timeout, auto-resolve, maintenance
+    /// hold): when the timer loop next has work for this incident. The same instant as the
+    /// column `incidents.next_timer_at_ms`.
+    public var nextTimer: Millis? { [escalateAt, ackTimeoutAt, autoResolveAt, heldUntil].compactMap { $0 }.min() }
+
     public init(urgency: Urgency) {
         status = .triggered
         self.urgency = urgency
