@@ -132,6 +132,66 @@ import Testing
         await db.drop()
     }
 
+    /// The rows claimed in one step go out together: every row's IncidentTriggered messages in
+    /// one IncidentsTriggered call (so Assignment applies them in one transaction, not one per
+    /// Ingest group commit), cut at `maxMessagesPerCall`. A failure names its message across
+    /// rows: only that message stays, in its own row.
+    @Test func claimedRowsTravelInOneBatchCall() async throws {
+        let db = try await TestDatabase.create()
+        let logger = Logger(label: "relay")
+        let received = NIOLockedValueBox<[String]>([])
+        func row(_ ids: [String]) async throws {
+            let messages = ids.enumerated().map { position, id in
+                (method: Assignment.IncidentTriggered.name,
+                 body: IncidentTriggeredRequest(messageID: id, incidentID: UInt64(position + 1), triggeredAtMs: 1).wireBytes())
+            }
+            try await db.pool.transaction { connection in
+                try Outbox.enqueueAll(connection, destination: Outbox.Destination.assignment, messages, now: 0)
+            }
+        }
+        var router = RPCRouter()
+        router.register(Assignment.IncidentsTriggered) { (batch: IncidentTriggeredBatch, _) in
+            received.withLockedValue { $0.append(batch.requests.map(\.messageID).joined(separator: ",")) }
+            return BatchReply(failures: batch.requests.enumerated().filter { $0.element.messageID == "n1" }.map {
+                BatchItemFailure(index: UInt32($0.offset), status: RPCStatus(code: .failedPrecondition, message: "no such incident"))
+            })
+        }
+        router.register(Assignment.IncidentTriggered) { (request: IncidentTriggeredRequest, _) in
+            received.withLockedValue { $0.append("single:" + request.messageID) }
+            return Empty()
+        }
+        let server = RPCServer(configuration: .init(host: "127.0.0.1", port: 0), router: router, logger: logger)
+        let task = Task { try await server.run() }
+        let port = try await server.localAddress().port!
+        try await row(["m1", "m2", "m3"])
+        try await row(["n1", "n2"])
+        try await row(["s1"])
+        var relay = OutboxRelay(
+            destination: Outbox.Destination.assignment, client: RPCClient(host: "127.0.0.1", port: port), pool: db.pool, logger: logger)
+        relay.maxMessagesPerCall = 4
+        _ = try await relay.deliverDue(now: 1_000)
+        #expect(received.withLockedValue { $0 }.sorted() == ["m1,m2,m3,n1", "n2,s1"])
+        let left = try await db.pool.withConnection { connection in
+            let rows = try connection.query("SELECT method, body FROM outbox")
+            return try (0..<rows.count).flatMap { row in
+                try Outbox.messages(method: rows.string(row, "method")!, body: rows.bytes(row, "body")!)
+                    .map { try IncidentTriggeredRequest(wire: $0.body).messageID }
+            }
+        }
+        #expect(left == ["n1"])
+        #expect(try await db.scalar("SELECT count(*) FROM outbox") == 1)
+
+        // A lone message goes out as its own method, as it was written.
+        try await db.pool.withConnection { connection in try connection.query("DELETE FROM outbox") }
+        received.withLockedValue { $0 = [] }
+        try await row(["s2"])
+        _ = try await relay.deliverDue(now: 1_000)
+        #expect(received.withLockedValue { $0 } == ["single:s2"])
+        task.cancel()
+        _ = await task.result
+        await db.drop()
+    }
+
     /// The batch body is the encoding of the batch message: libprotobuf-c reads it back.
     @Test func batchBodyIsTheRepeatedField() throws {
         let requests = (1...3).map { NotifyRequest(requestID: "r\($0)", incidentID: UInt64($0), userID: 7, reason: .assigned, requestedAtMs: 5) }
