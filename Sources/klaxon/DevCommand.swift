@@ -80,7 +80,7 @@ struct DevCommand: AsyncParsableCommand {
             fflush(nil)
         }
         defer { announce.cancel() }
-        try await Runtime.run([ingest, assignment, notifier], pool: pool, logger: logger)
+        try await Runtime.run([ingest, assignment, notifier, Runtime.statisticsKeeper(pool, clock: clock, logger: logger)], pool: pool, logger: logger)
         await sink.shutdown()
     }
 }

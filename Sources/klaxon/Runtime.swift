@@ -65,6 +65,15 @@ enum Runtime {
         return PostgresPool(configuration: configuration, logger: logger)
     }
 
+    /// The planner's statistics, refreshed as tables grow (a plan made for an empty table is not
+    /// kept through a surge): every second, in every process that runs services.
+    static func statisticsKeeper(_ pool: PostgresPool, clock: any WallClock, logger: Logger) -> WorkLoop {
+        let keeper = StatisticsKeeper(pool: pool, logger: logger)
+        var loop = DueWorkLoop(name: "statistics", clock: clock, waker: Waker(), logger: logger)
+        loop.maxSleep = .milliseconds(StatisticsKeeper.intervalMs)
+        return WorkLoop(loop) { now in try await keeper.step(now: now) }
+    }
+
     /// Runs services until SIGTERM/SIGINT, then shuts them down gracefully.
     static func run(_ services: [any Service], pool: PostgresPool, logger: Logger) async throws {
         try await run(services, pools: [pool], logger: logger)

@@ -38,19 +38,13 @@ struct ServiceCommand: AsyncParsableCommand {
         }
         let ingestPool = ingestOwn ? Runtime.newPool(config, size: ingestShare, logger: logger) : pool
         let pools = ingestOwn ? [pool, ingestPool] : [pool]
-        var running: [any Service] = names.map { name in
+        let running: [any Service] = names.map { name -> any Service in
             switch name {
             case .ingest: IngestService(config: config, pool: ingestPool, clock: clock, logger: logger)
             case .assignment: AssignmentService(config: config, pool: pool, clock: clock, logger: logger)
             case .notifier: NotifierService(config: config, pool: pool, clock: clock, logger: logger)
             }
-        }
-        // The planner's statistics, refreshed as tables grow (a plan made for an empty table
-        // is not kept through a surge): every second, in every process.
-        let keeper = StatisticsKeeper(pool: pool, logger: logger)
-        var statistics = DueWorkLoop(name: "statistics", clock: clock, waker: Waker(), logger: logger)
-        statistics.maxSleep = .milliseconds(StatisticsKeeper.intervalMs)
-        running.append(WorkLoop(statistics) { now in try await keeper.step(now: now) })
+        } + [Runtime.statisticsKeeper(pool, clock: clock, logger: logger)]
         try await Runtime.run(running, pools: pools, logger: logger)
     }
 }
