@@ -39,6 +39,9 @@ public final class Waker: Sendable {
         if busy { overflow?.poke() }
     }
 
+    /// A poke is waiting for the loop's next wait (it will not sleep).
+    public var isPoked: Bool { state.withLockedValue { $0.poked } }
+
     /// Set by the loop around each step.
     public func setBusy(_ busy: Bool) {
         guard overflow != nil else { return }
