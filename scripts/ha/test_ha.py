@@ -349,6 +349,18 @@ def main():
     print(f"test-ha: incidents missing for accepted triggers: {len(missing_incidents)}")
     print(f"test-ha: pages lost (incident × Alice/Bob): {len(lost)} of {2 * len(accepted)}")
     print(f"test-ha: pages received: {len(keys)}; sent twice (same Idempotency-Key): {duplicates} ({100.0 * duplicates / max(len(keys), 1):.2f} %)")
+    if duplicates:
+        # When each page came the second time, beside the disruptions: which one caused them.
+        first, repeats = {}, []
+        with sink.lock:
+            for at, _, key, _ in sink.pages:
+                if key in first:
+                    repeats.append((first[key] - began, at - began))
+                else:
+                    first[key] = at
+        marks = ", ".join(f"{name} {at - began:.1f}" for name, at in sorted(disruptions.items(), key=lambda item: item[1]))
+        print(f"test-ha: sent twice, seconds into the load (first → again): "
+              f"{', '.join(f'{a:.1f}→{b:.1f}' for a, b in repeats[:10])}{' …' if len(repeats) > 10 else ''} (disruptions: {marks})")
     print(f"test-ha: escalations: {escalated} incidents escalated, {fired_twice} escalated twice")
     for name, seconds in windows.items():
         print(f"test-ha: longest stretch of refused triggers after {name}: {seconds:.1f} s")
