@@ -177,10 +177,15 @@ public struct OutboxRelay: Sendable {
         var calls: [Call] = []
         var parsed = Array(repeating: [(method: String, body: [UInt8])](), count: claimed.count)
         // The batch call being filled, per single method. Every claimed row's messages of that
-        // method go in it (a relay call carries several bundles at 1,000 triggers/s), so the
-        // receiver applies them in one transaction, not one per bundle.
+        // method go in it on their first attempt (a relay call carries several bundles at 1,000
+        // triggers/s), so the receiver applies them in one transaction, not one per bundle.
         var filling: [String: Int] = [:]
         for (row, claimedRow) in claimed.enumerated() {
+            // A retry goes on its own, as before batching across rows: with a dead peer's rows
+            // all in one call, the receiver's side took them over 11–17 s after they were
+            // written, under the full test suite's load, instead of about 5 s
+            // (OutboxTakeoverTests). Why is not understood yet.
+            if claimedRow.attempts > 1 { filling = [:] }
             do {
                 let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
                 parsed[row] = messages
