@@ -117,11 +117,12 @@ public struct OutboxRelay: Sendable {
                     ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
                 RETURNING id, method, body, attempts
                 """, [destination, now, batchSize, leaseMs] + (takeover.map { [$0] } ?? []))
+            // In the order they were written (RETURNING follows the heap, not the ORDER BY).
             return (0..<rows.count).map { row in
                 Claimed(
                     id: rows.int64(row, "id")!, method: rows.string(row, "method")!, body: rows.bytes(row, "body") ?? [],
                     attempts: rows.int(row, "attempts")!)
-            }
+            }.sorted { $0.id < $1.id }
         }
         if !claimed.isEmpty {
             await deliver(claimed, now: now)
@@ -146,8 +147,7 @@ public struct OutboxRelay: Sendable {
         }
     }
 
-    /// One call to make: a message on its own, or messages of one method, from every claimed row,
-    /// as one batch call.
+    /// One call to make: a message on its own, or a row's messages of one method as one batch call.
     struct Call: Sendable {
         /// The (claimed row, message index in that row) of each message this call carries, in
         /// the batch's order.
@@ -166,8 +166,8 @@ public struct OutboxRelay: Sendable {
     /// And at most this many bytes of messages: well inside the 4 MiB frame limit.
     public var maxCallBytes = 1 << 20
 
-    /// Sends every message of the claimed rows, at most `maxConcurrentCalls` calls at once: the
-    /// messages of all the rows that share a method with a batch counterpart as one batch call
+    /// Sends every message of the claimed rows, at most `maxConcurrentCalls` calls at once: a
+    /// row's messages that share a method with a batch counterpart as one batch call
     /// (`BatchCall`; up to `maxMessagesPerCall` and `maxCallBytes` each), any other message as its
     /// own call. Rows whose messages were all answered
     /// OK are deleted together. A row with failures is rescheduled with backoff holding only the
@@ -176,16 +176,16 @@ public struct OutboxRelay: Sendable {
         var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
         var calls: [Call] = []
         var parsed = Array(repeating: [(method: String, body: [UInt8])](), count: claimed.count)
-        // The batch call being filled, per single method. Every claimed row's messages of that
-        // method go in it on their first attempt (a relay call carries several bundles at 1,000
-        // triggers/s), so the receiver applies them in one transaction, not one per bundle.
+        // The batch call being filled, per single method, within one row.
         var filling: [String: Int] = [:]
         for (row, claimedRow) in claimed.enumerated() {
-            // A retry goes on its own, as before batching across rows: with a dead peer's rows
-            // all in one call, the receiver's side took them over 11–17 s after they were
-            // written, under the full test suite's load, instead of about 5 s
-            // (OutboxTakeoverTests). Why is not understood yet.
-            if claimedRow.attempts > 1 { filling = [:] }
+            // Each row on calls of its own. Batching the rows claimed together into one call
+            // cut each hop at 1,000 triggers/s from p50 21–37 ms to 14–18 ms, but a dead peer's
+            // rows were then taken over by the receiver's side 11–17 s after they were written
+            // under the full test suite's load, where it took about 5 s (OutboxTakeoverTests);
+            // batching only first attempts did not settle it (13.4 s once). Withdrawn until that
+            // is understood: docs/PERFORMANCE.md.
+            filling = [:]
             do {
                 let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
                 parsed[row] = messages
