@@ -183,8 +183,8 @@ public struct OutboxRelay: Sendable {
             // cut each hop at 1,000 triggers/s from p50 21–37 ms to 14–18 ms, but a dead peer's
             // rows were then taken over by the receiver's side 11–17 s after they were written
             // under the full test suite's load, where it took about 5 s (OutboxTakeoverTests);
-            // batching only first attempts did not settle it (13.4 s once). Withdrawn until that
-            // is understood: docs/PERFORMANCE.md.
+            // batching only first attempts did not settle it (13.4 s once), and one loaded clean
+            // clone took 12.5 s without it. Withdrawn until that is understood: docs/PERFORMANCE.md.
             filling = [:]
             do {
                 let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
