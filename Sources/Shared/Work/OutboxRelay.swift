@@ -176,16 +176,14 @@ public struct OutboxRelay: Sendable {
         var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
         var calls: [Call] = []
         var parsed = Array(repeating: [(method: String, body: [UInt8])](), count: claimed.count)
-        // The batch call being filled, per single method, within one row.
-        var filling: [String: Int] = [:]
         for (row, claimedRow) in claimed.enumerated() {
-            // Each row on calls of its own. Batching the rows claimed together into one call
-            // cut each hop at 1,000 triggers/s from p50 21–37 ms to 14–18 ms, but a dead peer's
-            // rows were then taken over by the receiver's side 11–17 s after they were written
-            // under the full test suite's load, where it took about 5 s (OutboxTakeoverTests);
-            // batching only first attempts did not settle it (13.4 s once), and one loaded clean
-            // clone took 12.5 s without it. Withdrawn until that is understood: docs/PERFORMANCE.md.
-            filling = [:]
+            // The row's batch call being filled, per single method. Each row goes on calls of its
+            // own: batching the rows claimed together cut each hop at 1,000 triggers/s from p50
+            // 21–37 ms to 14–18 ms, but a dead peer's rows were taken over 11–17 s after they were
+            // written under the full suite's load, where it took about 5 s (OutboxTakeoverTests),
+            // and one loaded clean clone took 12.5 s without it. Withdrawn until that is
+            // understood: docs/PERFORMANCE.md.
+            var filling: [String: Int] = [:]
             do {
                 let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
                 parsed[row] = messages
