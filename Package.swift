@@ -116,11 +116,13 @@ let package = Package(
         .executableTarget(name: "KlaxonFuzz", dependencies: ["Shared"]),
         // malloc statistics for the codec leak test.
         .target(name: "CHeapStats"),
+        // posix_spawn for the tests' and the benchmark's children (KlaxonTestSupport.ChildProcess).
+        .target(name: "CSpawn"),
         // Test doubles and fixtures: manual clock, throwaway databases, a real HTTP sink.
         .target(
             name: "KlaxonTestSupport",
             dependencies: [
-                "Shared",
+                "Shared", "CSpawn",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]),

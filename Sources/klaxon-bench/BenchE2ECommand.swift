@@ -348,7 +348,7 @@ struct BenchE2ECommand: AsyncParsableCommand {
               - url: \(sink.url)/am
                 send_resolved: false
         """.write(to: work.appendingPathComponent("alertmanager.yml"), atomically: true, encoding: .utf8)
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
             "--config.file=\(work.path)/alertmanager.yml", "--storage.path=\(work.path)/data",

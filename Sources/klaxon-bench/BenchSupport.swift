@@ -1,5 +1,6 @@
 import Foundation
 import AssignmentService
+import KlaxonTestSupport
 import NIOConcurrencyHelpers
 import Shared
 
@@ -97,7 +98,7 @@ final class ArrivalSink: Sendable {
 final class ServiceCluster: @unchecked Sendable {
     struct Child {
         var name: String
-        var process: Process
+        var process: ChildProcess
 
         /// VmHWM: the most resident memory the process has held.
         func peakRSSKiB() -> Int {
@@ -159,7 +160,7 @@ final class ServiceCluster: @unchecked Sendable {
     }
 
     private func spawn(_ name: String, _ arguments: [String], _ environment: [String: String]) throws {
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = KlaxonBench.productBinary
         process.arguments = arguments
         process.environment = environment

@@ -37,7 +37,7 @@ import Testing
                     send_resolved: true
             """.write(to: config, atomically: true, encoding: .utf8)
         let port = try await freePort()
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = [
             "--config.file=\(config.path)", "--storage.path=\(work.path)", "--web.listen-address=127.0.0.1:\(port)",
@@ -107,7 +107,7 @@ import Testing
     /// A running Alertmanager and what it needs.
     final class Running: @unchecked Sendable {
         let port: Int
-        let process = Process()
+        let process = ChildProcess()
         let work: URL
         let log: URL
 

@@ -42,7 +42,7 @@ struct KlaxonCLI {
         let folder = self.folder
         let environmentFinal = environment
         return try await offCooperativePool {
-            let process = Process()
+            let process = ChildProcess()
             process.executableURL = URL(fileURLWithPath: Self.binary)
             process.arguments = arguments
             process.environment = environmentFinal
@@ -79,9 +79,8 @@ final class NIOLockedData: @unchecked Sendable {
 }
 
 /// A local server answering as another pager's REST API does (a Python script the test writes):
-/// launched off the cooperative pool with the test's environment, as the CLI runs are
-/// (Foundation's Process.run crashed once when launched on a test's task). It writes its port to
-/// a file, and exits when `stop` closes its stdin (pyenv's shim is a process of its own, so
+/// launched off the cooperative pool with the test's environment, as the CLI runs are. It writes
+/// its port to a file, and exits when `stop` closes its stdin (pyenv's shim is a process of its own, so
 /// killing the started pid would leave the server running).
 struct FixtureServer {
     let url: String
@@ -107,7 +106,7 @@ struct FixtureServer {
         let portFile = cli.folder.appendingPathComponent("\(name).port").path
         let environment = ProcessInfo.processInfo.environment
         let stdin = try await offCooperativePool { () -> Pipe in
-            let process = Process()
+            let process = ChildProcess()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = ["python3", path, portFile] + arguments
             process.environment = environment

@@ -45,7 +45,7 @@ import Testing
     final class SMTPServer: @unchecked Sendable {
         let port: Int
         let work: URL
-        let process = Process()
+        let process = ChildProcess()
         let input = Pipe()
         var mailbox: URL { work.appendingPathComponent("mailbox") }
         var mail: String { (try? String(contentsOf: mailbox, encoding: .utf8)) ?? "" }

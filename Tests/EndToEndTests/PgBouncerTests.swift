@@ -12,7 +12,7 @@ import Testing
     final class Bouncer: @unchecked Sendable {
         let port: Int
         let work: URL
-        let process = Process()
+        let process = ChildProcess()
         init(port: Int, work: URL) {
             self.port = port
             self.work = work

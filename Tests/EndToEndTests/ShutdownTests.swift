@@ -12,7 +12,7 @@ import Testing
 @Suite struct ShutdownTests {
     /// `klaxon serve` as a child process with the Pipeline's database and ports.
     final class Server: @unchecked Sendable {
-        let process = Process()
+        let process = ChildProcess()
         let log: URL
 
         init(_ pipeline: Pipeline, grace: Int, arguments: [String] = ["serve"], environment extra: [String: String] = [:]) throws {

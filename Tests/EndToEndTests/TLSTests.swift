@@ -17,7 +17,7 @@ struct TestPKI {
     var keyFile: String { dir.appendingPathComponent("server.key").path }
 
     static func openssl(_ arguments: [String], in dir: URL) throws {
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = arguments
         process.currentDirectoryURL = dir
@@ -70,7 +70,7 @@ struct TestPKI {
     /// The serial number of the certificate a new TLS connection to `port` is shown.
     static func servedSerial(port: Int, caFile: String) async throws -> String {
         try await offCooperativePool {
-            let process = Process()
+            let process = ChildProcess()
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
             process.arguments = ["-c", "openssl s_client -connect 127.0.0.1:\(port) -CAfile '\(caFile)' </dev/null 2>/dev/null | openssl x509 -noout -serial"]
             let out = Pipe()

@@ -54,7 +54,7 @@ import Testing
     }
 
     static func runBlocking(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
+        let process = ChildProcess()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [tool] + arguments
         let pipe = Pipe()

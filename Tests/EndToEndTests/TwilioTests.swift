@@ -76,7 +76,7 @@ import Testing
     final class FakeTwilio: @unchecked Sendable {
         let port: Int
         let log: URL
-        let process = Process()
+        let process = ChildProcess()
 
         init(port: Int, log: URL) {
             self.port = port

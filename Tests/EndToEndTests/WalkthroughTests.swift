@@ -83,7 +83,7 @@ import Testing
         for key in ["KLAXON_TOKEN", "KLAXON_ADDRESS", "KLAXON_CLI_CONFIG"] { environment[key] = nil }
         environment["HOME"] = work.path
 
-        let dev = Process()
+        let dev = ChildProcess()
         dev.executableURL = URL(fileURLWithPath: KlaxonCLI.binary)
         dev.arguments = ["dev"]
         dev.currentDirectoryURL = work
@@ -119,7 +119,7 @@ import Testing
         for (index, step) in steps.enumerated() {
             script += "{ \(step.command)\n} > \"\(results.path)/\(index).out\" 2> \"\(results.path)/\(index).err\"; echo $? > \"\(results.path)/\(index).rc\"\n"
         }
-        let bash = Process()
+        let bash = ChildProcess()
         bash.executableURL = URL(fileURLWithPath: "/bin/bash")
         bash.arguments = ["-c", script]
         bash.currentDirectoryURL = work

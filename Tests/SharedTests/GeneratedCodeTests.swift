@@ -17,7 +17,7 @@ import Testing
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("klaxon-gen-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: out) }
         let status = try await offCooperativePool { () -> Int32 in
-            let process = Process()
+            let process = ChildProcess()
             process.executableURL = Self.root.appendingPathComponent("scripts/gen-proto")
             process.arguments = [out.path]
             try process.run()
