@@ -132,11 +132,12 @@ import Testing
         await db.drop()
     }
 
-    /// Each claimed row's messages of one method go out as one batch call of their own, cut at
-    /// `maxMessagesPerCall` (a lone message as its own method). A failure names its message:
-    /// only that message stays, in its row, and its retry goes alone too. (Batching the rows of a
-    /// claim together was measured and withdrawn: docs/PERFORMANCE.md.)
-    @Test func eachRowTravelsAsBatchCallsOfItsOwn() async throws {
+    /// The rows claimed in one step go out together on their first attempt: every row's
+    /// IncidentTriggered messages in one IncidentsTriggered call (so Assignment applies them in
+    /// one transaction, not one per Ingest group commit), cut at `maxMessagesPerCall`, a lone
+    /// message as its own method. A failure names its message across rows: only that message
+    /// stays, in its own row, and its retry goes on a call of its own, apart from fresh rows.
+    @Test func claimedRowsTravelTogetherAndRetriesAlone() async throws {
         let db = try await TestDatabase.create()
         let logger = Logger(label: "relay")
         let received = NIOLockedValueBox<[String]>([])
@@ -170,7 +171,7 @@ import Testing
             destination: Outbox.Destination.assignment, client: RPCClient(host: "127.0.0.1", port: port), pool: db.pool, logger: logger)
         relay.maxMessagesPerCall = 4
         _ = try await relay.deliverDue(now: 1_000)
-        #expect(received.withLockedValue { $0 }.sorted() == ["m1,m2,m3,m4", "n1,n2", "single:m5", "single:s1"])
+        #expect(received.withLockedValue { $0 }.sorted() == ["m1,m2,m3,m4", "m5,n1,n2,s1"])
         let left = try await db.pool.withConnection { connection in
             let rows = try connection.query("SELECT method, body FROM outbox")
             return try (0..<rows.count).flatMap { row in
@@ -181,7 +182,7 @@ import Testing
         #expect(left == ["n1"])
         #expect(try await db.scalar("SELECT count(*) FROM outbox") == 1)
 
-        // The retry goes on its own call too.
+        // The retry goes on a call of its own; the fresh row claimed with it does not join it.
         received.withLockedValue { $0 = [] }
         try await row(["p1", "p2"])
         _ = try await relay.deliverDue(now: 61_000)

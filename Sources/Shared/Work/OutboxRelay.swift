@@ -147,7 +147,8 @@ public struct OutboxRelay: Sendable {
         }
     }
 
-    /// One call to make: a message on its own, or a row's messages of one method as one batch call.
+    /// One call to make: a message on its own, or messages of one method as one batch call (from
+    /// every claimed row on its first attempt, or from one row on a retry).
     struct Call: Sendable {
         /// The (claimed row, message index in that row) of each message this call carries, in
         /// the batch's order.
@@ -166,24 +167,25 @@ public struct OutboxRelay: Sendable {
     /// And at most this many bytes of messages: well inside the 4 MiB frame limit.
     public var maxCallBytes = 1 << 20
 
-    /// Sends every message of the claimed rows, at most `maxConcurrentCalls` calls at once: a
-    /// row's messages that share a method with a batch counterpart as one batch call
-    /// (`BatchCall`; up to `maxMessagesPerCall` and `maxCallBytes` each), any other message as its
-    /// own call. Rows whose messages were all answered
-    /// OK are deleted together. A row with failures is rescheduled with backoff holding only the
+    /// Sends every message of the claimed rows, at most `maxConcurrentCalls` calls at once:
+    /// messages that share a method with a batch counterpart as one batch call (`BatchCall`; up to
+    /// `maxMessagesPerCall` and `maxCallBytes` each; the first attempts of all the rows together, a
+    /// retried row's on calls of its own), any other message as its own call. Rows whose messages
+    /// were all answered OK are deleted together. A row with failures is rescheduled with backoff holding only the
     /// messages that failed, so one bad message never makes its batch's neighbours go round again.
     private func deliver(_ claimed: [Claimed], now: Millis) async {
         var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
         var calls: [Call] = []
         var parsed = Array(repeating: [(method: String, body: [UInt8])](), count: claimed.count)
+        // The batch call being filled, per single method, shared by the rows on their first
+        // attempt: at 1,000 triggers/s a claim holds several Ingest group commits, and the
+        // receiver applies each call in one transaction, not one per row (each hop's p50 went
+        // from 21–37 ms to 14–18 ms). A row on a retry may hold a message its receiver refuses,
+        // so it goes on calls of its own and never holds up the fresh rows.
+        var shared: [String: Int] = [:]
         for (row, claimedRow) in claimed.enumerated() {
-            // The row's batch call being filled, per single method. Each row goes on calls of its
-            // own: batching the rows claimed together cut each hop at 1,000 triggers/s from p50
-            // 21–37 ms to 14–18 ms, but a dead peer's rows were taken over 11–17 s after they were
-            // written under the full suite's load, where it took about 5 s (OutboxTakeoverTests),
-            // and one loaded clean clone took 12.5 s without it. Withdrawn until that is
-            // understood: docs/PERFORMANCE.md.
-            var filling: [String: Int] = [:]
+            let alone = claimedRow.attempts > 1
+            var own: [String: Int] = [:]
             do {
                 let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
                 parsed[row] = messages
@@ -192,13 +194,13 @@ public struct OutboxRelay: Sendable {
                         calls.append(Call(members: [(row, index)], method: message.method, body: message.body))
                         continue
                     }
-                    if let at = filling[message.method], calls[at].members.count < maxMessagesPerCall,
+                    if let at = (alone ? own : shared)[message.method], calls[at].members.count < maxMessagesPerCall,
                        calls[at].bytes + message.body.count <= maxCallBytes {
                         calls[at].members.append((row, index))
                         calls[at].bodies.append(message.body)
                         calls[at].bytes += message.body.count
                     } else {
-                        filling[message.method] = calls.count
+                        if alone { own[message.method] = calls.count } else { shared[message.method] = calls.count }
                         calls.append(Call(
                             members: [(row, index)], method: batch, body: [], single: message.method, bodies: [message.body],
                             bytes: message.body.count))
