@@ -27,15 +27,25 @@ public struct DeliveryEngine: Sendable {
     let deliveryWindowMs: Millis
     let batchSize = 128
     public var maxInFlight = 512
-    public var maxPerDestination = 64
+    public var maxPerDestination = DeliveryEngine.defaultMaxPerDestination
+    /// Pages in flight to one address at most, by default: a quarter of `maxInFlight`. A surge
+    /// pages the same few people, so this bounds the surge's sending: with 64, two addresses
+    /// drained at about 3,650 pages/s with the machine 30 % idle; with 128, 5,540 (docs/PERFORMANCE.md).
+    public static let defaultMaxPerDestination = 128
     /// The loop claims again once this many slots are free (or nothing is in flight): each claim
     /// is a transaction, so it should carry a worthwhile number of items.
     public var claimWhenFree = 32
     let slots = Slots()
     /// Sends finished since the last claim: the loop is poked after `claimAfterFinished` of them
     /// (or when nothing is in flight), so a surge's claims carry a batch, not one page each.
+    /// Counted when a send gives its slot back, before its outcome's group commit: the next claim
+    /// overlaps that commit. (Counted after the commit, each round of a surge was claim, sends,
+    /// commit in turn, 128 pages a round for two addresses, and the machine sat 30 % idle while
+    /// pages waited: docs/PERFORMANCE.md.)
     let finishedSinceClaim = Counter()
     public var claimAfterFinished = 16
+    /// The sending loop's waker, once `run` started it (slots given back poke it).
+    let loopWaker = NIOLockedValueBox<Waker?>(nil)
     /// One backoff per page destination, shared by its pages.
     let backoff: DestinationBackoff
     let writer: OutcomeWriter
@@ -107,6 +117,7 @@ public struct DeliveryEngine: Sendable {
     /// after the sends in flight have finished and their outcomes are recorded.
     public func run(_ loop: DueWorkLoop) async {
         let (stream, continuation) = AsyncStream.makeStream(of: DeliveryItem.self)
+        loopWaker.withLockedValue { $0 = loop.waker }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 await loop.run { now in
@@ -138,13 +149,21 @@ public struct DeliveryEngine: Sendable {
                 group.addTask {
                     await self.process(item, now: item.claimedAt)
                     item.slot?.release()
-                    // After the outcome is recorded and the slot freed (what "nothing in flight"
-                    // means). Not after every send: a claim per freed slot leases one page per
-                    // transaction in a surge. New work pokes the loop itself; the loop polls.
-                    if self.finishedSinceClaim.add(1) >= self.claimAfterFinished || self.inFlight == 0 { loop.waker.poke() }
+                    // After the outcome is recorded and the slot freed: nothing in flight now
+                    // means nothing will poke the loop otherwise. (Every `claimAfterFinished`
+                    // slots given back poke it too: `slotGivenBack`.) New work pokes the loop
+                    // itself; the loop polls.
+                    if self.inFlight == 0 { loop.waker.poke() }
                 }
             }
         }
+    }
+
+    /// A send gave its slot back: every `claimAfterFinished` of them, the loop claims again. Not
+    /// after every one: a claim per freed slot leases one page per transaction in a surge.
+    private func slotGivenBack() {
+        guard finishedSinceClaim.add(1) >= claimAfterFinished else { return }
+        loopWaker.withLockedValue { $0 }?.poke()
     }
 
     /// Addresses with every sending slot taken.
@@ -222,7 +241,10 @@ public struct DeliveryEngine: Sendable {
         let ticketed = claimed.map { claimedItem in
             var item = claimedItem
             let address = item.address
-            item.slot = SlotTicket { slots.release(address) }
+            item.slot = SlotTicket { [self] in
+                slots.release(address)
+                slotGivenBack()
+            }
             return item
         }
         return (ticketed, !full.isEmpty || putBack, more)

@@ -55,8 +55,8 @@ public final class LeanHTTP1: Sendable {
     }
 
     /// At most this many connections per origin (busy and idle); beyond, the caller's general
-    /// client takes the request. The dispatcher bounds pages in flight per address (64), so one
-    /// address that never answers holds at most a quarter of them.
+    /// client takes the request. The dispatcher bounds pages in flight per address (128), so one
+    /// address that never answers holds at most half of them.
     public let perOriginLimit: Int
     /// An idle kept-alive connection is closed after this long.
     static let idleTimeout: TimeAmount = .seconds(60)

@@ -7,7 +7,7 @@ extension HTTPClient {
     /// The client Klaxon's outbound requests go out through (pages, channel posts, chat late
     /// replies): it never follows a redirect by itself (AsyncHTTPClient
     /// would turn a POST answered 301/302/303 into a GET without body and call that delivered).
-    /// Up to 256 connections per host: the dispatcher bounds pages in flight per address (64), so
+    /// Up to 256 connections per host: the dispatcher bounds pages in flight per address (128), so
     /// an address that never answers holds at most its own share of its host's connections.
     public static var pages: HTTPClient { pages(trusting: "") }
 
