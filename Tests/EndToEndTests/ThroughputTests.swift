@@ -204,6 +204,41 @@ import Testing
         await db.drop()
     }
 
+    /// A relay reaches its peer before it claims: while the connection is being attempted (slow
+    /// for a dead peer on a loaded machine), no row is leased, so the receiver's taker can have
+    /// them. A failed connect does not skip the step: the row records its attempt and error.
+    @Test func theRelayReachesItsPeerBeforeLeasingRows() async throws {
+        let db = try await TestDatabase.create()
+        try await db.pool.transaction { connection in
+            try Outbox.enqueueAll(connection, destination: Outbox.Destination.assignment, [
+                (method: Assignment.IncidentTriggered.name,
+                 body: IncidentTriggeredRequest(messageID: "c1", incidentID: 1, triggeredAtMs: 1).wireBytes()),
+            ], now: 0)
+        }
+        let connecting = Latch<Void>(), refused = Latch<Void>()
+        var relay = OutboxRelay(
+            destination: Outbox.Destination.assignment, transport: { _, _, _ in throw RPCError(.unavailable, "peer down") },
+            pool: db.pool, logger: Logger(label: "relay"))
+        relay.connect = {
+            connecting.resolve(.success(()))
+            try await refused.wait()
+        }
+        let step = Task { [relay] in try await relay.deliverDue(now: 1_000) }
+        let deadline = Task {
+            try await Task.sleep(for: .seconds(10))
+            connecting.resolve(.failure(RPCError(.unavailable, "the relay never tried to reach its peer")))
+        }
+        try await connecting.wait()
+        deadline.cancel()
+        #expect(try await db.scalar("SELECT count(*) FROM outbox WHERE leased_until_ms > 0 OR attempts > 0") == 0,
+                "a row was leased while the peer was being reached")
+        refused.resolve(.failure(RPCError(.unavailable, "cannot connect")))
+        _ = try await step.value
+        #expect(try await db.scalar("SELECT attempts FROM outbox") == 1)
+        #expect(try await db.scalar("SELECT count(*) FROM outbox WHERE last_error LIKE '%peer down%' AND leased_until_ms = 0") == 1)
+        await db.drop()
+    }
+
     /// The batch body is the encoding of the batch message: libprotobuf-c reads it back.
     @Test func batchBodyIsTheRepeatedField() throws {
         let requests = (1...3).map { NotifyRequest(requestID: "r\($0)", incidentID: UInt64($0), userID: 7, reason: .assigned, requestedAtMs: 5) }

@@ -160,6 +160,13 @@ public final class RPCClient: Sendable {
         try? await channel?.close()
     }
 
+    /// Opens the connection now if none is open (or waits for the one being opened), and throws
+    /// UNAVAILABLE as a call would (at once while backing off). For a sender that should not hold
+    /// anything while the peer is being reached: an outbox relay connects before it leases rows.
+    public func connect() async throws {
+        _ = try await connectedChannel()
+    }
+
     private enum Step {
         case use(Connection)
         case wait(EventLoopFuture<Connection>, started: Bool, failures: Int)

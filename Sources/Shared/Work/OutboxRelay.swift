@@ -19,6 +19,9 @@ public struct OutboxRelay: Sendable {
 
     public var destination: String
     public var transport: Transport
+    /// Reaches the peer before a claim (`RPCClient.connect`), so rows are never leased while a
+    /// connection is being attempted; nil for a transport that needs no connection (a taker).
+    public var connect: (@Sendable () async throws -> Void)?
     public var pool: PostgresPool
     /// Set: take over rows at least this old that no relay is sending (see above).
     public var takeoverAfterMs: Millis?
@@ -33,6 +36,7 @@ public struct OutboxRelay: Sendable {
 
     public init(destination: String, client: RPCClient, pool: PostgresPool, logger: Logger) {
         self.init(destination: destination, transport: { try await client.callRaw($0, body: $1, timeout: $2).body }, pool: pool, logger: logger)
+        self.connect = { try await client.connect() }
     }
 
     public init(destination: String, transport: @escaping Transport, pool: PostgresPool, logger: Logger) {
@@ -101,6 +105,13 @@ public struct OutboxRelay: Sendable {
         let batchSize = self.batchSize
         let leaseMs = self.leaseMs
         let takeover = self.takeoverAfterMs
+        // Reach the peer first, outside any lease. Reaching a dead peer is the slow part (on a
+        // loaded machine, relay steps to a refusing port took about 2 s each), and rows leased
+        // all that time kept the receiver's taker from them: a dead Notifier's rows were taken
+        // over 10–13 s after they were written instead of 5. If it fails, the claim still goes
+        // on, so each row records its attempt and error; its calls fail at once (the client
+        // backs off after a failed connect).
+        if let connect { try? await connect() }
         // A claim is a lease: a crash that loses it only means the rows are claimed again (the
         // receivers are idempotent), so it does not wait for the WAL flush. (next_attempt_at_ms
         // moves too, so a relay from before leased_until_ms leaves a claimed row alone.)
