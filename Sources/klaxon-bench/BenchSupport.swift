@@ -173,7 +173,7 @@ final class ServiceCluster: @unchecked Sendable {
         for child in processes {
             let end = Date().addingTimeInterval(20)
             while child.process.isRunning, Date() < end { usleep(50_000) }
-            if child.process.isRunning { kill(child.process.processIdentifier, SIGKILL) }
+            child.process.signal(SIGKILL)
         }
         processes.removeAll()
     }

@@ -141,7 +141,7 @@ import Testing
         var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
         func stop() {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.signal(SIGKILL)
             try? FileManager.default.removeItem(at: work)
         }
 

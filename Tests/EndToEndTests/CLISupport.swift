@@ -80,8 +80,8 @@ final class NIOLockedData: @unchecked Sendable {
 
 /// A local server answering as another pager's REST API does (a Python script the test writes):
 /// launched off the cooperative pool with the test's environment, as the CLI runs are. It writes
-/// its port to a file, and exits when `stop` closes its stdin (pyenv's shim is a process of its own, so
-/// killing the started pid would leave the server running).
+/// its port to a file, and exits when `stop` closes its stdin (pyenv's shim is a process of its
+/// own, so killing the started pid would leave the server running).
 struct FixtureServer {
     let url: String
     private let stdin: Pipe

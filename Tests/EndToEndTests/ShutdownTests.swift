@@ -33,16 +33,13 @@ import Testing
 
         var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
-        /// Waits (off the cooperative pool) for the exit; nil if it outlives `timeout`.
+        /// Waits for the exit; nil if it outlives `timeout`.
         func exitStatus(within timeout: Duration) async throws -> Int32? {
-            let clock = ContinuousClock()
-            let deadline = clock.now + timeout
-            while process.isRunning, clock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-            return process.isRunning ? nil : process.terminationStatus
+            await process.exited(within: timeout) ? process.terminationStatus : nil
         }
 
         func kill() {
-            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+            process.signal(SIGKILL)
             try? FileManager.default.removeItem(at: log)
         }
     }

@@ -44,8 +44,6 @@ public struct DeliveryEngine: Sendable {
     /// pages waited: docs/PERFORMANCE.md.)
     let finishedSinceClaim = Counter()
     public var claimAfterFinished = 16
-    /// The sending loop's waker, once `run` started it (slots given back poke it).
-    let loopWaker = NIOLockedValueBox<Waker?>(nil)
     /// One backoff per page destination, shared by its pages.
     let backoff: DestinationBackoff
     let writer: OutcomeWriter
@@ -117,7 +115,6 @@ public struct DeliveryEngine: Sendable {
     /// after the sends in flight have finished and their outcomes are recorded.
     public func run(_ loop: DueWorkLoop) async {
         let (stream, continuation) = AsyncStream.makeStream(of: DeliveryItem.self)
-        loopWaker.withLockedValue { $0 = loop.waker }
         await withDiscardingTaskGroup { group in
             group.addTask {
                 await loop.run { now in
@@ -126,7 +123,7 @@ public struct DeliveryEngine: Sendable {
                     guard free >= min(self.claimWhenFree, self.maxInFlight) || free == self.maxInFlight else { return nil }
                     self.finishedSinceClaim.reset()
                     let limit = min(free, self.batchSize)
-                    let (claimed, saturated, more) = try await self.claim(now: now, limit: limit)
+                    let (claimed, saturated, more) = try await self.claim(now: now, limit: limit, waker: loop.waker)
                     for item in claimed { continuation.yield(item) }
                     // Claim again at once only if this one left claimable work. When it took all
                     // that fits, a claim now would find its addresses full and, with a backlog
@@ -161,9 +158,9 @@ public struct DeliveryEngine: Sendable {
 
     /// A send gave its slot back: every `claimAfterFinished` of them, the loop claims again. Not
     /// after every one: a claim per freed slot leases one page per transaction in a surge.
-    private func slotGivenBack() {
-        guard finishedSinceClaim.add(1) >= claimAfterFinished else { return }
-        loopWaker.withLockedValue { $0 }?.poke()
+    private func slotGivenBack(_ waker: Waker?) {
+        guard let waker, finishedSinceClaim.add(1) >= claimAfterFinished else { return }
+        waker.poke()
     }
 
     /// Addresses with every sending slot taken.
@@ -195,7 +192,8 @@ public struct DeliveryEngine: Sendable {
     /// their address's limit are put back in the same transaction (never seen as claimed). Also
     /// says whether some address was full (its items were passed over), and whether claimable
     /// items were left beyond `limit` (`more`).
-    private func claim(now: Millis, limit: Int) async throws -> (claimed: [DeliveryItem], saturated: Bool, more: Bool) {
+    /// `waker`: the sending loop's, poked as the items' slots are given back (`slotGivenBack`).
+    private func claim(now: Millis, limit: Int, waker: Waker? = nil) async throws -> (claimed: [DeliveryItem], saturated: Bool, more: Bool) {
         let leaseMs = self.leaseMs
         let queues = self.queues
         let counts = slots.snapshot()
@@ -243,7 +241,7 @@ public struct DeliveryEngine: Sendable {
             let address = item.address
             item.slot = SlotTicket { [self] in
                 slots.release(address)
-                slotGivenBack()
+                slotGivenBack(waker)
             }
             return item
         }

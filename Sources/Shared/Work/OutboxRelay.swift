@@ -182,8 +182,9 @@ public struct OutboxRelay: Sendable {
     /// messages that share a method with a batch counterpart as one batch call (`BatchCall`; up to
     /// `maxMessagesPerCall` and `maxCallBytes` each; the first attempts of all the rows together, a
     /// retried row's on calls of its own), any other message as its own call. Rows whose messages
-    /// were all answered OK are deleted together. A row with failures is rescheduled with backoff holding only the
-    /// messages that failed, so one bad message never makes its batch's neighbours go round again.
+    /// were all answered OK are deleted together. A row with failures is rescheduled with backoff
+    /// holding only the messages that failed, so one bad message never makes its batch's
+    /// neighbours go round again.
     private func deliver(_ claimed: [Claimed], now: Millis) async {
         var failures: [Int: String] = [:]  // claimed index → first error (the row is kept whole)
         var calls: [Call] = []
@@ -196,7 +197,9 @@ public struct OutboxRelay: Sendable {
         var shared: [String: Int] = [:]
         for (row, claimedRow) in claimed.enumerated() {
             let alone = claimedRow.attempts > 1
-            var own: [String: Int] = [:]
+            // This row's batch calls being filled: the shared ones, or its own on a retry.
+            var filling = alone ? [:] : shared
+            defer { if !alone { shared = filling } }
             do {
                 let messages = try Outbox.messages(method: claimedRow.method, body: claimedRow.body)
                 parsed[row] = messages
@@ -205,13 +208,13 @@ public struct OutboxRelay: Sendable {
                         calls.append(Call(members: [(row, index)], method: message.method, body: message.body))
                         continue
                     }
-                    if let at = (alone ? own : shared)[message.method], calls[at].members.count < maxMessagesPerCall,
+                    if let at = filling[message.method], calls[at].members.count < maxMessagesPerCall,
                        calls[at].bytes + message.body.count <= maxCallBytes {
                         calls[at].members.append((row, index))
                         calls[at].bodies.append(message.body)
                         calls[at].bytes += message.body.count
                     } else {
-                        if alone { own[message.method] = calls.count } else { shared[message.method] = calls.count }
+                        filling[message.method] = calls.count
                         calls.append(Call(
                             members: [(row, index)], method: batch, body: [], single: message.method, bodies: [message.body],
                             bytes: message.body.count))
