@@ -60,6 +60,28 @@ public struct NotifyIntake: Sendable {
         var user: Int64
     }
 
+    /// The lookup's generic plan may be made on empty tables (a new deployment) and kept until the
+    /// next ANALYZE: with seq scans off for its transaction it probes the index even then.
+    static let planSetting = "SET LOCAL enable_seqscan = off"
+
+    /// What still waits for each (incident, user) pair ($1, $2: distinct pairs), locked in id
+    /// order. Reached through notifications_incident_user (every notification) with the status
+    /// tested above the fence (`OFFSET 0`), never through a pending-only index: the planner takes
+    /// those for empty after an ANALYZE made while nothing was pending, and would read every
+    /// pending notification for each batch, however long the backlog (migration 0029,
+    /// `NotifyIntakePlanTests`). Rows of a pair no longer pending are locked too; a pair has few.
+    static let waitingSQL = """
+        SELECT p.id::text AS id, p.incident_id, p.user_id, p.rule_id, p.request_id, p.minute_zero, p.requested_at_ms,
+               p.lease_until_ms, p.reason
+        FROM (SELECT n.id, n.incident_id, n.user_id, n.rule_id, n.request_id, n.minute_zero, n.requested_at_ms, n.lease_until_ms,
+                     n.reason, n.status
+              FROM unnest($1::bigint[], $2::bigint[]) AS k(incident_id, user_id)
+              JOIN notifications n ON n.incident_id = k.incident_id AND n.user_id = k.user_id
+              ORDER BY n.id OFFSET 0) p
+        WHERE p.status = 'pending'
+        FOR UPDATE OF p
+        """
+
     /// Expands the requests into notifications in one transaction: one inbox statement, one
     /// query for every user's rules, one for what still waits, then one set-based write of the
     /// notifications and their timeline entries (and one of superseded ones, when there are).
@@ -84,14 +106,9 @@ public struct NotifyIntake: Sendable {
                     urgency: Urgency(rawValue: ruleRows.string(row, "urgency")!) ?? .high))
             }
             // The supersede rule is NotificationCore's; here: load what waits, mark what it names.
-            let pairs = todo.map { Pair(incident: Int64($0.incidentID), user: Int64($0.userID)) }
-            let pendingRows = try connection.query(
-                """
-                SELECT id::text AS id, incident_id, user_id, rule_id, request_id, minute_zero, requested_at_ms, lease_until_ms, reason
-                FROM notifications
-                WHERE status = 'pending' AND (incident_id, user_id) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))
-                ORDER BY id FOR UPDATE
-                """, [PGArray(pairs.map(\.incident)), PGArray(pairs.map(\.user))])
+            let pairs = Array(Set(todo.map { Pair(incident: Int64($0.incidentID), user: Int64($0.userID)) }))
+            try connection.enqueue(Self.planSetting)  // sent with the lookup
+            let pendingRows = try connection.query(Self.waitingSQL, [PGArray(pairs.map(\.incident)), PGArray(pairs.map(\.user))])
             var waiting: [Pair: [WaitingNotification]] = [:]
             for row in 0..<pendingRows.count {
                 waiting[Pair(incident: pendingRows.int64(row, "incident_id")!, user: pendingRows.int64(row, "user_id")!), default: []].append(
