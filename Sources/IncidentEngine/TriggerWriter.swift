@@ -17,13 +17,9 @@ public enum TriggerWriter {
     }
 
     /// The batch's statements. Each reaches the rows it needs through an index, whatever the plan
-    /// cache decides: a connection's generic plan is made once and kept until the next ANALYZE,
-    /// so one made while the tables were young (a new deployment, a fresh benchmark database) would
-    /// otherwise seq-scan tables that keep growing. The lock query probes per key (LATERAL) in key
-    /// order; the updates run with seq scans off for this transaction. IngestTests checks the plans
-    /// on empty tables.
-    static let planSetting = "SET LOCAL enable_seqscan = off"
-
+    /// cache decides: the lock query probes per key (LATERAL) in key order; the updates run with
+    /// seq scans off for this transaction (`PGConnection.seqScansOff`). IngestTests checks the
+    /// plans on empty tables.
     static let lockOpen = """
         SELECT i.id, i.service_id, i.dedup_key, i.first_alert
         FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(service_id, dedup_key, n)
@@ -76,7 +72,7 @@ public enum TriggerWriter {
             let key = Key(serviceID: trigger.serviceID, dedupKey: trigger.dedupKey)
             if firstIndex[key] == nil { firstIndex[key] = index }
         }
-        try connection.enqueue(planSetting)  // sent with the lock query
+        try connection.enqueue(PGConnection.seqScansOff)  // sent with the lock query
         var incidentOf: [Key: Int64] = [:]
         var firstAlertOf: [Int64: Int64] = [:]
         var created = Set<Key>()

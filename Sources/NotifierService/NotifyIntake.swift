@@ -60,16 +60,13 @@ public struct NotifyIntake: Sendable {
         var user: Int64
     }
 
-    /// The lookup's generic plan may be made on empty tables (a new deployment) and kept until the
-    /// next ANALYZE: with seq scans off for its transaction it probes the index even then.
-    static let planSetting = "SET LOCAL enable_seqscan = off"
-
     /// What still waits for each (incident, user) pair ($1, $2: distinct pairs), locked in id
     /// order. Reached through notifications_incident_user (every notification) with the status
     /// tested above the fence (`OFFSET 0`), never through a pending-only index: the planner takes
     /// those for empty after an ANALYZE made while nothing was pending, and would read every
     /// pending notification for each batch, however long the backlog (migration 0029,
-    /// `NotifyIntakePlanTests`). Rows of a pair no longer pending are locked too; a pair has few.
+    /// `NotifyIntakePlanTests`), with seq scans off (`PGConnection.seqScansOff`) for a plan made on
+    /// empty tables. Rows of a pair no longer pending are locked too; a pair has few.
     static let waitingSQL = """
         SELECT p.id::text AS id, p.incident_id, p.user_id, p.rule_id, p.request_id, p.minute_zero, p.requested_at_ms,
                p.lease_until_ms, p.reason
@@ -107,7 +104,7 @@ public struct NotifyIntake: Sendable {
             }
             // The supersede rule is NotificationCore's; here: load what waits, mark what it names.
             let pairs = Array(Set(todo.map { Pair(incident: Int64($0.incidentID), user: Int64($0.userID)) }))
-            try connection.enqueue(Self.planSetting)  // sent with the lookup
+            try connection.enqueue(PGConnection.seqScansOff)  // sent with the lookup
             let pendingRows = try connection.query(Self.waitingSQL, [PGArray(pairs.map(\.incident)), PGArray(pairs.map(\.user))])
             var waiting: [Pair: [WaitingNotification]] = [:]
             for row in 0..<pendingRows.count {

@@ -39,14 +39,9 @@ import Testing
             ("insert outbox", Outbox.insert, "'m', 'assignment', 'x', '\\x00', 0"),
         ]
         let plans = try await database.pool.transaction { connection in
-            try connection.execute(TriggerWriter.planSetting)
+            try connection.execute(PGConnection.seqScansOff)
             try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            return try statements.enumerated().map { index, statement in
-                try connection.execute("PREPARE plan_\(index) AS \(statement.sql)")
-                let plan = try connection.execute("EXPLAIN EXECUTE plan_\(index)(\(statement.arguments))")
-                // The column name is quoted: PQfnumber folds unquoted names to lower case.
-                return (0..<plan.count).compactMap { plan.string($0, "\"QUERY PLAN\"") }.joined(separator: "\n")
-            }
+            return try statements.map { try connection.plan(of: $0.sql, arguments: $0.arguments) }
         }
         for (statement, plan) in zip(statements, plans) {
             #expect(!plan.contains("Seq Scan"), "\(statement.name) seq-scans:\n\(plan)")

@@ -12,12 +12,6 @@ import Testing
 /// triggers/s each intake read the whole backlog, took 0.4–2.3 s, and pages arrived 17 s late
 /// (docs/PERFORMANCE.md, migration 0029).
 @Suite struct NotifyIntakePlanTests {
-    static func plan(_ connection: PGConnection, _ name: String, arguments: String) throws -> String {
-        let plan = try connection.execute("EXPLAIN EXECUTE \(name)(\(arguments))")
-        // The column name is quoted: PQfnumber folds unquoted names to lower case.
-        return (0..<plan.count).compactMap { plan.string($0, "\"QUERY PLAN\"") }.joined(separator: "\n")
-    }
-
     @Test func waitingPagesAreFoundByPairEvenWhenStatisticsSayNothingIsPending() async throws {
         let database = try await TestDatabase.create()
         let (users, firstIncident) = try await database.pool.transaction { connection -> ([Int64], Int64) in
@@ -53,9 +47,9 @@ import Testing
         let arguments = "'{\(firstIncident + 1500),\(firstIncident + 1500),\(firstIncident + 3000)}', '{\(users[0]),\(users[1]),\(users[0])}'"
         let plans = try await database.pool.transaction { connection -> [String] in
             try connection.execute("PREPARE waiting AS \(NotifyIntake.waitingSQL)")
-            let custom = try Self.plan(connection, "waiting", arguments: arguments)
+            let custom = try connection.plan(ofPrepared: "waiting", arguments: arguments)
             try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            return [custom, try Self.plan(connection, "waiting", arguments: arguments)]
+            return [custom, try connection.plan(ofPrepared: "waiting", arguments: arguments)]
         }
         for plan in plans {
             #expect(plan.contains("Index Scan using notifications_incident_user"), "\(plan)")
@@ -78,10 +72,9 @@ import Testing
     @Test func theLookupUsesTheIndexWithPlansMadeOnEmptyTables() async throws {
         let database = try await TestDatabase.create()
         let plan = try await database.pool.transaction { connection -> String in
-            try connection.execute(NotifyIntake.planSetting)
+            try connection.execute(PGConnection.seqScansOff)
             try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            try connection.execute("PREPARE waiting AS \(NotifyIntake.waitingSQL)")
-            return try Self.plan(connection, "waiting", arguments: "'{1}', '{1}'")
+            return try connection.plan(of: NotifyIntake.waitingSQL, arguments: "'{1}', '{1}'")
         }
         #expect(plan.contains("Index Scan using notifications_incident_user"), "\(plan)")
         #expect(!plan.contains("Seq Scan"), "\(plan)")

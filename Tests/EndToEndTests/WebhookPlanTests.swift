@@ -11,13 +11,6 @@ import Testing
 /// delivery for each candidate, and a receiver down with 5,000 deliveries waiting made each
 /// claim take 3.6 s of PostgreSQL's CPU, beside the pages (migration 0030).
 @Suite struct WebhookPlanTests {
-    static func plan(_ connection: PGConnection, _ sql: String, _ arguments: String) throws -> String {
-        try connection.execute("PREPARE probe AS \(sql)")
-        defer { _ = try? connection.execute("DEALLOCATE probe") }
-        let plan = try connection.execute("EXPLAIN EXECUTE probe\(arguments.isEmpty ? "" : "(\(arguments))")")
-        return (0..<plan.count).compactMap { plan.string($0, "\"QUERY PLAN\"") }.joined(separator: "\n")
-    }
-
     @Test func theOrderTestProbesItsSequenceWhateverThePendingStatistics() async throws {
         let database = try await TestDatabase.create()
         try await database.pool.transaction { connection in
@@ -44,10 +37,10 @@ import Testing
                 """)
         }
         let plans = try await database.pool.transaction { connection -> [String] in
-            let claim = try Self.plan(connection, WebhookSender.claimSQL, "100, 1000, 50")
-            let next = try Self.plan(connection, WebhookSender.nextDueSQL, "")
+            let claim = try connection.plan(of: WebhookSender.claimSQL, arguments: "100, 1000, 50")
+            let next = try connection.plan(of: WebhookSender.nextDueSQL)
             try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            return [claim, next, try Self.plan(connection, WebhookSender.claimSQL, "100, 1000, 50")]
+            return [claim, next, try connection.plan(of: WebhookSender.claimSQL, arguments: "100, 1000, 50")]
         }
         for plan in plans {
             #expect(plan.contains("Index Scan using webhook_deliveries_sequence on webhook_deliveries e"), "\(plan)")

@@ -15,8 +15,7 @@ import Testing
         """
 
     static func plan(_ connection: PGConnection) throws -> String {
-        let rows = try connection.execute("EXPLAIN EXECUTE next_timer")
-        return (0..<rows.count).compactMap { rows.string($0, "\"QUERY PLAN\"") }.joined(separator: "\n")
+        try connection.plan(ofPrepared: "next_timer")
     }
 
     /// A statement prepared while `incidents` was empty keeps its plan, a sequential scan, after

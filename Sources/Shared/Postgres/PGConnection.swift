@@ -29,6 +29,13 @@ extension Optional: PGEncodable where Wrapped: PGEncodable {
 /// session (behind pgbouncer in transaction mode, whose server connections change between
 /// transactions; pgbouncer before 1.21 cannot carry named prepared statements).
 public final class PGConnection: @unchecked Sendable {
+    /// Seq scans off for the rest of the transaction (enqueue it first). A connection's generic
+    /// plan is made once and kept until the next ANALYZE: one made while the tables were young (a
+    /// new deployment, a fresh benchmark database) would otherwise seq-scan tables that keep
+    /// growing. For statements that must reach their rows through an index whatever the plan cache
+    /// decides (a trigger batch, the notify intake's lookup).
+    public static let seqScansOff = "SET LOCAL enable_seqscan = off"
+
     private let handle: OpaquePointer
     private let prepared: Bool
     private var statements: [String: String] = [:]
