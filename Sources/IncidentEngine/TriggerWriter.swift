@@ -19,7 +19,8 @@ public enum TriggerWriter {
     /// The batch's statements. Each reaches the rows it needs through an index, whatever the plan
     /// cache decides: the lock query probes per key (LATERAL) in key order; the updates run with
     /// seq scans off for this transaction (`PGConnection.seqScansOff`). IngestTests checks the
-    /// plans on empty tables.
+    /// plans on empty tables. The batch runs on generic plans (`PGConnection.genericPlans`): the
+    /// lock query is not planned again on every call.
     static let lockOpen = """
         SELECT i.id, i.service_id, i.dedup_key, i.first_alert
         FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS k(service_id, dedup_key, n)
@@ -73,6 +74,7 @@ public enum TriggerWriter {
             if firstIndex[key] == nil { firstIndex[key] = index }
         }
         try connection.enqueue(PGConnection.seqScansOff)  // sent with the lock query
+        try connection.enqueue(PGConnection.genericPlans)
         var incidentOf: [Key: Int64] = [:]
         var firstAlertOf: [Int64: Int64] = [:]
         var created = Set<Key>()
