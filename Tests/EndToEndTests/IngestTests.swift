@@ -23,6 +23,16 @@ import Testing
         }
     }
 
+    /// A service that pages nobody and has no event rate limit; returns its routing key.
+    static func unlimitedService(_ database: TestDatabase, name: String) async throws -> String {
+        let routingKey = Seed.newRoutingKey()
+        try await database.pool.transaction { connection in
+            let service = try Seed.service(connection, name: name, routingKey: routingKey, users: [])
+            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [service.serviceID])
+        }
+        return routingKey
+    }
+
     /// A connection's generic plan is made once and kept until the next ANALYZE; made on empty
     /// tables it may seq-scan them, however large they grow. Every statement of a trigger batch
     /// must reach its rows through an index even then (it was 14,000 instead of 22,000 new
@@ -40,7 +50,7 @@ import Testing
         ]
         let plans = try await database.pool.transaction { connection in
             try connection.execute(PGConnection.seqScansOff)
-            try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            try connection.execute(PGConnection.genericPlans)
             return try statements.map { try connection.plan(of: $0.sql, arguments: $0.arguments) }
         }
         for (statement, plan) in zip(statements, plans) {
@@ -56,11 +66,7 @@ import Testing
     /// plan: eight batches of new and repeated keys on one connection, no custom plan.
     @Test func triggerBatchesRunOnGenericPlans() async throws {
         let database = try await TestDatabase.create()
-        let routingKey = Seed.newRoutingKey()
-        try await database.pool.transaction { connection in
-            let service = try Seed.service(connection, name: "plans", routingKey: routingKey, users: [])
-            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [service.serviceID])
-        }
+        let routingKey = try await Self.unlimitedService(database, name: "plans")
         var configuration = PostgresConfiguration(url: database.url)
         configuration.maxConnections = 1
         let pool = PostgresPool(configuration: configuration, logger: Logger(label: "test"))
@@ -86,11 +92,7 @@ import Testing
     /// The loser's INSERT meets the unique index and its batch runs again.
     @Test func replicasRacingOnNewKeysOpenEachIncidentOnce() async throws {
         let database = try await TestDatabase.create()
-        let routingKey = Seed.newRoutingKey()
-        try await database.pool.transaction { connection in
-            let service = try Seed.service(connection, name: "race", routingKey: routingKey, users: [])
-            try connection.query("UPDATE services SET events_per_minute = 0 WHERE id = $1", [service.serviceID])
-        }
+        let routingKey = try await Self.unlimitedService(database, name: "race")
         let pools = (0..<2).map { _ in PostgresPool(url: database.url, logger: Logger(label: "test")) }
         let replicas = pools.map {
             EventProcessor(pool: $0, clock: SystemWallClock(), assignmentOutbox: Waker(), logger: Logger(label: "test"))

@@ -48,7 +48,7 @@ import Testing
         let plans = try await database.pool.transaction { connection -> [String] in
             try connection.execute("PREPARE waiting AS \(NotifyIntake.waitingSQL)")
             let custom = try connection.plan(ofPrepared: "waiting", arguments: arguments)
-            try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            try connection.execute(PGConnection.genericPlans)
             return [custom, try connection.plan(ofPrepared: "waiting", arguments: arguments)]
         }
         for plan in plans {
@@ -73,7 +73,7 @@ import Testing
         let database = try await TestDatabase.create()
         let plan = try await database.pool.transaction { connection -> String in
             try connection.execute(PGConnection.seqScansOff)
-            try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            try connection.execute(PGConnection.genericPlans)
             return try connection.plan(of: NotifyIntake.waitingSQL, arguments: "'{1}', '{1}'")
         }
         #expect(plan.contains("Index Scan using notifications_incident_user"), "\(plan)")

@@ -39,7 +39,7 @@ import Testing
         let plans = try await database.pool.transaction { connection -> [String] in
             let claim = try connection.plan(of: WebhookSender.claimSQL, arguments: "100, 1000, 50")
             let next = try connection.plan(of: WebhookSender.nextDueSQL)
-            try connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            try connection.execute(PGConnection.genericPlans)
             return [claim, next, try connection.plan(of: WebhookSender.claimSQL, arguments: "100, 1000, 50")]
         }
         for plan in plans {
